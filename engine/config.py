@@ -1,0 +1,350 @@
+"""RunConfig: the one description of a run, shared by the GUI, the CLI and every run folder.
+
+A tree of frozen dataclasses holding JSON types only. Limits and help text live in field metadata
+so that the GUI can build its widgets from them and one ``validate()`` serves every front end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A RunConfig that cannot be used; the message names the field and what is allowed."""
+
+
+class Method(StrEnum):
+    """How much of the pretrained model is trained."""
+
+    LINEAR_PROBE = "linear-probe"
+    LAST_N = "last-n"
+    FULL = "full"
+    CUSTOM = "custom"
+
+
+class Optimizer(StrEnum):
+    ADAMW = "adamw"
+    SGD = "sgd"
+
+
+class Schedule(StrEnum):
+    COSINE = "cosine"
+    ONE_CYCLE = "one-cycle"
+    CONSTANT = "constant"
+
+
+class AugmentPreset(StrEnum):
+    NONE = "none"
+    LIGHT = "light"
+    STANDARD = "standard"
+    STRONG = "strong"
+
+
+class ClassWeights(StrEnum):
+    NONE = "none"
+    BALANCED = "balanced"
+
+
+class Device(StrEnum):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+    MPS = "mps"
+
+
+class Precision(StrEnum):
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
+class Monitor(StrEnum):
+    VAL_ACCURACY = "val_accuracy"
+    VAL_LOSS = "val_loss"
+    VAL_MACRO_F1 = "val_macro_f1"
+
+
+def _f(default: Any = dataclasses.MISSING, *, help: str, **limits: Any) -> Any:
+    """A dataclass field carrying help text and limits (min, max) in its metadata."""
+    meta = {"help": help, **limits}
+    if isinstance(default, list):
+        return field(default_factory=lambda d=default: list(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    path: str = _f("", help="Labeled folder: one subfolder per class, or train/ val/ (test/).")
+    val_fraction: float = _f(
+        0.2, help="Share of images held out for validation when the folder has no val/.", min=0.05,
+        max=0.5,
+    )
+    test_fraction: float = _f(
+        0.0, help="Share held out as a locked test set when the folder has no test/.", min=0.0,
+        max=0.5,
+    )
+    split_seed: int = _f(0, help="Seed of the stratified split; the same seed gives the same split.",
+                         min=0)
+    min_per_class: int = _f(
+        2, help="Classes with fewer usable examples than this are reported and left out.", min=1,
+        max=1000,
+    )
+    num_workers: int = _f(
+        -1, help="Data loading worker processes; -1 chooses from the number of CPU cores.", min=-1,
+        max=64,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    backbone: str = _f(
+        "efficientnet_lite0",
+        help="Catalog name, 'timm:NAME', 'hf:ID' or a local Hugging Face folder.",
+    )
+    weights: str | None = _f(
+        None,
+        help="A checkpoint file (.safetensors, .pt, .pth) to start from instead of the catalog's "
+        "pretrained weights.",
+    )
+    pretrained: bool = _f(True, help="Start from pretrained weights (off: random initialisation).")
+    head_dropout: float = _f(0.0, help="Dropout before the classification head.", min=0.0, max=0.9)
+    allow_remote_code: bool = _f(
+        False, help="Allow Hugging Face models to run code shipped with them. Off unless you "
+        "trust the model's author.",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdaptConfig:
+    method: Method = _f(Method.LINEAR_PROBE, help="linear-probe trains only the head; last-n also "
+                        "the last N layer groups; full trains everything; custom uses frozen_groups.")
+    last_n: int = _f(2, help="With last-n: how many layer groups before the head are trained.",
+                     min=0, max=1000)
+    frozen_groups: list[str] = _f([], help="With custom: names of the layer groups to freeze.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimConfig:
+    optimizer: Optimizer = _f(Optimizer.ADAMW, help="AdamW suits most fine-tuning; SGD with "
+                              "momentum is the classic alternative.")
+    lr: float = _f(1e-3, help="Peak learning rate.", min=1e-7, max=10.0)
+    backbone_lr_scale: float = _f(
+        0.1, help="Learning rate of unfrozen backbone layers relative to the head's.", min=0.0,
+        max=10.0,
+    )
+    weight_decay: float = _f(0.01, help="Weight decay (L2 for SGD, decoupled for AdamW).", min=0.0,
+                             max=1.0)
+    momentum: float = _f(0.9, help="SGD momentum.", min=0.0, max=0.999)
+    label_smoothing: float = _f(0.0, help="Label smoothing of the cross-entropy loss.", min=0.0,
+                                max=0.5)
+    class_weights: ClassWeights = _f(ClassWeights.NONE, help="balanced weighs each class by the "
+                                     "inverse of its share of the training set.")
+    grad_clip: float = _f(0.0, help="Clip the gradient norm to this value; 0 turns clipping off.",
+                          min=0.0, max=1000.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleConfig:
+    epochs: int = _f(10, help="Passes over the training set.", min=1, max=10000)
+    batch_size: int = _f(32, help="Images per optimisation step.", min=1, max=4096)
+    schedule: Schedule = _f(Schedule.COSINE, help="Learning-rate schedule after warm-up.")
+    warmup_fraction: float = _f(0.05, help="Share of all steps spent warming up the learning rate.",
+                                min=0.0, max=0.5)
+    early_stopping_patience: int = _f(
+        0, help="Stop after this many epochs without improvement of the monitored metric; 0 never "
+        "stops early.", min=0, max=10000,
+    )
+    monitor: Monitor = _f(Monitor.VAL_ACCURACY, help="Validation metric that picks the best "
+                          "checkpoint and drives early stopping.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AugmentConfig:
+    preset: AugmentPreset = _f(AugmentPreset.LIGHT, help="Random crops, flips and colour changes "
+                               "applied to training images.")
+    cache_views: int = _f(
+        4, help="With a frozen backbone: how many augmented views of each training image are "
+        "computed once and cached (1 with preset none).", min=1, max=64,
+    )
+    hflip: bool = _f(True, help="Allow horizontal flips (turn off when left and right matter).")
+    vflip: bool = _f(False, help="Allow vertical flips (microscopy, aerial images).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceConfig:
+    device: Device = _f(Device.AUTO, help="auto picks CUDA, then Apple MPS, then the CPU.")
+    precision: Precision = _f(Precision.AUTO, help="auto uses bf16 autocast on GPUs that support "
+                              "it, fp16 on other CUDA GPUs and fp32 on the CPU.")
+    channels_last: bool = _f(True, help="Use the channels-last memory layout for convolutional "
+                             "networks.")
+    deterministic: bool = _f(True, help="Deterministic algorithms where the device allows it.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Everything that defines a run. Saved as config.json in every run folder."""
+
+    schema_version: int = _f(SCHEMA_VERSION, help="Format version of this file.", min=1)
+    name: str = _f("", help="Optional label shown in the run list.")
+    seed: int = _f(0, help="Seed for weights of the head, shuffling and augmentation.", min=0)
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Dataset."})
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Backbone."})
+    adapt: AdaptConfig = field(default_factory=AdaptConfig, metadata={"help": "Freezing."})
+    optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "Optimiser."})
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig,
+                                     metadata={"help": "Schedule."})
+    augment: AugmentConfig = field(default_factory=AugmentConfig,
+                                   metadata={"help": "Augmentation."})
+    device: DeviceConfig = field(default_factory=DeviceConfig, metadata={"help": "Device."})
+
+    # -- JSON ---------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_json(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Build a config from JSON data; unknown keys and wrong types raise ConfigError."""
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"schema_version {version!r} is newer than this Refit Studio understands "
+                f"({SCHEMA_VERSION}); update Refit Studio to open this run."
+            )
+        return _from_json(cls, data, "")
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"Cannot read the config file {path}: {exc.strerror}.") from exc
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}."
+            ) from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a JSON object, not {type(data).__name__}.")
+        return cls.from_dict(data)
+
+    def replace(self, **sections: Any) -> RunConfig:
+        """Copy with whole sections or top-level fields replaced."""
+        return dataclasses.replace(self, **sections)
+
+    def validate(self) -> RunConfig:
+        """Check every limit; raise ConfigError naming the first bad field. Returns self."""
+        _validate(self, "")
+        if self.adapt.method is Method.CUSTOM and not isinstance(self.adapt.frozen_groups, list):
+            raise ConfigError("adapt.frozen_groups must be a list of layer-group names.")
+        if self.data.val_fraction + self.data.test_fraction >= 0.9:
+            raise ConfigError(
+                "data.val_fraction + data.test_fraction must leave at least 10% for training."
+            )
+        return self
+
+
+def field_help(cls: type, name: str) -> dict[str, Any]:
+    """The metadata (help, min, max) of one field, for tooltips and spin-box ranges."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return dict(f.metadata)
+    raise KeyError(name)
+
+
+def _to_json(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, list | tuple):
+        return [_to_json(v) for v in value]
+    return value
+
+
+def _resolved_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _from_json(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'} must be a JSON object.")
+    hints = _resolved_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"Unknown setting {_join(where, unknown[0])!r}; allowed here: {', '.join(sorted(names))}."
+        )
+    kwargs = {key: _coerce(hints[key], value, _join(where, key)) for key, value in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, where)
+    if dataclasses.is_dataclass(tp):
+        return _from_json(tp, value, where)
+    if isinstance(tp, type) and issubclass(tp, StrEnum):
+        try:
+            return tp(value)
+        except ValueError:
+            allowed = ", ".join(m.value for m in tp)
+            raise ConfigError(f"{where} is {value!r}; allowed values: {allowed}.") from None
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list.")
+        (inner,) = typing.get_args(tp)
+        return [_coerce(inner, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool):
+        if type(value) is not tp:
+            raise ConfigError(f"{where} must be {_type_word(tp)}, not {value!r}.")
+        return value
+    raise ConfigError(f"{where} has an unsupported type {tp!r}.")  # pragma: no cover
+
+
+def _validate(obj: Any, where: str) -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        path = _join(where, f.name)
+        if dataclasses.is_dataclass(value):
+            _validate(value, path)
+            continue
+        lo, hi = f.metadata.get("min"), f.metadata.get("max")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if value != value:  # NaN
+                raise ConfigError(f"{path} is not a number.")
+            if lo is not None and value < lo or hi is not None and value > hi:
+                bounds = (
+                    f"between {lo} and {hi}" if hi is not None
+                    else f"at least {lo}"
+                )
+                raise ConfigError(f"{path} is {value}; it must be {bounds}.")
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _type_word(tp: type) -> str:
+    return {int: "a whole number", float: "a number", str: "text", bool: "true or false"}[tp]

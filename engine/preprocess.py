@@ -1,0 +1,20 @@
+"""How a backbone wants its images: input size, normalisation and resize policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preprocess:
+    """Input geometry and normalisation a backbone was pretrained with."""
+
+    input_size: int = 224
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    interpolation: str = "bilinear"  # "bilinear" or "bicubic"
+    crop_pct: float = 0.875  # evaluation: resize to input_size / crop_pct, then centre-crop
+
+    @property
+    def resize_size(self) -> int:
+        return int(round(self.input_size / self.crop_pct))
