@@ -62,6 +62,15 @@ class CheckpointSaved(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class StageProgressed(Event):
+    """Progress of a long stage outside the step loop (scanning, caching features)."""
+
+    stage: str  # "scan" or "features"
+    done: int
+    total: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class LogMessage(Event):
     level: str  # "info", "warning" or "error"
     text: str

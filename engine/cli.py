@@ -1,0 +1,396 @@
+"""The `refit` command line: scan, train, resume, predict, runs, backbones."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.config import (
+    AugmentPreset,
+    ClassWeights,
+    ConfigError,
+    Device,
+    Method,
+    Monitor,
+    Optimizer,
+    Precision,
+    RunConfig,
+    Schedule,
+)
+
+# Flags that map straight onto RunConfig fields: flag -> (section, field, type).
+_OVERRIDES: dict[str, tuple[str, str, Any]] = {
+    "backbone": ("model", "backbone", str),
+    "weights": ("model", "weights", str),
+    "last_n": ("adapt", "last_n", int),
+    "epochs": ("schedule", "epochs", int),
+    "batch_size": ("schedule", "batch_size", int),
+    "schedule": ("schedule", "schedule", Schedule),
+    "early_stopping": ("schedule", "early_stopping_patience", int),
+    "monitor": ("schedule", "monitor", Monitor),
+    "lr": ("optim", "lr", float),
+    "optimizer": ("optim", "optimizer", Optimizer),
+    "weight_decay": ("optim", "weight_decay", float),
+    "label_smoothing": ("optim", "label_smoothing", float),
+    "class_weights": ("optim", "class_weights", ClassWeights),
+    "augment": ("augment", "preset", AugmentPreset),
+    "cache_views": ("augment", "cache_views", int),
+    "val_fraction": ("data", "val_fraction", float),
+    "test_fraction": ("data", "test_fraction", float),
+    "split_seed": ("data", "split_seed", int),
+    "min_per_class": ("data", "min_per_class", int),
+    "workers": ("data", "num_workers", int),
+    "device": ("device", "device", Device),
+    "precision": ("device", "precision", Precision),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `refit`; returns the exit code (0 ok, 1 failed/cancelled, 2 bad input)."""
+    import multiprocessing
+
+    multiprocessing.freeze_support()
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("refit: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        from engine.training.provenance import error_sentence
+
+        print(f"refit: {error_sentence(exc)}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="refit", description="Fine-tune pretrained models on your labeled folders, offline."
+    )
+    p.add_argument("--workspace", help="Folder holding runs (default: $REFIT_HOME or the "
+                   "per-user data folder).")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("scan", help="Check a labeled folder and list its problems.")
+    s.add_argument("folder")
+    s.add_argument("--min-per-class", type=int, default=2)
+    s.add_argument("--json", action="store_true", help="Print the result as JSON.")
+    s.set_defaults(func=_cmd_scan)
+
+    t = sub.add_parser("train", help="Train on a folder, or replay a saved config.json.")
+    t.add_argument("source", help="A labeled folder, or a config.json (e.g. runs/<id>/config.json).")
+    t.add_argument("--method", help="linear-probe, last-N (e.g. last-3), full")
+    t.add_argument("--name", help="A label for the run list.")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--no-pretrained", action="store_true", help="Start from random weights.")
+    t.add_argument("--save-config", metavar="FILE",
+                   help="Write the resulting config.json to FILE and exit without training.")
+    t.add_argument("--quiet", action="store_true", help="No progress bars.")
+    for flag, (_section, _field, tp) in _OVERRIDES.items():
+        kwargs: dict[str, Any] = {"type": float if tp is float else int if tp is int else str}
+        if isinstance(tp, type) and issubclass(tp, str) and tp is not str:
+            kwargs["choices"] = [m.value for m in tp]
+        t.add_argument("--" + flag.replace("_", "-"), dest=flag, **kwargs)
+    t.set_defaults(func=_cmd_train)
+
+    r = sub.add_parser("resume", help="Continue a stopped run from its last checkpoint.")
+    r.add_argument("run", help="Run id (or a unique prefix) or run folder.")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=_cmd_resume)
+
+    pr = sub.add_parser("predict", help="Classify image files with a trained run.")
+    pr.add_argument("run")
+    pr.add_argument("files", nargs="+")
+    pr.add_argument("--top-k", type=int, default=3)
+    pr.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=_cmd_predict)
+
+    ls = sub.add_parser("runs", help="List the runs in the workspace.")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=_cmd_runs)
+
+    b = sub.add_parser("backbones", help="List the backbone catalog and what works offline.")
+    b.set_defaults(func=_cmd_backbones)
+    return p
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from engine.data import scan_folder
+
+    with _Progress("Scanning", quiet=args.json) as bar:
+        index = scan_folder(args.folder, min_per_class=args.min_per_class, progress=bar.update)
+    if args.json:
+        print(json.dumps({
+            "root": index.root, "classes": list(index.classes),
+            "counts": index.class_counts(), "has_splits": index.has_splits,
+            "problems": [{"kind": str(p.kind), "severity": p.severity, "path": p.path,
+                          "message": p.message} for p in index.problems],
+        }, indent=2))
+    else:
+        counts = index.class_counts()
+        print(f"{index.root}: {len(index.samples)} usable images in {len(index.classes)} classes"
+              + (" (train/val folders)" if index.has_splits else ""))
+        for cls in index.classes:
+            per = ", ".join(f"{split} {n[cls]}" for split, n in counts.items() if cls in n)
+            print(f"  {cls}: {per}")
+        for problem in index.problems:
+            print(f"{problem.severity}: {problem.message}")
+    return 2 if index.fatal_problem() else 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from engine.training.trainer import train
+
+    config = _config_from_args(args)
+    if args.save_config:
+        Path(args.save_config).write_text(config.to_json(), encoding="utf-8")
+        print(f"Wrote {args.save_config}")
+        return 0
+    return _run_with_progress(
+        lambda cb, control: train(config, workspace=args.workspace, on_event=cb, control=control),
+        quiet=args.quiet,
+    )
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from engine.training.trainer import resume
+
+    return _run_with_progress(
+        lambda cb, control: resume(args.run, workspace=args.workspace, on_event=cb,
+                                   control=control),
+        quiet=args.quiet,
+    )
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from engine.evaluation import Predictor
+    from engine.runs import Workspace
+
+    run = Workspace(args.workspace).open_run(args.run)
+    predictor = Predictor(run, checkpoint=args.checkpoint, device=args.device)
+    results = predictor.predict(args.files, top_k=args.top_k)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
+    else:
+        for r in results:
+            if r.error:
+                print(f"{r.path}\terror: {r.error}")
+            else:
+                top = ", ".join(f"{name} {prob:.1%}" for name, prob in r.top)
+                print(f"{r.path}\t{top}")
+    return 1 if any(r.error for r in results) else 0
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from engine.runs import Workspace
+
+    ws = Workspace(args.workspace)
+    runs = ws.list_runs()
+    if args.json:
+        print(json.dumps([{**dataclasses.asdict(r), "path": str(r.path)} for r in runs], indent=2))
+        return 0
+    if not runs:
+        print(f"No runs yet in {ws.runs_root}.")
+        return 0
+    print(f"{'RUN':40} {'STATUS':10} {'METHOD':13} {'EPOCHS':>6} {'VAL ACC':>8}  BACKBONE")
+    for r in runs:
+        acc = r.best.get("val_accuracy")
+        acc_text = f"{acc:.1%}" if acc is not None else "-"
+        print(f"{r.run_id:40} {r.status:10} {r.method:13} {r.epochs_done:>6} {acc_text:>8}  "
+              f"{r.backbone}")
+    return 0
+
+
+def _cmd_backbones(args: argparse.Namespace) -> int:
+    from engine.models import list_catalog, weights_status
+
+    for entry in list_catalog():
+        status = weights_status(entry.name)
+        params = f"{entry.params / 1e6:.1f}M" if entry.params else "?"
+        mark = "offline" if status.available else "needs weights"
+        print(f"{entry.name:28} {params:>7}  {entry.preprocess.input_size:>4}px  {mark:13} "
+              f"{entry.description}")
+    return 0
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _config_from_args(args: argparse.Namespace) -> RunConfig:
+    source = Path(args.source)
+    if source.is_file() and source.suffix.lower() == ".json":
+        config = RunConfig.load(source)
+    elif source.is_dir():
+        config = RunConfig().replace(data=dataclasses.replace(RunConfig().data,
+                                                              path=str(source.resolve())))
+    else:
+        raise ConfigError(
+            f"{args.source} is neither a folder of labeled images nor a config .json file."
+        )
+    sections: dict[str, dict[str, Any]] = {}
+    for flag, (section, name, tp) in _OVERRIDES.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            sections.setdefault(section, {})[name] = tp(value) if tp not in (int, float) else value
+    if args.method:
+        method, last_n = _parse_method(args.method)
+        sections.setdefault("adapt", {})["method"] = method
+        if last_n is not None:
+            sections["adapt"]["last_n"] = last_n
+    if args.no_pretrained:
+        sections.setdefault("model", {})["pretrained"] = False
+    top: dict[str, Any] = {
+        name: dataclasses.replace(getattr(config, name), **changes)
+        for name, changes in sections.items()
+    }
+    if args.name is not None:
+        top["name"] = args.name
+    if args.seed is not None:
+        top["seed"] = args.seed
+    return config.replace(**top).validate()
+
+
+def _parse_method(text: str) -> tuple[Method, int | None]:
+    t = text.strip().lower()
+    if t.startswith("last-") and t[5:].isdigit():
+        return Method.LAST_N, int(t[5:])
+    aliases = {"linear": Method.LINEAR_PROBE, "probe": Method.LINEAR_PROBE, "last-n": Method.LAST_N,
+               "finetune": Method.FULL, "fine-tune": Method.FULL, "full-fine-tune": Method.FULL}
+    if t in aliases:
+        return aliases[t], None
+    try:
+        return Method(t), None
+    except ValueError:
+        raise ConfigError(
+            f"--method {text!r} is not known; use linear-probe, last-N (e.g. last-2) or full."
+        ) from None
+
+
+def _run_with_progress(start: Any, *, quiet: bool) -> int:
+    from engine.training.control import RunControl
+
+    control = RunControl()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if control.cancelled:
+            raise KeyboardInterrupt
+        print("\nStopping after this step (Ctrl+C again to abort)…", file=sys.stderr)
+        control.cancel()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    view = _TrainView(quiet)
+    try:
+        result = start(view.on_event, control)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        view.close()
+    best = result.best_metrics
+    if best:
+        print(f"Best epoch {int(best['epoch']) + 1}: val_accuracy {best['val_accuracy']:.4f}, "
+              f"val_loss {best['val_loss']:.4f}, val_macro_f1 {best['val_macro_f1']:.4f}")
+    print(f"Run {result.status}: {result.run_dir}")
+    return 0 if str(result.status) == "completed" else 1
+
+
+class _Progress:
+    """A tqdm bar driven by (done, total) callbacks; silent when quiet."""
+
+    def __init__(self, desc: str, *, quiet: bool = False, unit: str = "file") -> None:
+        self.desc, self.quiet, self.unit, self.bar = desc, quiet, unit, None
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def update(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, leave=False,
+                            file=sys.stderr)
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class _TrainView:
+    """Prints the run the way a person wants to read it: bars for long stages, a line per epoch."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.stage: _Progress | None = None
+        self.stage_name = ""
+
+    def on_event(self, event: Any) -> None:
+        from engine import events as ev
+
+        if isinstance(event, ev.StageProgressed):
+            if event.stage != self.stage_name:
+                self.close()
+                labels = {"scan": "Scanning", "features": "Features"}
+                unit = "img" if event.stage != "scan" else "file"
+                self.stage = _Progress(labels.get(event.stage, event.stage), quiet=self.quiet,
+                                       unit=unit)
+                self.stage_name = event.stage
+            self.stage.update(event.done, event.total)
+        elif isinstance(event, ev.StepEnded):
+            if self.stage_name != "train":
+                self.close()
+                self.stage = _Progress("Training", quiet=self.quiet, unit="step")
+                self.stage_name = "train"
+            self.stage.update(event.step, event.total_steps)
+            if self.stage.bar is not None:
+                self.stage.bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
+        elif isinstance(event, ev.RunStarted):
+            self.close()
+            print(f"Run {event.run_id}: {len(event.classes)} classes, {event.train_size} train / "
+                  f"{event.val_size} val images on {event.device}; training "
+                  f"{event.trainable_params:,} of {event.total_params:,} parameters"
+                  + (" on cached features" if event.feature_cache else ""))
+        elif isinstance(event, ev.EpochEnded):
+            m = event.metrics
+            self._write(f"epoch {event.epoch + 1}/{event.epochs}  train_loss {m['train_loss']:.4f}"
+                        f"  val_loss {m['val_loss']:.4f}  val_acc {m['val_accuracy']:.4f}"
+                        f"  val_f1 {m['val_macro_f1']:.4f}" + ("  *" if event.is_best else ""))
+        elif isinstance(event, ev.LogMessage):
+            prefix = "" if event.level == "info" else f"{event.level}: "
+            self._write(prefix + event.text)
+
+    def _write(self, text: str) -> None:
+        if self.stage is not None and self.stage.bar is not None:
+            self.stage.bar.write(text, file=sys.stdout)
+        else:
+            print(text)
+
+    def close(self) -> None:
+        if self.stage is not None:
+            self.stage.close()
+        self.stage, self.stage_name = None, ""
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

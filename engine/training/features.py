@@ -1,0 +1,85 @@
+"""The frozen-backbone fast path: compute features once, cache them, train the head on them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from engine.files import write_atomic
+from engine.training.control import RunControl
+from engine.training.devices import Placement
+from engine.training.loaders import make_loader
+
+
+class Cancelled(Exception):
+    """Raised inside the engine when the user cancels; the trainer turns it into RunEnded."""
+
+
+def cache_key(parts: dict[str, Any]) -> str:
+    """A stable hash of everything that determines the features."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode("utf-8")
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
+@torch.inference_mode()
+def extract_features(
+    backbone: nn.Module,
+    dataset: Any,
+    *,
+    placement: Placement,
+    channels_last: bool,
+    batch_size: int,
+    workers: int,
+    control: RunControl | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Run ``backbone`` in eval mode over ``dataset``; returns float32 features on the CPU."""
+    was_training = backbone.training
+    backbone.eval()
+    loader, _ = make_loader(
+        dataset, batch_size=batch_size, seed=0, shuffle=False, workers=workers,
+        pin=placement.device.type == "cuda",
+    )
+    chunks: list[torch.Tensor] = []
+    done, total = 0, len(dataset)
+    last_report = 0.0
+    try:
+        for x, _y in loader:
+            if control is not None:
+                control.wait_while_paused()
+                if control.cancelled:
+                    raise Cancelled()
+            x = x.to(placement.device, non_blocking=True)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with placement.autocast():
+                feats = backbone(x)
+            chunks.append(feats.float().cpu())
+            done += len(x)
+            now = time.monotonic()
+            if on_progress is not None and (now - last_report > 0.1 or done == total):
+                on_progress(done, total)
+                last_report = now
+    finally:
+        backbone.train(was_training)
+    return torch.cat(chunks) if chunks else torch.empty(0)
+
+
+def cached(path: Path, compute: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, bool]:
+    """Load the tensor at ``path`` or compute and store it. Returns (tensor, was_cached)."""
+    if path.is_file():
+        try:
+            return load_file(str(path))["features"], True
+        except Exception:  # a damaged cache file is recomputed, never trusted
+            path.unlink(missing_ok=True)
+    tensor = compute()
+    write_atomic(path, lambda tmp: save_file({"features": tensor.contiguous()}, str(tmp)))
+    return tensor, False

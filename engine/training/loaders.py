@@ -1,0 +1,85 @@
+"""DataLoaders whose order and augmentation depend only on (seed, epoch, position)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+def auto_workers(requested: int) -> int:
+    """-1: one worker per spare core (max 8); 0 inside a frozen (PyInstaller) app."""
+    if getattr(sys, "frozen", False):
+        return 0
+    if requested >= 0:
+        return requested
+    return min(8, max(0, (os.cpu_count() or 1) - 1))
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> list[int]:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Yields (epoch, index) pairs: shuffled per epoch from the seed, starting at ``start``."""
+
+    def __init__(self, n: int, *, seed: int, shuffle: bool) -> None:
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.epoch, self.start = 0, 0
+
+    def set_position(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = epoch_permutation(self.n, self.seed, self.epoch) if self.shuffle else range(self.n)
+        for i in list(order)[self.start :]:
+            yield self.epoch, i
+
+    def __len__(self) -> int:
+        return max(0, self.n - self.start)
+
+
+class EpochIndexed(Dataset):
+    """Wraps a dataset with ``set_epoch``; the epoch travels with each index into the workers."""
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+        return self.base[index]
+
+
+def make_loader(
+    dataset: Any, *, batch_size: int, seed: int, shuffle: bool, workers: int, pin: bool,
+    drop_last: bool = False,
+) -> tuple[DataLoader, EpochSampler]:
+    sampler = EpochSampler(len(dataset), seed=seed, shuffle=shuffle)
+    loader = DataLoader(
+        EpochIndexed(dataset),
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin,
+        drop_last=drop_last,
+        persistent_workers=workers > 0,
+        # A private generator: worker seeding must not consume the global RNG, or a resumed run
+        # would draw different dropout masks than an uninterrupted one.
+        generator=torch.Generator().manual_seed(seed),
+        prefetch_factor=4 if workers > 0 else None,
+    )
+    return loader, sampler
+
+
+def batches_of(indices: Sequence[int], batch_size: int) -> list[list[int]]:
+    return [list(indices[i : i + batch_size]) for i in range(0, len(indices), batch_size)]

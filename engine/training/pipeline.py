@@ -1,0 +1,200 @@
+"""Where training batches come from: images through the network, or cached features."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.utils.data import ConcatDataset
+
+from engine.config import AugmentPreset
+from engine.data import ImageDataset, build_transform
+from engine.events import StageProgressed
+from engine.training.features import cache_key, cached, extract_features
+from engine.training.loaders import auto_workers, batches_of, epoch_permutation, make_loader
+
+if TYPE_CHECKING:
+    from engine.training.trainer import Trainer
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class Pipeline:
+    """Feeds the trainer: ``train_batches``, ``forward`` and ``validation_logits``."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        self.config = trainer.config
+        self.model = trainer.model
+        self.placement = trainer.placement
+        self.device = trainer.placement.device
+        self.data = trainer.data
+        self.batch_size = self.config.schedule.batch_size
+        self.workers = auto_workers(self.config.data.num_workers)
+        pre = self.model.preprocess
+        aug = self.config.augment
+        self.eval_transform = build_transform(pre, train=False)
+        self.train_transform = build_transform(
+            pre, train=True, preset=aug.preset, hflip=aug.hflip, vflip=aug.vflip
+        )
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, math.ceil(len(self.data.train) / self.batch_size))
+
+    def prepare(self) -> None: ...
+
+    def train_batches(self, epoch: int, start_step: int) -> Iterator[Batch]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def validation_logits(self) -> Batch:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
+        x = x.to(self.device, non_blocking=True)
+        if self.trainer.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y.to(self.device, non_blocking=True)
+
+
+class ImagePipeline(Pipeline):
+    """Images are decoded, augmented and passed through the (partly trainable) network."""
+
+    def prepare(self) -> None:
+        pin = self.device.type == "cuda"
+        seed = self.config.seed
+        train_ds = ImageDataset(self.data.train, self.train_transform, seed=seed)
+        val_ds = ImageDataset(self.data.val, self.eval_transform, seed=seed)
+        self.train_loader, self.train_sampler = make_loader(
+            train_ds, batch_size=self.batch_size, seed=seed, shuffle=True,
+            workers=self.workers, pin=pin,
+        )
+        self.val_loader, _ = make_loader(
+            val_ds, batch_size=self.batch_size, seed=seed, shuffle=False,
+            workers=self.workers, pin=pin,
+        )
+
+    def train_batches(self, epoch: int, start_step: int) -> Iterator[Batch]:
+        self.train_sampler.set_position(epoch, start_step * self.batch_size)
+        for x, y in self.train_loader:
+            yield self._to_device(x, y)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    @torch.inference_mode()
+    def validation_logits(self) -> Batch:
+        self.model.eval()
+        logits, targets = [], []
+        for x, y in self.val_loader:
+            x, y = self._to_device(x, y)
+            with self.placement.autocast():
+                logits.append(self.model(x).float().cpu())
+            targets.append(y.cpu())
+        self.model.train()
+        return torch.cat(logits), torch.cat(targets)
+
+
+class FeaturePipeline(Pipeline):
+    """The backbone is frozen: its features are computed once (clean view plus K-1 augmented
+    views of each training image), cached on disk, and the head trains on them."""
+
+    def prepare(self) -> None:
+        t = self.trainer
+        seed = self.config.seed
+        extra_views = _augmented_views(self.config)
+        clean = ImageDataset(self.data.train, self.eval_transform, seed=seed)
+        parts: list[Any] = [clean]
+        if extra_views:
+            parts.append(ImageDataset(self.data.train, self.train_transform, seed=seed,
+                                      views=extra_views))
+        self.views = 1 + extra_views
+        n = len(self.data.train)
+        key = self._key(extra_views)
+        cache_dir = t.workspace.cache_root / "features"
+        train, hit = cached(cache_dir / f"{key}-train.safetensors",
+                            lambda: self._extract(ConcatDataset(parts), "training"))
+        val, hit_val = cached(cache_dir / f"{key}-val.safetensors",
+                              lambda: self._extract(
+                                  ImageDataset(self.data.val, self.eval_transform, seed=seed),
+                                  "validation"))
+        if hit and hit_val:
+            t.log("Backbone features loaded from the cache; training only the head.")
+        self.train_features = train.view(self.views, n, -1).to(self.device)
+        self.train_labels = torch.tensor([s.label for s in self.data.train], device=self.device)
+        self.val_features = val.to(self.device)
+        self.val_labels = torch.tensor([s.label for s in self.data.val])
+
+    def _extract(self, dataset: Any, what: str) -> torch.Tensor:
+        t = self.trainer
+        t.log(f"Computing backbone features of {len(dataset)} {what} images once "
+              f"({self.device.type}); the head then trains on them.")
+
+        def progress(done: int, total: int) -> None:
+            t.emit(StageProgressed(stage="features", done=done, total=total))
+
+        return extract_features(
+            self.model.backbone, dataset, placement=self.placement,
+            channels_last=t.channels_last, batch_size=max(64, self.batch_size),
+            workers=self.workers, control=t.control, on_progress=progress,
+        )
+
+    def _key(self, extra_views: int) -> str:
+        from engine.models import weights_status
+
+        cfg = self.config
+        weights = weights_status(cfg.model.backbone, cfg.model.weights)
+        source = weights.source
+        try:
+            from pathlib import Path
+
+            stat = Path(source).stat()
+            source = f"{source}:{stat.st_size}:{stat.st_mtime_ns}"
+        except OSError:
+            pass
+        return cache_key({
+            "v": 1,
+            "backbone": cfg.model.backbone,
+            "pretrained": cfg.model.pretrained,
+            "weights": source,
+            "preprocess": repr(self.model.preprocess),
+            "augment": [str(cfg.augment.preset), cfg.augment.hflip, cfg.augment.vflip,
+                        extra_views, cfg.seed],
+            "channels_last": self.trainer.channels_last,
+            "precision": str(self.placement.precision),
+            "train": [s.digest for s in self.data.train],
+            "val": [s.digest for s in self.data.val],
+            "torch": torch.__version__,
+        })
+
+    def train_batches(self, epoch: int, start_step: int) -> Iterator[Batch]:
+        n = len(self.data.train)
+        seed = self.config.seed
+        order = epoch_permutation(n, seed, epoch)
+        g = torch.Generator().manual_seed(seed * 7919 + epoch)
+        view = torch.randint(self.views, (n,), generator=g).to(self.device)
+        for idx in batches_of(order, self.batch_size)[start_step:]:
+            i = torch.tensor(idx, device=self.device)
+            yield self.train_features[view[i], i], self.train_labels[i]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.head(x)
+
+    @torch.inference_mode()
+    def validation_logits(self) -> Batch:
+        head = self.model.head
+        head.eval()
+        logits = head(self.val_features).float().cpu()
+        head.train()
+        return logits, self.val_labels
+
+
+def _augmented_views(config: Any) -> int:
+    if config.augment.preset is AugmentPreset.NONE:
+        return 0
+    return max(0, config.augment.cache_views - 1)

@@ -1,0 +1,453 @@
+"""The training loop: one RunConfig in, a run folder with metrics and checkpoints out."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.config import AugmentPreset, Monitor, RunConfig
+from engine.events import (
+    CheckpointSaved,
+    EpochEnded,
+    Event,
+    LogMessage,
+    RunEnded,
+    RunStarted,
+    RunStatus,
+    StageProgressed,
+    StepEnded,
+)
+from engine.files import write_bytes_atomic, write_json_atomic
+from engine.runs import RunDir, Workspace
+from engine.training.callbacks import (
+    Callback,
+    Checkpointer,
+    EarlyStopping,
+    EventFunction,
+    MetricsWriter,
+    dispatch,
+)
+from engine.training.checkpoint import (
+    load_trainer_state,
+    load_weights,
+    rng_state,
+    save_trainer_state,
+    save_weights,
+    set_rng_state,
+)
+from engine.training.control import RunControl
+from engine.training.devices import Placement, resolve_placement
+from engine.training.features import Cancelled
+from engine.training.inputs import RunData, class_weight_tensor, load_run_data, prepare_data
+from engine.training.metrics import classification_metrics
+from engine.training.optim import build_optimizer, build_scheduler, param_groups
+from engine.training.pipeline import FeaturePipeline, ImagePipeline, Pipeline
+from engine.training.provenance import environment_facts, error_sentence
+
+MINIMIZE = {Monitor.VAL_LOSS}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended and where it lives."""
+
+    run_dir: Path
+    status: RunStatus
+    best_metrics: dict[str, float]
+    error: str = ""
+
+
+def train(
+    config: RunConfig,
+    *,
+    workspace: str | Path | None = None,
+    callbacks: Iterable[Callback] = (),
+    on_event: Callable[[Event], Any] | None = None,
+    control: RunControl | None = None,
+) -> RunResult:
+    """Start a new run of ``config`` in ``workspace``."""
+    config.validate()
+    run = Workspace(workspace).create_run(config)
+    trainer = Trainer(config, run, Workspace(workspace), callbacks, on_event, control)
+    return trainer.fit()
+
+
+def resume(
+    ref: str | Path,
+    *,
+    workspace: str | Path | None = None,
+    callbacks: Iterable[Callback] = (),
+    on_event: Callable[[Event], Any] | None = None,
+    control: RunControl | None = None,
+) -> RunResult:
+    """Continue a stopped run from its last checkpoint, with the same split and config."""
+    ws = Workspace(workspace)
+    run = ws.open_run(ref)
+    trainer = Trainer(run.config(), run, ws, callbacks, on_event, control, resuming=True)
+    return trainer.fit()
+
+
+class Trainer:
+    """Runs one RunConfig; emits events to ordered callbacks; checks pause/cancel every step."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        run: RunDir,
+        workspace: Workspace,
+        callbacks: Iterable[Callback] = (),
+        on_event: Callable[[Event], Any] | None = None,
+        control: RunControl | None = None,
+        *,
+        resuming: bool = False,
+    ) -> None:
+        self.config = config
+        self.run = run
+        self.workspace = workspace
+        self.control = control or RunControl()
+        self.resuming = resuming
+        extra = [EventFunction(on_event)] if on_event else []
+        stock: list[Callback] = [MetricsWriter(), Checkpointer()]
+        if config.schedule.early_stopping_patience:
+            stock.append(EarlyStopping(config.schedule.early_stopping_patience))
+        self.callbacks = sorted([*stock, *callbacks, *extra], key=lambda c: c.order)
+        self.model: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: Any = None
+        self.scaler: torch.amp.GradScaler | None = None
+        self.placement: Placement | None = None
+        self.pipeline: Pipeline | None = None
+        self.data: RunData | None = None
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self.best_value: float | None = None
+        self.best_loss: float | None = None
+        self.best_epoch = -1
+        self.best_metrics: dict[str, float] = {}
+        self.last_metrics: dict[str, float] = {}
+        self.epochs_since_best = 0
+        self.train_sums = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
+        self._stop_reason = ""
+        self._best_snapshot: dict[str, torch.Tensor] | None = None
+        self._started = time.monotonic()
+
+    # -- public hooks for callbacks -------------------------------------------------------------
+
+    def emit(self, event: Event) -> None:
+        event = _with_run_id(event, self.run.run_id)
+        dispatch(self.callbacks, event, self)
+
+    def log(self, text: str, level: str = "info") -> None:
+        self.emit(LogMessage(level=level, text=text))
+
+    def request_stop(self, reason: str) -> None:
+        self._stop_reason = reason
+
+    @property
+    def feature_cache(self) -> bool:
+        return isinstance(self.pipeline, FeaturePipeline)
+
+    def save_checkpoint(self, kind: str) -> None:
+        """``best``: weights; ``last``: weights plus everything needed to resume.
+
+        With cached features an epoch takes milliseconds, so writing the whole network every
+        epoch would dominate; the head is snapshotted in memory and written when the run ends.
+        """
+        assert self.model is not None
+        if self.feature_cache and kind == "best":
+            self._best_snapshot = copy.deepcopy(self.model.state_dict())
+            return
+        if self.feature_cache and kind == "last" and not self._finishing:
+            return
+        self._write_checkpoint(kind)
+
+    # -- the run ------------------------------------------------------------------------------
+
+    _finishing = False
+
+    def fit(self) -> RunResult:
+        status, error = RunStatus.COMPLETED, ""
+        started_emitted = False
+        try:
+            self._setup()
+            self.emit(self._run_started())
+            started_emitted = True
+            self._loop()
+            if self._stop_reason:
+                self.log(self._stop_reason)
+        except Cancelled:
+            status = RunStatus.CANCELLED
+            self.log("Run stopped by the user; `refit resume` or Resume continues it.")
+        except BaseException as exc:
+            error = error_sentence(exc)
+            self._finish(RunStatus.FAILED, error, started_emitted)
+            raise
+        self._finish(status, error, started_emitted)
+        return RunResult(self.run.path, status, dict(self.best_metrics), error)
+
+    def _finish(self, status: RunStatus, error: str, started: bool) -> None:
+        self._finishing = True
+        resumable = False
+        if started and self.model is not None and status is not RunStatus.FAILED:
+            if self._best_snapshot is not None:
+                current = copy.deepcopy(self.model.state_dict())
+                self.model.load_state_dict(self._best_snapshot)
+                self._write_checkpoint("best")
+                self.model.load_state_dict(current)
+            self._write_checkpoint("last")
+            resumable = status is RunStatus.CANCELLED
+        summary = {
+            "status": str(status),
+            "error": error,
+            "stop_reason": self._stop_reason,
+            "best_epoch": self.best_epoch,
+            "best": self.best_metrics,
+            "last": self.last_metrics,
+            "epochs_done": self.epoch,
+            "global_step": self.global_step,
+            "seconds": round(time.monotonic() - self._started, 2),
+        }
+        if self.data is not None:
+            summary.update(
+                classes=list(self.data.classes),
+                train_size=len(self.data.train),
+                val_size=len(self.data.val),
+                test_size=len(self.data.test),
+            )
+        self.run.update_state(status=str(status), error=error, resumable=resumable,
+                              epochs_done=self.epoch, ended=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        write_json_atomic(self.run.summary_path, {**self.run.summary(), **summary})
+        self.emit(RunEnded(status=status, error=error, best_metrics=dict(self.best_metrics),
+                           run_dir=str(self.run.path)))
+
+    def _setup(self) -> None:
+        cfg = self.config
+        random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        if cfg.device.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.placement = resolve_placement(cfg.device)
+        torch.backends.cudnn.benchmark = not cfg.device.deterministic
+        self.data = self._load_data()
+        from engine.models import (
+            apply_freeze,
+            backbone_is_frozen,
+            build_model,
+            resolve_frozen_groups,
+        )
+
+        model = build_model(cfg.model, len(self.data.classes))
+        frozen = resolve_frozen_groups(model, cfg.adapt)
+        self.param_count = apply_freeze(model, frozen)
+        if self.param_count.trainable == 0:
+            raise ValueError("Every layer is frozen, so nothing would train; unfreeze the head.")
+        self.channels_last = cfg.device.channels_last and model.entry.is_convnet
+        model.to(self.placement.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.model = model
+        weights = class_weight_tensor(self.data, cfg.optim.class_weights)
+        self.criterion = nn.CrossEntropyLoss(
+            weight=weights.to(self.placement.device) if weights is not None else None,
+            label_smoothing=cfg.optim.label_smoothing,
+        )
+        pipeline_cls = FeaturePipeline if backbone_is_frozen(model) else ImagePipeline
+        self.pipeline = pipeline_cls(self)
+        self.optimizer = build_optimizer(param_groups(model, model.head, cfg.optim), cfg.optim)
+        total = self.pipeline.steps_per_epoch * cfg.schedule.epochs
+        self.scheduler = build_scheduler(self.optimizer, cfg.schedule, total)
+        if self.placement.needs_grad_scaler:
+            self.scaler = torch.amp.GradScaler("cuda")
+        if self.resuming:
+            self._restore()
+        self.run.update_state(
+            status="running", resumable=False, **environment_facts(self.placement),
+            feature_cache=self.feature_cache, trainable_params=self.param_count.trainable,
+            total_params=self.param_count.total, frozen_groups=frozen,
+        )
+        self.pipeline.prepare()
+
+    def _load_data(self) -> RunData:
+        if self.resuming:
+            return load_run_data(self.run)
+
+        def progress(done: int, total: int) -> None:
+            self.emit(StageProgressed(stage="scan", done=done, total=total))
+
+        data = prepare_data(self.config, control=self.control, on_progress=progress)
+        if self.control.cancelled:
+            raise Cancelled()
+        for problem in data.problems:
+            self.log(problem.message, level="warning")
+        write_json_atomic(self.run.splits_path, data.to_dict())
+        return data
+
+    def _run_started(self) -> RunStarted:
+        assert self.data is not None and self.placement is not None and self.pipeline
+        return RunStarted(
+            run_dir=str(self.run.path),
+            epochs=self.config.schedule.epochs,
+            steps_per_epoch=self.pipeline.steps_per_epoch,
+            start_epoch=self.epoch,
+            device=self.placement.description,
+            precision=str(self.placement.precision),
+            trainable_params=self.param_count.trainable,
+            total_params=self.param_count.total,
+            train_size=len(self.data.train),
+            val_size=len(self.data.val),
+            classes=self.data.classes,
+            feature_cache=self.feature_cache,
+        )
+
+    def _loop(self) -> None:
+        assert self.pipeline is not None
+        epochs = self.config.schedule.epochs
+        while self.epoch < epochs and not self._stop_reason:
+            t0 = time.monotonic()
+            self._train_epoch()
+            logits, targets = self.pipeline.validation_logits()
+            metrics = classification_metrics(logits, targets, self.data.classes)
+            seen = max(1.0, self.train_sums["seen"])
+            metrics["train_loss"] = self.train_sums["loss"] / seen
+            metrics["train_accuracy"] = self.train_sums["correct"] / seen
+            metrics["lr"] = self._current_lr()
+            is_best = self._update_best(metrics)
+            epoch = self.epoch
+            self.epoch += 1
+            self.step_in_epoch = 0
+            self.train_sums = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
+            self.last_metrics = metrics
+            self.emit(EpochEnded(epoch=epoch, epochs=epochs, metrics=metrics, is_best=is_best,
+                                 seconds=time.monotonic() - t0))
+
+    def _train_epoch(self) -> None:
+        assert self.model is not None and self.pipeline is not None
+        self.model.train()
+        steps = self.pipeline.steps_per_epoch
+        total_steps = steps * self.config.schedule.epochs
+        clip = self.config.optim.grad_clip
+        t_last = time.perf_counter()
+        for x, y in self.pipeline.train_batches(self.epoch, self.step_in_epoch):
+            self.control.wait_while_paused()
+            with self.placement.autocast():
+                logits = self.pipeline.forward(x)
+            loss = self.criterion(logits.float(), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.unscale_(self.optimizer)
+            else:
+                loss.backward()
+            if clip:
+                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            self.scheduler.step()
+            loss_value = loss.item()
+            n = len(y)
+            self.train_sums["loss"] += loss_value * n
+            self.train_sums["correct"] += (logits.argmax(1) == y).sum().item()
+            self.train_sums["seen"] += n
+            self.global_step += 1
+            self.step_in_epoch += 1
+            now = time.perf_counter()
+            self.emit(StepEnded(step=self.global_step, epoch=self.epoch, total_steps=total_steps,
+                                loss=loss_value, lr=self._current_lr(),
+                                samples_per_sec=n / max(now - t_last, 1e-9)))
+            t_last = now
+            if self.control.cancelled:
+                raise Cancelled()
+
+    def _current_lr(self) -> float:
+        return max(g["lr"] for g in self.optimizer.param_groups)
+
+    def _update_best(self, metrics: dict[str, float]) -> bool:
+        monitor = self.config.schedule.monitor
+        value, loss = metrics[str(monitor)], metrics["val_loss"]
+        if self.best_value is None:
+            better = True
+        elif monitor in MINIMIZE:
+            better = value < self.best_value
+        else:
+            better = value > self.best_value or (
+                value == self.best_value and loss < (self.best_loss or float("inf"))
+            )
+        if better:
+            self.best_value, self.best_loss, self.best_epoch = value, loss, self.epoch
+            self.best_metrics = {"epoch": float(self.epoch), **metrics}
+            self.epochs_since_best = 0
+        else:
+            self.epochs_since_best += 1
+        return better
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def _write_checkpoint(self, kind: str) -> None:
+        ckpt = self.run.checkpoints
+        path = save_weights(self.model, ckpt / f"{kind}.safetensors",
+                            metadata={"epoch": str(self.epoch), "kind": kind})
+        if kind == "last":
+            save_trainer_state(ckpt / "last_state.pt", self._trainer_state())
+        self.emit(CheckpointSaved(path=str(path), kind=kind, epoch=self.epoch))
+
+    def _trainer_state(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "rng": rng_state(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "best_value": self.best_value,
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "best_metrics": self.best_metrics,
+            "last_metrics": self.last_metrics,
+            "epochs_since_best": self.epochs_since_best,
+            "train_sums": dict(self.train_sums),
+        }
+
+    def _restore(self) -> None:
+        ckpt = self.run.checkpoints
+        state = load_trainer_state(ckpt / "last_state.pt")
+        load_weights(self.model, ckpt / "last.safetensors")
+        if (ckpt / "best.safetensors").is_file() and self.feature_cache:
+            best_model = copy.deepcopy(self.model)
+            load_weights(best_model, ckpt / "best.safetensors")
+            self._best_snapshot = best_model.state_dict()
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        for key in ("epoch", "step_in_epoch", "global_step", "best_value", "best_loss",
+                    "best_epoch", "best_metrics", "last_metrics", "epochs_since_best",
+                    "train_sums"):
+            setattr(self, key, state[key])
+        set_rng_state(state["rng"])
+        # Step lines written after the checkpoint (a crash) would be duplicated on resume.
+        kept = [r for r in self.run.metrics() if r.get("step", 0) <= self.global_step and
+                (r.get("type") != "epoch" or r.get("epoch", 0) < self.epoch)]
+        lines = "".join(json.dumps(r) + "\n" for r in kept)
+        write_bytes_atomic(self.run.metrics_path, lines.encode("utf-8"))
+        self.log(f"Resuming at epoch {self.epoch + 1}, step {self.global_step}.")
+
+
+def _with_run_id(event: Event, run_id: str) -> Event:
+    if event.run_id:
+        return event
+    return dataclasses.replace(event, run_id=run_id)

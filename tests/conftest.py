@@ -1,0 +1,20 @@
+"""Shared test set-up: no network, no display, a private workspace per test."""
+
+from __future__ import annotations
+
+import os
+
+# Set before anything imports Qt or Hugging Face libraries.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _private_workspace(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test gets its own REFIT_HOME, so no test writes into the user's real workspace."""
+    home = tmp_path_factory.mktemp("refit-home")
+    monkeypatch.setenv("REFIT_HOME", str(home))
+    return home

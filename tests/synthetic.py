@@ -1,0 +1,63 @@
+"""Generated labeled image folders for tests: PIL-drawn shapes, a few per class."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+COLORS = {"circle": (220, 40, 40), "square": (40, 60, 220), "triangle": (40, 180, 60)}
+
+
+def draw_shape(kind: str, rng: random.Random, size: int = 48) -> Image.Image:
+    """One image of ``kind`` with jittered position, size, colour and background."""
+    bg = tuple(rng.randint(200, 255) for _ in range(3))
+    img = Image.new("RGB", (size, size), bg)
+    d = ImageDraw.Draw(img)
+    r = rng.randint(size // 5, size // 3)
+    cx, cy = rng.randint(r + 1, size - r - 2), rng.randint(r + 1, size - r - 2)
+    base = COLORS.get(kind, (120, 120, 120))
+    color = tuple(max(0, min(255, c + rng.randint(-30, 30))) for c in base)
+    box = [cx - r, cy - r, cx + r, cy + r]
+    if kind == "circle":
+        d.ellipse(box, fill=color)
+    elif kind == "square":
+        d.rectangle(box, fill=color)
+    else:
+        d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=color)
+    return img
+
+
+def make_shapes_folder(
+    root: Path,
+    classes: tuple[str, ...] = ("circle", "square"),
+    per_class: int = 12,
+    *,
+    seed: int = 0,
+    size: int = 48,
+    splits: dict[str, int] | None = None,
+) -> Path:
+    """A folder with one subfolder per class (or split/class when ``splits`` gives counts)."""
+    rng = random.Random(seed)
+    layout = splits or {"": per_class}
+    for split, count in layout.items():
+        for cls in classes:
+            folder = root / split / cls if split else root / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                draw_shape(cls, rng, size).save(folder / f"{cls}_{split or 'all'}_{i:03d}.png")
+    return root
+
+
+def tree_snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:
+    """(size, mtime_ns, bytes) of every file and folder under ``root``: proves it is untouched."""
+    snap = {}
+    for p in sorted(root.rglob("*")):
+        st = p.stat()
+        snap[str(p.relative_to(root))] = (
+            st.st_size if p.is_file() else 0,
+            st.st_mtime_ns,
+            p.read_bytes() if p.is_file() else b"",
+        )
+    return snap
