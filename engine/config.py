@@ -173,8 +173,9 @@ class AugmentConfig:
     preset: AugmentPreset = _f(AugmentPreset.LIGHT, help="Random crops, flips and colour changes "
                                "applied to training images.")
     cache_views: int = _f(
-        4, help="With a frozen backbone: how many augmented views of each training image are "
-        "computed once and cached (1 with preset none).", min=1, max=64,
+        1, help="With a frozen backbone: views of each training image whose features are computed "
+        "once and cached: the plain image plus views-1 augmented ones. Each view costs one pass "
+        "over the training set.", min=1, max=64,
     )
     hflip: bool = _f(True, help="Allow horizontal flips (turn off when left and right matter).")
     vflip: bool = _f(False, help="Allow vertical flips (microscopy, aerial images).")
