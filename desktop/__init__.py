@@ -1,0 +1,1 @@
+"""Refit Studio's desktop app: a thin PySide6 view over the engine."""

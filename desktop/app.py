@@ -1,0 +1,53 @@
+"""`refit-studio [DIR]`: start the desktop app, with DIR loaded when given."""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _ensure_streams() -> None:
+    """A windowed (frozen) build has no stdout/stderr; libraries that print would crash."""
+    if sys.stdout is None or sys.stderr is None:
+        from engine.runs import default_workspace
+
+        log_dir = default_workspace() / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        stream = open(log_dir / "refit-studio.log", "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        sys.stdout = sys.stdout or stream
+        sys.stderr = sys.stderr or stream
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the desktop app."""
+    multiprocessing.freeze_support()
+    _ensure_streams()
+    parser = argparse.ArgumentParser(prog="refit-studio", description="Refit Studio desktop app")
+    parser.add_argument("folder", nargs="?", help="A labeled folder to open.")
+    parser.add_argument("--workspace", help="Folder holding runs (default: $REFIT_HOME or the "
+                        "per-user data folder).")
+    args = parser.parse_args(argv)
+
+    from PySide6.QtWidgets import QApplication
+
+    from desktop.main_window import MainWindow
+    from engine.runs import default_workspace
+
+    QApplication.setOrganizationName("Refit Studio")
+    QApplication.setApplicationName("Refit Studio")
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    if args.workspace:
+        os.environ["REFIT_HOME"] = str(Path(args.workspace).expanduser())
+    window = MainWindow(workspace=default_workspace())
+    window.show()
+    if args.folder:
+        window.open_folder(args.folder)
+    return app.exec()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

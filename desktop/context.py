@@ -1,0 +1,34 @@
+"""What every page shares: the config being edited, the worker threads, settings, workspace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QSettings, Signal
+
+from desktop.state import ConfigState
+from desktop.worker import WorkerPool
+
+
+class AppSignals(QObject):
+    """App-wide notifications between pages (kept here so pages never import each other)."""
+
+    dataset_scanned = Signal(object)  # engine.data.DatasetIndex of the current folder
+    model_built = Signal(object)  # engine.models.Classifier summary for the layers page
+    run_started = Signal(str)  # run folder
+    run_finished = Signal(str)  # run folder
+    status_message = Signal(str)  # a line for the status bar
+    open_folder_requested = Signal(str)  # a page asks the window to open a dataset folder
+    choose_folder_requested = Signal()  # a page asks for the Open Folder dialog
+    sample_requested = Signal()  # a page asks for the sample dataset
+    show_page_requested = Signal(str)  # a page asks to switch to another page, by title
+
+
+@dataclass
+class AppContext:
+    state: ConfigState
+    pool: WorkerPool
+    settings: QSettings
+    signals: AppSignals
+    workspace: Path

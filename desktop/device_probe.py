@@ -1,0 +1,15 @@
+"""What the status bar says about compute devices (imports torch: call it off the start path)."""
+
+from __future__ import annotations
+
+
+def describe_devices() -> str:
+    """'NVIDIA RTX 4090 (CUDA)', 'Apple GPU (MPS)' or 'CPU (N threads)'."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA)"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "Apple GPU (MPS)"
+    return f"CPU ({torch.get_num_threads()} threads)"

@@ -1,0 +1,1 @@
+"""The pages of the workflow: Data, Model, Layers, Train, Runs."""
