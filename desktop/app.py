@@ -40,6 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     QApplication.setOrganizationName("Refit Studio")
     QApplication.setApplicationName("Refit Studio")
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    from PySide6.QtGui import QIcon
+
+    from desktop.resources import resource_path
+
+    app.setWindowIcon(QIcon(str(resource_path("icons", "refit-studio.svg"))))
     if args.workspace:
         os.environ["REFIT_HOME"] = str(Path(args.workspace).expanduser())
     window = MainWindow(workspace=default_workspace())

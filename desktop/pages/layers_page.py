@@ -1,0 +1,272 @@
+"""Layers page: the model's layer groups in order, what is frozen, and what that costs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QRadioButton,
+    QSlider,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+)
+
+from desktop.context import AppContext
+from desktop.pages.base import Page
+from desktop.worker import EngineWorker
+from engine.config import Method
+
+PRESETS = (
+    (Method.LINEAR_PROBE, "Linear probe",
+     "Train only the new classification head. Fastest; features are computed once and cached."),
+    (Method.LAST_N, "Train last N groups",
+     "Also adapt the last N layer groups: more flexible, needs more data and time."),
+    (Method.FULL, "Full fine-tune", "Train every layer. Most flexible, slowest, needs most data."),
+    (Method.CUSTOM, "Custom", "Freeze exactly the groups you tick below."),
+)
+
+
+class LayersPage(Page):
+    """Layer groups with freeze checkboxes, presets, a slider for N and live parameter counts."""
+
+    title = "Layers"
+
+    def __init__(self, ctx: AppContext) -> None:
+        super().__init__(ctx)
+        self.model: Any = None
+        self._model_key: tuple | None = None
+        self._building = False
+        self._estimate_key: tuple | None = None
+        self._num_classes = 2
+        self._train_size = 0
+
+        layout = QVBoxLayout(self)
+        heading = QLabel("<h2>Choose what to train</h2>Frozen groups keep their pretrained "
+                         "weights. Groups are listed from the input (top) to the output.")
+        heading.setWordWrap(True)
+        layout.addWidget(heading)
+
+        presets = QGroupBox("Method")
+        presets.setObjectName("methodPresets")
+        row = QHBoxLayout(presets)
+        self.preset_buttons = QButtonGroup(self)
+        for i, (method, label, tip) in enumerate(PRESETS):
+            button = QRadioButton(label)
+            button.setObjectName(f"preset_{method.value}")
+            button.setToolTip(tip)
+            self.preset_buttons.addButton(button, i)
+            row.addWidget(button)
+        self.preset_buttons.idClicked.connect(self._on_preset_buttons_id_clicked)
+        layout.addWidget(presets)
+
+        slider_row = QHBoxLayout()
+        self.n_label = QLabel()
+        self.n_slider = QSlider(Qt.Orientation.Horizontal)
+        self.n_slider.setObjectName("lastNSlider")
+        self.n_slider.setMinimum(0)
+        self.n_slider.setToolTip("How many layer groups before the head are trained.")
+        self.n_slider.valueChanged.connect(self._on_n_slider_value_changed)
+        slider_row.addWidget(self.n_label)
+        slider_row.addWidget(self.n_slider, 1)
+        layout.addLayout(slider_row)
+
+        self.tree = QTreeWidget()
+        self.tree.setObjectName("layerTree")
+        self.tree.setHeaderLabels(["Layer group", "Parameters", "State"])
+        self.tree.setRootIsDecorated(False)
+        self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.tree.itemChanged.connect(self._on_tree_item_changed)
+        layout.addWidget(self.tree, 1)
+
+        self.trainable_label = QLabel("Building the model…")
+        self.trainable_label.setObjectName("trainableLabel")
+        layout.addWidget(self.trainable_label)
+        self.estimate_label = QLabel("")
+        self.estimate_label.setObjectName("epochEstimate")
+        self.estimate_label.setWordWrap(True)
+        layout.addWidget(self.estimate_label)
+
+        next_row = QHBoxLayout()
+        next_row.addStretch(1)
+        next_button = QPushButton("Continue to Train →")
+        next_button.clicked.connect(lambda: ctx.signals.show_page_requested.emit("Train"))
+        next_row.addWidget(next_button)
+        layout.addLayout(next_row)
+
+        self._estimate_timer = QTimer(self)
+        self._estimate_timer.setSingleShot(True)
+        self._estimate_timer.setInterval(600)
+        self._estimate_timer.timeout.connect(self._estimate)
+        ctx.state.changed.connect(self._on_state_changed)
+        ctx.signals.dataset_scanned.connect(self._on_dataset_scanned)
+        self._sync_presets()
+
+    # -- model ----------------------------------------------------------------------------------
+
+    def on_shown(self) -> None:
+        self.ensure_model()
+
+    def ensure_model(self) -> None:
+        """Build the chosen architecture (no weights) in the background when it changed."""
+        cfg = self.ctx.state.config.model
+        key = (cfg.backbone, self._num_classes)
+        if key == self._model_key or self._building:
+            return
+        self._building = True
+        self.trainable_label.setText(f"Building {cfg.backbone}…")
+
+        def job(on_event: Any, control: Any) -> Any:
+            from engine.models import build_model
+
+            return build_model(cfg, self._num_classes, load_weights=False)
+
+        worker = EngineWorker(job)
+        worker.succeeded.connect(lambda model, k=key: self._on_model_built(model, k))
+        worker.failed.connect(self._on_model_failed)
+        self.ctx.pool.start(worker)
+
+    def _on_model_built(self, model: Any, key: tuple) -> None:
+        self._building = False
+        self.model, self._model_key = model, key
+        self.ctx.signals.model_built.emit(model)
+        self._fill_tree()
+        if self.isVisible():
+            self.ensure_model()  # the choice may have changed while building
+
+    def _on_model_failed(self, sentence: str) -> None:
+        self._building = False
+        self.model = None
+        self.tree.clear()
+        self.trainable_label.setText(sentence)
+
+    def _on_dataset_scanned(self, index: Any) -> None:
+        self._num_classes = max(2, len(index.classes))
+        self._train_size = len(index.samples)
+        if self.isVisible():
+            self.ensure_model()
+
+    # -- freeze plan ----------------------------------------------------------------------------
+
+    def frozen_groups(self) -> list[str]:
+        if self.model is None:
+            return []
+        from engine.models import resolve_frozen_groups
+
+        return list(resolve_frozen_groups(self.model, self.ctx.state.config.adapt))
+
+    def _fill_tree(self) -> None:
+        groups = [g for g in self.model.groups]
+        self.n_slider.blockSignals(True)
+        self.n_slider.setMaximum(max(0, len(groups) - 1))
+        self.n_slider.setValue(min(self.ctx.state.config.adapt.last_n, len(groups) - 1))
+        self.n_slider.blockSignals(False)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._sync_presets()
+        if self.model is None:
+            return
+        frozen = set(self.frozen_groups())
+        self.tree.blockSignals(True)
+        self.tree.clear()
+        trainable = total = 0
+        for group in self.model.groups:
+            item = QTreeWidgetItem([group.name, f"{group.num_params:,}", ""])
+            item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            is_head = group.name == "head"
+            flags = item.flags() | Qt.ItemFlag.ItemIsUserCheckable
+            if is_head:
+                flags &= ~Qt.ItemFlag.ItemIsEnabled
+            item.setFlags(flags)
+            is_frozen = group.name in frozen
+            item.setCheckState(0, Qt.CheckState.Checked if is_frozen else Qt.CheckState.Unchecked)
+            item.setText(2, "frozen" if is_frozen else "trained")
+            item.setToolTip(0, "The new head is always trained." if is_head else
+                            "Tick to freeze this group (keep its pretrained weights).")
+            self.tree.addTopLevelItem(item)
+            total += group.num_params
+            trainable += 0 if is_frozen else group.num_params
+        self.tree.blockSignals(False)
+        share = trainable / total if total else 0.0
+        self.trainable_label.setText(
+            f"Trainable: <b>{trainable:,}</b> of {total:,} parameters ({share:.1%})")
+        self._estimate_timer.start()
+
+    def _sync_presets(self) -> None:
+        adapt = self.ctx.state.config.adapt
+        for i, (method, _label, _tip) in enumerate(PRESETS):
+            button = self.preset_buttons.button(i)
+            button.blockSignals(True)
+            button.setChecked(method is adapt.method)
+            button.blockSignals(False)
+        is_last_n = adapt.method is Method.LAST_N
+        self.n_slider.setEnabled(is_last_n)
+        self.n_label.setText(f"N = {adapt.last_n}")
+
+    def _on_preset_buttons_id_clicked(self, index: int) -> None:
+        method = PRESETS[index][0]
+        frozen = self.frozen_groups() if method is Method.CUSTOM else []
+        self.ctx.state.update("adapt", method=method, frozen_groups=frozen)
+
+    def _on_n_slider_value_changed(self, value: int) -> None:
+        self.ctx.state.update("adapt", method=Method.LAST_N, last_n=value)
+
+    def _on_tree_item_changed(self, item: QTreeWidgetItem, column: int) -> None:
+        if column != 0:
+            return
+        frozen = [
+            self.tree.topLevelItem(i).text(0)
+            for i in range(self.tree.topLevelItemCount())
+            if self.tree.topLevelItem(i).checkState(0) == Qt.CheckState.Checked
+        ]
+        self.ctx.state.update("adapt", method=Method.CUSTOM, frozen_groups=frozen)
+
+    def _on_state_changed(self, _config: Any) -> None:
+        if self.model is not None and self._model_key != (
+            self.ctx.state.config.model.backbone, self._num_classes
+        ):
+            self.model = None
+            self.tree.clear()
+            self.trainable_label.setText("The backbone changed; it is built when you open this "
+                                         "page.")
+            if self.isVisible():
+                self.ensure_model()
+            return
+        self._refresh()
+
+    # -- estimate -------------------------------------------------------------------------------
+
+    def _estimate(self) -> None:
+        if self.model is None:
+            return
+        cfg = self.ctx.state.config
+        frozen = tuple(self.frozen_groups())
+        key = (self._model_key, frozen, cfg.device.device, cfg.schedule.batch_size)
+        if key == self._estimate_key:
+            return
+        self._estimate_key = key
+        self.estimate_label.setText("Estimating time per epoch…")
+        model, train_size = self.model, max(self._train_size, 1)
+
+        def job(on_event: Any, control: Any) -> Any:
+            from engine.training.estimate import estimate_epoch_seconds
+
+            return estimate_epoch_seconds(model, cfg, list(frozen), train_size)
+
+        worker = EngineWorker(job)
+        worker.succeeded.connect(lambda est, k=key: self._on_estimate_done(est, k))
+        worker.failed.connect(lambda s: self.estimate_label.setText(f"No estimate: {s}"))
+        self.ctx.pool.start(worker)
+
+    def _on_estimate_done(self, estimate: Any, key: tuple) -> None:
+        if key != self._estimate_key:
+            return
+        self.estimate_label.setText(estimate.sentence())

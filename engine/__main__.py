@@ -1,0 +1,12 @@
+"""`python -m engine` runs the `refit` command line (also the PyInstaller entry of `refit`)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+
+if __name__ == "__main__":
+    multiprocessing.freeze_support()
+    from engine.cli import main
+
+    sys.exit(main())

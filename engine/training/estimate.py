@@ -1,0 +1,86 @@
+"""A quick measurement of how long an epoch will take, for the Layers page."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import torch
+
+from engine.config import RunConfig
+from engine.training.devices import resolve_placement
+
+
+@dataclass(frozen=True)
+class EpochEstimate:
+    """Seconds of compute per epoch, measured on random input on the chosen device."""
+
+    device: str
+    seconds_per_image: float
+    first_epoch_s: float
+    later_epoch_s: float
+    cached: bool
+
+    def sentence(self) -> str:
+        dev = self.device
+        if self.cached:
+            return (f"About {_duration(self.first_epoch_s)} to compute the features once on "
+                    f"{dev}, then well under a second per epoch.")
+        return f"About {_duration(self.later_epoch_s)} per epoch on {dev} (compute only)."
+
+
+def estimate_epoch_seconds(
+    model: torch.nn.Module, config: RunConfig, frozen: list[str], train_size: int,
+    *, repeats: int = 2,
+) -> EpochEstimate:
+    """Time a few forward (and, when something in the backbone trains, backward) passes."""
+    from engine.models import apply_freeze, backbone_is_frozen
+
+    model = copy.deepcopy(model)
+    apply_freeze(model, frozen)
+    cached = backbone_is_frozen(model)
+    placement = resolve_placement(config.device)
+    model.to(placement.device)
+    channels_last = config.device.channels_last and model.entry.is_convnet
+    size = model.preprocess.input_size
+    batch = max(1, min(config.schedule.batch_size, 8))
+    x = torch.randn(batch, 3, size, size, device=placement.device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def once() -> None:
+        if cached:
+            model.eval()
+            with torch.inference_mode(), placement.autocast():
+                model.forward_features(x)
+        else:
+            model.train()
+            with placement.autocast():
+                loss = model(x).float().logsumexp(dim=1).mean()
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+        if placement.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    once()  # warm-up: allocations, kernel selection
+    start = time.perf_counter()
+    for _ in range(repeats):
+        once()
+    per_image = (time.perf_counter() - start) / (repeats * batch)
+    epoch = per_image * train_size
+    return EpochEstimate(
+        device=placement.description, seconds_per_image=per_image,
+        first_epoch_s=epoch, later_epoch_s=0.05 if cached else epoch, cached=cached,
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under a second"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
