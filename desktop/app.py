@@ -28,8 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _ensure_streams()
     parser = argparse.ArgumentParser(prog="refit-studio", description="Refit Studio desktop app")
     parser.add_argument("folder", nargs="?", help="A labeled folder to open.")
-    parser.add_argument("--workspace", help="Folder holding runs (default: $REFIT_HOME or the "
-                        "per-user data folder).")
+    parser.add_argument(
+        "--workspace",
+        help="Folder holding runs (default: $REFIT_HOME or the per-user data folder).",
+    )
     args = parser.parse_args(argv)
 
     from PySide6.QtWidgets import QApplication

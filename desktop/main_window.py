@@ -50,8 +50,13 @@ class MainWindow(QMainWindow):
         self.layers_page = LayersPage(self.ctx)
         self.train_page = TrainPage(self.ctx)
         self.runs_page = RunsPage(self.ctx)
-        self.pages = [self.data_page, self.model_page, self.layers_page, self.train_page,
-                      self.runs_page]
+        self.pages = [
+            self.data_page,
+            self.model_page,
+            self.layers_page,
+            self.train_page,
+            self.runs_page,
+        ]
         self._build_layout()
         self._build_menus()
         self._build_status_bar()
@@ -160,8 +165,9 @@ class MainWindow(QMainWindow):
         try:
             folder = write_digits_dataset(self.ctx.workspace / "samples" / "digits")
         except OSError as exc:
-            QMessageBox.warning(self, "Sample dataset",
-                                f"Could not write the sample dataset: {exc.strerror}.")
+            QMessageBox.warning(
+                self, "Sample dataset", f"Could not write the sample dataset: {exc.strerror}."
+            )
             return
         self.open_folder(folder)
 
@@ -179,11 +185,11 @@ class MainWindow(QMainWindow):
             action.triggered.connect(lambda _=False, f=folder: self.open_folder(f))
         self.recent_menu.setEnabled(bool(recent))
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt override)
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if _dropped_folder(event) is not None:
             event.acceptProposedAction()
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt override)
+    def dropEvent(self, event: QDropEvent) -> None:
         folder = _dropped_folder(event)
         if folder is not None:
             event.acceptProposedAction()
@@ -207,7 +213,8 @@ class MainWindow(QMainWindow):
 
     def _show_about(self) -> None:
         QMessageBox.about(
-            self, "About Refit Studio",
+            self,
+            "About Refit Studio",
             "Refit Studio: fine-tune pretrained models on your own labeled folders, offline.\n"
             f"Runs are stored in {self.ctx.workspace}.",
         )
@@ -218,10 +225,11 @@ class MainWindow(QMainWindow):
             return
         self.resize(1280, 820)
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
+    def closeEvent(self, event: QCloseEvent) -> None:
         if self.train_page.is_running:
             answer = QMessageBox.question(
-                self, "Training is running",
+                self,
+                "Training is running",
                 "A run is training. Stop it and quit? It is saved and can be resumed later.",
                 QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                 QMessageBox.StandardButton.No,
@@ -242,4 +250,3 @@ def _dropped_folder(event: QDragEnterEvent | QDropEvent) -> str | None:
         if url.isLocalFile() and Path(url.toLocalFile()).is_dir():
             return url.toLocalFile()
     return None
-

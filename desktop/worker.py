@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from engine.events import Event, StepEnded, StageProgressed
+from engine.events import Event, StageProgressed, StepEnded
 from engine.training.control import RunControl
 
 Job = Callable[[Callable[[Event], None], RunControl], Any]
+
+_threads: weakref.WeakSet[QThread] = weakref.WeakSet()
+
+
+def running_threads() -> list[QThread]:
+    """Worker threads that are still running (tests assert none is left behind)."""
+    alive = []
+    for thread in list(_threads):
+        try:
+            if thread.isRunning():
+                alive.append(thread)
+        except RuntimeError:  # the C++ object is already deleted
+            continue
+    return alive
 
 
 class EngineWorker(QObject):
@@ -82,6 +97,7 @@ class WorkerPool(QObject):
         thread.finished.connect(worker.deleteLater)
         thread.finished.connect(thread.deleteLater)
         self._running[worker] = thread
+        _threads.add(thread)
         thread.start()
         return worker
 

@@ -77,8 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="refit", description="Fine-tune pretrained models on your labeled folders, offline."
     )
-    p.add_argument("--workspace", help="Folder holding runs (default: $REFIT_HOME or the "
-                   "per-user data folder).")
+    p.add_argument(
+        "--workspace",
+        help="Folder holding runs (default: $REFIT_HOME or the per-user data folder).",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser("scan", help="Check a labeled folder and list its problems.")
@@ -88,13 +90,18 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_scan)
 
     t = sub.add_parser("train", help="Train on a folder, or replay a saved config.json.")
-    t.add_argument("source", help="A labeled folder, or a config.json (e.g. runs/<id>/config.json).")
+    t.add_argument(
+        "source", help="A labeled folder, or a config.json (e.g. runs/<id>/config.json)."
+    )
     t.add_argument("--method", help="linear-probe, last-N (e.g. last-3), full")
     t.add_argument("--name", help="A label for the run list.")
     t.add_argument("--seed", type=int)
     t.add_argument("--no-pretrained", action="store_true", help="Start from random weights.")
-    t.add_argument("--save-config", metavar="FILE",
-                   help="Write the resulting config.json to FILE and exit without training.")
+    t.add_argument(
+        "--save-config",
+        metavar="FILE",
+        help="Write the resulting config.json to FILE and exit without training.",
+    )
     t.add_argument("--quiet", action="store_true", help="No progress bars.")
     for flag, (_section, _field, tp) in _OVERRIDES.items():
         kwargs: dict[str, Any] = {"type": float if tp is float else int if tp is int else str}
@@ -135,16 +142,32 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     with _Progress("Scanning", quiet=args.json) as bar:
         index = scan_folder(args.folder, min_per_class=args.min_per_class, progress=bar.update)
     if args.json:
-        print(json.dumps({
-            "root": index.root, "classes": list(index.classes),
-            "counts": index.class_counts(), "has_splits": index.has_splits,
-            "problems": [{"kind": str(p.kind), "severity": p.severity, "path": p.path,
-                          "message": p.message} for p in index.problems],
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "root": index.root,
+                    "classes": list(index.classes),
+                    "counts": index.class_counts(),
+                    "has_splits": index.has_splits,
+                    "problems": [
+                        {
+                            "kind": str(p.kind),
+                            "severity": p.severity,
+                            "path": p.path,
+                            "message": p.message,
+                        }
+                        for p in index.problems
+                    ],
+                },
+                indent=2,
+            )
+        )
     else:
         counts = index.class_counts()
-        print(f"{index.root}: {len(index.samples)} usable images in {len(index.classes)} classes"
-              + (" (train/val folders)" if index.has_splits else ""))
+        print(
+            f"{index.root}: {len(index.samples)} usable images in {len(index.classes)} classes"
+            + (" (train/val folders)" if index.has_splits else "")
+        )
         for cls in index.classes:
             per = ", ".join(f"{split} {n[cls]}" for split, n in counts.items() if cls in n)
             print(f"  {cls}: {per}")
@@ -171,8 +194,9 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from engine.training.trainer import resume
 
     return _run_with_progress(
-        lambda cb, control: resume(args.run, workspace=args.workspace, on_event=cb,
-                                   control=control),
+        lambda cb, control: resume(
+            args.run, workspace=args.workspace, on_event=cb, control=control
+        ),
         quiet=args.quiet,
     )
 
@@ -211,8 +235,10 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     for r in runs:
         acc = r.best.get("val_accuracy")
         acc_text = f"{acc:.1%}" if acc is not None else "-"
-        print(f"{r.run_id:40} {r.status:10} {r.method:13} {r.epochs_done:>6} {acc_text:>8}  "
-              f"{r.backbone}")
+        print(
+            f"{r.run_id:40} {r.status:10} {r.method:13} {r.epochs_done:>6} {acc_text:>8}  "
+            f"{r.backbone}"
+        )
     return 0
 
 
@@ -223,8 +249,10 @@ def _cmd_backbones(args: argparse.Namespace) -> int:
         status = weights_status(entry.name)
         params = f"{entry.params / 1e6:.1f}M" if entry.params else "?"
         mark = "offline" if status.available else "needs weights"
-        print(f"{entry.name:28} {params:>7}  {entry.preprocess.input_size:>4}px  {mark:13} "
-              f"{entry.description}")
+        print(
+            f"{entry.name:28} {params:>7}  {entry.preprocess.input_size:>4}px  {mark:13} "
+            f"{entry.description}"
+        )
     return 0
 
 
@@ -236,8 +264,9 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
     if source.is_file() and source.suffix.lower() == ".json":
         config = RunConfig.load(source)
     elif source.is_dir():
-        config = RunConfig().replace(data=dataclasses.replace(RunConfig().data,
-                                                              path=str(source.resolve())))
+        config = RunConfig().replace(
+            data=dataclasses.replace(RunConfig().data, path=str(source.resolve()))
+        )
     else:
         raise ConfigError(
             f"{args.source} is neither a folder of labeled images nor a config .json file."
@@ -269,8 +298,14 @@ def _parse_method(text: str) -> tuple[Method, int | None]:
     t = text.strip().lower()
     if t.startswith("last-") and t[5:].isdigit():
         return Method.LAST_N, int(t[5:])
-    aliases = {"linear": Method.LINEAR_PROBE, "probe": Method.LINEAR_PROBE, "last-n": Method.LAST_N,
-               "finetune": Method.FULL, "fine-tune": Method.FULL, "full-fine-tune": Method.FULL}
+    aliases = {
+        "linear": Method.LINEAR_PROBE,
+        "probe": Method.LINEAR_PROBE,
+        "last-n": Method.LAST_N,
+        "finetune": Method.FULL,
+        "fine-tune": Method.FULL,
+        "full-fine-tune": Method.FULL,
+    }
     if t in aliases:
         return aliases[t], None
     try:
@@ -301,8 +336,10 @@ def _run_with_progress(start: Any, *, quiet: bool) -> int:
         view.close()
     best = result.best_metrics
     if best:
-        print(f"Best epoch {int(best['epoch']) + 1}: val_accuracy {best['val_accuracy']:.4f}, "
-              f"val_loss {best['val_loss']:.4f}, val_macro_f1 {best['val_macro_f1']:.4f}")
+        print(
+            f"Best epoch {int(best['epoch']) + 1}: val_accuracy {best['val_accuracy']:.4f}, "
+            f"val_loss {best['val_loss']:.4f}, val_macro_f1 {best['val_macro_f1']:.4f}"
+        )
     print(f"Run {result.status}: {result.run_dir}")
     return 0 if str(result.status) == "completed" else 1
 
@@ -325,8 +362,9 @@ class _Progress:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, leave=False,
-                            file=sys.stderr)
+            self.bar = tqdm(
+                total=total, desc=self.desc, unit=self.unit, leave=False, file=sys.stderr
+            )
         self.bar.total = total
         self.bar.n = done
         self.bar.refresh()
@@ -353,8 +391,9 @@ class _TrainView:
                 self.close()
                 labels = {"scan": "Scanning", "features": "Features"}
                 unit = "img" if event.stage != "scan" else "file"
-                self.stage = _Progress(labels.get(event.stage, event.stage), quiet=self.quiet,
-                                       unit=unit)
+                self.stage = _Progress(
+                    labels.get(event.stage, event.stage), quiet=self.quiet, unit=unit
+                )
                 self.stage_name = event.stage
             self.stage.update(event.done, event.total)
         elif isinstance(event, ev.StepEnded):
@@ -367,15 +406,19 @@ class _TrainView:
                 self.stage.bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
         elif isinstance(event, ev.RunStarted):
             self.close()
-            print(f"Run {event.run_id}: {len(event.classes)} classes, {event.train_size} train / "
-                  f"{event.val_size} val images on {event.device}; training "
-                  f"{event.trainable_params:,} of {event.total_params:,} parameters"
-                  + (" on cached features" if event.feature_cache else ""))
+            print(
+                f"Run {event.run_id}: {len(event.classes)} classes, {event.train_size} train / "
+                f"{event.val_size} val images on {event.device}; training "
+                f"{event.trainable_params:,} of {event.total_params:,} parameters"
+                + (" on cached features" if event.feature_cache else "")
+            )
         elif isinstance(event, ev.EpochEnded):
             m = event.metrics
-            self._write(f"epoch {event.epoch + 1}/{event.epochs}  train_loss {m['train_loss']:.4f}"
-                        f"  val_loss {m['val_loss']:.4f}  val_acc {m['val_accuracy']:.4f}"
-                        f"  val_f1 {m['val_macro_f1']:.4f}" + ("  *" if event.is_best else ""))
+            self._write(
+                f"epoch {event.epoch + 1}/{event.epochs}  train_loss {m['train_loss']:.4f}"
+                f"  val_loss {m['val_loss']:.4f}  val_acc {m['val_accuracy']:.4f}"
+                f"  val_f1 {m['val_macro_f1']:.4f}" + ("  *" if event.is_best else "")
+            )
         elif isinstance(event, ev.LogMessage):
             prefix = "" if event.level == "info" else f"{event.level}: "
             self._write(prefix + event.text)

@@ -86,21 +86,30 @@ def _f(default: Any = dataclasses.MISSING, *, help: str, **limits: Any) -> Any:
 class DataConfig:
     path: str = _f("", help="Labeled folder: one subfolder per class, or train/ val/ (test/).")
     val_fraction: float = _f(
-        0.2, help="Share of images held out for validation when the folder has no val/.", min=0.05,
+        0.2,
+        help="Share of images held out for validation when the folder has no val/.",
+        min=0.05,
         max=0.5,
     )
     test_fraction: float = _f(
-        0.0, help="Share held out as a locked test set when the folder has no test/.", min=0.0,
+        0.0,
+        help="Share held out as a locked test set when the folder has no test/.",
+        min=0.0,
         max=0.5,
     )
-    split_seed: int = _f(0, help="Seed of the stratified split; the same seed gives the same split.",
-                         min=0)
+    split_seed: int = _f(
+        0, help="Seed of the stratified split; the same seed gives the same split.", min=0
+    )
     min_per_class: int = _f(
-        2, help="Classes with fewer usable examples than this are reported and left out.", min=1,
+        2,
+        help="Classes with fewer usable examples than this are reported and left out.",
+        min=1,
         max=1000,
     )
     num_workers: int = _f(
-        -1, help="Data loading worker processes; -1 chooses from the number of CPU cores.", min=-1,
+        -1,
+        help="Data loading worker processes; -1 chooses from the number of CPU cores.",
+        min=-1,
         max=64,
     )
 
@@ -119,38 +128,52 @@ class ModelConfig:
     pretrained: bool = _f(True, help="Start from pretrained weights (off: random initialisation).")
     head_dropout: float = _f(0.0, help="Dropout before the classification head.", min=0.0, max=0.9)
     allow_remote_code: bool = _f(
-        False, help="Allow Hugging Face models to run code shipped with them. Off unless you "
+        False,
+        help="Allow Hugging Face models to run code shipped with them. Off unless you "
         "trust the model's author.",
     )
 
 
 @dataclass(frozen=True, kw_only=True)
 class AdaptConfig:
-    method: Method = _f(Method.LINEAR_PROBE, help="linear-probe trains only the head; last-n also "
-                        "the last N layer groups; full trains everything; custom uses frozen_groups.")
-    last_n: int = _f(2, help="With last-n: how many layer groups before the head are trained.",
-                     min=0, max=1000)
+    method: Method = _f(
+        Method.LINEAR_PROBE,
+        help="linear-probe trains only the head; last-n also "
+        "the last N layer groups; full trains everything; custom uses frozen_groups.",
+    )
+    last_n: int = _f(
+        2, help="With last-n: how many layer groups before the head are trained.", min=0, max=1000
+    )
     frozen_groups: list[str] = _f([], help="With custom: names of the layer groups to freeze.")
 
 
 @dataclass(frozen=True, kw_only=True)
 class OptimConfig:
-    optimizer: Optimizer = _f(Optimizer.ADAMW, help="AdamW suits most fine-tuning; SGD with "
-                              "momentum is the classic alternative.")
+    optimizer: Optimizer = _f(
+        Optimizer.ADAMW,
+        help="AdamW suits most fine-tuning; SGD with momentum is the classic alternative.",
+    )
     lr: float = _f(1e-3, help="Peak learning rate.", min=1e-7, max=10.0)
     backbone_lr_scale: float = _f(
-        0.1, help="Learning rate of unfrozen backbone layers relative to the head's.", min=0.0,
+        0.1,
+        help="Learning rate of unfrozen backbone layers relative to the head's.",
+        min=0.0,
         max=10.0,
     )
-    weight_decay: float = _f(0.01, help="Weight decay (L2 for SGD, decoupled for AdamW).", min=0.0,
-                             max=1.0)
+    weight_decay: float = _f(
+        0.01, help="Weight decay (L2 for SGD, decoupled for AdamW).", min=0.0, max=1.0
+    )
     momentum: float = _f(0.9, help="SGD momentum.", min=0.0, max=0.999)
-    label_smoothing: float = _f(0.0, help="Label smoothing of the cross-entropy loss.", min=0.0,
-                                max=0.5)
-    class_weights: ClassWeights = _f(ClassWeights.NONE, help="balanced weighs each class by the "
-                                     "inverse of its share of the training set.")
-    grad_clip: float = _f(0.0, help="Clip the gradient norm to this value; 0 turns clipping off.",
-                          min=0.0, max=1000.0)
+    label_smoothing: float = _f(
+        0.0, help="Label smoothing of the cross-entropy loss.", min=0.0, max=0.5
+    )
+    class_weights: ClassWeights = _f(
+        ClassWeights.NONE,
+        help="balanced weighs each class by the inverse of its share of the training set.",
+    )
+    grad_clip: float = _f(
+        0.0, help="Clip the gradient norm to this value; 0 turns clipping off.", min=0.0, max=1000.0
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,24 +181,35 @@ class ScheduleConfig:
     epochs: int = _f(10, help="Passes over the training set.", min=1, max=10000)
     batch_size: int = _f(32, help="Images per optimisation step.", min=1, max=4096)
     schedule: Schedule = _f(Schedule.COSINE, help="Learning-rate schedule after warm-up.")
-    warmup_fraction: float = _f(0.05, help="Share of all steps spent warming up the learning rate.",
-                                min=0.0, max=0.5)
-    early_stopping_patience: int = _f(
-        0, help="Stop after this many epochs without improvement of the monitored metric; 0 never "
-        "stops early.", min=0, max=10000,
+    warmup_fraction: float = _f(
+        0.05, help="Share of all steps spent warming up the learning rate.", min=0.0, max=0.5
     )
-    monitor: Monitor = _f(Monitor.VAL_ACCURACY, help="Validation metric that picks the best "
-                          "checkpoint and drives early stopping.")
+    early_stopping_patience: int = _f(
+        0,
+        help="Stop after this many epochs without improvement of the monitored metric; 0 never "
+        "stops early.",
+        min=0,
+        max=10000,
+    )
+    monitor: Monitor = _f(
+        Monitor.VAL_ACCURACY,
+        help="Validation metric that picks the best checkpoint and drives early stopping.",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class AugmentConfig:
-    preset: AugmentPreset = _f(AugmentPreset.LIGHT, help="Random crops, flips and colour changes "
-                               "applied to training images.")
+    preset: AugmentPreset = _f(
+        AugmentPreset.LIGHT,
+        help="Random crops, flips and colour changes applied to training images.",
+    )
     cache_views: int = _f(
-        1, help="With a frozen backbone: views of each training image whose features are computed "
+        1,
+        help="With a frozen backbone: views of each training image whose features are computed "
         "once and cached: the plain image plus views-1 augmented ones. Each view costs one pass "
-        "over the training set.", min=1, max=64,
+        "over the training set.",
+        min=1,
+        max=64,
     )
     hflip: bool = _f(True, help="Allow horizontal flips (turn off when left and right matter).")
     vflip: bool = _f(False, help="Allow vertical flips (microscopy, aerial images).")
@@ -184,10 +218,14 @@ class AugmentConfig:
 @dataclass(frozen=True, kw_only=True)
 class DeviceConfig:
     device: Device = _f(Device.AUTO, help="auto picks CUDA, then Apple MPS, then the CPU.")
-    precision: Precision = _f(Precision.AUTO, help="auto uses bf16 autocast on GPUs that support "
-                              "it, fp16 on other CUDA GPUs and fp32 on the CPU.")
-    channels_last: bool = _f(True, help="Use the channels-last memory layout for convolutional "
-                             "networks.")
+    precision: Precision = _f(
+        Precision.AUTO,
+        help="auto uses bf16 autocast on GPUs that support "
+        "it, fp16 on other CUDA GPUs and fp32 on the CPU.",
+    )
+    channels_last: bool = _f(
+        True, help="Use the channels-last memory layout for convolutional networks."
+    )
     deterministic: bool = _f(True, help="Deterministic algorithms where the device allows it.")
 
 
@@ -202,10 +240,10 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Backbone."})
     adapt: AdaptConfig = field(default_factory=AdaptConfig, metadata={"help": "Freezing."})
     optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "Optimiser."})
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig,
-                                     metadata={"help": "Schedule."})
-    augment: AugmentConfig = field(default_factory=AugmentConfig,
-                                   metadata={"help": "Augmentation."})
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig, metadata={"help": "Schedule."})
+    augment: AugmentConfig = field(
+        default_factory=AugmentConfig, metadata={"help": "Augmentation."}
+    )
     device: DeviceConfig = field(default_factory=DeviceConfig, metadata={"help": "Device."})
 
     # -- JSON ---------------------------------------------------------------------------------
@@ -335,11 +373,8 @@ def _validate(obj: Any, where: str) -> None:
         if isinstance(value, int | float) and not isinstance(value, bool):
             if value != value:  # NaN
                 raise ConfigError(f"{path} is not a number.")
-            if lo is not None and value < lo or hi is not None and value > hi:
-                bounds = (
-                    f"between {lo} and {hi}" if hi is not None
-                    else f"at least {lo}"
-                )
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                bounds = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
                 raise ConfigError(f"{path} is {value}; it must be {bounds}.")
 
 

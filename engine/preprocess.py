@@ -17,4 +17,4 @@ class Preprocess:
 
     @property
     def resize_size(self) -> int:
-        return int(round(self.input_size / self.crop_pct))
+        return round(self.input_size / self.crop_pct)

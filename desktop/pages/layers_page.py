@@ -25,10 +25,16 @@ from desktop.worker import EngineWorker
 from engine.config import Method
 
 PRESETS = (
-    (Method.LINEAR_PROBE, "Linear probe",
-     "Train only the new classification head. Fastest; features are computed once and cached."),
-    (Method.LAST_N, "Train last N groups",
-     "Also adapt the last N layer groups: more flexible, needs more data and time."),
+    (
+        Method.LINEAR_PROBE,
+        "Linear probe",
+        "Train only the new classification head. Fastest; features are computed once and cached.",
+    ),
+    (
+        Method.LAST_N,
+        "Train last N groups",
+        "Also adapt the last N layer groups: more flexible, needs more data and time.",
+    ),
     (Method.FULL, "Full fine-tune", "Train every layer. Most flexible, slowest, needs most data."),
     (Method.CUSTOM, "Custom", "Freeze exactly the groups you tick below."),
 )
@@ -49,8 +55,10 @@ class LayersPage(Page):
         self._train_size = 0
 
         layout = QVBoxLayout(self)
-        heading = QLabel("<h2>Choose what to train</h2>Frozen groups keep their pretrained "
-                         "weights. Groups are listed from the input (top) to the output.")
+        heading = QLabel(
+            "<h2>Choose what to train</h2>Frozen groups keep their pretrained "
+            "weights. Groups are listed from the input (top) to the output."
+        )
         heading.setWordWrap(True)
         layout.addWidget(heading)
 
@@ -189,15 +197,20 @@ class LayersPage(Page):
             is_frozen = group.name in frozen
             item.setCheckState(0, Qt.CheckState.Checked if is_frozen else Qt.CheckState.Unchecked)
             item.setText(2, "frozen" if is_frozen else "trained")
-            item.setToolTip(0, "The new head is always trained." if is_head else
-                            "Tick to freeze this group (keep its pretrained weights).")
+            item.setToolTip(
+                0,
+                "The new head is always trained."
+                if is_head
+                else "Tick to freeze this group (keep its pretrained weights).",
+            )
             self.tree.addTopLevelItem(item)
             total += group.num_params
             trainable += 0 if is_frozen else group.num_params
         self.tree.blockSignals(False)
         share = trainable / total if total else 0.0
         self.trainable_label.setText(
-            f"Trainable: <b>{trainable:,}</b> of {total:,} parameters ({share:.1%})")
+            f"Trainable: <b>{trainable:,}</b> of {total:,} parameters ({share:.1%})"
+        )
         self._estimate_timer.start()
 
     def _sync_presets(self) -> None:
@@ -231,12 +244,14 @@ class LayersPage(Page):
 
     def _on_state_changed(self, _config: Any) -> None:
         if self.model is not None and self._model_key != (
-            self.ctx.state.config.model.backbone, self._num_classes
+            self.ctx.state.config.model.backbone,
+            self._num_classes,
         ):
             self.model = None
             self.tree.clear()
-            self.trainable_label.setText("The backbone changed; it is built when you open this "
-                                         "page.")
+            self.trainable_label.setText(
+                "The backbone changed; it is built when you open this page."
+            )
             if self.isVisible():
                 self.ensure_model()
             return

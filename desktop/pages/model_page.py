@@ -43,8 +43,10 @@ class ModelPage(Page):
         self._rows: list[tuple[Any, Any]] = []
         self._loading = False
         layout = QVBoxLayout(self)
-        heading = QLabel("<h2>Choose a pretrained backbone</h2>Models marked <b>offline</b> are "
-                         "on this computer and train without internet.")
+        heading = QLabel(
+            "<h2>Choose a pretrained backbone</h2>Models marked <b>offline</b> are "
+            "on this computer and train without internet."
+        )
         heading.setWordWrap(True)
         layout.addWidget(heading)
 
@@ -57,8 +59,10 @@ class ModelPage(Page):
         row.addWidget(self.search, 1)
         self.file_button = QPushButton("Use a checkpoint file…")
         self.file_button.setObjectName("checkpointButton")
-        self.file_button.setToolTip("Start from weights in a .safetensors/.pt file made for the "
-                                    "selected architecture (for example your own earlier model).")
+        self.file_button.setToolTip(
+            "Start from weights in a .safetensors/.pt file made for the "
+            "selected architecture (for example your own earlier model)."
+        )
         self.file_button.clicked.connect(self._on_file_button_clicked)
         row.addWidget(self.file_button)
         layout.addLayout(row)
@@ -80,8 +84,9 @@ class ModelPage(Page):
         other.addWidget(QLabel("Other model:"))
         self.other_edit = QLineEdit()
         self.other_edit.setObjectName("otherModelEdit")
-        self.other_edit.setPlaceholderText("timm:convnext_nano, hf:google/vit-base-patch16-224 or "
-                                           "a local Hugging Face folder")
+        self.other_edit.setPlaceholderText(
+            "timm:convnext_nano, hf:google/vit-base-patch16-224 or a local Hugging Face folder"
+        )
         self.other_edit.returnPressed.connect(self._on_other_edit_return_pressed)
         other.addWidget(self.other_edit, 1)
         use_other = QPushButton("Use")
@@ -100,8 +105,7 @@ class ModelPage(Page):
         next_row = QHBoxLayout()
         next_row.addStretch(1)
         self.next_button = QPushButton("Continue to Layers →")
-        self.next_button.clicked.connect(
-            lambda: ctx.signals.show_page_requested.emit("Layers"))
+        self.next_button.clicked.connect(lambda: ctx.signals.show_page_requested.emit("Layers"))
         next_row.addWidget(self.next_button)
         layout.addLayout(next_row)
         ctx.state.changed.connect(self._on_state_changed)
@@ -129,8 +133,14 @@ class ModelPage(Page):
         self.table.setRowCount(len(rows))
         for r, (entry, status) in enumerate(rows):
             params = f"{entry.params / 1e6:.1f} M" if entry.params else "?"
-            cells = (entry.name, entry.family, params, f"{entry.preprocess.input_size} px",
-                     "✓ offline" if status.available else "needs weights", entry.description)
+            cells = (
+                entry.name,
+                entry.family,
+                params,
+                f"{entry.preprocess.input_size} px",
+                "✓ offline" if status.available else "needs weights",
+                entry.description,
+            )
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if c == 4:
@@ -176,8 +186,9 @@ class ModelPage(Page):
         self.ctx.state.update("model", backbone=entry.name, weights=None)
 
     def _on_file_button_clicked(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a checkpoint file", str(Path.home()),
-                                              CHECKPOINT_FILTER)
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose a checkpoint file", str(Path.home()), CHECKPOINT_FILTER
+        )
         if path:
             self.ctx.state.update("model", weights=path)
 
@@ -207,6 +218,8 @@ class ModelPage(Page):
             if status.available:
                 lines.append(f"Pretrained weights are on this computer ({status.source}).")
             else:
-                lines.append(f"<span style='color:#c0392b'><b>Weights are not on this computer."
-                             f"</b></span> {status.instructions}")
+                lines.append(
+                    f"<span style='color:#c0392b'><b>Weights are not on this computer."
+                    f"</b></span> {status.instructions}"
+                )
         self.info.setText("<br>".join(lines))

@@ -47,8 +47,11 @@ def resolve_placement(cfg: DeviceConfig) -> Placement:
     want = cfg.device
     if want is Device.AUTO:
         want = (
-            Device.CUDA if torch.cuda.is_available()
-            else Device.MPS if mps_available() else Device.CPU
+            Device.CUDA
+            if torch.cuda.is_available()
+            else Device.MPS
+            if mps_available()
+            else Device.CPU
         )
     if want is Device.CUDA and not torch.cuda.is_available():
         raise DeviceError(

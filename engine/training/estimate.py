@@ -25,14 +25,20 @@ class EpochEstimate:
     def sentence(self) -> str:
         dev = self.device
         if self.cached:
-            return (f"About {_duration(self.first_epoch_s)} to compute the features once on "
-                    f"{dev}, then well under a second per epoch.")
+            return (
+                f"About {_duration(self.first_epoch_s)} to compute the features once on "
+                f"{dev}, then well under a second per epoch."
+            )
         return f"About {_duration(self.later_epoch_s)} per epoch on {dev} (compute only)."
 
 
 def estimate_epoch_seconds(
-    model: torch.nn.Module, config: RunConfig, frozen: list[str], train_size: int,
-    *, repeats: int = 2,
+    model: torch.nn.Module,
+    config: RunConfig,
+    frozen: list[str],
+    train_size: int,
+    *,
+    repeats: int = 2,
 ) -> EpochEstimate:
     """Time a few forward (and, when something in the backbone trains, backward) passes."""
     from engine.models import apply_freeze, backbone_is_frozen
@@ -71,8 +77,11 @@ def estimate_epoch_seconds(
     per_image = (time.perf_counter() - start) / (repeats * batch)
     epoch = per_image * train_size
     return EpochEstimate(
-        device=placement.description, seconds_per_image=per_image,
-        first_epoch_s=epoch, later_epoch_s=0.05 if cached else epoch, cached=cached,
+        device=placement.description,
+        seconds_per_image=per_image,
+        first_epoch_s=epoch,
+        later_epoch_s=0.05 if cached else epoch,
+        cached=cached,
     )
 
 

@@ -45,7 +45,11 @@ def extract_features(
     was_training = backbone.training
     backbone.eval()
     loader, _ = make_loader(
-        dataset, batch_size=batch_size, seed=0, shuffle=False, workers=workers,
+        dataset,
+        batch_size=batch_size,
+        seed=0,
+        shuffle=False,
+        workers=workers,
         pin=placement.device.type == "cuda",
     )
     chunks: list[torch.Tensor] = []

@@ -47,8 +47,11 @@ class RunData:
             )
 
         return cls(
-            root=data["root"], classes=tuple(data["classes"]), train=samples("train"),
-            val=samples("val"), test=samples("test"),
+            root=data["root"],
+            classes=tuple(data["classes"]),
+            train=samples("train"),
+            val=samples("val"),
+            test=samples("test"),
         )
 
 
@@ -82,8 +85,12 @@ def prepare_data(
             "or more images per class."
         )
     return RunData(
-        root=index.root, classes=index.classes, train=splits.train, val=splits.val,
-        test=splits.test, problems=index.problems,
+        root=index.root,
+        classes=index.classes,
+        train=splits.train,
+        val=splits.val,
+        test=splits.test,
+        problems=index.problems,
     )
 
 

@@ -61,7 +61,13 @@ class EpochIndexed(Dataset):
 
 
 def make_loader(
-    dataset: Any, *, batch_size: int, seed: int, shuffle: bool, workers: int, pin: bool,
+    dataset: Any,
+    *,
+    batch_size: int,
+    seed: int,
+    shuffle: bool,
+    workers: int,
+    pin: bool,
     drop_last: bool = False,
 ) -> tuple[DataLoader, EpochSampler]:
     sampler = EpochSampler(len(dataset), seed=seed, shuffle=shuffle)

@@ -48,11 +48,14 @@ def build_scheduler(
     if cfg.schedule is Schedule.ONE_CYCLE:
         max_lrs = [g["lr"] for g in optimizer.param_groups]
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=max_lrs, total_steps=total_steps + 1,
-            pct_start=max(cfg.warmup_fraction, 0.01), anneal_strategy="cos",
+            optimizer,
+            max_lr=max_lrs,
+            total_steps=total_steps + 1,
+            pct_start=max(cfg.warmup_fraction, 0.01),
+            anneal_strategy="cos",
             cycle_momentum=False,
         )
-    warmup = int(round(cfg.warmup_fraction * total_steps))
+    warmup = round(cfg.warmup_fraction * total_steps)
 
     def factor(step: int) -> float:
         if warmup and step < warmup:

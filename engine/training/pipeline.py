@@ -71,12 +71,20 @@ class ImagePipeline(Pipeline):
         train_ds = ImageDataset(self.data.train, self.train_transform, seed=seed)
         val_ds = ImageDataset(self.data.val, self.eval_transform, seed=seed)
         self.train_loader, self.train_sampler = make_loader(
-            train_ds, batch_size=self.batch_size, seed=seed, shuffle=True,
-            workers=self.workers, pin=pin,
+            train_ds,
+            batch_size=self.batch_size,
+            seed=seed,
+            shuffle=True,
+            workers=self.workers,
+            pin=pin,
         )
         self.val_loader, _ = make_loader(
-            val_ds, batch_size=self.batch_size, seed=seed, shuffle=False,
-            workers=self.workers, pin=pin,
+            val_ds,
+            batch_size=self.batch_size,
+            seed=seed,
+            shuffle=False,
+            workers=self.workers,
+            pin=pin,
         )
 
     def train_batches(self, epoch: int, start_step: int) -> Iterator[Batch]:
@@ -111,18 +119,23 @@ class FeaturePipeline(Pipeline):
         clean = ImageDataset(self.data.train, self.eval_transform, seed=seed)
         parts: list[Any] = [clean]
         if extra_views:
-            parts.append(ImageDataset(self.data.train, self.train_transform, seed=seed,
-                                      views=extra_views))
+            parts.append(
+                ImageDataset(self.data.train, self.train_transform, seed=seed, views=extra_views)
+            )
         self.views = 1 + extra_views
         n = len(self.data.train)
         key = self._key(extra_views)
         cache_dir = t.workspace.cache_root / "features"
-        train, hit = cached(cache_dir / f"{key}-train.safetensors",
-                            lambda: self._extract(ConcatDataset(parts), "training"))
-        val, hit_val = cached(cache_dir / f"{key}-val.safetensors",
-                              lambda: self._extract(
-                                  ImageDataset(self.data.val, self.eval_transform, seed=seed),
-                                  "validation"))
+        train, hit = cached(
+            cache_dir / f"{key}-train.safetensors",
+            lambda: self._extract(ConcatDataset(parts), "training"),
+        )
+        val, hit_val = cached(
+            cache_dir / f"{key}-val.safetensors",
+            lambda: self._extract(
+                ImageDataset(self.data.val, self.eval_transform, seed=seed), "validation"
+            ),
+        )
         if hit and hit_val:
             t.log("Backbone features loaded from the cache; training only the head.")
         self.train_features = train.view(self.views, n, -1).to(self.device)
@@ -132,16 +145,23 @@ class FeaturePipeline(Pipeline):
 
     def _extract(self, dataset: Any, what: str) -> torch.Tensor:
         t = self.trainer
-        t.log(f"Computing backbone features of {len(dataset)} {what} images once "
-              f"({self.device.type}); the head then trains on them.")
+        t.log(
+            f"Computing backbone features of {len(dataset)} {what} images once "
+            f"({self.device.type}); the head then trains on them."
+        )
 
         def progress(done: int, total: int) -> None:
             t.emit(StageProgressed(stage="features", done=done, total=total))
 
         return extract_features(
-            self.model.backbone, dataset, placement=self.placement,
-            channels_last=t.channels_last, batch_size=max(64, self.batch_size),
-            workers=self.workers, control=t.control, on_progress=progress,
+            self.model.backbone,
+            dataset,
+            placement=self.placement,
+            channels_last=t.channels_last,
+            batch_size=max(64, self.batch_size),
+            workers=self.workers,
+            control=t.control,
+            on_progress=progress,
         )
 
     def _key(self, extra_views: int) -> str:
@@ -157,20 +177,27 @@ class FeaturePipeline(Pipeline):
             source = f"{source}:{stat.st_size}:{stat.st_mtime_ns}"
         except OSError:
             pass
-        return cache_key({
-            "v": 1,
-            "backbone": cfg.model.backbone,
-            "pretrained": cfg.model.pretrained,
-            "weights": source,
-            "preprocess": repr(self.model.preprocess),
-            "augment": [str(cfg.augment.preset), cfg.augment.hflip, cfg.augment.vflip,
-                        extra_views, cfg.seed],
-            "channels_last": self.trainer.channels_last,
-            "precision": str(self.placement.precision),
-            "train": [s.digest for s in self.data.train],
-            "val": [s.digest for s in self.data.val],
-            "torch": torch.__version__,
-        })
+        return cache_key(
+            {
+                "v": 1,
+                "backbone": cfg.model.backbone,
+                "pretrained": cfg.model.pretrained,
+                "weights": source,
+                "preprocess": repr(self.model.preprocess),
+                "augment": [
+                    str(cfg.augment.preset),
+                    cfg.augment.hflip,
+                    cfg.augment.vflip,
+                    extra_views,
+                    cfg.seed,
+                ],
+                "channels_last": self.trainer.channels_last,
+                "precision": str(self.placement.precision),
+                "train": [s.digest for s in self.data.train],
+                "val": [s.digest for s in self.data.val],
+                "torch": torch.__version__,
+            }
+        )
 
     def train_batches(self, epoch: int, start_step: int) -> Iterator[Batch]:
         n = len(self.data.train)

@@ -12,8 +12,16 @@ import torch
 from engine.training.devices import Placement
 
 _VERSIONED = ("torch", "torchvision", "timm", "transformers", "peft", "refit-studio")
-_OWN_ERRORS = ("DatasetError", "ImageError", "ModelError", "WeightsUnavailableError",
-               "ConfigError", "DeviceError", "CheckpointError", "RunNotFoundError")
+_OWN_ERRORS = (
+    "DatasetError",
+    "ImageError",
+    "ModelError",
+    "WeightsUnavailableError",
+    "ConfigError",
+    "DeviceError",
+    "CheckpointError",
+    "RunNotFoundError",
+)
 
 
 def environment_facts(placement: Placement) -> dict[str, Any]:

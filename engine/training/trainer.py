@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.config import AugmentPreset, Monitor, RunConfig
+from engine.config import Monitor, RunConfig
 from engine.events import (
     CheckpointSaved,
     EpochEnded,
@@ -225,11 +225,22 @@ class Trainer:
                 val_size=len(self.data.val),
                 test_size=len(self.data.test),
             )
-        self.run.update_state(status=str(status), error=error, resumable=resumable,
-                              epochs_done=self.epoch, ended=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        self.run.update_state(
+            status=str(status),
+            error=error,
+            resumable=resumable,
+            epochs_done=self.epoch,
+            ended=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        )
         write_json_atomic(self.run.summary_path, {**self.run.summary(), **summary})
-        self.emit(RunEnded(status=status, error=error, best_metrics=dict(self.best_metrics),
-                           run_dir=str(self.run.path)))
+        self.emit(
+            RunEnded(
+                status=status,
+                error=error,
+                best_metrics=dict(self.best_metrics),
+                run_dir=str(self.run.path),
+            )
+        )
 
     def _setup(self) -> None:
         cfg = self.config
@@ -272,9 +283,13 @@ class Trainer:
         if self.resuming:
             self._restore()
         self.run.update_state(
-            status="running", resumable=False, **environment_facts(self.placement),
-            feature_cache=self.feature_cache, trainable_params=self.param_count.trainable,
-            total_params=self.param_count.total, frozen_groups=frozen,
+            status="running",
+            resumable=False,
+            **environment_facts(self.placement),
+            feature_cache=self.feature_cache,
+            trainable_params=self.param_count.trainable,
+            total_params=self.param_count.total,
+            frozen_groups=frozen,
         )
         self.pipeline.prepare()
 
@@ -328,8 +343,15 @@ class Trainer:
             self.step_in_epoch = 0
             self.train_sums = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
             self.last_metrics = metrics
-            self.emit(EpochEnded(epoch=epoch, epochs=epochs, metrics=metrics, is_best=is_best,
-                                 seconds=time.monotonic() - t0))
+            self.emit(
+                EpochEnded(
+                    epoch=epoch,
+                    epochs=epochs,
+                    metrics=metrics,
+                    is_best=is_best,
+                    seconds=time.monotonic() - t0,
+                )
+            )
 
     def _train_epoch(self) -> None:
         assert self.model is not None and self.pipeline is not None
@@ -365,9 +387,16 @@ class Trainer:
             self.global_step += 1
             self.step_in_epoch += 1
             now = time.perf_counter()
-            self.emit(StepEnded(step=self.global_step, epoch=self.epoch, total_steps=total_steps,
-                                loss=loss_value, lr=self._current_lr(),
-                                samples_per_sec=n / max(now - t_last, 1e-9)))
+            self.emit(
+                StepEnded(
+                    step=self.global_step,
+                    epoch=self.epoch,
+                    total_steps=total_steps,
+                    loss=loss_value,
+                    lr=self._current_lr(),
+                    samples_per_sec=n / max(now - t_last, 1e-9),
+                )
+            )
             t_last = now
             if self.control.cancelled:
                 raise Cancelled()
@@ -398,8 +427,11 @@ class Trainer:
 
     def _write_checkpoint(self, kind: str) -> None:
         ckpt = self.run.checkpoints
-        path = save_weights(self.model, ckpt / f"{kind}.safetensors",
-                            metadata={"epoch": str(self.epoch), "kind": kind})
+        path = save_weights(
+            self.model,
+            ckpt / f"{kind}.safetensors",
+            metadata={"epoch": str(self.epoch), "kind": kind},
+        )
         if kind == "last":
             save_trainer_state(ckpt / "last_state.pt", self._trainer_state())
         self.emit(CheckpointSaved(path=str(path), kind=kind, epoch=self.epoch))
@@ -434,14 +466,27 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
-        for key in ("epoch", "step_in_epoch", "global_step", "best_value", "best_loss",
-                    "best_epoch", "best_metrics", "last_metrics", "epochs_since_best",
-                    "train_sums"):
+        for key in (
+            "epoch",
+            "step_in_epoch",
+            "global_step",
+            "best_value",
+            "best_loss",
+            "best_epoch",
+            "best_metrics",
+            "last_metrics",
+            "epochs_since_best",
+            "train_sums",
+        ):
             setattr(self, key, state[key])
         set_rng_state(state["rng"])
         # Step lines written after the checkpoint (a crash) would be duplicated on resume.
-        kept = [r for r in self.run.metrics() if r.get("step", 0) <= self.global_step and
-                (r.get("type") != "epoch" or r.get("epoch", 0) < self.epoch)]
+        kept = [
+            r
+            for r in self.run.metrics()
+            if r.get("step", 0) <= self.global_step
+            and (r.get("type") != "epoch" or r.get("epoch", 0) < self.epoch)
+        ]
         lines = "".join(json.dumps(r) + "\n" for r in kept)
         write_bytes_atomic(self.run.metrics_path, lines.encode("utf-8"))
         self.log(f"Resuming at epoch {self.epoch + 1}, step {self.global_step}.")

@@ -38,8 +38,21 @@ def test_scan_reports_classes_and_problems(shapes, capsys):
 
 def test_train_predict_runs_and_replay(shapes, tmp_path, capsys):
     ws = str(tmp_path / "ws")
-    code, out, err = run_cli(capsys, "--workspace", ws, "train", str(shapes), *TINY,
-                             "--method", "last-1", "--epochs", "2", "--batch-size", "8", "--quiet")
+    code, out, err = run_cli(
+        capsys,
+        "--workspace",
+        ws,
+        "train",
+        str(shapes),
+        *TINY,
+        "--method",
+        "last-1",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--quiet",
+    )
     assert code == 0, err
     assert "Run completed" in out and "val_accuracy" in out
     (run,) = Workspace(ws).list_runs()
@@ -52,16 +65,18 @@ def test_train_predict_runs_and_replay(shapes, tmp_path, capsys):
 
     image = tmp_path / "new.png"
     draw_shape("circle", __import__("random").Random(5)).save(image)
-    code, out, _ = run_cli(capsys, "--workspace", ws, "predict", run.run_id[:15], str(image),
-                           "--json")
+    code, out, _ = run_cli(
+        capsys, "--workspace", ws, "predict", run.run_id[:15], str(image), "--json"
+    )
     assert code == 0
     (pred,) = json.loads(out)
     assert {name for name, _ in pred["top"]} == {"circle", "square"}
     assert sum(p for _, p in pred["top"]) == pytest.approx(1.0, abs=1e-5)
 
     # Replaying the saved config trains the same configuration again.
-    code, out, err = run_cli(capsys, "--workspace", ws, "train", str(run.path / "config.json"),
-                             "--quiet")
+    code, out, err = run_cli(
+        capsys, "--workspace", ws, "train", str(run.path / "config.json"), "--quiet"
+    )
     assert code == 0, err
     runs = Workspace(ws).list_runs()
     assert len(runs) == 2
@@ -70,8 +85,12 @@ def test_train_predict_runs_and_replay(shapes, tmp_path, capsys):
 
 def test_predict_reports_unreadable_file_without_crashing(shapes, tmp_path, capsys):
     ws = str(tmp_path / "ws")
-    assert run_cli(capsys, "--workspace", ws, "train", str(shapes), *TINY, "--epochs", "1",
-                   "--quiet")[0] == 0
+    assert (
+        run_cli(capsys, "--workspace", ws, "train", str(shapes), *TINY, "--epochs", "1", "--quiet")[
+            0
+        ]
+        == 0
+    )
     (run,) = Workspace(ws).list_runs()
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"nope")
@@ -101,8 +120,19 @@ def test_bad_input_is_one_line_and_exit_2(argv, needle, shapes, tmp_path, capsys
 
 def test_save_config_writes_a_replayable_file(shapes, tmp_path, capsys):
     target = tmp_path / "c.json"
-    code, _, _ = run_cli(capsys, "train", str(shapes), "--method", "full", "--lr", "0.01",
-                         "--augment", "strong", "--save-config", str(target))
+    code, _, _ = run_cli(
+        capsys,
+        "train",
+        str(shapes),
+        "--method",
+        "full",
+        "--lr",
+        "0.01",
+        "--augment",
+        "strong",
+        "--save-config",
+        str(target),
+    )
     assert code == 0
     cfg = RunConfig.load(target)
     assert cfg.adapt.method is Method.FULL and cfg.optim.lr == 0.01

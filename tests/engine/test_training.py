@@ -177,8 +177,9 @@ def test_pause_blocks_the_loop_until_resumed(shapes, tmp_path):
         if isinstance(event, StepEnded) and event.step == 3:
             assert released.is_set(), "step 3 ran while paused"
 
-    result = train(tiny_config(shapes, epochs=1), workspace=tmp_path / "ws", on_event=on_event,
-                   control=control)
+    result = train(
+        tiny_config(shapes, epochs=1), workspace=tmp_path / "ws", on_event=on_event, control=control
+    )
     assert result.status is RunStatus.COMPLETED and paused_at == [2]
 
 
@@ -190,8 +191,9 @@ def test_training_skips_and_reports_corrupt_files_and_leaves_the_folder_untouche
     events = []
     result = train(tiny_config(data, epochs=1), workspace=tmp_path / "ws", on_event=collect(events))
     assert result.status is RunStatus.COMPLETED
-    warnings = " ".join(e.text for e in events if isinstance(e, LogMessage) and
-                        e.level == "warning")
+    warnings = " ".join(
+        e.text for e in events if isinstance(e, LogMessage) and e.level == "warning"
+    )
     assert "broken.jpg" in warnings and "empty.png" in warnings
     splits = RunDir(result.run_dir).splits()
     used = {p for split in ("train", "val") for p, _, _ in splits[split]}
@@ -212,5 +214,5 @@ def test_empty_folder_fails_with_one_sentence_and_a_failed_run(tmp_path):
 
 def test_single_class_fails_clearly(tmp_path):
     data = make_shapes_folder(tmp_path / "one", classes=("circle",), per_class=6)
-    with pytest.raises(DatasetError, match="(?i)one class"):
+    with pytest.raises(DatasetError, match=r"(?i)one class"):
         train(tiny_config(data), workspace=tmp_path / "ws")
