@@ -325,9 +325,8 @@ def _from_json(cls: type, data: Any, where: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(
-            f"Unknown setting {_join(where, unknown[0])!r}; allowed here: {', '.join(sorted(names))}."
-        )
+        allowed = ", ".join(sorted(names))
+        raise ConfigError(f"Unknown setting {_join(where, unknown[0])!r}; allowed here: {allowed}.")
     kwargs = {key: _coerce(hints[key], value, _join(where, key)) for key, value in data.items()}
     return cls(**kwargs)
 

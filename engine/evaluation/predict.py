@@ -48,8 +48,9 @@ class Predictor:
         self.checkpoint = weights
 
     @torch.inference_mode()
-    def predict(self, paths: Iterable[str | Path], *, top_k: int = 3,
-                batch_size: int = 32) -> list[Prediction]:
+    def predict(
+        self, paths: Iterable[str | Path], *, top_k: int = 3, batch_size: int = 32
+    ) -> list[Prediction]:
         """Classify each file; unreadable files get an error sentence instead of a crash."""
         from engine.data import ImageError, load_image
 
