@@ -93,7 +93,9 @@ class WorkerPool(QObject):
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
         worker.done.connect(thread.quit)
-        thread.finished.connect(lambda w=worker: self._forget(w))
+        # A bound method of this GUI-thread object: the call is queued to the GUI thread (a
+        # lambda here would run in the worker thread).
+        thread.finished.connect(self._on_thread_finished)
         thread.finished.connect(worker.deleteLater)
         thread.finished.connect(thread.deleteLater)
         self._running[worker] = thread
@@ -101,8 +103,11 @@ class WorkerPool(QObject):
         thread.start()
         return worker
 
-    def _forget(self, worker: EngineWorker) -> None:
-        self._running.pop(worker, None)
+    def _on_thread_finished(self) -> None:
+        thread = self.sender()
+        for worker, t in list(self._running.items()):
+            if t is thread:
+                del self._running[worker]
 
     @property
     def busy(self) -> bool:

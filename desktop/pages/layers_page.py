@@ -50,6 +50,7 @@ class LayersPage(Page):
         self.model: Any = None
         self._model_key: tuple | None = None
         self._building = False
+        self._building_key: tuple | None = None
         self._estimate_key: tuple | None = None
         self._num_classes = 2
         self._train_size = 0
@@ -131,19 +132,22 @@ class LayersPage(Page):
         self._building = True
         self.trainable_label.setText(f"Building {cfg.backbone}…")
 
+        num_classes = self._num_classes
+
         def job(on_event: Any, control: Any) -> Any:
             from engine.models import build_model
 
-            return build_model(cfg, self._num_classes, load_weights=False)
+            return build_model(cfg, num_classes, load_weights=False)
 
+        self._building_key = key
         worker = EngineWorker(job)
-        worker.succeeded.connect(lambda model, k=key: self._on_model_built(model, k))
+        worker.succeeded.connect(self._on_model_built)
         worker.failed.connect(self._on_model_failed)
         self.ctx.pool.start(worker)
 
-    def _on_model_built(self, model: Any, key: tuple) -> None:
+    def _on_model_built(self, model: Any) -> None:
         self._building = False
-        self.model, self._model_key = model, key
+        self.model, self._model_key = model, self._building_key
         self.ctx.signals.model_built.emit(model)
         self._fill_tree()
         if self.isVisible():
@@ -277,11 +281,16 @@ class LayersPage(Page):
             return estimate_epoch_seconds(model, cfg, list(frozen), train_size)
 
         worker = EngineWorker(job)
-        worker.succeeded.connect(lambda est, k=key: self._on_estimate_done(est, k))
-        worker.failed.connect(lambda s: self.estimate_label.setText(f"No estimate: {s}"))
+        worker.key = key
+        worker.succeeded.connect(self._on_estimate_done)
+        worker.failed.connect(self._on_estimate_failed)
         self.ctx.pool.start(worker)
 
-    def _on_estimate_done(self, estimate: Any, key: tuple) -> None:
-        if key != self._estimate_key:
-            return
+    def _on_estimate_done(self, estimate: Any) -> None:
+        worker = self.sender()
+        if getattr(worker, "key", None) != self._estimate_key:
+            return  # a newer estimate is on its way
         self.estimate_label.setText(estimate.sentence())
+
+    def _on_estimate_failed(self, sentence: str) -> None:
+        self.estimate_label.setText(f"No estimate: {sentence}")

@@ -1,0 +1,60 @@
+"""Dataset intake: scanning a labeled folder, its problems, splits, image loading, transforms.
+
+Scanning and splitting need no torch: ``ImageDataset``, ``ImageTransform`` and
+``build_transform`` are imported on first use, so ``from engine.data import scan_folder`` stays
+fast (torch and torchvision take seconds to import).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from engine.data.images import IMAGE_EXTENSIONS, load_image
+from engine.data.index import DatasetIndex, Sample
+from engine.data.problems import (
+    DatasetError,
+    ImageError,
+    Problem,
+    ProblemKind,
+    ScanCancelled,
+)
+from engine.data.scan import scan_folder
+from engine.data.split import Splits, split_samples
+
+if TYPE_CHECKING:
+    from engine.data.dataset import ImageDataset
+    from engine.data.transforms import ImageTransform, build_transform
+
+_LAZY = {
+    "ImageDataset": "engine.data.dataset",
+    "ImageTransform": "engine.data.transforms",
+    "build_transform": "engine.data.transforms",
+}
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "DatasetError",
+    "DatasetIndex",
+    "ImageDataset",
+    "ImageError",
+    "ImageTransform",
+    "Problem",
+    "ProblemKind",
+    "Sample",
+    "ScanCancelled",
+    "Splits",
+    "build_transform",
+    "load_image",
+    "scan_folder",
+    "split_samples",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -5,6 +5,10 @@ from __future__ import annotations
 import threading
 
 
+class Cancelled(Exception):
+    """Raised inside the engine when the user cancels; the trainer turns it into RunEnded."""
+
+
 class RunControl:
     """Set from any thread (the GUI, a signal handler); read by the loop after every step."""
 

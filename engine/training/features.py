@@ -14,13 +14,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from engine.files import write_atomic
-from engine.training.control import RunControl
+from engine.training.control import Cancelled, RunControl
 from engine.training.devices import Placement
 from engine.training.loaders import make_loader
-
-
-class Cancelled(Exception):
-    """Raised inside the engine when the user cancels; the trainer turns it into RunEnded."""
 
 
 def cache_key(parts: dict[str, Any]) -> str:

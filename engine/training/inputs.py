@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 
 from engine.config import ClassWeights, RunConfig
-from engine.data import DatasetError, Problem, Sample, scan_folder, split_samples
+from engine.data import DatasetError, Problem, Sample, ScanCancelled, scan_folder, split_samples
 from engine.runs import RunDir
-from engine.training.control import RunControl
+from engine.training.control import Cancelled, RunControl
 
 
 @dataclass(frozen=True)
@@ -64,12 +64,15 @@ def prepare_data(
     """Scan the dataset folder and split it; raises DatasetError with one sentence if unusable."""
     if not config.data.path:
         raise DatasetError("No dataset folder was given; choose a folder of labeled images.")
-    index = scan_folder(
-        config.data.path,
-        min_per_class=config.data.min_per_class,
-        progress=on_progress,
-        cancel=control.cancel_event if control else None,
-    )
+    try:
+        index = scan_folder(
+            config.data.path,
+            min_per_class=config.data.min_per_class,
+            progress=on_progress,
+            cancel=control.cancel_event if control else None,
+        )
+    except ScanCancelled:
+        raise Cancelled() from None
     index.raise_if_unusable()
     splits = split_samples(
         index,

@@ -45,9 +45,8 @@ from engine.training.checkpoint import (
     save_weights,
     set_rng_state,
 )
-from engine.training.control import RunControl
+from engine.training.control import Cancelled, RunControl
 from engine.training.devices import Placement, resolve_placement
-from engine.training.features import Cancelled
 from engine.training.inputs import RunData, class_weight_tensor, load_run_data, prepare_data
 from engine.training.metrics import classification_metrics
 from engine.training.optim import build_optimizer, build_scheduler, param_groups

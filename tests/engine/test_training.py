@@ -28,6 +28,7 @@ from engine.events import (
     RunEnded,
     RunStarted,
     RunStatus,
+    StageProgressed,
     StepEnded,
 )
 from engine.runs import RunDir, Workspace
@@ -62,7 +63,8 @@ def test_event_order_and_run_files(shapes, tmp_path):
     events = []
     result = train(tiny_config(shapes), workspace=tmp_path / "ws", on_event=collect(events))
     assert result.status is RunStatus.COMPLETED
-    kinds = [type(e) for e in events if not isinstance(e, LogMessage)]
+    # Scan progress and log lines may precede RunStarted; everything else comes between.
+    kinds = [type(e) for e in events if not isinstance(e, LogMessage | StageProgressed)]
     assert kinds[0] is RunStarted and kinds[-1] is RunEnded
     steps = [e for e in events if isinstance(e, StepEnded)]
     epochs = [e for e in events if isinstance(e, EpochEnded)]

@@ -1,0 +1,1 @@
+"""Reusable widgets: config forms, live training curves, the run monitor."""

@@ -1,0 +1,75 @@
+"""A torch Dataset over scanned samples with augmentation that is reproducible per item."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from engine.data.images import load_image
+from engine.data.index import Sample
+
+
+class ImageDataset(Dataset):
+    """Images of ``samples`` through ``transform``, ``views`` times over.
+
+    Item ``i`` is sample ``i % len(samples)``, view ``i // len(samples)``. The random draws of
+    the transform depend only on (seed, epoch, sample index, view), so batches are the same
+    whatever the number of DataLoader workers or the order items are fetched in. A file that
+    fails to load raises ImageError naming it.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        transform: Callable[[Any], torch.Tensor],
+        *,
+        seed: int = 0,
+        views: int = 1,
+    ) -> None:
+        if views < 1:
+            raise ValueError(f"views is {views}; it must be at least 1.")
+        self.samples = tuple(samples)
+        self.transform = transform
+        self.seed = int(seed)
+        self.views = int(views)
+        self.epoch = 0
+        self.min_size: int | None = getattr(transform, "min_size", None)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the augmentation of ``epoch`` from now on."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.samples) * self.views
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        n = len(self.samples)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"item {i} is out of range for {len(self)} items")
+        index, view = i % n, i // n
+        sample = self.samples[index]
+        image = load_image(sample.path, min_size=self.min_size)
+        # Only the CPU generator is reseeded (torch.manual_seed would also queue a reseed of
+        # every CUDA generator) and it is restored, so the caller's random stream is untouched
+        # when there are no worker processes.
+        generator = torch.default_generator
+        state = generator.get_state()
+        try:
+            generator.manual_seed(item_seed(self.seed, self.epoch, index, view))
+            x = self.transform(image)
+        finally:
+            generator.set_state(state)
+        return x, sample.label
+
+
+def item_seed(seed: int, epoch: int, index: int, view: int) -> int:
+    """A well-mixed 63-bit seed for one (seed, epoch, sample index, view)."""
+    key = struct.pack("<4q", seed, epoch, index, view)
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1

@@ -1,0 +1,85 @@
+"""What can be wrong with a dataset folder or one image, each told in one plain sentence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ProblemKind(StrEnum):
+    """The kinds of problems a scan reports."""
+
+    MISSING_FOLDER = "missing-folder"
+    EMPTY_DATASET = "empty-dataset"
+    SINGLE_CLASS = "single-class"
+    TOO_FEW = "too-few-examples"
+    EMPTY_FILE = "empty-file"
+    NOT_IMAGE = "not-an-image"
+    UNREADABLE = "unreadable"
+    TRUNCATED = "truncated"
+    TOO_LARGE = "decompression-bomb"
+    DUPLICATE = "duplicate"
+    CONFLICTING_LABELS = "conflicting-labels"
+    IN_TWO_SPLITS = "in-two-splits"
+    STRAY_FILE = "stray-file"
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used; the message says what, which folder and what to do."""
+
+
+class ScanCancelled(DatasetError):
+    """The scan was cancelled through its ``cancel`` event."""
+
+    def __init__(self, message: str = "Scan cancelled.") -> None:
+        super().__init__(message)
+
+
+class ImageError(ValueError):
+    """One image that cannot be used; the message names the file.
+
+    ``kind`` tells which problem it is and ``reason`` is the message without the file name
+    (e.g. "is truncated (the image data ends early)"), so a scan can word its own sentence.
+    """
+
+    def __init__(
+        self, message: str, kind: ProblemKind = ProblemKind.UNREADABLE, reason: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.kind = ProblemKind(kind)
+        self.reason = reason or message
+
+    def __reduce__(self) -> tuple:
+        # DataLoader workers pickle exceptions back to the main process: keep kind and reason.
+        return (type(self), (str(self), self.kind, self.reason))
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the dataset. ``severity`` "error" means it cannot be trained on."""
+
+    kind: ProblemKind
+    message: str
+    path: str | None = None
+    severity: str = "warning"
+
+
+# What a scan does about each per-file problem, appended to the reason.
+_FILE_ADVICE = {
+    ProblemKind.EMPTY_FILE: "it will be skipped. Copy the file again or remove it.",
+    ProblemKind.NOT_IMAGE: "it is ignored.",
+    ProblemKind.UNREADABLE: "it will be skipped. Check its permissions, or re-export it.",
+    ProblemKind.TRUNCATED: "it will be skipped. Re-export or remove the file.",
+    ProblemKind.TOO_LARGE: "it will be skipped. Downscale it first.",
+}
+
+
+def file_problem(rel: str, path: str, kind: ProblemKind, reason: str) -> Problem:
+    """The problem of one file that a scan skips: "<rel> <reason>; <what happens>"."""
+    advice = _FILE_ADVICE.get(kind, "it will be skipped.")
+    return Problem(kind=kind, message=f"{rel} {reason}; {advice}", path=path)
+
+
+def plural(n: int, word: str) -> str:
+    """``1 image``, ``2 images``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

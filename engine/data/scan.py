@@ -1,0 +1,387 @@
+"""Scanning a labeled folder: which images are usable, under which class, and what is wrong.
+
+Layouts: ``root/<class>/...`` (flat), or ``root/train/<class>/...`` with ``val/`` and optionally
+``test/`` beside it (split folders, names matched case-insensitively). Images may sit in
+sub-folders of a class folder. Nothing is ever written inside ``root``.
+
+A cancelled scan raises :class:`ScanCancelled` (a DatasetError) rather than returning a partial
+index, so a half-scanned folder can never be trained on by mistake.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.data.images import IMAGE_EXTENSIONS, classify_error, decode_image
+from engine.data.index import DatasetIndex, Sample
+from engine.data.problems import (
+    DatasetError,
+    ImageError,
+    Problem,
+    ProblemKind,
+    ScanCancelled,
+    file_problem,
+    plural,
+)
+from engine.data.review import Reviewed, review_samples
+
+SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
+_IGNORED_NAMES = frozenset(
+    {
+        "__macosx",
+        "thumbs.db",
+        "desktop.ini",
+        "$recycle.bin",
+        "system volume information",
+        "__pycache__",
+        "icon\r",
+    }
+)
+
+
+def is_hidden(name: str) -> bool:
+    """Names that are never classes or images: dot files, OS litter."""
+    return name.startswith(".") or name.lower() in _IGNORED_NAMES
+
+
+@dataclass
+class _Candidate:
+    path: str  # absolute
+    rel: str  # relative to root, with forward slashes
+    cls: str
+    split: str | None
+
+
+@dataclass
+class _Walk:
+    candidates: list[_Candidate] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    folders: dict[tuple[str | None, str], str] = field(default_factory=dict)  # -> folder path
+
+
+def scan_folder(
+    root: str | Path,
+    *,
+    min_per_class: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+    workers: int | None = None,
+) -> DatasetIndex:
+    """Index the images under ``root``; every file is decoded once to prove it is usable.
+
+    Raises DatasetError when ``root`` is missing, not a folder or unreadable, and ScanCancelled
+    when ``cancel`` is set; everything else is reported in ``DatasetIndex.problems``.
+    ``progress(done, total)`` is called at most about a hundred times.
+    """
+    root_path = Path(os.path.abspath(Path(root).expanduser()))
+    entries = _list_root(root_path)
+    split_dirs = _split_dirs(root_path, entries)
+    walk = _Walk()
+    if split_dirs:
+        for entry in entries:
+            split = SPLIT_NAMES.get(entry.name.lower())
+            if not entry.is_dir():
+                _stray(walk, root_path, entry, "is not inside a class folder")
+                continue
+            if split is None:
+                _stray(walk, root_path, entry, "is not a train, val or test folder")
+                continue
+            if split_dirs[split] != entry.name:
+                _stray(walk, root_path, entry, f"is a second {split} folder")
+                continue
+            for sub in _sorted_entries(Path(entry.path), walk, root_path):
+                _visit(walk, root_path, sub, split)
+    else:
+        for entry in entries:
+            _visit(walk, root_path, entry, None)
+
+    digests = _check_files(walk, root_path, progress, cancel, workers)
+    samples, review_problems = review_samples(walk.candidates, digests)
+    walk.problems.extend(review_problems)
+    return _finish(root_path, walk, samples, min_per_class, has_splits=bool(split_dirs))
+
+
+def _list_root(root: Path) -> list[os.DirEntry]:
+    if not root.exists():
+        raise DatasetError(
+            f"The folder {root} does not exist; choose an existing folder of labeled images."
+        )
+    if not root.is_dir():
+        raise DatasetError(
+            f"{root} is a file, not a folder; choose the folder that holds one subfolder per class."
+        )
+    try:
+        with os.scandir(root) as it:
+            entries = [e for e in it if not is_hidden(e.name)]
+    except OSError as exc:
+        raise DatasetError(
+            f"The folder {root} cannot be read ({exc.strerror or exc}); check its permissions."
+        ) from exc
+    return sorted(entries, key=lambda e: e.name)
+
+
+def _split_dirs(root: Path, entries: list[os.DirEntry]) -> dict[str, str]:
+    """{"train": folder name, ...} when the root uses split folders, else {}.
+
+    A train folder that holds sub-folders marks the layout; a class that happens to be named
+    "train" holds images directly and keeps the flat layout.
+    """
+    found: dict[str, str] = {}
+    for entry in entries:
+        split = SPLIT_NAMES.get(entry.name.lower())
+        if split and entry.is_dir() and split not in found:
+            found[split] = entry.name
+    if "train" not in found:
+        return {}
+    try:
+        with os.scandir(root / found["train"]) as it:
+            has_sub = any(e.is_dir() and not is_hidden(e.name) for e in it)
+    except OSError:
+        has_sub = False
+    return found if has_sub else {}
+
+
+def _sorted_entries(folder: Path, walk: _Walk, root: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as it:
+            return sorted((e for e in it if not is_hidden(e.name)), key=lambda e: e.name)
+    except OSError as exc:
+        rel = folder.relative_to(root).as_posix()
+        walk.problems.append(
+            Problem(
+                kind=ProblemKind.UNREADABLE,
+                path=str(folder),
+                message=f"The folder {rel} cannot be read ({exc.strerror or exc}); it is skipped.",
+            )
+        )
+        return []
+
+
+def _visit(walk: _Walk, root: Path, entry: os.DirEntry, split: str | None) -> None:
+    """One entry of the root (or of a split folder): a class folder, or a stray file."""
+    if not entry.is_dir():
+        _stray(walk, root, entry, "is not inside a class folder")
+        return
+    cls = entry.name
+    walk.folders.setdefault((split, cls), entry.path)
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(
+        entry.path, followlinks=True, onerror=lambda e: _walk_error(walk, root, e)
+    ):
+        try:
+            st = os.stat(dirpath)
+            key = (st.st_dev, st.st_ino)
+        except OSError:
+            key = (0, hash(os.path.realpath(dirpath)))
+        if key in seen:  # a link back up the tree: do not loop
+            dirnames[:] = []
+            continue
+        seen.add(key)
+        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
+        for name in sorted(filenames):
+            if is_hidden(name):
+                continue
+            path = os.path.join(dirpath, name)
+            rel = Path(path).relative_to(root).as_posix()
+            if Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                ext = Path(name).suffix.lower()
+                why = f"{ext} files are not read" if ext else "it has no file extension"
+                walk.problems.append(
+                    file_problem(rel, path, ProblemKind.NOT_IMAGE, f"is not an image file ({why})")
+                )
+                continue
+            walk.candidates.append(_Candidate(path=path, rel=rel, cls=cls, split=split))
+
+
+def _walk_error(walk: _Walk, root: Path, exc: OSError) -> None:
+    where = exc.filename or ""
+    rel = Path(where).relative_to(root).as_posix() if where.startswith(str(root)) else where
+    walk.problems.append(
+        Problem(
+            kind=ProblemKind.UNREADABLE,
+            path=where or None,
+            message=f"The folder {rel} cannot be read ({exc.strerror or exc}); it is skipped.",
+        )
+    )
+
+
+def _stray(walk: _Walk, root: Path, entry: os.DirEntry, what: str) -> None:
+    rel = Path(entry.path).relative_to(root).as_posix()
+    walk.problems.append(
+        Problem(
+            kind=ProblemKind.STRAY_FILE,
+            path=entry.path,
+            message=f"{rel} {what}; it is ignored.",
+        )
+    )
+
+
+def _check_file(path: str, rel: str) -> tuple[str | None, Problem | None]:
+    """Read, hash and decode one file: (digest, None) or (None, problem)."""
+    try:
+        data = Path(path).read_bytes()
+    except (OSError, ValueError) as exc:
+        kind, reason = classify_error(exc, b"")
+        return None, file_problem(rel, path, kind, reason)
+    try:
+        decode_image(data, rel, min_size=1)
+    except ImageError as exc:
+        return None, file_problem(rel, path, exc.kind, exc.reason)
+    return hashlib.blake2b(data, digest_size=16).hexdigest(), None
+
+
+def _check_files(
+    walk: _Walk,
+    root: Path,
+    progress: Callable[[int, int], None] | None,
+    cancel: threading.Event | None,
+    workers: int | None,
+) -> list[str | None]:
+    """Digest of every candidate (None when unusable; its problem is added to ``walk``)."""
+    items = walk.candidates
+    total = len(items)
+    results: list[tuple[str | None, Problem | None]] = [(None, None)] * total
+    reporter = _Progress(progress, total)
+    n_workers = min(8, os.cpu_count() or 1) if workers is None else workers
+    if n_workers <= 1:
+        for i, c in enumerate(items):
+            if cancel is not None and cancel.is_set():
+                raise ScanCancelled()
+            results[i] = _check_file(c.path, c.rel)
+            reporter.update(i + 1)
+    else:
+        # A bounded window of files in flight: cancel stays quick and wait() stays cheap.
+        window = 4 * n_workers
+        with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="refit-scan") as pool:
+            pending: dict[Future, int] = {}
+            next_i = done = 0
+            try:
+                while done < total:
+                    while next_i < total and len(pending) < window:
+                        c = items[next_i]
+                        pending[pool.submit(_check_file, c.path, c.rel)] = next_i
+                        next_i += 1
+                    finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    if cancel is not None and cancel.is_set():
+                        raise ScanCancelled()
+                    for fut in finished:
+                        results[pending.pop(fut)] = fut.result()
+                        done += 1
+                    reporter.update(done)
+            finally:
+                for fut in pending:
+                    fut.cancel()
+    for _, problem in results:
+        if problem is not None:
+            walk.problems.append(problem)
+    return [digest for digest, _ in results]
+
+
+class _Progress:
+    """Calls ``callback(done, total)`` only when the whole percentage changes."""
+
+    def __init__(self, callback: Callable[[int, int], None] | None, total: int) -> None:
+        self.callback, self.total, self.last = callback, total, -1
+        self.update(0)
+
+    def update(self, done: int) -> None:
+        if self.callback is None:
+            return
+        pct = 100 if self.total == 0 else done * 100 // self.total
+        if pct != self.last:
+            self.last = pct
+            self.callback(done, self.total)
+
+
+def _finish(
+    root: Path, walk: _Walk, samples: list[Reviewed], min_per_class: int, *, has_splits: bool
+) -> DatasetIndex:
+    """Leave out classes that are too small, number the rest, and find fatal problems."""
+    per_class = Counter(s.cls for s in samples)
+    train_per_class = Counter(s.cls for s in samples if s.split == "train")
+    names = sorted({cls for _, cls in walk.folders} | set(per_class))
+    kept: list[str] = []
+    problems = list(walk.problems)
+    for cls in names:
+        n = per_class.get(cls, 0)
+        if n < min_per_class:
+            problems.append(
+                Problem(
+                    kind=ProblemKind.TOO_FEW,
+                    path=_class_path(walk, cls),
+                    message=f"Class '{cls}' has {plural(n, 'usable image')} (the minimum is "
+                    f"{min_per_class}); it is left out. Add more examples or lower the minimum.",
+                )
+            )
+        elif has_splits and not train_per_class.get(cls):
+            problems.append(
+                Problem(
+                    kind=ProblemKind.TOO_FEW,
+                    path=_class_path(walk, cls),
+                    message=f"Class '{cls}' has no usable images in the train folder; it is left "
+                    "out. Add training examples of it.",
+                )
+            )
+        else:
+            kept.append(cls)
+    label = {cls: i for i, cls in enumerate(kept)}
+    final = tuple(
+        Sample(path=s.path, label=label[s.cls], split=s.split, digest=s.digest)
+        for s in samples
+        if s.cls in label
+    )
+    fatal = _fatal(root, kept, dropped=len(names) - len(kept))
+    if fatal is not None:
+        problems.insert(0, fatal)
+    return DatasetIndex(
+        root=str(root),
+        classes=tuple(kept),
+        samples=final,
+        problems=tuple(problems),
+        has_splits=has_splits,
+    )
+
+
+def _class_path(walk: _Walk, cls: str) -> str | None:
+    """The class's folder (its train folder in the split layout)."""
+    paths = {split: path for (split, name), path in walk.folders.items() if name == cls}
+    return paths.get("train") or paths.get(None) or next(iter(paths.values()), None)
+
+
+def _fatal(root: Path, kept: list[str], *, dropped: int) -> Problem | None:
+    if not kept:
+        return Problem(
+            kind=ProblemKind.EMPTY_DATASET,
+            path=str(root),
+            severity="error",
+            message=f"The folder {root} has no class folders with enough usable images; put "
+            "each class's images in a subfolder named after the class."
+            if dropped
+            else f"The folder {root} has no class folders with images; put each class's images in "
+            "a subfolder named after the class.",
+        )
+    if len(kept) == 1:
+        enough = " with enough images" if dropped else ""
+        return Problem(
+            kind=ProblemKind.SINGLE_CLASS,
+            path=str(root),
+            severity="error",
+            message=f"The folder {root} has only one class{enough} ('{kept[0]}'); a classifier "
+            "needs at least two classes. Add a folder per class.",
+        )
+    return None

@@ -1,0 +1,96 @@
+"""Train / validation / test splits: stratified, group-aware, deterministic for a seed.
+
+Each class is split on its own: its content groups (samples with the same digest) are ranked by
+a hash of (seed, digest) and the first ones go to test, the next to validation. This gives
+exact per-class shares with at least one validation image for every class that has two, keeps
+copies of an image together, and is stable: adding images to one class, renaming or moving the
+folder, or adding another class does not reshuffle anything else. (scikit-learn's
+StratifiedShuffleSplit / StratifiedGroupKFold can leave a small class without a validation
+image and only approximate the fraction, so they are not used here.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from engine.data.index import DatasetIndex, Sample
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The samples of each split, in the index's order."""
+
+    train: tuple[Sample, ...]
+    val: tuple[Sample, ...]
+    test: tuple[Sample, ...]
+
+
+def split_samples(
+    index: DatasetIndex, *, val_fraction: float, test_fraction: float = 0.0, seed: int = 0
+) -> Splits:
+    """Split the index's samples.
+
+    With split folders they are used as they are; a missing val/ (or test/, when
+    ``test_fraction`` > 0) is carved from train. Without them every class is split by the
+    fractions. See the module docstring for how.
+    """
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} is {value}; it must be at least 0 and below 1.")
+    if val_fraction + test_fraction >= 1.0:
+        raise ValueError("val_fraction + test_fraction must leave some images for training.")
+    if not index.has_splits:
+        return _carve(index.samples, val_fraction, test_fraction, seed)
+    given: dict[str | None, list[Sample]] = {"train": [], "val": [], "test": []}
+    for s in index.samples:
+        given.setdefault(s.split, []).append(s)
+    carved = _carve(
+        given["train"],
+        0.0 if given["val"] else val_fraction,
+        0.0 if given["test"] else test_fraction,
+        seed,
+    )
+    return Splits(
+        train=carved.train,
+        val=tuple(given["val"]) + carved.val,
+        test=tuple(given["test"]) + carved.test,
+    )
+
+
+def _carve(
+    samples: Sequence[Sample], val_fraction: float, test_fraction: float, seed: int
+) -> Splits:
+    groups: dict[str, int] = {}  # digest -> label of its first sample
+    for s in samples:
+        groups.setdefault(s.digest, s.label)
+    by_class: dict[int, list[str]] = {}
+    for digest, label in groups.items():
+        by_class.setdefault(label, []).append(digest)
+    to_val: set[str] = set()
+    to_test: set[str] = set()
+    for label in sorted(by_class):
+        digests = sorted(by_class[label], key=lambda d: _rank(seed, d))
+        n_val, n_test = _shares(len(digests), val_fraction, test_fraction)
+        to_test.update(digests[:n_test])
+        to_val.update(digests[n_test : n_test + n_val])
+    return Splits(
+        train=tuple(s for s in samples if s.digest not in to_val and s.digest not in to_test),
+        val=tuple(s for s in samples if s.digest in to_val),
+        test=tuple(s for s in samples if s.digest in to_test),
+    )
+
+
+def _rank(seed: int, digest: str) -> bytes:
+    return hashlib.blake2b(f"{seed}:{digest}".encode(), digest_size=16).digest()
+
+
+def _shares(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """(n_val, n_test) of a class with n groups; at least one group always stays in train."""
+    n_val = max(1, math.floor(n * val_fraction + 0.5)) if val_fraction > 0 and n >= 2 else 0
+    n_test = max(1, math.floor(n * test_fraction + 0.5)) if test_fraction > 0 and n >= 3 else 0
+    n_val = min(n_val, n - 1)
+    n_test = max(0, min(n_test, n - 1 - n_val))
+    return n_val, n_test

@@ -1,0 +1,84 @@
+"""Image transforms for training (augmentation presets) and evaluation (resize, centre-crop)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from PIL import Image
+from torchvision.transforms import InterpolationMode, v2
+
+from engine.config import AugmentPreset
+from engine.preprocess import Preprocess
+
+_INTERPOLATION = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
+
+# Smallest share of the image area a random crop may take, per preset.
+_CROP_SCALE = {
+    AugmentPreset.LIGHT: (0.7, 1.0),
+    AugmentPreset.STANDARD: (0.35, 1.0),
+    AugmentPreset.STRONG: (0.2, 1.0),
+}
+
+
+class ImageTransform:
+    """A picklable PIL image -> normalised float tensor transform.
+
+    ``min_size`` is the short side an image needs so that no crop is upsampled; loaders pass it
+    to ``load_image`` so that JPEGs can be decoded at a reduced scale.
+    """
+
+    def __init__(self, pipeline: v2.Compose, min_size: int, *, train: bool) -> None:
+        self.pipeline = pipeline
+        self.min_size = min_size
+        self.train = train
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.pipeline(image)
+
+    def __repr__(self) -> str:
+        return f"ImageTransform(min_size={self.min_size}, train={self.train}, {self.pipeline!r})"
+
+
+def build_transform(
+    preprocess: Preprocess,
+    *,
+    train: bool,
+    preset: AugmentPreset = AugmentPreset.LIGHT,
+    hflip: bool = True,
+    vflip: bool = False,
+) -> ImageTransform:
+    """The transform a backbone with ``preprocess`` needs; ``train`` adds the preset's
+    augmentation (``none`` trains on the evaluation transform)."""
+    preset = AugmentPreset(preset)
+    interpolation = _INTERPOLATION.get(preprocess.interpolation, InterpolationMode.BILINEAR)
+    size = preprocess.input_size
+    tail = [
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(preprocess.mean), std=list(preprocess.std)),
+    ]
+    if not train or preset is AugmentPreset.NONE:
+        steps = [
+            v2.Resize(preprocess.resize_size, interpolation=interpolation, antialias=True),
+            v2.CenterCrop(size),
+            *tail,
+        ]
+        return ImageTransform(v2.Compose(steps), preprocess.resize_size, train=train)
+
+    scale = _CROP_SCALE[preset]
+    steps = [v2.RandomResizedCrop(size, scale=scale, interpolation=interpolation, antialias=True)]
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    if vflip:
+        steps.append(v2.RandomVerticalFlip())
+    if preset is AugmentPreset.STANDARD:
+        steps.append(v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2))
+    if preset is AugmentPreset.STRONG:
+        steps.append(v2.TrivialAugmentWide(interpolation=interpolation))
+    steps.extend(tail)
+    if preset is AugmentPreset.STRONG:
+        steps.append(v2.RandomErasing(p=0.25))
+    # A crop of the smallest area share spans about sqrt(scale) of the short side.
+    min_size = math.ceil(size / math.sqrt(scale[0]))
+    return ImageTransform(v2.Compose(steps), min_size, train=True)
