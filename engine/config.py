@@ -153,10 +153,17 @@ class OptimConfig:
         Optimizer.ADAMW,
         help="AdamW suits most fine-tuning; SGD with momentum is the classic alternative.",
     )
-    lr: float = _f(1e-3, help="Peak learning rate.", min=1e-7, max=10.0)
+    lr: float = _f(
+        1e-2,
+        help="Peak learning rate of the new head; unfrozen backbone layers use it times "
+        "backbone_lr_scale.",
+        min=1e-7,
+        max=10.0,
+    )
     backbone_lr_scale: float = _f(
-        0.1,
-        help="Learning rate of unfrozen backbone layers relative to the head's.",
+        0.03,
+        help="Learning rate of unfrozen pretrained layers relative to the head's: they "
+        "start from good weights and need smaller steps.",
         min=0.0,
         max=10.0,
     )

@@ -1,0 +1,279 @@
+"""The backbone catalog: curated entries plus 'timm:NAME', 'hf:ID' and local Hugging Face folders.
+
+Catalog entries are plain data so that listing them imports neither torchvision nor timm; the tests
+check every number here against the libraries.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.models.errors import ModelError
+from engine.preprocess import Preprocess
+
+STARTER = "efficientnet_lite0"
+
+_IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+
+NAMING_HELP = (
+    "Name a model by its catalog name (for example efficientnet_lite0 or resnet50), "
+    "'timm:NAME' for any timm model, 'hf:ORG/NAME' for a Hugging Face model in the local cache, "
+    "or the path of a local Hugging Face model folder (one with a config.json)."
+)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """A backbone the user can pick: what it is called, where it comes from, how it sees images.
+
+    ``params`` counts the backbone's parameters without its ImageNet classification layer (None
+    when unknown without building the model).
+    """
+
+    name: str
+    family: str  # "starter" | "torchvision" | "timm" | "hf"
+    display_name: str
+    description: str
+    params: int | None
+    preprocess: Preprocess
+    is_convnet: bool
+    modality: str = "image"
+
+
+def _tv_pre(resize: int, interpolation: str = "bilinear") -> Preprocess:
+    return Preprocess(
+        input_size=224, crop_pct=224 / resize, interpolation=interpolation, **_IMAGENET
+    )
+
+
+_CATALOG: tuple[CatalogEntry, ...] = (
+    CatalogEntry(
+        STARTER,
+        "starter",
+        "EfficientNet-Lite0 (starter)",
+        "Small, fast ImageNet convnet that installs with Refit Studio: works offline.",
+        3_371_008,
+        Preprocess(interpolation="bicubic", **_IMAGENET),
+        True,
+    ),
+    CatalogEntry(
+        "resnet18",
+        "torchvision",
+        "ResNet-18",
+        "Classic small residual network; quick to train, a sound baseline.",
+        11_176_512,
+        _tv_pre(256),
+        True,
+    ),
+    CatalogEntry(
+        "resnet50",
+        "torchvision",
+        "ResNet-50",
+        "The standard residual network; strong general features, moderate cost.",
+        23_508_032,
+        _tv_pre(232),
+        True,
+    ),
+    CatalogEntry(
+        "efficientnet_b0",
+        "torchvision",
+        "EfficientNet-B0",
+        "Efficient convnet; good accuracy for its size.",
+        4_007_548,
+        _tv_pre(256, "bicubic"),
+        True,
+    ),
+    CatalogEntry(
+        "mobilenet_v3_large",
+        "torchvision",
+        "MobileNetV3-Large",
+        "Very light convnet for slow computers and many images.",
+        4_202_032,
+        _tv_pre(232),
+        True,
+    ),
+    CatalogEntry(
+        "convnext_tiny",
+        "torchvision",
+        "ConvNeXt-Tiny",
+        "Modern convnet; excellent transfer, needs a GPU for full fine-tuning.",
+        27_820_128,
+        _tv_pre(236),
+        True,
+    ),
+    CatalogEntry(
+        "vit_b_16",
+        "torchvision",
+        "ViT-B/16",
+        "Vision transformer (base); strong with enough data, heavy on a CPU.",
+        85_798_656,
+        _tv_pre(256),
+        False,
+    ),
+    CatalogEntry(
+        "timm:convnext_nano",
+        "timm",
+        "ConvNeXt-Nano (timm)",
+        "Compact ConvNeXt pretrained on ImageNet-22k, fine-tuned on ImageNet-1k.",
+        14_952_560,
+        Preprocess(interpolation="bicubic", crop_pct=0.95, **_IMAGENET),
+        True,
+    ),
+    CatalogEntry(
+        "timm:vit_small_patch16_224",
+        "timm",
+        "ViT-S/16 (timm)",
+        "Small vision transformer (AugReg, ImageNet-21k); a light transformer choice.",
+        21_665_664,
+        Preprocess(
+            interpolation="bicubic", crop_pct=0.9, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)
+        ),
+        False,
+    ),
+    CatalogEntry(
+        "timm:mobilenetv4_conv_small",
+        "timm",
+        "MobileNetV4-Small (timm)",
+        "Tiny, fast convnet; for slow computers.",
+        2_493_024,
+        Preprocess(interpolation="bicubic", **_IMAGENET),
+        True,
+    ),
+)
+
+
+def list_catalog() -> list[CatalogEntry]:
+    """The curated backbones, the offline starter first."""
+    return list(_CATALOG)
+
+
+def resolve_entry(name: str) -> CatalogEntry:
+    """The catalog entry for a model name; raises ModelError for a name it cannot place."""
+    name = name.strip()
+    for entry in _CATALOG:
+        if entry.name == name:
+            return entry
+    if name.startswith("timm:"):
+        return _timm_entry(name[len("timm:") :])
+    if name.startswith("hf:"):
+        ident = name[len("hf:") :]
+        if ident and Path(ident).expanduser().is_dir():
+            return _hf_folder_entry(Path(ident).expanduser())
+        return _hf_hub_entry(ident)
+    path = Path(name).expanduser()
+    if name and path.is_dir():
+        return _hf_folder_entry(path)
+    hint = ""
+    if (name and any(e.name == f"timm:{name}" for e in _CATALOG)) or _is_timm_model(name):
+        hint = f" Did you mean 'timm:{name}'?"
+    raise ModelError(f"Unknown model {name!r}.{hint} {NAMING_HELP}")
+
+
+def _is_timm_model(name: str) -> bool:
+    if not name or "/" in name:
+        return False
+    import timm
+
+    return bool(timm.is_model(name.split(".")[0]))
+
+
+def timm_preprocess(model_name: str) -> Preprocess:
+    """The input geometry of a timm model's default pretrained weights."""
+    import timm.models
+
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    if cfg is None:
+        return Preprocess()
+    size = cfg.input_size[-1] if cfg.input_size else 224
+    return Preprocess(
+        input_size=int(size),
+        mean=tuple(cfg.mean),
+        std=tuple(cfg.std),
+        interpolation="bicubic" if cfg.interpolation == "bicubic" else "bilinear",
+        crop_pct=float(cfg.crop_pct or 0.875),
+    )
+
+
+def _timm_entry(model_name: str) -> CatalogEntry:
+    import timm
+
+    if not model_name or not timm.is_model(model_name.split(".")[0]):
+        raise ModelError(
+            f"timm has no model called {model_name!r}; see timm.list_models() for the names. "
+            f"{NAMING_HELP}"
+        )
+    arch = model_name.split(".")[0]
+    is_convnet = not any(k in arch for k in ("vit", "deit", "beit", "eva", "swin", "mixer"))
+    return CatalogEntry(
+        f"timm:{model_name}",
+        "timm",
+        f"{model_name} (timm)",
+        "A timm model.",
+        None,
+        timm_preprocess(model_name),
+        is_convnet,
+    )
+
+
+def _hf_folder_entry(path: Path) -> CatalogEntry:
+    from engine.models.hf import hf_config, hf_preprocess, is_hf_convnet
+
+    folder = path.resolve()
+    if not (folder / "config.json").is_file():
+        raise ModelError(
+            f"The folder {folder} has no config.json, so it is not a Hugging Face model folder. "
+            f"{NAMING_HELP}"
+        )
+    config = hf_config(folder / "config.json")
+    return CatalogEntry(
+        str(folder),
+        "hf",
+        folder.name,
+        f"Local Hugging Face model ({config.get('model_type')}).",
+        None,
+        hf_preprocess(folder, config),
+        is_hf_convnet(config),
+        _modality(config),
+    )
+
+
+def _hf_hub_entry(ident: str) -> CatalogEntry:
+    from engine.models.hf import cached_hf_folder, hf_config, hf_preprocess, is_hf_convnet
+
+    if ident.count("/") != 1 or not all(ident.split("/")):
+        raise ModelError(
+            f"'hf:{ident}' is not a Hugging Face model id like 'hf:google/vit-base-"
+            f"patch16-224'. {NAMING_HELP}"
+        )
+    folder = cached_hf_folder(ident)
+    config = hf_config(folder / "config.json") if folder is not None else {}
+    pre = hf_preprocess(folder, config) if folder is not None else Preprocess()
+    return CatalogEntry(
+        f"hf:{ident}",
+        "hf",
+        ident,
+        "Hugging Face model.",
+        None,
+        pre,
+        is_hf_convnet(config),
+        _modality(config),
+    )
+
+
+def _modality(config: dict) -> str:
+    if "num_channels" in config or "image_size" in config:
+        return "image"
+    return "text" if "vocab_size" in config else "image"
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from a file, or ModelError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"Cannot read {path}: {exc}.") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path} must hold a JSON object.")
+    return data

