@@ -96,8 +96,10 @@ class WorkerPool(QObject):
         # A bound method of this GUI-thread object: the call is queued to the GUI thread (a
         # lambda here would run in the worker thread).
         thread.finished.connect(self._on_thread_finished)
-        thread.finished.connect(worker.deleteLater)
         thread.finished.connect(thread.deleteLater)
+        # No worker.deleteLater: Python owns the worker, and a deferred delete processed by the
+        # finishing thread raced with Python's own deletion (a crash). The worker is released in
+        # _on_thread_finished, in the GUI thread, once its thread has ended.
         self._running[worker] = thread
         _threads.add(thread)
         thread.start()

@@ -211,9 +211,12 @@ class ModelPage(Page):
             lines.append(f"Starting from the checkpoint file <code>{model.weights}</code>.")
         status = next((s for e, s in self._rows if e.name == model.backbone), None)
         if status is None and self._rows and not model.weights:
-            from engine.models import weights_status
+            from engine.models import ModelError, weights_status
 
-            status = weights_status(model.backbone)
+            try:
+                status = weights_status(model.backbone)
+            except ModelError as exc:
+                lines.append(str(exc))
         if status is not None and not model.weights:
             if status.available:
                 lines.append(f"Pretrained weights are on this computer ({status.source}).")
