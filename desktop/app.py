@@ -45,8 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from PySide6.QtGui import QIcon
 
     from desktop.resources import resource_path
+    from desktop.theme import apply_app_style
 
     app.setWindowIcon(QIcon(str(resource_path("icons", "refit-studio.svg"))))
+    apply_app_style(app)
     if args.workspace:
         os.environ["REFIT_HOME"] = str(Path(args.workspace).expanduser())
     window = MainWindow(workspace=default_workspace())

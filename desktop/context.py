@@ -23,6 +23,7 @@ class AppSignals(QObject):
     choose_folder_requested = Signal()  # a page asks for the Open Folder dialog
     sample_requested = Signal()  # a page asks for the sample dataset
     show_page_requested = Signal(str)  # a page asks to switch to another page, by title
+    resume_requested = Signal(str)  # a stopped run's folder for the Train page to continue
 
 
 @dataclass

@@ -73,7 +73,7 @@ class MainWindow(QMainWindow):
     def _build_layout(self) -> None:
         self.nav = QListWidget()
         self.nav.setObjectName("navigation")
-        self.nav.setFixedWidth(150)
+        self.nav.setFixedWidth(170)
         self.nav.setAccessibleName("Workflow steps")
         self.stack = QStackedWidget()
         self.stack.setObjectName("pages")

@@ -5,6 +5,15 @@ from __future__ import annotations
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
+from desktop.resources import resource_path
+
+
+def apply_app_style(app: QApplication) -> None:
+    """The shipped style sheet (spacing only; colours follow the system's light or dark theme)."""
+    style = resource_path("style", "app.qss")
+    if style.is_file():
+        app.setStyleSheet(style.read_text(encoding="utf-8"))
+
 
 def apply_dark_palette(app: QApplication) -> None:
     """Fusion style with a dark palette (what a dark system theme gives on Linux/Windows)."""

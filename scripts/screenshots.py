@@ -60,6 +60,9 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication(sys.argv[:1])
+    from desktop.theme import apply_app_style
+
+    apply_app_style(app)
     if args.dark:
         from desktop.theme import apply_dark_palette
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,22 +19,9 @@ from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QWidget
 
+from desktop.widgets.palette_colors import series_color
+
 REDRAW_MS = 100
-# Colour cycles readable on a light and on a dark background: blue, orange, green, red, purple.
-LIGHT_COLORS = ("#1f77b4", "#e6730f", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
-DARK_COLORS = ("#5aa9ff", "#ffa040", "#5fd35f", "#ff6b6b", "#c39bff", "#d9a07a")
-
-
-def is_dark(palette: QPalette) -> bool:
-    return palette.color(QPalette.ColorRole.Base).lightness() < 128
-
-
-def series_color(index: int, palette: QPalette, alpha: int = 255) -> QColor:
-    """The ``index``-th colour of the cycle that suits ``palette``'s background."""
-    colors = DARK_COLORS if is_dark(palette) else LIGHT_COLORS
-    color = QColor(colors[index % len(colors)])
-    color.setAlpha(alpha)
-    return color
 
 
 class SeriesBuffer:
@@ -119,6 +106,7 @@ class SeriesPlot(pg.PlotWidget):
         self._timer = QTimer(self)
         self._timer.setInterval(REDRAW_MS)
         self._timer.timeout.connect(self._on_timer_timeout)
+        self.set_fast_drawing(True)
         self.apply_palette()
 
     # -- series ---------------------------------------------------------------------------------
@@ -138,8 +126,8 @@ class SeriesPlot(pg.PlotWidget):
         """Create the curve of ``key`` once; later points are appended with ``append``."""
         curve = pg.PlotDataItem(connect="finite", symbol=symbol, symbolSize=6)
         curve.setObjectName(key)
-        self._make_fast(curve, self._fast)
         (view or self.getPlotItem()).addItem(curve)
+        self._make_fast(curve, self._fast)  # after addItem, which imposes the PlotItem's modes
         if name:  # added by hand: curves on the right-hand view are not the PlotItem's
             self.legend.addItem(curve, name)
         self.series[key] = _Series(curve, SeriesBuffer(), color_index, alpha, width, style)
@@ -207,6 +195,8 @@ class SeriesPlot(pg.PlotWidget):
     def set_fast_drawing(self, enabled: bool) -> None:
         """Clip to view and peak-downsample (on by default; off only to measure the gain)."""
         self._fast = enabled
+        self.getPlotItem().setClipToView(enabled)
+        self.getPlotItem().setDownsampling(ds=1, auto=enabled, mode="peak")
         for series in self.series.values():
             self._make_fast(series.curve, enabled)
 
@@ -297,74 +287,3 @@ class EpochPlot(SeriesPlot):
     def _on_view_resized(self) -> None:
         self.right_view.setGeometry(self.getPlotItem().vb.sceneBoundingRect())
         self.right_view.linkedViewChanged(self.getPlotItem().vb, self.right_view.XAxis)
-
-
-@dataclass
-class RunHistory:
-    """A run's curves from its metrics.jsonl records (epochs 1-based, accuracy in percent)."""
-
-    steps: np.ndarray = field(default_factory=lambda: np.empty(0))
-    losses: np.ndarray = field(default_factory=lambda: np.empty(0))
-    lrs: np.ndarray = field(default_factory=lambda: np.empty(0))
-    epochs: np.ndarray = field(default_factory=lambda: np.empty(0))
-    val_loss: np.ndarray = field(default_factory=lambda: np.empty(0))
-    val_accuracy: np.ndarray = field(default_factory=lambda: np.empty(0))
-    train_loss: np.ndarray = field(default_factory=lambda: np.empty(0))
-    best_epoch: int | None = None
-
-    @classmethod
-    def from_records(cls, records: list[dict[str, Any]]) -> RunHistory:
-        steps = [r for r in records if r.get("type") == "step"]
-        epochs = [r for r in records if r.get("type") == "epoch"]
-        best = [int(r["epoch"]) + 1 for r in epochs if r.get("is_best")]
-
-        def column(rows: list[dict[str, Any]], key: str, scale: float = 1.0) -> np.ndarray:
-            values = [_number(r.get(key)) * scale for r in rows]
-            return np.asarray(values, dtype=float)
-
-        return cls(
-            steps=column(steps, "step"),
-            losses=column(steps, "loss"),
-            lrs=column(steps, "lr"),
-            epochs=column(epochs, "epoch") + 1,
-            val_loss=column(epochs, "val_loss"),
-            val_accuracy=column(epochs, "val_accuracy", 100.0),
-            train_loss=column(epochs, "train_loss"),
-            best_epoch=best[-1] if best else None,
-        )
-
-
-def _number(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-class Ema:
-    """Debiased exponential moving average (like TensorBoard's smoothing); NaN leaves a gap."""
-
-    def __init__(self, weight: float = 0.9) -> None:
-        self.weight = weight
-        self.reset()
-
-    def reset(self) -> None:
-        self._value = 0.0
-        self._count = 0
-
-    def push(self, values: Sequence[float] | np.ndarray) -> np.ndarray:
-        out = np.empty(len(values))
-        w = self.weight
-        for i, v in enumerate(values):
-            if not np.isfinite(v):
-                out[i] = np.nan
-                continue
-            self._value = w * self._value + (1 - w) * v
-            self._count += 1
-            out[i] = self._value / (1 - w**self._count)
-        return out
-
-
-def smooth(values: Sequence[float] | np.ndarray, weight: float = 0.9) -> np.ndarray:
-    """The debiased EMA of a whole series."""
-    return Ema(weight).push(values)

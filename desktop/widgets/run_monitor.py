@@ -7,12 +7,11 @@ import math
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFont, QPalette
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -23,7 +22,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.widgets.plots import Ema, EpochPlot, RunHistory, SeriesPlot, is_dark
+from desktop.widgets.palette_colors import level_color
+from desktop.widgets.plots import EpochPlot, SeriesPlot
+from desktop.widgets.run_history import Ema, HistoryLoaded, RunHistory
 from engine.events import (
     EpochEnded,
     LogMessage,
@@ -36,13 +37,6 @@ from engine.events import (
 
 STAGE_WORDS = {"scan": "checking images", "features": "computing features"}
 LOG_LINES = 5000
-
-
-@dataclass(frozen=True)
-class HistoryLoaded:
-    """Not an engine event: curves of a resumed run up to its checkpoint, sent before RunStarted."""
-
-    history: RunHistory
 
 
 class ProgressClock:
@@ -326,16 +320,6 @@ def _label(name: str, *, bold: bool = False) -> QLabel:
         font.setBold(True)
         label.setFont(font)
     return label
-
-
-def level_color(level: str, palette: QPalette) -> str:
-    """Text colour of a log level that reads well on the palette's background."""
-    dark = is_dark(palette)
-    if level == "warning":
-        return "#ffb347" if dark else "#a35a00"
-    if level == "error":
-        return "#ff7b7b" if dark else "#c62828"
-    return palette.color(QPalette.ColorRole.Text).name()
 
 
 def _fmt(value: float | None) -> str:
