@@ -411,8 +411,11 @@ class Trainer:
         elif monitor in MINIMIZE:
             better = value < self.best_value
         else:
+            # Equal accuracy (common on small validation sets) counts as better only when the
+            # loss improves by a meaningful margin, so noise does not reset early stopping.
+            best_loss = self.best_loss if self.best_loss is not None else float("inf")
             better = value > self.best_value or (
-                value == self.best_value and loss < (self.best_loss or float("inf"))
+                value == self.best_value and loss < best_loss - max(1e-4, 1e-3 * abs(best_loss))
             )
         if better:
             self.best_value, self.best_loss, self.best_epoch = value, loss, self.epoch

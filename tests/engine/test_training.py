@@ -219,3 +219,72 @@ def test_single_class_fails_clearly(tmp_path):
     data = make_shapes_folder(tmp_path / "one", classes=("circle",), per_class=6)
     with pytest.raises(DatasetError, match=r"(?i)one class"):
         train(tiny_config(data), workspace=tmp_path / "ws")
+
+
+def test_sgd_one_cycle_label_smoothing_and_class_weights_train(tmp_path):
+    from engine.config import ClassWeights, OptimConfig, Optimizer, Schedule
+
+    data = make_shapes_folder(tmp_path / "d", per_class=10)
+    # Unbalanced: drop most squares so balanced class weights matter.
+    for extra in sorted((data / "square").iterdir())[4:]:
+        extra.unlink()
+    cfg = tiny_config(data, epochs=3).replace(
+        optim=OptimConfig(
+            optimizer=Optimizer.SGD,
+            lr=0.05,
+            label_smoothing=0.1,
+            class_weights=ClassWeights.BALANCED,
+        ),
+        schedule=ScheduleConfig(
+            epochs=3, batch_size=2, schedule=Schedule.ONE_CYCLE, warmup_fraction=0.3
+        ),
+    )
+    events = []
+    result = train(cfg, workspace=tmp_path / "ws", on_event=collect(events))
+    assert result.status is RunStatus.COMPLETED
+    lrs = [e.lr for e in events if isinstance(e, StepEnded)]
+    # One-cycle: the rate rises to its peak, then falls far below where it started.
+    peak = lrs.index(max(lrs))
+    assert 0 < peak < len(lrs) - 1 and lrs[-1] < lrs[0]
+
+
+def test_early_stopping_stops_after_patience_epochs_without_a_new_best():
+    from types import SimpleNamespace
+
+    from engine.training.callbacks import EarlyStopping
+
+    stopped = []
+    trainer = SimpleNamespace(
+        epochs_since_best=0,
+        config=RunConfig(),
+        request_stop=stopped.append,
+    )
+    stopper = EarlyStopping(patience=2)
+    event = EpochEnded(epoch=0, epochs=10)
+    for since_best in (0, 1):
+        trainer.epochs_since_best = since_best
+        stopper.on_epoch_ended(event, trainer)
+    assert stopped == []
+    trainer.epochs_since_best = 2
+    stopper.on_epoch_ended(event, trainer)
+    assert len(stopped) == 1 and "2 epochs" in stopped[0]
+
+
+def test_early_stopping_ends_a_real_run_early(shapes, tmp_path):
+    from engine.config import Monitor, OptimConfig
+
+    # A learning rate this small changes nothing the monitor can see: no new best after epoch 1.
+    cfg = tiny_config(shapes, method=Method.LINEAR_PROBE, epochs=10).replace(
+        optim=OptimConfig(lr=1e-7),
+        schedule=ScheduleConfig(
+            epochs=10,
+            batch_size=8,
+            early_stopping_patience=2,
+            monitor=Monitor.VAL_ACCURACY,
+            warmup_fraction=0.0,
+        ),
+    )
+    result = train(cfg, workspace=tmp_path / "ws")
+    epochs = [r for r in RunDir(result.run_dir).metrics() if r["type"] == "epoch"]
+    assert len(epochs) < 10
+    assert "Early stopping" in RunDir(result.run_dir).summary()["stop_reason"]
