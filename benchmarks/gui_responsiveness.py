@@ -158,12 +158,10 @@ def measure_lateness(app, tmp: Path, args: argparse.Namespace) -> dict[str, floa
 
 
 def measure_redraw(app, points: int = 100_000, reps: int = 15) -> dict[str, float]:
-    from desktop.widgets.plots import SeriesPlot
+    from desktop.widgets.plots import step_loss_plot
     from desktop.widgets.run_history import smooth
 
-    plot = SeriesPlot("lossPlot", x_label="step", y_label="training loss")
-    plot.add_series("raw", "per step", 0, alpha=70, width=1.0)
-    plot.add_series("smooth", "smoothed", 0, width=2.0)
+    plot = step_loss_plot("lossPlot")  # the Train page's loss plot, built the same way
     plot.resize(1000, 340)
     plot.show()
     rng = np.random.default_rng(0)

@@ -233,7 +233,9 @@ class RunsPage(Page):
         if self._loss_plot is None or self._val_plot is None:
             from desktop.widgets.plots import EpochPlot, SeriesPlot
 
-            self._loss_plot = SeriesPlot("runLossPlot", x_label="step", y_label="training loss")
+            self._loss_plot = SeriesPlot(
+                "runLossPlot", x_label="step", y_label="training loss", grid=False
+            )
             self._val_plot = EpochPlot("runValPlot", y_label="loss", right_label="val accuracy (%)")
             self._plots.addWidget(self._loss_plot)
             self._plots.addWidget(self._val_plot)

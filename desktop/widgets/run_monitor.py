@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.widgets.palette_colors import level_color
-from desktop.widgets.plots import EpochPlot, SeriesPlot
+from desktop.widgets.plots import EpochPlot, SeriesPlot, step_loss_plot
 from desktop.widgets.run_history import Ema, HistoryLoaded, RunHistory
 from engine.events import (
     EpochEnded,
@@ -111,9 +111,7 @@ class RunMonitorWidget(QWidget):
         self.progress.setObjectName("progressBar")
         self.progress.setTextVisible(True)
 
-        self.loss_plot = SeriesPlot("lossPlot", x_label="step", y_label="training loss")
-        self.loss_plot.add_series("raw", "per step", 0, alpha=70, width=1.0)
-        self.loss_plot.add_series("smooth", "smoothed", 0, width=2.0)
+        self.loss_plot = step_loss_plot("lossPlot")
         self.val_plot = EpochPlot("valPlot", y_label="loss", right_label="val accuracy (%)")
         self.val_plot.add_series("val_loss", "val loss", 1, symbol="o")
         self.val_plot.add_series(
@@ -122,7 +120,7 @@ class RunMonitorWidget(QWidget):
         self.val_plot.add_series(
             "val_accuracy", "val accuracy", 2, symbol="s", view=self.val_plot.right_view
         )
-        self.lr_plot = SeriesPlot("lrPlot", x_label="step", y_label="learning rate")
+        self.lr_plot = SeriesPlot("lrPlot", x_label="step", y_label="learning rate", grid=False)
         self.lr_plot.add_series("lr", None, 4)
         self.lr_plot.legend.hide()
 
