@@ -225,6 +225,8 @@ class TrainPage(Page):
             return
         config = self.ctx.state.config
         problem = _config_problem(config)
+        # Ctrl+Return works from every page: show where the run can be watched.
+        self.ctx.signals.show_page_requested.emit(self.title)
         if problem:
             self._show_message(problem)
             self.ctx.signals.status_message.emit(problem)

@@ -73,9 +73,10 @@ def test_sample_dataset_opens_in_one_click(window, qtbot):
 
 def test_ctrl_return_trains_and_the_run_shows_in_the_run_list(window, shapes, qtbot):
     window.ctx.state.set_config(tiny_run_config(shapes))
-    window.show_page("Train")
+    window.show_page("Data")
     QTest.keyClick(window, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: window.train_page.is_running, timeout=5000)
+    assert window.stack.currentWidget() is window.train_page, "the run is shown where it trains"
     qtbot.waitUntil(lambda: not window.train_page.is_running, timeout=120000)
     wait_idle(qtbot, window)
     (run,) = Workspace(window.ctx.workspace).list_runs()
