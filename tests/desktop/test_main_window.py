@@ -56,8 +56,13 @@ def test_opening_a_folder_scans_it_and_remembers_it(window, shapes, qtbot, setti
 def test_dropping_a_folder_on_the_window_opens_it(window, shapes, qtbot):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(shapes))])
-    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
-                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPointF(10, 10),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     window.dropEvent(event)
     wait_idle(qtbot, window)
     assert window.ctx.state.config.data.path == str(shapes.resolve())
@@ -93,8 +98,9 @@ def test_closing_mid_run_asks_then_stops_cleanly_and_leaves_a_resumable_run(
     cfg = tiny_run_config(shapes)
     window.ctx.state.set_config(cfg.replace(schedule=ScheduleConfig(epochs=50, batch_size=4)))
     window.train_page.start()
-    qtbot.waitUntil(lambda: bool(list((window.ctx.workspace / "runs").glob("*/metrics.jsonl"))),
-                    timeout=60000)
+    qtbot.waitUntil(
+        lambda: bool(list((window.ctx.workspace / "runs").glob("*/metrics.jsonl"))), timeout=60000
+    )
     asked = []
 
     def answer(*args, **kwargs):

@@ -23,8 +23,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e") / "shapes"
-    return make_shapes_folder(root, classes=("circle", "square", "triangle"), per_class=14,
-                              size=96)
+    return make_shapes_folder(root, classes=("circle", "square", "triangle"), per_class=14, size=96)
 
 
 def config(path, method: Method, epochs: int) -> RunConfig:
