@@ -91,6 +91,7 @@ class RunMonitorWidget(QWidget):
         self._clock = ProgressClock()
         self._ema = Ema(0.9)
         self._speed = Ema(0.8)
+        self._speed_unit = "images/s"
         self._build()
         self.reset()
 
@@ -231,6 +232,8 @@ class RunMonitorWidget(QWidget):
         self.epoch_label.setText(f"Epoch {event.start_epoch + 1}/{event.epochs}")
         self.set_phase("Paused" if self._paused else "Training")
         cache = " Frozen backbone: features are cached." if event.feature_cache else ""
+        # On cached features a step is a tiny matrix product; "images/s" would mislead.
+        self._speed_unit = "cached features/s" if event.feature_cache else "images/s"
         self.log(
             f"Training {event.trainable_params:,} of {event.total_params:,} parameters on "
             f"{event.train_size} images ({len(event.classes)} classes), validating on "
@@ -252,7 +255,7 @@ class RunMonitorWidget(QWidget):
         speeds = [e.samples_per_sec for e in events if math.isfinite(e.samples_per_sec)]
         if speeds:
             speed = float(self._speed.push([float(np.median(speeds))])[-1])
-            self.speed_label.setText(f"{speed:,.0f} images/s")
+            self.speed_label.setText(f"{speed:,.0f} {self._speed_unit}")
         if not self._paused:
             self._clock.add(last.step)
             eta = self._clock.eta_seconds(last.step, self._total_steps)
