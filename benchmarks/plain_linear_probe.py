@@ -21,28 +21,12 @@ import time
 from pathlib import Path
 
 import torch
-from starter_model import efficientnet_lite0
+from starter_model import FileList, efficientnet_lite0
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
-from torchvision.datasets.folder import default_loader
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-class FileList(Dataset):
-    """(path, label) rows loaded the way torchvision's ImageFolder loads them."""
-
-    def __init__(self, rows: list[list], transform: transforms.Compose) -> None:
-        self.rows = [(str(r[0]), int(r[1])) for r in rows]
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        path, label = self.rows[i]
-        return self.transform(default_loader(path)), label
 
 
 def eval_transform() -> transforms.Compose:

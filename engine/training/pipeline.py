@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-class Pipeline:
+class Pipeline(ABC):
     """Feeds the trainer: ``train_batches``, ``forward`` and ``validation_logits``."""
 
     def __init__(self, trainer: Trainer) -> None:
@@ -44,16 +45,21 @@ class Pipeline:
     def steps_per_epoch(self) -> int:
         return max(1, math.ceil(len(self.data.train) / self.batch_size))
 
-    def prepare(self) -> None: ...
+    @abstractmethod
+    def prepare(self) -> None:
+        """Build loaders or compute features; called once before training."""
 
+    @abstractmethod
     def train_batches(self, epoch: int, start_step: int) -> Iterator[Batch]:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Implemented by each pipeline."""
 
+    @abstractmethod
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Implemented by each pipeline."""
 
+    @abstractmethod
     def validation_logits(self) -> Batch:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Implemented by each pipeline."""
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
         x = x.to(self.device, non_blocking=True)
