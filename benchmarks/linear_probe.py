@@ -11,6 +11,7 @@ images, each in a process of its own (time and peak memory isolated):
 
     python benchmarks/linear_probe.py                 # generated photos, 200 per class
     python benchmarks/linear_probe.py --data ~/my-labeled-folder --keep
+    python benchmarks/linear_probe.py --repeat 3     # fastest of 3 rounds per side (busy machine)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from make_photos import make_photos
+from make_photos import generate
 from measure import Measured, run_side, warm_file_cache
 from report import machine_lines, table, warn_if_busy
 
@@ -112,7 +113,8 @@ def run_engine(
     return measured
 
 
-def run_baseline(splits: Path, out: Path, engine: dict[str, Any]) -> Measured:
+def run_baseline(splits: Path, out: Path, engine_run: Measured) -> Measured:
+    engine = engine_run.result
     cmd = [
         str(HERE / "plain_linear_probe.py"),
         "--splits",
@@ -138,6 +140,7 @@ def results_table(cold: Measured, plain: Measured, warm: Measured) -> str:
             r["val_accuracy_last"],
             r["peak_rss_mib"],
             m.peak_tree_pss_mib,
+            m.other_cores,
         ]
 
     plain_rate = plain.result["feature_images"] / plain.result["feature_seconds"]
@@ -150,6 +153,7 @@ def results_table(cold: Measured, plain: Measured, warm: Measured) -> str:
             "val acc (last ep)",
             "peak RSS MiB",
             "peak PSS MiB (+workers)",
+            "others' cores",
         ],
         [
             row("engine (fresh workspace)", cold, engine_feature_rate(cold.result)),
@@ -157,6 +161,10 @@ def results_table(cold: Measured, plain: Measured, warm: Measured) -> str:
             row("engine, warm feature cache *", warm, engine_feature_rate(warm.result)),
         ],
     )
+
+
+def fastest(runs: list[Measured]) -> Measured:
+    return min(runs, key=lambda m: m.result["seconds"])
 
 
 def verdict(cold: Measured, plain: Measured) -> list[str]:
@@ -172,7 +180,19 @@ def verdict(cold: Measured, plain: Measured) -> list[str]:
     ]
 
 
-def print_report(data: Path, images: int, cold: Measured, plain: Measured, warm: Measured) -> None:
+def rounds_line(colds: list[Measured], plains: list[Measured]) -> str:
+    pairs = [
+        f"{c.result['seconds']:.1f} / {p.result['seconds']:.1f} s "
+        f"(others {c.other_cores:.2f} / {p.other_cores:.2f} cores)"
+        for c, p in zip(colds, plains, strict=True)
+    ]
+    return "rounds, engine / baseline wall: " + "; ".join(pairs)
+
+
+def print_report(
+    data: Path, images: int, colds: list[Measured], plains: list[Measured], warm: Measured
+) -> None:
+    cold, plain = fastest(colds), fastest(plains)
     r = cold.result
     print()
     print(
@@ -185,9 +205,11 @@ def print_report(data: Path, images: int, cold: Measured, plain: Measured, warm:
     print()
     print(results_table(cold, plain, warm))
     print(
-        "* warm: second engine run in the same workspace, features loaded from its cache; "
-        "not used for the ratio."
+        "* warm: another engine run in a workspace that already holds the features, which it "
+        "loads from the cache; not used for the ratio."
     )
+    if len(colds) > 1:
+        print(f"fastest of {len(colds)} rounds per side; {rounds_line(colds, plains)}")
     print()
     for line in verdict(cold, plain):
         print(line)
@@ -208,6 +230,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--per-class", type=int, default=200, help="generated photos per class")
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of engine + baseline")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated photos")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     return parser.parse_args(argv)
@@ -218,22 +241,21 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="refit-bench-lp-"))
     try:
-        data = args.data or make_photos(tmp / "photos", per_class=args.per_class, seed=args.seed)
+        data = args.data or generate(tmp / "photos", per_class=args.per_class, seed=args.seed)
         images = sum(1 for p in Path(data).rglob("*") if p.is_file())
         warm_file_cache(Path(data))
         warn_if_busy()
-        cold = run_engine(
-            Path(data), tmp / "workspace", tmp / "engine_cold.json", args, "engine, fresh workspace"
-        )
-        plain = run_baseline(Path(cold.result["splits"]), tmp / "plain.json", cold.result)
+        colds, plains = [], []
+        for i in range(args.repeat):
+            cold = run_engine(
+                Path(data), tmp / f"workspace-{i}", tmp / f"engine-{i}.json", args, "engine, fresh"
+            )
+            plains.append(run_baseline(Path(cold.result["splits"]), tmp / f"plain-{i}.json", cold))
+            colds.append(cold)
         warm = run_engine(
-            Path(data),
-            tmp / "workspace",
-            tmp / "engine_warm.json",
-            args,
-            "engine, warm feature cache",
+            Path(data), tmp / "workspace-0", tmp / "engine-warm.json", args, "engine, warm cache"
         )
-        print_report(Path(data), images, cold, plain, warm)
+        print_report(Path(data), images, colds, plains, warm)
     finally:
         if args.keep:
             print(f"\nkept: {tmp}")

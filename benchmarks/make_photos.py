@@ -293,6 +293,20 @@ def make_photos(
     return dest
 
 
+def generate(dest: Path, *, per_class: int, seed: int, sizes: str = "mixed") -> Path:
+    """make_photos, then print what was written and how long it took."""
+    t0 = time.perf_counter()
+    make_photos(dest, per_class=per_class, seed=seed, sizes=sizes)
+    files = sorted(dest.rglob("*.jpg"))
+    mib = sum(f.stat().st_size for f in files) / 2**20
+    print(
+        f"generated {len(files)} photos ({sizes} sizes, {mib:.0f} MiB) in {dest} "
+        f"in {time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
+    return dest
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dest", type=Path, help="folder to write <class>/IMG_*.jpg into")
@@ -304,15 +318,8 @@ def main(argv: list[str] | None = None) -> None:
         default="mixed",
         help="mixed: 640x480 to 12 MP camera photos; web: 640x480 to 1024x768",
     )
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
     args = parser.parse_args(argv)
-    t0 = time.perf_counter()
-    make_photos(
-        args.dest, per_class=args.per_class, seed=args.seed, sizes=args.sizes, workers=args.workers
-    )
-    files = sorted(args.dest.rglob("*.jpg"))
-    mib = sum(f.stat().st_size for f in files) / 2**20
-    print(f"{len(files)} photos ({mib:.0f} MiB) in {args.dest} in {time.perf_counter() - t0:.1f} s")
+    generate(args.dest, per_class=args.per_class, seed=args.seed, sizes=args.sizes)
 
 
 if __name__ == "__main__":

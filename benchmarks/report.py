@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,15 +40,25 @@ def load_text() -> str:
     return " / ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def warn_if_busy() -> None:
+def warn_if_busy(seconds: float = 3.0) -> None:
     """Say so when other processes already keep the CPU busy: timings would be noisy."""
-    load = os.getloadavg()[0]
-    cores = os.cpu_count() or 1
-    print(f"load average at the start: {load_text()} ({cores} cores)", flush=True)
-    if load > 0.5 * cores:
+    import psutil
+
+    idle_before = psutil.cpu_times()
+    time.sleep(seconds)
+    after = psutil.cpu_times()
+    busy = sum(after) - sum(idle_before) - (after.idle - idle_before.idle)
+    busy -= getattr(after, "iowait", 0.0) - getattr(idle_before, "iowait", 0.0)
+    cores = busy / seconds
+    print(
+        f"before starting: other processes keep {cores:.2f} of {os.cpu_count()} cores busy "
+        f"(load average {load_text()})",
+        flush=True,
+    )
+    if cores > 0.25:
         print(
-            "WARNING: other processes are using the CPU; the timings below will be noisy "
-            "and favour neither side.",
+            "WARNING: the machine is not idle; the timings below will be noisy. The "
+            '"others\' cores" column shows how busy it was during each side.',
             flush=True,
         )
 
