@@ -46,6 +46,12 @@ _OVERRIDES: dict[str, tuple[str, str, Any]] = {
     "split_seed": ("data", "split_seed", int),
     "min_per_class": ("data", "min_per_class", int),
     "workers": ("data", "num_workers", int),
+    "text_column": ("data", "text_column", str),
+    "label_column": ("data", "label_column", str),
+    "max_length": ("data", "max_length", int),
+    "lora_rank": ("adapt", "lora_rank", int),
+    "lora_alpha": ("adapt", "lora_alpha", float),
+    "lora_dropout": ("adapt", "lora_dropout", float),
     "device": ("device", "device", Device),
     "precision": ("device", "precision", Precision),
 }
@@ -83,17 +89,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    s = sub.add_parser("scan", help="Check a labeled folder and list its problems.")
-    s.add_argument("folder")
+    s = sub.add_parser(
+        "scan", help="Check a labeled folder (images or texts) or table file; list its problems."
+    )
+    s.add_argument("folder", help="A labeled folder, or a .csv / .tsv / .jsonl file.")
     s.add_argument("--min-per-class", type=int, default=2)
+    s.add_argument("--text-column", help="Table files: the column holding the text.")
+    s.add_argument("--label-column", help="Table files: the column holding the label.")
     s.add_argument("--json", action="store_true", help="Print the result as JSON.")
     s.set_defaults(func=_cmd_scan)
 
-    t = sub.add_parser("train", help="Train on a folder, or replay a saved config.json.")
-    t.add_argument(
-        "source", help="A labeled folder, or a config.json (e.g. runs/<id>/config.json)."
+    t = sub.add_parser(
+        "train", help="Train on a folder or table file, or replay a saved config.json."
     )
-    t.add_argument("--method", help="linear-probe, last-N (e.g. last-3), full")
+    t.add_argument(
+        "source",
+        help="A labeled folder, a .csv / .tsv / .jsonl file of texts, or a config.json "
+        "(e.g. runs/<id>/config.json).",
+    )
+    t.add_argument("--method", help="linear-probe, last-N (e.g. last-3), full, lora")
+    t.add_argument(
+        "--lora-targets",
+        help="With lora: comma-separated layer names to adapt (default: found automatically).",
+    )
+    t.add_argument(
+        "--lora-merge",
+        action="store_true",
+        help="With lora: also save the model with the adapter merged into its weights.",
+    )
+    t.add_argument(
+        "--no-bucketing", action="store_true", help="Text: do not batch texts by length."
+    )
     t.add_argument("--name", help="A label for the run list.")
     t.add_argument("--seed", type=int)
     t.add_argument("--no-pretrained", action="store_true", help="Start from random weights.")
@@ -115,9 +141,18 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=_cmd_resume)
 
-    pr = sub.add_parser("predict", help="Classify image files with a trained run.")
+    pr = sub.add_parser("predict", help="Classify images or texts with a trained run.")
     pr.add_argument("run")
-    pr.add_argument("files", nargs="+")
+    pr.add_argument(
+        "files",
+        nargs="*",
+        help="Image files; for a text run, .txt files (one text each) or a .csv / .tsv / .jsonl "
+        "file (one text a row).",
+    )
+    pr.add_argument(
+        "--text", action="append", default=[], help="Text run: a text to classify (repeatable)."
+    )
+    pr.add_argument("--text-column", help="Text run with a table file: the text column.")
     pr.add_argument("--top-k", type=int, default=3)
     pr.add_argument("--checkpoint", choices=["best", "last"], default="best")
     pr.add_argument("--device", default="cpu")
@@ -137,10 +172,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from engine.data import scan_folder
+    from engine.data import detect_modality, scan_folder, scan_text_source
 
-    with _Progress("Scanning", quiet=args.json) as bar:
-        index = scan_folder(args.folder, min_per_class=args.min_per_class, progress=bar.update)
+    text = detect_modality(args.folder) == "text"
+    if text:
+        index = scan_text_source(
+            args.folder,
+            text_column=args.text_column,
+            label_column=args.label_column,
+            min_per_class=args.min_per_class,
+        )
+    else:
+        with _Progress("Scanning", quiet=args.json) as bar:
+            index = scan_folder(args.folder, min_per_class=args.min_per_class, progress=bar.update)
     if args.json:
         print(
             json.dumps(
@@ -149,6 +193,9 @@ def _cmd_scan(args: argparse.Namespace) -> int:
                     "classes": list(index.classes),
                     "counts": index.class_counts(),
                     "has_splits": index.has_splits,
+                    "modality": "text" if text else "image",
+                    "text_column": getattr(index, "text_column", None),
+                    "label_column": getattr(index, "label_column", None),
                     "problems": [
                         {
                             "kind": str(p.kind),
@@ -164,9 +211,14 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         )
     else:
         counts = index.class_counts()
+        columns = ""
+        if text and getattr(index, "text_column", None):
+            columns = f" (text column '{index.text_column}', label column '{index.label_column}')"
         print(
-            f"{index.root}: {len(index.samples)} usable images in {len(index.classes)} classes"
+            f"{index.root}: {len(index.samples)} usable {'texts' if text else 'images'} in "
+            f"{len(index.classes)} classes"
             + (" (train/val folders)" if index.has_splits else "")
+            + columns
         )
         for cls in index.classes:
             per = ", ".join(f"{split} {n[cls]}" for split, n in counts.items() if cls in n)
@@ -207,7 +259,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     run = Workspace(args.workspace).open_run(args.run)
     predictor = Predictor(run, checkpoint=args.checkpoint, device=args.device)
-    results = predictor.predict(args.files, top_k=args.top_k)
+    if predictor.modality == "text":
+        from engine.evaluation.predict import texts_of_files
+
+        named = [(t, t) for t in args.text] + texts_of_files(args.files, args.text_column)
+        results = predictor.predict_texts(named, top_k=args.top_k)
+    else:
+        if args.text:
+            raise ConfigError(f"The run {run.run_id} classifies images; --text needs a text run.")
+        results = predictor.predict(args.files, top_k=args.top_k)
+    if not results:
+        raise ConfigError("Nothing to classify: give files, or --text for a text run.")
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
     else:
@@ -261,16 +323,15 @@ def _cmd_backbones(args: argparse.Namespace) -> int:
 
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
     source = Path(args.source)
+    usable = "give a labeled folder, a .csv / .tsv / .jsonl file of texts, or a config .json file"
+    if not source.exists():
+        raise ConfigError(f"{args.source} does not exist; {usable}.")
     if source.is_file() and source.suffix.lower() == ".json":
         config = RunConfig.load(source)
-    elif source.is_dir():
-        config = RunConfig().replace(
-            data=dataclasses.replace(RunConfig().data, path=str(source.resolve()))
-        )
+    elif source.is_dir() or source.suffix.lower() in (".csv", ".tsv", ".jsonl"):
+        config = _fresh_config(source.resolve())
     else:
-        raise ConfigError(
-            f"{args.source} is neither a folder of labeled images nor a config .json file."
-        )
+        raise ConfigError(f"{args.source} is not something Refit Studio trains on; {usable}.")
     sections: dict[str, dict[str, Any]] = {}
     for flag, (section, name, tp) in _OVERRIDES.items():
         value = getattr(args, flag, None)
@@ -283,6 +344,13 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
             sections["adapt"]["last_n"] = last_n
     if args.no_pretrained:
         sections.setdefault("model", {})["pretrained"] = False
+    if args.lora_targets is not None:
+        targets = [t.strip() for t in args.lora_targets.split(",") if t.strip()]
+        sections.setdefault("adapt", {})["lora_targets"] = targets
+    if args.lora_merge:
+        sections.setdefault("adapt", {})["lora_save_merged"] = True
+    if args.no_bucketing:
+        sections.setdefault("data", {})["length_bucketing"] = False
     top: dict[str, Any] = {
         name: dataclasses.replace(getattr(config, name), **changes)
         for name, changes in sections.items()
@@ -292,6 +360,18 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.seed is not None:
         top["seed"] = args.seed
     return config.replace(**top).validate()
+
+
+def _fresh_config(source: Path) -> RunConfig:
+    """Defaults for a new dataset; a text dataset starts from the offline text starter."""
+    from engine.data import detect_modality
+    from engine.models.catalog import TEXT_STARTER
+
+    base = RunConfig()
+    config = base.replace(data=dataclasses.replace(base.data, path=str(source)))
+    if detect_modality(source) == "text":
+        config = config.replace(model=dataclasses.replace(base.model, backbone=TEXT_STARTER))
+    return config
 
 
 def _parse_method(text: str) -> tuple[Method, int | None]:
@@ -312,7 +392,7 @@ def _parse_method(text: str) -> tuple[Method, int | None]:
         return Method(t), None
     except ValueError:
         raise ConfigError(
-            f"--method {text!r} is not known; use linear-probe, last-N (e.g. last-2) or full."
+            f"--method {text!r} is not known; use linear-probe, last-N (e.g. last-2), full or lora."
         ) from None
 
 
@@ -389,8 +469,8 @@ class _TrainView:
         if isinstance(event, ev.StageProgressed):
             if event.stage != self.stage_name:
                 self.close()
-                labels = {"scan": "Scanning", "features": "Features"}
-                unit = "img" if event.stage != "scan" else "file"
+                labels = {"scan": "Scanning", "features": "Features", "tokenize": "Tokenizing"}
+                unit = {"scan": "file", "tokenize": "text"}.get(event.stage, "sample")
                 self.stage = _Progress(
                     labels.get(event.stage, event.stage), quiet=self.quiet, unit=unit
                 )
@@ -406,10 +486,11 @@ class _TrainView:
                 self.stage.bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
         elif isinstance(event, ev.RunStarted):
             self.close()
+            share = event.trainable_params / max(1, event.total_params)
             print(
                 f"Run {event.run_id}: {len(event.classes)} classes, {event.train_size} train / "
-                f"{event.val_size} val images on {event.device}; training "
-                f"{event.trainable_params:,} of {event.total_params:,} parameters"
+                f"{event.val_size} val {event.modality}s on {event.device}; training "
+                f"{event.trainable_params:,} of {event.total_params:,} parameters ({share:.2%})"
                 + (" on cached features" if event.feature_cache else "")
             )
         elif isinstance(event, ev.EpochEnded):

@@ -29,6 +29,7 @@ class Method(StrEnum):
     LAST_N = "last-n"
     FULL = "full"
     CUSTOM = "custom"
+    LORA = "lora"
 
 
 class Optimizer(StrEnum):
@@ -84,7 +85,17 @@ def _f(default: Any = dataclasses.MISSING, *, help: str, **limits: Any) -> Any:
 
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
-    path: str = _f("", help="Labeled folder: one subfolder per class, or train/ val/ (test/).")
+    path: str = _f(
+        "",
+        help="Labeled folder (one subfolder per class, or train/ val/ (test/)) of images or .txt "
+        "files, or a .csv / .tsv / .jsonl file with a text and a label column.",
+    )
+    text_column: str = _f(
+        "", help="Table files: the column holding the text; empty guesses it from the header."
+    )
+    label_column: str = _f(
+        "", help="Table files: the column holding the label; empty guesses it from the header."
+    )
     val_fraction: float = _f(
         0.2,
         help="Share of images held out for validation when the folder has no val/.",
@@ -112,6 +123,17 @@ class DataConfig:
         min=-1,
         max=64,
     )
+    max_length: int = _f(
+        128,
+        help="Text models: texts are cut to this many tokens (the model's own limit caps it).",
+        min=8,
+        max=8192,
+    )
+    length_bucketing: bool = _f(
+        True,
+        help="Text models: batch texts of similar length together, so that short texts are not "
+        "padded to the length of long ones.",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,13 +160,36 @@ class ModelConfig:
 class AdaptConfig:
     method: Method = _f(
         Method.LINEAR_PROBE,
-        help="linear-probe trains only the head; last-n also "
-        "the last N layer groups; full trains everything; custom uses frozen_groups.",
+        help="linear-probe trains only the head; last-n also the last N layer groups; full "
+        "trains everything; custom uses frozen_groups; lora freezes the backbone and trains "
+        "small low-rank adapters in it (transformers only).",
     )
     last_n: int = _f(
         2, help="With last-n: how many layer groups before the head are trained.", min=0, max=1000
     )
     frozen_groups: list[str] = _f([], help="With custom: names of the layer groups to freeze.")
+    lora_rank: int = _f(
+        8,
+        help="With lora: rank of each adapter; higher learns more and costs more.",
+        min=1,
+        max=512,
+    )
+    lora_alpha: float = _f(
+        16.0, help="With lora: scale of the adapters' output (alpha / rank).", min=0.01, max=4096.0
+    )
+    lora_dropout: float = _f(
+        0.1, help="With lora: dropout on the adapters' input.", min=0.0, max=0.9
+    )
+    lora_targets: list[str] = _f(
+        [],
+        help="With lora: names of the linear layers that get adapters (for example query, "
+        "value); empty finds them for the architecture.",
+    )
+    lora_save_merged: bool = _f(
+        False,
+        help="With lora: also save the model with the adapters merged into its weights, next to "
+        "the adapter itself.",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

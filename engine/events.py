@@ -33,6 +33,7 @@ class RunStarted(Event):
     val_size: int
     classes: tuple[str, ...]
     feature_cache: bool
+    modality: str = "image"  # "image" or "text": what one sample is
 
 
 @dataclass(frozen=True, kw_only=True)

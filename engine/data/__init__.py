@@ -1,4 +1,4 @@
-"""Dataset intake: scanning a labeled folder, its problems, splits, image loading, transforms.
+"""Dataset intake: scanning labeled images or texts, their problems, splits, loading, transforms.
 
 Scanning and splitting need no torch: ``ImageDataset``, ``ImageTransform`` and
 ``build_transform`` are imported on first use, so ``from engine.data import scan_folder`` stays
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.data.images import IMAGE_EXTENSIONS, load_image
 from engine.data.index import DatasetIndex, Sample
+from engine.data.modality import detect_modality
 from engine.data.problems import (
     DatasetError,
     ImageError,
@@ -21,6 +22,7 @@ from engine.data.problems import (
 )
 from engine.data.scan import scan_folder
 from engine.data.split import Splits, split_samples
+from engine.data.text import TextIndex, TextSample, scan_text_source, split_text_samples
 
 if TYPE_CHECKING:
     from engine.data.dataset import ImageDataset
@@ -44,10 +46,15 @@ __all__ = [
     "Sample",
     "ScanCancelled",
     "Splits",
+    "TextIndex",
+    "TextSample",
     "build_transform",
+    "detect_modality",
     "load_image",
     "scan_folder",
+    "scan_text_source",
     "split_samples",
+    "split_text_samples",
 ]
 
 

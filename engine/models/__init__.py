@@ -6,7 +6,13 @@ from engine.models.build import build_model
 from engine.models.catalog import CatalogEntry, list_catalog, resolve_entry
 from engine.models.classifier import Classifier, ParamCount, count_parameters
 from engine.models.errors import ModelError, WeightsUnavailableError
-from engine.models.freeze import apply_freeze, backbone_is_frozen, resolve_frozen_groups
+from engine.models.freeze import (
+    adapt_model,
+    apply_freeze,
+    backbone_is_frozen,
+    resolve_frozen_groups,
+    trained_architecture,
+)
 from engine.models.groups import LayerGroup
 from engine.models.weights import WeightsStatus, weights_status
 
@@ -18,6 +24,7 @@ __all__ = [
     "ParamCount",
     "WeightsStatus",
     "WeightsUnavailableError",
+    "adapt_model",
     "apply_freeze",
     "backbone_is_frozen",
     "build_model",
@@ -25,5 +32,6 @@ __all__ = [
     "list_catalog",
     "resolve_entry",
     "resolve_frozen_groups",
+    "trained_architecture",
     "weights_status",
 ]

@@ -34,7 +34,15 @@ def build_model(config: ModelConfig, num_classes: int, *, load_weights: bool = T
         raise ModelError(f"A classifier needs at least one class, not {num_classes}.")
     entry = resolve_entry(config.backbone)
     pretrained = load_weights and config.pretrained and not config.weights
-    if entry.family == "torchvision":
+    tokenizer = None
+    if entry.modality == "text":
+        from engine.models.text import build_text_backbone
+
+        backbone, num_features, tokenizer = build_text_backbone(
+            entry, config, load_weights=load_weights
+        )
+        spec = repeated_block_groups(backbone)
+    elif entry.family == "torchvision":
         backbone, num_features, spec = _torchvision(entry.name, pretrained)
     elif entry.family in ("starter", "timm"):
         backbone, num_features, spec = _timm(entry, pretrained)
@@ -45,7 +53,7 @@ def build_model(config: ModelConfig, num_classes: int, *, load_weights: bool = T
         spec = repeated_block_groups(backbone)
     if load_weights and config.weights:
         load_into(backbone, load_state_file(config.weights), Path(config.weights).name)
-    return Classifier(
+    model = Classifier(
         backbone,
         num_features,
         num_classes,
@@ -54,6 +62,8 @@ def build_model(config: ModelConfig, num_classes: int, *, load_weights: bool = T
         backbone_groups=spec,
         head_dropout=config.head_dropout,
     )
+    model.tokenizer = tokenizer
+    return model
 
 
 def _torchvision(name: str, pretrained: bool) -> tuple[nn.Module, int, GroupSpec]:

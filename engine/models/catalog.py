@@ -14,14 +14,17 @@ from engine.models.errors import ModelError
 from engine.preprocess import Preprocess
 
 STARTER = "efficientnet_lite0"
+TEXT_STARTER = "all-MiniLM-L6-v2"
 
 _IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
 NAMING_HELP = (
     "Name a model by its catalog name (for example efficientnet_lite0 or resnet50), "
     "'timm:NAME' for any timm model, 'hf:ORG/NAME' for a Hugging Face model in the local cache, "
-    "or the path of a local Hugging Face model folder (one with a config.json)."
+    "or the path of a local Hugging Face model folder (one with a config.json). For text, the "
+    f"offline starter is {TEXT_STARTER}."
 )
+_TEXT = Preprocess()  # unused by text models; kept so every entry has the same fields
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,54 @@ _CATALOG: tuple[CatalogEntry, ...] = (
 )
 
 
+def _text(name: str, display: str, description: str, params: int | None) -> CatalogEntry:
+    return CatalogEntry(name, "hf", display, description, params, _TEXT, False, "text")
+
+
+_CATALOG += (
+    CatalogEntry(
+        TEXT_STARTER,
+        "starter",
+        "all-MiniLM-L6-v2 (starter, text)",
+        "Small, fast English sentence encoder that installs with Refit Studio: works offline.",
+        22_565_376,
+        _TEXT,
+        False,
+        "text",
+    ),
+    _text(
+        "hf:distilbert/distilbert-base-uncased",
+        "DistilBERT base (text)",
+        "Distilled BERT: 40% smaller, close to BERT's accuracy on English.",
+        66_362_880,
+    ),
+    _text(
+        "hf:google-bert/bert-base-uncased",
+        "BERT base (text)",
+        "The classic English encoder; a strong baseline for fine-tuning.",
+        108_891_648,
+    ),
+    _text(
+        "hf:FacebookAI/roberta-base",
+        "RoBERTa base (text)",
+        "BERT trained longer on more data; often better for English classification.",
+        124_055_040,
+    ),
+    _text(
+        "hf:FacebookAI/xlm-roberta-base",
+        "XLM-RoBERTa base (text)",
+        "Multilingual encoder (100 languages) for texts that are not in English.",
+        277_453_056,
+    ),
+    _text(
+        "hf:microsoft/MiniLM-L12-H384-uncased",
+        "MiniLM-L12 (text)",
+        "Small English encoder, twice as deep as the starter.",
+        33_212_160,
+    ),
+)
+
+
 def list_catalog() -> list[CatalogEntry]:
     """The curated backbones, the offline starter first."""
     return list(_CATALOG)
@@ -153,7 +204,7 @@ def resolve_entry(name: str) -> CatalogEntry:
     """The catalog entry for a model name; raises ModelError for a name it cannot place."""
     name = name.strip()
     for entry in _CATALOG:
-        if entry.name == name:
+        if entry.name == name or (entry.family == "starter" and entry.name.lower() == name.lower()):
             return entry
     if name.startswith("timm:"):
         return _timm_entry(name[len("timm:") :])
@@ -250,6 +301,9 @@ def _hf_hub_entry(ident: str) -> CatalogEntry:
     folder = cached_hf_folder(ident)
     config = hf_config(folder / "config.json") if folder is not None else {}
     pre = hf_preprocess(folder, config) if folder is not None else Preprocess()
+    known = next((e for e in _CATALOG if e.name == f"hf:{ident}"), None)
+    if known is not None:
+        return known
     return CatalogEntry(
         f"hf:{ident}",
         "hf",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -56,15 +57,21 @@ class Classifier(nn.Module):
         self.num_classes = num_classes
         self.preprocess = preprocess
         self.entry = entry
+        self.tokenizer: Any = None  # text models: the backbone's Hugging Face tokenizer
         spec = [(name, [f"backbone.{p}" for p in names]) for name, names in backbone_groups]
         spec.append(("head", [n for n, _ in self.named_parameters() if n.startswith("head.")]))
         self.groups: tuple[LayerGroup, ...] = make_groups(self, spec)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits for a batch of images [B, 3, H, W]."""
+    @property
+    def modality(self) -> str:
+        """ "image" or "text": what the backbone reads."""
+        return self.entry.modality
+
+    def forward(self, x: Any) -> torch.Tensor:
+        """Class logits for a batch of images [B, 3, H, W] or of tokenized texts (a dict)."""
         return self.head(self.backbone(x))
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: Any) -> torch.Tensor:
         """Pooled backbone features [B, num_features]."""
         return self.backbone(x)
 

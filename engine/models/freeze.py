@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from engine.config import AdaptConfig, Method
 from engine.models.classifier import Classifier, ParamCount, count_parameters
@@ -17,6 +18,8 @@ def resolve_frozen_groups(model: Classifier, adapt: AdaptConfig) -> list[str]:
         return body
     if method is Method.FULL:
         return []
+    if method is Method.LORA:
+        return body  # the backbone's own weights; the adapters are added by apply_lora
     if method is Method.LAST_N:
         keep = max(0, adapt.last_n)
         return body[: max(0, len(body) - keep)]
@@ -51,3 +54,30 @@ def apply_freeze(model: Classifier, frozen: Iterable[str]) -> ParamCount:
 def backbone_is_frozen(model: Classifier) -> bool:
     """True when no backbone parameter trains, so backbone features can be computed once."""
     return not any(p.requires_grad for p in model.backbone.parameters())
+
+
+def adapt_model(model: Classifier, adapt: AdaptConfig) -> tuple[list[str], ParamCount]:
+    """Apply a run's method: a freeze plan, or LoRA adapters in a frozen backbone.
+
+    Returns the frozen groups and the parameter counts.
+    """
+    if Method(adapt.method) is Method.LORA:
+        from engine.models.lora import apply_lora
+
+        count = apply_lora(model, adapt)
+        return model.frozen_group_names(), count
+    frozen = resolve_frozen_groups(model, adapt)
+    return frozen, apply_freeze(model, frozen)
+
+
+def trained_architecture(config: Any, num_classes: int) -> Classifier:
+    """The architecture a run trained (adapters included), ready for its checkpoint's weights;
+    reads no pretrained weights."""
+    from engine.models.build import build_model
+
+    model = build_model(config.model, num_classes, load_weights=False)
+    if Method(config.adapt.method) is Method.LORA:
+        from engine.models.lora import apply_lora
+
+        apply_lora(model, config.adapt)
+    return model

@@ -172,6 +172,9 @@ def build_hf_backbone(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: files are local anyway
     from transformers import AutoConfig, AutoModel
 
+    from engine.models.text import quiet_transformers
+
+    quiet_transformers()
     remote = cfg.allow_remote_code
     try:
         hf_cfg = AutoConfig.from_pretrained(

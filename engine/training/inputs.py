@@ -10,28 +10,47 @@ from pathlib import Path
 import torch
 
 from engine.config import ClassWeights, RunConfig
-from engine.data import DatasetError, Problem, Sample, ScanCancelled, scan_folder, split_samples
+from engine.data import (
+    DatasetError,
+    Problem,
+    Sample,
+    ScanCancelled,
+    TextSample,
+    detect_modality,
+    scan_folder,
+    scan_text_source,
+    split_samples,
+)
 from engine.runs import RunDir
 from engine.training.control import Cancelled, RunControl
+
+AnySample = Sample | TextSample
 
 
 @dataclass(frozen=True)
 class RunData:
-    """Classes and split samples of one run."""
+    """Classes and split samples of one run: images (Sample) or texts (TextSample).
+
+    A text run stores its texts in splits.json, so it resumes even when the source file changes.
+    """
 
     root: str
     classes: tuple[str, ...]
-    train: tuple[Sample, ...]
-    val: tuple[Sample, ...]
-    test: tuple[Sample, ...]
+    train: tuple[AnySample, ...]
+    val: tuple[AnySample, ...]
+    test: tuple[AnySample, ...]
     problems: tuple[Problem, ...] = ()
+    modality: str = "image"
 
     def to_dict(self) -> dict:
-        def rows(samples: tuple[Sample, ...]) -> list[list]:
+        def rows(samples: tuple[AnySample, ...]) -> list[list]:
+            if self.modality == "text":
+                return [[s.text, s.label, s.digest, s.origin] for s in samples]
             return [[s.path, s.label, s.digest] for s in samples]
 
         return {
             "root": self.root,
+            "modality": self.modality,
             "classes": list(self.classes),
             "train": rows(self.train),
             "val": rows(self.val),
@@ -40,7 +59,14 @@ class RunData:
 
     @classmethod
     def from_dict(cls, data: dict) -> RunData:
-        def samples(split: str) -> tuple[Sample, ...]:
+        modality = data.get("modality", "image")
+
+        def samples(split: str) -> tuple[AnySample, ...]:
+            if modality == "text":
+                return tuple(
+                    TextSample(text=t, label=int(label), split=split, digest=d, origin=o)
+                    for t, label, d, o in data.get(split, [])
+                )
             return tuple(
                 Sample(path=p, label=int(label), split=split, digest=d)
                 for p, label, d in data.get(split, [])
@@ -52,6 +78,7 @@ class RunData:
             train=samples("train"),
             val=samples("val"),
             test=samples("test"),
+            modality=modality,
         )
 
 
@@ -63,17 +90,29 @@ def prepare_data(
 ) -> RunData:
     """Scan the dataset folder and split it; raises DatasetError with one sentence if unusable."""
     if not config.data.path:
-        raise DatasetError("No dataset folder was given; choose a folder of labeled images.")
-    try:
-        index = scan_folder(
-            config.data.path,
-            min_per_class=config.data.min_per_class,
-            progress=on_progress,
-            cancel=control.cancel_event if control else None,
+        raise DatasetError(
+            "No dataset was given; choose a folder of labeled images or texts, or a table file."
         )
-    except ScanCancelled:
-        raise Cancelled() from None
+    modality = detect_modality(config.data.path)
+    if modality == "text":
+        index = scan_text_source(
+            config.data.path,
+            text_column=config.data.text_column or None,
+            label_column=config.data.label_column or None,
+            min_per_class=config.data.min_per_class,
+        )
+    else:
+        try:
+            index = scan_folder(
+                config.data.path,
+                min_per_class=config.data.min_per_class,
+                progress=on_progress,
+                cancel=control.cancel_event if control else None,
+            )
+        except ScanCancelled:
+            raise Cancelled() from None
     index.raise_if_unusable()
+    what = "texts" if modality == "text" else "images"
     splits = split_samples(
         index,
         val_fraction=config.data.val_fraction,
@@ -81,11 +120,11 @@ def prepare_data(
         seed=config.data.split_seed,
     )
     if not splits.train:
-        raise DatasetError(f"The folder {config.data.path} leaves no images for training.")
+        raise DatasetError(f"The dataset {config.data.path} leaves no {what} for training.")
     if not splits.val:
         raise DatasetError(
-            f"The folder {config.data.path} leaves no images for validation; add a val/ folder "
-            "or more images per class."
+            f"The dataset {config.data.path} leaves no {what} for validation; add a val/ folder "
+            f"or more {what} per class."
         )
     return RunData(
         root=index.root,
@@ -94,6 +133,7 @@ def prepare_data(
         val=splits.val,
         test=splits.test,
         problems=index.problems,
+        modality=modality,
     )
 
 
@@ -103,6 +143,8 @@ def load_run_data(run: RunDir) -> RunData:
     if not data:
         raise DatasetError(f"The run {run.run_id} has no splits.json; it cannot be resumed.")
     rd = RunData.from_dict(data)
+    if rd.modality == "text":
+        return rd
     missing = [s.path for s in rd.train + rd.val if not Path(s.path).is_file()]
     if missing:
         raise DatasetError(

@@ -34,12 +34,13 @@ class Pipeline(ABC):
         self.data = trainer.data
         self.batch_size = self.config.schedule.batch_size
         self.workers = auto_workers(self.config.data.num_workers)
-        pre = self.model.preprocess
-        aug = self.config.augment
-        self.eval_transform = build_transform(pre, train=False)
-        self.train_transform = build_transform(
-            pre, train=True, preset=aug.preset, hflip=aug.hflip, vflip=aug.vflip
-        )
+        if self.model.modality == "image":
+            pre = self.model.preprocess
+            aug = self.config.augment
+            self.eval_transform = build_transform(pre, train=False)
+            self.train_transform = build_transform(
+                pre, train=True, preset=aug.preset, hflip=aug.hflip, vflip=aug.vflip
+            )
 
     @property
     def steps_per_epoch(self) -> int:
@@ -60,6 +61,9 @@ class Pipeline(ABC):
     @abstractmethod
     def validation_logits(self) -> Batch:
         """Implemented by each pipeline."""
+
+    #: What one training sample is, for log lines and speed labels.
+    unit = "images"
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
         x = x.to(self.device, non_blocking=True)

@@ -127,6 +127,7 @@ class Trainer:
         self.placement: Placement | None = None
         self.pipeline: Pipeline | None = None
         self.data: RunData | None = None
+        self.max_length = 0  # text runs: tokens per text after the model's own limit
         self.epoch = 0
         self.step_in_epoch = 0
         self.global_step = 0
@@ -206,6 +207,7 @@ class Trainer:
                 self.model.load_state_dict(current)
             self._write_checkpoint("last")
             resumable = status is RunStatus.CANCELLED
+            self._save_adapter()
         summary = {
             "status": str(status),
             "error": error,
@@ -241,6 +243,23 @@ class Trainer:
             )
         )
 
+    def _save_adapter(self) -> None:
+        """A LoRA run also leaves its best adapter in peft's format (and the merged model)."""
+        from engine.models.lora import ADAPTER_DIR, MERGED_DIR, is_lora, save_adapter, save_merged
+
+        if not is_lora(self.model):
+            return
+        best = self.run.checkpoints / "best.safetensors"
+        model = copy.deepcopy(self.model).cpu()
+        if best.is_file():
+            load_weights(model, best)
+        classes = list(self.data.classes)
+        folder = save_adapter(model, self.run.path / ADAPTER_DIR, classes)
+        self.log(f"LoRA adapter saved in peft's format: {folder}")
+        if self.config.adapt.lora_save_merged:
+            merged = save_merged(model, self.run.path / MERGED_DIR)
+            self.log(f"Model with the adapter merged into its weights saved: {merged}")
+
     def _setup(self) -> None:
         cfg = self.config
         random.seed(cfg.seed)
@@ -250,18 +269,18 @@ class Trainer:
         self.placement = resolve_placement(cfg.device)
         torch.backends.cudnn.benchmark = not cfg.device.deterministic
         self.data = self._load_data()
-        from engine.models import (
-            apply_freeze,
-            backbone_is_frozen,
-            build_model,
-            resolve_frozen_groups,
-        )
+        from engine.models import adapt_model, backbone_is_frozen, build_model, resolve_entry
 
+        check_modality(resolve_entry(cfg.model.backbone), self.data)
         model = build_model(cfg.model, len(self.data.classes))
-        frozen = resolve_frozen_groups(model, cfg.adapt)
-        self.param_count = apply_freeze(model, frozen)
+        frozen, self.param_count = adapt_model(model, cfg.adapt)
         if self.param_count.trainable == 0:
             raise ValueError("Every layer is frozen, so nothing would train; unfreeze the head.")
+        text = model.modality == "text"
+        if text:
+            from engine.models.text import token_limit
+
+            self.max_length = token_limit(model.tokenizer, model.backbone, cfg.data.max_length)
         self.channels_last = cfg.device.channels_last and model.entry.is_convnet
         model.to(self.placement.device)
         if self.channels_last:
@@ -272,8 +291,7 @@ class Trainer:
             weight=weights.to(self.placement.device) if weights is not None else None,
             label_smoothing=cfg.optim.label_smoothing,
         )
-        pipeline_cls = FeaturePipeline if backbone_is_frozen(model) else ImagePipeline
-        self.pipeline = pipeline_cls(self)
+        self.pipeline = _pipeline_class(text, backbone_is_frozen(model))(self)
         self.optimizer = build_optimizer(param_groups(model, model.head, cfg.optim), cfg.optim)
         total = self.pipeline.steps_per_epoch * cfg.schedule.epochs
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, total)
@@ -289,6 +307,9 @@ class Trainer:
             trainable_params=self.param_count.trainable,
             total_params=self.param_count.total,
             frozen_groups=frozen,
+            modality=self.data.modality,
+            method=str(cfg.adapt.method),
+            **({"max_length": self.max_length} if text else {}),
         )
         self.pipeline.prepare()
 
@@ -322,6 +343,7 @@ class Trainer:
             val_size=len(self.data.val),
             classes=self.data.classes,
             feature_cache=self.feature_cache,
+            modality=self.data.modality,
         )
 
     def _loop(self) -> None:
@@ -492,6 +514,28 @@ class Trainer:
         lines = "".join(json.dumps(r) + "\n" for r in kept)
         write_bytes_atomic(self.run.metrics_path, lines.encode("utf-8"))
         self.log(f"Resuming at epoch {self.epoch + 1}, step {self.global_step}.")
+
+
+def check_modality(entry: Any, data: RunData) -> None:
+    """A text dataset needs a text backbone and images an image backbone; say which to pick."""
+    if entry.modality == data.modality:
+        return
+    from engine.models import ModelError
+    from engine.models.catalog import STARTER, TEXT_STARTER
+
+    starter = TEXT_STARTER if data.modality == "text" else STARTER
+    raise ModelError(
+        f"The dataset holds {data.modality}s but {entry.display_name} is a {entry.modality} "
+        f"model; choose a {data.modality} backbone, for example {starter}."
+    )
+
+
+def _pipeline_class(text: bool, frozen: bool) -> type[Pipeline]:
+    if text:
+        from engine.training.text_pipeline import TextFeaturePipeline, TextPipeline
+
+        return TextFeaturePipeline if frozen else TextPipeline
+    return FeaturePipeline if frozen else ImagePipeline
 
 
 def _with_run_id(event: Event, run_id: str) -> Event:

@@ -101,7 +101,7 @@ def test_predict_reports_unreadable_file_without_crashing(shapes, tmp_path, caps
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["train", "/no/such/folder"], "neither a folder"),
+        (["train", "/no/such/folder"], "does not exist"),
         (["train", "{data}", "--method", "sideways"], "--method 'sideways'"),
         (["train", "{empty}"], "no class folders"),
         (["resume", "nope"], "No run 'nope'"),

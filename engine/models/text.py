@@ -1,0 +1,143 @@
+"""Hugging Face text encoders as backbones: tokenized texts in, one feature vector out."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.config import ModelConfig
+from engine.models.catalog import CatalogEntry
+from engine.models.errors import ModelError
+
+TokenBatch = dict[str, torch.Tensor]
+
+
+class HFTextBackbone(nn.Module):
+    """A transformer encoder as ``{"input_ids", "attention_mask"} -> pooled features``.
+
+    Features are the mean of the last hidden states over the real (unpadded) tokens, as
+    sentence-transformers pool all-MiniLM-L6-v2; unlike the [CLS] token it needs no pretrained
+    pooler, so it is a good feature for a linear probe and fine-tunes as well. The model's own
+    pooler (trained for next-sentence prediction, if at all) is dropped.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        if isinstance(getattr(model, "pooler", None), nn.Module):
+            model.pooler = None
+        self.model = model
+
+    def forward(self, batch: TokenBatch) -> torch.Tensor:
+        mask = batch["attention_mask"]
+        out = self.model(input_ids=batch["input_ids"], attention_mask=mask)
+        hidden = out.last_hidden_state
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def quiet_transformers() -> None:
+    """No download progress bars or deprecation chatter from transformers in the app's output:
+    every file is local, and the user cannot act on library warnings."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="peft")
+
+
+def text_folder(entry: CatalogEntry, *, need_weights: bool) -> Path:
+    """The local folder of a text backbone (the starter's package folder or a HF folder)."""
+    if entry.family == "starter":
+        from engine.models.weights import text_starter_folder
+
+        return text_starter_folder()
+    from engine.models.hf import hf_folder
+
+    return hf_folder(entry.name, need_weights=need_weights)
+
+
+def load_tokenizer(folder: Path, *, allow_remote_code: bool = False) -> Any:
+    """The fast tokenizer saved with a model, from local files only."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(
+            str(folder), local_files_only=True, trust_remote_code=allow_remote_code, use_fast=True
+        )
+    except (OSError, ValueError, KeyError, ImportError) as exc:
+        raise ModelError(
+            f"The model folder {folder} has no usable tokenizer ({_first_line(exc)}); copy the "
+            "tokenizer files (tokenizer.json or vocab.txt and tokenizer_config.json) into it."
+        ) from exc
+
+
+def build_text_backbone(
+    entry: CatalogEntry, cfg: ModelConfig, *, load_weights: bool
+) -> tuple[HFTextBackbone, int, Any]:
+    """Backbone, feature width and tokenizer of a text entry; never downloads."""
+    from engine.models.hf import hf_config
+
+    need_weights = load_weights and cfg.pretrained and not cfg.weights
+    folder = text_folder(entry, need_weights=need_weights)
+    config = hf_config(folder / "config.json")
+    if config.get("auto_map") and not cfg.allow_remote_code:
+        raise ModelError(
+            f"{entry.display_name} needs to run code shipped with the model; turn on 'allow remote "
+            "code' only if you trust its author."
+        )
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoConfig, AutoModel
+
+    quiet_transformers()
+    remote = cfg.allow_remote_code
+    try:
+        hf_cfg = AutoConfig.from_pretrained(
+            str(folder), local_files_only=True, trust_remote_code=remote
+        )
+        if need_weights:
+            model = AutoModel.from_pretrained(
+                str(folder),
+                config=hf_cfg,
+                local_files_only=True,
+                trust_remote_code=remote,
+                dtype=torch.float32,
+            )
+        else:
+            model = AutoModel.from_config(hf_cfg, trust_remote_code=remote)
+    except (OSError, ValueError, KeyError, ImportError) as exc:
+        raise ModelError(
+            f"Cannot load the Hugging Face model {entry.display_name}: {_first_line(exc)}"
+        ) from exc
+    tokenizer = load_tokenizer(folder, allow_remote_code=remote)
+    width = getattr(hf_cfg, "hidden_size", None) or getattr(hf_cfg, "dim", None)
+    if not isinstance(width, int):
+        raise ModelError(f"{entry.display_name} does not say its hidden size in config.json.")
+    return HFTextBackbone(model.float()), width, tokenizer
+
+
+def token_limit(tokenizer: Any, backbone: nn.Module, wanted: int) -> int:
+    """``wanted`` capped by the tokenizer's and the position embeddings' limits."""
+    limits = [wanted]
+    model_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(model_max, int) and 0 < model_max < 1_000_000:
+        limits.append(model_max)
+    config = getattr(getattr(backbone, "model", None), "config", None)
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        # RoBERTa-style models reserve two positions for the padding offset.
+        offset = 2 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta") else 0
+        limits.append(positions - offset)
+    return min(limits)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)

@@ -1,0 +1,162 @@
+"""Training batches for text models: tokenized once, dynamically padded, bucketed by length."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from engine.data.tokens import TokenizedTexts, length_batches, sorted_batches
+from engine.events import StageProgressed
+from engine.training.control import Cancelled
+from engine.training.features import cache_key, cached
+from engine.training.loaders import epoch_permutation
+from engine.training.pipeline import Batch, FeaturePipeline, Pipeline
+
+_INFERENCE_BATCH = 64
+
+
+class TextPipeline(Pipeline):
+    """Texts through the (partly trainable or LoRA-adapted) transformer, batch by batch."""
+
+    unit = "texts"
+
+    def prepare(self) -> None:
+        self.train_tokens, self.val_tokens = tokenize_splits(self)
+
+    def _order(self, epoch: int) -> list[list[int]]:
+        seed = self.config.seed
+        order = epoch_permutation(len(self.train_tokens), seed, epoch)
+        return length_batches(
+            order,
+            self.train_tokens.lengths,
+            self.batch_size,
+            bucketing=self.config.data.length_bucketing,
+            seed=seed * 7919 + epoch,
+        )
+
+    def train_batches(self, epoch: int, start_step: int) -> Iterator[Batch]:
+        for idx in self._order(epoch)[start_step:]:
+            yield self._batch(self.train_tokens, idx)
+
+    def forward(self, x: Any) -> torch.Tensor:
+        return self.model(x)
+
+    @torch.inference_mode()
+    def validation_logits(self) -> Batch:
+        self.model.eval()
+        logits = run_in_order(self, self.model, self.val_tokens)
+        self.model.train()
+        return logits, self.val_tokens.labels
+
+    def _batch(self, tokens: TokenizedTexts, idx: list[int]) -> Batch:
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in tokens.batch(idx).items()}
+        return batch, tokens.labels[idx].to(self.device, non_blocking=True)  # type: ignore[return-value]
+
+
+class TextFeaturePipeline(FeaturePipeline):
+    """The text backbone is frozen: each text's pooled features are computed once and cached."""
+
+    unit = "texts"
+
+    def prepare(self) -> None:
+        t = self.trainer
+        self.views = 1
+        key = self._text_key()
+        cache_dir = t.workspace.cache_root / "features"
+        tokens: dict[str, TokenizedTexts] = {}
+
+        def extract(split: str) -> torch.Tensor:
+            if not tokens:
+                tokens["train"], tokens["val"] = tokenize_splits(self)
+            t.log(
+                f"Computing backbone features of {len(tokens[split])} {_SPLIT_WORD[split]} texts "
+                f"once ({self.device.type}); the head then trains on them."
+            )
+            return run_in_order(self, self.model.backbone, tokens[split], stage="features")
+
+        train, hit = cached(cache_dir / f"{key}-train.safetensors", lambda: extract("train"))
+        val, hit_val = cached(cache_dir / f"{key}-val.safetensors", lambda: extract("val"))
+        if hit and hit_val:
+            t.log("Backbone features loaded from the cache; training only the head.")
+        n = len(self.data.train)
+        self.train_features = train.view(1, n, -1).to(self.device)
+        self.train_labels = torch.tensor([s.label for s in self.data.train], device=self.device)
+        self.val_features = val.to(self.device)
+        self.val_labels = torch.tensor([s.label for s in self.data.val])
+
+    def _text_key(self) -> str:
+        from engine.models import weights_status
+
+        cfg = self.config
+        return cache_key(
+            {
+                "v": 1,
+                "kind": "text",
+                "backbone": cfg.model.backbone,
+                "pretrained": cfg.model.pretrained,
+                "weights": weights_status(cfg.model.backbone, cfg.model.weights).source,
+                "max_length": self.trainer.max_length,
+                "precision": str(self.placement.precision),
+                "train": [s.digest for s in self.data.train],
+                "val": [s.digest for s in self.data.val],
+                "torch": torch.__version__,
+            }
+        )
+
+
+_SPLIT_WORD = {"train": "training", "val": "validation"}
+
+
+def tokenize_splits(pipeline: Pipeline) -> tuple[TokenizedTexts, TokenizedTexts]:
+    """Token ids of the training and validation texts, with progress events."""
+    t = pipeline.trainer
+    tokenizer, limit = pipeline.model.tokenizer, t.max_length
+    n_train = len(pipeline.data.train)
+    total = n_train + len(pipeline.data.val)
+
+    def progress(offset: int) -> Any:
+        return lambda done, _n: t.emit(
+            StageProgressed(stage="tokenize", done=offset + done, total=total)
+        )
+
+    train = TokenizedTexts(pipeline.data.train, tokenizer, limit, on_progress=progress(0))
+    val = TokenizedTexts(pipeline.data.val, tokenizer, limit, on_progress=progress(n_train))
+    cut = sum(1 for n in train.lengths + val.lengths if n >= limit)
+    if cut:
+        t.log(f"{cut} of {total} texts are longer than {limit} tokens and were cut to that length.")
+    return train, val
+
+
+@torch.inference_mode()
+def run_in_order(
+    pipeline: Pipeline, module: torch.nn.Module, tokens: TokenizedTexts, stage: str = ""
+) -> torch.Tensor:
+    """``module`` over every text (longest first, in eval mode), returned in the texts' order."""
+    was_training = module.training
+    module.eval()
+    control, device = pipeline.trainer.control, pipeline.device
+    outputs: list[torch.Tensor] = []
+    order: list[int] = []
+    done = 0
+    try:
+        for idx in sorted_batches(tokens.lengths, max(_INFERENCE_BATCH, pipeline.batch_size)):
+            control.wait_while_paused()
+            if control.cancelled:
+                raise Cancelled()
+            batch = {k: v.to(device) for k, v in tokens.batch(idx).items()}
+            with pipeline.placement.autocast():
+                outputs.append(module(batch).float().cpu())
+            order.extend(idx)
+            done += len(idx)
+            if stage:
+                pipeline.trainer.emit(StageProgressed(stage=stage, done=done, total=len(tokens)))
+    finally:
+        module.train(was_training)
+    if not outputs:
+        return torch.empty(0)
+    stacked = torch.cat(outputs)
+    result = torch.empty_like(stacked)
+    result[torch.tensor(order)] = stacked
+    return result
