@@ -61,3 +61,60 @@ def tree_snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:
             p.read_bytes() if p.is_file() else b"",
         )
     return snap
+
+
+_TOPICS = {
+    "billing": ["invoice", "refund", "charge", "payment", "price", "card"],
+    "delivery": ["parcel", "courier", "shipping", "tracking", "package", "arrived"],
+    "tech": ["crash", "login", "password", "screen", "update", "error"],
+}
+_FILLER = ["the", "my", "it", "was", "please", "today", "again", "still", "and", "help", "now"]
+
+
+def make_texts(per_class: int, *, classes: int = 2, seed: int = 0) -> list[tuple[str, str]]:
+    """(text, label) pairs: short support messages whose topic words give the class away, with
+    filler words and lengths from 3 to about 40 words."""
+    rng = random.Random(seed)
+    rows = []
+    for label, words in list(_TOPICS.items())[:classes]:
+        for i in range(per_class):
+            n = rng.choice([3, 5, 8, 12, 20, 40])
+            body = [rng.choice(_FILLER) for _ in range(n)]
+            for _ in range(2):
+                body.insert(rng.randrange(len(body) + 1), rng.choice(words))
+            rows.append((" ".join(body) + f" #{i}", label))
+    rng.shuffle(rows)
+    return rows
+
+
+def make_text_table(path: Path, per_class: int = 20, *, classes: int = 2, seed: int = 0) -> Path:
+    """A .csv / .tsv (by suffix) with header ``message,category`` and generated texts."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    delimiter = "\t" if path.suffix == ".tsv" else ","
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, delimiter=delimiter)
+        writer.writerow(["id", "message", "category"])
+        for i, (text, label) in enumerate(make_texts(per_class, classes=classes, seed=seed)):
+            writer.writerow([i, text, label])
+    return path
+
+
+def make_tiny_bert(folder: Path) -> Path:
+    """A random 2-layer BERT (hidden size 32) with the starter's tokenizer, as a local Hugging
+    Face folder: fast enough to train in tests."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from engine.models.weights import text_starter_folder
+
+    config = BertConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(str(folder))
+    AutoTokenizer.from_pretrained(str(text_starter_folder())).save_pretrained(str(folder))
+    return folder
