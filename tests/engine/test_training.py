@@ -288,3 +288,38 @@ def test_early_stopping_ends_a_real_run_early(shapes, tmp_path):
     epochs = [r for r in RunDir(result.run_dir).metrics() if r["type"] == "epoch"]
     assert len(epochs) < 10
     assert "Early stopping" in RunDir(result.run_dir).summary()["stop_reason"]
+
+
+def test_lora_on_vision_transformers_trains_saves_an_adapter_and_predicts(shapes, tmp_path):
+    from transformers import ViTConfig, ViTModel
+
+    from engine.evaluation import Predictor
+    from engine.models.lora import lora_candidates
+
+    hf_vit = tmp_path / "tiny-hf-vit"
+    ViTModel(
+        ViTConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=32,
+            patch_size=8,
+        )
+    ).save_pretrained(str(hf_vit))
+    for backbone, targets in (("timm:test_vit", ["qkv"]), (str(hf_vit), ["q_proj", "v_proj"])):
+        cfg = tiny_config(shapes, method=Method.LORA, epochs=1).replace(
+            model=ModelConfig(backbone=backbone, pretrained=False)
+        )
+        events = []
+        result = train(cfg, workspace=tmp_path / "ws", on_event=events.append)
+        assert result.status is RunStatus.COMPLETED, result.error
+        run = RunDir(result.run_dir)
+        adapter = json.loads((run.path / "adapter" / "adapter_config.json").read_text())
+        assert {name.rpartition(".")[2] for name in adapter["target_modules"]} == set(targets)
+        started = next(e for e in events if isinstance(e, RunStarted))
+        assert started.trainable_params < started.total_params / 5
+        predictor = Predictor(run)
+        assert lora_candidates(predictor.model)
+        images = sorted(shapes.rglob("*.png"))[:2]
+        assert all(not p.error for p in predictor.predict(images))
