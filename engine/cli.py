@@ -487,10 +487,11 @@ class _TrainView:
         elif isinstance(event, ev.RunStarted):
             self.close()
             share = event.trainable_params / max(1, event.total_params)
+            share_text = f"{share:.2%}" if share >= 1e-4 else "under 0.01%"
             print(
                 f"Run {event.run_id}: {len(event.classes)} classes, {event.train_size} train / "
                 f"{event.val_size} val {event.modality}s on {event.device}; training "
-                f"{event.trainable_params:,} of {event.total_params:,} parameters ({share:.2%})"
+                f"{event.trainable_params:,} of {event.total_params:,} parameters ({share_text})"
                 + (" on cached features" if event.feature_cache else "")
             )
         elif isinstance(event, ev.EpochEnded):
