@@ -311,10 +311,8 @@ def _cmd_backbones(args: argparse.Namespace) -> int:
         status = weights_status(entry.name)
         params = f"{entry.params / 1e6:.1f}M" if entry.params else "?"
         mark = "offline" if status.available else "needs weights"
-        print(
-            f"{entry.name:28} {params:>7}  {entry.preprocess.input_size:>4}px  {mark:13} "
-            f"{entry.description}"
-        )
+        reads = "text" if entry.modality == "text" else f"{entry.preprocess.input_size}px"
+        print(f"{entry.name:38} {params:>7}  {reads:>5}  {mark:13} {entry.description}")
     return 0
 
 

@@ -10,10 +10,12 @@ import torch
 from torch import nn
 
 from engine.config import ModelConfig
-from engine.models.catalog import CatalogEntry, read_json
+from engine.models.catalog import TEXT_STARTER, CatalogEntry, read_json
 from engine.models.errors import ModelError
 from engine.models.weights import _ALTERNATIVES, _unavailable, hf_cache_dir, hf_cached_file
 from engine.preprocess import Preprocess
+
+TEXT_ALTERNATIVES = f"use the offline starter text backbone {TEXT_STARTER}"
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -49,8 +51,9 @@ def cached_hf_folder(repo_id: str) -> Path | None:
     return found.parent if found is not None else None
 
 
-def hf_folder(name: str, *, need_weights: bool) -> Path:
+def hf_folder(name: str, *, need_weights: bool, modality: str = "image") -> Path:
     """The local folder of an 'hf:' or folder entry; raises when it or its weights are missing."""
+    alternatives = _ALTERNATIVES if modality == "image" else TEXT_ALTERNATIVES
     if name.startswith("hf:"):
         repo = name[len("hf:") :]
         folder = cached_hf_folder(repo)
@@ -58,7 +61,7 @@ def hf_folder(name: str, *, need_weights: bool) -> Path:
         how = (
             f"On a computer with internet run 'hf download {repo}' and copy its cache folder to "
             f"{where} (or copy the downloaded model folder here and choose it), or "
-            f"{_ALTERNATIVES}."
+            f"{alternatives}."
         )
         if folder is None:
             raise _unavailable(
@@ -66,7 +69,7 @@ def hf_folder(name: str, *, need_weights: bool) -> Path:
             )
     else:
         folder = Path(name)
-        how = f"Copy the model's weights (model.safetensors) into {folder}, or {_ALTERNATIVES}."
+        how = f"Copy the model's weights (model.safetensors) into {folder}, or {alternatives}."
         if not (folder / "config.json").is_file():
             raise _unavailable(f"The model folder {folder} has no config.json. {how}", str(folder))
     if need_weights and not any((folder / f).is_file() for f in WEIGHT_FILES):

@@ -60,7 +60,7 @@ def text_folder(entry: CatalogEntry, *, need_weights: bool) -> Path:
         return text_starter_folder()
     from engine.models.hf import hf_folder
 
-    return hf_folder(entry.name, need_weights=need_weights)
+    return hf_folder(entry.name, need_weights=need_weights, modality="text")
 
 
 def load_tokenizer(folder: Path, *, allow_remote_code: bool = False) -> Any:

@@ -60,7 +60,8 @@ def weights_status(name: str, weights_file: str | None = None) -> WeightsStatus:
             return WeightsStatus(True, str(timm_file(entry.name[len("timm:") :])), "")
         from engine.models.hf import hf_folder
 
-        return WeightsStatus(True, str(hf_folder(entry.name, need_weights=True)), "")
+        folder = hf_folder(entry.name, need_weights=True, modality=entry.modality)
+        return WeightsStatus(True, str(folder), "")
     except WeightsUnavailableError as exc:
         return WeightsStatus(False, getattr(exc, "expected", ""), str(exc))
 
