@@ -124,6 +124,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--no-pretrained", action="store_true", help="Start from random weights.")
     t.add_argument(
+        "--allow-remote-code",
+        action="store_true",
+        help="Let a Hugging Face model run code shipped with it (only for authors you trust).",
+    )
+    t.add_argument(
         "--save-config",
         metavar="FILE",
         help="Write the resulting config.json to FILE and exit without training.",
@@ -342,6 +347,8 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
             sections["adapt"]["last_n"] = last_n
     if args.no_pretrained:
         sections.setdefault("model", {})["pretrained"] = False
+    if args.allow_remote_code:
+        sections.setdefault("model", {})["allow_remote_code"] = True
     if args.lora_targets is not None:
         targets = [t.strip() for t in args.lora_targets.split(",") if t.strip()]
         sections.setdefault("adapt", {})["lora_targets"] = targets
