@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.context import AppContext, AppSignals
+from desktop.data_source import TABLE_FILTER, is_table_file
 from desktop.pages.data_page import DataPage
 from desktop.pages.layers_page import LayersPage
 from desktop.pages.model_page import ModelPage
@@ -64,6 +65,7 @@ class MainWindow(QMainWindow):
         self.ctx.signals.run_finished.connect(lambda _path: self.runs_page.refresh())
         self.ctx.signals.open_folder_requested.connect(self.open_folder)
         self.ctx.signals.choose_folder_requested.connect(self.choose_folder)
+        self.ctx.signals.choose_file_requested.connect(self.choose_file)
         self.ctx.signals.sample_requested.connect(self.open_sample_dataset)
         self.ctx.signals.show_page_requested.connect(self.show_page)
         self._restore_geometry()
@@ -98,6 +100,11 @@ class MainWindow(QMainWindow):
         open_action.setShortcut(QKeySequence.StandardKey.Open)
         open_action.triggered.connect(self.choose_folder)
         file_menu.addAction(open_action)
+        open_file_action = QAction("Open &Table File (CSV, TSV, JSONL)…", self)
+        open_file_action.setObjectName("actionOpenTableFile")
+        open_file_action.setShortcut(QKeySequence("Ctrl+Shift+O"))
+        open_file_action.triggered.connect(self.choose_file)
+        file_menu.addAction(open_file_action)
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self.recent_menu.setObjectName("menuRecent")
         sample_action = QAction("Open &Sample Dataset (handwritten digits)", self)
@@ -144,13 +151,26 @@ class MainWindow(QMainWindow):
     # -- folders ------------------------------------------------------------------------------
 
     def choose_folder(self) -> None:
-        start = self.ctx.settings.value("last_folder", str(Path.home()))
+        start = str(self.ctx.settings.value("last_folder", str(Path.home())))
+        if is_table_file(start):
+            start = str(Path(start).parent)
         folder = QFileDialog.getExistingDirectory(self, "Open a labeled folder", str(start))
         if folder:
             self.open_folder(folder)
 
+    def choose_file(self) -> None:
+        start = str(self.ctx.settings.value("last_folder", str(Path.home())))
+        if is_table_file(start):
+            start = str(Path(start).parent)
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a table of labeled texts", str(start), TABLE_FILTER
+        )
+        if path:
+            self.open_folder(path)
+
     def open_folder(self, folder: str | Path) -> None:
-        """Load a dataset folder: remember it and show the Data page while it is scanned."""
+        """Load a dataset folder or table file: remember it and show the Data page while it is
+        scanned."""
         folder = str(Path(folder).expanduser().resolve())
         self.ctx.settings.setValue("last_folder", folder)
         recent = [f for f in self._recent() if f != folder]
@@ -243,10 +263,14 @@ class MainWindow(QMainWindow):
 
 
 def _dropped_folder(event: QDragEnterEvent | QDropEvent) -> str | None:
+    """The first dropped folder or table file (.csv, .tsv, .jsonl)."""
     mime = event.mimeData()
     if not mime.hasUrls():
         return None
     for url in mime.urls():
-        if url.isLocalFile() and Path(url.toLocalFile()).is_dir():
-            return url.toLocalFile()
+        if not url.isLocalFile():
+            continue
+        path = url.toLocalFile()
+        if is_table_file(path) or Path(path).is_dir():
+            return path
     return None

@@ -2,6 +2,11 @@
 
 Run:  xvfb-run -a -s "-screen 0 1400x900x24" python scripts/screenshots.py [--out docs/screenshots]
 Add --dark for a dark palette. Uses a private workspace; never touches your real runs.
+
+After the image pages (1-5) comes a text demo on a generated CSV of support tickets: the Data
+page with its column picker (6-data-text), the Model page with text backbones (7-model-text),
+the Layers page in LoRA mode (8-layers-lora) and a short LoRA run (9-train-text). --text-only
+skips the image pages; --images-only skips the text demo.
 """
 
 from __future__ import annotations
@@ -44,11 +49,71 @@ def make_dataset(root: Path, per_class: int = 40) -> Path:
     return root
 
 
+TICKETS = {
+    "billing": [
+        "I was charged twice for my {plan} plan this month",
+        "Please refund the {amount} I paid by mistake",
+        "Why does my invoice show {amount} instead of the usual price",
+        "My card was declined but the money left my account",
+        "Can I get a receipt for the {plan} subscription",
+        "The discount code {code} was not applied to my bill",
+    ],
+    "login": [
+        "I cannot sign in since the update on {day}",
+        "The password reset email never arrives",
+        "My account is locked after {n} wrong attempts",
+        "Two-factor code is rejected every time",
+        "The app logs me out every few minutes",
+        "I changed my email and now I cannot log in",
+    ],
+    "shipping": [
+        "My parcel was supposed to arrive on {day} and it did not",
+        "The tracking number {code} shows nothing",
+        "The box arrived damaged and the {item} is broken",
+        "Can you ship to a different address than on the order",
+        "Only {n} of my items were delivered",
+        "The courier left my {item} at the wrong door",
+    ],
+}
+
+
+def make_tickets_csv(path: Path, per_class: int = 24) -> Path:
+    """Support tickets with a message, a category and a priority; two rows have problems."""
+    import csv
+
+    rng = random.Random(1)
+    words = {
+        "plan": ["basic", "family", "pro"],
+        "amount": ["$12.99", "$40", "€25"],
+        "code": ["SPRING24", "ZX-4471", "RT99812"],
+        "day": ["Monday", "Friday", "the 3rd"],
+        "n": ["3", "5", "two"],
+        "item": ["lamp", "phone case", "kettle"],
+    }
+    rows = []
+    for category, templates in TICKETS.items():
+        for _ in range(per_class):
+            text = rng.choice(templates).format(**{k: rng.choice(v) for k, v in words.items()})
+            rows.append([text + rng.choice(["", ".", "!", " thanks", " asap"]), category])
+    rng.shuffle(rows)
+    rows.insert(5, ["Where is my order", ""])  # no label
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["ticket_id", "message", "category", "priority"])
+        for i, (text, category) in enumerate(rows):
+            writer.writerow([f"T{1000 + i}", text, category, rng.choice(["low", "normal", "high"])])
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     parser.add_argument("--dark", action="store_true")
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--text-epochs", type=int, default=2)
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--text-only", action="store_true")
+    only.add_argument("--images-only", action="store_true")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,30 +154,58 @@ def main() -> int:
         window.grab().save(str(path))
         print("saved", path)
 
-    window.open_folder(str(data))
-    pump(60, until=lambda: not window.ctx.pool.busy)
-    pump(3)
-    shot("1-data")
-    window.show_page("Model")
-    pump(60, until=lambda: window.model_page.table.rowCount() > 0)
-    shot("2-model")
-    window.show_page("Layers")
-    pump(60, until=lambda: window.layers_page.model is not None)
-    pump(30, until=lambda: "About" in window.layers_page.estimate_label.text())
-    shot("3-layers")
-    window.ctx.state.update("schedule", epochs=args.epochs)
-    window.ctx.state.update("data", num_workers=0)
-    window.show_page("Train")
-    window.train_page.start()
-    pump(600, until=lambda: not window.train_page.is_running)
-    pump(2)
-    shot("4-train")
-    window.show_page("Runs")
-    window.runs_page.refresh()
-    pump(3)
-    shot("5-runs")
+    def train(epochs: int) -> None:
+        window.ctx.state.update("schedule", epochs=epochs)
+        window.ctx.state.update("data", num_workers=0)
+        window.show_page("Train")
+        window.train_page.start()
+        pump(600, until=lambda: not window.train_page.is_running)
+        pump(2)
+
+    if not args.text_only:
+        window.open_folder(str(data))
+        pump(60, until=lambda: not window.ctx.pool.busy)
+        pump(3)
+        shot("1-data")
+        window.show_page("Model")
+        pump(60, until=lambda: window.model_page.table.rowCount() > 0)
+        shot("2-model")
+        window.show_page("Layers")
+        pump(60, until=lambda: window.layers_page.model is not None)
+        pump(30, until=lambda: "About" in window.layers_page.estimate_label.text())
+        shot("3-layers")
+        train(args.epochs)
+        shot("4-train")
+        window.show_page("Runs")
+        window.runs_page.refresh()
+        pump(3)
+        shot("5-runs")
+    if not args.images_only:
+        text_demo(window, make_tickets_csv(tmp / "tickets.csv"), pump, shot, train, args)
     window.close()
     return 0
+
+
+def text_demo(window, tickets: Path, pump, shot, train, args: argparse.Namespace) -> None:
+    """A table of labeled texts: columns, text backbones, LoRA, and a short run."""
+    from engine.config import Method
+
+    window.open_folder(str(tickets))
+    pump(60, until=lambda: window.data_page.usable and not window.ctx.pool.busy)
+    pump(2)
+    shot("6-data-text")
+    window.show_page("Model")
+    pump(60, until=lambda: window.model_page.table.rowCount() > 0)
+    shot("7-model-text")
+    window.show_page("Layers")
+    layers = window.layers_page
+    pump(120, until=lambda: layers.model is not None and layers.built is not None)
+    window.ctx.state.update("adapt", method=Method.LORA)
+    pump(60, until=lambda: "counting" not in layers.trainable_label.text())
+    pump(2)
+    shot("8-layers-lora")
+    train(args.text_epochs)
+    shot("9-train-text")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-"""Data page: open a labeled folder, see what is in it and what is wrong, choose the split."""
+"""Data page: open labeled images or texts, see what is in them and what is wrong, choose the
+split (and, for a table file, its text and label columns)."""
 
 from __future__ import annotations
 
 import html
 import itertools
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QTimer
@@ -12,48 +12,37 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
-    QSplitter,
     QStackedWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from desktop.context import AppContext
+from desktop.data_source import SourceScan, is_table_file, scan_source_job
 from desktop.pages.base import Page
-from desktop.widgets.class_chart import ClassChartWidget
-from desktop.widgets.class_table import ClassTableWidget
-from desktop.widgets.dataset_states import EmptyStateWidget, ScanProgressWidget
+from desktop.widgets.dataset_states import (
+    EmptyStateWidget,
+    MessageBannerWidget,
+    ScanProgressWidget,
+)
+from desktop.widgets.dataset_view import DatasetViewWidget, plural
 from desktop.widgets.image_preview import ImagePreviewDialog
-from desktop.widgets.problem_list import ProblemListWidget, severity_icon
-from desktop.widgets.split_settings import SplitSettingsWidget
-from desktop.widgets.thumbnails import Thumb, ThumbnailGridWidget
 from desktop.worker import EngineWorker
 from engine.events import Event, StageProgressed
 
 if TYPE_CHECKING:
-    from engine.data import DatasetIndex, Problem
     from engine.training.control import RunControl
 
 RESCAN_DELAY_MS = 700
 EMPTY, SCANNING, CONTENT = range(3)
-
-
-def scan_job(folder: str, min_per_class: int) -> Callable[[Callable[[Event], None], Any], Any]:
-    """The background job of one scan (engine.data imports torch: keep it off the GUI path)."""
-
-    def job(on_event: Callable[[Event], None], control: RunControl) -> DatasetIndex:
-        from engine.data import scan_folder
-
-        def progress(done: int, total: int) -> None:
-            on_event(StageProgressed(stage="scan", done=done, total=total))
-
-        return scan_folder(
-            folder, min_per_class=min_per_class, progress=progress, cancel=control.cancel_event
-        )
-
-    return job
+# The engine's sentences name the command line's flags; on this page the boxes do that job.
+_FLAG_WORDS = (
+    ("choose with --text-column and --label-column", "choose them in the column boxes"),
+    ("choose with --text-column", "choose it in the Text column box"),
+    ("choose with --label-column", "choose it in the Label column box"),
+    (" with --text-column", " in the Text column box"),
+    (" with --label-column", " in the Label column box"),
+)
 
 
 class _ScanRelay(QObject):
@@ -67,8 +56,8 @@ class _ScanRelay(QObject):
     def _on_worker_events(self, events: list[Event]) -> None:
         self.page._on_scan_events(self.token, events)
 
-    def _on_worker_succeeded(self, index: DatasetIndex) -> None:
-        self.page._on_scan_succeeded(self.token, index)
+    def _on_worker_succeeded(self, scan: SourceScan) -> None:
+        self.page._on_scan_succeeded(self.token, scan)
 
     def _on_worker_failed(self, sentence: str) -> None:
         self.page._on_scan_failed(self.token, sentence)
@@ -78,26 +67,27 @@ class _ScanRelay(QObject):
         self.deleteLater()
 
 
-def _plural(n: int, word: str) -> str:
-    if n == 1:
-        return f"1 {word}"
-    return f"{n:,} {word}es" if word.endswith("s") else f"{n:,} {word}s"
+def gui_sentence(sentence: str) -> str:
+    for flag, words in _FLAG_WORDS:
+        sentence = sentence.replace(flag, words)
+    return sentence
 
 
 class DataPage(Page):
-    """The first step: a labeled folder is scanned in the background and shown with its
-    classes, counts, thumbnails and problems; the split settings are edited here."""
+    """The first step: a labeled folder or table file is scanned in the background and shown
+    with its classes, counts, thumbnails or example texts, and problems."""
 
     title = "Data"
 
     def __init__(self, ctx: AppContext) -> None:
         super().__init__(ctx)
-        self.index: DatasetIndex | None = None
-        self.folder = ""
+        self.index: Any = None  # DatasetIndex or TextIndex of the last good scan
+        self.folder = ""  # the folder or table file shown
+        self.modality = "image"
         self._token = 0
         self._control: RunControl | None = None
         self._scanned_min = ctx.state.config.data.min_per_class
-        self._preview: ImagePreviewDialog | None = None
+        self._scanned_columns = ("", "")
         self._rescan_timer = QTimer(self)
         self._rescan_timer.setSingleShot(True)
         self._rescan_timer.setInterval(RESCAN_DELAY_MS)
@@ -105,15 +95,25 @@ class DataPage(Page):
 
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_header())
-        layout.addWidget(self._build_banner())
+        self.banner_box = MessageBannerWidget()
+        self.banner = self.banner_box.label
+        layout.addWidget(self.banner_box)
         self.empty_state = EmptyStateWidget()
         self.empty_state.open_requested.connect(ctx.signals.choose_folder_requested)
+        self.empty_state.open_file_requested.connect(ctx.signals.choose_file_requested)
         self.empty_state.sample_requested.connect(ctx.signals.sample_requested)
         self.scan_progress = ScanProgressWidget()
         self.scan_progress.stop_requested.connect(self.stop_scan)
+        self.view = DatasetViewWidget(ctx.state)
+        self.view.text_view.columns_chosen.connect(self._on_text_view_columns_chosen)
+        # The view's parts, by the names the page has always had.
+        v = self.view
+        self.class_table, self.chart, self.split_settings = v.class_table, v.chart, v.split_settings
+        self.grid, self.text_view, self.problem_list = v.grid, v.text_view, v.problem_list
+        self.problems_title = v.problems_title
         self.stack = QStackedWidget()
         self.stack.setObjectName("dataStack")
-        for panel in (self.empty_state, self.scan_progress, self._build_content()):
+        for panel in (self.empty_state, self.scan_progress, self.view):
             self.stack.addWidget(panel)
         layout.addWidget(self.stack, 1)
         layout.addLayout(self._build_footer())
@@ -133,16 +133,19 @@ class DataPage(Page):
         return self.index is not None and self.index.fatal_problem() is None
 
     def open_folder(self, folder: str) -> None:
-        """Show ``folder``: remember it in the config and check it in the background."""
+        """Show a folder or table file: remember it in the config and check it in the
+        background. A new source's columns are guessed afresh."""
         folder = str(folder)
-        self.ctx.state.update("data", path=folder)
-        self._start_scan(folder)
+        self.folder = ""  # the config change below is not a column change of the old source
+        self.ctx.state.update("data", path=folder, text_column="", label_column="")
+        self._start_scan(folder, new_source=True)
 
     def rescan(self) -> None:
-        """Check the current folder again (after files changed or the class minimum did)."""
+        """Check the current source again (after files changed, or the class minimum or the
+        columns did)."""
         self._rescan_timer.stop()
         if self.folder:
-            self._start_scan(self.folder)
+            self._start_scan(self.folder, new_source=True)  # files may have changed: read again
 
     def stop_scan(self) -> None:
         if self._control is None:
@@ -159,26 +162,42 @@ class DataPage(Page):
 
     # -- scanning -----------------------------------------------------------------------------
 
-    def _start_scan(self, folder: str) -> None:
+    def _start_scan(self, path: str, *, new_source: bool) -> None:
         self._rescan_timer.stop()
         if self._control is not None:
             self._control.cancel()  # the old scan stops soon; its late results are ignored
         self._token += 1
         relay = _ScanRelay(self, self._token)
-        self.folder = folder
+        data = self.ctx.state.config.data
+        new_source = new_source or path != self.folder
+        if new_source:
+            self.text_view.set_source(path, None)
+        self.folder = path
         self.index = None
-        self._scanned_min = self.ctx.state.config.data.min_per_class
-        worker = EngineWorker(scan_job(folder, self._scanned_min))
+        self._scanned_min = data.min_per_class
+        self._scanned_columns = (data.text_column, data.label_column)
+        job = scan_source_job(
+            path,
+            min_per_class=data.min_per_class,
+            text_column=data.text_column,
+            label_column=data.label_column,
+            read_table=self.text_view.source.table is None,
+        )
+        worker = EngineWorker(job)
         worker.events.connect(relay._on_worker_events)
         worker.succeeded.connect(relay._on_worker_succeeded)
         worker.failed.connect(relay._on_worker_failed)
         worker.done.connect(relay._on_worker_done)
         self._control = worker.control
-        self.folder_label.setText(f"<b>{html.escape(folder)}</b>")
+        self.folder_label.setText(f"<b>{html.escape(path)}</b>")
         self.summary_label.setText("Checking…")
         self._show_message("")
-        self.scan_progress.start(folder)
-        self._show_state(SCANNING)
+        if new_source or self.stack.currentIndex() != CONTENT:
+            self.scan_progress.start(path, table=is_table_file(path))
+            self._show_state(SCANNING)
+        else:  # other columns of the same table: keep the picker in view while it is checked
+            self.summary_label.setText("Checking the chosen columns…")
+            self._update_continue()
         self.ctx.pool.start(worker)
 
     def _on_scan_events(self, token: int, events: list[Event]) -> None:
@@ -188,12 +207,30 @@ class DataPage(Page):
         if scan:
             self.scan_progress.set_progress(scan[-1].done, scan[-1].total)
 
-    def _on_scan_succeeded(self, token: int, index: DatasetIndex) -> None:
+    def _on_scan_succeeded(self, token: int, scan: SourceScan) -> None:
         if token != self._token:
             return
-        self.index = index
-        self._show_index(index)
-        self.ctx.signals.dataset_scanned.emit(index)
+        self.modality = scan.modality
+        self.view.set_modality(scan.modality, is_file=is_table_file(scan.path))
+        if scan.table is not None:
+            self.text_view.set_source(scan.path, scan.table)
+        self.index = scan.index
+        if scan.index is None:  # a table whose columns cannot be used: let the user choose
+            data = self.ctx.state.config.data
+            self.text_view.source.set_columns(data.text_column or None, data.label_column or None)
+            self._show_unusable_columns(gui_sentence(scan.error))
+            return
+        index = scan.index
+        columns = (
+            getattr(index, "text_column", "") or "",
+            getattr(index, "label_column", "") or "",
+        )
+        if columns[0] and columns[1]:
+            # The guessed columns go into the config, so that the run replays exactly.
+            self._scanned_columns = columns
+            self.ctx.state.update("data", text_column=columns[0], label_column=columns[1])
+        self._show_index(scan.index)
+        self.ctx.signals.dataset_scanned.emit(scan.index)
 
     def _on_scan_failed(self, token: int, sentence: str) -> None:
         if token != self._token:
@@ -210,46 +247,36 @@ class DataPage(Page):
 
     # -- showing a scan -----------------------------------------------------------------------
 
-    def _show_index(self, index: DatasetIndex) -> None:
+    def _show_index(self, index: Any) -> None:
         counts = index.class_counts()
-        classes = list(index.classes)
         splits = {s for s in counts if s != "all"}
-        summary = f"{_plural(len(index.samples), 'image')} in {_plural(len(classes), 'class')}"
+        unit = "text" if self.modality == "text" else "image"
+        summary = f"{plural(len(index.samples), unit)} in {plural(len(index.classes), 'class')}"
         if index.has_splits:
             names = "/".join(s for s in ("train", "val", "test") if s in splits)
             summary += f" · uses the folder's {names} split"
+        if self.modality == "text" and getattr(index, "text_column", None):
+            summary += f" · text from '{index.text_column}', labels from '{index.label_column}'"
         self.summary_label.setText(summary)
-        self.class_table.set_counts(classes, counts)
-        self.chart.set_counts(classes, counts)
-        self.chart_scroll.setMaximumHeight(self.chart.height() + 2)  # scrolls when space is short
-        self.split_settings.set_folder_splits(splits)
-        self.grid.set_dataset(
-            [Thumb(s.path, classes[s.label], s.split) for s in index.samples], classes
-        )
-        self._show_problems(index.problems)
+        self.view.show_index(index)
         fatal = index.fatal_problem()
         if fatal is not None:
             self._show_message(f"{fatal.message} Then press Scan again.", "error")
         self._show_state(CONTENT)
-        self._update_continue()
 
-    def _show_problems(self, problems: tuple[Problem, ...]) -> None:
-        self.problem_list.set_problems(problems)
-        if not problems:
-            self.problems_title.setText("<b>Problems</b>: none found. Every file can be used.")
-            return
-        errors = sum(p.severity == "error" for p in problems)
-        warnings = len(problems) - errors
-        parts = [_plural(n, w) for n, w in ((errors, "error"), (warnings, "warning")) if n]
-        self.problems_title.setText(
-            f"<b>Problems</b>: {', '.join(parts)}. Click one to see the file."
-        )
+    def _show_unusable_columns(self, sentence: str) -> None:
+        self.summary_label.setText("Choose the text and label columns")
+        self.view.show_no_index()
+        self._show_message(sentence, "error")
+        self._show_state(CONTENT)
+        self.ctx.signals.status_message.emit(sentence)
 
     def _update_continue(self) -> None:
         usable = self.usable
         self.continue_button.setEnabled(usable)
         if usable:
-            self.next_hint.setText("The folder is ready. Next, choose a pretrained model.")
+            what = "file" if is_table_file(self.folder) else "folder"
+            self.next_hint.setText(f"The {what} is ready. Next, choose a pretrained model.")
         elif self.index is not None:
             self.next_hint.setText("Fix the problem marked in red, then press Scan again.")
         else:
@@ -259,53 +286,38 @@ class DataPage(Page):
     def _show_state(self, which: int) -> None:
         self.stack.setCurrentIndex(which)
         has_folder = which != EMPTY or bool(self.folder)
-        self.folder_label.setVisible(has_folder)
-        self.summary_label.setVisible(has_folder)
-        self.rescan_button.setVisible(has_folder)
+        for widget in (self.folder_label, self.summary_label, self.rescan_button):
+            widget.setVisible(has_folder)
         self.open_button.setVisible(has_folder)
+        self.open_file_button.setVisible(has_folder)
         self._update_continue()
 
     def _show_message(self, text: str, severity: str = "warning") -> None:
-        self.banner.setText(text)
-        self.banner_icon.setPixmap(severity_icon(severity).pixmap(20, 20))
-        self.banner_box.setVisible(bool(text))
+        self.banner_box.show_message(text, severity)
 
     # -- interaction --------------------------------------------------------------------------
 
-    def _on_problem_list_problem_activated(self, problem: Problem) -> None:
-        if not problem.path:
-            return
-        if self.grid.select_path(problem.path):
-            self.grid.view.setFocus()
-            return
-        self.show_preview(problem.path, problem=problem.message, severity=problem.severity)
-
-    def _on_grid_image_activated(self, path: str) -> None:
-        row = self.grid.model.row_of(path)
-        if row is None:
-            return
-        thumb = self.grid.model.thumb(row)
-        where = f", {thumb.split} set" if thumb.split else ""
-        self.show_preview(path, details=f"Class: {thumb.class_name}{where}")
-
-    def _on_class_table_item_double_clicked(self, item: QTableWidgetItem) -> None:
-        name = self.class_table.class_at(item.row())
-        combo = self.grid.filter_combo
-        combo.setCurrentIndex(max(0, combo.findData(name)))
+    def _on_text_view_columns_chosen(self, text_column: str, label_column: str) -> None:
+        self.ctx.state.update("data", text_column=text_column, label_column=label_column)
 
     def show_preview(self, path: str, **kwargs: Any) -> ImagePreviewDialog:
-        """The preview window for one file (decoded in the background)."""
-        if self._preview is None:
-            self._preview = ImagePreviewDialog(self)
-        self._preview.show_file(path, **kwargs)
-        return self._preview
+        """The preview window for one image file (decoded in the background)."""
+        return self.view.show_preview(path, **kwargs)
+
+    @property
+    def _preview(self) -> ImagePreviewDialog | None:
+        return self.view._preview
 
     def _on_continue_button_clicked(self) -> None:
         self.ctx.signals.show_page_requested.emit("Model")
 
     def _on_state_changed(self, config: Any) -> None:
         data = config.data
-        if self.folder and data.min_per_class != self._scanned_min:
+        if not self.folder or data.path != self.folder:
+            return
+        if (data.text_column, data.label_column) != self._scanned_columns:
+            self._start_scan(self.folder, new_source=False)  # a column was chosen: at once
+        elif data.min_per_class != self._scanned_min:
             self._rescan_timer.start()  # debounced: typing 25 must not scan for 2 first
 
     # -- building -----------------------------------------------------------------------------
@@ -324,74 +336,18 @@ class DataPage(Page):
         row.addLayout(text, 1)
         self.rescan_button = QPushButton("Scan &Again")
         self.rescan_button.setObjectName("rescanButton")
-        self.rescan_button.setToolTip("Check the folder again, e.g. after you fixed files in it.")
+        self.rescan_button.setToolTip("Check the data again, e.g. after you fixed files in it.")
         self.rescan_button.clicked.connect(self.rescan)
-        row.addWidget(self.rescan_button, 0, Qt.AlignmentFlag.AlignTop)
         self.open_button = QPushButton("&Open Another Folder…")
         self.open_button.setObjectName("openFolderButton")
         self.open_button.clicked.connect(self.ctx.signals.choose_folder_requested)
-        row.addWidget(self.open_button, 0, Qt.AlignmentFlag.AlignTop)
+        self.open_file_button = QPushButton("Open &Table File…")
+        self.open_file_button.setObjectName("openFileButton")
+        self.open_file_button.setToolTip("A .csv, .tsv or .jsonl file of texts and their labels.")
+        self.open_file_button.clicked.connect(self.ctx.signals.choose_file_requested)
+        for button in (self.rescan_button, self.open_button, self.open_file_button):
+            row.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
         return row
-
-    def _build_banner(self) -> QWidget:
-        self.banner_box = QWidget()
-        self.banner_box.setObjectName("messageBox")
-        row = QHBoxLayout(self.banner_box)
-        row.setContentsMargins(0, 0, 0, 0)
-        self.banner_icon = QLabel()
-        self.banner_icon.setAlignment(Qt.AlignmentFlag.AlignTop)
-        row.addWidget(self.banner_icon)
-        self.banner = QLabel()
-        self.banner.setObjectName("messageBanner")
-        self.banner.setWordWrap(True)
-        self.banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        row.addWidget(self.banner, 1)
-        self.banner_box.hide()
-        return self.banner_box
-
-    def _build_content(self) -> QWidget:
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addWidget(QLabel("<b>Classes</b> (double-click one to see its images)"))
-        self.class_table = ClassTableWidget()
-        self.class_table.itemDoubleClicked.connect(self._on_class_table_item_double_clicked)
-        left_layout.addWidget(self.class_table)
-        self.chart = ClassChartWidget()
-        self.chart_scroll = QScrollArea()
-        self.chart_scroll.setWidgetResizable(True)
-        self.chart_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        self.chart_scroll.setWidget(self.chart)
-        left_layout.addWidget(self.chart_scroll, 1)
-        self.split_settings = SplitSettingsWidget(self.ctx.state)
-        left_layout.addWidget(self.split_settings)
-        left_layout.addStretch(1)
-
-        right = QSplitter(Qt.Orientation.Vertical)
-        self.grid = ThumbnailGridWidget()
-        self.grid.image_activated.connect(self._on_grid_image_activated)
-        right.addWidget(self.grid)
-        problems = QWidget()
-        problems_layout = QVBoxLayout(problems)
-        problems_layout.setContentsMargins(0, 0, 0, 0)
-        self.problems_title = QLabel()
-        self.problems_title.setObjectName("problemsTitle")
-        problems_layout.addWidget(self.problems_title)
-        self.problem_list = ProblemListWidget()
-        self.problem_list.problem_activated.connect(self._on_problem_list_problem_activated)
-        problems_layout.addWidget(self.problem_list, 1)
-        right.addWidget(problems)
-        right.setStretchFactor(0, 3)
-        right.setStretchFactor(1, 1)
-
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.setObjectName("dataSplitter")
-        splitter.addWidget(left)
-        splitter.addWidget(right)
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 3)
-        splitter.setChildrenCollapsible(False)
-        return splitter
 
     def _build_footer(self) -> QHBoxLayout:
         row = QHBoxLayout()
@@ -406,12 +362,14 @@ class DataPage(Page):
         return row
 
     def _set_tab_order(self) -> None:
-        s = self.split_settings
+        s, t = self.split_settings, self.text_view
         chain = [
-            self.empty_state.open_button, self.empty_state.sample_button, self.rescan_button,
-            self.open_button, self.scan_progress.stop_button, self.class_table, s.val_spin,
+            self.empty_state.open_button, self.empty_state.open_file_button,
+            self.empty_state.sample_button, self.rescan_button, self.open_button,
+            self.open_file_button, self.scan_progress.stop_button, self.class_table, s.val_spin,
             s.test_spin, s.seed_spin, s.min_spin, self.grid.filter_combo, self.grid.view,
-            self.problem_list, self.continue_button,
+            t.source.text_combo, t.source.label_combo, t.source.view, t.examples.filter_combo,
+            t.examples.table, self.problem_list, self.continue_button,
         ]  # fmt: skip
         for first, second in itertools.pairwise(chain):
             QWidget.setTabOrder(first, second)

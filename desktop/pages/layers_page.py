@@ -20,7 +20,9 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.context import AppContext
+from desktop.lora_plan import NEEDS_TRANSFORMER, BuiltModel, lora_count
 from desktop.pages.base import Page
+from desktop.widgets.lora_settings import LoraSettingsWidget
 from desktop.worker import EngineWorker
 from engine.config import Method
 
@@ -37,7 +39,14 @@ PRESETS = (
     ),
     (Method.FULL, "Full fine-tune", "Train every layer. Most flexible, slowest, needs most data."),
     (Method.CUSTOM, "Custom", "Freeze exactly the groups you tick below."),
+    (
+        Method.LORA,
+        "LoRA",
+        "Keep the backbone frozen and train small low-rank adapters inside its layers: close "
+        "to a full fine-tune with a fraction of the trainable parameters (transformers only).",
+    ),
 )
+LORA_GROUP_TIP = "With LoRA the backbone stays frozen; the adapters inside it train."
 
 
 class LayersPage(Page):
@@ -48,6 +57,7 @@ class LayersPage(Page):
     def __init__(self, ctx: AppContext) -> None:
         super().__init__(ctx)
         self.model: Any = None
+        self.built: BuiltModel | None = None
         self._model_key: tuple | None = None
         self._building = False
         self._building_key: tuple | None = None
@@ -87,6 +97,9 @@ class LayersPage(Page):
         slider_row.addWidget(self.n_slider, 1)
         layout.addLayout(slider_row)
 
+        self.lora_settings = LoraSettingsWidget(ctx.state)
+        layout.addWidget(self.lora_settings)
+
         self.tree = QTreeWidget()
         self.tree.setObjectName("layerTree")
         self.tree.setHeaderLabels(["Layer group", "Parameters", "State"])
@@ -114,6 +127,13 @@ class LayersPage(Page):
         self._estimate_timer.setSingleShot(True)
         self._estimate_timer.setInterval(600)
         self._estimate_timer.timeout.connect(self._estimate)
+        self._count_timer = QTimer(self)
+        self._count_timer.setSingleShot(True)
+        self._count_timer.setInterval(150)
+        self._count_timer.timeout.connect(self._count_lora)
+        self._count_key: tuple | None = None
+        self._counting: tuple | None = None
+        self._lora_counts: dict[tuple | None, tuple[int, int] | str] = {}
         ctx.state.changed.connect(self._on_state_changed)
         ctx.signals.dataset_scanned.connect(self._on_dataset_scanned)
         self._sync_presets()
@@ -134,10 +154,10 @@ class LayersPage(Page):
 
         num_classes = self._num_classes
 
-        def job(on_event: Any, control: Any) -> Any:
-            from engine.models import build_model
+        def job(on_event: Any, control: Any) -> BuiltModel:
+            from desktop.lora_plan import build_for_layers
 
-            return build_model(cfg, num_classes, load_weights=False)
+            return build_for_layers(cfg, num_classes)
 
         self._building_key = key
         worker = EngineWorker(job)
@@ -145,17 +165,18 @@ class LayersPage(Page):
         worker.failed.connect(self._on_model_failed)
         self.ctx.pool.start(worker)
 
-    def _on_model_built(self, model: Any) -> None:
+    def _on_model_built(self, built: BuiltModel) -> None:
         self._building = False
-        self.model, self._model_key = model, self._building_key
-        self.ctx.signals.model_built.emit(model)
+        self.built, self.model, self._model_key = built, built.model, self._building_key
+        self.ctx.signals.model_built.emit(built.model)
+        self.lora_settings.set_candidates(list(built.lora_candidates), list(built.lora_defaults))
         self._fill_tree()
         if self.isVisible():
             self.ensure_model()  # the choice may have changed while building
 
     def _on_model_failed(self, sentence: str) -> None:
         self._building = False
-        self.model = None
+        self.model = self.built = None
         self.tree.clear()
         self.trainable_label.setText(sentence)
 
@@ -167,9 +188,16 @@ class LayersPage(Page):
 
     # -- freeze plan ----------------------------------------------------------------------------
 
+    @property
+    def lora_possible(self) -> bool:
+        """False when the built model has no layer that can take an adapter (a convnet)."""
+        return self.built is None or bool(self.built.lora_candidates)
+
     def frozen_groups(self) -> list[str]:
         if self.model is None:
             return []
+        if self.ctx.state.config.adapt.method is Method.LORA:
+            return [g.name for g in self.model.groups if g.name != "head"]
         from engine.models import resolve_frozen_groups
 
         return list(resolve_frozen_groups(self.model, self.ctx.state.config.adapt))
@@ -186,7 +214,10 @@ class LayersPage(Page):
         self._sync_presets()
         if self.model is None:
             return
+        adapt = self.ctx.state.config.adapt
+        lora = adapt.method is Method.LORA
         frozen = set(self.frozen_groups())
+        targets = set(adapt.lora_targets or (self.built.lora_defaults if self.built else ()))
         self.tree.blockSignals(True)
         self.tree.clear()
         trainable = total = 0
@@ -195,27 +226,78 @@ class LayersPage(Page):
             item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             is_head = group.name == "head"
             flags = item.flags() | Qt.ItemFlag.ItemIsUserCheckable
-            if is_head:
+            if is_head or lora:
                 flags &= ~Qt.ItemFlag.ItemIsEnabled
             item.setFlags(flags)
             is_frozen = group.name in frozen
             item.setCheckState(0, Qt.CheckState.Checked if is_frozen else Qt.CheckState.Unchecked)
-            item.setText(2, "frozen" if is_frozen else "trained")
-            item.setToolTip(
-                0,
-                "The new head is always trained."
-                if is_head
-                else "Tick to freeze this group (keep its pretrained weights).",
-            )
+            item.setText(2, _state_text(group, is_frozen, lora, targets))
+            tip = "Tick to freeze this group (keep its pretrained weights)."
+            item.setToolTip(0, "The new head is always trained." if is_head else tip)
+            if lora and not is_head:
+                item.setToolTip(0, LORA_GROUP_TIP)
             self.tree.addTopLevelItem(item)
             total += group.num_params
             trainable += 0 if is_frozen else group.num_params
         self.tree.blockSignals(False)
-        share = trainable / total if total else 0.0
-        self.trainable_label.setText(
-            f"Trainable: <b>{trainable:,}</b> of {total:,} parameters ({share:.1%})"
-        )
+        self._show_count(trainable, total, lora)
         self._estimate_timer.start()
+
+    def _show_count(self, trainable: int, total: int, lora: bool) -> None:
+        if lora and not self.lora_possible:
+            self.trainable_label.setText(
+                f"<b>{NEEDS_TRANSFORMER}</b>: {self.model.entry.name} has no layer that can "
+                "take an adapter. Choose another method, or a transformer backbone."
+            )
+            return
+        if lora:
+            adapt = self.ctx.state.config.adapt
+            self._count_key = (self._model_key, adapt.lora_rank, tuple(adapt.lora_targets))
+            counted = self._lora_counts.get(self._count_key)
+            if counted is None:  # counting copies the model: a worker does it, debounced
+                self.trainable_label.setText("Trainable: counting the adapters…")
+                self._count_timer.start()
+                return
+            if isinstance(counted, str):
+                self.trainable_label.setText(counted)
+                return
+            trainable, total = counted
+        share = trainable / total if total else 0.0
+        adapters = " (adapters and head)" if lora else ""
+        self.trainable_label.setText(
+            f"Trainable: <b>{trainable:,}</b> of {total:,} parameters ({share:.1%}){adapters}"
+        )
+
+    def _count_lora(self) -> None:
+        key, model = self._count_key, self.model
+        if model is None or key in self._lora_counts or key == self._counting:
+            return
+        self._counting = key
+        adapt = self.ctx.state.config.adapt
+
+        def job(on_event: Any, control: Any) -> tuple[int, int]:
+            return lora_count(model, adapt)
+
+        worker = EngineWorker(job)
+        worker.key = key
+        worker.succeeded.connect(self._on_count_done)
+        worker.failed.connect(self._on_count_failed)
+        self.ctx.pool.start(worker)
+
+    def _on_count_done(self, counts: tuple[int, int]) -> None:
+        self._count_finished(self.sender(), counts)
+
+    def _on_count_failed(self, sentence: str) -> None:
+        self._count_finished(self.sender(), sentence)
+
+    def _count_finished(self, worker: Any, result: tuple[int, int] | str) -> None:
+        key = getattr(worker, "key", None)
+        self._counting = None
+        self._lora_counts[key] = result
+        if key == self._count_key and self.ctx.state.config.adapt.method is Method.LORA:
+            self._refresh()
+        elif self.ctx.state.config.adapt.method is Method.LORA:
+            self._count_lora()  # the settings changed while counting
 
     def _sync_presets(self) -> None:
         adapt = self.ctx.state.config.adapt
@@ -227,6 +309,10 @@ class LayersPage(Page):
         is_last_n = adapt.method is Method.LAST_N
         self.n_slider.setEnabled(is_last_n)
         self.n_label.setText(f"N = {adapt.last_n}")
+        lora_button = self.preset_buttons.button(len(PRESETS) - 1)
+        lora_button.setEnabled(self.lora_possible or adapt.method is Method.LORA)
+        lora_button.setToolTip(PRESETS[-1][2] if self.lora_possible else NEEDS_TRANSFORMER)
+        self.lora_settings.setVisible(adapt.method is Method.LORA)
 
     def _on_preset_buttons_id_clicked(self, index: int) -> None:
         method = PRESETS[index][0]
@@ -251,7 +337,8 @@ class LayersPage(Page):
             self.ctx.state.config.model.backbone,
             self._num_classes,
         ):
-            self.model = None
+            self.model = self.built = None
+            self.lora_settings.set_candidates([], [])
             self.tree.clear()
             self.trainable_label.setText(
                 "The backbone changed; it is built when you open this page."
@@ -266,8 +353,12 @@ class LayersPage(Page):
     def _estimate(self) -> None:
         if self.model is None:
             return
+        if self.model.entry.modality == "text":  # the engine's estimate feeds images only
+            self.estimate_label.setText("The speed of a text model shows in its first epoch.")
+            return
         cfg = self.ctx.state.config
-        frozen = tuple(self.frozen_groups())
+        # LoRA back-propagates through the whole backbone: time it as nothing frozen.
+        frozen = () if cfg.adapt.method is Method.LORA else tuple(self.frozen_groups())
         key = (self._model_key, frozen, cfg.device.device, cfg.schedule.batch_size)
         if key == self._estimate_key:
             return
@@ -294,3 +385,12 @@ class LayersPage(Page):
 
     def _on_estimate_failed(self, sentence: str) -> None:
         self.estimate_label.setText(f"No estimate: {sentence}")
+
+
+def _state_text(group: Any, frozen: bool, lora: bool, targets: set[str]) -> str:
+    """ "trained", "frozen", or with LoRA "frozen + adapters" where a targeted layer is."""
+    if not frozen:
+        return "trained"
+    if lora and any(m.rsplit(".", 1)[-1] in targets for m in group.module_names):
+        return "frozen + adapters"
+    return "frozen"

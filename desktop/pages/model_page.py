@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -25,6 +27,7 @@ from desktop.worker import EngineWorker
 
 COLUMNS = ("Backbone", "Source", "Parameters", "Input", "Offline", "Description")
 CHECKPOINT_FILTER = "Checkpoints (*.safetensors *.pt *.pth *.bin);;All files (*)"
+DATA_WORDS = {"image": "images", "text": "texts"}
 
 
 def _catalog_job(on_event: Any, control: Any) -> list[tuple[Any, Any]]:
@@ -42,6 +45,10 @@ class ModelPage(Page):
         super().__init__(ctx)
         self._rows: list[tuple[Any, Any]] = []
         self._loading = False
+        self._modality = ""  # of the scanned data; "" before a scan
+        self._preselect = False  # choose a backbone for the data once the catalog is loaded
+        self._known: dict[str, str] = {}  # modality of backbones chosen by name
+        self.mismatch = ""
         layout = QVBoxLayout(self)
         heading = QLabel(
             "<h2>Choose a pretrained backbone</h2>Models marked <b>offline</b> are "
@@ -66,6 +73,12 @@ class ModelPage(Page):
         self.file_button.clicked.connect(self._on_file_button_clicked)
         row.addWidget(self.file_button)
         layout.addLayout(row)
+        self.show_all = QCheckBox("Show backbones for other kinds of data too")
+        self.show_all.setObjectName("showAllBackbones")
+        self.show_all.setToolTip("Image backbones cannot read texts, nor text backbones images.")
+        self.show_all.toggled.connect(self._on_show_all_toggled)
+        self.show_all.hide()
+        layout.addWidget(self.show_all)
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("backboneTable")
@@ -85,7 +98,8 @@ class ModelPage(Page):
         self.other_edit = QLineEdit()
         self.other_edit.setObjectName("otherModelEdit")
         self.other_edit.setPlaceholderText(
-            "timm:convnext_nano, hf:google/vit-base-patch16-224 or a local Hugging Face folder"
+            "timm:convnext_nano, hf:google/vit-base-patch16-224, hf:distilbert/distilbert-base-"
+            "uncased or a local Hugging Face folder"
         )
         self.other_edit.returnPressed.connect(self._on_other_edit_return_pressed)
         other.addWidget(self.other_edit, 1)
@@ -109,6 +123,7 @@ class ModelPage(Page):
         next_row.addWidget(self.next_button)
         layout.addLayout(next_row)
         ctx.state.changed.connect(self._on_state_changed)
+        ctx.signals.dataset_scanned.connect(self._on_dataset_scanned)
         self._show_info()
 
     # -- loading ------------------------------------------------------------------------------
@@ -137,7 +152,7 @@ class ModelPage(Page):
                 entry.name,
                 entry.family,
                 params,
-                f"{entry.preprocess.input_size} px",
+                "text" if entry.modality == "text" else f"{entry.preprocess.input_size} px",
                 "✓ offline" if status.available else "needs weights",
                 entry.description,
             )
@@ -146,6 +161,7 @@ class ModelPage(Page):
                 if c == 4:
                     item.setToolTip(status.source if status.available else status.instructions)
                 self.table.setItem(r, c, item)
+        self._apply_modality()
         self._select_current()
         self._apply_filter(self.search.text())
 
@@ -183,6 +199,7 @@ class ModelPage(Page):
             self.info.setText(str(exc))
             return
         self.table.clearSelection()
+        self._known[entry.name] = str(entry.modality)
         self.ctx.state.update("model", backbone=entry.name, weights=None)
 
     def _on_file_button_clicked(self) -> None:
@@ -195,11 +212,71 @@ class ModelPage(Page):
     def _on_search_text_changed(self, text: str) -> None:
         self._apply_filter(text)
 
+    def _on_show_all_toggled(self, _checked: bool) -> None:
+        self._apply_filter(self.search.text())
+
     def _apply_filter(self, text: str) -> None:
         needle = text.strip().lower()
+        other_kinds = self.show_all.isChecked() or not self._modality
         for r, (entry, _status) in enumerate(self._rows):
             hay = f"{entry.name} {entry.display_name} {entry.family} {entry.description}".lower()
-            self.table.setRowHidden(r, bool(needle) and needle not in hay)
+            fits = other_kinds or entry.modality == self._modality
+            self.table.setRowHidden(r, not fits or (bool(needle) and needle not in hay))
+
+    # -- the data's kind ----------------------------------------------------------------------
+
+    def _on_dataset_scanned(self, index: Any) -> None:
+        from desktop.data_source import index_modality
+
+        modality = index_modality(index)
+        if modality != self._modality:
+            self._modality = modality
+            self._preselect = True
+        self.show_all.setText(
+            f"Show backbones for {'images' if modality == 'text' else 'texts'} too"
+        )
+        self.show_all.show()
+        if self._rows:
+            self._apply_modality()
+            self._apply_filter(self.search.text())
+        else:
+            self.load_catalog()  # in the background; it preselects when it arrives
+        self._show_info()
+
+    def _apply_modality(self) -> None:
+        """After new data of another kind: choose the first backbone for it, preferring one
+        that is on this computer, unless the chosen one fits already."""
+        if not self._preselect or not self._rows:
+            return
+        self._preselect = False
+        current = self._modality_of(self.ctx.state.config.model.backbone)
+        if current in ("", self._modality):
+            return
+        fitting = [(e, s) for e, s in self._rows if e.modality == self._modality]
+        if fitting:
+            entry = next((e for e, s in fitting if s.available), fitting[0][0])
+            self.ctx.state.update("model", backbone=entry.name, weights=None)
+            self._select_current()
+
+    def _modality_of(self, name: str) -> str:
+        """ "image", "text", or "" when not known without building the model."""
+        for entry, _status in self._rows:
+            if entry.name == name:
+                return str(entry.modality)
+        return self._known.get(name, "")
+
+    def _mismatch_sentence(self) -> str:
+        backbone = self.ctx.state.config.model.backbone
+        kind = self._modality_of(backbone)
+        if not self._modality or not kind or kind == self._modality:
+            return ""
+        starter = next((e.name for e, s in self._rows if e.modality == self._modality), "")
+        such = f" such as {starter}" if starter else ""
+        return (
+            f"{backbone} is made for {DATA_WORDS.get(kind, kind)}, but the data holds "
+            f"{DATA_WORDS.get(self._modality, self._modality)}; choose a backbone for "
+            f"{DATA_WORDS.get(self._modality, self._modality)}{such}."
+        )
 
     def _on_state_changed(self, _config: Any) -> None:
         self._show_info()
@@ -225,4 +302,10 @@ class ModelPage(Page):
                     f"<span style='color:#c0392b'><b>Weights are not on this computer."
                     f"</b></span> {status.instructions}"
                 )
+        mismatch = self._mismatch_sentence()
+        if mismatch:
+            lines.insert(1, f"<span style='color:#c0392b'><b>{html.escape(mismatch)}</b></span>")
+        if mismatch != self.mismatch:
+            self.mismatch = mismatch
+            self.ctx.signals.backbone_mismatch.emit(mismatch)
         self.info.setText("<br>".join(lines))

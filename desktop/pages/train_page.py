@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +23,12 @@ from PySide6.QtWidgets import (
 
 from desktop.context import AppContext
 from desktop.pages.base import Page
+from desktop.run_jobs import Job, resume_job, train_job
 from desktop.widgets.config_form import CollapsibleSection, ConfigForm, FieldSpec
 from desktop.widgets.palette_colors import level_color
-from desktop.widgets.run_history import HistoryLoaded, RunHistory
 from desktop.worker import EngineWorker
 from engine.config import ConfigError, RunConfig
-from engine.events import Event, RunEnded, RunStarted, RunStatus
+from engine.events import RunEnded, RunStarted, RunStatus
 
 if TYPE_CHECKING:
     from desktop.widgets.run_monitor import RunMonitorWidget
@@ -54,37 +53,11 @@ ADVANCED_FIELDS = [
     FieldSpec("optim", "grad_clip", "Gradient clip", decimals=2, step=0.5, special_text="off"),
     FieldSpec("", "seed", "Seed"),
 ]
+TEXT_FIELDS = [
+    FieldSpec("data", "max_length", "Max length (tokens)"),
+    FieldSpec("data", "length_bucketing", "Batch by length"),
+]
 WARM_UP_MS = 1500
-Job = Callable[[Callable[[Event], None], Any], Any]
-
-
-def train_job(config: RunConfig, workspace: Path) -> Job:
-    """A worker job that trains ``config``; torch is imported in the worker thread, not here."""
-
-    def job(on_event: Callable[[Event], None], control: Any) -> Any:
-        from engine.training.trainer import train
-
-        return train(config, workspace=workspace, on_event=on_event, control=control)
-
-    return job
-
-
-def resume_job(run_dir: str, workspace: Path) -> Job:
-    """A worker job that continues a stopped run; its earlier curves are sent first."""
-
-    def job(on_event: Callable[[Event], None], control: Any) -> Any:
-        from engine.runs import RunDir
-        from engine.training.trainer import resume
-
-        def forward(event: Event) -> None:
-            if isinstance(event, RunStarted):  # metrics.jsonl is trimmed to the checkpoint now
-                records = RunDir(Path(event.run_dir)).metrics()
-                on_event(HistoryLoaded(RunHistory.from_records(records)))  # type: ignore[arg-type]
-            on_event(event)
-
-        return resume(run_dir, workspace=workspace, on_event=forward, control=control)
-
-    return job
 
 
 class TrainPage(Page):
@@ -101,10 +74,13 @@ class TrainPage(Page):
         self._resumable_dir = ""
         self._result_plain = ""
         self._monitor: RunMonitorWidget | None = None
+        self._mismatch = ""  # the Model page's sentence when the backbone does not fit the data
         self._build_actions()
         self._build_layout()
         self.ctx.state.changed.connect(self._on_state_changed)
         self.ctx.signals.resume_requested.connect(self._on_signals_resume_requested)
+        self.ctx.signals.backbone_mismatch.connect(self._on_signals_backbone_mismatch)
+        self.ctx.signals.dataset_scanned.connect(self._on_signals_dataset_scanned)
         self._update_actions()
         # pyqtgraph takes a while to import: build the curves once the window is up
         QTimer.singleShot(WARM_UP_MS, self, self._on_warm_up_timeout)
@@ -149,6 +125,12 @@ class TrainPage(Page):
         self.advanced = CollapsibleSection("Advanced", self.advanced_form)
         self.advanced.setObjectName("advancedSection")
         box_layout.addWidget(self.basic_form)
+        self.text_form = ConfigForm(self.ctx.state, TEXT_FIELDS)
+        self.text_section = CollapsibleSection("Text", self.text_form, expanded=True)
+        self.text_section.setObjectName("textSection")
+        self.text_section.setToolTip("Settings for text data; shown when the data holds texts.")
+        self.text_section.hide()
+        box_layout.addWidget(self.text_section)
         box_layout.addWidget(self.advanced)
         self.settings_box = box
         column.addWidget(box)
@@ -224,7 +206,7 @@ class TrainPage(Page):
         if self.is_running:
             return
         config = self.ctx.state.config
-        problem = _config_problem(config)
+        problem = _config_problem(config) or self._mismatch
         # Ctrl+Return works from every page: show where the run can be watched.
         self.ctx.signals.show_page_requested.emit(self.title)
         if problem:
@@ -344,7 +326,21 @@ class TrainPage(Page):
 
     def _on_state_changed(self, _config: RunConfig) -> None:
         if not self.is_running:
-            self._show_message("")
+            self._show_message(self._mismatch)
+
+    def _on_signals_backbone_mismatch(self, sentence: str) -> None:
+        self._mismatch = sentence
+        if not self.is_running:
+            self._show_message(sentence)
+
+    def _on_signals_dataset_scanned(self, index: Any) -> None:
+        from desktop.data_source import index_modality
+
+        text = index_modality(index) == "text"
+        self.text_section.setVisible(text)
+        # Augmentation crops and flips pictures; it means nothing to a text model.
+        augment = self.basic_form.editors["augment.preset"]
+        self.basic_form.layout().setRowVisible(augment, not text)
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -377,7 +373,7 @@ class TrainPage(Page):
 
 def _config_problem(config: RunConfig) -> str:
     if not config.data.path:
-        return "Open a labeled folder on the Data page first."
+        return "Open a labeled folder or table file on the Data page first."
     try:
         config.validate()
     except ConfigError as exc:

@@ -1,4 +1,4 @@
-"""A horizontal bar chart of images per class, stacked by split, drawn with the palette."""
+"""A horizontal bar chart of examples per class, stacked by split, drawn with the palette."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ class ClassChartWidget(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("classChart")
-        self.setAccessibleName("Images per class chart")
+        self.setAccessibleName("Examples per class chart")
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.unit = "images"  # what is counted: "images" or "texts"
         self._classes: list[str] = []
         self._counts: dict[str, dict[str, int]] = {}
         self._update_height()
@@ -27,7 +28,7 @@ class ClassChartWidget(QWidget):
     def set_counts(self, classes: list[str], counts: dict[str, dict[str, int]]) -> None:
         self._classes = list(classes)
         self._counts = {split: dict(per_class) for split, per_class in counts.items()}
-        self.setToolTip("\n".join(f"{c}: {self.total(c)} images" for c in self._classes[:40]))
+        self.setToolTip("\n".join(f"{c}: {self.total(c)} {self.unit}" for c in self._classes[:40]))
         self._update_height()
         self.update()
 
@@ -97,7 +98,7 @@ class ClassChartWidget(QWidget):
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(self._colour(split))
             painter.drawRect(QRectF(x, y + 5, 12, 12))
-            name = SPLIT_NAMES.get(split, split)
+            name = self.unit if split == "all" else SPLIT_NAMES.get(split, split)
             painter.setPen(self.palette().color(QPalette.ColorRole.WindowText))
             painter.drawText(
                 QRectF(x + 16, y, metrics.horizontalAdvance(name) + 4, LEGEND_HEIGHT),

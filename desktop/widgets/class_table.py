@@ -1,4 +1,4 @@
-"""A table of classes with their number of usable images in each split."""
+"""A table of classes with their number of usable images (or texts) in each split."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ class ClassTableWidget(QTableWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(0, 2, parent)
         self.setObjectName("classTable")
-        self.setAccessibleName("Images per class")
+        self.setAccessibleName("Examples per class")
+        self.unit = "Images"  # the header of the one count column: "Images" or "Texts"
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -33,7 +34,8 @@ class ClassTableWidget(QTableWidget):
     def set_counts(self, classes: list[str], counts: dict[str, dict[str, int]]) -> None:
         """``counts`` as ``DatasetIndex.class_counts()`` gives it."""
         splits = list(counts)
-        headers = ["Class"] + [SPLIT_HEADERS.get(s, s) for s in splits]
+        names = {**SPLIT_HEADERS, "all": self.unit}
+        headers = ["Class"] + [names.get(s, s) for s in splits]
         if len(splits) > 1:
             headers.append("Total")
         self.clearContents()

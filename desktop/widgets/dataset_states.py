@@ -1,14 +1,18 @@
-"""The Data page before a folder is open, and while one is being checked."""
+"""The Data page before a dataset is open, while one is being checked, and its message line."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
+from desktop.widgets.problem_list import severity_icon
+
 LAYOUT_HINT = (
     "Put each class's images in its own subfolder (for example <i>scans/benign/</i> and "
     "<i>scans/malignant/</i>), or use <i>train/</i> and <i>val/</i> folders that each hold one "
-    "subfolder per class.<br>Your folder is only read: nothing in it is changed."
+    "subfolder per class.<br>For texts, do the same with <i>.txt</i> files (one example a file), "
+    "or open one <i>.csv</i>, <i>.tsv</i> or <i>.jsonl</i> file with a text column and a label "
+    "column.<br>Your data is only read: nothing in it is changed."
 )
 
 
@@ -16,6 +20,7 @@ class EmptyStateWidget(QWidget):
     """What to do first: drop or open a folder, or try the sample dataset."""
 
     open_requested = Signal()
+    open_file_requested = Signal()
     sample_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -23,7 +28,10 @@ class EmptyStateWidget(QWidget):
         self.setObjectName("emptyState")
         outer = QVBoxLayout(self)
         outer.addStretch(1)
-        title = QLabel("<h2>Drop a folder of labeled images anywhere on this window</h2>")
+        title = QLabel(
+            "<h2>Drop a folder of labeled images or texts, or a table file, anywhere on this "
+            "window</h2>"
+        )
         title.setAlignment(Qt.AlignmentFlag.AlignCenter)
         title.setWordWrap(True)
         outer.addWidget(title)
@@ -34,6 +42,13 @@ class EmptyStateWidget(QWidget):
         self.open_button.setDefault(True)
         self.open_button.clicked.connect(self.open_requested)
         buttons.addWidget(self.open_button)
+        self.open_file_button = QPushButton("Open Table File…")
+        self.open_file_button.setObjectName("emptyOpenFileButton")
+        self.open_file_button.setToolTip(
+            "A .csv, .tsv or .jsonl file with one text and its label on each row."
+        )
+        self.open_file_button.clicked.connect(self.open_file_requested)
+        buttons.addWidget(self.open_file_button)
         self.sample_button = QPushButton("Try the sample dataset")
         self.sample_button.setObjectName("sampleButton")
         self.sample_button.setToolTip("600 small pictures of handwritten digits, 0 to 9.")
@@ -81,8 +96,9 @@ class ScanProgressWidget(QWidget):
         outer.addLayout(row)
         outer.addStretch(2)
 
-    def start(self, folder: str) -> None:
-        self.label.setText(f"Looking for images in {folder}…")
+    def start(self, source: str, *, table: bool = False) -> None:
+        what = "Reading the table" if table else "Looking for labeled images or texts in"
+        self.label.setText(f"{what} {source}…")
         self.bar.setRange(0, 0)  # busy until the number of files is known
 
     def set_progress(self, done: int, total: int) -> None:
@@ -94,3 +110,27 @@ class ScanProgressWidget(QWidget):
             f"Checking that every image opens: {done:,} of {total:,} "
             f"(nothing in the folder is changed)"
         )
+
+
+class MessageBannerWidget(QWidget):
+    """A severity icon and one sentence above the page's content; hidden when empty."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("messageBox")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.icon = QLabel()
+        self.icon.setAlignment(Qt.AlignmentFlag.AlignTop)
+        row.addWidget(self.icon)
+        self.label = QLabel()
+        self.label.setObjectName("messageBanner")
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        row.addWidget(self.label, 1)
+        self.hide()
+
+    def show_message(self, text: str, severity: str = "warning") -> None:
+        self.label.setText(text)
+        self.icon.setPixmap(severity_icon(severity).pixmap(20, 20))
+        self.setVisible(bool(text))

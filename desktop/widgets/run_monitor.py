@@ -35,7 +35,7 @@ from engine.events import (
     StepEnded,
 )
 
-STAGE_WORDS = {"scan": "checking images", "features": "computing features"}
+STAGE_WORDS = {"scan": "checking the data", "features": "computing features"}
 LOG_LINES = 5000
 
 
@@ -232,11 +232,12 @@ class RunMonitorWidget(QWidget):
         self.epoch_label.setText(f"Epoch {event.start_epoch + 1}/{event.epochs}")
         self.set_phase("Paused" if self._paused else "Training")
         cache = " Frozen backbone: features are cached." if event.feature_cache else ""
+        samples = "texts" if event.modality == "text" else "images"
         # On cached features a step is a tiny matrix product; "images/s" would mislead.
-        self._speed_unit = "cached features/s" if event.feature_cache else "images/s"
+        self._speed_unit = "cached features/s" if event.feature_cache else f"{samples}/s"
         self.log(
             f"Training {event.trainable_params:,} of {event.total_params:,} parameters on "
-            f"{event.train_size} images ({len(event.classes)} classes), validating on "
+            f"{event.train_size} {samples} ({len(event.classes)} classes), validating on "
             f"{event.val_size}, on {event.device}.{cache}"
         )
 

@@ -1,4 +1,4 @@
-"""How the images are divided into training, validation and test sets, and the class minimum."""
+"""How the examples are divided into training, validation and test sets, and the class minimum."""
 
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ class SplitSettingsWidget(QGroupBox):
         self.setObjectName("splitSettings")
         self.state = state
         self._splits: set[str] = set()
+        self._unit = "images"
+        self._is_file = False
         form = QFormLayout(self)
 
         self.mode_label = QLabel()
@@ -74,6 +76,13 @@ class SplitSettingsWidget(QGroupBox):
         self.min_spin.valueChanged.connect(self._on_min_spin_value_changed)
         state.changed.connect(self._on_state_changed)
 
+    def set_unit(self, unit: str, *, is_file: bool = False) -> None:
+        """What is split ("images" or "texts"), and whether the source is one table file."""
+        self._unit, self._is_file = unit, is_file
+        self.setTitle(f"How {unit} are split")
+        self.min_spin.setSuffix(f" {unit}")
+        self.set_folder_splits(self._splits)
+
     def set_folder_splits(self, splits: set[str]) -> None:
         """The split folders the dataset has ({"train", "val"}, ...); empty for a flat folder."""
         self._splits = set(splits)
@@ -84,13 +93,18 @@ class SplitSettingsWidget(QGroupBox):
             names = " ".join(f"{s}/" for s in ("train", "val", "test") if s in splits)
             text = f"Using the folder's {names} split."
             if not has_val:
-                text += " Validation images are taken from train/ by the share below."
+                text += f" Validation {self._unit} are taken from train/ by the share below."
             if not has_test:
                 text += " A test set is taken from train/ only if you set a test share."
         else:
+            what = (
+                "The file is one table"
+                if self._is_file
+                else "The folder has no train/ and val/ folders"
+            )
             text = (
-                "The folder has no train/ and val/ folders, so each class is split by the shares "
-                "below (the same seed always gives the same split)."
+                f"{what}, so each class is split by the shares below (the same seed always "
+                "gives the same split)."
             )
         self.mode_label.setText(text)
         self._show_train_share()

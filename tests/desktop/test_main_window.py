@@ -144,3 +144,24 @@ def test_window_geometry_persists(qtbot, tmp_path, settings):
     second = MainWindow(workspace=tmp_path / "ws", settings=settings)
     qtbot.addWidget(second)
     assert (second.width(), second.height()) == (first.width(), first.height()) == (700, 520)
+
+
+def test_dropping_a_csv_file_opens_it_as_texts(window, qtbot, tmp_path):
+    data = tmp_path / "notes.csv"
+    data.write_text("message,category\n" + "".join(f"note {i},{'ab'[i % 2]}\n" for i in range(8)))
+    (tmp_path / "notes.pdf").write_bytes(b"%PDF")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(tmp_path / "notes.pdf")), QUrl.fromLocalFile(str(data))])
+    event = QDropEvent(
+        QPointF(10, 10),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    window.dropEvent(event)
+    wait_idle(qtbot, window)
+    page = window.data_page
+    assert window.ctx.state.config.data.path == str(data.resolve())
+    assert page.modality == "text" and page.class_table.rowCount() == 2
+    assert window.findChild(type(window.menuBar().actions()[0]), "actionOpenTableFile")

@@ -171,3 +171,50 @@ def test_failing_run_shows_the_sentence_and_start_works_again(page, ctx, tmp_pat
     assert "Training failed" in page.result_label.text()
     assert page.start_action.isEnabled() and not page.pause_action.isEnabled()
     assert [r.status for r in Workspace(ctx.workspace).list_runs()] == ["failed"]
+
+
+def test_a_backbone_that_does_not_fit_the_data_stops_start(page, ctx, shapes):
+    ctx.state.set_config(tiny_config(shapes))
+    sentence = "all-MiniLM-L6-v2 is made for texts, but the data holds images; choose one."
+    ctx.signals.backbone_mismatch.emit(sentence)
+    assert page.message_label.text() == sentence
+    page.start()
+    assert not page.is_running and page.message_label.text() == sentence
+    ctx.signals.backbone_mismatch.emit("")
+    assert not page.message_label.isVisibleTo(page)
+
+
+def test_text_settings_show_for_text_data(page, ctx, tmp_path):
+    from engine.config import field_help
+    from engine.data.text import scan_text_source
+
+    assert not page.text_section.isVisibleTo(page)
+    data = tmp_path / "notes.csv"
+    data.write_text("text,label\n" + "".join(f"note {i},{'ab'[i % 2]}\n" for i in range(8)))
+    augment = page.basic_form.editors["augment.preset"]
+    assert augment.isVisibleTo(page)
+    ctx.signals.dataset_scanned.emit(scan_text_source(data))
+    assert page.text_section.isVisibleTo(page)
+    assert not augment.isVisibleTo(page)  # crops and flips mean nothing to a text model
+    max_length = page.text_form.editors["data.max_length"]
+    assert max_length.maximum() == field_help(DataConfig, "max_length")["max"]
+    max_length.setValue(256)
+    page.text_form.editors["data.length_bucketing"].setChecked(False)
+    data_config = ctx.state.config.data
+    assert (data_config.max_length, data_config.length_bucketing) == (256, False)
+
+
+def test_the_monitor_counts_texts_for_a_text_run(page):
+    def started(modality: str) -> RunStarted:
+        return RunStarted(
+            run_dir="/tmp/run", epochs=1, steps_per_epoch=2, start_epoch=0, device="cpu",
+            precision="fp32", trainable_params=10, total_params=20, train_size=8, val_size=2,
+            classes=("a", "b"), feature_cache=False, modality=modality,
+        )  # fmt: skip
+
+    step = StepEnded(step=1, epoch=0, total_steps=2, loss=1.0, lr=0.1, samples_per_sec=42.0)
+    page.monitor.feed([started("text"), step])
+    assert page.monitor.speed_label.text() == "42 texts/s"
+    assert "on 8 texts (2 classes)" in page.monitor.log_panel.toPlainText()
+    page.monitor.feed([started("image"), step])
+    assert page.monitor.speed_label.text().endswith("images/s")
