@@ -31,7 +31,7 @@ def build_for_layers(model_config: Any, num_classes: int) -> BuiltModel:
 
 def lora_count(model: Any, adapt: Any) -> tuple[int, int]:
     """(trainable, total) parameters with the adapters of ``adapt``; the model is unchanged.
-    Call in a worker: it copies the model."""
+    Cheap (counted from the layer shapes), but it walks the model: call in a worker."""
     from engine.models.lora import lora_param_count
 
     count = lora_param_count(model, adapt)

@@ -98,13 +98,13 @@ class DataConfig:
     )
     val_fraction: float = _f(
         0.2,
-        help="Share of images held out for validation when the folder has no val/.",
+        help="Share of examples held out for validation when the data has no val/ split.",
         min=0.05,
         max=0.5,
     )
     test_fraction: float = _f(
         0.0,
-        help="Share held out as a locked test set when the folder has no test/.",
+        help="Share held out as a locked test set when the data has no test/ split.",
         min=0.0,
         max=0.5,
     )
@@ -231,7 +231,9 @@ class OptimConfig:
 @dataclass(frozen=True, kw_only=True)
 class ScheduleConfig:
     epochs: int = _f(10, help="Passes over the training set.", min=1, max=10000)
-    batch_size: int = _f(32, help="Images per optimisation step.", min=1, max=4096)
+    batch_size: int = _f(
+        32, help="Examples (images or texts) per optimisation step.", min=1, max=4096
+    )
     schedule: Schedule = _f(Schedule.COSINE, help="Learning-rate schedule after warm-up.")
     warmup_fraction: float = _f(
         0.05, help="Share of all steps spent warming up the learning rate.", min=0.0, max=0.5

@@ -353,13 +353,19 @@ class LayersPage(Page):
     def _estimate(self) -> None:
         if self.model is None:
             return
-        if self.model.entry.modality == "text":  # the engine's estimate feeds images only
-            self.estimate_label.setText("The speed of a text model shows in its first epoch.")
-            return
         cfg = self.ctx.state.config
-        # LoRA back-propagates through the whole backbone: time it as nothing frozen.
+        # With LoRA the estimate inserts the adapters itself; the freeze plan does not apply.
         frozen = () if cfg.adapt.method is Method.LORA else tuple(self.frozen_groups())
-        key = (self._model_key, frozen, cfg.device.device, cfg.schedule.batch_size)
+        key = (
+            self._model_key,
+            frozen,
+            cfg.device.device,
+            cfg.schedule.batch_size,
+            cfg.adapt.method,
+            cfg.adapt.lora_rank,
+            tuple(cfg.adapt.lora_targets),
+            cfg.data.max_length,
+        )
         if key == self._estimate_key:
             return
         self._estimate_key = key

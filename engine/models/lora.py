@@ -118,8 +118,24 @@ def apply_lora(model: Classifier, adapt: AdaptConfig) -> ParamCount:
 
 
 def lora_param_count(model: Classifier, adapt: AdaptConfig) -> ParamCount:
-    """The counts :func:`apply_lora` would give, without changing ``model``."""
-    return apply_lora(copy.deepcopy(model), adapt)
+    """The counts :func:`apply_lora` would give, worked out without changing or copying
+    ``model``: rank × (inputs + outputs) per adapted linear layer; an nn.MultiheadAttention
+    gets one adapter on its packed input projection and one on its output projection."""
+    targets = resolve_lora_targets(model, adapt)
+    parent, attr = lora_host(model)
+    host = getattr(parent, attr)
+    modules = dict(host.named_modules())
+    r, added = adapt.lora_rank, 0
+    for name in _target_names(host, targets):
+        module = modules[name]
+        if isinstance(module, nn.MultiheadAttention):
+            e = module.embed_dim
+            added += r * (e + 3 * e) + r * (e + e)
+        else:
+            added += r * (module.in_features + module.out_features)
+    head = sum(p.numel() for p in model.head.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    return ParamCount(trainable=added + head, total=total + added)
 
 
 def is_lora(model: Classifier) -> bool:

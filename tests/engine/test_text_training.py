@@ -217,3 +217,17 @@ def test_cli_picks_the_text_starter_for_a_table_and_rejects_a_missing_column(tmp
     assert refit(["scan", str(table), "--text-column", "body"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no column 'body'" in err[0]
+
+
+def test_epoch_estimate_feeds_texts_and_inserts_lora(tiny_bert):
+    from engine.models import build_model
+    from engine.training.estimate import estimate_epoch_seconds
+
+    model = build_model(ModelConfig(backbone=str(tiny_bert)), 2)
+    lora = text_config("x.csv", tiny_bert)
+    est = estimate_epoch_seconds(model, lora, [], 100, repeats=1)
+    assert not est.cached and est.first_epoch_s > 0
+    probe = text_config("x.csv", tiny_bert, method=Method.LINEAR_PROBE)
+    frozen = [g.name for g in model.groups if g.name != "head"]
+    assert estimate_epoch_seconds(model, probe, frozen, 100, repeats=1).cached
+    assert not any(".lora_" in n for n, _ in model.named_parameters()), "model left unchanged"
