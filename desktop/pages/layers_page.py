@@ -309,6 +309,8 @@ class LayersPage(Page):
         is_last_n = adapt.method is Method.LAST_N
         self.n_slider.setEnabled(is_last_n)
         self.n_label.setText(f"N = {adapt.last_n}")
+        self.n_slider.setVisible(adapt.method is not Method.LORA)
+        self.n_label.setVisible(adapt.method is not Method.LORA)
         lora_button = self.preset_buttons.button(len(PRESETS) - 1)
         lora_button.setEnabled(self.lora_possible or adapt.method is Method.LORA)
         lora_button.setToolTip(PRESETS[-1][2] if self.lora_possible else NEEDS_TRANSFORMER)
