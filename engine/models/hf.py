@@ -161,21 +161,32 @@ def build_hf_backbone(
     """The backbone of an 'hf:' or folder entry and its feature width; never downloads."""
     need_weights = load_weights and cfg.pretrained and not cfg.weights
     folder = hf_folder(entry.name, need_weights=need_weights)
-    config = hf_config(folder / "config.json")
-    if config.get("auto_map") and not cfg.allow_remote_code:
+    if entry.modality != "image":
+        raise ModelError(f"{entry.display_name} reads {entry.modality}, not images.")
+    model, _ = load_hf_model(folder, entry, cfg, need_weights=need_weights)
+    backbone = HFBackbone(model.float())
+    size = entry.preprocess.input_size
+    with torch.no_grad():
+        backbone.eval()
+        num_features = int(backbone(torch.zeros(1, 3, size, size)).shape[-1])
+        backbone.train()
+    return backbone, num_features
+
+
+def load_hf_model(
+    folder: Path, entry: CatalogEntry, cfg: ModelConfig, *, need_weights: bool
+) -> tuple[nn.Module, Any]:
+    """(AutoModel in float32, its config) from a local folder; never downloads, and runs code
+    shipped with the model only when ``cfg.allow_remote_code``."""
+    if hf_config(folder / "config.json").get("auto_map") and not cfg.allow_remote_code:
         raise ModelError(
             f"{entry.display_name} needs to run code shipped with the model; turn on 'allow remote "
-            f"code' only if you trust its author."
-        )
-    if entry.modality != "image":
-        raise ModelError(
-            f"{entry.display_name} is a {entry.modality} model; Refit Studio trains "
-            f"image classifiers with it only once text support lands."
+            "code' only if you trust its author."
         )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: files are local anyway
     from transformers import AutoConfig, AutoModel
 
-    from engine.models.text import quiet_transformers
+    from engine.models.text import first_line, quiet_transformers
 
     quiet_transformers()
     remote = cfg.allow_remote_code
@@ -195,13 +206,6 @@ def build_hf_backbone(
             model = AutoModel.from_config(hf_cfg, trust_remote_code=remote)
     except (OSError, ValueError, KeyError, ImportError) as exc:
         raise ModelError(
-            f"Cannot load the Hugging Face model {entry.display_name}: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
+            f"Cannot load the Hugging Face model {entry.display_name}: {first_line(exc)}"
         ) from exc
-    backbone = HFBackbone(model.float())
-    size = entry.preprocess.input_size
-    with torch.no_grad():
-        backbone.eval()
-        num_features = int(backbone(torch.zeros(1, 3, size, size)).shape[-1])
-        backbone.train()
-    return backbone, num_features
+    return model.float(), hf_cfg

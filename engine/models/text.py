@@ -74,7 +74,7 @@ def load_tokenizer(folder: Path, *, allow_remote_code: bool = False) -> Any:
         )
     except (OSError, ValueError, KeyError, ImportError) as exc:
         raise ModelError(
-            f"The model folder {folder} has no usable tokenizer ({_first_line(exc)}); copy the "
+            f"The model folder {folder} has no usable tokenizer ({first_line(exc)}); copy the "
             "tokenizer files (tokenizer.json or vocab.txt and tokenizer_config.json) into it."
         ) from exc
 
@@ -83,44 +83,16 @@ def build_text_backbone(
     entry: CatalogEntry, cfg: ModelConfig, *, load_weights: bool
 ) -> tuple[HFTextBackbone, int, Any]:
     """Backbone, feature width and tokenizer of a text entry; never downloads."""
-    from engine.models.hf import hf_config
+    from engine.models.hf import load_hf_model
 
     need_weights = load_weights and cfg.pretrained and not cfg.weights
     folder = text_folder(entry, need_weights=need_weights)
-    config = hf_config(folder / "config.json")
-    if config.get("auto_map") and not cfg.allow_remote_code:
-        raise ModelError(
-            f"{entry.display_name} needs to run code shipped with the model; turn on 'allow remote "
-            "code' only if you trust its author."
-        )
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoConfig, AutoModel
-
-    quiet_transformers()
-    remote = cfg.allow_remote_code
-    try:
-        hf_cfg = AutoConfig.from_pretrained(
-            str(folder), local_files_only=True, trust_remote_code=remote
-        )
-        if need_weights:
-            model = AutoModel.from_pretrained(
-                str(folder),
-                config=hf_cfg,
-                local_files_only=True,
-                trust_remote_code=remote,
-                dtype=torch.float32,
-            )
-        else:
-            model = AutoModel.from_config(hf_cfg, trust_remote_code=remote)
-    except (OSError, ValueError, KeyError, ImportError) as exc:
-        raise ModelError(
-            f"Cannot load the Hugging Face model {entry.display_name}: {_first_line(exc)}"
-        ) from exc
-    tokenizer = load_tokenizer(folder, allow_remote_code=remote)
+    model, hf_cfg = load_hf_model(folder, entry, cfg, need_weights=need_weights)
+    tokenizer = load_tokenizer(folder, allow_remote_code=cfg.allow_remote_code)
     width = getattr(hf_cfg, "hidden_size", None) or getattr(hf_cfg, "dim", None)
     if not isinstance(width, int):
         raise ModelError(f"{entry.display_name} does not say its hidden size in config.json.")
-    return HFTextBackbone(model.float()), width, tokenizer
+    return HFTextBackbone(model), width, tokenizer
 
 
 def token_limit(tokenizer: Any, backbone: nn.Module, wanted: int) -> int:
@@ -138,6 +110,7 @@ def token_limit(tokenizer: Any, backbone: nn.Module, wanted: int) -> int:
     return min(limits)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, for a one-sentence error."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else repr(exc)
