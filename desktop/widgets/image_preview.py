@@ -10,7 +10,6 @@ from PySide6.QtGui import QDesktopServices, QImage, QPixmap
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
-    QHBoxLayout,
     QLabel,
     QPushButton,
     QSizePolicy,
@@ -18,6 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.widgets.file_header import FileHeaderWidget
 from desktop.widgets.image_loader import ImageLoader
 from desktop.widgets.problem_list import severity_icon
 
@@ -40,22 +40,11 @@ class ImagePreviewDialog(QDialog):
         self._loader.loaded.connect(self._on_loader_loaded)
 
         layout = QVBoxLayout(self)
-        self.path_label = QLabel()
-        self.path_label.setObjectName("previewPath")
-        self.path_label.setWordWrap(True)
-        self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(self.path_label)
-
-        problem_row = QHBoxLayout()
-        self.problem_icon = QLabel()
-        self.problem_icon.setAlignment(Qt.AlignmentFlag.AlignTop)
-        problem_row.addWidget(self.problem_icon)
-        self.problem_label = QLabel()
-        self.problem_label.setObjectName("previewProblem")
-        self.problem_label.setWordWrap(True)
-        self.problem_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        problem_row.addWidget(self.problem_label, 1)
-        layout.addLayout(problem_row)
+        header = FileHeaderWidget("preview")
+        layout.addWidget(header)
+        self.path_label = header.path_label
+        self.problem_icon = header.problem_icon
+        self.problem_label = header.problem_label
 
         self.image_label = QLabel()
         self.image_label.setObjectName("previewImage")

@@ -5,19 +5,18 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, QUrl, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
-    QHBoxLayout,
-    QLabel,
     QPlainTextEdit,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
+from desktop.widgets.file_header import FileHeaderWidget
 from desktop.widgets.problem_list import severity_icon
 
 READ_BYTES = 64 * 1024  # enough to recognise a file; a preview need not hold a whole book
@@ -70,21 +69,11 @@ class TextPreviewDialog(QDialog):
         self._signals.read.connect(self._on_signals_read)
 
         layout = QVBoxLayout(self)
-        self.path_label = QLabel()
-        self.path_label.setObjectName("textPreviewPath")
-        self.path_label.setWordWrap(True)
-        self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(self.path_label)
-        problem_row = QHBoxLayout()
-        self.problem_icon = QLabel()
-        self.problem_icon.setAlignment(Qt.AlignmentFlag.AlignTop)
-        problem_row.addWidget(self.problem_icon)
-        self.problem_label = QLabel()
-        self.problem_label.setObjectName("textPreviewProblem")
-        self.problem_label.setWordWrap(True)
-        self.problem_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        problem_row.addWidget(self.problem_label, 1)
-        layout.addLayout(problem_row)
+        header = FileHeaderWidget("textPreview")
+        layout.addWidget(header)
+        self.path_label = header.path_label
+        self.problem_icon = header.problem_icon
+        self.problem_label = header.problem_label
         self.text_edit = QPlainTextEdit()
         self.text_edit.setObjectName("textPreviewText")
         self.text_edit.setReadOnly(True)
