@@ -1,10 +1,12 @@
 """The Refit Studio side of the benchmarks: one ``engine.training.trainer.train`` call, timed.
 
-Run by ``linear_probe.py`` and ``finetune_throughput.py`` in a process of its own; writes what it
-measured as JSON to ``--out``. Libraries (torch, timm, the engine) are imported before the clock
-starts, as the baseline scripts import theirs; everything the call does is timed.
+Run by ``linear_probe.py``, ``finetune_throughput.py`` and ``text_lora.py`` in a process of its
+own; writes what it measured as JSON to ``--out``. Libraries (torch, timm, the engine) are
+imported before the clock starts, as the baseline scripts import theirs; everything the call does
+is timed.
 
     python benchmarks/engine_side.py linear-probe --data DIR --workspace WS --out result.json
+    python benchmarks/engine_side.py text --data FILE.tsv --method lora --workspace WS --out r.json
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import json
 import resource
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import psutil
 import timm  # noqa: F401  (libraries load before the clock starts, as in the baselines)
 import torch
 
@@ -41,8 +44,15 @@ from engine.events import (
     StageProgressed,
     StepEnded,
 )
+from engine.training.callbacks import Callback
 from engine.training.loaders import auto_workers
 from engine.training.trainer import train
+
+if TYPE_CHECKING:
+    from engine.training.trainer import Trainer
+
+MIB = 2**20
+TEXT_STARTER = "all-MiniLM-L6-v2"
 
 
 class Timeline:
@@ -68,6 +78,7 @@ def _payload(event: Event) -> dict[str, Any]:
             "epoch": event.epoch,
             "seconds": event.seconds,
             "val_accuracy": event.metrics.get("val_accuracy"),
+            "metrics": dict(event.metrics),
         }
     if isinstance(event, LogMessage):
         return {"text": event.text}
@@ -79,6 +90,8 @@ def _payload(event: Event) -> dict[str, Any]:
             "device": event.device,
             "feature_cache": event.feature_cache,
             "train_size": event.train_size,
+            "trainable_params": event.trainable_params,
+            "total_params": event.total_params,
         }
     if isinstance(event, RunEnded):
         return {"status": str(event.status), "error": event.error}
@@ -108,12 +121,64 @@ def finetune_config(args: argparse.Namespace) -> RunConfig:
     )
 
 
+def text_config(args: argparse.Namespace) -> RunConfig:
+    return RunConfig(
+        seed=args.seed,
+        data=DataConfig(
+            path=str(args.data),
+            text_column=args.text_column,
+            label_column=args.label_column,
+            val_fraction=args.val_fraction,
+            max_length=args.max_length,
+            length_bucketing=not args.no_bucketing,
+        ),
+        model=ModelConfig(backbone=TEXT_STARTER),
+        adapt=AdaptConfig(method=Method(args.method)),
+        schedule=ScheduleConfig(epochs=args.epochs or 3, batch_size=args.batch_size or 32),
+    )
+
+
+class TextBatches(Callback):
+    """The token batches a text run trains on, read from its pipeline when the run starts: the
+    texts in each step and the token positions (real and padding) each epoch feeds the model."""
+
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, Any]] = []
+        self.lengths: dict[str, int] = {}
+
+    def on_run_started(self, event: RunStarted, trainer: Trainer) -> None:
+        pipeline = trainer.pipeline
+        tokens = getattr(pipeline, "train_tokens", None)
+        if tokens is None:  # a frozen backbone: cached features, no token batches
+            return
+        lengths = sorted(tokens.lengths)
+        self.lengths = {
+            "median": lengths[len(lengths) // 2],
+            "p90": lengths[int(len(lengths) * 0.9)],
+            "max": lengths[-1],
+            "limit": trainer.max_length,
+        }
+        for epoch in range(event.epochs):
+            batches = pipeline._order(epoch)  # the engine's own batches, bucketed or not
+            self.epochs.append(
+                {
+                    "sizes": [len(b) for b in batches],
+                    "real_tokens": sum(tokens.lengths[i] for b in batches for i in b),
+                    "padded_tokens": tokens.padded_tokens(batches),
+                }
+            )
+
+
 def run(config: RunConfig, workspace: Path) -> dict[str, Any]:
     """Call ``train`` once; the clock covers the call and nothing else."""
     timeline = Timeline()
+    batches = TextBatches()
+    rss_before = psutil.Process().memory_info().rss / MIB
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     timeline.start = t0
-    result = train(config, workspace=workspace, on_event=timeline)
+    result = train(config, workspace=workspace, on_event=timeline, callbacks=[batches])
     seconds = time.perf_counter() - t0
     summary = json.loads((result.run_dir / "summary.json").read_text())
     return {
@@ -131,22 +196,37 @@ def run(config: RunConfig, workspace: Path) -> dict[str, Any]:
         "workers": auto_workers(config.data.num_workers),
         "threads": torch.get_num_threads(),
         "timeline": timeline.rows,
+        "text_batches": batches.epochs,
+        "token_lengths": batches.lengths,
+        "rss_before_mib": rss_before,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "cuda_peak_mib": (
+            torch.cuda.max_memory_allocated() / MIB if torch.cuda.is_available() else None
+        ),
     }
+
+
+CONFIGS = {"linear-probe": linear_probe_config, "finetune": finetune_config, "text": text_config}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Time one Refit Studio training run.")
-    parser.add_argument("mode", choices=["linear-probe", "finetune"])
+    parser.add_argument("mode", choices=sorted(CONFIGS))
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--workspace", type=Path, required=True)
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--epochs", type=int, default=0, help="0: the engine's default")
     parser.add_argument("--batch-size", type=int, default=0, help="0: the engine's default")
     parser.add_argument("--out", type=Path, required=True)
+    text = parser.add_argument_group("text mode")
+    text.add_argument("--method", default="lora", help="lora, full, linear-probe, last-N")
+    text.add_argument("--no-bucketing", action="store_true", help="length_bucketing off")
+    text.add_argument("--text-column", default="")
+    text.add_argument("--label-column", default="")
+    text.add_argument("--max-length", type=int, default=DataConfig().max_length)
+    text.add_argument("--seed", type=int, default=0, help="RunConfig.seed")
     args = parser.parse_args(argv)
-    build = linear_probe_config if args.mode == "linear-probe" else finetune_config
-    config = build(args).validate()
+    config = CONFIGS[args.mode](args).validate()
     args.out.write_text(json.dumps(run(config, args.workspace), indent=2))
 
 
