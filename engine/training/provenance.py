@@ -21,6 +21,7 @@ _OWN_ERRORS = (
     "DeviceError",
     "CheckpointError",
     "RunNotFoundError",
+    "TestSplitLocked",
 )
 
 

@@ -1,0 +1,346 @@
+"""Class probabilities of every example of a run's validation (or unlocked test) split."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.data.problems import DatasetError
+from engine.files import write_bytes_atomic
+from engine.runs import RunDir
+
+SPLITS = ("val", "test")
+_FORMAT = 1
+
+
+class TestSplitLocked(PermissionError):
+    """The test split is evaluated only when the user unlocks it (allow_test / --test)."""
+
+    __test__ = False  # not a pytest test class, despite its name
+
+
+class PredictionError(DatasetError):
+    """Predictions that cannot be made or read; the message is one sentence for the user."""
+
+
+@dataclass(frozen=True, eq=False)
+class SplitPredictions:
+    """Softmax probabilities of one run on every example of one split, in splits.json order."""
+
+    run_id: str
+    split: str
+    classes: tuple[str, ...]
+    refs: tuple[str, ...]
+    digests: tuple[str, ...]
+    labels: np.ndarray
+    probs: np.ndarray
+    checkpoint: str
+    modality: str
+    #: training examples per class (from splits.json): picks a two-class problem's positive class
+    train_counts: tuple[int, ...] = ()
+    #: size and mtime of the checkpoint file predicted with: tells whether saved ones are stale
+    checkpoint_stamp: str = ""
+
+    def __post_init__(self) -> None:
+        n = len(self.refs)
+        if not (len(self.digests) == n == len(self.labels) == len(self.probs)):
+            raise PredictionError("Predictions need one ref, digest, label and row per example.")
+        if self.probs.ndim != 2 or self.probs.shape[1] != len(self.classes):
+            raise PredictionError("Predictions need one probability column per class.")
+
+    @property
+    def n(self) -> int:
+        """Number of examples."""
+        return len(self.refs)
+
+    @property
+    def preds(self) -> np.ndarray:
+        """Predicted class index of each example (int64 [N])."""
+        return self.probs.argmax(axis=1).astype(np.int64)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """Probability of the predicted class (float32 [N])."""
+        return self.probs.max(axis=1) if self.n else np.zeros(0, np.float32)
+
+    @property
+    def correct(self) -> np.ndarray:
+        """Whether each prediction is right (bool [N])."""
+        return self.preds == self.labels
+
+    def save(self, path: str | Path) -> Path:
+        """Write one .npz atomically: the arrays, plus the rest as a JSON byte array (no pickle)."""
+        meta = {
+            "format": _FORMAT,
+            "run_id": self.run_id,
+            "split": self.split,
+            "classes": list(self.classes),
+            "refs": list(self.refs),
+            "digests": list(self.digests),
+            "checkpoint": self.checkpoint,
+            "modality": self.modality,
+            "train_counts": list(self.train_counts),
+            "checkpoint_stamp": self.checkpoint_stamp,
+        }
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            labels=np.asarray(self.labels, np.int64),
+            probs=np.asarray(self.probs, np.float32),
+            meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
+        )
+        return write_bytes_atomic(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> SplitPredictions:
+        """Read a file written by :meth:`save`; PredictionError names a damaged file."""
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
+                labels, probs = npz["labels"].astype(np.int64), npz["probs"].astype(np.float32)
+            return cls(
+                run_id=meta["run_id"],
+                split=meta["split"],
+                classes=tuple(meta["classes"]),
+                refs=tuple(meta["refs"]),
+                digests=tuple(meta["digests"]),
+                labels=labels,
+                probs=probs,
+                checkpoint=meta["checkpoint"],
+                modality=meta["modality"],
+                train_counts=tuple(meta.get("train_counts", ())),
+                checkpoint_stamp=meta.get("checkpoint_stamp", ""),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise PredictionError(
+                f"The saved predictions {path} cannot be read ({exc}); evaluate the run again."
+            ) from exc
+
+
+def predict_split(
+    run: RunDir,
+    split: str = "val",
+    *,
+    allow_test: bool = False,
+    checkpoint: str = "best",
+    device: str = "cpu",
+    batch_size: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> SplitPredictions:
+    """Predict every example of ``split`` ("val" or "test") with the run's checkpoint.
+
+    The test split stays locked unless ``allow_test``: TestSplitLocked is raised before any test
+    file is opened. An example that cannot be read any more raises PredictionError naming it;
+    ``cancel`` (checked between batches) raises engine.training.control.Cancelled.
+    """
+    check_split(run, split, allow_test=allow_test)
+    data = split_data(run)
+    samples = getattr(data, split)
+    if not samples:
+        raise PredictionError(f"The run {run.run_id} has no {split} examples to evaluate.")
+    from engine.evaluation.predict import Predictor
+
+    predictor = Predictor(run, checkpoint=checkpoint, device=device)
+    if tuple(predictor.classes) != tuple(data.classes):
+        raise PredictionError(
+            f"The run {run.run_id} records different classes in summary.json and splits.json; "
+            "its folder was changed by hand."
+        )
+    if data.modality == "text":
+        refs = [s.text for s in samples]
+        probs = _text_probs(predictor, refs, batch_size, progress, cancel)
+    else:
+        refs = [resolve_path(data.root, s.path) for s in samples]
+        _channels_last(predictor, run)
+        probs = _image_probs(predictor, refs, batch_size, progress, cancel)
+    counts = Counter(s.label for s in data.train)
+    return SplitPredictions(
+        run_id=run.run_id,
+        split=split,
+        classes=tuple(data.classes),
+        refs=tuple(refs),
+        digests=tuple(s.digest for s in samples),
+        labels=np.array([s.label for s in samples], dtype=np.int64),
+        probs=probs,
+        checkpoint=predictor.checkpoint.stem,
+        modality=data.modality,
+        train_counts=tuple(counts.get(i, 0) for i in range(len(data.classes))),
+        checkpoint_stamp=checkpoint_stamp(predictor.checkpoint),
+    )
+
+
+def check_split(run: RunDir, split: str, *, allow_test: bool) -> None:
+    """Raise for an unknown split, and TestSplitLocked for a locked test split."""
+    if split not in SPLITS:
+        raise PredictionError(f"'{split}' is not a split that can be evaluated; use val or test.")
+    if split == "test" and not allow_test:
+        raise TestSplitLocked(
+            f"The test split of run {run.run_id} stays locked so that it gives an honest final "
+            "score; evaluate it with allow_test (refit evaluate --test) once you are done "
+            "choosing models."
+        )
+
+
+def split_data(run: RunDir) -> Any:
+    """The run's RunData from splits.json, without checking that its files still exist."""
+    from engine.training.inputs import RunData
+
+    raw = run.splits()
+    if not raw:
+        raise PredictionError(
+            f"The run {run.run_id} has no splits.json; it never started training, so there is "
+            "nothing to evaluate."
+        )
+    return RunData.from_dict(raw)
+
+
+def resolve_path(root: str, path: str) -> str:
+    """An image path of splits.json as an absolute path (relative ones are under the root)."""
+    p = Path(path)
+    return str(p if p.is_absolute() else Path(root) / p)
+
+
+def checkpoint_stamp(path: Path) -> str:
+    """ "<size>:<mtime_ns>" of a checkpoint file: changes whenever the file is rewritten."""
+    try:
+        st = path.stat()
+    except OSError:
+        return ""
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _check_cancel(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        from engine.training.control import Cancelled
+
+        raise Cancelled()
+
+
+def _text_probs(
+    predictor: Any,
+    texts: Sequence[str],
+    batch_size: int,
+    progress: Callable[[int, int], None] | None,
+    cancel: threading.Event | None,
+) -> np.ndarray:
+    import torch
+
+    from engine.data.tokens import sorted_batches
+
+    tok = predictor.model.tokenizer
+    encoded = tok(list(texts), truncation=True, max_length=predictor.max_length)["input_ids"]
+    out = np.zeros((len(texts), len(predictor.classes)), np.float32)
+    done, total = 0, len(texts)
+    if progress is not None:
+        progress(0, total)
+    with torch.inference_mode():
+        for idx in sorted_batches([len(ids) for ids in encoded], batch_size):
+            _check_cancel(cancel)
+            batch = tok.pad({"input_ids": [encoded[j] for j in idx]}, return_tensors="pt")
+            x = {k: batch[k].to(predictor.device) for k in ("input_ids", "attention_mask")}
+            out[idx] = predictor.model(x).float().softmax(dim=1).cpu().numpy()
+            done += len(idx)
+            if progress is not None:
+                progress(done, total)
+    return out
+
+
+def _channels_last(predictor: Any, run: RunDir) -> None:
+    """Conv nets run channels-last as in training (much faster on CPUs as well)."""
+    import torch
+
+    entry = getattr(predictor.model, "entry", None)
+    if getattr(entry, "is_convnet", False) and run.config().device.channels_last:
+        predictor.model.to(memory_format=torch.channels_last)
+        predictor.channels_last = True
+
+
+def _image_probs(
+    predictor: Any,
+    paths: Sequence[str],
+    batch_size: int,
+    progress: Callable[[int, int], None] | None,
+    cancel: threading.Event | None,
+) -> np.ndarray:
+    import torch
+
+    transform = predictor.transform
+    min_size = getattr(transform, "min_size", None)
+
+    def tensor(path: str) -> torch.Tensor:
+        from engine.data import ImageError, load_image
+
+        try:
+            return transform(load_image(path, min_size=min_size))
+        except (ImageError, OSError) as exc:
+            raise PredictionError(
+                f"The image {path} cannot be read any more ({exc}); put it back, or train a new "
+                "run on the data as it is now."
+            ) from exc
+
+    out = np.zeros((len(paths), len(predictor.classes)), np.float32)
+    total = len(paths)
+    if progress is not None:
+        progress(0, total)
+    # Decoding releases the GIL: a few threads keep the model fed without worker processes.
+    with (
+        ThreadPoolExecutor(max_workers=4, thread_name_prefix="refit-eval") as pool,
+        torch.inference_mode(),
+    ):
+        for start in range(0, total, batch_size):
+            _check_cancel(cancel)
+            chunk = paths[start : start + batch_size]
+            x = torch.stack(list(pool.map(tensor, chunk))).to(predictor.device)
+            if getattr(predictor, "channels_last", False):
+                x = x.contiguous(memory_format=torch.channels_last)
+            out[start : start + len(chunk)] = (
+                predictor.model(x).float().softmax(dim=1).cpu().numpy()
+            )
+            if progress is not None:
+                progress(start + len(chunk), total)
+    return out
+
+
+# -- saved predictions --------------------------------------------------------------------------
+
+
+def predictions_path(run: RunDir, split: str = "val") -> Path:
+    """runs/<id>/evaluation/<split>-predictions.npz"""
+    return run.path / "evaluation" / f"{split}-predictions.npz"
+
+
+def load_predictions(run: RunDir, split: str = "val") -> SplitPredictions | None:
+    """The predictions saved by the last evaluation of ``split``, or None (none, or unreadable)."""
+    path = predictions_path(run, split)
+    if not path.is_file():
+        return None
+    try:
+        return SplitPredictions.load(path)
+    except PredictionError:
+        return None
+
+
+def checkpoint_file(run: RunDir, checkpoint: str = "best") -> Path:
+    """The weights a Predictor loads for ``checkpoint``: best, else last."""
+    path = run.checkpoints / f"{checkpoint}.safetensors"
+    return path if path.is_file() else run.checkpoints / "last.safetensors"
+
+
+def saved_predictions(run: RunDir, split: str, checkpoint: str = "best") -> SplitPredictions | None:
+    """Saved predictions of ``split`` when they come from the checkpoint file as it is now."""
+    saved = load_predictions(run, split)
+    weights = checkpoint_file(run, checkpoint)
+    if saved is None or saved.checkpoint != weights.stem:
+        return None
+    stamp = checkpoint_stamp(weights)
+    return saved if stamp and saved.checkpoint_stamp == stamp else None
