@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from engine import cli_evaluate, cli_export
 from engine.config import (
     AugmentPreset,
     ClassWeights,
@@ -146,8 +147,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=_cmd_resume)
 
-    pr = sub.add_parser("predict", help="Classify images or texts with a trained run.")
-    pr.add_argument("run")
+    pr = sub.add_parser(
+        "predict",
+        help="Classify images or texts with a trained run or an exported folder.",
+    )
+    pr.add_argument(
+        "run",
+        help="Run id (or a unique prefix), run folder, or a folder written by `refit export` "
+        "(one with refit_model.json; runs on the CPU).",
+    )
     pr.add_argument(
         "files",
         nargs="*",
@@ -170,6 +178,8 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("backbones", help="List the backbone catalog and what works offline.")
     b.set_defaults(func=_cmd_backbones)
+    cli_evaluate.add_parsers(sub)
+    cli_export.add_parsers(sub)
     return p
 
 
@@ -259,11 +269,20 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from engine.evaluation import Predictor
-    from engine.runs import Workspace
+    from engine.export import MANIFEST
 
-    run = Workspace(args.workspace).open_run(args.run)
-    predictor = Predictor(run, checkpoint=args.checkpoint, device=args.device)
+    if (Path(args.run).expanduser() / MANIFEST).is_file():
+        from engine.export import ExportedModel
+
+        predictor: Any = ExportedModel.open(args.run)
+        what = f"The exported model in {args.run}"
+    else:
+        from engine.evaluation import Predictor
+        from engine.runs import Workspace
+
+        run = Workspace(args.workspace).open_run(args.run)
+        predictor = Predictor(run, checkpoint=args.checkpoint, device=args.device)
+        what = f"The run {run.run_id}"
     if predictor.modality == "text":
         from engine.evaluation.predict import texts_of_files
 
@@ -271,7 +290,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         results = predictor.predict_texts(named, top_k=args.top_k)
     else:
         if args.text:
-            raise ConfigError(f"The run {run.run_id} classifies images; --text needs a text run.")
+            raise ConfigError(f"{what} classifies images; --text needs a text model.")
         results = predictor.predict(args.files, top_k=args.top_k)
     if not results:
         raise ConfigError("Nothing to classify: give files, or --text for a text run.")

@@ -1,0 +1,58 @@
+"""`refit export`: taking a trained run out of the app."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add the export command to the `refit` parser."""
+    e = sub.add_parser(
+        "export",
+        help="Export a trained run as safetensors, TorchScript, ONNX or a Hugging Face folder, "
+        "with refit_model.json and a model card.",
+        description="Export a run's checkpoint; every file is checked against the run on "
+        "validation examples. `refit predict FOLDER` classifies with the exported folder.",
+    )
+    e.add_argument("run", help="Run id (or a unique prefix) or run folder.")
+    e.add_argument(
+        "--format",
+        dest="formats",
+        action="append",
+        choices=["safetensors", "torchscript", "onnx", "hf", "all"],
+        required=True,
+        help="Repeat for several formats; 'all' exports every format that applies "
+        "(hf only for Hugging Face backbones).",
+    )
+    e.add_argument("--out", help="Folder to write (default: <run folder>/export).")
+    e.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    e.add_argument("--quiet", action="store_true", help="No progress lines.")
+    e.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from engine.export import export_run
+    from engine.runs import Workspace
+
+    run = Workspace(args.workspace).open_run(args.run)
+    out = Path(args.out) if args.out else run.path / "export"
+
+    def progress(message: str) -> None:
+        if not args.quiet:
+            print(f"{message}…", file=sys.stderr)
+
+    results = export_run(run, args.formats, out, checkpoint=args.checkpoint, progress=progress)
+    out = out.expanduser().resolve()
+    print(f"Exported run {run.run_id} to {out}")
+    shown: set[Path] = set()
+    for result in results:
+        print(f"{result.format}: {result.check}")
+        for path in result.files:
+            if path not in shown:
+                shown.add(path)
+                print(f"  {path}")
+    for name in ("refit_model.json", "MODEL_CARD.md"):
+        print(f"  {out / name}")
+    return 0

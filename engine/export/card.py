@@ -1,0 +1,264 @@
+"""MODEL_CARD.md: what an exported model is, what it was trained and measured on, and its limits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from engine.export.manifest import MODEL_CARD
+from engine.files import write_bytes_atomic
+from engine.runs import RunDir
+
+SPLITS = ("train", "val", "test")
+_SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
+
+
+def split_fingerprint(digests: list[str]) -> str:
+    """SHA-256 (hex) over the sorted example digests of a split, one per line."""
+    return hashlib.sha256("\n".join(sorted(digests)).encode("utf-8")).hexdigest()
+
+
+def class_counts(splits: dict[str, Any]) -> dict[str, list[int]]:
+    """Examples per class (in class order) of each split in splits.json."""
+    classes = list(splits.get("classes", []))
+    counts: dict[str, list[int]] = {}
+    for split in SPLITS:
+        row = [0] * len(classes)
+        for example in splits.get(split, []):
+            row[int(example[1])] += 1
+        counts[split] = row
+    return counts
+
+
+def write_model_card(
+    run: RunDir,
+    out: Path,
+    *,
+    checkpoint: str = "best",
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Write out/MODEL_CARD.md for ``run``: model, intended use, classes, data fingerprint,
+    class counts, validation metrics (evaluated now if the run has none saved), test metrics
+    when the test split was evaluated, config, environment, date and limitations."""
+    config = run.config()
+    splits = run.splits()
+    state = run.state()
+    classes = list(splits.get("classes") or run.summary().get("classes") or [])
+    val = _validation(run, checkpoint, progress)
+    test = _saved(run, "test")
+    sections = [
+        _header(run, config, checkpoint),
+        _model(config, state, splits),
+        _intended_use(classes, splits),
+        _data(splits, classes),
+        _metrics(val, "Validation metrics", "validation"),
+        _metrics(test, "Test metrics (held-out test split)", "test") if test else "",
+        _config(config),
+        _environment(state),
+        _limitations(splits),
+        _files(out),
+    ]
+    text = "\n\n".join(s.strip() for s in sections if s) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    return write_bytes_atomic(out / MODEL_CARD, text.encode("utf-8"))
+
+
+# -- evaluations --------------------------------------------------------------------------------
+
+
+def _saved(run: RunDir, split: str) -> Any:
+    from engine.evaluation.report import load_evaluation
+
+    return load_evaluation(run, split)
+
+
+def _validation(run: RunDir, checkpoint: str, progress: Callable[[str], None] | None) -> Any:
+    """The saved validation evaluation of this checkpoint; else one made now (saved when the
+    run had none, so the app's Results page shows the same numbers); else a sentence why not."""
+    from engine.evaluation.predictions import predict_split
+    from engine.evaluation.report import evaluate, evaluate_run
+    from engine.training.provenance import error_sentence
+
+    saved = _saved(run, "val")
+    if saved is not None and saved.checkpoint == checkpoint:
+        return saved
+    if progress is not None:  # outside the try: a progress callback may stop the export
+        progress("Evaluating the validation split for the model card")
+    try:
+        if saved is None:
+            return evaluate_run(run, "val", checkpoint=checkpoint)
+        return evaluate(predict_split(run, "val", checkpoint=checkpoint))
+    except Exception as exc:  # the card is still useful without metrics; it says why
+        return f"The validation split could not be evaluated: {error_sentence(exc)}"
+
+
+# -- sections -----------------------------------------------------------------------------------
+
+
+def _header(run: RunDir, config: Any, checkpoint: str) -> str:
+    title = config.name or run.run_id
+    today = datetime.now().strftime("%Y-%m-%d")
+    return (
+        f"# Model card: {title}\n\n"
+        f"Exported on {today} by Refit Studio from run `{run.run_id}` ({checkpoint} checkpoint)."
+    )
+
+
+def _model(config: Any, state: dict[str, Any], splits: dict[str, Any]) -> str:
+    from engine.models import resolve_entry
+    from engine.models.errors import ModelError
+
+    try:
+        backbone = (
+            f"{resolve_entry(config.model.backbone).display_name} (`{config.model.backbone}`)"
+        )
+    except ModelError:
+        backbone = f"`{config.model.backbone}`"
+    method = str(config.adapt.method)
+    if method == "lora":
+        method += (
+            f" (rank {config.adapt.lora_rank}, alpha {config.adapt.lora_alpha:g}; "
+            "merged into the weights in this export)"
+        )
+    elif method == "last-n":
+        method += f" (last {config.adapt.last_n} layer groups)"
+    lines = ["## Model", "", f"- Backbone: {backbone}", f"- Method: {method}"]
+    trainable, total = state.get("trainable_params"), state.get("total_params")
+    if isinstance(trainable, int) and isinstance(total, int) and total:
+        lines.append(
+            f"- Trainable parameters: {trainable:,} of {total:,} ({trainable / total:.2%})"
+        )
+    modality = splits.get("modality", state.get("modality", "image"))
+    if modality == "text" and state.get("max_length"):
+        lines.append(f"- Input: texts, up to {state['max_length']} tokens (longer ones are cut)")
+    elif modality != "text":
+        lines.append("- Input: RGB images (see refit_model.json for the preprocessing)")
+    lines.append("- Output: class logits; their softmax gives one probability per class")
+    return "\n".join(lines)
+
+
+def _intended_use(classes: list[str], splits: dict[str, Any]) -> str:
+    what = "texts" if splits.get("modality") == "text" else "images"
+    names = ", ".join(classes)
+    return (
+        "## Intended use\n\n"
+        f"Sorts {what} like those it was trained on into one of {len(classes)} classes "
+        f"({names}), as an aid to a person who checks its answers, not as the sole basis for "
+        "a decision."
+    )
+
+
+def _data(splits: dict[str, Any], classes: list[str]) -> str:
+    counts = class_counts(splits)
+    lines = [
+        "## Data",
+        "",
+        f"Dataset: `{splits.get('root', 'unknown')}`",
+        "",
+        "Fingerprint: per split, SHA-256 over the sorted content digests of its examples (one "
+        "per line, as stored in the run's splits.json); the same files give the same value.",
+        "",
+        "| split | examples | SHA-256 |",
+        "| --- | ---: | --- |",
+    ]
+    for split in SPLITS:
+        digests = [str(example[2]) for example in splits.get(split, [])]
+        fingerprint = f"`{split_fingerprint(digests)}`" if digests else "-"
+        lines.append(f"| {split} | {len(digests)} | {fingerprint} |")
+    lines += ["", "Examples per class:", "", "| class | train | val | test | total |"]
+    lines.append("| --- | ---: | ---: | ---: | ---: |")
+    for i, name in enumerate(classes):
+        row = [counts[split][i] if i < len(counts[split]) else 0 for split in SPLITS]
+        lines.append(f"| {name} | {row[0]} | {row[1]} | {row[2]} | {sum(row)} |")
+    return "\n".join(lines)
+
+
+def _num(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def _metrics(ev: Any, title: str, split_name: str) -> str:
+    if ev is None:
+        return f"## {title}\n\nThe {split_name} split has not been evaluated."
+    if isinstance(ev, str):
+        return f"## {title}\n\n{ev}"
+    lines = [
+        f"## {title}",
+        "",
+        f"On {ev.n} {split_name} examples ({ev.checkpoint} checkpoint, evaluated {ev.created}):",
+        "",
+        f"- Accuracy: {_num(ev.accuracy)}",
+        f"- Balanced accuracy: {_num(ev.balanced_accuracy)}",
+        f"- Macro F1: {_num(ev.macro_f1)}",
+        f"- Expected calibration error: {_num(ev.calibration.ece)}",
+    ]
+    if ev.positive and ev.operating is not None:
+        op = ev.operating
+        lines.append(
+            f"- Positive class {ev.positive} at threshold {op.threshold:g}: sensitivity "
+            f"{_num(op.sensitivity)}, specificity {_num(op.specificity)}, precision "
+            f"{_num(op.precision)}"
+        )
+    lines += ["", "| class | precision | recall | F1 | ROC AUC | support |"]
+    lines.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for c in ev.per_class:
+        curve = ev.roc.get(c.name)
+        auc = _num(curve.auc) if curve is not None else "-"
+        lines.append(
+            f"| {c.name} | {_num(c.precision)} | {_num(c.recall)} | {_num(c.f1)} | {auc} | "
+            f"{c.support} |"
+        )
+    return "\n".join(lines)
+
+
+def _config(config: Any) -> str:
+    body = json.dumps(config.to_dict(), indent=2, default=str)
+    return f"## Training configuration\n\nSeed: {config.seed}\n\n```json\n{body}\n```"
+
+
+def _environment(state: dict[str, Any]) -> str:
+    lines = ["## Environment", ""]
+    facts = [
+        ("Trained on", state.get("device")),
+        ("Precision", state.get("precision")),
+        ("Python", state.get("python")),
+        ("Platform", state.get("platform")),
+        ("Run created", state.get("created")),
+        ("Run ended", state.get("ended")),
+    ]
+    lines += [f"- {name}: {value}" for name, value in facts if value]
+    versions = state.get("versions") or {}
+    if versions:
+        lines.append(
+            "- Software: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v is not None)
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def _limitations(splits: dict[str, Any]) -> str:
+    n = sum(len(splits.get(s, [])) for s in SPLITS)
+    return (
+        "## Limitations\n\n"
+        f"The model learned from {n} examples of one dataset; it can be wrong, and is "
+        "likely wrong more often on data unlike it (other sources, devices, populations or "
+        "classes it never saw), so measure it on your own data before relying on it."
+    )
+
+
+def _files(out: Path) -> str:
+    files = sorted(
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.name != MODEL_CARD
+    )
+    if not files:
+        return ""
+    shown = [f for f in files if "/" not in f] + sorted(
+        {f.split("/")[0] + "/" for f in files if "/" in f}
+    )
+    return "## Files\n\n" + "\n".join(f"- `{f}`" for f in shown)

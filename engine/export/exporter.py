@@ -1,0 +1,226 @@
+"""export_run: a trained run's checkpoint out of the app as files other programs can use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.export.checks import CheckBatch, check_batch, compare, softmax
+from engine.export.manifest import (
+    BACKBONE_DIR,
+    HF_DIR,
+    MANIFEST,
+    ONNX_FILE,
+    SAFETENSORS_FILE,
+    TORCHSCRIPT_FILE,
+    ExportError,
+    ExportFormat,
+    ExportResult,
+    build_manifest,
+    parse_formats,
+)
+from engine.files import write_atomic, write_json_atomic
+from engine.runs import RunDir
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class _Job:
+    run: RunDir
+    out: Path
+    predictor: Any  # engine.evaluation.Predictor: the run's own model, the reference
+    model: Any  # the Classifier that is exported (adapters merged)
+    batch: CheckBatch
+    manifest: dict[str, Any]
+    say: Progress
+
+
+def export_run(
+    run: RunDir,
+    formats: Sequence[ExportFormat | str],
+    out: Path,
+    *,
+    checkpoint: str = "best",
+    progress: Progress | None = None,
+) -> list[ExportResult]:
+    """Export a run's checkpoint into ``out`` in each format, checking each against PyTorch.
+
+    ``out`` always gets refit_model.json (classes, preprocessing, config) and MODEL_CARD.md; a
+    LoRA run is exported with its adapters merged into the weights (the hf format also keeps the
+    adapter). "all" means every format that applies to the run. Raises ExportError (one
+    sentence) for a format that does not apply, a folder inside the dataset, or an export that
+    does not reproduce the run.
+    """
+    from engine.evaluation.predict import Predictor
+    from engine.export.hf_format import hf_refusal
+    from engine.models import resolve_entry
+
+    say = progress or (lambda _message: None)
+    names = [str(f) for f in formats]
+    wanted = parse_formats(names)
+    if not wanted:
+        raise ExportError("Choose at least one export format: safetensors, torchscript, onnx, hf.")
+    out = Path(out).expanduser().resolve()
+    config = run.config()
+    _refuse_dataset_folder(run, out, config)
+    refusal = hf_refusal(resolve_entry(config.model.backbone))
+    if refusal and ExportFormat.HF in wanted:
+        if "all" not in (n.strip().lower() for n in names):
+            raise ExportError(refusal)
+        wanted.remove(ExportFormat.HF)  # "all": every format that applies
+    say(f"Loading the {checkpoint} checkpoint of {run.run_id}")
+    predictor = Predictor(run, checkpoint=checkpoint, device="cpu")
+    job = _prepare(run, out, predictor, config, say)
+    results = [_EXPORTERS[fmt](job) for fmt in wanted]
+    job.manifest["formats"] = [str(fmt) for fmt in wanted]
+    write_json_atomic(out / MANIFEST, job.manifest)
+    say("Writing the model card")
+    from engine.export.card import write_model_card
+
+    write_model_card(run, out, checkpoint=job.manifest["checkpoint"], progress=say)
+    return results
+
+
+def available_formats(run: RunDir) -> list[ExportFormat]:
+    """The formats that apply to a run: hf only for Hugging Face transformers backbones."""
+    from engine.export.hf_format import hf_refusal
+    from engine.models import resolve_entry
+
+    refused = hf_refusal(resolve_entry(run.config().model.backbone))
+    return [f for f in ExportFormat if not (f is ExportFormat.HF and refused)]
+
+
+def _prepare(run: RunDir, out: Path, predictor: Any, config: Any, say: Progress) -> _Job:
+    from engine.models.lora import is_lora, merged_copy
+    from engine.training.inputs import RunData
+
+    lora = is_lora(predictor.model)
+    model = merged_copy(predictor.model).eval() if lora else predictor.model
+    splits = run.splits()
+    val = RunData.from_dict(splits).val if splits else ()
+    say("Preparing validation examples for the checks")
+    batch = check_batch(predictor, val)
+    hf_backbone = _is_hf(model)
+    manifest = build_manifest(
+        run_id=run.run_id,
+        checkpoint=predictor.checkpoint.stem,
+        classes=predictor.classes,
+        config=config.to_dict(),
+        model=model,
+        max_length=getattr(predictor, "max_length", None),
+        lora_merged=lora,
+        hf_backbone=hf_backbone,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_earlier_export(out)
+    manifest["formats"] = []  # filled in when every format has been written and checked
+    write_json_atomic(out / MANIFEST, manifest)
+    if hf_backbone:
+        from engine.export.hf_format import save_backbone_files
+
+        save_backbone_files(model, out / BACKBONE_DIR, weights=False)
+    return _Job(run, out, predictor, model, batch, manifest, say)
+
+
+def _remove_earlier_export(out: Path) -> None:
+    """Delete the model files of an earlier export into ``out`` (only when ``out`` holds a
+    refit_model.json), so the folder never mixes two exports."""
+    import shutil
+
+    if not (out / MANIFEST).is_file():
+        return
+    for name in (SAFETENSORS_FILE, TORCHSCRIPT_FILE, ONNX_FILE):
+        (out / name).unlink(missing_ok=True)
+    for name in (BACKBONE_DIR, HF_DIR):
+        shutil.rmtree(out / name, ignore_errors=True)
+
+
+def _is_hf(model: Any) -> bool:
+    inner = getattr(model.backbone, "model", None)
+    return inner is not None and hasattr(inner, "save_pretrained")
+
+
+def _refuse_dataset_folder(run: RunDir, out: Path, config: Any) -> None:
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} is a file, not a folder; choose a folder to export into.")
+    roots = {str(config.data.path or ""), str(run.splits().get("root") or "")}
+    for root in filter(None, roots):
+        data = Path(root).expanduser().resolve()
+        if data.is_dir() and out.is_relative_to(data):
+            raise ExportError(
+                f"{out} is inside the dataset folder {data}, which Refit Studio never writes "
+                "to; choose another export folder."
+            )
+
+
+def _safetensors(job: _Job) -> ExportResult:
+    from safetensors.torch import save_file
+
+    from engine.export.runtimes import EngineRuntime
+
+    job.say("Writing model.safetensors")
+    state = {k: v.detach().cpu().clone().contiguous() for k, v in job.model.state_dict().items()}
+    checked: list[tuple[float, str]] = []
+
+    def write(tmp: Path) -> None:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+        runtime = EngineRuntime(job.out, job.manifest, weights=tmp)
+        probs = softmax(runtime.logits(job.batch.inputs))
+        checked.append(compare(probs, job.batch, "Rebuilt from model.safetensors"))
+
+    path = write_atomic(job.out / SAFETENSORS_FILE, write)
+    diff, sentence = checked[0]
+    files = [path, *_backbone_files(job)]
+    return ExportResult(ExportFormat.SAFETENSORS, tuple(files), sentence, diff)
+
+
+def _backbone_files(job: _Job) -> list[Path]:
+    folder = job.out / BACKBONE_DIR
+    if not job.manifest.get("backbone_folder") or not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def _torchscript(job: _Job) -> ExportResult:
+    from engine.export.traced import export_torchscript
+
+    job.say("Tracing the model to TorchScript")
+    path = job.out / TORCHSCRIPT_FILE
+    diff, sentence = export_torchscript(job.model, job.batch, path)
+    return ExportResult(ExportFormat.TORCHSCRIPT, (path, *_backbone_files(job)), sentence, diff)
+
+
+def _onnx(job: _Job) -> ExportResult:
+    from engine.export.traced import export_onnx
+
+    job.say("Exporting to ONNX and checking it with onnxruntime (can take a minute)")
+    path = job.out / ONNX_FILE
+    diff, sentence, facts = export_onnx(job.model, job.batch, path)
+    job.manifest["onnx"] = facts
+    return ExportResult(ExportFormat.ONNX, (path, *_backbone_files(job)), sentence, diff)
+
+
+def _hf(job: _Job) -> ExportResult:
+    from engine.export.hf_format import export_hf
+
+    job.say("Saving the Hugging Face folder and checking it")
+    files, diff, sentence = export_hf(
+        job.predictor.model,
+        job.model,
+        job.predictor.classes,
+        job.batch,
+        job.out,
+        job.run.config(),
+    )
+    return ExportResult(ExportFormat.HF, tuple(files), sentence, diff)
+
+
+_EXPORTERS: dict[ExportFormat, Callable[[_Job], ExportResult]] = {
+    ExportFormat.SAFETENSORS: _safetensors,
+    ExportFormat.TORCHSCRIPT: _torchscript,
+    ExportFormat.ONNX: _onnx,
+    ExportFormat.HF: _hf,
+}

@@ -1,0 +1,174 @@
+"""What an exported folder holds: the formats, their results, and refit_model.json."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from engine.models.errors import ModelError
+
+MANIFEST = "refit_model.json"
+MODEL_CARD = "MODEL_CARD.md"
+SAFETENSORS_FILE = "model.safetensors"
+TORCHSCRIPT_FILE = "model.torchscript.pt"
+ONNX_FILE = "model.onnx"
+HF_DIR = "hf"
+BACKBONE_DIR = "backbone"  # Hugging Face backbones: config.json and tokenizer, no weights
+MANIFEST_VERSION = 1
+
+IMAGE_INPUTS = ("pixel_values",)
+TEXT_INPUTS = ("input_ids", "attention_mask")
+OUTPUT = "logits"
+
+
+class ExportError(ModelError):
+    """A run that cannot be exported, or an exported folder that cannot be used."""
+
+
+class ExportFormat(StrEnum):
+    """The files a run can be exported to."""
+
+    SAFETENSORS = "safetensors"
+    TORCHSCRIPT = "torchscript"
+    ONNX = "onnx"
+    HF = "hf"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """The files one format wrote and the check done on them."""
+
+    format: ExportFormat
+    files: tuple[Path, ...]
+    check: str  # one sentence, e.g. the ONNX vs PyTorch max difference
+    max_diff: float | None
+
+
+def parse_formats(names: list[str] | tuple[str, ...]) -> list[ExportFormat]:
+    """Formats from names ("all" means every format); raises ExportError for an unknown one."""
+    out: list[ExportFormat] = []
+    for name in names:
+        key = str(name).strip().lower()
+        if key == "all":
+            wanted = list(ExportFormat)
+        else:
+            try:
+                wanted = [ExportFormat(key)]
+            except ValueError:
+                known = ", ".join(f.value for f in ExportFormat)
+                raise ExportError(
+                    f"The export format {name!r} is not known; choose {known} or all."
+                ) from None
+        out.extend(f for f in wanted if f not in out)
+    return out
+
+
+def software_versions() -> dict[str, str | None]:
+    """Versions of the libraries an exported folder depends on."""
+    versions: dict[str, str | None] = {}
+    for name in ("refit-studio", "torch", "transformers", "timm", "onnx", "onnxruntime"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def build_manifest(
+    *,
+    run_id: str,
+    checkpoint: str,
+    classes: list[str],
+    config: dict[str, Any],
+    model: Any,
+    max_length: int | None,
+    lora_merged: bool,
+    hf_backbone: bool,
+) -> dict[str, Any]:
+    """The contents of refit_model.json for a loaded Classifier ``model``."""
+    entry = model.entry
+    manifest: dict[str, Any] = {
+        "format_version": MANIFEST_VERSION,
+        "run_id": run_id,
+        "checkpoint": checkpoint,
+        "exported": datetime.now().isoformat(timespec="seconds"),
+        "classes": list(classes),
+        "modality": model.modality,
+        "backbone": config["model"]["backbone"],
+        "backbone_name": entry.display_name,
+        "backbone_family": entry.family,
+        "backbone_folder": BACKBONE_DIR if hf_backbone else None,
+        "num_features": int(model.num_features),
+        "method": str(config["adapt"]["method"]),
+        "lora_merged": lora_merged,
+        "outputs": {"name": OUTPUT, "meaning": "class logits; softmax gives probabilities"},
+        "config": config,
+        "versions": software_versions(),
+    }
+    manifest.update(_input_facts(model, max_length))
+    return manifest
+
+
+def _input_facts(model: Any, max_length: int | None) -> dict[str, Any]:
+    """What the model reads: tokenizer facts for texts, the preprocessing for images."""
+    if model.modality == "text":
+        return {
+            "text": {"max_length": int(max_length or 0), "tokenizer": BACKBONE_DIR},
+            "inputs": {
+                name: {"shape": ["batch", "sequence"], "dtype": "int64"} for name in TEXT_INPUTS
+            },
+        }
+    pre = model.preprocess
+    shape = ["batch", 3, pre.input_size, pre.input_size]
+    return {
+        "preprocess": {
+            "input_size": pre.input_size,
+            "mean": list(pre.mean),
+            "std": list(pre.std),
+            "interpolation": pre.interpolation,
+            "crop_pct": pre.crop_pct,
+            "resize_size": pre.resize_size,
+            "steps": (
+                f"RGB; resize the short side to {pre.resize_size} ({pre.interpolation}); "
+                f"center-crop {pre.input_size}x{pre.input_size}; scale to [0, 1]; "
+                "subtract mean and divide by std per channel"
+            ),
+        },
+        "inputs": {IMAGE_INPUTS[0]: {"shape": shape, "dtype": "float32"}},
+    }
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """refit_model.json of an exported folder; raises ExportError with one sentence."""
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise ExportError(f"{folder} is not a folder; choose a folder written by refit export.")
+    if not path.is_file():
+        raise ExportError(
+            f"{folder} has no {MANIFEST}, so it is not an exported model; export a run into it "
+            "with refit export (or the Export dialog)."
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"{path} cannot be read ({exc}); export the run again.") from exc
+    if (
+        not isinstance(data, dict)
+        or not data.get("classes")
+        or data.get("modality")
+        not in (
+            "image",
+            "text",
+        )
+    ):
+        raise ExportError(f"{path} does not describe a model (classes or modality missing).")
+    if int(data.get("format_version", 0)) > MANIFEST_VERSION:
+        raise ExportError(
+            f"{path} was written by a newer Refit Studio; update Refit Studio to use it."
+        )
+    return data
