@@ -23,6 +23,7 @@ from desktop.data_source import TABLE_FILTER, is_table_file
 from desktop.pages.data_page import DataPage
 from desktop.pages.layers_page import LayersPage
 from desktop.pages.model_page import ModelPage
+from desktop.pages.results_page import ResultsPage
 from desktop.pages.runs_page import RunsPage
 from desktop.pages.train_page import TrainPage
 from desktop.state import ConfigState
@@ -32,7 +33,7 @@ MAX_RECENT = 8
 
 
 class MainWindow(QMainWindow):
-    """Data → Model → Layers → Train, plus Runs; Results and Export slot in after Train."""
+    """Data → Model → Layers → Train, plus Runs and Results (evaluation, try it, export)."""
 
     def __init__(self, workspace: Path, settings: QSettings | None = None) -> None:
         super().__init__()
@@ -51,18 +52,21 @@ class MainWindow(QMainWindow):
         self.layers_page = LayersPage(self.ctx)
         self.train_page = TrainPage(self.ctx)
         self.runs_page = RunsPage(self.ctx)
+        self.results_page = ResultsPage(self.ctx)
         self.pages = [
             self.data_page,
             self.model_page,
             self.layers_page,
             self.train_page,
             self.runs_page,
+            self.results_page,
         ]
         self._build_layout()
         self._build_menus()
         self._build_status_bar()
         self.ctx.signals.status_message.connect(self._on_status_message)
         self.ctx.signals.run_finished.connect(lambda _path: self.runs_page.refresh())
+        self.runs_page.run_list.itemSelectionChanged.connect(self._on_runs_selection_changed)
         self.ctx.signals.open_folder_requested.connect(self.open_folder)
         self.ctx.signals.choose_folder_requested.connect(self.choose_folder)
         self.ctx.signals.choose_file_requested.connect(self.choose_file)
@@ -222,6 +226,11 @@ class MainWindow(QMainWindow):
         page = self.pages[row]
         page.on_shown()
 
+    def _on_runs_selection_changed(self) -> None:
+        paths = self.runs_page.selected_paths()
+        if len(paths) == 1:
+            self.results_page.follow_run(paths[0])
+
     def show_page(self, title: str) -> None:
         for row, page in enumerate(self.pages):
             if page.title == title:
@@ -246,11 +255,12 @@ class MainWindow(QMainWindow):
         self.resize(1280, 820)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.train_page.is_running:
+        if self.train_page.is_running or self.results_page.busy:
+            what = "A run is training" if self.train_page.is_running else "A run is evaluating"
             answer = QMessageBox.question(
                 self,
-                "Training is running",
-                "A run is training. Stop it and quit? It is saved and can be resumed later.",
+                "Work in progress",
+                f"{what}. Stop it and quit? Training is saved and can be resumed later.",
                 QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                 QMessageBox.StandardButton.No,
             )

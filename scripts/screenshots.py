@@ -7,6 +7,11 @@ After the image pages (1-5) comes a text demo on a generated CSV of support tick
 page with its column picker (6-data-text), the Model page with text backbones (7-model-text),
 the Layers page in LoRA mode (8-layers-lora) and a short LoRA run (9-train-text). --text-only
 skips the image pages; --images-only skips the text demo.
+
+The Results page closes each part: the image run evaluated (10-results-image: numbers, curves,
+confusion matrix, threshold), its mistakes with Grad-CAM heatmaps (11-results-gallery), and a
+two-class text run (a linear probe on support tickets with a few mislabeled rows) with the
+influential words of its mistakes highlighted (12-results-text).
 """
 
 from __future__ import annotations
@@ -77,8 +82,19 @@ TICKETS = {
 }
 
 
-def make_tickets_csv(path: Path, per_class: int = 24) -> Path:
-    """Support tickets with a message, a category and a priority; two rows have problems."""
+OPENERS = ("", "", "Hi, ", "Hello, ", "Urgent: ", "Quick question: ", "Dear support, ")
+
+
+def make_tickets_csv(
+    path: Path,
+    per_class: int = 24,
+    *,
+    categories: tuple[str, ...] = tuple(TICKETS),
+    mislabeled: float = 0.0,
+) -> Path:
+    """Support tickets with a message, a category and a priority; two rows have problems.
+    ``mislabeled`` of the rows get another category, as in real, hand-labeled data (and an
+    opener such as "Hi, ", so that fewer rows repeat one another)."""
     import csv
 
     rng = random.Random(1)
@@ -91,10 +107,18 @@ def make_tickets_csv(path: Path, per_class: int = 24) -> Path:
         "item": ["lamp", "phone case", "kettle"],
     }
     rows = []
-    for category, templates in TICKETS.items():
+    for category in categories:
         for _ in range(per_class):
-            text = rng.choice(templates).format(**{k: rng.choice(v) for k, v in words.items()})
-            rows.append([text + rng.choice(["", ".", "!", " thanks", " asap"]), category])
+            text = rng.choice(TICKETS[category]).format(
+                **{k: rng.choice(v) for k, v in words.items()}
+            )
+            text += rng.choice(["", ".", "!", " thanks", " asap"])
+            given = category
+            if mislabeled:  # no extra random draws otherwise: the default table stays the same
+                text = rng.choice(OPENERS) + text
+                if rng.random() < mislabeled:
+                    given = rng.choice([c for c in categories if c != category])
+            rows.append([text, given])
     rng.shuffle(rows)
     rows.insert(5, ["Where is my order", ""])  # no label
     with path.open("w", newline="", encoding="utf-8") as f:
@@ -148,10 +172,10 @@ def main() -> int:
                 return
             time.sleep(0.02)
 
-    def shot(name: str) -> None:
+    def shot(name: str, widget=None) -> None:
         pump(0.5)
         path = out / f"{name}{suffix}.png"
-        window.grab().save(str(path))
+        (widget or window).grab().save(str(path))
         print("saved", path)
 
     def train(epochs: int) -> None:
@@ -180,10 +204,110 @@ def main() -> int:
         window.runs_page.refresh()
         pump(3)
         shot("5-runs")
+        results_image_demo(window, pump, shot)
     if not args.images_only:
         text_demo(window, make_tickets_csv(tmp / "tickets.csv"), pump, shot, train, args)
+        two_class = make_tickets_csv(
+            tmp / "tickets-billing-login.csv",
+            per_class=80,
+            categories=("billing", "login"),
+            mislabeled=0.12,
+        )
+        results_text_demo(window, two_class, pump, shot, train)
     window.close()
     return 0
+
+
+def evaluate_newest_run(window, pump) -> None:
+    """Show the Results page for the newest run and evaluate its validation split."""
+    page = window.results_page
+    window.show_page("Results")
+    page.select_run(page.run_combo.itemData(0))
+    pump(60, until=lambda: page.results is not None and not window.ctx.pool.busy)
+    page.evaluate()
+    pump(300, until=lambda: not page.busy and not window.ctx.pool.busy)
+    pump(1)
+
+
+def worst_cell(evaluation) -> tuple[int, int]:
+    """The off-diagonal cell with the most examples (the diagonal's largest when none)."""
+    n = len(evaluation.classes)
+    off = [(r, c) for r in range(n) for c in range(n) if r != c and evaluation.confusion[r][c]]
+    cells = off or [(r, r) for r in range(n)]
+    return max(cells, key=lambda rc: evaluation.confusion[rc[0]][rc[1]])
+
+
+def explain_cell(window, pump, cell: tuple[int, int]) -> None:
+    view = window.results_page.view
+    view.open_cell(*cell)
+    pump(2)
+    view.gallery.toggle.setChecked(True)
+    pump(300, until=lambda: not view.gallery.busy and not view.gallery._queue)
+    pump(1)
+
+
+def results_image_demo(window, pump, shot) -> None:
+    """The image run on the Results page: the overview, then a cell with heatmaps."""
+    evaluate_newest_run(window, pump)
+    view = window.results_page.view
+    view.threshold.set_threshold(0.35)
+    pump(1)
+    shot("10-results-image")
+    cell = worst_cell(view.evaluation)
+    if view.evaluation.confusion[cell[0]][cell[1]] < 4:  # too few mistakes to fill a shot
+        positive = view.evaluation.classes.index(view.evaluation.positive or "lesion")
+        cell = (positive, positive)
+    explain_cell(window, pump, cell)
+    shot("11-results-gallery")
+    try_it_demo(window, pump, shot)
+    export_demo(window, pump, shot)
+
+
+def try_it_demo(window, pump, shot) -> None:
+    """The Try it tab: one validation image classified, with its heatmap."""
+    view = window.results_page.view
+    try_it = view.try_it
+    view.tabs.setCurrentWidget(try_it)
+    pump(120, until=lambda: try_it.modality == "image" and not try_it.busy)
+    val = window.results_page.results.splits["val"].predictions
+    try_it.try_image(val.refs[int(val.confidence.argmin())])  # the least sure: an honest shot
+    pump(120, until=lambda: not try_it.busy)
+    try_it._explain_box().setChecked(True)
+    pump(120, until=lambda: not try_it.busy)
+    shot("13-results-try-it")
+
+
+def export_demo(window, pump, shot) -> None:
+    """The Export dialog after exporting safetensors and ONNX (checked with onnxruntime)."""
+    from desktop.widgets.export_dialog import ExportDialog
+
+    run = window.results_page.results.facts.path
+    dialog = ExportDialog(run, parent=window, pool=window.ctx.pool)
+    dialog.show()
+    pump(60, until=lambda: not dialog.busy)
+    dialog.set_formats(["safetensors", "onnx"])
+    dialog.start_export()
+    pump(600, until=lambda: not dialog.running and not dialog.busy)
+    shot("14-export", dialog)
+    dialog.close()
+    pump(5, until=lambda: not dialog.busy)
+
+
+def results_text_demo(window, tickets: Path, pump, shot, train) -> None:
+    """A two-class text run: its mistakes with the influential words highlighted."""
+    from engine.config import Method
+
+    window.open_folder(str(tickets))
+    pump(60, until=lambda: window.data_page.usable and not window.ctx.pool.busy)
+    window.ctx.state.update("adapt", method=Method.LINEAR_PROBE)
+    train(4)
+    evaluate_newest_run(window, pump)
+    view = window.results_page.view
+    cell = worst_cell(view.evaluation)
+    if view.evaluation.confusion[cell[0]][cell[1]] < 3:  # too few mistakes to fill a shot
+        cell = (cell[0], cell[0])
+    explain_cell(window, pump, cell)
+    shot("12-results-text")
 
 
 def text_demo(window, tickets: Path, pump, shot, train, args: argparse.Namespace) -> None:

@@ -1,0 +1,354 @@
+"""Worker jobs of the Results page: reading, evaluating, comparing and explaining trained runs.
+
+Each function returns a job for ``EngineWorker``; the engine (and with it torch) is imported
+inside the job, in the worker thread, so the window never waits for it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.events import Event, StageProgressed
+
+if TYPE_CHECKING:
+    from PySide6.QtGui import QImage
+
+    from engine.evaluation.compare import Comparison
+    from engine.evaluation.explain import TokenInfluence
+    from engine.evaluation.predict import Predictor
+    from engine.evaluation.predictions import SplitPredictions
+    from engine.evaluation.report import Evaluation
+
+Job = Callable[[Callable[[Event], None], Any], Any]
+SPLITS = ("val", "test")
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the page says about a run: names, model, classes and split sizes."""
+
+    path: Path
+    run_id: str
+    label: str
+    backbone: str
+    method: str
+    modality: str
+    status: str
+    classes: tuple[str, ...]
+    val_size: int
+    test_size: int
+    created: str = ""
+    best: dict[str, float] = field(default_factory=dict)
+    device: str = ""
+
+    @property
+    def is_linear_probe(self) -> bool:
+        return self.method == "linear-probe"
+
+
+@dataclass(frozen=True)
+class SplitResults:
+    """A saved evaluation of one split and the predictions behind it."""
+
+    evaluation: Evaluation
+    predictions: SplitPredictions | None
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """A run's facts and whatever evaluations it has saved, by split ("val", "test")."""
+
+    facts: RunFacts
+    splits: dict[str, SplitResults]
+
+
+@dataclass(frozen=True)
+class BaseResult:
+    """The run's base linear probe (None when not trained yet) and the comparison with it."""
+
+    base: Path | None
+    is_self: bool
+    comparison: Comparison | None
+
+
+@dataclass(frozen=True)
+class HeatmapImage:
+    """A Grad-CAM overlay ready to show (a QImage built in the worker) or why there is none."""
+
+    ref: str
+    image: QImage | None
+    method: str = ""
+    error: str = ""
+
+
+class EvaluationCancelled:
+    """Returned (not raised) by a job the user cancelled."""
+
+
+CANCELLED = EvaluationCancelled()
+
+
+def read_facts(path: Path) -> RunFacts:
+    """Read config, state, summary and split sizes of the run at ``path``."""
+    from engine.runs import RunDir
+
+    run = RunDir(Path(path))
+    config = run.config()
+    state, summary, splits = run.state(), run.summary(), run.splits()
+    classes = summary.get("classes") or splits.get("classes") or []
+    best = summary.get("best", {})
+    return RunFacts(
+        path=run.path,
+        run_id=run.run_id,
+        label=config.name or run.run_id,
+        backbone=config.model.backbone,
+        method=str(config.adapt.method),
+        modality=str(splits.get("modality") or "image"),
+        status=str(state.get("status", "unknown")),
+        classes=tuple(classes),
+        val_size=len(splits.get("val", [])),
+        test_size=len(splits.get("test", [])),
+        created=str(state.get("created", "")),
+        best={k: float(v) for k, v in best.items() if isinstance(v, int | float)},
+        device=str(state.get("device", "")),
+    )
+
+
+def load_results(path: Path) -> RunResults:
+    """Facts of a run and its saved evaluations (no prediction is computed here)."""
+    from engine.evaluation import load_evaluation, load_predictions
+    from engine.runs import RunDir
+
+    run = RunDir(Path(path))
+    splits = {}
+    for split in SPLITS:
+        evaluation = load_evaluation(run, split)
+        if evaluation is not None:
+            splits[split] = SplitResults(evaluation, load_predictions(run, split))
+    return RunResults(read_facts(path), splits)
+
+
+def _progress(on_event: Callable[[Event], None], stage: str) -> Callable[[int, int], None]:
+    def report(done: int, total: int) -> None:
+        on_event(StageProgressed(stage=stage, done=int(done), total=int(total)))
+
+    return report
+
+
+def load_results_job(path: Path) -> Job:
+    """A job that reads a run's facts and saved evaluations."""
+    return lambda _on_event, _control: load_results(path)
+
+
+def evaluate_job(path: Path, split: str, *, allow_test: bool = False) -> Job:
+    """A job that predicts ``split`` of the run, evaluates and saves it (CANCELLED if stopped)."""
+
+    def job(on_event: Callable[[Event], None], control: Any) -> SplitResults | EvaluationCancelled:
+        from engine.evaluation import evaluate_run, load_predictions
+        from engine.runs import RunDir
+        from engine.training.control import Cancelled
+
+        run = RunDir(Path(path))
+        try:
+            evaluation = evaluate_run(
+                run,
+                split,
+                allow_test=allow_test,
+                device=_device(),
+                progress=_progress(on_event, "predict"),
+                cancel=control.cancel_event,
+            )
+        except Cancelled:
+            return CANCELLED
+        if control.cancelled:
+            return CANCELLED
+        return SplitResults(evaluation, load_predictions(run, split))
+
+    return job
+
+
+def reevaluate_job(predictions: SplitPredictions, positive: str) -> Job:
+    """A job that recomputes an evaluation with another positive class (curves change)."""
+
+    def job(_on_event: Callable[[Event], None], _control: Any) -> Evaluation:
+        from engine.evaluation import evaluate
+
+        return evaluate(predictions, positive=positive)
+
+    return job
+
+
+def base_job(workspace: Path, path: Path, split: str, *, allow_test: bool = False) -> Job:
+    """A job that finds the run's base linear probe and, when there is one, compares with it."""
+
+    def job(on_event: Callable[[Event], None], control: Any) -> BaseResult | EvaluationCancelled:
+        from engine.evaluation import compare_runs, find_base_run
+        from engine.runs import RunDir, Workspace
+        from engine.training.control import Cancelled
+
+        run = RunDir(Path(path))
+        base = find_base_run(Workspace(workspace), run)
+        if base is None:
+            return BaseResult(None, False, None)
+        if Path(base.path).resolve() == run.path.resolve():
+            return BaseResult(base.path, True, None)
+        try:
+            comparison = compare_runs(
+                run,
+                base,
+                split,
+                allow_test=allow_test,
+                device=_device(),
+                progress=_progress(on_event, "compare"),
+                cancel=control.cancel_event,
+                names=("this run", "the base"),
+            )
+        except Cancelled:
+            return CANCELLED
+        return BaseResult(base.path, False, comparison)
+
+    return job
+
+
+def train_base_job(workspace: Path, path: Path) -> Job:
+    """A job that trains the run's base linear probe (training events come back as usual)."""
+
+    def job(on_event: Callable[[Event], None], control: Any) -> Path:
+        from engine.evaluation import train_base
+        from engine.runs import RunDir, Workspace
+
+        base = train_base(
+            Workspace(workspace), RunDir(Path(path)), on_event=on_event, control=control
+        )
+        return Path(base.path)
+
+    return job
+
+
+def compare_job(
+    path_a: Path, path_b: Path, split: str, *, name_b: str = "B", allow_test: bool = False
+) -> Job:
+    """A job that compares two runs on the examples both predicted (McNemar); the sentence calls
+    them "this run" and ``name_b``."""
+
+    def job(on_event: Callable[[Event], None], control: Any) -> Comparison | EvaluationCancelled:
+        from engine.evaluation import compare_runs
+        from engine.runs import RunDir
+        from engine.training.control import Cancelled
+
+        try:
+            return compare_runs(
+                RunDir(Path(path_a)),
+                RunDir(Path(path_b)),
+                split,
+                allow_test=allow_test,
+                device=_device(),
+                progress=_progress(on_event, "compare"),
+                cancel=control.cancel_event,
+                names=("this run", name_b),
+            )
+        except Cancelled:
+            return CANCELLED
+
+    return job
+
+
+def heatmaps_job(path: Path, refs: Sequence[str], size: int) -> Job:
+    """A job that computes Grad-CAM overlays of a few images (predicted class), as QImages."""
+
+    def job(_on_event: Callable[[Event], None], control: Any) -> list[HeatmapImage]:
+        from engine.evaluation.explain import can_explain, image_heatmaps, overlay
+
+        predictor = cached_predictor(path)
+        reason = can_explain(predictor)
+        if reason:
+            return [HeatmapImage(ref, None, error=reason) for ref in refs]
+        out = []
+        for ref in refs:
+            if control.cancelled:
+                break
+            try:
+                (heatmap,) = image_heatmaps(predictor, [ref])
+            except Exception as exc:  # one unreadable image must not stop the others
+                out.append(HeatmapImage(ref, None, error=_sentence(exc)))
+                continue
+            out.append(HeatmapImage(ref, pil_to_qimage(overlay(heatmap), size), heatmap.method))
+        return out
+
+    return job
+
+
+def influence_job(path: Path, texts: Sequence[str]) -> Job:
+    """A job that finds the influential words of a few texts (towards the predicted class)."""
+
+    def job(_on_event: Callable[[Event], None], control: Any) -> list[TokenInfluence | str]:
+        from engine.evaluation.explain import can_explain, token_influence
+
+        predictor = cached_predictor(path)
+        reason = can_explain(predictor)
+        if reason:
+            return [reason for _ in texts]
+        out: list[TokenInfluence | str] = []
+        for text in texts:
+            if control.cancelled:
+                break
+            try:
+                out.append(token_influence(predictor, text))
+            except Exception as exc:
+                out.append(_sentence(exc))
+        return out
+
+    return job
+
+
+_predictors: OrderedDict[tuple[str, int], Predictor] = OrderedDict()
+_predictors_lock = threading.Lock()
+
+
+def cached_predictor(path: Path) -> Predictor:
+    """The run's best checkpoint, loaded once and kept for the next explanation jobs (a new
+    checkpoint file, after a resume, is loaded afresh)."""
+    from engine.evaluation import Predictor
+    from engine.runs import RunDir
+
+    run = RunDir(Path(path).resolve())
+    best = run.checkpoints / "best.safetensors"
+    stamp = best.stat().st_mtime_ns if best.is_file() else 0
+    key = (str(run.path), stamp)
+    with _predictors_lock:
+        predictor = _predictors.get(key)
+        if predictor is None:
+            predictor = Predictor(run, device=_device())
+            _predictors[key] = predictor
+            while len(_predictors) > 2:
+                _predictors.popitem(last=False)
+        _predictors.move_to_end(key)
+        return predictor
+
+
+def pil_to_qimage(picture: Any, size: int) -> QImage:
+    """A PIL image fitted into ``size`` x ``size`` as a QImage that owns its pixels."""
+    from PIL import ImageOps
+    from PySide6.QtGui import QImage
+
+    picture = ImageOps.contain(picture.convert("RGB"), (size, size))
+    width, height = picture.size
+    data = picture.tobytes("raw", "RGB")
+    return QImage(data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _sentence(exc: BaseException) -> str:
+    from engine.training.provenance import error_sentence
+
+    return error_sentence(exc)

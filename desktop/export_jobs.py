@@ -1,0 +1,90 @@
+"""Worker jobs of the Export dialog: what a run can be exported to, and the export itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.events import Event, LogMessage
+
+Job = Callable[[Callable[[Event], None], Any], Any]
+
+
+@dataclass(frozen=True)
+class ExportFacts:
+    """What the dialog shows before exporting."""
+
+    run_id: str
+    modality: str  # "image" or "text"
+    backbone: str
+    lora: bool
+    hf_reason: str  # "" when the Hugging Face format applies, else one sentence why not
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    """A finished export: where, what each format wrote and checked, the model card."""
+
+    out: Path
+    results: list[Any]  # engine.export.ExportResult
+    card: Path
+    manifest: Path
+    cancelled: bool = False
+
+
+class _ExportCancelled(Exception):
+    """Raised from the progress callback: export_run stops between two steps."""
+
+
+def facts_job(run_dir: Path) -> Job:
+    """A worker job reading the run's config and whether the hf format applies."""
+
+    def job(_on_event: Callable[[Event], None], _control: Any) -> ExportFacts:
+        from engine.config import Method
+        from engine.export.hf_format import hf_refusal
+        from engine.models import resolve_entry
+        from engine.runs import RunDir
+        from engine.training.provenance import error_sentence
+
+        config = RunDir(run_dir).config()
+        modality = "image"
+        try:
+            entry = resolve_entry(config.model.backbone)
+            modality, reason = entry.modality, hf_refusal(entry)
+        except Exception as exc:  # an unplaceable backbone: the export itself will say more
+            reason = error_sentence(exc)
+        return ExportFacts(
+            run_id=run_dir.name,
+            modality=modality,
+            backbone=config.model.backbone,
+            lora=config.adapt.method == Method.LORA,
+            hf_reason=reason,
+        )
+
+    return job
+
+
+def export_job(run_dir: Path, formats: list[str], out: Path) -> Job:
+    """A worker job running export_run; progress lines come as LogMessage events, and a cancel
+    stops it at the next step."""
+
+    def job(on_event: Callable[[Event], None], control: Any) -> ExportOutcome:
+        from engine.export import MANIFEST, export_run
+        from engine.export.manifest import MODEL_CARD
+        from engine.runs import RunDir
+
+        def say(message: str) -> None:
+            if control.cancelled:
+                raise _ExportCancelled
+            on_event(LogMessage(level="info", text=message))
+
+        target = Path(out).expanduser().resolve()
+        try:
+            results = export_run(RunDir(run_dir), formats, target, progress=say)
+        except _ExportCancelled:
+            return ExportOutcome(target, [], target / MODEL_CARD, target / MANIFEST, True)
+        return ExportOutcome(target, list(results), target / MODEL_CARD, target / MANIFEST)
+
+    return job
