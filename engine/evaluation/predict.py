@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from engine.runs import RunDir
@@ -56,70 +58,116 @@ class Predictor:
 
             self.transform = build_transform(self.model.preprocess, train=False)
 
-    def _top(self, logits: torch.Tensor, top_k: int) -> list[list[tuple[str, float]]]:
-        probs = logits.float().softmax(dim=1).cpu()
-        values, indices = probs.topk(min(top_k, len(self.classes)), dim=1)
-        return [
-            [(self.classes[i], float(v)) for v, i in zip(vals, idxs, strict=True)]
-            for vals, idxs in zip(values, indices, strict=True)
-        ]
+    def _probs(self, x: torch.Tensor | dict[str, torch.Tensor]) -> np.ndarray:
+        if isinstance(x, torch.Tensor):
+            x = x.to(self.device)
+        else:
+            x = {k: x[k].to(self.device) for k in ("input_ids", "attention_mask")}
+        return self.model(x).float().softmax(dim=1).cpu().numpy()
 
     @torch.inference_mode()
     def predict_texts(
         self, named: Iterable[tuple[str, str]], *, top_k: int = 3, batch_size: int = 32
     ) -> list[Prediction]:
         """Classify texts given as (name, text); an empty text gets an error sentence."""
-        from engine.data.tokens import sorted_batches
-
-        named = list(named)
-        results: list[Prediction | None] = [None] * len(named)
-        usable = [i for i, (_, text) in enumerate(named) if text.strip()]
-        for i, (name, text) in enumerate(named):
-            if not text.strip():
-                results[i] = Prediction(path=name, error="The text is empty.")
-        tok = self.model.tokenizer
-        encoded = tok([named[i][1] for i in usable], truncation=True, max_length=self.max_length)[
-            "input_ids"
-        ]
-        lengths = [len(ids) for ids in encoded]
-        for idx in sorted_batches(lengths, batch_size):
-            batch = tok.pad({"input_ids": [encoded[j] for j in idx]}, return_tensors="pt")
-            x = {k: batch[k].to(self.device) for k in ("input_ids", "attention_mask")}
-            for j, top in zip(idx, self._top(self.model(x), top_k), strict=True):
-                results[usable[j]] = Prediction(path=named[usable[j]][0], top=top)
-        return [r for r in results if r is not None]
+        return classify_texts(
+            named,
+            self.model.tokenizer,
+            self.max_length,
+            self._probs,
+            self.classes,
+            top_k=top_k,
+            batch_size=batch_size,
+        )
 
     @torch.inference_mode()
     def predict(
         self, paths: Iterable[str | Path], *, top_k: int = 3, batch_size: int = 32
     ) -> list[Prediction]:
         """Classify each file; unreadable files get an error sentence instead of a crash."""
-        from engine.data import ImageError, load_image
+        return classify_images(
+            paths, self.transform, self._probs, self.classes, top_k=top_k, batch_size=batch_size
+        )
 
-        paths = [str(p) for p in paths]
-        results: dict[str, Prediction] = {}
-        batch: list[tuple[str, torch.Tensor]] = []
-        min_size = getattr(self.transform, "min_size", None)
 
-        def flush() -> None:
-            if not batch:
-                return
-            x = torch.stack([t for _, t in batch]).to(self.device)
-            for (p, _), top in zip(batch, self._top(self.model(x), top_k), strict=True):
-                results[p] = Prediction(path=p, top=top)
-            batch.clear()
+def top_classes(
+    probs: np.ndarray, classes: Sequence[str], top_k: int
+) -> list[list[tuple[str, float]]]:
+    """The ``top_k`` (class, probability) pairs of each row of ``probs``, most likely first."""
+    order = np.argsort(-probs, axis=1, kind="stable")[:, : min(top_k, len(classes))]
+    return [
+        [(classes[i], float(row[i])) for i in idx] for row, idx in zip(probs, order, strict=True)
+    ]
 
-        for p in paths:
-            try:
-                image = load_image(p, min_size=min_size)
-            except (ImageError, OSError) as exc:
-                results[p] = Prediction(path=p, error=str(exc))
-                continue
-            batch.append((p, self.transform(image)))
-            if len(batch) >= batch_size:
-                flush()
-        flush()
-        return [results[p] for p in paths]
+
+def classify_texts(
+    named: Iterable[tuple[str, str]],
+    tokenizer: Any,
+    max_length: int,
+    probs_of: Callable[[Any], np.ndarray],
+    classes: Sequence[str],
+    *,
+    top_k: int = 3,
+    batch_size: int = 32,
+) -> list[Prediction]:
+    """Tokenize (name, text) pairs, batch them by length and classify each batch with
+    ``probs_of`` (padded input_ids and attention_mask in, probabilities out). Shared by trained
+    runs and exported models, so both read texts the same way."""
+    from engine.data.tokens import sorted_batches
+
+    named = list(named)
+    results: list[Prediction | None] = [None] * len(named)
+    usable = [i for i, (_, text) in enumerate(named) if text.strip()]
+    for i, (name, text) in enumerate(named):
+        if not text.strip():
+            results[i] = Prediction(path=name, error="The text is empty.")
+    texts = [named[i][1] for i in usable]
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"] if texts else []
+    for idx in sorted_batches([len(ids) for ids in encoded], batch_size):
+        batch = tokenizer.pad({"input_ids": [encoded[j] for j in idx]}, return_tensors="pt")
+        tops = top_classes(probs_of(batch), classes, top_k)
+        for j, top in zip(idx, tops, strict=True):
+            results[usable[j]] = Prediction(path=named[usable[j]][0], top=top)
+    return [r for r in results if r is not None]
+
+
+def classify_images(
+    paths: Iterable[str | Path],
+    transform: Callable[[Any], torch.Tensor],
+    probs_of: Callable[[torch.Tensor], np.ndarray],
+    classes: Sequence[str],
+    *,
+    top_k: int = 3,
+    batch_size: int = 32,
+) -> list[Prediction]:
+    """Decode and transform image files in batches and classify them with ``probs_of``;
+    unreadable files get an error sentence instead of a crash."""
+    from engine.data import ImageError, load_image
+
+    paths = [str(p) for p in paths]
+    results: dict[str, Prediction] = {}
+    batch: list[tuple[str, torch.Tensor]] = []
+    min_size = getattr(transform, "min_size", None)
+
+    def flush() -> None:
+        if not batch:
+            return
+        tops = top_classes(probs_of(torch.stack([t for _, t in batch])), classes, top_k)
+        for (p, _), top in zip(batch, tops, strict=True):
+            results[p] = Prediction(path=p, top=top)
+        batch.clear()
+
+    for p in paths:
+        try:
+            image = load_image(p, min_size=min_size)
+        except (ImageError, OSError) as exc:
+            results[p] = Prediction(path=p, error=str(exc))
+            continue
+        batch.append((p, transform(image)))
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    return [results[p] for p in paths]
 
 
 def texts_of_files(files: Iterable[str], text_column: str | None = None) -> list[tuple[str, str]]:

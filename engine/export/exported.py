@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.evaluation.predict import Prediction
+from engine.evaluation.predict import Prediction, classify_images, classify_texts
 from engine.export.checks import softmax
 from engine.export.manifest import (
     BACKBONE_DIR,
@@ -70,72 +70,39 @@ class ExportedModel:
         runtime = _runtime(folder, manifest, prefer)
         return cls(folder, manifest, runtime)
 
-    def _top(self, logits: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
-        probs = torch.from_numpy(softmax(logits))
-        values, indices = probs.topk(min(top_k, len(self.classes)), dim=1)
-        return [
-            [(self.classes[i], float(v)) for v, i in zip(vals, idxs, strict=True)]
-            for vals, idxs in zip(values.tolist(), indices.tolist(), strict=True)
-        ]
-
     def predict_texts(
         self, named: Iterable[tuple[str, str]], *, top_k: int = 3, batch_size: int = 32
     ) -> list[Prediction]:
         """Classify texts given as (name, text); an empty text gets an error sentence."""
-        from engine.data.tokens import sorted_batches
-
         if self.modality != "text":
             raise ExportError(f"The model in {self.folder} classifies images, not texts.")
-        named = list(named)
-        results: list[Prediction | None] = [None] * len(named)
-        usable = [i for i, (_, text) in enumerate(named) if text.strip()]
-        for i, (name, text) in enumerate(named):
-            if not text.strip():
-                results[i] = Prediction(path=name, error="The text is empty.")
-        tok = self.tokenizer
-        encoded = tok([named[i][1] for i in usable], truncation=True, max_length=self.max_length)[
-            "input_ids"
-        ]
-        lengths = [len(ids) for ids in encoded]
-        for idx in sorted_batches(lengths, batch_size):
-            batch = tok.pad({"input_ids": [encoded[j] for j in idx]}, return_tensors="pt")
-            logits = self.runtime.logits((batch["input_ids"], batch["attention_mask"]))
-            for j, top in zip(idx, self._top(logits, top_k), strict=True):
-                results[usable[j]] = Prediction(path=named[usable[j]][0], top=top)
-        return [r for r in results if r is not None]
+
+        def probs_of(batch: Any) -> np.ndarray:
+            return softmax(self.runtime.logits((batch["input_ids"], batch["attention_mask"])))
+
+        return classify_texts(
+            named,
+            self.tokenizer,
+            self.max_length,
+            probs_of,
+            self.classes,
+            top_k=top_k,
+            batch_size=batch_size,
+        )
 
     def predict(
         self, paths: Iterable[str | Path], *, top_k: int = 3, batch_size: int = 32
     ) -> list[Prediction]:
         """Classify image files; unreadable files get an error sentence instead of a crash."""
-        from engine.data import ImageError, load_image
-
         if self.modality != "image":
             raise ExportError(f"The model in {self.folder} classifies texts, not images.")
-        paths = [str(p) for p in paths]
-        results: dict[str, Prediction] = {}
-        batch: list[tuple[str, torch.Tensor]] = []
-        min_size = getattr(self.transform, "min_size", None)
 
-        def flush() -> None:
-            if not batch:
-                return
-            logits = self.runtime.logits((torch.stack([t for _, t in batch]),))
-            for (p, _), top in zip(batch, self._top(logits, top_k), strict=True):
-                results[p] = Prediction(path=p, top=top)
-            batch.clear()
+        def probs_of(images: torch.Tensor) -> np.ndarray:
+            return softmax(self.runtime.logits((images,)))
 
-        for p in paths:
-            try:
-                image = load_image(p, min_size=min_size)
-            except (ImageError, OSError) as exc:
-                results[p] = Prediction(path=p, error=str(exc))
-                continue
-            batch.append((p, self.transform(image)))
-            if len(batch) >= batch_size:
-                flush()
-        flush()
-        return [results[p] for p in paths]
+        return classify_images(
+            paths, self.transform, probs_of, self.classes, top_k=top_k, batch_size=batch_size
+        )
 
 
 def preprocess_of(manifest: dict[str, Any]) -> Any:
