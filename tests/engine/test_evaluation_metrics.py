@@ -140,6 +140,9 @@ def test_operating_points_at_several_thresholds(threshold, tp, fp, tn, fn, preci
     assert op.sensitivity == pytest.approx(
         skm.recall_score(np.array(TWO_LABELS) == 1, called, zero_division=0)
     )
+    truth = np.array(TWO_LABELS) == 1
+    sk_tn, sk_fp, sk_fn, sk_tp = skm.confusion_matrix(truth, called, labels=[False, True]).ravel()
+    assert (op.tp, op.fp, op.tn, op.fn) == (sk_tp, sk_fp, sk_tn, sk_fn)
 
 
 def test_positive_class_given_or_the_training_minority_with_ties_to_the_second():
