@@ -12,6 +12,7 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QWidget
 
 from desktop.widgets.palette_colors import series_color
+from desktop.widgets.plots import theme_plot
 
 if TYPE_CHECKING:
     from engine.evaluation.report import Calibration, Curve
@@ -97,21 +98,7 @@ class CurvePlot(pg.PlotWidget):
     # -- theme --------------------------------------------------------------------------------
 
     def apply_palette(self) -> None:
-        palette = self.palette()
-        text = palette.color(QPalette.ColorRole.Text)
-        self.setBackground(palette.color(QPalette.ColorRole.Base))
-        axis_pen = QColor(text)
-        axis_pen.setAlpha(140)
-        for name in ("left", "bottom"):
-            axis = self.getPlotItem().getAxis(name)
-            axis.setPen(axis_pen)
-            axis.setTextPen(text)
-            if axis.labelText:
-                axis.setLabel(axis.labelText, color=text.name())
-        self.legend.setLabelTextColor(text)
-        brush = QColor(palette.color(QPalette.ColorRole.Base))
-        brush.setAlpha(210)
-        self.legend.setBrush(pg.mkBrush(brush))
+        theme_plot(self, self.legend, legend_alpha=210)
         self.set_title(self._title)
         self._style_guides()
 

@@ -24,6 +24,26 @@ from desktop.widgets.palette_colors import series_color
 REDRAW_MS = 100
 
 
+def theme_plot(plot: pg.PlotWidget, legend: pg.LegendItem, *, legend_alpha: int = 200) -> None:
+    """Background, axes (pens, tick text, labels) and legend of ``plot`` from its palette, light
+    or dark; shared by every pyqtgraph plot of the app."""
+    palette = plot.palette()
+    text = palette.color(QPalette.ColorRole.Text)
+    plot.setBackground(palette.color(QPalette.ColorRole.Base))
+    axis_pen = QColor(text)
+    axis_pen.setAlpha(140)
+    for name in ("left", "bottom", "right"):
+        axis = plot.getPlotItem().getAxis(name)
+        axis.setPen(axis_pen)
+        axis.setTextPen(text)
+        if axis.labelText:
+            axis.setLabel(axis.labelText, color=text.name())
+    legend.setLabelTextColor(text)
+    brush = QColor(palette.color(QPalette.ColorRole.Base))
+    brush.setAlpha(legend_alpha)
+    legend.setBrush(pg.mkBrush(brush))
+
+
 class SeriesBuffer:
     """Growing float64 x/y arrays (capacity doubles); non-finite y values become NaN."""
 
@@ -232,21 +252,7 @@ class SeriesPlot(pg.PlotWidget):
 
     def apply_palette(self) -> None:
         """Background, axes and legend from the palette (light or dark)."""
-        palette = self.palette()
-        text = palette.color(QPalette.ColorRole.Text)
-        self.setBackground(palette.color(QPalette.ColorRole.Base))
-        axis_pen = QColor(text)
-        axis_pen.setAlpha(140)
-        for name in ("left", "bottom", "right"):
-            axis = self.getPlotItem().getAxis(name)
-            axis.setPen(axis_pen)
-            axis.setTextPen(text)
-            if axis.labelText:
-                axis.setLabel(axis.labelText, color=text.name())
-        self.legend.setLabelTextColor(text)
-        legend_brush = QColor(palette.color(QPalette.ColorRole.Base))
-        legend_brush.setAlpha(200)
-        self.legend.setBrush(pg.mkBrush(legend_brush))
+        theme_plot(self, self.legend)
         for series in self.series.values():
             self._style(series)
 

@@ -179,6 +179,8 @@ def _embeddings(model: nn.Module) -> nn.Module | None:
     if callable(getter):
         try:
             layer = getter()
+        # transformers' PreTrainedModel.get_input_embeddings raises NotImplementedError for
+        # models that do not declare their embeddings; the module scan below finds them then.
         except (NotImplementedError, AttributeError):
             layer = None
         if isinstance(layer, nn.Module):
