@@ -34,7 +34,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from engine.data.problems import ImageError, ProblemKind
 from engine.data.safe_read import IMAGE_LIMIT, FileReadError, read_capped
 
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+_BOMB_FILTER = ("ignore", None, Image.DecompressionBombWarning, None, 0)
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {
@@ -112,7 +112,14 @@ def decode_image(data: bytes, name: str, *, min_size: int | None = None) -> Imag
         raise ImageError(f"{name} {reason}.", kind, reason) from exc
 
 
+def _silence_bomb_warning() -> None:
+    """Re-added when gone: ``warnings.catch_warnings`` blocks elsewhere restore older filters."""
+    if _BOMB_FILTER not in warnings.filters:
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 def _decode(data: bytes, min_size: int | None) -> Image.Image:
+    _silence_bomb_warning()
     with Image.open(io.BytesIO(data), formats=_formats()) as im:
         _refuse_bombs(im)
         if im.format in ("JPEG", "MPO"):

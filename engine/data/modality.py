@@ -24,7 +24,7 @@ def detect_modality(source: str | Path) -> str:
     """ "text" for a .csv / .tsv / .jsonl file or a folder whose files are mostly .txt, else
     "image" (also for a missing path: the image scan then says what is wrong)."""
     path = Path(source).expanduser()
-    if path.is_file():
+    if path.exists() and not path.is_dir():  # a named pipe called data.csv is still a table
         return "text" if path.suffix.lower() in TABLE_EXTENSIONS + TEXT_FILE_EXTENSIONS else "image"
     images = texts = seen = 0
     for _, dirs, files in os.walk(path):

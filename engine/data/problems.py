@@ -26,6 +26,7 @@ class ProblemKind(StrEnum):
     FILE_TOO_BIG = "file-too-large"
     LINK_OUTSIDE = "link-outside-dataset"
     LINK_LOOP = "link-loop"
+    MISSING_IN_SPLIT = "class-missing-in-split"
 
 
 class DatasetError(ValueError):

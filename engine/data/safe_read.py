@@ -69,11 +69,18 @@ def size_text(n: int) -> str:
     return f"{n / 1024:.3g} KiB" if n >= 1024 else f"{n} bytes"
 
 
-def read_capped(path: str | Path, limit: int, *, what: str = "file") -> bytes:
+def read_head(path: str | Path, n: int) -> bytes:
+    """The first ``n`` bytes of the regular file at ``path`` (for previews); FileReadError as
+    :func:`read_capped`."""
+    return read_capped(path, n, what="file", head=True)
+
+
+def read_capped(path: str | Path, limit: int, *, what: str = "file", head: bool = False) -> bytes:
     """The bytes of the regular file at ``path`` (links followed), at most ``limit`` of them.
 
     Raises FileReadError (an OSError) with a reason such as "is a named pipe (FIFO), not a
-    regular file" or "is larger than 256 MiB, the most read for one image".
+    regular file" or "is larger than 256 MiB, the most read for one image". With ``head`` a
+    longer file is not an error: its first ``limit`` bytes are returned.
     """
     try:
         mode = os.stat(path).st_mode
@@ -91,12 +98,13 @@ def read_capped(path: str | Path, limit: int, *, what: str = "file") -> bytes:
             ProblemKind.FILE_TOO_BIG,
             f"is larger than {size_text(limit)}, the most read for one {what}",
         )
-        if st.st_size > limit:
+        if st.st_size > limit and not head:
             raise too_big
         chunks: list[bytes] = []
         total = 0
-        while total <= limit:
-            chunk = os.read(fd, min(_CHUNK, limit + 1 - total))
+        cap = limit if head else limit + 1
+        while total < cap:
+            chunk = os.read(fd, min(_CHUNK, cap - total))
             if not chunk:
                 break
             chunks.append(chunk)
@@ -137,5 +145,5 @@ def _os_error(exc: OSError | ValueError) -> FileReadError:
     if isinstance(exc, IsADirectoryError):
         return FileReadError(ProblemKind.UNREADABLE, "cannot be read (it is a folder)")
     if exc.errno == errno.ELOOP:
-        return FileReadError(ProblemKind.LINK_LOOP, "is a link that leads back to itself")
+        return FileReadError(ProblemKind.LINK_LOOP, "is a link in a loop of links")
     return FileReadError(ProblemKind.UNREADABLE, f"cannot be read ({exc.strerror or exc})")

@@ -145,9 +145,11 @@ def _read_delimited(text: str, delimiter: str, name: str) -> Table:
             last = (row_number, prev_end + 1, record)
             prev_end = reader.line_num
         # An unclosed quote swallows every row after it into the last row's last cell.
-        if last is not None and _ends_in_open_quote(_lines_from(text, last[1]), delimiter):
-            lines = reader.line_num - last[1] + 1
-            table.open_quote = OpenQuote(last[0], max(1, len(last[2])), lines)
+        tail = _lines_from(text, last[1]) if last is not None else ""
+        if last is not None and _ends_in_open_quote(tail, delimiter):
+            # Empty lines at the very end are not rows, swallowed or not.
+            lines = len(io.StringIO(tail.rstrip("\r\n"), newline="").readlines())
+            table.open_quote = OpenQuote(last[0], max(1, len(last[2])), max(1, lines))
         elif last is not None:
             _add_row(table, *last)
         while table.blank_rows and table.blank_rows[-1] == row_number:

@@ -105,20 +105,29 @@ class DatasetWalk:
             mode = os.stat(entry.path).st_mode
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                reason = "is a link that leads back to itself; it is skipped. Remove the link."
+                reason = (
+                    "is a link in a loop of links that never reaches a file; it is skipped. "
+                    "Remove the link."
+                )
                 return self._skip(entry.path, ProblemKind.LINK_LOOP, reason)
             reason = (
                 f"cannot be read (the file is gone or a broken link to {target}); it will be "
                 "skipped. Remove the link or restore what it points to."
             )
             return self._skip(entry.path, ProblemKind.UNREADABLE, reason)
+        what = special_file_name(mode)
         if not _inside(target, self.real_root):
+            special = f" ({what})" if what not in (None, "a folder") else ""
+            advice = (
+                "Remove the link."
+                if special
+                else "Copy what it points to into the dataset folder if it belongs there."
+            )
             reason = (
-                f"is a link to {target}, outside the dataset folder; it is not followed. Copy "
-                "what it points to into the dataset folder if it belongs there."
+                f"is a link to {target}{special}, outside the dataset folder; it is not "
+                f"followed. {advice}"
             )
             return self._skip(entry.path, ProblemKind.LINK_OUTSIDE, reason)
-        what = special_file_name(mode)
         if what == "a folder":
             here = holder or os.path.realpath(os.path.dirname(entry.path))
             if _inside(here, target):
