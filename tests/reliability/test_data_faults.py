@@ -257,3 +257,17 @@ def test_a_validation_split_without_a_class_is_warned_at_split_time(tmp_path):
     )
     full = prepare_data(RunConfig(data=DataConfig(path=str(tmp_path / "d" / "train"))))
     assert not any(p.kind is ProblemKind.MISSING_IN_SPLIT for p in full.problems)
+
+
+@posix_only
+def test_previews_in_the_app_use_the_same_safe_reader(tmp_path):
+    pytest.importorskip("PySide6")
+    from desktop.widgets.image_loader import decode_for_display
+    from desktop.widgets.text_preview import read_start
+    from engine.data import ImageError
+
+    os.mkfifo(tmp_path / "pipe.jpg")
+    os.mkfifo(tmp_path / "pipe.txt")
+    with pytest.raises(ImageError, match="is a named pipe"):
+        decode_for_display(str(tmp_path / "pipe.jpg"), 64)
+    assert read_start(str(tmp_path / "pipe.txt")).startswith("[The file is a named pipe")
