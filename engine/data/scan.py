@@ -2,7 +2,9 @@
 
 Layouts: ``root/<class>/...`` (flat), or ``root/train/<class>/...`` with ``val/`` and optionally
 ``test/`` beside it (split folders, names matched case-insensitively). Images may sit in
-sub-folders of a class folder. Nothing is ever written inside ``root``.
+sub-folders of a class folder. Nothing is ever written inside ``root``. Links are followed only
+inside ``root``, special files are never opened, and each file is read up to a size cap: see
+:mod:`engine.data.walk` and :mod:`engine.data.safe_read`.
 
 A cancelled scan raises :class:`ScanCancelled` (a DatasetError) rather than returning a partial
 index, so a half-scanned folder can never be trained on by mistake.

@@ -87,13 +87,15 @@ class DatasetWalk:
         """
         try:
             if not entry.is_symlink():
-                mode = entry.stat(follow_symlinks=False).st_mode
-                what = special_file_name(mode)
-                if what is None:
+                # The directory listing already knows regular files and folders (no syscall).
+                if entry.is_file(follow_symlinks=False):
                     return "file"
-                if what == "a folder":
+                if entry.is_dir(follow_symlinks=False):
                     return "dir"
-                return self._skip(entry.path, ProblemKind.NOT_REGULAR, self._special(what))
+                what = special_file_name(entry.stat(follow_symlinks=False).st_mode)
+                return self._skip(
+                    entry.path, ProblemKind.NOT_REGULAR, self._special(what or "not a file")
+                )
             return self._link_kind(entry, holder)
         except OSError as exc:
             reason = f"cannot be read ({exc.strerror or exc}); it is skipped."
