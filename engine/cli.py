@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("refit: interrupted", file=sys.stderr)
+        print("refit: stopped by Ctrl+C.", file=sys.stderr)
         return 130
     except Exception as exc:
         from engine.training.provenance import error_sentence
@@ -211,6 +211,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
                     "modality": "text" if text else "image",
                     "text_column": getattr(index, "text_column", None),
                     "label_column": getattr(index, "label_column", None),
+                    "read": getattr(index, "read", 0) or None,
                     "problems": [
                         {
                             "kind": str(p.kind),
@@ -229,6 +230,12 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         columns = ""
         if text and getattr(index, "text_column", None):
             columns = f" (text column '{index.text_column}', label column '{index.label_column}')"
+        read = getattr(index, "read", 0)
+        if read:
+            unit = "line" if str(index.root).lower().endswith(".jsonl") else "row"
+            columns += f"; {read} {unit}{'s' if read != 1 else ''} read"
+            if read > len(index.samples):
+                columns += f", {read - len(index.samples)} not used (why: below)"
         print(
             f"{index.root}: {len(index.samples)} usable {'texts' if text else 'images'} in "
             f"{len(index.classes)} classes"

@@ -37,13 +37,13 @@ class _ReadRunnable(QRunnable):
 
 def read_start(path: str) -> str:
     """The first READ_BYTES of a file as text, or a sentence saying why it cannot be shown."""
+    from engine.data.safe_read import FileReadError, read_head
     from engine.data.text_read import BinaryFileError, decode_text
 
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(READ_BYTES)
-    except OSError as exc:
-        return f"[The file cannot be read: {exc.strerror or exc}.]"
+        data = read_head(path, READ_BYTES)  # never blocks on a named pipe or a device
+    except FileReadError as exc:
+        return f"[The file {exc.reason}.]"
     if not data:
         return "[The file is empty.]"
     try:

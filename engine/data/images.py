@@ -13,6 +13,10 @@ Choices worth knowing:
 - Only formats in ``_FORMATS`` are opened: a renamed PostScript file must never start Ghostscript.
 - A file whose content is not any known image format is NOT_IMAGE; one that starts like an image
   but cannot be decoded is TRUNCATED or UNREADABLE.
+- Files are read through :func:`engine.data.safe_read.read_capped`: regular files only, at most
+  ``IMAGE_LIMIT`` bytes, never blocking on a named pipe or a device.
+- Pillow's DecompressionBombWarning is silenced: every image past ``Image.MAX_IMAGE_PIXELS`` is
+  refused with a sentence (``_refuse_bombs``), so the warning would only be noise on stderr.
 """
 
 from __future__ import annotations
@@ -21,12 +25,16 @@ import contextlib
 import functools
 import io
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.data.problems import ImageError, ProblemKind
+from engine.data.safe_read import IMAGE_LIMIT, FileReadError, read_capped
+
+_BOMB_FILTER = ("ignore", None, Image.DecompressionBombWarning, None, 0)
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {
@@ -82,10 +90,9 @@ def load_image(path: str | Path, *, min_size: int | None = None) -> Image.Image:
     """
     name = str(path)
     try:
-        data = Path(path).read_bytes()
-    except (OSError, ValueError) as exc:
-        kind, reason = classify_error(exc, b"")
-        raise ImageError(f"{name} {reason}.", kind, reason) from exc
+        data = read_capped(path, IMAGE_LIMIT, what="image")
+    except FileReadError as exc:
+        raise ImageError(f"{name} {exc.reason}.", exc.kind, exc.reason) from None
     return decode_image(data, name, min_size=min_size)
 
 
@@ -105,7 +112,14 @@ def decode_image(data: bytes, name: str, *, min_size: int | None = None) -> Imag
         raise ImageError(f"{name} {reason}.", kind, reason) from exc
 
 
+def _silence_bomb_warning() -> None:
+    """Re-added when gone: ``warnings.catch_warnings`` blocks elsewhere restore older filters."""
+    if _BOMB_FILTER not in warnings.filters:
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 def _decode(data: bytes, min_size: int | None) -> Image.Image:
+    _silence_bomb_warning()
     with Image.open(io.BytesIO(data), formats=_formats()) as im:
         _refuse_bombs(im)
         if im.format in ("JPEG", "MPO"):

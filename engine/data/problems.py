@@ -22,6 +22,11 @@ class ProblemKind(StrEnum):
     CONFLICTING_LABELS = "conflicting-labels"
     IN_TWO_SPLITS = "in-two-splits"
     STRAY_FILE = "stray-file"
+    NOT_REGULAR = "not-a-regular-file"
+    FILE_TOO_BIG = "file-too-large"
+    LINK_OUTSIDE = "link-outside-dataset"
+    LINK_LOOP = "link-loop"
+    MISSING_IN_SPLIT = "class-missing-in-split"
 
 
 class DatasetError(ValueError):
@@ -71,6 +76,9 @@ _FILE_ADVICE = {
     ProblemKind.UNREADABLE: "it will be skipped. Check its permissions, or re-export it.",
     ProblemKind.TRUNCATED: "it will be skipped. Re-export or remove the file.",
     ProblemKind.TOO_LARGE: "it will be skipped. Downscale it first.",
+    ProblemKind.NOT_REGULAR: "it is skipped. Remove it from the dataset folder.",
+    ProblemKind.FILE_TOO_BIG: "it is skipped. Shrink or split the file.",
+    ProblemKind.LINK_LOOP: "it is skipped. Remove the link.",
 }
 
 

@@ -2,7 +2,9 @@
 
 Layouts: ``root/<class>/...`` (flat), or ``root/train/<class>/...`` with ``val/`` and optionally
 ``test/`` beside it (split folders, names matched case-insensitively). Images may sit in
-sub-folders of a class folder. Nothing is ever written inside ``root``.
+sub-folders of a class folder. Nothing is ever written inside ``root``. Links are followed only
+inside ``root``, special files are never opened, and each file is read up to a size cap: see
+:mod:`engine.data.walk` and :mod:`engine.data.safe_read`.
 
 A cancelled scan raises :class:`ScanCancelled` (a DatasetError) rather than returning a partial
 index, so a half-scanned folder can never be trained on by mistake.
@@ -19,8 +21,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.data.images import IMAGE_EXTENSIONS, classify_error, decode_image
+from engine.data.images import IMAGE_EXTENSIONS, decode_image
 from engine.data.index import DatasetIndex, Sample
+from engine.data.modality import unusable_source
 from engine.data.problems import (
     DatasetError,
     ImageError,
@@ -31,6 +34,8 @@ from engine.data.problems import (
     plural,
 )
 from engine.data.review import Reviewed, review_samples
+from engine.data.safe_read import IMAGE_LIMIT, FileReadError, read_capped
+from engine.data.walk import DatasetWalk, is_hidden
 
 SPLIT_NAMES = {
     "train": "train",
@@ -41,22 +46,6 @@ SPLIT_NAMES = {
     "test": "test",
     "testing": "test",
 }
-_IGNORED_NAMES = frozenset(
-    {
-        "__macosx",
-        "thumbs.db",
-        "desktop.ini",
-        "$recycle.bin",
-        "system volume information",
-        "__pycache__",
-        "icon\r",
-    }
-)
-
-
-def is_hidden(name: str) -> bool:
-    """Names that are never classes or images: dot files, OS litter."""
-    return name.startswith(".") or name.lower() in _IGNORED_NAMES
 
 
 @dataclass
@@ -90,25 +79,27 @@ def scan_folder(
     """
     root_path = Path(os.path.abspath(Path(root).expanduser()))
     entries = _list_root(root_path)
-    split_dirs = _split_dirs(root_path, entries)
     walk = _Walk()
-    if split_dirs:
-        for entry in entries:
-            split = SPLIT_NAMES.get(entry.name.lower())
-            if not entry.is_dir():
-                _stray(walk, root_path, entry, "is not inside a class folder")
-                continue
-            if split is None:
-                _stray(walk, root_path, entry, "is not a train, val or test folder")
-                continue
-            if split_dirs[split] != entry.name:
-                _stray(walk, root_path, entry, f"is a second {split} folder")
-                continue
-            for sub in _sorted_entries(Path(entry.path), walk, root_path):
-                _visit(walk, root_path, sub, split)
-    else:
-        for entry in entries:
-            _visit(walk, root_path, entry, None)
+    safe = DatasetWalk(root_path, walk.problems, cancel)
+    kinds = {entry.name: safe.kind(entry) for entry in entries}  # skipped ones are told here
+    split_dirs = _split_dirs(root_path, entries, kinds)
+    for entry in entries:
+        kind = kinds[entry.name]
+        if kind is None:
+            continue
+        if not split_dirs:
+            _visit(walk, safe, entry, None, kind)
+            continue
+        split = SPLIT_NAMES.get(entry.name.lower())
+        if kind != "dir":
+            _stray(walk, root_path, entry, "is not inside a class folder")
+        elif split is None:
+            _stray(walk, root_path, entry, "is not a train, val or test folder")
+        elif split_dirs[split] != entry.name:
+            _stray(walk, root_path, entry, f"is a second {split} folder")
+        else:
+            for sub in safe.entries(entry.path):
+                _visit(walk, safe, sub, split, safe.kind(sub))
 
     digests = _check_files(walk, root_path, progress, cancel, workers)
     samples, review_problems = review_samples(walk.candidates, digests)
@@ -117,14 +108,8 @@ def scan_folder(
 
 
 def _list_root(root: Path) -> list[os.DirEntry]:
-    if not root.exists():
-        raise DatasetError(
-            f"The folder {root} does not exist; choose an existing folder of labeled images."
-        )
     if not root.is_dir():
-        raise DatasetError(
-            f"{root} is a file, not a folder; choose the folder that holds one subfolder per class."
-        )
+        raise DatasetError(unusable_source(root))
     try:
         with os.scandir(root) as it:
             entries = [e for e in it if not is_hidden(e.name)]
@@ -135,7 +120,9 @@ def _list_root(root: Path) -> list[os.DirEntry]:
     return sorted(entries, key=lambda e: e.name)
 
 
-def _split_dirs(root: Path, entries: list[os.DirEntry]) -> dict[str, str]:
+def _split_dirs(
+    root: Path, entries: list[os.DirEntry], kinds: dict[str, str | None]
+) -> dict[str, str]:
     """{"train": folder name, ...} when the root uses split folders, else {}.
 
     A train folder that holds sub-folders marks the layout; a class that happens to be named
@@ -144,7 +131,7 @@ def _split_dirs(root: Path, entries: list[os.DirEntry]) -> dict[str, str]:
     found: dict[str, str] = {}
     for entry in entries:
         split = SPLIT_NAMES.get(entry.name.lower())
-        if split and entry.is_dir() and split not in found:
+        if split and kinds[entry.name] == "dir" and split not in found:
             found[split] = entry.name
     if "train" not in found:
         return {}
@@ -156,68 +143,28 @@ def _split_dirs(root: Path, entries: list[os.DirEntry]) -> dict[str, str]:
     return found if has_sub else {}
 
 
-def _sorted_entries(folder: Path, walk: _Walk, root: Path) -> list[os.DirEntry]:
-    try:
-        with os.scandir(folder) as it:
-            return sorted((e for e in it if not is_hidden(e.name)), key=lambda e: e.name)
-    except OSError as exc:
-        rel = folder.relative_to(root).as_posix()
-        walk.problems.append(
-            Problem(
-                kind=ProblemKind.UNREADABLE,
-                path=str(folder),
-                message=f"The folder {rel} cannot be read ({exc.strerror or exc}); it is skipped.",
-            )
-        )
-        return []
-
-
-def _visit(walk: _Walk, root: Path, entry: os.DirEntry, split: str | None) -> None:
+def _visit(
+    walk: _Walk, safe: DatasetWalk, entry: os.DirEntry, split: str | None, kind: str | None
+) -> None:
     """One entry of the root (or of a split folder): a class folder, or a stray file."""
-    if not entry.is_dir():
+    if kind is None:
+        return
+    root = safe.root
+    if kind != "dir":
         _stray(walk, root, entry, "is not inside a class folder")
         return
     cls = entry.name
     walk.folders.setdefault((split, cls), entry.path)
-    seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(
-        entry.path, followlinks=True, onerror=lambda e: _walk_error(walk, root, e)
-    ):
-        try:
-            st = os.stat(dirpath)
-            key = (st.st_dev, st.st_ino)
-        except OSError:
-            key = (0, hash(os.path.realpath(dirpath)))
-        if key in seen:  # a link back up the tree: do not loop
-            dirnames[:] = []
+    for path in safe.files(entry.path):
+        rel = safe.rel(path)
+        ext = Path(path).suffix.lower()
+        if ext not in IMAGE_EXTENSIONS:
+            why = f"{ext} files are not read" if ext else "it has no file extension"
+            walk.problems.append(
+                file_problem(rel, path, ProblemKind.NOT_IMAGE, f"is not an image file ({why})")
+            )
             continue
-        seen.add(key)
-        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
-        for name in sorted(filenames):
-            if is_hidden(name):
-                continue
-            path = os.path.join(dirpath, name)
-            rel = Path(path).relative_to(root).as_posix()
-            if Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
-                ext = Path(name).suffix.lower()
-                why = f"{ext} files are not read" if ext else "it has no file extension"
-                walk.problems.append(
-                    file_problem(rel, path, ProblemKind.NOT_IMAGE, f"is not an image file ({why})")
-                )
-                continue
-            walk.candidates.append(_Candidate(path=path, rel=rel, cls=cls, split=split))
-
-
-def _walk_error(walk: _Walk, root: Path, exc: OSError) -> None:
-    where = exc.filename or ""
-    rel = Path(where).relative_to(root).as_posix() if where.startswith(str(root)) else where
-    walk.problems.append(
-        Problem(
-            kind=ProblemKind.UNREADABLE,
-            path=where or None,
-            message=f"The folder {rel} cannot be read ({exc.strerror or exc}); it is skipped.",
-        )
-    )
+        walk.candidates.append(_Candidate(path=path, rel=rel, cls=cls, split=split))
 
 
 def _stray(walk: _Walk, root: Path, entry: os.DirEntry, what: str) -> None:
@@ -234,10 +181,9 @@ def _stray(walk: _Walk, root: Path, entry: os.DirEntry, what: str) -> None:
 def _check_file(path: str, rel: str) -> tuple[str | None, Problem | None]:
     """Read, hash and decode one file: (digest, None) or (None, problem)."""
     try:
-        data = Path(path).read_bytes()
-    except (OSError, ValueError) as exc:
-        kind, reason = classify_error(exc, b"")
-        return None, file_problem(rel, path, kind, reason)
+        data = read_capped(path, IMAGE_LIMIT, what="image")
+    except FileReadError as exc:
+        return None, file_problem(rel, path, exc.kind, exc.reason)
     try:
         decode_image(data, rel, min_size=1)
     except ImageError as exc:
@@ -267,25 +213,26 @@ def _check_files(
     else:
         # A bounded window of files in flight: cancel stays quick and wait() stays cheap.
         window = 4 * n_workers
-        with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="refit-scan") as pool:
-            pending: dict[Future, int] = {}
-            next_i = done = 0
-            try:
-                while done < total:
-                    while next_i < total and len(pending) < window:
-                        c = items[next_i]
-                        pending[pool.submit(_check_file, c.path, c.rel)] = next_i
-                        next_i += 1
-                    finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                    if cancel is not None and cancel.is_set():
-                        raise ScanCancelled()
-                    for fut in finished:
-                        results[pending.pop(fut)] = fut.result()
-                        done += 1
-                    reporter.update(done)
-            finally:
-                for fut in pending:
-                    fut.cancel()
+        pool = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="refit-scan")
+        pending: dict[Future, int] = {}
+        next_i = done = 0
+        try:
+            while done < total:
+                while next_i < total and len(pending) < window:
+                    c = items[next_i]
+                    pending[pool.submit(_check_file, c.path, c.rel)] = next_i
+                    next_i += 1
+                finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                if cancel is not None and cancel.is_set():
+                    raise ScanCancelled()
+                for fut in finished:
+                    results[pending.pop(fut)] = fut.result()
+                    done += 1
+                reporter.update(done)
+        finally:
+            # On cancel or Ctrl+C, return at once: queued files are dropped and the few in
+            # flight (each a regular file under the size cap) finish on their own.
+            pool.shutdown(wait=False, cancel_futures=True)
     for _, problem in results:
         if problem is not None:
             walk.problems.append(problem)

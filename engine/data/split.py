@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine.data.index import DatasetIndex, Sample
+from engine.data.problems import Problem, ProblemKind
 
 
 @dataclass(frozen=True)
@@ -94,3 +95,30 @@ def _shares(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int
     n_val = min(n_val, n - 1)
     n_test = max(0, min(n_test, n - 1 - n_val))
     return n_val, n_test
+
+
+def missing_class_problems(splits: Splits, classes: Sequence[str]) -> list[Problem]:
+    """A warning for a validation or test split that has no examples of a class that training
+    has: its accuracy (even 1.0) says nothing about that class."""
+    in_train = {s.label for s in splits.train}
+    problems = []
+    for name, samples in (("validation", splits.val), ("test", splits.test)):
+        if not samples:
+            continue
+        present = {s.label for s in samples}
+        missing = [classes[label] for label in sorted(in_train - present)]
+        if not missing:
+            continue
+        shown = ", ".join(f"'{c}'" for c in missing[:5]) + (", …" if len(missing) > 5 else "")
+        many = len(missing) > 1
+        count = f" ({len(missing)} of {len(classes)} classes)" if many else ""
+        problems.append(
+            Problem(
+                kind=ProblemKind.MISSING_IN_SPLIT,
+                message=f"The {name} split has no examples of {shown}{count}; its accuracy says "
+                f"nothing about {'them' if many else 'it'}. Add {name} examples of "
+                f"{'each' if many else 'it'} (in the {'val' if name == 'validation' else 'test'}/"
+                " folder, or more examples so some can be set aside).",
+            )
+        )
+    return problems

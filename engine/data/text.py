@@ -10,6 +10,7 @@ says so to a type checker): copies of a text share a digest, so they stay in one
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import unicodedata
@@ -21,8 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from engine.data.index import DatasetIndex
+from engine.data.modality import unusable_source
 from engine.data.problems import DatasetError, Problem, ProblemKind, plural
-from engine.data.text_read import TABLE_EXTENSIONS, cell_text, choose_columns, read_table
+from engine.data.text_read import TABLE_EXTENSIONS
 
 if TYPE_CHECKING:
     from engine.data.split import Splits
@@ -36,6 +38,8 @@ class TextProblemKind(StrEnum):
     ENCODING = "encoding"
     NOT_TEXT = "not-text"
     BAD_LINE = "bad-line"
+    BLANK_ROW = "blank-row"
+    OPEN_QUOTE = "unterminated-quote"
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class TextIndex:
     has_splits: bool
     text_column: str | None = None
     label_column: str | None = None
+    read: int = 0  # rows (lines, files) read from the source, used or not
 
     @property
     def source(self) -> str:
@@ -152,29 +157,27 @@ def scan_text_source(
     """
     path = Path(os.path.abspath(Path(source).expanduser()))
     if not path.exists():
-        raise DatasetError(
-            f"{path} does not exist; choose a folder of class folders with .txt files, or a "
-            ".csv, .tsv or .jsonl file."
-        )
+        raise DatasetError(unusable_source(path))
     if path.is_dir():
         from engine.data.text_folder import walk_text_folder  # it uses this module's names
 
         items, problems, folders, has_splits = walk_text_folder(path)
+        read = 0
         where = Where("file")
         columns: tuple[str | None, str | None] = (None, None)
     elif path.suffix.lower() in TABLE_EXTENSIONS:
-        items, problems, columns = _table_items(path, text_column, label_column)
+        from engine.data.text_table import table_items  # it uses this module's names
+
+        items, problems, columns, read = table_items(path, text_column, label_column)
         where = Where("line" if path.suffix.lower() == ".jsonl" else "row", path.name, str(path))
         folders, has_splits = {}, False
     else:
-        raise DatasetError(
-            f"{path.name} is not a .csv, .tsv or .jsonl file; choose one of those, or a folder "
-            "of class folders with .txt files."
-        )
+        raise DatasetError(unusable_source(path))
     kept, review_problems = review_texts(items, where)
-    return _finish(
+    index = _finish(
         path, kept, problems + review_problems, folders, min_per_class, has_splits, columns
     )
+    return dataclasses.replace(index, read=read)
 
 
 def split_text_samples(
@@ -189,59 +192,6 @@ def split_text_samples(
         test_fraction=test_fraction,
         seed=seed,
     )
-
-
-def _table_items(
-    path: Path, text_column: str | None, label_column: str | None
-) -> tuple[list[TextItem], list[Problem], tuple[str | None, str | None]]:
-    table = read_table(path)
-    text_col, label_col = choose_columns(table, path.name, text_column, label_column)
-    where = Where(table.unit, path.name, str(path))
-    problems: list[Problem] = []
-    if table.encoding:
-        problems.append(
-            encoding_problem(TextProblemKind.ENCODING, where, [path.name], table.encoding)
-        )
-    if table.bad_lines:
-        problems.append(
-            aggregate(
-                TextProblemKind.BAD_LINE,
-                where,
-                [str(n) for n in table.bad_lines],
-                ("is not a JSON object", "are not JSON objects"),
-                ("it is skipped.", "they are skipped."),
-            )
-        )
-    items: list[TextItem] = []
-    no_text: list[str] = []
-    no_label: list[str] = []
-    for number, row in table.rows:
-        text, label = cell_text(row.get(text_col)), cell_text(row.get(label_col))
-        if not text:
-            no_text.append(str(number))
-        elif not label:
-            no_label.append(str(number))
-        else:
-            origin = f"{path.name}:{table.unit} {number}"
-            items.append(TextItem(text=text, cls=label, split=None, ref=str(number), origin=origin))
-    skipped = ("it is skipped.", "they are skipped.")
-    if no_text:
-        problems.append(
-            aggregate(
-                TextProblemKind.EMPTY_TEXT, where, no_text, ("has no text", "have no text"), skipped
-            )
-        )
-    if no_label:
-        problems.append(
-            aggregate(
-                TextProblemKind.MISSING_LABEL,
-                where,
-                no_label,
-                ("has no label", "have no label"),
-                skipped,
-            )
-        )
-    return items, problems, (text_col, label_col)
 
 
 def encoding_problem(kind: str, where: Where, refs: Sequence[str], encoding: str) -> Problem:

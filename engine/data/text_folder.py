@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 from engine.data.problems import DatasetError, Problem, ProblemKind, file_problem
-from engine.data.scan import SPLIT_NAMES, is_hidden
+from engine.data.safe_read import TEXT_FILE_LIMIT, FileReadError, read_capped
+from engine.data.scan import SPLIT_NAMES
 from engine.data.text import (
     TextItem,
     TextProblemKind,
@@ -15,6 +16,7 @@ from engine.data.text import (
     encoding_problem,
 )
 from engine.data.text_read import BinaryFileError, decode_text
+from engine.data.walk import DatasetWalk, is_hidden
 
 TEXT_EXTENSIONS = (".txt",)
 
@@ -24,18 +26,23 @@ def walk_text_folder(
 ) -> tuple[list[TextItem], list[Problem], dict[str, str], bool]:
     """(texts, problems, {class: folder}, has_splits) of a folder of class folders."""
     entries = _entries(root)
-    splits = _split_dirs(root, entries)
     problems: list[Problem] = []
+    safe = DatasetWalk(root, problems)
+    kinds = {entry.name: safe.kind(entry) for entry in entries}  # skipped ones are told here
+    splits = _split_dirs(root, entries, kinds)
     folders: dict[str, str] = {}
     items: list[TextItem] = []
-    state = _State(root, items, problems)
+    state = _State(safe, items)
     for entry in entries:
+        kind = kinds[entry.name]
         split = SPLIT_NAMES.get(entry.name.lower()) if splits else None
-        if not entry.is_dir():
+        if kind is None:
+            continue
+        if kind != "dir":
             state.stray(entry.path, "is not inside a class folder")
         elif not splits:
             folders.setdefault(entry.name, entry.path)
-            state.read_class(Path(entry.path), entry.name, None)
+            state.read_class(entry.path, entry.name, None)
         elif split is None or splits[split] != entry.name:
             what = (
                 "is not a train, val or test folder"
@@ -44,25 +51,28 @@ def walk_text_folder(
             )
             state.stray(entry.path, what)
         else:
-            for sub in _entries(Path(entry.path)):
-                if not sub.is_dir():
+            for sub in safe.entries(entry.path):
+                sub_kind = safe.kind(sub)
+                if sub_kind is None:
+                    continue
+                if sub_kind != "dir":
                     state.stray(sub.path, "is not inside a class folder")
                     continue
                 if split == "train" or sub.name not in folders:
                     folders[sub.name] = sub.path
-                state.read_class(Path(sub.path), sub.name, split)
+                state.read_class(sub.path, sub.name, split)
     state.report()
     return items, problems, folders, bool(splits)
 
 
 class _State:
-    def __init__(self, root: Path, items: list[TextItem], problems: list[Problem]) -> None:
-        self.root, self.items, self.problems = root, items, problems
+    def __init__(self, safe: DatasetWalk, items: list[TextItem]) -> None:
+        self.safe, self.items, self.problems = safe, items, safe.problems
         self.no_text: list[str] = []
         self.encodings: dict[str, list[str]] = {}
 
     def rel(self, path: str) -> str:
-        return Path(path).relative_to(self.root).as_posix()
+        return self.safe.rel(path)
 
     def stray(self, path: str, what: str) -> None:
         self.problems.append(
@@ -73,12 +83,9 @@ class _State:
             )
         )
 
-    def read_class(self, folder: Path, cls: str, split: str | None) -> None:
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
-            for name in sorted(filenames):
-                if not is_hidden(name):
-                    self.read_file(os.path.join(dirpath, name), cls, split)
+    def read_class(self, folder: str, cls: str, split: str | None) -> None:
+        for path in self.safe.files(folder):
+            self.read_file(path, cls, split)
 
     def read_file(self, path: str, cls: str, split: str | None) -> None:
         rel = self.rel(path)
@@ -94,10 +101,9 @@ class _State:
             )
             return
         try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            reason = f"cannot be read ({exc.strerror or exc})"
-            self.problems.append(file_problem(rel, path, ProblemKind.UNREADABLE, reason))
+            data = read_capped(path, TEXT_FILE_LIMIT, what="text file")
+        except FileReadError as exc:
+            self.problems.append(file_problem(rel, path, exc.kind, exc.reason))
             return
         if not data:
             self.problems.append(file_problem(rel, path, ProblemKind.EMPTY_FILE, "is empty"))
@@ -146,13 +152,15 @@ def _entries(folder: Path) -> list[os.DirEntry]:
         ) from exc
 
 
-def _split_dirs(root: Path, entries: list[os.DirEntry]) -> dict[str, str]:
+def _split_dirs(
+    root: Path, entries: list[os.DirEntry], kinds: dict[str, str | None]
+) -> dict[str, str]:
     """{"train": folder name, ...} when the root uses split folders (a train folder holding
     sub-folders), else {}."""
     found: dict[str, str] = {}
     for entry in entries:
         split = SPLIT_NAMES.get(entry.name.lower())
-        if split and entry.is_dir() and split not in found:
+        if split and kinds[entry.name] == "dir" and split not in found:
             found[split] = entry.name
     if "train" not in found:
         return {}

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.data.problems import DatasetError
+from engine.data.safe_read import TABLE_LIMIT, FileReadError, read_capped
 
 TABLE_EXTENSIONS = (".csv", ".tsv", ".jsonl")
 
@@ -48,27 +50,49 @@ def decode_text(data: bytes) -> tuple[str, str | None]:
         return data.decode("latin-1"), _ENCODING_NAMES["latin-1"]
 
 
+@dataclass(frozen=True)
+class OpenQuote:
+    """A quote that is never closed: it opens column ``column`` (1-based) of row ``row`` and
+    swallows everything to the end of the file, ``rows`` rows in all (``row`` included)."""
+
+    row: int
+    column: int
+    rows: int
+
+
 @dataclass
 class Table:
     """The rows of a table file. ``rows`` pairs each row's number (spreadsheet row, the header
-    being row 1; or file line for JSON Lines) with its values by column name."""
+    being row 1; or file line for JSON Lines) with its values by column name.
+
+    Every row of the file is either in ``rows`` or accounted for: ``bad_lines`` (JSON Lines
+    that are not objects), ``blank_rows`` (rows with no value in any cell) or ``open_quote``.
+    """
 
     columns: list[str]
     rows: list[tuple[int, dict[str, object]]] = field(default_factory=list)
     unit: str = "row"
     encoding: str | None = None
     bad_lines: list[int] = field(default_factory=list)  # JSON Lines that could not be parsed
+    blank_rows: list[int] = field(default_factory=list)
+    open_quote: OpenQuote | None = None
+
+    @property
+    def rows_read(self) -> int:
+        """How many rows (or lines) the file holds below its header."""
+        swallowed = self.open_quote.rows if self.open_quote else 0
+        return len(self.rows) + len(self.bad_lines) + len(self.blank_rows) + swallowed
 
 
 def read_table(path: Path) -> Table:
     """Parse a .csv (delimiter sniffed), .tsv or .jsonl file; DatasetError when impossible."""
     name = path.name
     try:
-        data = path.read_bytes()
-    except OSError as exc:
+        data = read_capped(path, TABLE_LIMIT, what="table")
+    except FileReadError as exc:
         raise DatasetError(
-            f"{path} cannot be read ({exc.strerror or exc}); check its permissions."
-        ) from exc
+            f"{path} {exc.reason}; choose a readable .csv, .tsv or .jsonl file."
+        ) from None
     if not data.strip():
         raise DatasetError(
             f"{name} is empty; choose a file with a header row and one example a row."
@@ -112,15 +136,67 @@ def _read_delimited(text: str, delimiter: str, name: str) -> Table:
             raise DatasetError(f"{name} has no header row; its first row must name the columns.")
         columns = _unique_names([h.strip() for h in header])
         table = Table(columns=columns)
+        last: tuple[int, int, list[str]] | None = None  # row, its first line, values
+        row_number, prev_end = 1, reader.line_num
         # Spreadsheet numbering (what a user sees when opening the file): the header is row 1.
         for row_number, record in enumerate(reader, start=2):
-            if any(v.strip() for v in record):
-                table.rows.append((row_number, dict(zip(columns, record, strict=False))))
+            if last is not None:
+                _add_row(table, *last)
+            last = (row_number, prev_end + 1, record)
+            prev_end = reader.line_num
+        # An unclosed quote swallows every row after it into the last row's last cell.
+        tail = _lines_from(text, last[1]) if last is not None else ""
+        if last is not None and _ends_in_open_quote(tail, delimiter):
+            # Empty lines at the very end are not rows, swallowed or not.
+            lines = len(io.StringIO(tail.rstrip("\r\n"), newline="").readlines())
+            table.open_quote = OpenQuote(last[0], max(1, len(last[2])), max(1, lines))
+        elif last is not None:
+            _add_row(table, *last)
+        while table.blank_rows and table.blank_rows[-1] == row_number:
+            # Empty lines at the very end are not rows anyone sees in a spreadsheet.
+            table.blank_rows.pop()
+            row_number -= 1
     except csv.Error as exc:
         raise DatasetError(
             f"{name} cannot be parsed (line {reader.line_num}: {exc}); check its quotes."
         ) from exc
     return table
+
+
+def _add_row(table: Table, row_number: int, _line: int, record: list[str]) -> None:
+    if any(v.strip() for v in record):
+        table.rows.append((row_number, dict(zip(table.columns, record, strict=False))))
+    else:
+        table.blank_rows.append(row_number)
+
+
+def _lines_from(text: str, first_line: int) -> str:
+    """The text from line ``first_line`` (1-based, as csv counts lines) to the end."""
+    return "".join(itertools.islice(io.StringIO(text, newline=""), first_line - 1, None))
+
+
+def _ends_in_open_quote(text: str, delimiter: str) -> bool:
+    """Whether ``text`` (whole rows) ends inside a quoted cell, read as Python's csv reads it:
+    a quote opens a cell only at its start, and "" inside a quoted cell is a quote."""
+    quoted, at_start = False, True
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if quoted:
+            if c == '"':
+                if i + 1 < n and text[i + 1] == '"':
+                    i += 1
+                else:
+                    quoted = False
+        elif c == delimiter or c in "\r\n":
+            at_start = True
+            i += 1
+            continue
+        elif at_start and c == '"':
+            quoted = True
+        at_start = False
+        i += 1
+    return quoted
 
 
 def _read_jsonl(text: str, name: str) -> Table:

@@ -176,6 +176,7 @@ def texts_of_files(files: Iterable[str], text_column: str | None = None) -> list
     Raises DatasetError with one sentence for a file that cannot be read.
     """
     from engine.data import DatasetError
+    from engine.data.safe_read import TEXT_FILE_LIMIT, FileReadError, read_capped
     from engine.data.text_read import (
         TABLE_EXTENSIONS,
         cell_text,
@@ -189,6 +190,13 @@ def texts_of_files(files: Iterable[str], text_column: str | None = None) -> list
         path = Path(name)
         if path.suffix.lower() in TABLE_EXTENSIONS:
             table = read_table(path)
+            if table.open_quote is not None:
+                quote = table.open_quote
+                raise DatasetError(
+                    f"Row {quote.row} of {path.name} opens a quote in column {quote.column} that "
+                    f"is never closed, so {quote.rows} rows would be read as one text; close the "
+                    "quote and try again."
+                )
             column = text_column_of(table, path.name, text_column)
             out.extend(
                 (f"{path.name}:{table.unit} {number}", cell_text(row.get(column)))
@@ -196,7 +204,9 @@ def texts_of_files(files: Iterable[str], text_column: str | None = None) -> list
             )
             continue
         try:
-            out.append((name, decode_text(path.read_bytes())[0]))
-        except (OSError, ValueError) as exc:
+            out.append((name, decode_text(read_capped(path, TEXT_FILE_LIMIT, what="text"))[0]))
+        except FileReadError as exc:
+            raise DatasetError(f"The text file {path} {exc.reason}; it cannot be read.") from None
+        except ValueError as exc:
             raise DatasetError(f"Cannot read the text file {path}: {exc}.") from exc
     return out

@@ -21,6 +21,7 @@ from engine.data import (
     scan_text_source,
     split_samples,
 )
+from engine.data.split import missing_class_problems
 from engine.runs import RunDir
 from engine.training.control import Cancelled, RunControl
 
@@ -132,7 +133,7 @@ def prepare_data(
         train=splits.train,
         val=splits.val,
         test=splits.test,
-        problems=index.problems,
+        problems=index.problems + tuple(missing_class_problems(splits, index.classes)),
         modality=modality,
     )
 

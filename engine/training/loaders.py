@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -83,8 +84,17 @@ def make_loader(
         # would draw different dropout masks than an uninterrupted one.
         generator=torch.Generator().manual_seed(seed),
         prefetch_factor=4 if workers > 0 else None,
+        worker_init_fn=ignore_sigint if workers > 0 else None,
     )
     return loader, sampler
+
+
+def ignore_sigint(worker_id: int) -> None:
+    """DataLoader workers ignore Ctrl+C: the terminal sends it to the whole process group, and
+    the main process decides what it means (stop after this step); a worker that died of it
+    would turn a clean stop into a failed run."""
+    del worker_id
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def batches_of(indices: Sequence[int], batch_size: int) -> list[list[int]]:

@@ -90,7 +90,7 @@ def test_missing_folder_raises_one_sentence(tmp_path):
     assert "nope" in str(err.value) and "\n" not in str(err.value)
     assert ProblemKind.MISSING_FOLDER == "missing-folder"
     (tmp_path / "file.png").write_bytes(b"x")
-    with pytest.raises(DatasetError, match="not a folder"):
+    with pytest.raises(DatasetError, match=r"file\.png is a single file, not a dataset; choose"):
         scan_folder(tmp_path / "file.png")
 
 
@@ -257,14 +257,25 @@ def test_stray_files_are_reported_and_ignored(tmp_path):
     assert "README.md is not inside a class folder; it is ignored." in messages
 
 
-def test_symlinks_are_followed_without_looping(tmp_path):
+def test_links_inside_are_followed_links_outside_and_back_up_are_not(tmp_path):
     outside = make_folder(tmp_path / "elsewhere", {"owls": 2}, start=10)
-    root = make_folder(tmp_path / "d", {"cats": 2})
+    root = make_folder(tmp_path / "d", {"cats": 2, "dogs": 2})
+    (root / "dogs" / "more").mkdir()
+    save(image(20), root / "dogs" / "more" / "m.png")
     os.symlink(outside / "owls", root / "owls")
     os.symlink(root / "cats", root / "cats" / "loop")
+    os.symlink(root / "dogs" / "more", root / "dogs" / "again")  # inside: followed once
     index = scan_folder(root)
-    assert index.classes == ("cats", "owls")
-    assert index.class_counts() == {"all": {"cats": 2, "owls": 2}}
+    assert index.classes == ("cats", "dogs")
+    assert index.class_counts() == {"all": {"cats": 2, "dogs": 3}}
+    by_path = {p.path: p for p in index.problems}
+    owls = by_path[str(root / "owls")]
+    assert owls.kind is ProblemKind.LINK_OUTSIDE
+    assert owls.message.startswith("owls is a link to ") and "outside the dataset" in owls.message
+    loop = by_path[str(root / "cats" / "loop")]
+    assert loop.kind is ProblemKind.LINK_LOOP and "holds the link" in loop.message
+    again = by_path[str(root / "dogs" / "again")]  # the second way into the same folder
+    assert again.kind is ProblemKind.LINK_LOOP and "already read" in again.message
 
 
 def test_progress_is_reported_and_thinned(tmp_path):

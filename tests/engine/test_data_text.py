@@ -211,8 +211,10 @@ def test_no_usable_rows_is_fatal(tmp_path):
     assert fatal.message.endswith("has no classes; give every row a text and a label.")
     with pytest.raises(DatasetError, match="is empty"):
         scan_text_source(write(tmp_path / "e.csv", ""))
-    with pytest.raises(DatasetError, match=r"not a \.csv, \.tsv or \.jsonl"):
+    with pytest.raises(DatasetError, match=r"e\.xlsx is a spreadsheet.*save the sheet as CSV"):
         scan_text_source(write(tmp_path / "e.xlsx", "x"))
+    with pytest.raises(DatasetError, match=r"e\.bin is not a folder or a \.csv, \.tsv or \.jsonl"):
+        scan_text_source(write(tmp_path / "e.bin", "x"))
 
 
 def test_stratified_split_is_deterministic_and_keeps_copies_together(tmp_path):
