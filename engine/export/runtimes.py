@@ -109,6 +109,7 @@ def rebuild_classifier(folder: Path, manifest: dict[str, Any], weights: Path | N
         backbone=backbone,
         pretrained=False,
         head_dropout=float(model_cfg.get("head_dropout", 0.0)),
+        # Kept only as a record: engine.trust, not the manifest, decides whether code runs.
         allow_remote_code=bool(model_cfg.get("allow_remote_code", False)),
     )
     model = build_model(cfg, len(manifest["classes"]), load_weights=False)

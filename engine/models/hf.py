@@ -176,34 +176,30 @@ def build_hf_backbone(
 def load_hf_model(
     folder: Path, entry: CatalogEntry, cfg: ModelConfig, *, need_weights: bool
 ) -> tuple[nn.Module, Any]:
-    """(AutoModel in float32, its config) from a local folder; never downloads, and runs code
-    shipped with the model only when ``cfg.allow_remote_code``."""
-    if hf_config(folder / "config.json").get("auto_map") and not cfg.allow_remote_code:
-        raise ModelError(
-            f"{entry.display_name} needs to run code shipped with the model; turn on 'allow remote "
-            "code' only if you trust its author."
-        )
+    """(AutoModel in float32, its config) from a local folder; never downloads. Code shipped
+    with the model runs only when engine.trust says the user allowed it (``cfg`` only records
+    whether it was asked for)."""
+    from engine.trust import remote_code_kwargs
+
+    remote = remote_code_kwargs(folder, entry.display_name, asked=cfg.allow_remote_code)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: files are local anyway
     from transformers import AutoConfig, AutoModel
 
     from engine.models.text import first_line, quiet_transformers
 
     quiet_transformers()
-    remote = cfg.allow_remote_code
     try:
-        hf_cfg = AutoConfig.from_pretrained(
-            str(folder), local_files_only=True, trust_remote_code=remote
-        )
+        hf_cfg = AutoConfig.from_pretrained(str(folder), local_files_only=True, **remote)
         if need_weights:
             model = AutoModel.from_pretrained(
                 str(folder),
                 config=hf_cfg,
                 local_files_only=True,
-                trust_remote_code=remote,
                 dtype=torch.float32,
+                **remote,
             )
         else:
-            model = AutoModel.from_config(hf_cfg, trust_remote_code=remote)
+            model = AutoModel.from_config(hf_cfg, **remote)
     except (OSError, ValueError, KeyError, ImportError) as exc:
         raise ModelError(
             f"Cannot load the Hugging Face model {entry.display_name}: {first_line(exc)}"
