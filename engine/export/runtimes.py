@@ -68,8 +68,12 @@ class TorchScriptRuntime:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 self.module = torch.jit.load(str(path), map_location="cpu").eval()
-        except Exception as exc:
-            raise ExportError(f"{path} cannot be loaded as TorchScript ({exc}).") from exc
+        except Exception as exc:  # also TorchScript's own unpickler refusing unknown types
+            from engine.models.text import first_line
+
+            raise ExportError(
+                f"{path} cannot be loaded as TorchScript ({first_line(exc)}); export the run again."
+            ) from exc
 
     @torch.inference_mode()
     def logits(self, inputs: Inputs) -> np.ndarray:

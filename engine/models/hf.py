@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from pickle import UnpicklingError
 from typing import Any
 
 import torch
@@ -12,7 +13,14 @@ from torch import nn
 from engine.config import ModelConfig
 from engine.models.catalog import TEXT_STARTER, CatalogEntry, read_json
 from engine.models.errors import ModelError
-from engine.models.weights import _ALTERNATIVES, _unavailable, hf_cache_dir, hf_cached_file
+from engine.models.weights import (
+    _ALTERNATIVES,
+    USE_SAFE_WEIGHTS,
+    _unavailable,
+    hf_cache_dir,
+    hf_cached_file,
+)
+from engine.pickles import is_refused_pickle, refusal
 from engine.preprocess import Preprocess
 
 TEXT_ALTERNATIVES = f"use the offline starter text backbone {TEXT_STARTER}"
@@ -200,8 +208,15 @@ def load_hf_model(
             )
         else:
             model = AutoModel.from_config(hf_cfg, **remote)
-    except (OSError, ValueError, KeyError, ImportError) as exc:
+    except (OSError, ValueError, KeyError, ImportError, RuntimeError, UnpicklingError) as exc:
+        if is_refused_pickle(exc):
+            raise ModelError(refusal(_weights_file(folder), USE_SAFE_WEIGHTS)) from exc
         raise ModelError(
             f"Cannot load the Hugging Face model {entry.display_name}: {first_line(exc)}"
         ) from exc
     return model.float(), hf_cfg
+
+
+def _weights_file(folder: Path) -> Path:
+    """The weights file transformers reads from ``folder`` (for naming it in a sentence)."""
+    return next((folder / f for f in WEIGHT_FILES if (folder / f).is_file()), folder)

@@ -7,7 +7,6 @@ absence (and, with the user's grant, that it did by its presence).
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 EVIL_MODULE = "modeling_evil"
@@ -135,10 +134,13 @@ def evil_torch_pickle(path: Path, sentinel: Path) -> Path:
     return path
 
 
-def evil_plain_pickle(path: Path, sentinel: Path) -> Path:
-    """A plain pickle file (protocol 2) whose loading runs the payload."""
+def evil_legacy_torch_pickle(path: Path, sentinel: Path) -> Path:
+    """The same in torch's legacy (pre-zip) format: a bare sequence of pickles."""
+    import torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(pickle.dumps(_Payload(sentinel), protocol=2))
+    state = {"weight": torch.zeros(2), "extra": _Payload(sentinel)}
+    torch.save(state, path, _use_new_zipfile_serialization=False)
     return path
 
 
