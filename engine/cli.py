@@ -261,8 +261,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
+    from engine.runs import Workspace
     from engine.training.trainer import resume
+    from engine.trust import check_model
 
+    config = Workspace(args.workspace).open_run(args.run).config()
+    check_model(config.model.backbone, asked=config.model.allow_remote_code)  # run untouched
     return _run_with_progress(
         lambda cb, control: resume(
             args.run, workspace=args.workspace, on_event=cb, control=control

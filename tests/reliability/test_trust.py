@@ -99,6 +99,18 @@ def test_run_folder_asking_for_remote_code_is_refused(tmp_path, sentinel, image,
     assert not sentinel.exists()
 
 
+def test_resuming_a_run_folder_asking_for_remote_code_is_refused_untouched(
+    tmp_path, sentinel, capsys
+):
+    data = make_shapes_folder(tmp_path / "shapes", per_class=4)
+    run = crafted_run(tmp_path, sentinel, data)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    capsys.readouterr()
+    refused(capsys, refit(["resume", str(run), "--quiet"]))
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    assert not sentinel.exists()
+
+
 def test_replayed_config_asking_for_remote_code_is_refused(tmp_path, sentinel, capsys):
     data = make_shapes_folder(tmp_path / "shapes", per_class=4)
     run = crafted_run(tmp_path, sentinel, data)
