@@ -215,11 +215,15 @@ def test_a_run_config_cannot_carry_an_allow_list_entry(tmp_path, sentinel, image
     run = crafted_run(tmp_path, sentinel, data)
     backbone = Path(json.loads((run / "config.json").read_text())["model"]["backbone"])
     entry = {"sha256": trust.code_hash(backbone), "folder": str(backbone), "added": "x"}
-    for where in (run, run.parent.parent, backbone):
+    for where in (run, run.parent.parent, run.parent.parent / "runs"):
         (where / trust.ALLOW_LIST_NAME).write_text(json.dumps({"models": [entry]}))
     capsys.readouterr()
     refused(capsys, refit(["--workspace", str(run.parent.parent), "predict", run.name, str(image)]))
     assert not sentinel.exists()
+    # The same entry in the user's own allow-list is valid: the refusal above was no accident.
+    trust.allow_list_path().parent.mkdir(parents=True, exist_ok=True)
+    trust.allow_list_path().write_text((run / trust.ALLOW_LIST_NAME).read_text())
+    assert trust.remote_code_kwargs(backbone, "someone-vit") == {"trust_remote_code": True}
 
 
 def test_model_folder_resolves_hf_names_and_folders(tmp_path):
