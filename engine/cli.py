@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine import cli_evaluate, cli_export
+from engine import cli_evaluate, cli_export, cli_trust
 from engine.config import (
     AugmentPreset,
     ClassWeights,
@@ -69,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with cli_trust.grant_of(args):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("refit: stopped by Ctrl+C.", file=sys.stderr)
         return 130
@@ -124,11 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--name", help="A label for the run list.")
     t.add_argument("--seed", type=int)
     t.add_argument("--no-pretrained", action="store_true", help="Start from random weights.")
-    t.add_argument(
-        "--allow-remote-code",
-        action="store_true",
-        help="Let a Hugging Face model run code shipped with it (only for authors you trust).",
-    )
+    cli_trust.add_remote_code_flag(t)
     t.add_argument(
         "--save-config",
         metavar="FILE",
@@ -145,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("resume", help="Continue a stopped run from its last checkpoint.")
     r.add_argument("run", help="Run id (or a unique prefix) or run folder.")
     r.add_argument("--quiet", action="store_true")
+    cli_trust.add_remote_code_flag(r)
     r.set_defaults(func=_cmd_resume)
 
     pr = sub.add_parser(
@@ -170,6 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--checkpoint", choices=["best", "last"], default="best")
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--json", action="store_true")
+    cli_trust.add_remote_code_flag(pr)
     pr.set_defaults(func=_cmd_predict)
 
     ls = sub.add_parser("runs", help="List the runs in the workspace.")
@@ -180,6 +179,7 @@ def _parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_backbones)
     cli_evaluate.add_parsers(sub)
     cli_export.add_parsers(sub)
+    cli_trust.add_parsers(sub)
     return p
 
 
@@ -258,6 +258,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         Path(args.save_config).write_text(config.to_json(), encoding="utf-8")
         print(f"Wrote {args.save_config}")
         return 0
+    from engine.trust import check_model
+
+    check_model(config.model.backbone, asked=config.model.allow_remote_code)  # before a run exists
     return _run_with_progress(
         lambda cb, control: train(config, workspace=args.workspace, on_event=cb, control=control),
         quiet=args.quiet,
@@ -265,8 +268,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
+    from engine.runs import Workspace
     from engine.training.trainer import resume
+    from engine.trust import check_model
 
+    config = Workspace(args.workspace).open_run(args.run).config()
+    check_model(config.model.backbone, asked=config.model.allow_remote_code)  # run untouched
     return _run_with_progress(
         lambda cb, control: resume(
             args.run, workspace=args.workspace, on_event=cb, control=control
@@ -373,7 +380,7 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
             sections["adapt"]["last_n"] = last_n
     if args.no_pretrained:
         sections.setdefault("model", {})["pretrained"] = False
-    if args.allow_remote_code:
+    if args.allow_remote_code:  # a record only; the grant itself is cli_trust.grant_of
         sections.setdefault("model", {})["allow_remote_code"] = True
     if args.lora_targets is not None:
         targets = [t.strip() for t in args.lora_targets.split(",") if t.strip()]

@@ -8,6 +8,8 @@ import math
 import sys
 from typing import Any
 
+from engine.cli_trust import add_remote_code_flag
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add the evaluation commands to the `refit` parser."""
@@ -46,6 +48,7 @@ def _split_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
     p.add_argument("--json", action="store_true", help="Print the result as JSON.")
+    add_remote_code_flag(p)
 
 
 # -- evaluate -----------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from engine.cli_trust import add_remote_code_flag
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add the export command to the `refit` parser."""
@@ -29,6 +31,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", help="Folder to write (default: <run folder>/export).")
     e.add_argument("--checkpoint", choices=["best", "last"], default="best")
     e.add_argument("--quiet", action="store_true", help="No progress lines.")
+    add_remote_code_flag(e)
     e.set_defaults(func=_cmd_export)
 
 

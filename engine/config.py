@@ -151,8 +151,9 @@ class ModelConfig:
     head_dropout: float = _f(0.0, help="Dropout before the classification head.", min=0.0, max=0.9)
     allow_remote_code: bool = _f(
         False,
-        help="Allow Hugging Face models to run code shipped with them. Off unless you "
-        "trust the model's author.",
+        help="A record that code shipped with the model was asked for. It allows nothing by "
+        "itself: only --allow-remote-code on the command, 'refit trust FOLDER' or the Model "
+        "page's checkbox let such code run.",
     )
 
 

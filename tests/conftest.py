@@ -14,7 +14,9 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _private_workspace(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    """Every test gets its own REFIT_HOME, so no test writes into the user's real workspace."""
+    """Every test gets its own REFIT_HOME and per-user config folder (the remote-code
+    allow-list), so no test writes into the user's real workspace or settings."""
     home = tmp_path_factory.mktemp("refit-home")
     monkeypatch.setenv("REFIT_HOME", str(home))
+    monkeypatch.setenv("REFIT_CONFIG_DIR", str(home / "user-config"))
     return home

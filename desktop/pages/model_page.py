@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from desktop.context import AppContext
 from desktop.pages.base import Page
+from desktop.widgets.remote_code_box import RemoteCodeCheckBox
 from desktop.worker import EngineWorker
 
 COLUMNS = ("Backbone", "Source", "Parameters", "Input", "Offline", "Description")
@@ -107,6 +108,10 @@ class ModelPage(Page):
         use_other.clicked.connect(self._on_other_edit_return_pressed)
         other.addWidget(use_other)
         layout.addLayout(other)
+        self.remote_code = RemoteCodeCheckBox()
+        self.remote_code.allowed_changed.connect(self._on_remote_code_allowed_changed)
+        layout.addWidget(self.remote_code)
+        self._code_backbone = ""  # the backbone whose folder the checkbox shows
 
         self.info = QLabel()
         self.info.setObjectName("modelInfo")
@@ -130,6 +135,8 @@ class ModelPage(Page):
 
     def on_shown(self) -> None:
         self.load_catalog()
+        self._code_backbone = ""  # the allow-list may have changed (refit trust) meanwhile
+        self._show_info()
 
     def load_catalog(self) -> None:
         """Fill the table in the background (checking weights imports torch and timm)."""
@@ -281,8 +288,15 @@ class ModelPage(Page):
     def _on_state_changed(self, _config: Any) -> None:
         self._show_info()
 
+    def _on_remote_code_allowed_changed(self, allowed: bool) -> None:
+        # A record in the config only: the allow-list, not the config, lets the code run.
+        self.ctx.state.update("model", allow_remote_code=allowed)
+
     def _show_info(self) -> None:
         model = self.ctx.state.config.model
+        if model.backbone != self._code_backbone:
+            self._code_backbone = model.backbone
+            self.remote_code.set_backbone(model.backbone)
         lines = [f"<b>Selected:</b> {model.backbone}"]
         if model.weights:
             lines.append(f"Starting from the checkpoint file <code>{model.weights}</code>.")

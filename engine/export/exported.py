@@ -48,7 +48,8 @@ class ExportedModel:
             from engine.models.text import load_tokenizer
 
             self.tokenizer = load_tokenizer(
-                folder / manifest.get("text", {}).get("tokenizer", BACKBONE_DIR)
+                folder / manifest.get("text", {}).get("tokenizer", BACKBONE_DIR),
+                model=str(manifest.get("backbone_name") or folder),
             )
             self.max_length = int(manifest["text"]["max_length"])
         else:

@@ -68,8 +68,12 @@ class TorchScriptRuntime:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 self.module = torch.jit.load(str(path), map_location="cpu").eval()
-        except Exception as exc:
-            raise ExportError(f"{path} cannot be loaded as TorchScript ({exc}).") from exc
+        except Exception as exc:  # also TorchScript's own unpickler refusing unknown types
+            from engine.models.text import first_line
+
+            raise ExportError(
+                f"{path} cannot be loaded as TorchScript ({first_line(exc)}); export the run again."
+            ) from exc
 
     @torch.inference_mode()
     def logits(self, inputs: Inputs) -> np.ndarray:
@@ -109,6 +113,7 @@ def rebuild_classifier(folder: Path, manifest: dict[str, Any], weights: Path | N
         backbone=backbone,
         pretrained=False,
         head_dropout=float(model_cfg.get("head_dropout", 0.0)),
+        # Kept only as a record: engine.trust, not the manifest, decides whether code runs.
         allow_remote_code=bool(model_cfg.get("allow_remote_code", False)),
     )
     model = build_model(cfg, len(manifest["classes"]), load_weights=False)

@@ -13,6 +13,7 @@ from engine.models.classifier import Classifier
 from engine.models.errors import ModelError
 from engine.models.groups import GroupSpec, repeated_block_groups, timm_groups, torchvision_groups
 from engine.models.weights import (
+    USE_SAFE_WEIGHTS,
     load_into,
     load_state_file,
     starter_file,
@@ -20,6 +21,7 @@ from engine.models.weights import (
     timm_file,
     torchvision_file,
 )
+from engine.pickles import is_refused_pickle, refusal
 
 
 def build_model(config: ModelConfig, num_classes: int, *, load_weights: bool = True) -> Classifier:
@@ -121,6 +123,8 @@ def _timm(entry: CatalogEntry, pretrained: bool) -> tuple[nn.Module, int, GroupS
         else:
             model = timm.create_model(model_name, pretrained=False, num_classes=0)
     except RuntimeError as exc:
+        if is_refused_pickle(exc):
+            raise ModelError(refusal(path, USE_SAFE_WEIGHTS)) from exc
         raise ModelError(f"The weights file {path} does not fit timm's {model_name}.") from exc
     if pretrained and starter:
         missing, unexpected = model.load_state_dict(starter_state_dict(model), strict=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from pickle import UnpicklingError
 from typing import Any
 
 import torch
@@ -12,7 +13,14 @@ from torch import nn
 from engine.config import ModelConfig
 from engine.models.catalog import TEXT_STARTER, CatalogEntry, read_json
 from engine.models.errors import ModelError
-from engine.models.weights import _ALTERNATIVES, _unavailable, hf_cache_dir, hf_cached_file
+from engine.models.weights import (
+    _ALTERNATIVES,
+    USE_SAFE_WEIGHTS,
+    _unavailable,
+    hf_cache_dir,
+    hf_cached_file,
+)
+from engine.pickles import is_refused_pickle, refusal
 from engine.preprocess import Preprocess
 
 TEXT_ALTERNATIVES = f"use the offline starter text backbone {TEXT_STARTER}"
@@ -176,36 +184,39 @@ def build_hf_backbone(
 def load_hf_model(
     folder: Path, entry: CatalogEntry, cfg: ModelConfig, *, need_weights: bool
 ) -> tuple[nn.Module, Any]:
-    """(AutoModel in float32, its config) from a local folder; never downloads, and runs code
-    shipped with the model only when ``cfg.allow_remote_code``."""
-    if hf_config(folder / "config.json").get("auto_map") and not cfg.allow_remote_code:
-        raise ModelError(
-            f"{entry.display_name} needs to run code shipped with the model; turn on 'allow remote "
-            "code' only if you trust its author."
-        )
+    """(AutoModel in float32, its config) from a local folder; never downloads. Code shipped
+    with the model runs only when engine.trust says the user allowed it (``cfg`` only records
+    whether it was asked for)."""
+    from engine.trust import remote_code_kwargs
+
+    remote = remote_code_kwargs(folder, entry.display_name, asked=cfg.allow_remote_code)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: files are local anyway
     from transformers import AutoConfig, AutoModel
 
     from engine.models.text import first_line, quiet_transformers
 
     quiet_transformers()
-    remote = cfg.allow_remote_code
     try:
-        hf_cfg = AutoConfig.from_pretrained(
-            str(folder), local_files_only=True, trust_remote_code=remote
-        )
+        hf_cfg = AutoConfig.from_pretrained(str(folder), local_files_only=True, **remote)
         if need_weights:
             model = AutoModel.from_pretrained(
                 str(folder),
                 config=hf_cfg,
                 local_files_only=True,
-                trust_remote_code=remote,
                 dtype=torch.float32,
+                **remote,
             )
         else:
-            model = AutoModel.from_config(hf_cfg, trust_remote_code=remote)
-    except (OSError, ValueError, KeyError, ImportError) as exc:
+            model = AutoModel.from_config(hf_cfg, **remote)
+    except (OSError, ValueError, KeyError, ImportError, RuntimeError, UnpicklingError) as exc:
+        if is_refused_pickle(exc):
+            raise ModelError(refusal(_weights_file(folder), USE_SAFE_WEIGHTS)) from exc
         raise ModelError(
             f"Cannot load the Hugging Face model {entry.display_name}: {first_line(exc)}"
         ) from exc
     return model.float(), hf_cfg
+
+
+def _weights_file(folder: Path) -> Path:
+    """The weights file transformers reads from ``folder`` (for naming it in a sentence)."""
+    return next((folder / f for f in WEIGHT_FILES if (folder / f).is_file()), folder)

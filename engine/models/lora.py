@@ -18,6 +18,7 @@ from engine.config import AdaptConfig, Method
 from engine.models.classifier import Classifier, ParamCount, count_parameters
 from engine.models.errors import ModelError
 from engine.models.groups import make_groups
+from engine.pickles import is_refused_pickle, refusal
 
 ADAPTER_DIR = "adapter"
 MERGED_DIR = "merged"
@@ -164,10 +165,21 @@ def load_adapter(model: Classifier, folder: Path) -> Classifier:
     from peft import PeftModel
     from safetensors.torch import load_file
 
+    from engine.models.text import first_line
+    from engine.models.weights import USE_SAFE_WEIGHTS
+
     if not (folder / "adapter_config.json").is_file():
         raise ModelError(f"{folder} holds no LoRA adapter (adapter_config.json is missing).")
     parent, attr = lora_host(model)
-    setattr(parent, attr, PeftModel.from_pretrained(getattr(parent, attr), str(folder)))
+    try:
+        adapted = PeftModel.from_pretrained(getattr(parent, attr), str(folder))
+    except Exception as exc:  # peft and torch raise many kinds for a bad adapter file
+        if is_refused_pickle(exc):
+            raise ModelError(refusal(folder / "adapter_model.bin", USE_SAFE_WEIGHTS)) from exc
+        raise ModelError(
+            f"The LoRA adapter in {folder} cannot be loaded ({first_line(exc)})."
+        ) from exc
+    setattr(parent, attr, adapted)
     _regroup(model)
     head = folder / "head.safetensors"
     if head.is_file():

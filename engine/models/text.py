@@ -63,14 +63,18 @@ def text_folder(entry: CatalogEntry, *, need_weights: bool) -> Path:
     return hf_folder(entry.name, need_weights=need_weights, modality="text")
 
 
-def load_tokenizer(folder: Path, *, allow_remote_code: bool = False) -> Any:
-    """The fast tokenizer saved with a model, from local files only."""
+def load_tokenizer(folder: Path, *, model: str | None = None, asked: bool = False) -> Any:
+    """The fast tokenizer saved with a model, from local files only; code shipped with it runs
+    only when engine.trust says the user allowed it (``asked``: a config's record only)."""
+    from engine.trust import remote_code_kwargs
+
+    remote = remote_code_kwargs(folder, model or str(folder), asked=asked)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer
 
     try:
         return AutoTokenizer.from_pretrained(
-            str(folder), local_files_only=True, trust_remote_code=allow_remote_code, use_fast=True
+            str(folder), local_files_only=True, use_fast=True, **remote
         )
     except (OSError, ValueError, KeyError, ImportError) as exc:
         raise ModelError(
@@ -88,7 +92,7 @@ def build_text_backbone(
     need_weights = load_weights and cfg.pretrained and not cfg.weights
     folder = text_folder(entry, need_weights=need_weights)
     model, hf_cfg = load_hf_model(folder, entry, cfg, need_weights=need_weights)
-    tokenizer = load_tokenizer(folder, allow_remote_code=cfg.allow_remote_code)
+    tokenizer = load_tokenizer(folder, model=entry.display_name, asked=cfg.allow_remote_code)
     width = getattr(hf_cfg, "hidden_size", None) or getattr(hf_cfg, "dim", None)
     if not isinstance(width, int):
         raise ModelError(f"{entry.display_name} does not say its hidden size in config.json.")

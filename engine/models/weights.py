@@ -19,6 +19,7 @@ from torch import nn
 
 from engine.models.catalog import STARTER, resolve_entry
 from engine.models.errors import ModelError, WeightsUnavailableError
+from engine.pickles import is_refused_pickle, load_weights_only, refusal
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,8 @@ def timm_file(model_name: str) -> Path:
     )
 
 
+USE_SAFE_WEIGHTS = "use a .safetensors file or a plain PyTorch state dict instead."
+
 # -- loading ------------------------------------------------------------------------------------
 
 
@@ -202,8 +205,10 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
 
             state: Any = load_file(str(path), device="cpu")
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_weights_only(path)
     except Exception as exc:  # every library has its own errors for a bad file
+        if is_refused_pickle(exc):
+            raise ModelError(refusal(path, USE_SAFE_WEIGHTS)) from exc
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ModelError(
             f"Cannot load the checkpoint file {path.name}: it is damaged or not a plain weights "

@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from engine.files import write_atomic
+from engine.pickles import is_refused_pickle, load_weights_only, refusal
 
 
 class CheckpointError(RuntimeError):
@@ -66,6 +67,8 @@ def load_trainer_state(path: Path) -> dict[str, Any]:
             f"The run has no resumable checkpoint ({path.name} is missing); start a new run."
         )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_weights_only(path)
     except Exception as exc:
+        if is_refused_pickle(exc):
+            raise CheckpointError(refusal(path, "the run cannot resume from it.")) from exc
         raise CheckpointError(f"The checkpoint {path} cannot be read ({exc}).") from exc
