@@ -250,3 +250,38 @@ def test_the_results_page_and_the_report_say_no_examples(qtbot):
 
     html = _per_class_table(Ev())
     assert "no examples" in html and "<b>dog</b>" not in html and "&lt;b&gt;dog" in html
+
+
+def test_the_export_dialog_asks_before_replacing_and_no_leaves_the_folder(
+    qtbot, hostile_run, tmp_path, monkeypatch
+):
+    from PySide6.QtWidgets import QMessageBox
+
+    from desktop.widgets.export_dialog import ExportDialog
+
+    folder = users_folder(tmp_path)
+    (folder / "notes.txt").write_text("keep me")
+    before = tree_snapshot(folder)
+    asked: list[str] = []
+    answers = [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes]
+
+    def question(_parent, _title, text, *_buttons):
+        asked.append(text)
+        return answers.pop(0)
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    dialog = ExportDialog(hostile_run)
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: dialog.facts is not None, timeout=30000)
+    dialog.folder_edit.setText(str(folder))
+    dialog.set_formats(["safetensors"])
+    dialog.start_export()
+    qtbot.waitUntil(lambda: len(asked) == 1 and not dialog.running, timeout=30000)
+    assert "MODEL_CARD.md\n" in asked[0] and "model.safetensors\n" in asked[0]
+    assert "Nothing was exported" in dialog.status_label.text()
+    assert tree_snapshot(folder) == before
+    with qtbot.waitSignal(dialog.exported, timeout=60000):
+        dialog.start_export()  # asked again; this time the answer is Yes
+    assert len(asked) == 2 and (folder / "notes.txt").read_text() == "keep me"
+    assert (folder / "model.safetensors").read_bytes() != b"my own weights \x00\x01"
+    qtbot.waitUntil(lambda: not dialog.busy, timeout=30000)
