@@ -55,7 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     window.show()
     if args.folder:
         window.open_folder(args.folder)
-    return app.exec()
+    code = app.exec()
+    from desktop.worker import running_threads
+
+    if running_threads():  # a job stuck inside one library call: neither wait nor crash on it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,6 +32,8 @@ class ExportOutcome:
     card: Path
     manifest: Path
     cancelled: bool = False
+    #: the folder holds files no earlier export wrote: nothing was written, the user is asked
+    conflict: Any = None  # engine.export.ExportConflict
 
 
 class _ExportCancelled(Exception):
@@ -66,12 +68,13 @@ def facts_job(run_dir: Path) -> Job:
     return job
 
 
-def export_job(run_dir: Path, formats: list[str], out: Path) -> Job:
+def export_job(run_dir: Path, formats: list[str], out: Path, *, overwrite: bool = False) -> Job:
     """A worker job running export_run; progress lines come as LogMessage events, and a cancel
-    stops it at the next step."""
+    stops it at the next step (nothing is written then). A folder holding files no earlier
+    export wrote gives an outcome with ``conflict`` unless ``overwrite`` (the user said yes)."""
 
     def job(on_event: Callable[[Event], None], control: Any) -> ExportOutcome:
-        from engine.export import MANIFEST, export_run
+        from engine.export import MANIFEST, ExportConflict, export_run
         from engine.export.manifest import MODEL_CARD
         from engine.runs import RunDir
 
@@ -81,10 +84,15 @@ def export_job(run_dir: Path, formats: list[str], out: Path) -> Job:
             on_event(LogMessage(level="info", text=message))
 
         target = Path(out).expanduser().resolve()
+        card, manifest = target / MODEL_CARD, target / MANIFEST
         try:
-            results = export_run(RunDir(run_dir), formats, target, progress=say)
+            results = export_run(
+                RunDir(run_dir), formats, target, progress=say, overwrite=overwrite
+            )
         except _ExportCancelled:
-            return ExportOutcome(target, [], target / MODEL_CARD, target / MANIFEST, True)
+            return ExportOutcome(target, [], card, manifest, cancelled=True)
+        except ExportConflict as conflict:
+            return ExportOutcome(target, [], card, manifest, conflict=conflict)
         return ExportOutcome(target, list(results), target / MODEL_CARD, target / MANIFEST)
 
     return job

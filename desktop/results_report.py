@@ -22,7 +22,7 @@ from desktop.widgets.metrics_view import decimal as _dec
 from desktop.widgets.metrics_view import percent as _pct
 
 if TYPE_CHECKING:
-    from engine.evaluation.report import Evaluation, OperatingPoint
+    from engine.evaluation.report import ClassMetrics, Evaluation, OperatingPoint
 
 SPLIT_NAMES = {"val": "VALIDATION", "test": "TEST"}
 SPLIT_NOTES = {
@@ -48,6 +48,7 @@ table.data th { background: #f0f0f0; text-align: left; }
 td.num { text-align: right; }
 .badge { color: white; font-weight: bold; padding: 2px 8px; }
 .note { color: #555; }
+.warning { color: #a35a00; font-weight: bold; }
 """
 
 
@@ -128,6 +129,7 @@ def build_report(
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         _split_banner(evaluation.split),
+        *(f'<p class="warning">{html.escape(w)}</p>' for w in evaluation.warnings),
         "<h2>Model</h2>",
         _facts_table(facts, evaluation),
         "<h2>Headline numbers</h2>",
@@ -213,12 +215,20 @@ def _headline_table(ev: Evaluation, point: OperatingPoint | None) -> str:
 def _per_class_table(ev: Evaluation) -> str:
     head = "".join(f"<th>{h}</th>" for h in ("Class", "Precision", "Recall", "F1", "Support"))
     rows = "".join(
-        f"<tr><td>{html.escape(m.name)}</td><td class='num'>{_pct(m.precision)}</td>"
-        f"<td class='num'>{_pct(m.recall)}</td><td class='num'>{_dec(m.f1)}</td>"
-        f"<td class='num'>{m.support}</td></tr>"
+        f"<tr><td>{html.escape(m.name)}</td>{_class_numbers(m)}<td class='num'>{m.support}</td>"
+        "</tr>"
         for m in ev.per_class
     )
     return f"{TABLE}<tr>{head}</tr>{rows}</table>"
+
+
+def _class_numbers(m: ClassMetrics) -> str:
+    if not m.measured:  # a class the split has no example of: no numbers, not 0%
+        return "<td class='num' colspan='3'>no examples</td>"
+    return (
+        f"<td class='num'>{_pct(m.precision)}</td><td class='num'>{_pct(m.recall)}</td>"
+        f"<td class='num'>{_dec(m.f1)}</td>"
+    )
 
 
 def _confusion_table(ev: Evaluation) -> str:

@@ -92,6 +92,7 @@ def evaluation_lines(ev: Any) -> list[str]:
         f"macro F1 {ev.macro_f1:.3f}   calibration error (ECE) {ev.calibration.ece:.3f}",
         "",
     ]
+    lines += [f"Warning: {w}" for w in ev.warnings] + ([""] if ev.warnings else [])
     lines += _class_table(ev)
     if ev.positive is not None and ev.operating is not None:
         op, roc, pr = ev.operating, ev.roc[ev.positive], ev.pr[ev.positive]
@@ -117,7 +118,11 @@ def _class_table(ev: Any) -> list[str]:
     head = f"{'class':<{w}}  {'precision':>9}  {'recall':>6}  {'F1':>5}  {'support':>7}"
     rows = [head + (f"  {'ROC AUC':>7}  {'avg precision':>13}" if aucs else "")]
     for c in ev.per_class:
-        row = f"{c.name:<{w}}  {c.precision:>9.3f}  {c.recall:>6.3f}  {c.f1:>5.3f}  {c.support:>7}"
+        if c.measured:
+            row = f"{c.name:<{w}}  {c.precision:>9.3f}  {c.recall:>6.3f}  {c.f1:>5.3f}"
+        else:  # numbers of a class without examples would mislead
+            row = f"{c.name:<{w}}  {'no examples':>24}"
+        row += f"  {c.support:>7}"
         if aucs:
             row += f"  {_num(ev.roc[c.name].auc):>7}  {_num(ev.pr[c.name].auc):>13}"
         rows.append(row)

@@ -30,6 +30,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     e.add_argument("--out", help="Folder to write (default: <run folder>/export).")
     e.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    e.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Export into a folder that holds other files, replacing those with the names the "
+        "export writes (others are kept). Without it, only a new or empty folder or an earlier "
+        "export is used.",
+    )
     e.add_argument("--quiet", action="store_true", help="No progress lines.")
     add_remote_code_flag(e)
     e.set_defaults(func=_cmd_export)
@@ -46,7 +53,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"{message}…", file=sys.stderr)
 
-    results = export_run(run, args.formats, out, checkpoint=args.checkpoint, progress=progress)
+    results = export_run(
+        run,
+        args.formats,
+        out,
+        checkpoint=args.checkpoint,
+        progress=progress,
+        overwrite=args.overwrite,
+    )
     out = out.expanduser().resolve()
     print(f"Exported run {run.run_id} to {out}")
     shown: set[Path] = set()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,12 @@ def write_atomic(path: str | Path, writer: Callable[[Path], None]) -> Path:
     """Call ``writer(tmp_path)`` to write a temporary sibling, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _new_temp_file(path)
+    mode = stat.S_IMODE(tmp.stat().st_mode)  # what the umask gives a new file
     try:
         writer(tmp)
+        if stat.S_IMODE(tmp.stat().st_mode) != mode:  # a writer that made its own file
+            os.chmod(tmp, mode)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -26,6 +28,31 @@ def write_atomic(path: str | Path, writer: Callable[[Path], None]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _new_temp_file(path: Path) -> Path:
+    """An empty, new sibling of ``path``. Created with mode 0o666 so the umask decides the final
+    mode, as for any file a program creates (mkstemp would make every file 0o600)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, flags, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+
+
+def make_temp_dir(parent: str | Path, prefix: str) -> Path:
+    """A new, empty folder in ``parent`` whose mode the umask decides (mkdtemp makes 0o700)."""
+    parent = Path(parent)
+    while True:
+        folder = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            folder.mkdir(mode=0o777)
+        except FileExistsError:
+            continue
+        return folder
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:

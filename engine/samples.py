@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
+
+from engine.files import make_temp_dir
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -24,7 +25,7 @@ def write_digits_dataset(dest: str | Path, *, per_class: int = 60, size: int = 6
         return dest
     digits = load_digits()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".digits-", dir=dest.parent))
+    tmp = make_temp_dir(dest.parent, ".digits-")
     try:
         counts = dict.fromkeys(range(10), 0)
         for i, (image, label) in enumerate(zip(digits.images, digits.target, strict=True)):

@@ -377,7 +377,9 @@ class LayersPage(Page):
         def job(on_event: Any, control: Any) -> Any:
             from engine.training.estimate import estimate_epoch_seconds
 
-            return estimate_epoch_seconds(model, cfg, list(frozen), train_size)
+            return estimate_epoch_seconds(
+                model, cfg, list(frozen), train_size, cancel=control.cancel_event
+            )
 
         worker = EngineWorker(job)
         worker.key = key

@@ -240,7 +240,8 @@ class TrainPage(Page):
         self.monitor.set_phase(phase)
         self._run_dir, self._error_shown, self._resumable_dir = "", "", ""
         self._stopping = False
-        worker = EngineWorker(job)
+        # Training stops at its next step and saves a resumable checkpoint; never interrupt it.
+        worker = EngineWorker(job, interruptible=False)
         worker.events.connect(self._on_worker_events)
         worker.failed.connect(self._on_worker_failed)
         worker.done.connect(self._on_worker_done)

@@ -196,11 +196,13 @@ class ComparePanel(QWidget):
 
     # -- workers --------------------------------------------------------------------------------
 
-    def _start(self, key: str, job: Any) -> None:
+    def _start(self, key: str, job: Any, *, interruptible: bool = True) -> None:
         """Run ``job`` for ``key`` ("base" or "other"); results come back to bound slots (a
         lambda connected to a worker's signal would run in the worker's thread)."""
         facts = self.facts
-        worker = EngineWorker(lambda on_event, control: (facts, job(on_event, control)))
+        worker = EngineWorker(
+            lambda on_event, control: (facts, job(on_event, control)), interruptible=interruptible
+        )
         if key == "base":
             worker.events.connect(self._on_base_worker_events)
             worker.succeeded.connect(self._on_base_worker_succeeded)
@@ -304,7 +306,8 @@ class ComparePanel(QWidget):
         if self.facts is None:
             return
         self.base_label.setText("Training the base linear probe…")
-        self._start("base", train_base_job(self.ctx.workspace, self.facts.path))
+        job = train_base_job(self.ctx.workspace, self.facts.path)
+        self._start("base", job, interruptible=False)  # training stops at its own checks
 
     def _on_base_trained(self, base_path: Path) -> None:
         self.base_trained.emit(str(base_path))

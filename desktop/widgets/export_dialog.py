@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QTextBrowser,
@@ -64,6 +65,7 @@ class ExportDialog(QDialog):
         self._worker: EngineWorker | None = None  # the export's
         self._workers: set[EngineWorker] = set()  # every worker still running, facts included
         self._close_when_done = False
+        self._conflict: Any = None  # an ExportConflict waiting for the user's answer
         self._build()
         self.resize(640, 560)
         self._start(facts_job(self.run_dir), self._on_facts_succeeded, self._on_facts_failed)
@@ -158,7 +160,7 @@ class ExportDialog(QDialog):
         row.addStretch(1)
         self.export_button = QPushButton("Export")
         self.export_button.setDefault(True)
-        self.export_button.clicked.connect(self.start_export)
+        self.export_button.clicked.connect(self._on_export_button_clicked)
         row.addWidget(self.export_button)
         self.close_button = QPushButton("Close")
         self.close_button.clicked.connect(self._on_close_button_clicked)
@@ -178,8 +180,9 @@ class ExportDialog(QDialog):
         for value, box in self.format_boxes.items():
             box.setChecked(value in formats and box.isEnabled())
 
-    def start_export(self) -> None:
-        """Export into the chosen folder in a worker; the dialog stays responsive."""
+    def start_export(self, *, overwrite: bool = False) -> None:
+        """Export into the chosen folder in a worker; the dialog stays responsive. A folder
+        holding files no earlier export wrote is only used after the user says yes."""
         formats = self.selected_formats()
         folder = self.folder_edit.text().strip()
         if self.running or not formats or not folder:
@@ -190,14 +193,14 @@ class ExportDialog(QDialog):
         self.open_button.setEnabled(False)
         self._show_status("Starting the export…")
         self.progress.setVisible(True)
-        job = export_job(self.run_dir, formats, Path(folder))
+        job = export_job(self.run_dir, formats, Path(folder), overwrite=overwrite)
         self._worker = self._start(job, self._on_export_succeeded, self._on_export_failed)
         self._worker.events.connect(self._on_export_events)
         self._worker.done.connect(self._on_export_done)
         self._update_buttons()
 
     def cancel(self) -> None:
-        """Stop a running export at its next step (files written so far stay)."""
+        """Stop a running export at its next step; the folder is left as it was."""
         if self._worker is not None:
             self._worker.control.cancel()
             self._show_status("Cancelling after the current step…")
@@ -226,6 +229,34 @@ class ExportDialog(QDialog):
         self.progress.setVisible(False)
         self.close_button.setEnabled(True)
         self._update_buttons()
+        conflict, self._conflict = self._conflict, None
+        if conflict is not None and not self._close_when_done:
+            self._ask_to_replace(conflict)
+
+    def _ask_to_replace(self, conflict: Any) -> None:
+        """Name the files an export would replace; export again only on Yes."""
+        names = "\n".join(f"    {name}" for name in conflict.replaced)
+        if names:
+            text = (
+                f"{conflict.folder} already holds files that Refit Studio did not write:\n\n"
+                f"{names}\n\nReplace them? Other files in the folder are kept."
+            )
+        else:
+            text = (
+                f"{conflict.folder} holds other files and no earlier export. Export into it "
+                "anyway? None of its files is replaced."
+            )
+        answer = QMessageBox.question(
+            self,
+            "Replace files?",
+            text,
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        if answer == QMessageBox.StandardButton.Yes:
+            self.start_export(overwrite=True)
+        else:
+            self._show_status(f"Nothing was exported; {conflict.folder} is as it was.")
 
     def _on_facts_succeeded(self, facts: ExportFacts) -> None:
         self.facts = facts
@@ -251,9 +282,13 @@ class ExportDialog(QDialog):
             self._show_status(f"{lines[-1]}…")
 
     def _on_export_succeeded(self, outcome: ExportOutcome) -> None:
+        if outcome.conflict is not None:  # asked once the worker is done
+            self._conflict = outcome.conflict
+            self._show_status(f"{outcome.out} holds other files; asking before using it…")
+            return
         self.outcome = outcome
         if outcome.cancelled:
-            self._show_status(f"Export cancelled; {outcome.out} may hold some of the files.")
+            self._show_status(f"Export cancelled; nothing was written to {outcome.out}.")
             self.failed.emit("Export cancelled.")
             return
         count = len(outcome.results)
@@ -287,6 +322,9 @@ class ExportDialog(QDialog):
         self.choose_button.setEnabled(idle)
         self.folder_edit.setEnabled(idle)
         self.close_button.setText("Cancel" if self.running else "Close")
+
+    def _on_export_button_clicked(self) -> None:
+        self.start_export()
 
     def _on_choose_button_clicked(self) -> None:
         start = self.folder_edit.text().strip() or str(self.run_dir)

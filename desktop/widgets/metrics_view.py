@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from engine.evaluation.report import ClassMetrics, Evaluation, OperatingPoint
 
 TABLE_COLUMNS = ("Class", "Precision", "Recall", "F1", "Support")
+NO_EXAMPLES = "no examples"
 
 
 def percent(value: float | None) -> str:
@@ -178,20 +179,25 @@ class PerClassTable(QTableWidget):
         self.setRowCount(len(rows) + 1)
         for r, m in enumerate(rows):
             self.setItem(r, 0, QTableWidgetItem(m.name))
-            self.setItem(r, 1, _NumberItem(percent(m.precision), m.precision))
-            self.setItem(r, 2, _NumberItem(percent(m.recall), m.recall))
-            self.setItem(r, 3, _NumberItem(decimal(m.f1), m.f1))
+            if m.measured:
+                self.setItem(r, 1, _NumberItem(percent(m.precision), m.precision))
+                self.setItem(r, 2, _NumberItem(percent(m.recall), m.recall))
+                self.setItem(r, 3, _NumberItem(decimal(m.f1), m.f1))
+            else:  # 0% would read as "always wrong"; the split just has none of the class
+                for column in (1, 2, 3):
+                    self.setItem(r, column, _NumberItem(NO_EXAMPLES, -1.0))
             self.setItem(r, 4, _NumberItem(str(m.support), m.support))
         n = len(rows)
+        measured = [m for m in rows if m.measured] or list(rows)
         average = QTableWidgetItem("macro average")
         font = average.font()
         font.setItalic(True)
         average.setFont(font)
         self.setItem(n, 0, average)
         if rows:
-            precision = sum(m.precision for m in rows) / n
-            recall = sum(m.recall for m in rows) / n
-            f1 = macro_f1 if macro_f1 is not None else sum(m.f1 for m in rows) / n
+            precision = sum(m.precision for m in measured) / len(measured)
+            recall = sum(m.recall for m in measured) / len(measured)
+            f1 = macro_f1 if macro_f1 is not None else sum(m.f1 for m in measured) / len(measured)
             support = sum(m.support for m in rows)
             for column, (text, value) in enumerate(
                 [

@@ -113,6 +113,12 @@ class ResultsView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.cards)
+        self.warning_label = QLabel()
+        self.warning_label.setObjectName("evaluationWarning")
+        self.warning_label.setWordWrap(True)
+        self.warning_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.warning_label.hide()
+        layout.addWidget(self.warning_label)
         layout.addWidget(self.threshold)
         layout.addWidget(self.tabs, 1)
         self.threshold.hide()
@@ -150,6 +156,7 @@ class ResultsView(QWidget):
         self.set_run(facts, self._others)
         self.evaluation = self.predictions = self.point = None
         self.cards.hide()
+        self.warning_label.hide()
         self.threshold.hide()
         self.prompt.setText(text)
         self.overview_stack.setCurrentIndex(0)
@@ -187,6 +194,7 @@ class ResultsView(QWidget):
     def _show_evaluation(self, ev: Evaluation) -> None:
         split = SPLIT_WORDS.get(ev.split, ev.split)
         self.cards.set_evaluation(ev)
+        self._show_warnings(ev.warnings)
         self.table.set_metrics(ev.per_class, ev.macro_f1)
         self.matrix.set_matrix(
             ev.classes, ev.confusion, f"Confusion matrix · {ev.n} {split} examples"
@@ -194,6 +202,15 @@ class ResultsView(QWidget):
         self.roc.set_curves(ev.roc, ev.classes, "AUC")
         self.pr.set_curves(ev.pr, ev.classes, "AP")
         self.reliability.set_calibration(ev.calibration)
+
+    def _show_warnings(self, warnings: tuple[str, ...]) -> None:
+        from desktop.widgets.palette_colors import level_color
+
+        palette = self.warning_label.palette()
+        palette.setColor(self.warning_label.foregroundRole(), level_color("warning", palette))
+        self.warning_label.setPalette(palette)
+        self.warning_label.setText(" ".join(warnings))
+        self.warning_label.setVisible(bool(warnings))
 
     # -- threshold ------------------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ __all__ = [
     "examples_in_cell",
     "load_evaluation",
     "load_predictions",
+    "missing_classes_warning",
     "operating_point",
 ]
 
@@ -65,6 +66,11 @@ class ClassMetrics:
     recall: float
     f1: float
     support: int
+
+    @property
+    def measured(self) -> bool:
+        """False when the split has no example of the class: its numbers mean nothing."""
+        return self.support > 0
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,12 @@ class Evaluation:
     operating: OperatingPoint | None
     modality: str = "image"
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Sentences about what the numbers cannot show (a class without examples)."""
+        missing = [c.name for c in self.per_class if not c.measured]
+        return (missing_classes_warning(self.split, missing),) if missing else ()
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN as null)."""
         return {
@@ -124,6 +136,7 @@ class Evaluation:
             "calibration": _plain(self.calibration),
             "positive": self.positive,
             "operating": _plain(self.operating) if self.operating else None,
+            "warnings": list(self.warnings),  # derived; from_dict recomputes it
         }
 
     @classmethod
@@ -169,6 +182,22 @@ class Evaluation:
     def metrics_of(self, name: str) -> ClassMetrics:
         """The per-class metrics of class ``name``."""
         return next(c for c in self.per_class if c.name == name)
+
+
+_SPLIT_WORDS = {"val": "validation", "test": "test", "train": "training"}
+
+
+def missing_classes_warning(split: str, names: list[str]) -> str:
+    """The sentence said when ``split`` has no example of the classes ``names``."""
+    what = _SPLIT_WORDS.get(split, split)
+    listed = ", ".join(f"'{n}'" for n in names)
+    one = len(names) == 1
+    return (
+        f"The {what} split has no example{'' if one else 's'} of the class{'' if one else 'es'} "
+        f"{listed}, so its accuracy says nothing about {'that class' if one else 'them'} and "
+        f"{'its' if one else 'their'} precision, recall and F1 are not measured; give the split "
+        f"examples of every class (or a larger {what} share) and evaluate again."
+    )
 
 
 # -- computing ----------------------------------------------------------------------------------

@@ -14,9 +14,11 @@ from engine.export.manifest import (
     parse_formats,
     read_manifest,
 )
+from engine.export.target import ExportConflict
 
 __all__ = [
     "MANIFEST",
+    "ExportConflict",
     "ExportError",
     "ExportFormat",
     "ExportResult",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.export.manifest import MODEL_CARD
+from engine.export.markdown import md_code, md_text
 from engine.files import write_bytes_atomic
 from engine.runs import RunDir
 
@@ -104,8 +105,9 @@ def _header(run: RunDir, config: Any, checkpoint: str) -> str:
     title = config.name or run.run_id
     today = datetime.now().strftime("%Y-%m-%d")
     return (
-        f"# Model card: {title}\n\n"
-        f"Exported on {today} by Refit Studio from run `{run.run_id}` ({checkpoint} checkpoint)."
+        f"# Model card: {md_text(title)}\n\n"
+        f"Exported on {today} by Refit Studio from run {md_code(run.run_id)} ({checkpoint} "
+        "checkpoint)."
     )
 
 
@@ -114,11 +116,10 @@ def _model(config: Any, state: dict[str, Any], splits: dict[str, Any]) -> str:
     from engine.models.errors import ModelError
 
     try:
-        backbone = (
-            f"{resolve_entry(config.model.backbone).display_name} (`{config.model.backbone}`)"
-        )
+        name = md_text(resolve_entry(config.model.backbone).display_name)
+        backbone = f"{name} ({md_code(config.model.backbone)})"
     except ModelError:
-        backbone = f"`{config.model.backbone}`"
+        backbone = md_code(config.model.backbone)
     method = str(config.adapt.method)
     if method == "lora":
         method += (
@@ -144,7 +145,7 @@ def _model(config: Any, state: dict[str, Any], splits: dict[str, Any]) -> str:
 
 def _intended_use(classes: list[str], splits: dict[str, Any]) -> str:
     what = "texts" if splits.get("modality") == "text" else "images"
-    names = ", ".join(classes)
+    names = ", ".join(md_text(c) for c in classes)
     return (
         "## Intended use\n\n"
         f"Sorts {what} like those it was trained on into one of {len(classes)} classes "
@@ -158,7 +159,7 @@ def _data(splits: dict[str, Any], classes: list[str]) -> str:
     lines = [
         "## Data",
         "",
-        f"Dataset: `{splits.get('root', 'unknown')}`",
+        f"Dataset: {md_code(splits.get('root', 'unknown'))}",
         "",
         "Fingerprint: per split, SHA-256 over the sorted content digests of its examples (one "
         "per line, as stored in the run's splits.json); the same files give the same value.",
@@ -174,7 +175,7 @@ def _data(splits: dict[str, Any], classes: list[str]) -> str:
     lines.append("| --- | ---: | ---: | ---: | ---: |")
     for i, name in enumerate(classes):
         row = [counts[split][i] if i < len(counts[split]) else 0 for split in SPLITS]
-        lines.append(f"| {name} | {row[0]} | {row[1]} | {row[2]} | {sum(row)} |")
+        lines.append(f"| {md_text(name)} | {row[0]} | {row[1]} | {row[2]} | {sum(row)} |")
     return "\n".join(lines)
 
 
@@ -200,20 +201,25 @@ def _metrics(ev: Any, title: str, split_name: str) -> str:
     if ev.positive and ev.operating is not None:
         op = ev.operating
         lines.append(
-            f"- Positive class {ev.positive} at threshold {op.threshold:g}: sensitivity "
+            f"- Positive class {md_text(ev.positive)} at threshold {op.threshold:g}: sensitivity "
             f"{_num(op.sensitivity)}, specificity {_num(op.specificity)}, precision "
             f"{_num(op.precision)}"
         )
+    lines += [f"\n**Warning:** {md_text(w)}" for w in ev.warnings]
     lines += ["", "| class | precision | recall | F1 | ROC AUC | support |"]
     lines.append("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for c in ev.per_class:
-        curve = ev.roc.get(c.name)
-        auc = _num(curve.auc) if curve is not None else "-"
-        lines.append(
-            f"| {c.name} | {_num(c.precision)} | {_num(c.recall)} | {_num(c.f1)} | {auc} | "
-            f"{c.support} |"
-        )
+    lines += [_class_row(ev, c) for c in ev.per_class]
     return "\n".join(lines)
+
+
+def _class_row(ev: Any, c: Any) -> str:
+    """One row of the per-class table; a class without examples says so instead of 0s."""
+    if not c.measured:
+        return f"| {md_text(c.name)} | no examples | no examples | no examples | - | 0 |"
+    curve = ev.roc.get(c.name)
+    auc = _num(curve.auc) if curve is not None else "-"
+    numbers = f"{_num(c.precision)} | {_num(c.recall)} | {_num(c.f1)} | {auc}"
+    return f"| {md_text(c.name)} | {numbers} | {c.support} |"
 
 
 def _config(config: Any) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +12,6 @@ from typing import Any
 from engine.export.checks import CheckBatch, check_batch, compare, softmax
 from engine.export.manifest import (
     BACKBONE_DIR,
-    HF_DIR,
     MANIFEST,
     ONNX_FILE,
     SAFETENSORS_FILE,
@@ -21,8 +22,11 @@ from engine.export.manifest import (
     build_manifest,
     parse_formats,
 )
+from engine.export.target import commit, export_names, open_staging, plan_target, staged_path
 from engine.files import write_atomic, write_json_atomic
 from engine.runs import RunDir
+
+_RUN_OWN = ("checkpoints", "evaluation")  # the run's folders; its export subfolder is fine
 
 Progress = Callable[[str], None]
 
@@ -45,14 +49,21 @@ def export_run(
     *,
     checkpoint: str = "best",
     progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> list[ExportResult]:
     """Export a run's checkpoint into ``out`` in each format, checking each against PyTorch.
 
-    ``out`` always gets refit_model.json (classes, preprocessing, config) and MODEL_CARD.md; a
-    LoRA run is exported with its adapters merged into the weights (the hf format also keeps the
-    adapter). "all" means every format that applies to the run. Raises ExportError (one
-    sentence) for a format that does not apply, a folder inside the dataset, or an export that
-    does not reproduce the run.
+    ``out`` always gets refit_model.json (classes, preprocessing, config, the files written) and
+    MODEL_CARD.md; a LoRA run is exported with its adapters merged into the weights (the hf
+    format also keeps the adapter). "all" means every format that applies to the run.
+
+    ``out`` must be new or empty, or hold an earlier export (only the files it listed are
+    replaced); any other folder needs ``overwrite`` (ExportConflict otherwise), and even then
+    only the names the export writes are replaced. Everything is written into a staging folder
+    and moved into place at the end: a failed or cancelled export (``progress`` may raise)
+    leaves ``out`` as it was. Raises ExportError (one sentence) for a format that does not
+    apply, a folder inside the dataset or the run's own files, or an export that does not
+    reproduce the run.
     """
     from engine.evaluation.predict import Predictor
     from engine.export.hf_format import hf_refusal
@@ -65,23 +76,52 @@ def export_run(
         raise ExportError("Choose at least one export format: safetensors, torchscript, onnx, hf.")
     out = Path(out).expanduser().resolve()
     config = run.config()
-    _refuse_dataset_folder(run, out, config)
-    refusal = hf_refusal(resolve_entry(config.model.backbone))
+    protected = _refuse_run_or_dataset_folder(run, out, config)
+    entry = resolve_entry(config.model.backbone)
+    refusal = hf_refusal(entry)
     if refusal and ExportFormat.HF in wanted:
         if "all" not in (n.strip().lower() for n in names):
             raise ExportError(refusal)
         wanted.remove(ExportFormat.HF)  # "all": every format that applies
+    writes = export_names(wanted, hf_backbone=entry.modality == "text" or entry.family == "hf")
+    target = plan_target(out, writes, protected=protected, overwrite=overwrite)
     say(f"Loading the {checkpoint} checkpoint of {run.run_id}")
     predictor = Predictor(run, checkpoint=checkpoint, device="cpu")
-    job = _prepare(run, out, predictor, config, say)
-    results = [_EXPORTERS[fmt](job) for fmt in wanted]
-    job.manifest["formats"] = [str(fmt) for fmt in wanted]
-    write_json_atomic(out / MANIFEST, job.manifest)
-    say("Writing the model card")
+    staging = open_staging(target)
+    try:
+        results = _write_all(run, staging, predictor, config, wanted, say)
+        commit(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [_moved(r, staging, out) for r in results]
+
+
+def _write_all(
+    run: RunDir,
+    staging: Path,
+    predictor: Any,
+    config: Any,
+    wanted: list[ExportFormat],
+    say: Progress,
+) -> list[ExportResult]:
+    """Every format, the model card and (last) the complete refit_model.json, into staging."""
     from engine.export.card import write_model_card
 
-    write_model_card(run, out, checkpoint=job.manifest["checkpoint"], progress=say)
+    job = _prepare(run, staging, predictor, config, say)
+    results = [_EXPORTERS[fmt](job) for fmt in wanted]
+    say("Writing the model card")
+    write_model_card(run, staging, checkpoint=job.manifest["checkpoint"], progress=say)
+    job.manifest["formats"] = [str(fmt) for fmt in wanted]
+    job.manifest["files"] = sorted(
+        {p.name for p in staging.iterdir() if not p.name.startswith(".")} | {MANIFEST}
+    )
+    write_json_atomic(staging / MANIFEST, job.manifest)
     return results
+
+
+def _moved(result: ExportResult, staging: Path, out: Path) -> ExportResult:
+    files = tuple(staged_path(p, staging, out) for p in result.files)
+    return dataclasses.replace(result, files=files)
 
 
 def available_formats(run: RunDir) -> list[ExportFormat]:
@@ -114,8 +154,6 @@ def _prepare(run: RunDir, out: Path, predictor: Any, config: Any, say: Progress)
         lora_merged=lora,
         hf_backbone=hf_backbone,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    _remove_earlier_export(out)
     manifest["formats"] = []  # filled in when every format has been written and checked
     write_json_atomic(out / MANIFEST, manifest)
     if hf_backbone:
@@ -125,35 +163,38 @@ def _prepare(run: RunDir, out: Path, predictor: Any, config: Any, say: Progress)
     return _Job(run, out, predictor, model, batch, manifest, say)
 
 
-def _remove_earlier_export(out: Path) -> None:
-    """Delete the model files of an earlier export into ``out`` (only when ``out`` holds a
-    refit_model.json), so the folder never mixes two exports."""
-    import shutil
-
-    if not (out / MANIFEST).is_file():
-        return
-    for name in (SAFETENSORS_FILE, TORCHSCRIPT_FILE, ONNX_FILE):
-        (out / name).unlink(missing_ok=True)
-    for name in (BACKBONE_DIR, HF_DIR):
-        shutil.rmtree(out / name, ignore_errors=True)
-
-
 def _is_hf(model: Any) -> bool:
     inner = getattr(model.backbone, "model", None)
     return inner is not None and hasattr(inner, "save_pretrained")
 
 
-def _refuse_dataset_folder(run: RunDir, out: Path, config: Any) -> None:
+def _refuse_run_or_dataset_folder(run: RunDir, out: Path, config: Any) -> list[Path]:
+    """Refuse a folder inside the dataset or among the run's own files; returns the folders an
+    export must never replace (the dataset, the run)."""
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} is a file, not a folder; choose a folder to export into.")
+    protected = [run.path.resolve()]
     roots = {str(config.data.path or ""), str(run.splits().get("root") or "")}
     for root in filter(None, roots):
         data = Path(root).expanduser().resolve()
+        protected.append(data)
         if data.is_dir() and out.is_relative_to(data):
             raise ExportError(
                 f"{out} is inside the dataset folder {data}, which Refit Studio never writes "
                 "to; choose another export folder."
             )
+    own = run.path.resolve()
+    if out == own or any(out.is_relative_to(own / name) for name in _RUN_OWN):
+        raise ExportError(
+            f"{out} holds the run's own files, which an export must not replace; choose "
+            f"another folder (the default is {own / 'export'})."
+        )
+    if (out / "config.json").is_file() and (out / "state.json").is_file():
+        raise ExportError(
+            f"{out} is the folder of a run, whose files an export must not replace; choose "
+            "another export folder."
+        )
+    return protected
 
 
 def _safetensors(job: _Job) -> ExportResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from dataclasses import dataclass
 
@@ -40,12 +41,14 @@ def estimate_epoch_seconds(
     *,
     repeats: int = 2,
     text_tokens: int | None = None,
+    cancel: threading.Event | None = None,
 ) -> EpochEstimate:
     """Time a few forward (and, when something in the backbone trains, backward) passes.
 
     Images are random pixels of the model's input size; texts are ``text_tokens`` random tokens
     (default: the smaller of ``data.max_length`` and 48, a typical short message). With method
-    lora the adapters are inserted and ``frozen`` is ignored.
+    lora the adapters are inserted and ``frozen`` is ignored. ``cancel`` (checked between
+    passes) raises engine.training.control.Cancelled.
     """
     from engine.config import Method
     from engine.models import apply_freeze, backbone_is_frozen
@@ -92,6 +95,10 @@ def estimate_epoch_seconds(
     times: list[float] = []
     budget = time.perf_counter() + 20.0
     for _ in range(2 + repeats):
+        if cancel is not None and cancel.is_set():
+            from engine.training.control import Cancelled
+
+            raise Cancelled
         start = time.perf_counter()
         once()
         times.append(time.perf_counter() - start)

@@ -226,8 +226,7 @@ def test_an_onnx_file_that_does_not_reproduce_the_run_is_not_kept(
     out = tmp_path / "out"
     with pytest.raises(ExportError, match=r"does not reproduce the run on \d+ validation images"):
         export_run(run, ["onnx"], out)
-    assert sorted(p.name for p in out.iterdir()) == ["refit_model.json"]
-    assert json.loads((out / "refit_model.json").read_text())["formats"] == []
+    assert not out.exists()  # nothing is moved into place unless every format checks out
 
 
 @pytest.mark.slow
