@@ -34,6 +34,7 @@ __all__ = [  # CheckpointError lives with the path decisions; callers also find 
     "commit_last",
     "load_trainer_state",
     "load_weights",
+    "read_weights",
     "rng_state",
     "save_weights",
     "set_rng_state",
@@ -59,6 +60,12 @@ def load_weights(model: nn.Module, path: Path, advice: str = "") -> None:
 
     ``advice`` ends the sentence of a CheckpointError (what the user can do instead).
     """
+    model.load_state_dict(read_weights(model, path, advice))
+
+
+def read_weights(model: nn.Module, path: Path, advice: str = "") -> dict[str, torch.Tensor]:
+    """The tensors of ``path`` (on the CPU) once they are known to be whole, finite and to fit
+    ``model``; CheckpointError with a sentence otherwise."""
     advice = advice or "train the run again"
     try:
         tensors = load_file(str(path))
@@ -73,12 +80,18 @@ def load_weights(model: nn.Module, path: Path, advice: str = "") -> None:
         raise NonFiniteWeightsError(
             f"The checkpoint {path} holds NaN or infinite weights (the run diverged); {advice}."
         )
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    if missing or unexpected:
+    expected = model.state_dict()
+    missing = expected.keys() - tensors.keys()
+    unexpected = tensors.keys() - expected.keys()
+    misshapen = [
+        k for k in expected.keys() & tensors.keys() if expected[k].shape != tensors[k].shape
+    ]
+    if missing or unexpected or misshapen:
         raise CheckpointError(
-            f"The checkpoint {path} does not fit this model ({len(missing)} missing and "
-            f"{len(unexpected)} unexpected tensors)."
+            f"The checkpoint {path} does not fit this model ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected and {len(misshapen)} differently shaped tensors)."
         )
+    return tensors
 
 
 def _cpu_tensors(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -19,7 +19,26 @@ FACTOR = 1000.0
 
 
 class Diverged(RuntimeError):
-    """Training stopped because the loss became non-finite or exploded."""
+    """Training stopped because the loss became non-finite or exploded.
+
+    ``what`` happened and the learning rate at that moment; ``sentence(best_epoch)`` is what the
+    user reads once the trainer knows which best checkpoint it kept (-1: none).
+    """
+
+    def __init__(self, what: str, lr: float) -> None:
+        self.what, self.lr = what.rstrip("."), lr
+        super().__init__(self.sentence())
+
+    def sentence(self, best_epoch: int = -1) -> str:
+        kept = (
+            f"its best checkpoint (epoch {best_epoch + 1}) is kept"
+            if best_epoch >= 0
+            else "no epoch finished before, so it has no best checkpoint"
+        )
+        return (
+            f"Training diverged: {self.what}; the run stopped and {kept}. Start a new run with "
+            f"a lower learning rate (now {self.lr:.3g}), for example a tenth of it."
+        )
 
 
 class DivergenceGuard:
@@ -38,16 +57,13 @@ class DivergenceGuard:
         if self.reference is None and math.isfinite(loss):
             self.reference = loss
         if not math.isfinite(loss):
-            what = f"the training loss became {loss} at step {step}"
-            raise Diverged(divergence_sentence(what, lr))
+            raise Diverged(f"the training loss became {loss} at step {step}", lr)
         if loss > self.limit:
-            raise Diverged(
-                divergence_sentence(
-                    f"the training loss exploded to {loss:.4g} at step {step} (more than "
-                    f"{FACTOR:g} times its starting value)",
-                    lr,
-                )
+            what = (
+                f"the training loss exploded to {loss:.4g} at step {step} (more than "
+                f"{FACTOR:g} times its starting value)"
             )
+            raise Diverged(what, lr)
 
     def check_validation(self, metrics: dict[str, float], epoch: int, lr: float) -> None:
         """Raise Diverged when validation gives a non-finite loss (the weights are broken)."""
@@ -55,7 +71,7 @@ class DivergenceGuard:
             value = metrics.get(key)
             if value is not None and not math.isfinite(value):
                 what = f"the {key.replace('_', ' ')} became {value} in epoch {epoch + 1}"
-                raise Diverged(divergence_sentence(what, lr))
+                raise Diverged(what, lr)
 
     def state_dict(self) -> dict[str, Any]:
         return {"reference": self.reference}
@@ -63,12 +79,3 @@ class DivergenceGuard:
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
         if state:
             self.reference = state.get("reference")
-
-
-def divergence_sentence(what: str, lr: float) -> str:
-    """The sentence the user reads: what happened, what was kept, what to do."""
-    what = what.rstrip(".")
-    return (
-        f"Training diverged: {what}; the run stopped and kept its best checkpoint. Start a new "
-        f"run with a lower learning rate (now {lr:.3g}), for example a tenth of it."
-    )

@@ -25,8 +25,16 @@ _OWN_ERRORS = (
     "RunNotFoundError",
     "TestSplitLocked",
     "Diverged",
+    "StorageError",
 )
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+class StorageError(OSError):
+    """Writing a run's files failed (disk full, read-only, I/O error); str() is the sentence."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
 
 
 def environment_facts(placement: Placement) -> dict[str, Any]:

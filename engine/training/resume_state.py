@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -13,6 +12,7 @@ from engine.runs import RunDir
 from engine.training.checkpoint import (
     load_trainer_state,
     load_weights,
+    read_weights,
     rng_state,
     set_rng_state,
 )
@@ -79,11 +79,6 @@ def restore(trainer: Trainer) -> None:
     state = load_trainer_state(last.state)
     advice = "the run cannot be resumed, start a new run from its config"
     load_weights(trainer.model, last.weights, advice)
-    best = run.checkpoints / BEST
-    if best.is_file() and trainer.feature_cache:
-        best_model = copy.deepcopy(trainer.model)
-        load_weights(best_model, best, advice)
-        trainer._best_snapshot = best_model.state_dict()
     try:
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.scheduler.load_state_dict(state["scheduler"])
@@ -101,6 +96,33 @@ def restore(trainer: Trainer) -> None:
     set_rng_state(state["rng"])
     for problem in skipped:
         trainer.log(f"Skipped a damaged checkpoint ({problem}).", level="warning")
+    _restore_best(trainer)
+
+
+def _restore_best(trainer: Trainer) -> None:
+    """Check the best weights the state refers to; when they are missing or damaged, say so
+    and let the next epoch become the best, so that best.safetensors is written again."""
+    best = trainer.run.checkpoints / BEST
+    if trainer.best_value is None:
+        return
+    problem = "" if best.is_file() else f"{best} is missing"
+    if not problem:
+        try:
+            tensors = read_weights(trainer.model, best)
+        except CheckpointError as exc:
+            problem = str(exc).split(";")[0]
+        else:
+            if trainer.feature_cache:
+                device = trainer.placement.device
+                trainer._best_snapshot = {k: v.to(device) for k, v in tensors.items()}
+            return
+    trainer.log(
+        f"{problem.rstrip('.')}; the best weights of epoch {trainer.best_epoch + 1} are lost, so "
+        "the next epoch's weights become the best checkpoint.",
+        level="warning",
+    )
+    trainer.best_value, trainer.best_loss, trainer.best_epoch = None, None, -1
+    trainer.best_metrics, trainer.epochs_since_best = {}, 0
 
 
 def drop_metrics_after(run: RunDir, global_step: int, epoch: int) -> None:

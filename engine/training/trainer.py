@@ -42,15 +42,21 @@ from engine.training.checkpoint import (
     load_weights,
     save_weights,
 )
-from engine.training.checkpoint_files import BEST, has_last_checkpoint
+from engine.training.checkpoint_files import BEST
 from engine.training.control import Cancelled, RunControl
 from engine.training.devices import Placement, resolve_placement
-from engine.training.divergence import Diverged, DivergenceGuard, divergence_sentence
+from engine.training.divergence import Diverged, DivergenceGuard
 from engine.training.inputs import RunData, class_weight_tensor, load_run_data, prepare_data
 from engine.training.metrics import classification_metrics
 from engine.training.optim import build_optimizer, build_scheduler, param_groups
+from engine.training.outcome import write_outcome
 from engine.training.pipeline import FeaturePipeline, ImagePipeline, Pipeline
-from engine.training.provenance import environment_facts, error_sentence, storage_sentence
+from engine.training.provenance import (
+    StorageError,
+    environment_facts,
+    error_sentence,
+    storage_sentence,
+)
 from engine.training.resume_state import (
     check_resumable,
     drop_metrics_after,
@@ -205,69 +211,40 @@ class Trainer:
             status = RunStatus.CANCELLED
             self.log("Run stopped by the user; `refit resume` or Resume continues it.")
         except Diverged as exc:
-            status, error = RunStatus.DIVERGED, str(exc)
+            status, error = RunStatus.DIVERGED, exc.sentence(self.best_epoch)
             self.log(error, level="error")
         except BaseException as exc:
-            error = self._failure_sentence(exc)
+            error = self.failure_sentence(exc)
             if self.resuming and not self.touched_files:
                 record_resume_error(self.run, error)
                 run_dir = str(self.run.path)
                 self.emit(RunEnded(status=RunStatus.FAILED, error=error, run_dir=run_dir))
             else:
                 self._finish(RunStatus.FAILED, error, started_emitted)
+            if isinstance(exc, OSError) and error != error_sentence(exc):
+                raise StorageError(exc.errno, error) from exc
             raise
         status, error = self._finish(status, error, started_emitted)
         return RunResult(self.run.path, status, dict(self.best_metrics), error)
 
-    def _failure_sentence(self, exc: BaseException) -> str:
+    def failure_sentence(self, exc: BaseException) -> str:
+        """One sentence for ``exc``; a failed write names the disk and says how to resume."""
         return storage_sentence(exc, self.workspace.root, self.run.run_id) or error_sentence(exc)
 
     def _finish(self, status: RunStatus, error: str, started: bool) -> tuple[RunStatus, str]:
-        """Write the final checkpoints, state and summary; a failing disk makes the run failed
+        """Write the final checkpoints, summary and state; a failing disk makes the run failed
         (and resumable from its previous checkpoint) instead of leaving it "running"."""
         self._finishing = True
         if started and self.model is not None and status is not RunStatus.FAILED:
             try:
                 self._final_checkpoints(status)
-            except Exception as exc:
-                status, error = RunStatus.FAILED, self._failure_sentence(exc)
+            except Diverged as exc:
+                status, error = RunStatus.DIVERGED, exc.sentence(self.best_epoch)
                 self.log(error, level="error")
-        resumable = status is RunStatus.CANCELLED or (
-            status is RunStatus.FAILED and has_last_checkpoint(self.run.checkpoints)
-        )
-        summary = {
-            "status": str(status),
-            "error": error,
-            "stop_reason": self._stop_reason,
-            "best_epoch": self.best_epoch,
-            "best": self.best_metrics,
-            "last": self.last_metrics,
-            "epochs_done": self.epoch,
-            "global_step": self.global_step,
-            "seconds": round(time.monotonic() - self._started, 2),
-        }
-        if self.data is not None:
-            summary.update(
-                classes=list(self.data.classes),
-                train_size=len(self.data.train),
-                val_size=len(self.data.val),
-                test_size=len(self.data.test),
-            )
-        try:
-            self.run.update_state(
-                status=str(status),
-                error=error,
-                resumable=resumable,
-                epochs_done=self.epoch,
-                ended=time.strftime("%Y-%m-%dT%H:%M:%S"),
-            )
-            write_json_atomic(self.run.summary_path, {**self.run.summary(), **summary})
-        except OSError as exc:
-            # The state may still say "running": the run list infers "interrupted" from its
-            # dead owner. The checkpoint before this write is intact, so the run resumes.
-            if status is not RunStatus.FAILED:
-                status, error = RunStatus.FAILED, self._failure_sentence(exc)
-            self.log(f"{self._failure_sentence(exc)}", level="error")
+            except Exception as exc:
+                status, error = RunStatus.FAILED, self.failure_sentence(exc)
+                self.log(error, level="error")
+        status, error = write_outcome(self, status, error)
         self.emit(
             RunEnded(
                 status=status,
@@ -523,7 +500,7 @@ class Trainer:
                 path = save_weights(self.model, ckpt / f"{kind}.safetensors", metadata=metadata)
         except NonFiniteWeightsError as exc:
             what = f"the weights became NaN or infinite by step {self.global_step}"
-            raise Diverged(divergence_sentence(what, self._current_lr())) from exc
+            raise Diverged(what, self._current_lr()) from exc
         self.emit(CheckpointSaved(path=str(path), kind=kind, epoch=self.epoch))
 
 
