@@ -81,4 +81,8 @@ def storage_sentence(exc: BaseException, workspace: Path, run_id: str) -> str:
         return f"The workspace {workspace} is on a read-only disk; {resume} once it is writable."
     if exc.errno == errno.EIO:
         return f"The disk holding {workspace} reported an I/O error; check it, then {resume}."
+    name = str(exc.filename or "")
+    denied = exc.errno in (errno.EACCES, errno.EPERM) and name
+    if denied and Path(name).resolve().is_relative_to(workspace.resolve()):
+        return f"{name} cannot be written (permission denied); make it writable, then {resume}."
     return ""

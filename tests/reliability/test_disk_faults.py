@@ -33,7 +33,7 @@ from engine.training.checkpoint_files import (
 )
 from engine.training.control import RunControl
 from engine.training.divergence import FACTOR, Diverged, DivergenceGuard
-from engine.training.provenance import StorageError
+from engine.training.provenance import StorageError, storage_sentence
 from engine.training.trainer import resume, train
 from reliability.ckpt_runs import assert_same_weights, final_weights, tiny_config
 
@@ -389,3 +389,20 @@ def test_weights_that_are_nan_are_refused_for_predictions(stopped, tmp_path):
     save_file(tensors, str(run.checkpoints / BEST))
     with pytest.raises(CheckpointError, match="NaN or infinite weights"):
         Predictor(run)
+
+
+def test_failed_writes_under_the_workspace_get_one_sentence(tmp_path):
+    ws = tmp_path / "ws"
+    inside = str(ws / "runs" / "r1" / "checkpoints" / "best.safetensors")
+    cases = {
+        OSError(errno.ENOSPC, "No space left on device", inside): f"The disk holding {ws} is full",
+        OSError(errno.EDQUOT, "Disk quota exceeded", inside): f"The disk holding {ws} is full",
+        OSError(errno.EROFS, "Read-only file system", inside): "is on a read-only disk",
+        PermissionError(errno.EACCES, "Permission denied", inside): f"{inside} cannot be written",
+    }
+    for exc, start in cases.items():
+        sentence = storage_sentence(exc, ws, "r1")
+        assert start in sentence and "`refit resume r1`" in sentence, sentence
+    # A picture the run reads is not the workspace's problem.
+    assert storage_sentence(PermissionError(errno.EACCES, "denied", "/data/a.png"), ws, "r1") == ""
+    assert storage_sentence(ValueError("x"), ws, "r1") == ""
