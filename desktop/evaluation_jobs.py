@@ -315,10 +315,10 @@ def cached_predictor(path: Path) -> Predictor:
     checkpoint file, after a resume, is loaded afresh)."""
     from engine.evaluation import Predictor
     from engine.runs import RunDir
+    from engine.training.checkpoint_files import weights_file
 
     run = RunDir(Path(path).resolve())
-    best = run.checkpoints / "best.safetensors"
-    stamp = best.stat().st_mtime_ns if best.is_file() else 0
+    stamp = weights_file(run, "best").stat().st_mtime_ns  # a sentence when it is missing
     key = (str(run.path), stamp)
     with _predictors_lock:
         predictor = _predictors.get(key)

@@ -10,6 +10,7 @@ class RunStatus(StrEnum):
     COMPLETED = "completed"
     CANCELLED = "cancelled"
     FAILED = "failed"
+    DIVERGED = "diverged"  # the loss became NaN/inf or exploded; the best checkpoint is kept
 
 
 @dataclass(frozen=True, kw_only=True)

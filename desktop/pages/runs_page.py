@@ -53,6 +53,7 @@ class RunDetails:
 def load_details(paths: list[Path]) -> list[RunDetails]:
     """Read metrics, config, state and summary of each run (metrics.jsonl can be long)."""
     from engine.runs import RunDir
+    from engine.training.checkpoint_files import has_last_checkpoint
 
     out = []
     for path in paths:
@@ -63,7 +64,7 @@ def load_details(paths: list[Path]) -> list[RunDetails]:
             config = {}
         state = run.state()
         resumable = bool(state.get("resumable")) or (
-            state.get("status") == "running" and (run.checkpoints / "last_state.pt").is_file()
+            state.get("status") == "running" and has_last_checkpoint(run.checkpoints)
         )
         name = config.get("name") or ""
         out.append(

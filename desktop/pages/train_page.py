@@ -272,6 +272,9 @@ class TrainPage(Page):
                 )
             else:
                 self._show_result("Stopped before training began; nothing to resume.")
+        elif event.status is RunStatus.DIVERGED:
+            self._error_shown = event.error
+            self._show_result(html.escape(event.error), error=True)
         else:
             self._show_failure(event.error)
 

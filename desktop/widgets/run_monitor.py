@@ -294,6 +294,9 @@ class RunMonitorWidget(QWidget):
             self.progress.setValue(self.progress.maximum())
         elif event.status is RunStatus.CANCELLED:
             self.set_phase("Stopped")
+        elif event.status is RunStatus.DIVERGED:
+            self.set_phase("Diverged")
+            self.log(event.error, "error")
         else:
             self.set_phase("Failed")
             if event.error:

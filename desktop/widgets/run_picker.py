@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QComboBox, QWidget
 from engine.runs import RunInfo, Workspace
 
 NAME_ROLE = Qt.ItemDataRole.UserRole + 1
-EVALUABLE = {"completed", "cancelled", "stopped"}
+EVALUABLE = {"completed", "cancelled", "stopped", "diverged"}
 
 
 def evaluable(info: RunInfo) -> bool:

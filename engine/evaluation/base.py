@@ -63,6 +63,8 @@ def find_base_run(workspace: Workspace, run: RunDir) -> RunDir | None:
     config = run.config()
     if is_linear_probe(config):
         return run
+    from engine.training.checkpoint_files import has_weights
+
     wanted = _key(base_config(config))
     digests = _val_digests(run)
     for info in workspace.list_runs():
@@ -74,10 +76,7 @@ def find_base_run(workspace: Workspace, run: RunDir) -> RunDir | None:
                 continue
         except ConfigError:
             continue
-        has_weights = any(
-            (candidate.checkpoints / f"{k}.safetensors").is_file() for k in ("best", "last")
-        )
-        if has_weights and _val_digests(candidate) == digests:
+        if has_weights(candidate) and _val_digests(candidate) == digests:
             return candidate
     return None
 

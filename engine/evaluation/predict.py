@@ -12,6 +12,7 @@ import torch
 
 from engine.runs import RunDir
 from engine.training.checkpoint import CheckpointError, load_weights
+from engine.training.checkpoint_files import weights_file
 
 
 @dataclass(frozen=True)
@@ -24,18 +25,16 @@ class Prediction:
 
 
 class Predictor:
-    """A run's best (or last) checkpoint, ready to classify images or texts on a CPU or GPU."""
+    """A run's best (or last) checkpoint, ready to classify images or texts on a CPU or GPU.
+
+    Raises CheckpointError with a sentence when that checkpoint is missing or damaged; the
+    other checkpoint is never used in its place.
+    """
 
     def __init__(self, run: RunDir, *, checkpoint: str = "best", device: str = "cpu") -> None:
         from engine.models import trained_architecture
 
-        weights = run.checkpoints / f"{checkpoint}.safetensors"
-        if not weights.is_file():
-            weights = run.checkpoints / "last.safetensors"
-        if not weights.is_file():
-            raise CheckpointError(
-                f"The run {run.run_id} has no checkpoint yet; train it (or resume it) first."
-            )
+        weights = weights_file(run, checkpoint)
         config = run.config()
         classes = run.summary().get("classes") or run.splits().get("classes")
         if not classes:
@@ -43,7 +42,12 @@ class Predictor:
         self.classes: list[str] = list(classes)
         self.device = torch.device(device)
         self.model = trained_architecture(config, len(self.classes))
-        load_weights(self.model, weights)
+        other = "last" if checkpoint == "best" else "best"
+        load_weights(
+            self.model,
+            weights,
+            f"choose the {other} checkpoint (--checkpoint {other}) instead, or train the run again",
+        )
         self.model.to(self.device).eval()
         self.modality = self.model.modality
         self.checkpoint = weights

@@ -330,17 +330,21 @@ def load_predictions(run: RunDir, split: str = "val") -> SplitPredictions | None
         return None
 
 
-def checkpoint_file(run: RunDir, checkpoint: str = "best") -> Path:
-    """The weights a Predictor loads for ``checkpoint``: best, else last."""
-    path = run.checkpoints / f"{checkpoint}.safetensors"
-    return path if path.is_file() else run.checkpoints / "last.safetensors"
+def checkpoint_file(run: RunDir, checkpoint: str = "best") -> Path | None:
+    """The weights a Predictor loads for ``checkpoint``, or None when it has none."""
+    from engine.training.checkpoint_files import CheckpointError, weights_file
+
+    try:
+        return weights_file(run, checkpoint)
+    except CheckpointError:
+        return None
 
 
 def saved_predictions(run: RunDir, split: str, checkpoint: str = "best") -> SplitPredictions | None:
     """Saved predictions of ``split`` when they come from the checkpoint file as it is now."""
     saved = load_predictions(run, split)
     weights = checkpoint_file(run, checkpoint)
-    if saved is None or saved.checkpoint != weights.stem:
+    if saved is None or weights is None or saved.checkpoint != weights.stem:
         return None
     stamp = checkpoint_stamp(weights)
     return saved if stamp and saved.checkpoint_stamp == stamp else None

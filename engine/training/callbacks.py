@@ -101,7 +101,12 @@ class MetricsWriter(Callback):
         self.flush(trainer)
 
     def on_run_ended(self, event: RunEnded, trainer: Trainer) -> None:
-        self.flush(trainer)
+        try:
+            self.flush(trainer)
+        except OSError:
+            # A full disk at the very end: the steps of the last second are lost, but the
+            # callbacks after this one (the app's bridge) must still hear that the run ended.
+            self._buffer.clear()
 
     def flush(self, trainer: Trainer) -> None:
         trainer.run.append_metrics(*self._buffer)

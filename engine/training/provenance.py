@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import platform
 import sys
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,7 +24,17 @@ _OWN_ERRORS = (
     "CheckpointError",
     "RunNotFoundError",
     "TestSplitLocked",
+    "Diverged",
+    "StorageError",
 )
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+class StorageError(OSError):
+    """Writing a run's files failed (disk full, read-only, I/O error); str() is the sentence."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
 
 
 def environment_facts(placement: Placement) -> dict[str, Any]:
@@ -55,3 +67,22 @@ def error_sentence(exc: BaseException) -> str:
     if isinstance(exc, MemoryError):
         return "The computer ran out of memory; lower the batch size or use a smaller backbone."
     return f"{type(exc).__name__}: {exc}"
+
+
+def storage_sentence(exc: BaseException, workspace: Path, run_id: str) -> str:
+    """One sentence for a failed write under ``workspace`` (disk full, read-only, I/O error);
+    "" when ``exc`` is not such an error. The run keeps its previous checkpoint."""
+    if not isinstance(exc, OSError) or exc.errno is None:
+        return ""
+    resume = f"`refit resume {run_id}` (or Resume in the app) continues it from its last checkpoint"
+    if exc.errno in _FULL:
+        return f"The disk holding {workspace} is full; free some space, then {resume}."
+    if exc.errno == errno.EROFS:
+        return f"The workspace {workspace} is on a read-only disk; {resume} once it is writable."
+    if exc.errno == errno.EIO:
+        return f"The disk holding {workspace} reported an I/O error; check it, then {resume}."
+    name = str(exc.filename or "")
+    denied = exc.errno in (errno.EACCES, errno.EPERM) and name
+    if denied and Path(name).resolve().is_relative_to(workspace.resolve()):
+        return f"{name} cannot be written (permission denied); make it writable, then {resume}."
+    return ""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -27,7 +26,7 @@ from engine.events import (
     StageProgressed,
     StepEnded,
 )
-from engine.files import write_bytes_atomic, write_json_atomic
+from engine.files import write_json_atomic
 from engine.runs import RunDir, Workspace
 from engine.training.callbacks import (
     Callback,
@@ -38,20 +37,33 @@ from engine.training.callbacks import (
     dispatch,
 )
 from engine.training.checkpoint import (
-    load_trainer_state,
+    NonFiniteWeightsError,
+    commit_last,
     load_weights,
-    rng_state,
-    save_trainer_state,
     save_weights,
-    set_rng_state,
 )
+from engine.training.checkpoint_files import BEST
 from engine.training.control import Cancelled, RunControl
 from engine.training.devices import Placement, resolve_placement
+from engine.training.divergence import Diverged, DivergenceGuard
 from engine.training.inputs import RunData, class_weight_tensor, load_run_data, prepare_data
 from engine.training.metrics import classification_metrics
 from engine.training.optim import build_optimizer, build_scheduler, param_groups
+from engine.training.outcome import write_outcome
 from engine.training.pipeline import FeaturePipeline, ImagePipeline, Pipeline
-from engine.training.provenance import environment_facts, error_sentence
+from engine.training.provenance import (
+    StorageError,
+    environment_facts,
+    error_sentence,
+    storage_sentence,
+)
+from engine.training.resume_state import (
+    check_resumable,
+    drop_metrics_after,
+    record_resume_error,
+    restore,
+    trainer_state,
+)
 
 MINIMIZE = {Monitor.VAL_LOSS}
 
@@ -89,9 +101,14 @@ def resume(
     on_event: Callable[[Event], Any] | None = None,
     control: RunControl | None = None,
 ) -> RunResult:
-    """Continue a stopped run from its last checkpoint, with the same split and config."""
+    """Continue a stopped run from its last checkpoint, with the same split and config.
+
+    A completed or diverged run is refused before any file is touched; a resume that fails
+    before training starts leaves the run's status and results as they were.
+    """
     ws = Workspace(workspace)
     run = ws.open_run(ref)
+    check_resumable(run)
     trainer = Trainer(run.config(), run, ws, callbacks, on_event, control, resuming=True)
     return trainer.fit()
 
@@ -140,6 +157,10 @@ class Trainer:
         self.train_sums = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
         self._stop_reason = ""
         self._best_snapshot: dict[str, torch.Tensor] | None = None
+        self.divergence = DivergenceGuard(2)
+        # Set once this run's files start changing; a resume that fails before must not
+        # record anything but the error.
+        self.touched_files = False
         self._started = time.monotonic()
 
     # -- public hooks for callbacks -------------------------------------------------------------
@@ -189,51 +210,41 @@ class Trainer:
         except Cancelled:
             status = RunStatus.CANCELLED
             self.log("Run stopped by the user; `refit resume` or Resume continues it.")
+        except Diverged as exc:
+            status, error = RunStatus.DIVERGED, exc.sentence(self.best_epoch)
+            self.log(error, level="error")
         except BaseException as exc:
-            error = error_sentence(exc)
-            self._finish(RunStatus.FAILED, error, started_emitted)
+            error = self.failure_sentence(exc)
+            if self.resuming and not self.touched_files:
+                record_resume_error(self.run, error)
+                run_dir = str(self.run.path)
+                self.emit(RunEnded(status=RunStatus.FAILED, error=error, run_dir=run_dir))
+            else:
+                self._finish(RunStatus.FAILED, error, started_emitted)
+            if isinstance(exc, OSError) and error != error_sentence(exc):
+                raise StorageError(exc.errno, error) from exc
             raise
-        self._finish(status, error, started_emitted)
+        status, error = self._finish(status, error, started_emitted)
         return RunResult(self.run.path, status, dict(self.best_metrics), error)
 
-    def _finish(self, status: RunStatus, error: str, started: bool) -> None:
+    def failure_sentence(self, exc: BaseException) -> str:
+        """One sentence for ``exc``; a failed write names the disk and says how to resume."""
+        return storage_sentence(exc, self.workspace.root, self.run.run_id) or error_sentence(exc)
+
+    def _finish(self, status: RunStatus, error: str, started: bool) -> tuple[RunStatus, str]:
+        """Write the final checkpoints, summary and state; a failing disk makes the run failed
+        (and resumable from its previous checkpoint) instead of leaving it "running"."""
         self._finishing = True
-        resumable = False
         if started and self.model is not None and status is not RunStatus.FAILED:
-            if self._best_snapshot is not None:
-                current = copy.deepcopy(self.model.state_dict())
-                self.model.load_state_dict(self._best_snapshot)
-                self._write_checkpoint("best")
-                self.model.load_state_dict(current)
-            self._write_checkpoint("last")
-            resumable = status is RunStatus.CANCELLED
-            self._save_adapter()
-        summary = {
-            "status": str(status),
-            "error": error,
-            "stop_reason": self._stop_reason,
-            "best_epoch": self.best_epoch,
-            "best": self.best_metrics,
-            "last": self.last_metrics,
-            "epochs_done": self.epoch,
-            "global_step": self.global_step,
-            "seconds": round(time.monotonic() - self._started, 2),
-        }
-        if self.data is not None:
-            summary.update(
-                classes=list(self.data.classes),
-                train_size=len(self.data.train),
-                val_size=len(self.data.val),
-                test_size=len(self.data.test),
-            )
-        self.run.update_state(
-            status=str(status),
-            error=error,
-            resumable=resumable,
-            epochs_done=self.epoch,
-            ended=time.strftime("%Y-%m-%dT%H:%M:%S"),
-        )
-        write_json_atomic(self.run.summary_path, {**self.run.summary(), **summary})
+            try:
+                self._final_checkpoints(status)
+            except Diverged as exc:
+                status, error = RunStatus.DIVERGED, exc.sentence(self.best_epoch)
+                self.log(error, level="error")
+            except Exception as exc:
+                status, error = RunStatus.FAILED, self.failure_sentence(exc)
+                self.log(error, level="error")
+        status, error = write_outcome(self, status, error)
         self.emit(
             RunEnded(
                 status=status,
@@ -242,6 +253,19 @@ class Trainer:
                 run_dir=str(self.run.path),
             )
         )
+        return status, error
+
+    def _final_checkpoints(self, status: RunStatus) -> None:
+        """The in-memory best of a cached-feature run, the last state (not after divergence:
+        those weights are broken), and a LoRA run's adapter."""
+        if self._best_snapshot is not None:
+            current = copy.deepcopy(self.model.state_dict())
+            self.model.load_state_dict(self._best_snapshot)
+            self._write_checkpoint("best")
+            self.model.load_state_dict(current)
+        if status is not RunStatus.DIVERGED:
+            self._write_checkpoint("last")
+        self._save_adapter()
 
     def _save_adapter(self) -> None:
         """A LoRA run also leaves its best adapter in peft's format (and the merged model)."""
@@ -249,7 +273,7 @@ class Trainer:
 
         if not is_lora(self.model):
             return
-        best = self.run.checkpoints / "best.safetensors"
+        best = self.run.checkpoints / BEST
         model = copy.deepcopy(self.model).cpu()
         if best.is_file():
             load_weights(model, best)
@@ -297,8 +321,21 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, total)
         if self.placement.needs_grad_scaler:
             self.scaler = torch.amp.GradScaler("cuda")
+        self.divergence = DivergenceGuard(len(self.data.classes))
         if self.resuming:
-            self._restore()
+            # Everything that can fail on a moved dataset or a damaged checkpoint runs before
+            # the first file of the run changes.
+            restore(self)
+            self.pipeline.prepare()
+            self.touched_files = True
+            drop_metrics_after(self.run, self.global_step, self.epoch)
+            self.log(f"Resuming at epoch {self.epoch + 1}, step {self.global_step}.")
+        self.touched_files = True
+        self._mark_running(frozen, text)
+        if not self.resuming:
+            self.pipeline.prepare()
+
+    def _mark_running(self, frozen: list[str], text: bool) -> None:
         self.run.update_state(
             status="running",
             resumable=False,
@@ -308,10 +345,9 @@ class Trainer:
             total_params=self.param_count.total,
             frozen_groups=frozen,
             modality=self.data.modality,
-            method=str(cfg.adapt.method),
+            method=str(self.config.adapt.method),
             **({"max_length": self.max_length} if text else {}),
         )
-        self.pipeline.prepare()
 
     def _load_data(self) -> RunData:
         if self.resuming:
@@ -358,6 +394,7 @@ class Trainer:
             metrics["train_loss"] = self.train_sums["loss"] / seen
             metrics["train_accuracy"] = self.train_sums["correct"] / seen
             metrics["lr"] = self._current_lr()
+            self.divergence.check_validation(metrics, self.epoch, metrics["lr"])
             is_best = self._update_best(metrics)
             epoch = self.epoch
             self.epoch += 1
@@ -401,6 +438,7 @@ class Trainer:
                 self.optimizer.step()
             self.scheduler.step()
             loss_value = loss.item()
+            self.divergence.check_step(loss_value, self.global_step + 1, self._current_lr())
             n = len(y)
             self.train_sums["loss"] += loss_value * n
             self.train_sums["correct"] += (logits.argmax(1) == y).sum().item()
@@ -451,69 +489,19 @@ class Trainer:
 
     def _write_checkpoint(self, kind: str) -> None:
         ckpt = self.run.checkpoints
-        path = save_weights(
-            self.model,
-            ckpt / f"{kind}.safetensors",
-            metadata={"epoch": str(self.epoch), "kind": kind},
-        )
-        if kind == "last":
-            save_trainer_state(ckpt / "last_state.pt", self._trainer_state())
+        try:
+            if kind == "last":
+                state = trainer_state(self)
+                path = commit_last(
+                    ckpt, self.model, state, epoch=self.epoch, global_step=self.global_step
+                ).weights
+            else:
+                metadata = {"epoch": str(self.epoch), "kind": kind}
+                path = save_weights(self.model, ckpt / f"{kind}.safetensors", metadata=metadata)
+        except NonFiniteWeightsError as exc:
+            what = f"the weights became NaN or infinite by step {self.global_step}"
+            raise Diverged(what, self._current_lr()) from exc
         self.emit(CheckpointSaved(path=str(path), kind=kind, epoch=self.epoch))
-
-    def _trainer_state(self) -> dict[str, Any]:
-        return {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
-            "rng": rng_state(),
-            "epoch": self.epoch,
-            "step_in_epoch": self.step_in_epoch,
-            "global_step": self.global_step,
-            "best_value": self.best_value,
-            "best_loss": self.best_loss,
-            "best_epoch": self.best_epoch,
-            "best_metrics": self.best_metrics,
-            "last_metrics": self.last_metrics,
-            "epochs_since_best": self.epochs_since_best,
-            "train_sums": dict(self.train_sums),
-        }
-
-    def _restore(self) -> None:
-        ckpt = self.run.checkpoints
-        state = load_trainer_state(ckpt / "last_state.pt")
-        load_weights(self.model, ckpt / "last.safetensors")
-        if (ckpt / "best.safetensors").is_file() and self.feature_cache:
-            best_model = copy.deepcopy(self.model)
-            load_weights(best_model, ckpt / "best.safetensors")
-            self._best_snapshot = best_model.state_dict()
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.scaler is not None and state["scaler"]:
-            self.scaler.load_state_dict(state["scaler"])
-        for key in (
-            "epoch",
-            "step_in_epoch",
-            "global_step",
-            "best_value",
-            "best_loss",
-            "best_epoch",
-            "best_metrics",
-            "last_metrics",
-            "epochs_since_best",
-            "train_sums",
-        ):
-            setattr(self, key, state[key])
-        set_rng_state(state["rng"])
-        # Step lines written after the checkpoint (a crash) would be duplicated on resume.
-        kept = [
-            r
-            for r in self.run.metrics()
-            if r.get("step", 0) <= self.global_step
-            and (r.get("type") != "epoch" or r.get("epoch", 0) < self.epoch)
-        ]
-        lines = "".join(json.dumps(r) + "\n" for r in kept)
-        write_bytes_atomic(self.run.metrics_path, lines.encode("utf-8"))
-        self.log(f"Resuming at epoch {self.epoch + 1}, step {self.global_step}.")
 
 
 def check_modality(entry: Any, data: RunData) -> None:

@@ -13,6 +13,7 @@ from synthetic import make_shapes_folder
 
 from engine.config import DataConfig, ModelConfig, RunConfig, ScheduleConfig
 from engine.runs import RunDir, Workspace
+from engine.training.checkpoint_files import has_last_checkpoint
 
 
 @pytest.fixture
@@ -116,7 +117,7 @@ def test_closing_mid_run_asks_then_stops_cleanly_and_leaves_a_resumable_run(
     (run,) = Workspace(window.ctx.workspace).list_runs()
     state = json.loads((run.path / "state.json").read_text())
     assert state["status"] == "cancelled" and state["resumable"] is True
-    assert (run.path / "checkpoints" / "last_state.pt").is_file()
+    assert has_last_checkpoint(run.path / "checkpoints")
 
 
 def test_closing_mid_run_can_be_refused(window, shapes, qtbot, monkeypatch):

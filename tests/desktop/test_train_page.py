@@ -20,6 +20,7 @@ from engine.config import (
 )
 from engine.events import EpochEnded, RunStarted, StepEnded
 from engine.runs import RunDir, Workspace
+from engine.training.checkpoint_files import has_last_checkpoint
 
 TINY = "timm:test_efficientnet"  # ~0.1M parameters, random init: fast and needs no weights
 RUN_TIMEOUT_MS = 180_000
@@ -146,7 +147,7 @@ def test_stop_leaves_resumable_run_and_resume_completes(page, ctx, shapes, qtbot
     _wait_until_idle(qtbot, page)
     run = RunDir(Path(page.run_dir))
     assert run.state()["resumable"] is True
-    assert (run.checkpoints / "last_state.pt").is_file()
+    assert has_last_checkpoint(run.checkpoints)
     assert "can be resumed" in page.result_label.text()
     assert page.resume_button.isVisibleTo(page) and not page.pause_action.isChecked()
 

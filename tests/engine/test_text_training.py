@@ -18,6 +18,7 @@ from engine.evaluation import Predictor
 from engine.events import RunStarted, StepEnded
 from engine.models import ModelError
 from engine.runs import RunDir
+from engine.training.checkpoint_files import weights_file
 from engine.training.control import RunControl
 from engine.training.trainer import resume, train
 
@@ -131,8 +132,8 @@ def test_cancelled_lora_run_resumes_to_the_same_weights(table, tiny_bert, tmp_pa
     stopped = train(cfg, workspace=tmp_path / "b", on_event=cancel_at_step_5, control=control)
     assert str(stopped.status) == "cancelled"
     resumed = resume(stopped.run_dir.name, workspace=tmp_path / "b")
-    a = load_file(str(RunDir(straight.run_dir).checkpoints / "last.safetensors"))
-    b = load_file(str(RunDir(resumed.run_dir).checkpoints / "last.safetensors"))
+    a = load_file(str(weights_file(RunDir(straight.run_dir), "last")))
+    b = load_file(str(weights_file(RunDir(resumed.run_dir), "last")))
     assert a.keys() == b.keys() and any(".lora_" in k for k in a)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)

@@ -32,6 +32,7 @@ from engine.events import (
     StepEnded,
 )
 from engine.runs import RunDir, Workspace
+from engine.training.checkpoint_files import has_last_checkpoint, last_checkpoint, weights_file
 from engine.training.control import RunControl
 from engine.training.trainer import resume, train
 
@@ -91,8 +92,10 @@ def test_event_order_and_run_files(shapes, tmp_path):
     assert summary["status"] == "completed"
     state = run.state()
     assert state["device_type"] == "cpu" and state["versions"]["torch"]
-    for name in ("best.safetensors", "last.safetensors", "last_state.pt"):
-        assert (run.checkpoints / name).is_file()
+    assert (run.checkpoints / "best.safetensors").is_file()
+    last = last_checkpoint(run.checkpoints)
+    assert last is not None and last.weights.is_file() and last.state.is_file()
+    assert (last.epoch, last.global_step) == (2, len(steps))
     assert [r.run_id for r in Workspace(tmp_path / "ws").list_runs()] == [run.run_id]
 
 
@@ -127,7 +130,7 @@ def test_linear_probe_trains_only_the_head_on_cached_features(shapes, tmp_path):
 
 
 def _final_weights(run_dir) -> dict[str, torch.Tensor]:
-    return load_file(str(RunDir(run_dir).checkpoints / "last.safetensors"))
+    return load_file(str(weights_file(RunDir(run_dir), "last")))
 
 
 @pytest.mark.parametrize("method", [Method.FULL, Method.LINEAR_PROBE])
@@ -149,7 +152,7 @@ def test_cancel_then_resume_equals_an_uninterrupted_run(shapes, tmp_path, method
     assert steps[-1].step == 4, "cancel returns within one step"
     run = RunDir(stopped.run_dir)
     assert run.state()["resumable"] is True
-    assert (run.checkpoints / "last_state.pt").is_file()
+    assert has_last_checkpoint(run.checkpoints)
 
     resumed = resume(stopped.run_dir.name, workspace=tmp_path / "b")
     assert resumed.status is RunStatus.COMPLETED
