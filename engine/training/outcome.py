@@ -55,8 +55,8 @@ def _write_summary(trainer: Trainer, status: RunStatus, error: str) -> None:
 
 
 def _write_state(trainer: Trainer, status: RunStatus, error: str) -> None:
-    resumable = status is RunStatus.CANCELLED or (
-        status is RunStatus.FAILED and has_last_checkpoint(trainer.run.checkpoints)
+    resumable = status in (RunStatus.CANCELLED, RunStatus.FAILED) and has_last_checkpoint(
+        trainer.run.checkpoints
     )
     trainer.run.update_state(
         status=str(status),

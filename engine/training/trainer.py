@@ -213,6 +213,9 @@ class Trainer:
         except Diverged as exc:
             status, error = RunStatus.DIVERGED, exc.sentence(self.best_epoch)
             self.log(error, level="error")
+        except KeyboardInterrupt:
+            self._abort()
+            raise
         except BaseException as exc:
             error = self.failure_sentence(exc)
             if self.resuming and not self.touched_files:
@@ -226,6 +229,17 @@ class Trainer:
             raise
         status, error = self._finish(status, error, started_emitted)
         return RunResult(self.run.path, status, dict(self.best_metrics), error)
+
+    def _abort(self) -> None:
+        """A second Ctrl+C: stop at once. The step under way may be half done, so no checkpoint
+        is written; the run is cancelled and resumes from its last committed checkpoint."""
+        if self.resuming and not self.touched_files:
+            return
+        sentence = "Run aborted (Ctrl+C twice); it resumes from its last saved checkpoint."
+        self._finishing = True
+        status, error = write_outcome(self, RunStatus.CANCELLED, "")
+        self.log(sentence if status is RunStatus.CANCELLED else error, level="warning")
+        self.emit(RunEnded(status=status, error=error, run_dir=str(self.run.path)))
 
     def failure_sentence(self, exc: BaseException) -> str:
         """One sentence for ``exc``; a failed write names the disk and says how to resume."""

@@ -406,3 +406,23 @@ def test_failed_writes_under_the_workspace_get_one_sentence(tmp_path):
     # A picture the run reads is not the workspace's problem.
     assert storage_sentence(PermissionError(errno.EACCES, "denied", "/data/a.png"), ws, "r1") == ""
     assert storage_sentence(ValueError("x"), ws, "r1") == ""
+
+
+def test_a_second_ctrl_c_mid_step_cancels_and_resumes(data, straight, tmp_path):
+    """KeyboardInterrupt (the CLI's second Ctrl+C) lands mid-step: no checkpoint of the half-done
+    step is written, the run is cancelled (not failed) and resumes to the uninterrupted result."""
+
+    def abort(event):
+        if isinstance(event, StepEnded) and event.step == 7:
+            raise KeyboardInterrupt
+
+    ws = tmp_path / "ws"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(data), workspace=ws, on_event=abort)
+    run = RunDir(next((ws / "runs").iterdir()))
+    state = run.state()
+    assert state["status"] == "cancelled" and state["resumable"] is True
+    assert last_checkpoint(run.checkpoints).global_step < 7  # the epoch before, not step 7
+    result = resume(run.path, workspace=ws)
+    assert result.status is RunStatus.COMPLETED
+    assert_same_weights(final_weights(run), final_weights(straight))
