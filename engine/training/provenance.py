@@ -21,6 +21,9 @@ _OWN_ERRORS = (
     "DeviceError",
     "CheckpointError",
     "RunNotFoundError",
+    "RunFileError",
+    "RunBusyError",
+    "WorkspaceError",
     "TestSplitLocked",
 )
 

@@ -77,8 +77,9 @@ def train(
     """Start a new run of ``config`` in ``workspace``."""
     config.validate()
     run = Workspace(workspace).create_run(config)
-    trainer = Trainer(config, run, Workspace(workspace), callbacks, on_event, control)
-    return trainer.fit()
+    with run.lock():
+        trainer = Trainer(config, run, Workspace(workspace), callbacks, on_event, control)
+        return trainer.fit()
 
 
 def resume(
@@ -89,11 +90,16 @@ def resume(
     on_event: Callable[[Event], Any] | None = None,
     control: RunControl | None = None,
 ) -> RunResult:
-    """Continue a stopped run from its last checkpoint, with the same split and config."""
+    """Continue a stopped run from its last checkpoint, with the same split and config.
+
+    Refused with one sentence, before anything is written, while another process trains the run
+    (RunBusyError) or when one of its files is damaged (RunFileError)."""
     ws = Workspace(workspace)
     run = ws.open_run(ref)
-    trainer = Trainer(run.config(), run, ws, callbacks, on_event, control, resuming=True)
-    return trainer.fit()
+    with run.lock():
+        config = run.intact_config()  # a damaged file stops here, with the run untouched
+        trainer = Trainer(config, run, ws, callbacks, on_event, control, resuming=True)
+        return trainer.fit()
 
 
 class Trainer:
