@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,11 +95,20 @@ def _evaluation_problem(path: Path) -> str:
 
 
 def _predictions_problem(path: Path) -> str:
-    """A zip directory check only: the members themselves are checked when they are read."""
+    """The zip directory and the small meta member; the arrays are checked when read."""
+    import json
+
+    import numpy as np
+
     try:
         with zipfile.ZipFile(path) as archive:
             missing = _NPZ_MEMBERS - set(archive.namelist())
-    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
+        if not missing:
+            with np.load(path, allow_pickle=False) as npz:
+                meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
+            if not isinstance(meta, dict):
+                raise ValueError("its meta is not a JSON object")
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, KeyError, zlib.error) as exc:
         reason = getattr(exc, "strerror", None) or "it is not a whole .npz archive"
         return f"The saved predictions {path} cannot be read ({reason}); evaluate the run again."
     if missing:
