@@ -199,7 +199,6 @@ def predict_split(
 def check_split(run: RunDir, split: str, *, allow_test: bool) -> None:
     """Raise for an unknown split, TestSplitLocked for a locked test split, and RunFileError for
     a run with a damaged file (saved predictions could otherwise hide it)."""
-    run.intact_config()
     if split not in SPLITS:
         raise PredictionError(f"'{split}' is not a split that can be evaluated; use val or test.")
     if split == "test" and not allow_test:
@@ -208,6 +207,7 @@ def check_split(run: RunDir, split: str, *, allow_test: bool) -> None:
             "score; evaluate it with allow_test (refit evaluate --test) once you are done "
             "choosing models."
         )
+    run.intact_config()
 
 
 def split_data(run: RunDir) -> Any:
