@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from engine import run_lock
 from engine.config import ConfigError, NewerFormatError, RunConfig
 from engine.files import (
+    MAX_JSON_BYTES,
     JsonLines,
     UnreadableFileError,
     append_jsonl,
@@ -28,6 +29,7 @@ from engine.files import (
 )
 
 RUNS_DIR = "runs"
+SMALL_FILE_BYTES = 16 * 2**20  # config, state and summary are a few kB; more is not theirs
 REMEDY = "restore it from a backup, or delete the run folder if the run is no longer needed"
 _CHOOSE = "choose another workspace (--workspace, or REFIT_HOME)"
 T = TypeVar("T")
@@ -96,7 +98,7 @@ class RunDir:
     def config(self) -> RunConfig:
         """The settings the run was started with; RunFileError when config.json is damaged
         (NewerFormatError when a newer Refit Studio wrote it)."""
-        data = self._json(self.config_path, required=True)
+        data = self._json(self.config_path, required=True, max_bytes=SMALL_FILE_BYTES)
         try:
             return RunConfig.from_dict(data)
         except NewerFormatError:
@@ -121,11 +123,11 @@ class RunDir:
 
     def state(self) -> dict[str, Any]:
         """state.json ({} before it exists); RunFileError when it is damaged."""
-        return self._json(self.state_path)
+        return self._json(self.state_path, max_bytes=SMALL_FILE_BYTES)
 
     def summary(self) -> dict[str, Any]:
         """summary.json ({} until the run ends); RunFileError when it is damaged."""
-        return self._json(self.summary_path)
+        return self._json(self.summary_path, max_bytes=SMALL_FILE_BYTES)
 
     def splits(self) -> dict[str, Any]:
         """splits.json ({} until training starts); RunFileError when it is damaged."""
@@ -171,9 +173,11 @@ class RunDir:
         finally:
             run_lock.release(self.lock_path, me)
 
-    def _json(self, path: Path, *, required: bool = False) -> dict[str, Any]:
+    def _json(
+        self, path: Path, *, required: bool = False, max_bytes: int = MAX_JSON_BYTES
+    ) -> dict[str, Any]:
         try:
-            return read_json_object(path)
+            return read_json_object(path, max_bytes=max_bytes)
         except FileNotFoundError as exc:
             if required:
                 missing = f"The run folder {self.path} has no {path.name}; {REMEDY}."

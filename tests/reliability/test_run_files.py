@@ -138,6 +138,20 @@ def test_metrics_reader_keeps_readable_lines_and_counts_the_rest(workspace):
     assert lines.unreadable == 6
 
 
+def test_huge_files_are_refused_without_reading_them_whole(workspace):
+    _, good, _ = workspace
+    run = RunDir(good.path.parent.parent / "scratch" / "huge")
+    shutil.copytree(good.path, run.path)
+    with open(run.state_path, "wb") as fh:  # sparse: 17 MB of zeros, no disk used
+        fh.truncate(17 * 2**20)
+    with open(run.metrics_path, "ab") as fh:  # one 40 MB line with no end
+        fh.truncate(fh.tell() + 40 * 2**20)
+    with pytest.raises(RunFileError, match=r"state\.json is larger than 16 MB"):
+        run.state()
+    lines = run.metrics_lines()
+    assert lines.records == good.metrics() and lines.unreadable == 1
+
+
 def test_refit_runs_lists_damaged_runs_in_a_subprocess(workspace):
     ws, good, cases = workspace
     before = tree_snapshot(good.path)
