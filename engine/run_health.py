@@ -26,7 +26,7 @@ _NPZ_MEMBERS = {"labels.npy", "probs.npy", "meta.npy"}
 def cached_problems(run: RunDir) -> tuple[list[str], list[str]]:
     """(problems that make the run "damaged", notes that leave it usable) about splits.json,
     metrics.jsonl and evaluation/*; [] for files that are fine or missing."""
-    damaged = [p for p in [_checked(run.splits_path, lambda: _splits_problem(run))] if p]
+    damaged = [p for p in [splits_problem(run)] if p]
     notes = [_checked(run.metrics_path, lambda: _metrics_problem(run))]
     evaluation = run.path / "evaluation"
     for path in _files(evaluation, "*.json"):
@@ -34,6 +34,11 @@ def cached_problems(run: RunDir) -> tuple[list[str], list[str]]:
     for path in _files(evaluation, "*.npz"):
         notes.append(_checked(path, lambda p=path: _predictions_problem(p)))
     return damaged, [n for n in notes if n]
+
+
+def splits_problem(run: RunDir) -> str:
+    """ "" when splits.json is fine or missing, else the sentence naming it."""
+    return _checked(run.splits_path, lambda: _splits_problem(run))
 
 
 def _checked(path: Path, check: Callable[[], str]) -> str:

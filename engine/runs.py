@@ -112,13 +112,13 @@ class RunDir:
     def intact_config(self) -> RunConfig:
         """The config, once state.json, summary.json and splits.json are known to read (what a
         resume needs); RunFileError naming the first damaged file."""
-        from engine.run_health import cached_problems
+        from engine.run_health import splits_problem
 
         config = self.config()
         self.state(), self.summary()
-        damaged, _notes = cached_problems(self)
-        if damaged:
-            raise RunFileError(damaged[0])
+        problem = splits_problem(self)
+        if problem:
+            raise RunFileError(problem)
         return config
 
     def state(self) -> dict[str, Any]:
