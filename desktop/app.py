@@ -16,8 +16,11 @@ def _ensure_streams() -> None:
         from engine.runs import default_workspace
 
         log_dir = default_workspace() / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        stream = open(log_dir / "refit-studio.log", "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            stream = open(log_dir / "refit-studio.log", "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        except OSError:  # a workspace that is a file or read-only: the Runs page says so
+            stream = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
         sys.stdout = sys.stdout or stream
         sys.stderr = sys.stderr or stream
 

@@ -321,9 +321,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from engine.runs import Workspace
+    from engine.runs import Workspace, WorkspaceError
 
     ws = Workspace(args.workspace)
+    problem = ws.problem()
+    if problem:
+        raise WorkspaceError(problem)
     runs = ws.list_runs()
     if args.json:
         print(json.dumps([{**dataclasses.asdict(r), "path": str(r.path)} for r in runs], indent=2))
@@ -331,14 +334,16 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     if not runs:
         print(f"No runs yet in {ws.runs_root}.")
         return 0
-    print(f"{'RUN':40} {'STATUS':10} {'METHOD':13} {'EPOCHS':>6} {'VAL ACC':>8}  BACKBONE")
+    print(f"{'RUN':40} {'STATUS':11} {'METHOD':13} {'EPOCHS':>6} {'VAL ACC':>8}  BACKBONE")
     for r in runs:
         acc = r.best.get("val_accuracy")
         acc_text = f"{acc:.1%}" if acc is not None else "-"
         print(
-            f"{r.run_id:40} {r.status:10} {r.method:13} {r.epochs_done:>6} {acc_text:>8}  "
+            f"{r.run_id:40} {r.status:11} {r.method:13} {r.epochs_done:>6} {acc_text:>8}  "
             f"{r.backbone}"
         )
+        for problem in r.problems:
+            print(f"  ! {problem}")
     return 0
 
 

@@ -22,6 +22,10 @@ class ConfigError(ValueError):
     """A RunConfig that cannot be used; the message names the field and what is allowed."""
 
 
+class NewerFormatError(ConfigError):
+    """A config written by a newer Refit Studio (its schema_version is higher than ours)."""
+
+
 class Method(StrEnum):
     """How much of the pretrained model is trained."""
 
@@ -313,8 +317,10 @@ class RunConfig:
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         """Build a config from JSON data; unknown keys and wrong types raise ConfigError."""
         version = data.get("schema_version", SCHEMA_VERSION)
-        if not isinstance(version, int) or version > SCHEMA_VERSION:
-            raise ConfigError(
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ConfigError(f"schema_version must be a whole number, not {version!r}.")
+        if version > SCHEMA_VERSION:
+            raise NewerFormatError(
                 f"schema_version {version!r} is newer than this Refit Studio understands "
                 f"({SCHEMA_VERSION}); update Refit Studio to open this run."
             )
@@ -322,17 +328,16 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
+        """Read a config file; any bytes that are not a usable config raise ConfigError."""
+        from engine.files import UnreadableFileError, read_json_object
+
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"Cannot read the config file {path}: {exc.strerror}.") from exc
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}."
-            ) from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path} must hold a JSON object, not {type(data).__name__}.")
+            data = read_json_object(path, max_bytes=64 * 2**20)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"The config file {path} does not exist.") from exc
+        except UnreadableFileError as exc:
+            raise ConfigError(f"The config file {path} {exc}.") from exc
         return cls.from_dict(data)
 
     def replace(self, **sections: Any) -> RunConfig:

@@ -1,4 +1,5 @@
-"""Atomic file writes: every file the engine writes appears whole or not at all."""
+"""Atomic file writes (every file the engine writes appears whole or not at all), and readers
+of JSON files that survive any bytes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import secrets
 import stat
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,19 +78,96 @@ def append_jsonl(path: str | Path, records: list[dict[str, Any]]) -> None:
         fh.flush()
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Read a JSON-lines file, skipping a torn or blank line instead of failing."""
-    out: list[dict[str, Any]] = []
+class UnreadableFileError(ValueError):
+    """A file whose bytes are not what its reader needs; the message says what is wrong with it
+    (e.g. "is not valid JSON (line 3, column 1)"), without naming the file or a remedy."""
+
+
+MAX_JSON_BYTES = 512 * 1024 * 1024  # far above any file the engine writes; a bound on memory
+
+
+def read_json_object(path: str | Path, *, max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    """The JSON object in ``path``. FileNotFoundError when it is missing; UnreadableFileError for
+    any other bytes (empty, not UTF-8, not JSON, not an object, too big) or an OSError."""
+    path = Path(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
     except FileNotFoundError:
-        return out
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+        raise
+    except OSError as exc:
+        raise UnreadableFileError(f"cannot be read ({exc.strerror or exc})") from exc
+    if len(data) > max_bytes:
+        raise UnreadableFileError(f"is larger than {max_bytes // 2**20} MB, more than it can be")
+    if not data.strip():
+        raise UnreadableFileError("is empty")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFileError(f"is not UTF-8 text (bad byte at offset {exc.start})") from exc
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UnreadableFileError(
+            f"is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from exc
+    except RecursionError as exc:  # "[[[[..." nested deeper than the parser's stack
+        raise UnreadableFileError("is not valid JSON (nested too deeply)") from exc
+    if not isinstance(value, dict):
+        raise UnreadableFileError(f"holds a JSON {_json_kind(value)}, not an object")
+    return value
+
+
+@dataclass(frozen=True)
+class JsonLines:
+    """The readable records of a JSON-lines file and how many lines were not readable."""
+
+    records: list[dict[str, Any]]
+    unreadable: int = 0
+
+
+MAX_JSONL_LINE = 16 * 1024 * 1024  # a metrics line is ~200 bytes; longer is garbage
+
+
+def scan_jsonl(path: str | Path) -> JsonLines:
+    """Every line of ``path`` that is a JSON object; other lines (torn, not UTF-8, not JSON, not
+    an object, absurdly long) are counted, never fatal. A missing file has no records."""
+    records: list[dict[str, Any]] = []
+    bad = 0
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below; bytes, so no line can fail decoding
+    except FileNotFoundError:
+        return JsonLines(records)
+    with fh:
+        while line := fh.readline(MAX_JSONL_LINE):
+            if len(line) >= MAX_JSONL_LINE and not line.endswith(b"\n"):
+                bad += 1
+                while (rest := fh.readline(MAX_JSONL_LINE)) and not rest.endswith(b"\n"):
+                    pass  # skip the rest of an over-long line without holding it
+                continue
+            if not line.strip():
+                continue
+            record = _json_line(line)
+            if record is None:
+                bad += 1
+            else:
+                records.append(record)
+    return JsonLines(records, bad)
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, skipping torn, blank or unreadable lines."""
+    return scan_jsonl(path).records
+
+
+def _json_line(line: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "list", str: "string", bool: "true/false", type(None): "null"}
+    return kinds.get(type(value), "number")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,12 +13,14 @@ from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices, QFontDatabase
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QPlainTextEdit,
     QPushButton,
     QSplitter,
+    QStyle,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -48,25 +52,29 @@ class RunDetails:
     state: dict[str, Any]
     summary: dict[str, Any]
     resumable: bool
+    status: str = ""
+    problems: tuple[str, ...] = ()
 
 
 def load_details(paths: list[Path]) -> list[RunDetails]:
-    """Read metrics, config, state and summary of each run (metrics.jsonl can be long)."""
-    from engine.runs import RunDir
+    """Read metrics, config, state and summary of each run (metrics.jsonl can be long); a damaged
+    file is shown as its problem, never an error."""
+    from engine.files import read_json_object
+    from engine.runs import RunDir, run_info
     from engine.training.checkpoint_files import has_last_checkpoint
 
     out = []
     for path in paths:
         run = RunDir(path)
-        try:
-            config = json.loads(run.config_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            config = {}
-        state = run.state()
-        resumable = bool(state.get("resumable")) or (
-            state.get("status") == "running" and has_last_checkpoint(run.checkpoints)
+        info = run_info(run)
+        config = _or_empty(partial(read_json_object, run.config_path))
+        state = _or_empty(run.state)
+        # "interrupted": state.json says running, but the process training it is gone.
+        resumable = info.status != "damaged" and (
+            bool(state.get("resumable"))
+            or (info.status == "interrupted" and has_last_checkpoint(run.checkpoints))
         )
-        name = config.get("name") or ""
+        name = config.get("name") if isinstance(config.get("name"), str) else ""
         out.append(
             RunDetails(
                 run_id=run.run_id,
@@ -74,11 +82,21 @@ def load_details(paths: list[Path]) -> list[RunDetails]:
                 history=RunHistory.from_records(run.metrics()),
                 config=config,
                 state=state,
-                summary=run.summary(),
+                summary=_or_empty(run.summary),
                 resumable=resumable,
+                status=info.status,
+                problems=info.problems,
             )
         )
     return out
+
+
+def _or_empty(reader: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """What ``reader`` returns, or {} for a damaged file (RunDetails.problems says which)."""
+    try:
+        return reader()
+    except (OSError, ValueError):  # RunFileError and UnreadableFileError are ValueErrors
+        return {}
 
 
 class _RunItem(QTreeWidgetItem):
@@ -115,6 +133,11 @@ class RunsPage(Page):
             "settings; select two or more (Ctrl+click) to compare them."
         )
         heading.setWordWrap(True)
+        self.notice = QLabel()
+        self.notice.setObjectName("runsNotice")
+        self.notice.setWordWrap(True)
+        self.notice.setTextFormat(Qt.TextFormat.PlainText)
+        self.notice.hide()
         self.refresh_button = _button("refreshButton", "Refresh", "Read the run list again")
         self.refresh_button.clicked.connect(self._on_refresh_button_clicked)
         self.open_button = _button("openFolderButton", "Open folder", "Show the run's files")
@@ -156,6 +179,7 @@ class RunsPage(Page):
         main.setSizes([220, 520])
         layout = QVBoxLayout(self)
         layout.addWidget(heading)
+        layout.addWidget(self.notice)
         layout.addLayout(buttons)
         layout.addWidget(main, 1)
         self._update_buttons()
@@ -172,7 +196,9 @@ class RunsPage(Page):
 
     def _populate(self) -> None:
         selected = {str(p) for p in self.selected_paths()}
-        runs = Workspace(self.ctx.workspace).list_runs()
+        workspace = Workspace(self.ctx.workspace)
+        runs = workspace.list_runs()
+        self._show_notice(workspace.problem(writing=True), runs)
         self.run_list.blockSignals(True)
         self.run_list.setSortingEnabled(False)
         self.run_list.clear()
@@ -183,6 +209,15 @@ class RunsPage(Page):
             item = self.run_list.topLevelItem(i)
             item.setSelected(item.data(0, PATH_ROLE) in selected)
         self.run_list.blockSignals(False)
+
+    def _show_notice(self, workspace_problem: str, runs: list[RunInfo]) -> None:
+        damaged = [r for r in runs if r.problems]
+        lines = [workspace_problem] if workspace_problem else []
+        if damaged:
+            some = "1 run has" if len(damaged) == 1 else f"{len(damaged)} runs have"
+            lines.append(f"{some} damaged files (marked ⚠); select one to see which.")
+        self.notice.setText("\n".join(lines))
+        self.notice.setVisible(bool(lines))
 
     def selected_paths(self) -> list[Path]:
         """Selected runs, in list order."""
@@ -345,6 +380,10 @@ def _make_item(info: RunInfo) -> QTreeWidgetItem:
     item = _RunItem(list(values))
     item.setData(0, PATH_ROLE, str(info.path))
     item.setToolTip(0, str(info.path))
+    if info.problems:  # damaged files: a warning sign, and the sentences on hover
+        warning = QApplication.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
+        item.setIcon(1, warning)
+        item.setToolTip(1, "\n".join(info.problems))
     item.setData(4, SORT_ROLE, info.epochs_done)
     item.setData(5, SORT_ROLE, float(acc) if isinstance(acc, int | float) else -1.0)
     item.setData(6, SORT_ROLE, info.created or info.run_id)
@@ -366,16 +405,19 @@ def _details_text(details: list[RunDetails]) -> str:
 
 def _facts(run: RunDetails) -> str:
     state, best = run.state, run.summary.get("best", {})
-    lines = [f"{run.label}  ·  {state.get('status', 'unknown')}"]
+    lines = [f"{run.label}  ·  {run.status or state.get('status', 'unknown')}"]
+    lines += [f"Problem: {problem}" for problem in run.problems]
     if state.get("device"):
         lines.append(f"Device: {state['device']}, precision {state.get('precision', '?')}")
-    if "val_accuracy" in best:
-        lines.append(
-            f"Best val accuracy {100 * best['val_accuracy']:.1f}% at epoch "
-            f"{int(best.get('epoch', 0)) + 1}"
-        )
+    accuracy = best.get("val_accuracy") if isinstance(best, dict) else None
+    if isinstance(accuracy, int | float):
+        epoch = best.get("epoch", 0)
+        epoch = int(epoch) + 1 if isinstance(epoch, int | float) and epoch == epoch else "?"
+        lines.append(f"Best val accuracy {100 * accuracy:.1f}% at epoch {epoch}")
     if state.get("error"):
         lines.append(f"Error: {state['error']}")
+    if run.status == "interrupted":
+        lines.append("The process training it is gone (killed, crashed or the computer restarted).")
     if run.resumable:
         lines.append("Stopped before the end: Resume continues it.")
     return "\n".join(lines)

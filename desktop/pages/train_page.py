@@ -386,9 +386,12 @@ def _config_problem(config: RunConfig) -> str:
 
 
 def _is_resumable(run_dir: str) -> bool:
-    from engine.runs import RunDir
+    from engine.runs import RunDir, RunFileError
 
-    return bool(run_dir) and bool(RunDir(Path(run_dir)).state().get("resumable"))
+    try:
+        return bool(run_dir) and bool(RunDir(Path(run_dir)).state().get("resumable"))
+    except RunFileError:  # a damaged state.json: the Runs page says which file
+        return False
 
 
 def _result_sentence(event: RunEnded, run_dir: str) -> str:

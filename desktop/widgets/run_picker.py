@@ -10,12 +10,14 @@ from PySide6.QtWidgets import QComboBox, QWidget
 from engine.runs import RunInfo, Workspace
 
 NAME_ROLE = Qt.ItemDataRole.UserRole + 1
-EVALUABLE = {"completed", "cancelled", "stopped", "diverged"}
+EVALUABLE = {"completed", "cancelled", "stopped", "interrupted", "diverged"}
+DAMAGED = {"damaged", "unsupported"}
 
 
 def evaluable(info: RunInfo) -> bool:
-    """A run that ended (or stopped) with checkpoints: it has a model to measure."""
-    return info.status in EVALUABLE and (info.path / "checkpoints").is_dir()
+    """A run that ended (or stopped) with checkpoints: it has a model to measure. A damaged one
+    is listed too, marked, so that picking it says which file is damaged."""
+    return info.status in EVALUABLE | DAMAGED and (info.path / "checkpoints").is_dir()
 
 
 def run_label(info: RunInfo) -> str:
@@ -24,7 +26,8 @@ def run_label(info: RunInfo) -> str:
     acc = info.best.get("val_accuracy")
     score = f" · {100 * acc:.1f}% val" if isinstance(acc, int | float) else ""
     status = "" if info.status == "completed" else f" · {info.status}"
-    return f"{name} · {info.backbone} · {info.method}{score}{status}"
+    mark = "⚠ " if info.status in DAMAGED else ""
+    return f"{mark}{name} · {info.backbone} · {info.method}{score}{status}"
 
 
 class RunPicker(QComboBox):
@@ -58,8 +61,14 @@ class RunPicker(QComboBox):
         for info in runs:
             self.addItem(run_label(info), str(info.path))
             self.setItemData(self.count() - 1, info.name or info.run_id, NAME_ROLE)
+            if info.problems:
+                tip = "\n".join(info.problems)
+                self.setItemData(self.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         index = self.findData(target) if target else -1
-        self.setCurrentIndex(index if index >= 0 else (0 if runs else -1))
+        if index < 0:  # the newest run the page can show, rather than a damaged one
+            healthy = [i for i, r in enumerate(runs) if r.status not in DAMAGED]
+            index = healthy[0] if healthy else (0 if runs else -1)
+        self.setCurrentIndex(index)
         self.blockSignals(False)
         if self.currentData() != current:
             self.run_changed.emit(self.currentData() or "")

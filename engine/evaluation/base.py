@@ -17,7 +17,7 @@ from engine.config import (
     RunConfig,
     ScheduleConfig,
 )
-from engine.runs import RunDir, Workspace
+from engine.runs import RunDir, RunFileError, Workspace
 
 BASE_SUFFIX = " · base"
 
@@ -71,12 +71,13 @@ def find_base_run(workspace: Workspace, run: RunDir) -> RunDir | None:
         if info.status != "completed" or info.path == run.path:
             continue
         candidate = RunDir(info.path)
-        try:
+        try:  # another run's damaged files must not stop the search
             if _key(candidate.config()) != wanted:
                 continue
-        except ConfigError:
+            same_val = _val_digests(candidate) == digests
+        except (ConfigError, RunFileError, TypeError, IndexError):
             continue
-        if has_weights(candidate) and _val_digests(candidate) == digests:
+        if has_weights(candidate) and same_val:
             return candidate
     return None
 

@@ -188,6 +188,7 @@ def compare_runs(
     """Compare the best checkpoints of two runs on ``split``; predictions already saved from the
     same checkpoint are reused, new ones are saved (runs/<id>/evaluation/)."""
     check_split(run_a, split, allow_test=allow_test)
+    check_split(run_b, split, allow_test=allow_test)
     got = [saved_predictions(run, split) for run in (run_a, run_b)]
     todo = [i for i, p in enumerate(got) if p is None]
     totals = {i: _split_size(run, split) for i, run in enumerate((run_a, run_b)) if i in todo}

@@ -35,9 +35,13 @@ class Predictor:
         from engine.models import trained_architecture
 
         weights = weights_file(run, checkpoint)
-        config = run.config()
+        config = run.intact_config()  # a damaged run file: one sentence naming it
         classes = run.summary().get("classes") or run.splits().get("classes")
-        if not classes:
+        if (
+            not classes
+            or not isinstance(classes, list)
+            or not all(isinstance(c, str) for c in classes)
+        ):
             raise CheckpointError(f"The run {run.run_id} does not record its classes.")
         self.classes: list[str] = list(classes)
         self.device = torch.device(device)

@@ -56,6 +56,8 @@ class SplitPredictions:
             raise PredictionError("Predictions need one ref, digest, label and row per example.")
         if self.probs.ndim != 2 or self.probs.shape[1] != len(self.classes):
             raise PredictionError("Predictions need one probability column per class.")
+        if n and not np.all((self.labels >= 0) & (self.labels < len(self.classes))):
+            raise PredictionError("Predictions need labels that are class numbers.")
 
     @property
     def n(self) -> int:
@@ -103,6 +105,9 @@ class SplitPredictions:
     @classmethod
     def load(cls, path: str | Path) -> SplitPredictions:
         """Read a file written by :meth:`save`; PredictionError names a damaged file."""
+        import zipfile
+        import zlib
+
         try:
             with np.load(path, allow_pickle=False) as npz:
                 meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
@@ -120,9 +125,21 @@ class SplitPredictions:
                 train_counts=tuple(meta.get("train_counts", ())),
                 checkpoint_stamp=meta.get("checkpoint_stamp", ""),
             )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (
+            OSError,
+            ValueError,  # also not UTF-8, not JSON
+            KeyError,
+            TypeError,
+            AttributeError,
+            EOFError,
+            RecursionError,
+            zipfile.BadZipFile,
+            zlib.error,
+            PredictionError,  # arrays that do not fit together
+        ) as exc:
             raise PredictionError(
-                f"The saved predictions {path} cannot be read ({exc}); evaluate the run again."
+                f"The saved predictions {path} cannot be read ({str(exc).rstrip('.')}); "
+                "evaluate the run again."
             ) from exc
 
 
@@ -180,7 +197,8 @@ def predict_split(
 
 
 def check_split(run: RunDir, split: str, *, allow_test: bool) -> None:
-    """Raise for an unknown split, and TestSplitLocked for a locked test split."""
+    """Raise for an unknown split, TestSplitLocked for a locked test split, and RunFileError for
+    a run with a damaged file (saved predictions could otherwise hide it)."""
     if split not in SPLITS:
         raise PredictionError(f"'{split}' is not a split that can be evaluated; use val or test.")
     if split == "test" and not allow_test:
@@ -189,19 +207,20 @@ def check_split(run: RunDir, split: str, *, allow_test: bool) -> None:
             "score; evaluate it with allow_test (refit evaluate --test) once you are done "
             "choosing models."
         )
+    run.intact_config()
 
 
 def split_data(run: RunDir) -> Any:
     """The run's RunData from splits.json, without checking that its files still exist."""
     from engine.training.inputs import RunData
 
-    raw = run.splits()
-    if not raw:
+    data = RunData.read(run)
+    if data is None:
         raise PredictionError(
             f"The run {run.run_id} has no splits.json; it never started training, so there is "
             "nothing to evaluate."
         )
-    return RunData.from_dict(raw)
+    return data
 
 
 def resolve_path(root: str, path: str) -> str:

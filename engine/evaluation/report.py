@@ -7,7 +7,6 @@ as null and read back as NaN.
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import warnings
@@ -35,7 +34,7 @@ from engine.evaluation.predictions import (
     predictions_path,
     saved_predictions,
 )
-from engine.files import write_json_atomic
+from engine.files import read_json_object, write_json_atomic
 from engine.runs import RunDir
 
 __all__ = [
@@ -351,12 +350,12 @@ def evaluate_run(
 
 
 def load_evaluation(run: RunDir, split: str = "val") -> Evaluation | None:
-    """The saved evaluation of ``split``, or None when there is none (or it cannot be read)."""
+    """The saved evaluation of ``split``, or None when there is none, or when it cannot be read
+    (the run list names a damaged one; evaluating again rewrites it)."""
     try:
-        data = json.loads(evaluation_path(run, split).read_text(encoding="utf-8"))
-        return Evaluation.from_dict(data)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return Evaluation.from_dict(read_json_object(evaluation_path(run, split)))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return None  # UnreadableFileError is a ValueError
 
 
 # -- JSON helpers -------------------------------------------------------------------------------

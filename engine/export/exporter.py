@@ -75,7 +75,7 @@ def export_run(
     if not wanted:
         raise ExportError("Choose at least one export format: safetensors, torchscript, onnx, hf.")
     out = Path(out).expanduser().resolve()
-    config = run.config()
+    config = run.intact_config()  # a damaged run file stops the export before anything is written
     protected = _refuse_run_or_dataset_folder(run, out, config)
     entry = resolve_entry(config.model.backbone)
     refusal = hf_refusal(entry)
@@ -139,8 +139,8 @@ def _prepare(run: RunDir, out: Path, predictor: Any, config: Any, say: Progress)
 
     lora = is_lora(predictor.model)
     model = merged_copy(predictor.model).eval() if lora else predictor.model
-    splits = run.splits()
-    val = RunData.from_dict(splits).val if splits else ()
+    data = RunData.read(run)
+    val = data.val if data is not None else ()
     say("Preparing validation examples for the checks")
     batch = check_batch(predictor, val)
     hf_backbone = _is_hf(model)

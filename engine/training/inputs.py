@@ -22,7 +22,7 @@ from engine.data import (
     split_samples,
 )
 from engine.data.split import missing_class_problems
-from engine.runs import RunDir
+from engine.runs import REMEDY, RunDir, RunFileError
 from engine.training.control import Cancelled, RunControl
 
 AnySample = Sample | TextSample
@@ -82,6 +82,21 @@ class RunData:
             modality=modality,
         )
 
+    @classmethod
+    def read(cls, run: RunDir) -> RunData | None:
+        """The split saved in the run's splits.json; None before training started, RunFileError
+        when the file is damaged."""
+        data = run.splits()
+        if not data:
+            return None
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RunFileError(
+                f"The run file {run.splits_path} does not hold the run's split "
+                f"({type(exc).__name__}: {exc}); {REMEDY}."
+            ) from exc
+
 
 def prepare_data(
     config: RunConfig,
@@ -140,10 +155,9 @@ def prepare_data(
 
 def load_run_data(run: RunDir) -> RunData:
     """The exact split a run was started with (for resume)."""
-    data = run.splits()
-    if not data:
+    rd = RunData.read(run)
+    if rd is None:
         raise DatasetError(f"The run {run.run_id} has no splits.json; it cannot be resumed.")
-    rd = RunData.from_dict(data)
     if rd.modality == "text":
         return rd
     missing = [s.path for s in rd.train + rd.val if not Path(s.path).is_file()]

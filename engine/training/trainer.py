@@ -89,8 +89,9 @@ def train(
     """Start a new run of ``config`` in ``workspace``."""
     config.validate()
     run = Workspace(workspace).create_run(config)
-    trainer = Trainer(config, run, Workspace(workspace), callbacks, on_event, control)
-    return trainer.fit()
+    with run.lock():
+        trainer = Trainer(config, run, Workspace(workspace), callbacks, on_event, control)
+        return trainer.fit()
 
 
 def resume(
@@ -103,14 +104,17 @@ def resume(
 ) -> RunResult:
     """Continue a stopped run from its last checkpoint, with the same split and config.
 
-    A completed or diverged run is refused before any file is touched; a resume that fails
-    before training starts leaves the run's status and results as they were.
+    A completed or diverged run is refused before any file is touched, and so is a run that
+    another process trains (RunBusyError) or whose files are damaged (RunFileError); a resume
+    that fails before training starts leaves the run's status and results as they were.
     """
     ws = Workspace(workspace)
     run = ws.open_run(ref)
-    check_resumable(run)
-    trainer = Trainer(run.config(), run, ws, callbacks, on_event, control, resuming=True)
-    return trainer.fit()
+    with run.lock():
+        config = run.intact_config()  # a damaged file stops here, with the run untouched
+        check_resumable(run)
+        trainer = Trainer(config, run, ws, callbacks, on_event, control, resuming=True)
+        return trainer.fit()
 
 
 class Trainer:

@@ -39,14 +39,18 @@ def test_open_run_by_prefix_and_errors(tmp_path):
         ws.open_run("zzz")
 
 
-def test_list_runs_skips_folders_without_a_readable_config(tmp_path):
+def test_list_runs_skips_other_folders_and_marks_an_unreadable_config(tmp_path):
     ws = Workspace(tmp_path)
     good = ws.create_run(RunConfig(name="good"))
     (ws.runs_root / "junk").mkdir()
     broken = ws.runs_root / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{")
-    assert [r.run_id for r in ws.list_runs()] == [good.run_id]
+    runs = {r.run_id: r for r in ws.list_runs()}
+    assert set(runs) == {good.run_id, "broken"}
+    assert runs[good.run_id].status == "created" and not runs[good.run_id].problems
+    assert runs["broken"].status == "damaged"
+    assert "config.json is not valid JSON" in runs["broken"].problems[0]
 
 
 def test_atomic_json_leaves_no_temp_files_and_survives_a_failed_write(tmp_path):
