@@ -117,6 +117,9 @@ def test_killed_before_the_first_checkpoint_resume_says_so_and_changes_nothing(k
     state = run.state()
     assert state["status"] == "running" and "no resumable checkpoint" in state["last_resume_error"]
     after = tree_snapshot(run.path)
-    assert {k: v for k, v in after.items() if k != "state.json"} == {
-        k: v for k, v in before.items() if k != "state.json"
+    # state.json gains the note; the dead process's run.lock is taken over and released.
+    notes = {"state.json", "run.lock"}
+    assert {k: v for k, v in after.items() if k not in notes} == {
+        k: v for k, v in before.items() if k not in notes
     }
+    assert "run.lock" in before and "run.lock" not in after
