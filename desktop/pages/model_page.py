@@ -291,6 +291,7 @@ class ModelPage(Page):
     def _on_remote_code_allowed_changed(self, allowed: bool) -> None:
         # A record in the config only: the allow-list, not the config, lets the code run.
         self.ctx.state.update("model", allow_remote_code=allowed)
+        self._show_info()
 
     def _show_info(self) -> None:
         model = self.ctx.state.config.model
@@ -316,6 +317,12 @@ class ModelPage(Page):
                     f"<span style='color:#c0392b'><b>Weights are not on this computer."
                     f"</b></span> {status.instructions}"
                 )
+        if self.remote_code.asking and not self.remote_code.isChecked():
+            lines.append(
+                "<span style='color:#c0392b'><b>This model ships Python code of its own</b></span>"
+                " (auto_map); it will not load until you tick the box above, and only do that "
+                "if you trust its author."
+            )
         mismatch = self._mismatch_sentence()
         if mismatch:
             lines.insert(1, f"<span style='color:#c0392b'><b>{html.escape(mismatch)}</b></span>")

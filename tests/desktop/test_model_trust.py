@@ -47,6 +47,7 @@ def test_ticking_warns_naming_the_folder_and_allows_only_when_confirmed(
     ctx.state.update("model", backbone=str(coded_folder))
     box = page.remote_code
     assert box.isEnabled() and not box.isChecked()
+    assert "ships Python code" in page.info.text()  # said before any run is started
 
     monkeypatch.setattr(QMessageBox, "warning", answer(QMessageBox.StandardButton.No))
     box.click()
@@ -57,6 +58,7 @@ def test_ticking_warns_naming_the_folder_and_allows_only_when_confirmed(
     monkeypatch.setattr(QMessageBox, "warning", answer(QMessageBox.StandardButton.Yes))
     box.click()
     assert box.isChecked() and trust.is_trusted(coded_folder)
+    assert "ships Python code" not in page.info.text()
     assert ctx.state.config.model.allow_remote_code  # recorded, not deciding
     assert trust.remote_code_kwargs(coded_folder, "x") == {"trust_remote_code": True}
 
