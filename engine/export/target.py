@@ -41,6 +41,10 @@ FORMAT_FILES = {
 }
 
 
+#: Every name an export ever writes directly in its folder.
+EXPORT_NAMES = frozenset({MANIFEST, MODEL_CARD, BACKBONE_DIR, *FORMAT_FILES.values()})
+
+
 class ExportConflict(ExportError):
     """The folder holds files that no earlier export wrote; exporting needs the user's yes."""
 
@@ -89,8 +93,10 @@ def earlier_export(folder: Path) -> frozenset[str]:
     if not isinstance(data, dict) or "run_id" not in data or "classes" not in data:
         return frozenset()
     files = data.get("files")
-    if isinstance(files, list):  # only plain names: a crafted list cannot reach outside
-        names = {f for f in files if isinstance(f, str) and _plain_name(f)}
+    if isinstance(files, list):
+        # Only names an export can write: a refit_model.json copied or forged into a folder of
+        # the user's cannot claim their other files (or reach outside) to have them replaced.
+        names = {f for f in files if isinstance(f, str) and f in EXPORT_NAMES}
         return frozenset(names | {MANIFEST})
     formats = [f for f in data.get("formats") or [] if f in FORMAT_FILES]
     return export_names(formats, hf_backbone=bool(data.get("backbone_folder")))
@@ -192,10 +198,6 @@ def _entries(folder: Path) -> frozenset[str]:
     if not folder.is_dir():
         return frozenset()
     return frozenset(p.name for p in folder.iterdir() if not p.name.startswith(STAGING))
-
-
-def _plain_name(name: str) -> bool:
-    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
 
 
 def _names(names: tuple[str, ...], limit: int = 5) -> str:

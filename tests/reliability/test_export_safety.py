@@ -88,6 +88,25 @@ def test_an_earlier_export_is_replaced_but_the_users_files_beside_it_stay(hostil
     assert (out / "model.torchscript.pt").read_bytes() == b"the user's own"
 
 
+def test_a_forged_manifest_cannot_claim_the_users_files(hostile_run, tmp_path):
+    """A refit_model.json copied or forged into the user's folder lists their files (and paths
+    outside it) as its own: none of them is replaced or removed."""
+    out = tmp_path / "thesis"
+    (out / "src").mkdir(parents=True)
+    (out / "thesis.docx").write_text("my work")
+    (out / "src" / "main.py").write_text("code")
+    (tmp_path / "outside.txt").write_text("beside")
+    claimed = ["thesis.docx", "src", ".git", "../outside.txt", "/etc/passwd", "refit_model.json"]
+    manifest = {"run_id": "x", "classes": ["a"], "files": claimed}
+    (out / "refit_model.json").write_text(json.dumps(manifest))
+    before = {k: v for k, v in tree_snapshot(out).items() if k != "refit_model.json"}
+    export_run(RunDir(hostile_run), ["safetensors"], out)
+    after = tree_snapshot(out)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert (tmp_path / "outside.txt").read_text() == "beside"
+    assert "model.safetensors" in after
+
+
 def test_the_run_folder_itself_and_its_checkpoints_are_refused(hostile_run, capsys):
     before = tree_snapshot(hostile_run)
     for target in (hostile_run, hostile_run / "checkpoints"):
