@@ -1,0 +1,71 @@
+"""Holes a hostile tester found after issue 10's first fixes (HOSTILE-B's part).
+
+Code an auto_map reaches outside the model folder, export staging leftovers that are not ours,
+huge tables, links to other class folders, and control characters printed to the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from engine import trust
+from reliability.hostile_models import EVIL_MODULE, add_code, save_vit
+
+# -- F1: auto_map references that leave the model folder ------------------------------------------
+
+
+def _point_auto_map(folder: Path, ref: str) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": ref}
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("how", ["linked_dir", "absolute", "dotdot"])
+def test_code_outside_the_folder_is_refused_even_when_granted(tmp_path, how):
+    sentinel = tmp_path / "SENTINEL"
+    folder = add_code(save_vit(tmp_path / "model"), sentinel)
+    outside = tmp_path / "attacker_share"
+    outside.mkdir()
+    (folder / f"{EVIL_MODULE}.py").rename(outside / "modeling_x.py")
+    ref = {
+        "linked_dir": "code/modeling_x.EvilModel",
+        "absolute": f"{outside}/modeling_x.EvilModel",
+        "dotdot": "../attacker_share/modeling_x.EvilModel",
+    }[how]
+    if how == "linked_dir":
+        os.symlink(outside, folder / "code")
+    _point_auto_map(folder, ref)
+    with trust.process_grant(True), pytest.raises(trust.RemoteCodeRefused) as err:
+        trust.remote_code_kwargs(folder, "someone/vit")
+    assert "only code that is inside the model folder" in str(err.value)
+    with pytest.raises(trust.RemoteCodeRefused):
+        trust.trust_folder(folder)
+    assert not trust.is_trusted(folder)
+    assert not sentinel.exists()
+
+
+def test_relative_import_leaving_the_folder_is_refused(tmp_path):
+    folder = add_code(save_vit(tmp_path / "model"), tmp_path / "SENTINEL")
+    module = folder / f"{EVIL_MODULE}.py"
+    # transformers' line regex also matches inside a docstring, and copies what it names.
+    module.write_text('"""\nfrom .x/../../evil import y\n"""\n' + module.read_text())
+    with trust.process_grant(True), pytest.raises(trust.RemoteCodeRefused, match="'\\.\\.'"):
+        trust.remote_code_kwargs(folder, "someone/vit")
+
+
+def test_hash_covers_code_in_skipped_folders_that_auto_map_names(tmp_path):
+    folder = save_vit(tmp_path / "model")
+    hidden = folder / ".cache"
+    hidden.mkdir()
+    (hidden / "modeling_x.py").write_text("from .helper import y\n")
+    (hidden / "helper.py").write_text("y = 1\n")
+    _point_auto_map(folder, ".cache/modeling_x.EvilModel")
+    trust.trust_folder(folder)
+    assert trust.remote_code_kwargs(folder, "vit") == {"trust_remote_code": True}
+    (hidden / "helper.py").write_text("y = 2  # changed after it was allowed\n")
+    with pytest.raises(trust.RemoteCodeRefused, match="changed since you allowed it"):
+        trust.remote_code_kwargs(folder, "vit")
