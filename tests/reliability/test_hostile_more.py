@@ -69,3 +69,29 @@ def test_hash_covers_code_in_skipped_folders_that_auto_map_names(tmp_path):
     (hidden / "helper.py").write_text("y = 2  # changed after it was allowed\n")
     with pytest.raises(trust.RemoteCodeRefused, match="changed since you allowed it"):
         trust.remote_code_kwargs(folder, "vit")
+
+
+# -- F2: only staging folders an export made are removed as leftovers -----------------------------
+
+
+def test_only_our_staging_leftovers_are_removed(tmp_path):
+    from engine.export.target import ExportTarget, open_staging
+
+    target = ExportTarget(tmp_path, frozenset(), ())
+    killed = open_staging(target)  # an export killed after it began staging
+    (killed / "model.safetensors").write_bytes(b"half")
+    notes = tmp_path / ".refit-export-notes"
+    notes.mkdir()
+    (notes / "keep.txt").write_text("mine")
+    unmarked = tmp_path / ".refit-export-0123abcd"  # our name, but not provably ours
+    unmarked.mkdir()
+    (unmarked / "keep.txt").write_text("mine too")
+    empty = tmp_path / ".refit-export-deadbeef"
+    empty.mkdir()
+
+    staging = open_staging(target)
+    assert not killed.exists()
+    assert not empty.exists()
+    assert (notes / "keep.txt").read_text() == "mine"
+    assert (unmarked / "keep.txt").read_text() == "mine too"
+    assert staging.is_dir() and staging != killed
