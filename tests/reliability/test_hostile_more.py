@@ -95,3 +95,37 @@ def test_only_our_staging_leftovers_are_removed(tmp_path):
     assert (notes / "keep.txt").read_text() == "mine"
     assert (unmarked / "keep.txt").read_text() == "mine too"
     assert staging.is_dir() and staging != killed
+
+
+# -- F6: links to other class folders are not followed ---------------------------------------------
+
+
+def test_links_to_other_class_folders_are_not_followed(tmp_path):
+    from synthetic import make_shapes_folder
+
+    from engine.data.scan import scan_folder
+
+    root = tmp_path / "data"
+    make_shapes_folder(root, classes=("circle", "square", "triangle"), per_class=4, size=32)
+    os.symlink("circle", root / "circle_alias")
+    os.symlink("../square", root / "triangle" / "sq")
+    first = sorted((root / "square").iterdir())[0].name
+    os.symlink(f"../square/{first}", root / "triangle" / "copy.png")
+    os.mkdir(root / "triangle" / "more")
+    os.symlink("more", root / "triangle" / "more_alias")  # its own class folder: fine
+
+    index = scan_folder(root)
+    assert index.classes == ("circle", "square", "triangle")
+    assert index.class_counts()["all"] == {"circle": 4, "square": 4, "triangle": 4}
+    messages = [p.message for p in index.problems]
+    expected = [
+        "circle_alias links to the class folder 'circle'; it is not followed, so its images "
+        "are not counted twice.",
+        "triangle/sq links to the class folder 'square'; it is not followed, so its images "
+        "are not counted twice.",
+        "triangle/copy.png links into the class folder 'square'; it is not followed, so its "
+        "images are not counted twice.",
+    ]
+    for sentence in expected:
+        assert sentence in messages, messages
+    assert not any("different classes" in m for m in messages), messages
