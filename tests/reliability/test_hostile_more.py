@@ -129,3 +129,43 @@ def test_links_to_other_class_folders_are_not_followed(tmp_path):
     for sentence in expected:
         assert sentence in messages, messages
     assert not any("different classes" in m for m in messages), messages
+
+
+# -- F7: nothing from a file or folder name reaches the terminal as a control character ------------
+
+
+def test_terminal_safe_escapes_controls_and_bidi_but_keeps_letters():
+    from engine.terminal_text import terminal_safe
+
+    assert terminal_safe("chat é 猫 🐈\u200d⬛") == "chat é 猫 🐈\u200d⬛"
+    assert terminal_safe("a\x1b]0;pwned\x07b\nc\x9b\x7f\u202etxt") == (
+        "a\\x1b]0;pwned\\x07b\\nc\\x9b\\x7f\\u202etxt"
+    )
+
+
+def test_scan_prints_class_names_escaped(tmp_path, capsys):
+    from synthetic import make_shapes_folder
+
+    from engine.cli import main as refit
+
+    root = tmp_path / "data"
+    make_shapes_folder(root, classes=("circle", "square"), per_class=3, size=32)
+    (root / "square").rename(root / "sq\x1b]0;pwned\x07\nFAKE ROW\u202e")
+    refit(["scan", str(root)])
+    out = capsys.readouterr()
+    assert "\x1b" not in out.out + out.err and "\u202e" not in out.out + out.err
+    assert "\x07" not in out.out + out.err
+    assert "  sq\\x1b]0;pwned\\x07\\nFAKE ROW\\u202e: all 3" in out.out.splitlines()
+    assert not any(line.startswith("FAKE ROW") for line in out.out.splitlines())
+
+
+def test_anything_the_cli_prints_goes_through_the_net(capsys, monkeypatch):
+    import engine.cli as cli
+
+    def noisy(_args):
+        print("title\x1b]0;pwned\x07 done\u2066")
+        return 0
+
+    monkeypatch.setattr(cli, "_cmd_backbones", noisy)
+    assert cli.main(["backbones"]) == 0
+    assert capsys.readouterr().out == "title\\x1b]0;pwned\\x07 done\\u2066\n"
