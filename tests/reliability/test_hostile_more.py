@@ -169,3 +169,49 @@ def test_anything_the_cli_prints_goes_through_the_net(capsys, monkeypatch):
     monkeypatch.setattr(cli, "_cmd_backbones", noisy)
     assert cli.main(["backbones"]) == 0
     assert capsys.readouterr().out == "title\\x1b]0;pwned\\x07 done\\u2066\n"
+
+
+# -- F5: tables are refused from their size before reading, and their rows are bounded ------------
+
+
+def test_a_huge_sparse_table_is_refused_without_reading_it(tmp_path, monkeypatch):
+    from engine.data import safe_read
+    from engine.data.problems import DatasetError
+    from engine.data.text_read import read_table
+
+    path = tmp_path / "huge.csv"
+    with open(path, "wb") as fh:
+        fh.truncate(safe_read.TABLE_LIMIT + 1)  # sparse: no disk used
+
+    def no_read(*_args):
+        raise AssertionError("the table was read before its size was checked")
+
+    monkeypatch.setattr(os, "read", no_read)
+    with pytest.raises(DatasetError, match="is larger than 512 MiB, the most read for one table"):
+        read_table(path)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_table_with_too_many_rows_is_refused_with_a_sentence(tmp_path, monkeypatch, suffix):
+    from engine.data import text_read
+    from engine.data.problems import DatasetError
+
+    monkeypatch.setattr(text_read, "ROW_LIMIT", 5)
+    path = tmp_path / f"rows{suffix}"
+
+    def write(n: int) -> None:
+        if suffix == ".csv":
+            path.write_text("text,label\n" + "".join(f"t{i},cat\n" for i in range(n)))
+        else:
+            path.write_text("".join(f'{{"text": "t{i}", "label": "cat"}}\n' for i in range(n)))
+
+    write(5)
+    assert len(text_read.read_table(path).rows) == 5
+    write(6)
+    unit = "rows" if suffix == ".csv" else "lines"
+    with pytest.raises(DatasetError) as err:
+        text_read.read_table(path)
+    assert str(err.value) == (
+        f"rows{suffix} has more than 5 {unit}, the most read from one table; choose a sample "
+        "of it (or split it into smaller files) and use that."
+    )
