@@ -8,7 +8,6 @@ such character as a visible escape (``\\x1b``, ``\\n``, ``\\u202e``) and keeps e
 
 from __future__ import annotations
 
-import io
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,9 +43,10 @@ def terminal_safe(text: object) -> str:
     return "".join(_escape(ch) for ch in text)
 
 
-class _SafeStream(io.TextIOBase):
+class _SafeStream:
     """A stream that escapes what :func:`terminal_safe` escapes, except newlines, tabs and
-    carriage returns (the layout the CLI and its progress bar write)."""
+    carriage returns (the layout the CLI and its progress bar write). Everything else
+    (encoding, fileno, ...) is the wrapped stream's."""
 
     def __init__(self, raw: TextIO) -> None:
         self._raw = raw
