@@ -24,6 +24,7 @@ from engine.config import (
     RunConfig,
     Schedule,
 )
+from engine.terminal_text import safe_terminal, terminal_safe
 
 # Flags that map straight onto RunConfig fields: flag -> (section, field, type).
 _OVERRIDES: dict[str, tuple[str, str, Any]] = {
@@ -68,17 +69,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    try:
-        with cli_trust.grant_of(args):
-            return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("refit: stopped by Ctrl+C.", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        from engine.training.provenance import error_sentence
+    with safe_terminal():
+        try:
+            with cli_trust.grant_of(args):
+                return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            print("refit: stopped by Ctrl+C.", file=sys.stderr)
+            return 130
+        except Exception as exc:
+            from engine.training.provenance import error_sentence
 
-        print(f"refit: {error_sentence(exc)}", file=sys.stderr)
-        return 2
+            print(f"refit: {terminal_safe(error_sentence(exc))}", file=sys.stderr)
+            return 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -229,7 +231,10 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         counts = index.class_counts()
         columns = ""
         if text and getattr(index, "text_column", None):
-            columns = f" (text column '{index.text_column}', label column '{index.label_column}')"
+            columns = (
+                f" (text column '{terminal_safe(index.text_column)}', "
+                f"label column '{terminal_safe(index.label_column)}')"
+            )
         read = getattr(index, "read", 0)
         if read:
             unit = "line" if str(index.root).lower().endswith(".jsonl") else "row"
@@ -237,16 +242,17 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             if read > len(index.samples):
                 columns += f", {read - len(index.samples)} not used (why: below)"
         print(
-            f"{index.root}: {len(index.samples)} usable {'texts' if text else 'images'} in "
+            f"{terminal_safe(index.root)}: {len(index.samples)} usable "
+            f"{'texts' if text else 'images'} in "
             f"{len(index.classes)} classes"
             + (" (train/val folders)" if index.has_splits else "")
             + columns
         )
         for cls in index.classes:
             per = ", ".join(f"{split} {n[cls]}" for split, n in counts.items() if cls in n)
-            print(f"  {cls}: {per}")
+            print(f"  {terminal_safe(cls)}: {per}")
         for problem in index.problems:
-            print(f"{problem.severity}: {problem.message}")
+            print(f"{problem.severity}: {terminal_safe(problem.message)}")
     return 2 if index.fatal_problem() else 0
 
 
@@ -313,10 +319,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     else:
         for r in results:
             if r.error:
-                print(f"{r.path}\terror: {r.error}")
+                print(f"{terminal_safe(r.path)}\terror: {terminal_safe(r.error)}")
             else:
-                top = ", ".join(f"{name} {prob:.1%}" for name, prob in r.top)
-                print(f"{r.path}\t{top}")
+                top = ", ".join(f"{terminal_safe(name)} {prob:.1%}" for name, prob in r.top)
+                print(f"{terminal_safe(r.path)}\t{top}")
     return 1 if any(r.error for r in results) else 0
 
 
@@ -332,18 +338,18 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         print(json.dumps([{**dataclasses.asdict(r), "path": str(r.path)} for r in runs], indent=2))
         return 0
     if not runs:
-        print(f"No runs yet in {ws.runs_root}.")
+        print(f"No runs yet in {terminal_safe(ws.runs_root)}.")
         return 0
     print(f"{'RUN':40} {'STATUS':11} {'METHOD':13} {'EPOCHS':>6} {'VAL ACC':>8}  BACKBONE")
     for r in runs:
         acc = r.best.get("val_accuracy")
         acc_text = f"{acc:.1%}" if acc is not None else "-"
-        print(
-            f"{r.run_id:40} {r.status:11} {r.method:13} {r.epochs_done:>6} {acc_text:>8}  "
-            f"{r.backbone}"
+        run_id, status, method, backbone = map(
+            terminal_safe, (r.run_id, r.status, r.method, r.backbone)
         )
+        print(f"{run_id:40} {status:11} {method:13} {r.epochs_done:>6} {acc_text:>8}  {backbone}")
         for problem in r.problems:
-            print(f"  ! {problem}")
+            print(f"  ! {terminal_safe(problem)}")
     return 0
 
 

@@ -25,6 +25,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from engine.code_references import (
+    auto_map_references,
+    code_reference_problem,
+    reached_code_files,
+)
 from engine.models.errors import ModelError
 
 FLAG = "--allow-remote-code"
@@ -64,10 +69,13 @@ def code_requests(folder: Path) -> list[str]:
 
 
 def code_hash(folder: Path) -> str:
-    """SHA-256 over the folder's code-bearing files: every .py file below it and every .json
-    file in it (where transformers finds ``auto_map``), with their relative paths."""
+    """SHA-256 over the folder's code-bearing files: every .py file below it, every .json
+    file in it (where transformers finds ``auto_map``) and every file its auto_map references
+    reach, with their relative paths."""
     folder = Path(folder)
-    files = sorted(set(_top_level_json(folder)) | set(_python_files(folder)))
+    files = sorted(
+        set(_top_level_json(folder)) | set(_python_files(folder)) | set(_reached_code(folder))
+    )
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.relative_to(folder).as_posix().encode("utf-8") + b"\0")
@@ -76,6 +84,13 @@ def code_hash(folder: Path) -> str:
                 digest.update(block)
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def _reached_code(folder: Path) -> list[Path]:
+    refs = [
+        ref for path in _top_level_json(folder) for ref in auto_map_references(_read_json(path))
+    ]
+    return reached_code_files(folder, refs)
 
 
 def _top_level_json(folder: Path) -> list[Path]:
@@ -143,6 +158,7 @@ def trusted_models() -> list[TrustedModel]:
 def trust_folder(folder: str | Path) -> TrustedModel:
     """Add the folder's current code to the allow-list (an explicit user action only)."""
     folder = _model_folder(folder)
+    refuse_code_outside(folder, str(folder), code_requests(folder))
     entry = TrustedModel(
         code_hash(folder), str(folder), datetime.now().isoformat(timespec="seconds")
     )
@@ -220,22 +236,24 @@ def remote_code_kwargs(folder: Path, model: str, *, asked: bool = False) -> dict
     asking = code_requests(folder)
     if not asking:
         return {"trust_remote_code": False}
-    _refuse_foreign_code(folder, model, asking)
+    refuse_code_outside(folder, model, asking)
     if _process_grant or is_trusted(folder):
         return {"trust_remote_code": True}
     raise RemoteCodeRefused(_refusal(folder, model, asking, asked=asked))
 
 
-def _refuse_foreign_code(folder: Path, model: str, asking: list[str]) -> None:
-    """auto_map entries like "other/repo--modeling.Model" import code from another repository
-    in the Hugging Face cache, which no hash of this folder covers."""
+def refuse_code_outside(folder: Path, model: str, asking: list[str]) -> None:
+    """Raise RemoteCodeRefused when an auto_map reference leaves the folder: code of another
+    repository ("other/repo--modeling.Model"), an absolute path, "..", or a sub-folder that is a
+    link; no hash of this folder covers such code, so allowing the folder would not cover it."""
     for name in asking:
-        auto_map = (_read_json(folder / name) or {}).get("auto_map")
-        if "--" in json.dumps(auto_map):
-            raise RemoteCodeRefused(
-                f"{model} ({folder}) asks in {name} to run code from another repository; "
-                "Refit Studio runs only code that is inside the model folder itself."
-            )
+        for ref in auto_map_references(_read_json(folder / name)):
+            why = code_reference_problem(folder, ref)
+            if why is not None:
+                raise RemoteCodeRefused(
+                    f"{model} ({folder}) asks in {name} to run code {why} ({ref!r}); Refit "
+                    "Studio runs only code that is inside the model folder itself."
+                )
 
 
 def _refusal(folder: Path, model: str, asking: list[str], *, asked: bool) -> str:

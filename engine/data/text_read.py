@@ -24,6 +24,9 @@ LABEL_NAMES = frozenset(
 )
 _ENCODING_NAMES = {"cp1252": "Windows-1252", "latin-1": "Latin-1", "utf-16": "UTF-16"}
 _CSV_FIELD_LIMIT = 64 * 1024 * 1024  # long documents in one cell are fine
+# Every row is a Python dict in memory (a few hundred bytes, whatever its length): a table of
+# millions of short rows would take many GB long before it reached TABLE_LIMIT.
+ROW_LIMIT = 2_000_000
 
 
 class BinaryFileError(ValueError):
@@ -140,6 +143,8 @@ def _read_delimited(text: str, delimiter: str, name: str) -> Table:
         row_number, prev_end = 1, reader.line_num
         # Spreadsheet numbering (what a user sees when opening the file): the header is row 1.
         for row_number, record in enumerate(reader, start=2):
+            if row_number > ROW_LIMIT + 1:
+                raise DatasetError(_too_many(name, "rows"))
             if last is not None:
                 _add_row(table, *last)
             last = (row_number, prev_end + 1, record)
@@ -205,6 +210,8 @@ def _read_jsonl(text: str, name: str) -> Table:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        if len(table.rows) + len(table.bad_lines) >= ROW_LIMIT:
+            raise DatasetError(_too_many(name, "lines"))
         try:
             record = json.loads(line)
         except ValueError:
@@ -222,6 +229,13 @@ def _read_jsonl(text: str, name: str) -> Table:
         )
     table.columns = list(columns)
     return table
+
+
+def _too_many(name: str, unit: str) -> str:
+    return (
+        f"{name} has more than {ROW_LIMIT:,} {unit}, the most read from one table; choose a "
+        "sample of it (or split it into smaller files) and use that."
+    )
 
 
 def _unique_names(names: list[str]) -> list[str]:

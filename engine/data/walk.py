@@ -7,6 +7,8 @@ Rules, the same for image and text folders:
 - A link to a folder that holds the link (the dataset folder itself, a class folder, a
   parent) is not followed: it would read everything again. Within one class folder every real
   folder is read once, however many links lead to it.
+- A link to another class folder, or into one, is not followed: its images would count under
+  two classes (or two splits). Links within the link's own class folder are fine.
 - Named pipes, sockets and devices are never opened.
 - Every entry left out gets one sentence naming it; hidden entries (dot files, OS litter) are
   left out silently, as everywhere else.
@@ -45,6 +47,24 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
+def _innermost(path: str, folders: list[str]) -> str | None:
+    holding = [f for f in folders if _inside(path, f)]
+    return max(holding, key=len) if holding else None
+
+
+def _real_subfolders(folder: str) -> list[str]:
+    """Resolved paths of the visible sub-folders of ``folder`` that are not links."""
+    try:
+        with os.scandir(folder) as it:
+            return [
+                os.path.join(folder, e.name)
+                for e in it
+                if not is_hidden(e.name) and e.is_dir(follow_symlinks=False)
+            ]
+    except OSError:
+        return []
+
+
 class DatasetWalk:
     """The entries of one dataset folder, vetted; skipped ones are added to ``problems``."""
 
@@ -55,6 +75,7 @@ class DatasetWalk:
         self.real_root = os.path.realpath(root)
         self.problems = problems
         self.cancel = cancel
+        self._classes: list[str] | None = None
 
     def rel(self, path: str) -> str:
         """``path`` relative to the dataset folder, with forward slashes."""
@@ -118,6 +139,14 @@ class DatasetWalk:
             )
             return self._skip(entry.path, ProblemKind.UNREADABLE, reason)
         what = special_file_name(mode)
+        other = self._other_class(entry.path, target) if _inside(target, self.real_root) else None
+        if other is not None:
+            into = "to" if other == target else "into"
+            reason = (
+                f"links {into} the class folder '{self.rel_real(other)}'; it is not followed, "
+                "so its images are not counted twice."
+            )
+            return self._skip(entry.path, ProblemKind.LINK_LOOP, reason)
         if not _inside(target, self.real_root):
             special = f" ({what})" if what not in (None, "a folder") else ""
             advice = (
@@ -143,6 +172,28 @@ class DatasetWalk:
         if what is not None:
             return self._skip(entry.path, ProblemKind.NOT_REGULAR, self._special(what))
         return "file"
+
+    def _other_class(self, link: str, target: str) -> str | None:
+        """The class folder (resolved) that ``target`` is or lies in, when it is not the class
+        folder holding ``link``; else None."""
+        hit = _innermost(target, self._class_folders())
+        own = _innermost(os.path.realpath(os.path.dirname(link)), self._class_folders())
+        return hit if hit is not None and hit != own else None
+
+    def _class_folders(self) -> list[str]:
+        """Resolved paths of the real folders that can be class folders: those in the dataset
+        folder, and those in its train/val/test folders (and these split folders too)."""
+        if self._classes is None:
+            from engine.data.scan import SPLIT_NAMES  # scan imports this module
+
+            top = _real_subfolders(self.real_root)
+            self._classes = top + [
+                sub
+                for folder in top
+                if os.path.basename(folder).lower() in SPLIT_NAMES
+                for sub in _real_subfolders(folder)
+            ]
+        return self._classes
 
     def rel_real(self, real: str) -> str:
         """A resolved path inside the dataset, relative to the resolved dataset folder."""

@@ -9,8 +9,10 @@ a failed or cancelled export leaves the target as it was.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import stat
 from collections.abc import Iterable
@@ -32,6 +34,8 @@ from engine.export.manifest import (
 from engine.files import make_temp_dir
 
 STAGING = ".refit-export-"  # prefix of the staging folder; a leftover of a killed export
+_STAGING_NAME = re.compile(re.escape(STAGING) + r"[0-9a-f]{8}")  # what make_temp_dir makes
+_STAGING_MARK = ".refit-staging"  # written first into a staging folder: it proves it is ours
 _REPLACED = ".replaced"  # inside the staging folder: what the export replaced, until it is done
 FORMAT_FILES = {
     ExportFormat.SAFETENSORS: SAFETENSORS_FILE,
@@ -132,9 +136,11 @@ def open_staging(target: ExportTarget) -> Path:
     beside it. Leftovers of a killed export are removed first."""
     folder = target.folder
     if folder.is_dir():
-        for leftover in folder.glob(f"{STAGING}*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        return make_temp_dir(folder, STAGING)
+        for leftover in folder.iterdir():
+            _remove_leftover(leftover)
+        staging = make_temp_dir(folder, STAGING)
+        (staging / _STAGING_MARK).touch()
+        return staging
     folder.parent.mkdir(parents=True, exist_ok=True)
     return make_temp_dir(folder.parent, f".{folder.name}{STAGING}")
 
@@ -194,10 +200,33 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _is_staging(path: Path) -> bool:
+    """Whether ``path`` is a staging folder an export made: the exact name make_temp_dir gives
+    it, a real folder, and the mark written into it first. A user's ".refit-export-notes" is
+    none of these."""
+    return (
+        _STAGING_NAME.fullmatch(path.name) is not None
+        and path.is_dir()
+        and not path.is_symlink()
+        and (path / _STAGING_MARK).is_file()
+        and not (path / _STAGING_MARK).is_symlink()
+    )
+
+
+def _remove_leftover(path: Path) -> None:
+    """Remove a staging folder a killed export left; anything else is the user's and stays."""
+    if _is_staging(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif _STAGING_NAME.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
+        # Killed between making the folder and marking it: only an empty one is removed.
+        with contextlib.suppress(OSError):  # not empty: not provably ours, so it stays
+            path.rmdir()
+
+
 def _entries(folder: Path) -> frozenset[str]:
     if not folder.is_dir():
         return frozenset()
-    return frozenset(p.name for p in folder.iterdir() if not p.name.startswith(STAGING))
+    return frozenset(p.name for p in folder.iterdir() if not _is_staging(p))
 
 
 def _names(names: tuple[str, ...], limit: int = 5) -> str:
