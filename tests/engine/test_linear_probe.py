@@ -82,7 +82,7 @@ def test_all_views_of_an_image_stay_in_one_fold():
     assert len(cv.folds) == 5
     for train_idx, test_idx in cv.folds:
         assert not set(train_idx) & set(test_idx)
-        rows, labels = cv.rows(train_idx)
+        rows, _labels = cv.rows(train_idx)
         assert len(rows) == 3 * len(train_idx)
         held = {tuple(r) for r in views[:, test_idx].reshape(-1, x.shape[1]).tolist()}
         seen = {tuple(r) for r in rows.tolist()}
