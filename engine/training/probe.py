@@ -61,7 +61,7 @@ class ProbeFit:
             self.views, self.labels, len(self.classes), self.class_weight, trainer.config.seed
         )
         self.epochs, self.steps_per_epoch = probe_plan(trainer)
-        self.total_steps = self.epochs * self.steps_per_epoch
+        self.total_steps = max(1, (self.epochs - 1) * self.steps_per_epoch)
         self.step = 0
         self.epoch = 0
 
@@ -114,7 +114,7 @@ class ProbeFit:
     def _fit_all(self, c: float, init: LinearFit | None) -> LinearFit:
         return fit_logistic(self.x, self.y, len(self.classes), c, self.w, init=init)
 
-    def _fold_done(self, loss: float) -> None:
+    def _fold_done(self, loss: float, rows_per_second: float) -> None:
         self.step += 1
         t = self.t
         if self.step > t.global_step:
@@ -126,7 +126,7 @@ class ProbeFit:
                     total_steps=self.total_steps,
                     loss=loss,
                     lr=NO_LR,
-                    samples_per_sec=0.0,
+                    samples_per_sec=rows_per_second,
                 )
             )
         t.control.wait_while_paused()
