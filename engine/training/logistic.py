@@ -21,7 +21,8 @@ from torch import nn
 #: that each fit warm-starts from the previous one).
 C_GRID: tuple[float, ...] = tuple(float(10.0**k) for k in range(-4, 3))
 MAX_FOLDS = 5
-MAX_ITER = 500
+MAX_ITER = 100
+TOL_GRAD = 1e-5
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,8 @@ def fit_logistic(
         [weight, bias],
         lr=1.0,
         max_iter=MAX_ITER,
-        tolerance_grad=1e-7,
-        tolerance_change=1e-12,
+        tolerance_grad=TOL_GRAD,
+        tolerance_change=1e-9,
         history_size=20,
         line_search_fn="strong_wolfe",
     )

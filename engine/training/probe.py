@@ -66,6 +66,16 @@ class ProbeFit:
         self.epoch = 0
 
     def run(self) -> None:
+        # The fits are many small matrix products: one thread is several times faster than a
+        # pool whose threads wait on each other (and on other programs) at every L-BFGS step.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            self._run()
+        finally:
+            torch.set_num_threads(threads)
+
+    def _run(self) -> None:
         t = self.t
         self._explain()
         x, y = self.cv.rows(torch.arange(len(self.labels)))
