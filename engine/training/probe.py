@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 #: The value metrics.jsonl records as "lr" for the probe: no learning rate is involved.
 NO_LR = 0.0
 DEFAULT_C = 1.0
+SINGLE_THREAD_ELEMENTS = 8_000_000  # about 6000 images of 1280 features
 
 
 def probe_plan(trainer: Trainer) -> tuple[int, int]:
@@ -66,10 +67,12 @@ class ProbeFit:
         self.epoch = 0
 
     def run(self) -> None:
-        # The fits are many small matrix products: one thread is several times faster than a
-        # pool whose threads wait on each other (and on other programs) at every L-BFGS step.
+        # On features of a few thousand images the fits are many small matrix products: one
+        # thread is several times faster than a pool whose threads wait on each other (and on
+        # other programs) at every L-BFGS step. Large feature sets keep every thread.
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        if self.views.numel() <= SINGLE_THREAD_ELEMENTS:
+            torch.set_num_threads(1)
         try:
             self._run()
         finally:
