@@ -384,10 +384,15 @@ class Trainer:
 
     def _run_started(self) -> RunStarted:
         assert self.data is not None and self.placement is not None and self.pipeline
+        epochs, steps = self.config.schedule.epochs, self.pipeline.steps_per_epoch
+        if self.feature_cache:
+            from engine.training.probe import probe_plan
+
+            epochs, steps = probe_plan(self)
         return RunStarted(
             run_dir=str(self.run.path),
-            epochs=self.config.schedule.epochs,
-            steps_per_epoch=self.pipeline.steps_per_epoch,
+            epochs=epochs,
+            steps_per_epoch=steps,
             start_epoch=self.epoch,
             device=self.placement.description,
             precision=str(self.placement.precision),
@@ -402,6 +407,11 @@ class Trainer:
 
     def _loop(self) -> None:
         assert self.pipeline is not None
+        if self.feature_cache:
+            from engine.training.probe import ProbeFit
+
+            ProbeFit(self).run()
+            return
         epochs = self.config.schedule.epochs
         while self.epoch < epochs and not self._stop_reason:
             t0 = time.monotonic()

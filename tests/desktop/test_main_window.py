@@ -14,6 +14,7 @@ from synthetic import make_shapes_folder
 from engine.config import DataConfig, ModelConfig, RunConfig, ScheduleConfig
 from engine.runs import RunDir, Workspace
 from engine.training.checkpoint_files import has_last_checkpoint
+from engine.training.logistic import C_GRID
 
 
 @pytest.fixture
@@ -88,7 +89,8 @@ def test_ctrl_return_trains_and_the_run_shows_in_the_run_list(window, shapes, qt
     (run,) = Workspace(window.ctx.workspace).list_runs()
     assert run.status == "completed"
     epochs = [r for r in RunDir(run.path).metrics() if r["type"] == "epoch"]
-    assert len(epochs) == 2
+    # The default method is the linear probe: one epoch per L2 strength tried, then the fit.
+    assert len(epochs) == len(C_GRID) + 1 and epochs[-1]["is_best"]
     window.show_page("Runs")
     qtbot.waitUntil(lambda: window.runs_page.run_list.topLevelItemCount() == 1, timeout=10000)
 

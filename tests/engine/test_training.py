@@ -277,7 +277,8 @@ def test_early_stopping_ends_a_real_run_early(shapes, tmp_path):
     from engine.config import Monitor, OptimConfig
 
     # A learning rate this small changes nothing the monitor can see: no new best after epoch 1.
-    cfg = tiny_config(shapes, method=Method.LINEAR_PROBE, epochs=10).replace(
+    # (A full fine-tune: the linear probe is fitted to convergence and has no epochs to stop.)
+    cfg = tiny_config(shapes, method=Method.FULL, epochs=10).replace(
         optim=OptimConfig(lr=1e-7),
         schedule=ScheduleConfig(
             epochs=10,

@@ -1,0 +1,199 @@
+"""The linear probe's fit: a cross-validated logistic regression on cached backbone features.
+
+Replaces the epoch loop when the backbone is frozen. Each ``C`` of the grid is one "epoch":
+its mean CV score on the training features, and the validation metrics of the head fitted on
+all training features at that ``C`` (shown, never used to choose). A last epoch is the head at
+the chosen ``C``; it is the run's best. Everything is deterministic, so a cancelled probe is
+simply refit on resume, emitting only the steps and epochs it had not reached.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from engine.events import EpochEnded, StepEnded
+from engine.training.control import Cancelled
+from engine.training.logistic import (
+    C_GRID,
+    CrossValidation,
+    CvPoint,
+    LinearFit,
+    Standardizer,
+    best_point,
+    fit_logistic,
+    fold_into_linear,
+    weighted_loss_accuracy,
+)
+from engine.training.metrics import classification_metrics
+
+if TYPE_CHECKING:
+    from engine.training.trainer import Trainer
+
+#: The value metrics.jsonl records as "lr" for the probe: no learning rate is involved.
+NO_LR = 0.0
+DEFAULT_C = 1.0
+SINGLE_THREAD_ELEMENTS = 8_000_000  # about 6000 images of 1280 features
+
+
+def probe_plan(trainer: Trainer) -> tuple[int, int]:
+    """Epochs (grid points plus the final fit) and steps per epoch (folds) of the probe."""
+    from engine.training.logistic import cv_folds
+
+    folds = cv_folds([s.label for s in trainer.data.train], trainer.config.seed)
+    return (len(C_GRID) + 1, len(folds)) if folds else (1, 1)
+
+
+class ProbeFit:
+    """Runs the probe for ``trainer`` (a FeaturePipeline run), emitting its usual events."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.t = trainer
+        pipe = trainer.pipeline
+        self.views = pipe.train_features.detach().double().cpu()
+        self.labels = pipe.train_labels.detach().cpu()
+        self.classes = trainer.data.classes
+        weight = trainer.criterion.weight
+        self.class_weight = None if weight is None else weight.detach().double().cpu()
+        self.cv = CrossValidation(
+            self.views, self.labels, len(self.classes), self.class_weight, trainer.config.seed
+        )
+        self.epochs, self.steps_per_epoch = probe_plan(trainer)
+        self.total_steps = max(1, (self.epochs - 1) * self.steps_per_epoch)
+        self.step = 0
+        self.epoch = 0
+
+    def run(self) -> None:
+        # On features of a few thousand images the fits are many small matrix products: one
+        # thread is several times faster than a pool whose threads wait on each other (and on
+        # other programs) at every L-BFGS step. Large feature sets keep every thread.
+        threads = torch.get_num_threads()
+        if self.views.numel() <= SINGLE_THREAD_ELEMENTS:
+            torch.set_num_threads(1)
+        try:
+            self._run()
+        finally:
+            torch.set_num_threads(threads)
+
+    def _run(self) -> None:
+        t = self.t
+        self._explain()
+        x, y = self.cv.rows(torch.arange(len(self.labels)))
+        self.scale = Standardizer.fit(x)
+        self.x, self.y = self.scale(x), y
+        self.w = self.cv.weights(y)
+        if not self.cv.folds:
+            fit = self._fit_all(DEFAULT_C, None)
+            self._emit_epoch(fit, DEFAULT_C, None, final=True)
+            return
+        points: list[CvPoint] = []
+        fits: dict[float, LinearFit] = {}
+        previous = None
+        for c in C_GRID:
+            started = time.monotonic()
+            point = self.cv.score(c, after_fold=self._fold_done)
+            previous = fits[c] = self._fit_all(c, previous)
+            points.append(point)
+            self._emit_epoch(fits[c], c, point, final=False, started=started)
+        chosen = best_point(points)
+        t.log(
+            f"Linear probe: L2 strength C={chosen.c:g} chosen by {len(self.cv.folds)}-fold "
+            f"cross-validation on the training images (CV accuracy {chosen.accuracy:.3f}); "
+            "the validation split played no part in the choice."
+        )
+        self._emit_epoch(fits[chosen.c], chosen.c, chosen, final=True)
+
+    def _explain(self) -> None:
+        t, cfg = self.t, self.t.config
+        t.log(
+            "Linear probe: fitting a logistic-regression head to convergence on standardised "
+            "backbone features (L-BFGS); the learning rate, schedule and epochs do not apply."
+        )
+        if cfg.optim.label_smoothing:
+            t.log(
+                "Label smoothing does not apply to the logistic-regression probe and is ignored.",
+                level="warning",
+            )
+        if not self.cv.folds:
+            t.log(
+                "A class has fewer than two training images, so the L2 strength cannot be "
+                f"cross-validated; C={DEFAULT_C:g} is used.",
+                level="warning",
+            )
+
+    def _fit_all(self, c: float, init: LinearFit | None) -> LinearFit:
+        return fit_logistic(self.x, self.y, len(self.classes), c, self.w, init=init)
+
+    def _fold_done(self, loss: float, rows_per_second: float) -> None:
+        self.step += 1
+        t = self.t
+        if self.step > t.global_step:
+            t.global_step = self.step
+            t.emit(
+                StepEnded(
+                    step=self.step,
+                    epoch=self.epoch,
+                    total_steps=self.total_steps,
+                    loss=loss,
+                    lr=NO_LR,
+                    samples_per_sec=rows_per_second,
+                )
+            )
+        t.control.wait_while_paused()
+        if t.control.cancelled:
+            raise Cancelled()
+
+    def _emit_epoch(
+        self,
+        fit: LinearFit,
+        c: float,
+        point: CvPoint | None,
+        *,
+        final: bool,
+        started: float | None = None,
+    ) -> None:
+        t = self.t
+        epoch = self.epoch
+        self.epoch += 1
+        if epoch < t.epoch:  # already recorded before a resume
+            return
+        metrics = self._metrics(fit, c, point)
+        if final:
+            self._install(fit, metrics, epoch)
+        t.epoch = epoch + 1
+        t.step_in_epoch = 0
+        t.last_metrics = metrics
+        t.emit(
+            EpochEnded(
+                epoch=epoch,
+                epochs=self.epochs,
+                metrics=metrics,
+                is_best=final,
+                seconds=time.monotonic() - started if started else 0.0,
+            )
+        )
+
+    def _metrics(self, fit: LinearFit, c: float, point: CvPoint | None) -> dict[str, float]:
+        """The validation metrics of the head at ``c``, its training fit and its CV score."""
+        t = self.t
+        val_x = t.pipeline.val_features.detach().double().cpu()
+        logits = fit.logits(self.scale(val_x)).float()
+        metrics = classification_metrics(logits, t.pipeline.val_labels, self.classes)
+        loss, acc = weighted_loss_accuracy(fit, self.x, self.y, self.w)
+        metrics.update(train_loss=loss, train_accuracy=acc, lr=NO_LR, l2_c=c)
+        if point is not None:
+            metrics.update(cv_accuracy=point.accuracy, cv_loss=point.loss)
+        return metrics
+
+    def _install(self, fit: LinearFit, metrics: dict[str, float], epoch: int) -> None:
+        """Fold the standardisation into the head's Linear layer and make it the run's best."""
+        t = self.t
+        linear = [m for m in t.model.head.modules() if isinstance(m, nn.Linear)][-1]
+        fold_into_linear(linear, fit, self.scale)
+        t.best_value = metrics[str(t.config.schedule.monitor)]
+        t.best_loss, t.best_epoch = metrics["val_loss"], epoch
+        t.best_metrics = {"epoch": float(epoch), **metrics}
+        t.epochs_since_best = 0
