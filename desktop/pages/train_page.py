@@ -401,4 +401,7 @@ def _result_sentence(event: RunEnded, run_dir: str) -> str:
     if "val_accuracy" not in best:
         return f"Finished — {where}"
     epoch = int(best.get("epoch", 0)) + 1
-    return f"Best val accuracy {100 * best['val_accuracy']:.1f}% at epoch {epoch} — {where}"
+    text = f"Best val accuracy {100 * best['val_accuracy']:.1f}% at epoch {epoch} — {where}"
+    for warning in event.warnings:
+        text += f"<br><b>Warning:</b> {html.escape(warning)}"
+    return text
