@@ -25,6 +25,9 @@ from engine.data.problems import Problem, ProblemKind
 WINDOW = (0.5, 99.5)
 # An image is narrow when 98 % of its pixels (1st-99th percentile) span fewer levels than this.
 NARROW_SPREAD = 64
+# A narrow image with at most this many grey levels "has only a few" (12-bit data read as 16-bit
+# spans 17 levels of 256).
+FEW_LEVELS = 32
 # ``auto`` turns the stretch on when at least this share of the images is narrow.
 AUTO_SHARE = 0.2
 
@@ -75,7 +78,7 @@ class IntensityReport:
 
     measured: int = 0
     narrow: int = 0
-    few_levels: int = 0  # narrow images with at most 16 grey levels (thresholded, 12-in-16 bit)
+    few_levels: int = 0  # narrow images with at most 32 grey levels (thresholded, 12-in-16 bit)
     dark: int = 0  # narrow images whose 99th percentile is below 64
     bright: int = 0  # narrow images whose 1st percentile is above 191
 
@@ -85,7 +88,7 @@ class IntensityReport:
         return cls(
             measured=len(stats),
             narrow=len(narrow),
-            few_levels=sum(s.levels <= 16 for s in narrow),
+            few_levels=sum(s.levels <= FEW_LEVELS for s in narrow),
             dark=sum(s.p99 < 64 for s in narrow),
             bright=sum(s.p1 > 191 for s in narrow),
         )

@@ -180,6 +180,7 @@ def _stray(walk: _Walk, root: Path, entry: os.DirEntry, what: str) -> None:
     )
 
 
+_STATS_SIDE = 64
 _Checked = tuple[str | None, Problem | None, IntensityStats | None]
 
 
@@ -193,7 +194,9 @@ def _check_file(path: str, rel: str) -> _Checked:
     except FileReadError as exc:
         return None, file_problem(rel, path, exc.kind, exc.reason), None
     try:
-        image = decode_image(data, rel, min_size=1)
+        # JPEGs are decoded at a reduced scale, but never below a 64-pixel short side: the
+        # intensity statistics of a few dozen averaged pixels would call a photo flat.
+        image = decode_image(data, rel, min_size=_STATS_SIDE)
     except ImageError as exc:
         return None, file_problem(rel, path, exc.kind, exc.reason), None
     return hashlib.blake2b(data, digest_size=16).hexdigest(), None, image_stats(image)

@@ -1,0 +1,185 @@
+"""Images that use a narrow part of their intensity range: the scan says so, data.intensity
+stretches them the same way in training, prediction and exports, and a probe gains from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from synthetic import make_scans_folder, make_shapes_folder
+from trained_runs import IMAGE_BACKBONE
+
+from engine.config import Intensity, RunConfig
+from engine.data import build_transform, scan_folder
+from engine.data.intensity import (
+    IntensityReport,
+    IntensityStretch,
+    image_stats,
+    resolve_intensity,
+    stored_intensity,
+)
+from engine.data.problems import ProblemKind
+from engine.preprocess import Preprocess
+
+
+def _narrow_notices(index) -> list[str]:
+    return [p.message for p in index.problems if p.kind is ProblemKind.NARROW_INTENSITY]
+
+
+def test_scan_reports_narrow_range_images_in_one_sentence(tmp_path: Path) -> None:
+    index = scan_folder(make_scans_folder(tmp_path / "scans", per_class=6), workers=1)
+    notices = _narrow_notices(index)
+    assert len(notices) == 1
+    assert notices[0].startswith("12 of 12 images (100%) use a narrow part of the intensity range")
+    assert "only a few grey levels" in notices[0] and "stretched to the full range" in notices[0]
+    assert index.intensity is not None and index.intensity.suggests_stretch
+
+
+def test_scan_is_silent_on_normal_shapes_and_photos(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "benchmarks"))
+    import make_photos as photos
+
+    shapes = make_shapes_folder(tmp_path / "shapes", per_class=6)
+    rng = np.random.default_rng(0)
+    for cls, kind in (("circle", "organic"), ("square", "geometric")):  # small JPEG photos
+        for i in range(3):
+            photos.scene(kind, rng, 160, 120).save(shapes / cls / f"photo_{i}.jpg", quality=90)
+    index = scan_folder(shapes, workers=1)
+    assert _narrow_notices(index) == []
+    assert index.intensity is not None and index.intensity.measured == 18
+    assert resolve_intensity("auto", index.intensity) == "off"
+
+
+def test_twelve_bit_data_in_sixteen_bit_files_and_washed_out_exports_are_narrow() -> None:
+    import io
+
+    from engine.data.images import decode_image
+
+    twelve = Image.fromarray((np.arange(64 * 64).reshape(64, 64) % 4096).astype(np.uint16))
+    buf = io.BytesIO()
+    twelve.save(buf, format="PNG")  # no sBIT: read as 16-bit, so 0-4095 becomes 0-16
+    washed = Image.fromarray(np.linspace(210, 250, 64 * 64).reshape(64, 64).astype(np.uint8))
+    stats = [image_stats(decode_image(buf.getvalue(), "twelve.png")), image_stats(washed)]
+    report = IntensityReport.of(stats)
+    assert (report.narrow, report.dark, report.bright, report.few_levels) == (2, 1, 1, 1)
+    assert "are washed out" in report.sentence() and "are very dark" in report.sentence()
+
+
+def test_auto_rule_needs_a_fifth_of_the_images() -> None:
+    assert resolve_intensity("auto", IntensityReport(measured=10, narrow=2)) == "percentile"
+    assert resolve_intensity("auto", IntensityReport(measured=10, narrow=1)) == "off"
+    assert resolve_intensity("auto", None) == "off"
+    assert resolve_intensity("off", IntensityReport(measured=10, narrow=10)) == "off"
+    assert resolve_intensity("percentile", IntensityReport(measured=10, narrow=0)) == "percentile"
+    few = IntensityReport(measured=10, narrow=1).sentence()
+    assert "set data.intensity to 'percentile'" in few
+    assert stored_intensity({}) == "off"  # runs from before the choice existed
+
+
+def test_transform_with_stretch_spans_the_full_range(tmp_path: Path) -> None:
+    make_scans_folder(tmp_path / "scans", per_class=1)
+    image = Image.open(next((tmp_path / "scans" / "yes").iterdir())).convert("RGB")
+    pre = Preprocess(input_size=32, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), crop_pct=1.0)
+    off = build_transform(pre, train=False)(image)
+    on = build_transform(Preprocess(**{**pre.__dict__, "intensity": "percentile"}), train=False)
+    on_train = build_transform(
+        Preprocess(**{**pre.__dict__, "intensity": "percentile"}), train=True
+    )
+    stretched = on(image)
+    assert float(off.max()) <= 2 / 255 + 1e-6
+    assert float(stretched.min()) == 0.0 and float(stretched.max()) == pytest.approx(1.0)
+    assert float(on_train(image).max()) > 0.9  # training sees the same stretched pixels
+    assert "IntensityStretch" in repr(on)
+
+
+def test_flat_image_is_left_as_it_is() -> None:
+    flat = Image.new("RGB", (8, 8), (7, 7, 7))
+    assert np.array_equal(np.asarray(IntensityStretch()(flat)), np.asarray(flat))
+
+
+def test_config_round_trip_and_old_configs_load() -> None:
+    config = RunConfig()
+    assert config.data.intensity is Intensity.AUTO
+    data = config.to_dict()
+    data["data"]["intensity"] = "percentile"
+    assert RunConfig.from_dict(json.loads(json.dumps(data))).data.intensity is Intensity.PERCENTILE
+    del data["data"]["intensity"]
+    assert RunConfig.from_dict(data).data.intensity is Intensity.AUTO
+
+
+def _train_scans(root: Path, intensity: str, *, lr: float = 1e-2):
+    from engine.config import DataConfig, ModelConfig, OptimConfig, ScheduleConfig
+    from engine.training.trainer import train
+
+    scans = make_scans_folder(root / "scans", per_class=8)
+    config = RunConfig(
+        seed=0,
+        data=DataConfig(path=str(scans), val_fraction=0.25, num_workers=0, intensity=intensity),
+        model=ModelConfig(backbone=IMAGE_BACKBONE, pretrained=False),
+        optim=OptimConfig(lr=lr),
+        schedule=ScheduleConfig(epochs=1, batch_size=8, warmup_fraction=0.0),
+    ).validate()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REFIT_HOME", str(root / "home"))
+        return train(config, workspace=root / "ws")
+
+
+def test_auto_is_resolved_once_and_used_by_predict_and_export(tmp_path: Path) -> None:
+    from engine.evaluation.predict import Predictor
+    from engine.export.exported import ExportedModel
+    from engine.export.exporter import export_run
+    from engine.runs import RunDir
+
+    result = _train_scans(tmp_path, "auto")
+    run = RunDir(Path(result.run_dir))
+    assert run.state()["intensity"] == "percentile"
+    assert run.summary()["intensity"] == "percentile"
+    assert run.config().data.intensity is Intensity.AUTO  # resolved facts stay out of the config
+    predictor = Predictor(run)
+    assert predictor.model.preprocess.intensity == "percentile"
+    assert "IntensityStretch" in repr(predictor.transform)
+    out = tmp_path / "export"
+    export_run(run, ["safetensors"], out)
+    manifest = json.loads((out / "refit_model.json").read_text())
+    assert manifest["preprocess"]["intensity"] == "percentile"
+    assert manifest["preprocess"]["steps"].startswith("RGB; stretch intensity")
+    assert "IntensityStretch" in repr(ExportedModel.open(out).transform)
+
+
+def test_run_that_calls_every_image_one_class_says_so(tmp_path: Path) -> None:
+    # Near-black images through a random frozen convnet give near-identical features; with a
+    # negligible learning rate the head calls every validation image the same class.
+    result = _train_scans(tmp_path, "off", lr=1e-7)
+    from engine.runs import RunDir
+
+    summary = RunDir(Path(result.run_dir)).summary()
+    assert summary["intensity"] == "off"
+    assert len(summary["warnings"]) == 1
+    assert (
+        "for every one of the 4 validation images: it learned nothing useful"
+        in (summary["warnings"][0])
+    )
+    assert result.warnings == tuple(summary["warnings"])
+
+
+def test_chance_rule_accounts_for_the_validation_size() -> None:
+    from engine.training.honesty import chance_bar, run_warnings
+
+    assert chance_bar([22, 23]) == pytest.approx(0.623, abs=0.005)
+    assert chance_bar([500, 500]) == pytest.approx(0.526, abs=0.005)
+    classes = ("no", "yes")
+    targets = torch.tensor([0] * 20 + [1] * 20)
+    # 12/20 right per class: 60% balanced accuracy is not better than guessing on 40 images
+    preds = torch.tensor([0] * 12 + [1] * 8 + [1] * 12 + [0] * 8)
+    logits = torch.nn.functional.one_hot(preds, 2).float()
+    (warning,) = run_warnings(logits, targets, classes)
+    assert warning.startswith("Balanced accuracy 60% is within what guessing reaches on 40")
+    # 17/20 right per class is clearly learned
+    good = torch.tensor([0] * 17 + [1] * 3 + [1] * 17 + [0] * 3)
+    assert run_warnings(torch.nn.functional.one_hot(good, 2).float(), targets, classes) == []
