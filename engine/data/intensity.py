@@ -45,7 +45,9 @@ class IntensityStats:
 
     @property
     def narrow(self) -> bool:
-        return self.p99 - self.p1 < NARROW_SPREAD
+        """98 % of the pixels span fewer than NARROW_SPREAD levels. A flat image (98 % at one
+        level: a blank page, a solid-colour icon) is not counted: there is no range to use."""
+        return 0 < self.p99 - self.p1 < NARROW_SPREAD
 
 
 def _luma_histogram(image: Image.Image) -> np.ndarray:
