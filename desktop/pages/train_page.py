@@ -50,6 +50,7 @@ ADVANCED_FIELDS = [
     FieldSpec("schedule", "warmup_fraction", "Warm-up share", decimals=2, step=0.01),
     FieldSpec("schedule", "monitor", "Best model by"),
     FieldSpec("optim", "class_weights", "Class weights"),
+    FieldSpec("data", "intensity", "Intensity stretch"),
     FieldSpec("optim", "grad_clip", "Gradient clip", decimals=2, step=0.5, special_text="off"),
     FieldSpec("", "seed", "Seed"),
 ]
@@ -345,6 +346,8 @@ class TrainPage(Page):
         # Augmentation crops and flips pictures; it means nothing to a text model.
         augment = self.basic_form.editors["augment.preset"]
         self.basic_form.layout().setRowVisible(augment, not text)
+        intensity = self.advanced_form.editors["data.intensity"]
+        self.advanced_form.layout().setRowVisible(intensity, not text)
 
     # -- helpers --------------------------------------------------------------------------------
 

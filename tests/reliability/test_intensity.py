@@ -152,20 +152,46 @@ def test_auto_is_resolved_once_and_used_by_predict_and_export(tmp_path: Path) ->
     assert "IntensityStretch" in repr(ExportedModel.open(out).transform)
 
 
-def test_run_that_calls_every_image_one_class_says_so(tmp_path: Path) -> None:
+def test_run_that_calls_every_image_one_class_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Near-black images through a random frozen convnet give near-identical features; with a
     # negligible learning rate the head calls every validation image the same class.
-    result = _train_scans(tmp_path, "off", lr=1e-7)
-    from engine.runs import RunDir
+    from engine.cli import main
+    from engine.runs import RunDir, Workspace
 
-    summary = RunDir(Path(result.run_dir)).summary()
+    monkeypatch.setenv("REFIT_HOME", str(tmp_path / "home"))
+    scans = make_scans_folder(tmp_path / "scans", per_class=8)
+    argv = ["--workspace", str(tmp_path / "ws"), "train", str(scans), "--quiet"]
+    argv += ["--backbone", IMAGE_BACKBONE, "--no-pretrained", "--intensity", "off"]
+    argv += ["--lr", "1e-7", "--epochs", "1", "--batch-size", "8", "--workers", "0"]
+    argv += ["--val-fraction", "0.25"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    (info,) = Workspace(tmp_path / "ws").list_runs()
+    run = RunDir(info.path)
+    summary = run.summary()
     assert summary["intensity"] == "off"
-    assert len(summary["warnings"]) == 1
-    assert (
-        "for every one of the 4 validation images: it learned nothing useful"
-        in (summary["warnings"][0])
+    (warning,) = summary["warnings"]
+    assert "for every one of the 4 validation images: it learned nothing useful; try" in warning
+    assert f"warning: {warning}" in out  # the log
+    assert out[-2] == f"Warning: {warning}"  # the CLI's final lines
+
+    from desktop.evaluation_jobs import read_facts
+    from desktop.pages.train_page import _result_sentence
+    from desktop.widgets.results_status import describe_run
+    from engine.events import RunEnded, RunStatus
+
+    facts = read_facts(run.path)
+    assert facts.warnings == (warning,)
+    assert "learned nothing useful" in describe_run(facts)  # the Results page
+    ended = RunEnded(
+        status=RunStatus.COMPLETED,
+        best_metrics={"val_accuracy": 0.5, "epoch": 0.0},
+        run_dir=str(run.path),
+        warnings=(warning,),
     )
-    assert result.warnings == tuple(summary["warnings"])
+    assert "<b>Warning:</b> The model predicts" in _result_sentence(ended, str(run.path))
 
 
 def test_chance_rule_accounts_for_the_validation_size() -> None:
