@@ -28,6 +28,8 @@ NARROW_SPREAD = 64
 # A narrow image with at most this many grey levels "has only a few" (12-bit data read as 16-bit
 # spans 17 levels of 256).
 FEW_LEVELS = 32
+# A narrow image is very dark below this 99th percentile, washed out above this 1st percentile.
+DARK, BRIGHT = 64, 191
 # ``auto`` turns the stretch on when at least this share of the images is narrow.
 AUTO_SHARE = 0.2
 
@@ -45,9 +47,13 @@ class IntensityStats:
 
     @property
     def narrow(self) -> bool:
-        """98 % of the pixels span fewer than NARROW_SPREAD levels. A flat image (98 % at one
-        level: a blank page, a solid-colour icon) is not counted: there is no range to use."""
-        return 0 < self.p99 - self.p1 < NARROW_SPREAD
+        """98 % of the pixels span fewer than NARROW_SPREAD levels and the image has only a few
+        grey levels, is very dark or is washed out. A low-contrast mid-grey photo (many levels)
+        is not counted: the backbone copes with it. Nor is a flat image (98 % at one level: a
+        blank page, a solid-colour icon): there is no range to use."""
+        if not 0 < self.p99 - self.p1 < NARROW_SPREAD:
+            return False
+        return self.levels <= FEW_LEVELS or self.p99 < DARK or self.p1 > BRIGHT
 
 
 def _luma_histogram(image: Image.Image) -> np.ndarray:
@@ -81,8 +87,8 @@ class IntensityReport:
     measured: int = 0
     narrow: int = 0
     few_levels: int = 0  # narrow images with at most 32 grey levels (thresholded, 12-in-16 bit)
-    dark: int = 0  # narrow images whose 99th percentile is below 64
-    bright: int = 0  # narrow images whose 1st percentile is above 191
+    dark: int = 0  # narrow images whose 99th percentile is below DARK
+    bright: int = 0  # narrow images whose 1st percentile is above BRIGHT
 
     @classmethod
     def of(cls, stats: list[IntensityStats]) -> IntensityReport:
@@ -91,8 +97,8 @@ class IntensityReport:
             measured=len(stats),
             narrow=len(narrow),
             few_levels=sum(s.levels <= FEW_LEVELS for s in narrow),
-            dark=sum(s.p99 < 64 for s in narrow),
-            bright=sum(s.p1 > 191 for s in narrow),
+            dark=sum(s.p99 < DARK for s in narrow),
+            bright=sum(s.p1 > BRIGHT for s in narrow),
         )
 
     @property
@@ -113,7 +119,7 @@ class IntensityReport:
             (self.dark, "are very dark"),
             (self.bright, "are washed out"),
         ]
-        what = ", ".join(f"{n} {text}" for n, text in kinds if n) or "they have low contrast"
+        what = ", ".join(f"{n} {text}" for n, text in kinds if n)
         action = (
             "each image's intensity is therefore stretched to the full range before training and "
             "prediction (data.intensity 'auto'; 'off' turns this off)"
@@ -124,7 +130,7 @@ class IntensityReport:
         pct = round(100 * self.share)
         return (
             f"{self.narrow} of {self.measured} images ({pct}%) use a narrow part of the "
-            f"intensity range ({what}); {action}."
+            f"intensity range{f' ({what})' if what else ''}; {action}."
         )
 
     def problem(self, root: str) -> Problem | None:

@@ -17,6 +17,7 @@ from engine.config import Intensity, RunConfig
 from engine.data import build_transform, scan_folder
 from engine.data.intensity import (
     IntensityReport,
+    IntensityStats,
     IntensityStretch,
     image_stats,
     resolve_intensity,
@@ -69,6 +70,8 @@ def test_twelve_bit_data_in_sixteen_bit_files_and_washed_out_exports_are_narrow(
     report = IntensityReport.of(stats)
     assert (report.narrow, report.dark, report.bright, report.few_levels) == (2, 1, 1, 1)
     assert "are washed out" in report.sentence() and "are very dark" in report.sentence()
+    # a low-contrast mid-grey photo (measured on a generated one) is left alone
+    assert not IntensityStats(levels=80, p1=87, p99=149, mean=117.6).narrow
 
 
 def test_auto_rule_needs_a_fifth_of_the_images() -> None:
