@@ -245,3 +245,37 @@ def test_linear_probe_on_scans_does_clearly_better_with_the_stretch(tmp_path: Pa
         scores[mode] = cross_val_score(probe, features, labels, cv=folds).mean()
     assert scores["percentile"] >= 0.9, scores
     assert scores["percentile"] - scores["off"] >= 0.1, scores
+
+
+def test_a_resumed_run_keeps_its_resolved_stretch_and_warnings(tmp_path: Path) -> None:
+    from engine.config import DataConfig, ModelConfig, OptimConfig, ScheduleConfig
+    from engine.events import EpochEnded
+    from engine.runs import RunDir
+    from engine.training.control import RunControl
+    from engine.training.trainer import resume, train
+
+    scans = make_scans_folder(tmp_path / "scans", per_class=8)
+    config = RunConfig(
+        data=DataConfig(path=str(scans), val_fraction=0.25, num_workers=0, intensity="off"),
+        model=ModelConfig(backbone=IMAGE_BACKBONE, pretrained=False),
+        optim=OptimConfig(lr=1e-7),
+        schedule=ScheduleConfig(epochs=2, batch_size=8, warmup_fraction=0.0),
+    ).validate()
+    control = RunControl()
+
+    def stop_after_first_epoch(event) -> None:
+        if isinstance(event, EpochEnded):
+            control.cancel()
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REFIT_HOME", str(tmp_path / "home"))
+        first = train(
+            config, workspace=tmp_path / "ws", on_event=stop_after_first_epoch, control=control
+        )
+        assert str(first.status) == "cancelled" and first.warnings
+        run = RunDir(Path(first.run_dir))
+        assert run.state()["intensity"] == "off"
+        second = resume(first.run_dir, workspace=tmp_path / "ws")
+    assert str(second.status) == "completed"
+    assert run.state()["intensity"] == "off" and run.summary()["intensity"] == "off"
+    assert second.warnings == first.warnings
