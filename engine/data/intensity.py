@@ -133,11 +133,12 @@ class IntensityReport:
             f"intensity range{f' ({what})' if what else ''}; {action}."
         )
 
-    def problem(self, root: str) -> Problem | None:
+    def problem(self, path: str) -> Problem | None:
+        """The scan's notice (None when no image is narrow); ``path``: an example image."""
         text = self.sentence()
         if not text:
             return None
-        return Problem(kind=ProblemKind.NARROW_INTENSITY, message=text, path=root)
+        return Problem(kind=ProblemKind.NARROW_INTENSITY, message=text, path=path)
 
     def to_dict(self) -> dict[str, int]:
         return {

@@ -308,8 +308,11 @@ def _finish(
     fatal = _fatal(root, kept, dropped=len(names) - len(kept))
     if fatal is not None:
         problems.insert(0, fatal)
-    intensity = IntensityReport.of([walk.stats[s.digest] for s in final if s.digest in walk.stats])
-    notice = intensity.problem(str(root))
+    measured = [(s.path, walk.stats[s.digest]) for s in final if s.digest in walk.stats]
+    intensity = IntensityReport.of([stats for _, stats in measured])
+    # The notice points at one narrow image, so a click on it shows what is meant.
+    example = next((path for path, stats in measured if stats.narrow), str(root))
+    notice = intensity.problem(example)
     if notice is not None:
         problems.append(notice)
     return DatasetIndex(

@@ -35,6 +35,8 @@ def test_scan_reports_narrow_range_images_in_one_sentence(tmp_path: Path) -> Non
     index = scan_folder(make_scans_folder(tmp_path / "scans", per_class=6), workers=1)
     notices = _narrow_notices(index)
     assert len(notices) == 1
+    (notice,) = [p for p in index.problems if p.kind is ProblemKind.NARROW_INTENSITY]
+    assert notice.path.endswith(".png") and Path(notice.path).is_file()  # a click shows one
     assert notices[0].startswith("12 of 12 images (100%) use a narrow part of the intensity range")
     assert "only a few grey levels" in notices[0] and "stretched to the full range" in notices[0]
     assert index.intensity is not None and index.intensity.suggests_stretch
