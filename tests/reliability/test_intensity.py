@@ -118,7 +118,7 @@ def test_config_round_trip_and_old_configs_load() -> None:
     assert RunConfig.from_dict(data).data.intensity is Intensity.AUTO
 
 
-def _train_scans(root: Path, intensity: str, *, lr: float = 1e-2):
+def _train_scans(root: Path, intensity: str, *, lr: float = 1e-2, on_event=None):
     from engine.config import DataConfig, ModelConfig, OptimConfig, ScheduleConfig
     from engine.training.trainer import train
 
@@ -132,16 +132,21 @@ def _train_scans(root: Path, intensity: str, *, lr: float = 1e-2):
     ).validate()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("REFIT_HOME", str(root / "home"))
-        return train(config, workspace=root / "ws")
+        return train(config, workspace=root / "ws", on_event=on_event)
 
 
 def test_auto_is_resolved_once_and_used_by_predict_and_export(tmp_path: Path) -> None:
     from engine.evaluation.predict import Predictor
+    from engine.events import LogMessage
     from engine.export.exported import ExportedModel
     from engine.export.exporter import export_run
     from engine.runs import RunDir
 
-    result = _train_scans(tmp_path, "auto")
+    logs: list[str] = []
+    result = _train_scans(
+        tmp_path, "auto", on_event=lambda e: logs.append(e.text) if isinstance(e, LogMessage) else 0
+    )
+    assert any(t.startswith("Intensity: each image's 0.5-99.5% brightness window") for t in logs)
     run = RunDir(Path(result.run_dir))
     assert run.state()["intensity"] == "percentile"
     assert run.summary()["intensity"] == "percentile"
@@ -150,11 +155,18 @@ def test_auto_is_resolved_once_and_used_by_predict_and_export(tmp_path: Path) ->
     assert predictor.model.preprocess.intensity == "percentile"
     assert "IntensityStretch" in repr(predictor.transform)
     out = tmp_path / "export"
-    export_run(run, ["safetensors"], out)
+    export_run(run, ["onnx"], out)
     manifest = json.loads((out / "refit_model.json").read_text())
     assert manifest["preprocess"]["intensity"] == "percentile"
     assert manifest["preprocess"]["steps"].startswith("RGB; stretch intensity")
-    assert "IntensityStretch" in repr(ExportedModel.open(out).transform)
+    exported = ExportedModel.open(out)
+    assert exported.format == "onnx" and "IntensityStretch" in repr(exported.transform)
+    images = sorted(str(p) for p in (tmp_path / "scans").rglob("*.png"))[:6]
+    ours = [p.top for p in predictor.predict(images)]
+    theirs = [p.top for p in exported.predict(images)]
+    for a, b in zip(ours, theirs, strict=True):
+        assert [c for c, _ in a] == [c for c, _ in b]
+        assert [v for _, v in a] == pytest.approx([v for _, v in b], abs=1e-4)
 
 
 def test_run_that_calls_every_image_one_class_says_so(
