@@ -293,3 +293,14 @@ def test_a_resumed_run_keeps_its_resolved_stretch_and_warnings(tmp_path: Path) -
     assert str(second.status) == "completed"
     assert run.state()["intensity"] == "off" and run.summary()["intensity"] == "off"
     assert second.warnings == first.warnings
+
+
+@pytest.mark.slow
+def test_the_feature_cache_key_includes_the_stretch(tmp_path: Path) -> None:
+    from engine.runs import Workspace
+
+    _train_scans(tmp_path, "off")
+    _train_scans(tmp_path, "auto")  # resolves to percentile: other pixels, other features
+    cache = Workspace(tmp_path / "ws").cache_root / "features"
+    assert len(list(cache.glob("*-train.safetensors"))) == 2
+    assert len(list(cache.glob("*-val.safetensors"))) == 2
