@@ -214,6 +214,9 @@ def _cmd_scan(args: argparse.Namespace) -> int:
                     "text_column": getattr(index, "text_column", None),
                     "label_column": getattr(index, "label_column", None),
                     "read": getattr(index, "read", 0) or None,
+                    "intensity": (
+                        index.intensity.to_dict() if getattr(index, "intensity", None) else None
+                    ),
                     "problems": [
                         {
                             "kind": str(p.kind),

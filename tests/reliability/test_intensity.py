@@ -42,6 +42,17 @@ def test_scan_reports_narrow_range_images_in_one_sentence(tmp_path: Path) -> Non
     assert index.intensity is not None and index.intensity.suggests_stretch
 
 
+def test_refit_scan_json_reports_the_intensity_facts(tmp_path: Path, capsys) -> None:
+    from engine.cli import main
+
+    scans = make_scans_folder(tmp_path / "scans", per_class=3)
+    assert main(["scan", str(scans), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    expected = {"measured": 6, "narrow": 6, "few_levels": 6, "dark": 6, "bright": 0}
+    assert data["intensity"] == expected
+    assert [p["kind"] for p in data["problems"]] == ["narrow-intensity"]
+
+
 def test_scan_is_silent_on_normal_shapes_and_photos(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
