@@ -146,6 +146,7 @@ def _train_scans(root: Path, intensity: str, *, lr: float = 1e-2, on_event=None)
         return train(config, workspace=root / "ws", on_event=on_event)
 
 
+@pytest.mark.slow
 def test_auto_is_resolved_once_and_used_by_predict_and_export(tmp_path: Path) -> None:
     from engine.evaluation.predict import Predictor
     from engine.events import LogMessage
