@@ -49,10 +49,10 @@ def run_warnings(
 ) -> list[str]:
     """Sentences saying the model learned nothing useful, with what to try ([] when it did)."""
     k = len(classes)
-    if k < 2 or len(targets) == 0:
-        return []
-    preds = logits.float().argmax(dim=1).cpu()
     targets = targets.cpu()
+    if k < 2 or len(torch.unique(targets)) < 2:
+        return []  # one class in validation: nothing to judge (the scan already says so)
+    preds = logits.float().argmax(dim=1).cpu()
     n = len(targets)
     used = torch.unique(preds).tolist()
     if len(used) == 1:

@@ -238,6 +238,9 @@ def test_chance_rule_accounts_for_the_validation_size() -> None:
     # 17/20 right per class is clearly learned
     good = torch.tensor([0] * 17 + [1] * 3 + [1] * 17 + [0] * 3)
     assert run_warnings(torch.nn.functional.one_hot(good, 2).float(), targets, classes) == []
+    # a validation split holding one class only: predicting it everywhere is no failure
+    ones = torch.ones(10, dtype=torch.long)
+    assert run_warnings(torch.nn.functional.one_hot(ones, 2).float(), ones, classes) == []
 
 
 @pytest.mark.slow
