@@ -45,6 +45,7 @@ class RunFacts:
     created: str = ""
     best: dict[str, float] = field(default_factory=dict)
     device: str = ""
+    warnings: tuple[str, ...] = ()  # summary.json: the model learned nothing useful
 
     @property
     def is_linear_probe(self) -> bool:
@@ -116,6 +117,7 @@ def read_facts(path: Path) -> RunFacts:
         created=str(state.get("created", "")),
         best={k: float(v) for k, v in best.items() if isinstance(v, int | float)},
         device=str(state.get("device", "")),
+        warnings=tuple(str(w) for w in summary.get("warnings") or () if isinstance(w, str)),
     )
 
 

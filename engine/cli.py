@@ -17,6 +17,7 @@ from engine.config import (
     ClassWeights,
     ConfigError,
     Device,
+    Intensity,
     Method,
     Monitor,
     Optimizer,
@@ -51,6 +52,7 @@ _OVERRIDES: dict[str, tuple[str, str, Any]] = {
     "text_column": ("data", "text_column", str),
     "label_column": ("data", "label_column", str),
     "max_length": ("data", "max_length", int),
+    "intensity": ("data", "intensity", Intensity),
     "lora_rank": ("adapt", "lora_rank", int),
     "lora_alpha": ("adapt", "lora_alpha", float),
     "lora_dropout": ("adapt", "lora_dropout", float),
@@ -214,6 +216,9 @@ def _cmd_scan(args: argparse.Namespace) -> int:
                     "text_column": getattr(index, "text_column", None),
                     "label_column": getattr(index, "label_column", None),
                     "read": getattr(index, "read", 0) or None,
+                    "intensity": (
+                        index.intensity.to_dict() if getattr(index, "intensity", None) else None
+                    ),
                     "problems": [
                         {
                             "kind": str(p.kind),
@@ -469,6 +474,8 @@ def _run_with_progress(start: Any, *, quiet: bool) -> int:
             f"Best epoch {int(best['epoch']) + 1}: val_accuracy {best['val_accuracy']:.4f}, "
             f"val_loss {best['val_loss']:.4f}, val_macro_f1 {best['val_macro_f1']:.4f}"
         )
+    for warning in getattr(result, "warnings", ()):
+        print(f"Warning: {warning}")
     print(f"Run {result.status}: {result.run_dir}")
     return 0 if str(result.status) == "completed" else 1
 

@@ -59,6 +59,14 @@ class ClassWeights(StrEnum):
     BALANCED = "balanced"
 
 
+class Intensity(StrEnum):
+    """Per-image intensity normalisation before the backbone's own normalisation."""
+
+    AUTO = "auto"
+    OFF = "off"
+    PERCENTILE = "percentile"
+
+
 class Device(StrEnum):
     AUTO = "auto"
     CPU = "cpu"
@@ -137,6 +145,13 @@ class DataConfig:
         True,
         help="Text models: batch texts of similar length together, so that short texts are not "
         "padded to the length of long ones.",
+    )
+    intensity: Intensity = _f(
+        Intensity.AUTO,
+        help="Images: percentile stretches each image's 0.5-99.5% brightness window to the full "
+        "0-255 range (for exports that use a few grey levels, 12-bit data in 16-bit files, very "
+        "dark or washed-out images); auto does so when the scan finds at least 20% of such "
+        "images; off uses the pixels as they are.",
     )
 
 

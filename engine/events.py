@@ -84,3 +84,4 @@ class RunEnded(Event):
     error: str = ""
     best_metrics: dict[str, float] = field(default_factory=dict)
     run_dir: str = ""
+    warnings: tuple[str, ...] = ()  # sentences: the model learned nothing useful, what to try

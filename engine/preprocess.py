@@ -14,6 +14,9 @@ class Preprocess:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     interpolation: str = "bilinear"  # "bilinear" or "bicubic"
     crop_pct: float = 0.875  # evaluation: resize to input_size / crop_pct, then centre-crop
+    # "percentile": each image's 0.5-99.5 % luma window is stretched to 0-255 first (a run's
+    # resolved data.intensity, see engine.data.intensity); "off": pixels are used as decoded.
+    intensity: str = "off"
 
     @property
     def resize_size(self) -> int:

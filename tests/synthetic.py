@@ -50,6 +50,43 @@ def make_shapes_folder(
     return root
 
 
+def draw_scan(lesion: bool, rng: random.Random, size: int = 64) -> Image.Image:
+    """A grayscale "scan" exported with three grey levels (0-2 of 255: black in a viewer).
+
+    Black background, an elliptic body at level 1 with speckle at level 2; ``lesion`` adds a
+    small round patch at level 2 somewhere inside the body: a faint local structure.
+    """
+    img = Image.new("L", (size, size), 0)
+    d = ImageDraw.Draw(img)
+    cx, cy = size // 2 + rng.randint(-3, 3), size // 2 + rng.randint(-3, 3)
+    rx, ry = (
+        rng.randint(size * 5 // 16, size * 7 // 16),
+        rng.randint(size * 5 // 16, size * 7 // 16),
+    )
+    d.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=1)
+    for _ in range(size * size // 40):
+        x, y = rng.randint(cx - rx, cx + rx), rng.randint(cy - ry, cy + ry)
+        if ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 < 1:
+            img.putpixel((x, y), 2)
+    if lesion:
+        r = rng.randint(size // 10, size // 7)
+        lx = cx + rng.randint(-rx // 2, rx // 2)
+        ly = cy + rng.randint(-ry // 2, ry // 2)
+        d.ellipse([lx - r, ly - r, lx + r, ly + r], fill=2)
+    return img
+
+
+def make_scans_folder(root: Path, per_class: int = 30, *, seed: int = 0, size: int = 64) -> Path:
+    """Out-of-domain images: ``root/yes`` (with a lesion) and ``root/no``, three grey levels."""
+    rng = random.Random(seed)
+    for cls in ("no", "yes"):
+        folder = root / cls
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            draw_scan(cls == "yes", rng, size).save(folder / f"{cls}_{i:03d}.png")
+    return root
+
+
 def tree_snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:
     """(size, mtime_ns, bytes) of every file and folder under ``root``: proves it is untouched."""
     snap = {}

@@ -50,6 +50,7 @@ ADVANCED_FIELDS = [
     FieldSpec("schedule", "warmup_fraction", "Warm-up share", decimals=2, step=0.01),
     FieldSpec("schedule", "monitor", "Best model by"),
     FieldSpec("optim", "class_weights", "Class weights"),
+    FieldSpec("data", "intensity", "Intensity stretch"),
     FieldSpec("optim", "grad_clip", "Gradient clip", decimals=2, step=0.5, special_text="off"),
     FieldSpec("", "seed", "Seed"),
 ]
@@ -345,6 +346,8 @@ class TrainPage(Page):
         # Augmentation crops and flips pictures; it means nothing to a text model.
         augment = self.basic_form.editors["augment.preset"]
         self.basic_form.layout().setRowVisible(augment, not text)
+        intensity = self.advanced_form.editors["data.intensity"]
+        self.advanced_form.layout().setRowVisible(intensity, not text)
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -401,4 +404,7 @@ def _result_sentence(event: RunEnded, run_dir: str) -> str:
     if "val_accuracy" not in best:
         return f"Finished — {where}"
     epoch = int(best.get("epoch", 0)) + 1
-    return f"Best val accuracy {100 * best['val_accuracy']:.1f}% at epoch {epoch} — {where}"
+    text = f"Best val accuracy {100 * best['val_accuracy']:.1f}% at epoch {epoch} — {where}"
+    for warning in event.warnings:
+        text += f"<br><b>Warning:</b> {html.escape(warning)}"
+    return text

@@ -65,6 +65,14 @@ def describe_run(facts: RunFacts) -> str:
     return (
         f"{html.escape(facts.backbone)} · {facts.method} · {len(facts.classes)} classes · "
         f"{facts.val_size} validation examples{test}"
+    ) + run_warnings_html(facts)
+
+
+def run_warnings_html(facts: RunFacts) -> str:
+    """The run's honest warnings (the model learned nothing useful), one line each."""
+    return "".join(
+        f"<br><span style='color:#c62828'><b>Warning:</b> {html.escape(w)}</span>"
+        for w in facts.warnings
     )
 
 
@@ -79,4 +87,4 @@ def describe_evaluation(facts: RunFacts, shown: SplitResults) -> str:
     )
     if ev.split == "test":
         line += " · <b>final estimate: do not tune on these numbers</b>"
-    return line
+    return line + run_warnings_html(facts)

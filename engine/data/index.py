@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.data.intensity import IntensityReport
 from engine.data.problems import DatasetError, Problem
 
 
@@ -26,6 +27,7 @@ class DatasetIndex:
     samples: tuple[Sample, ...]
     problems: tuple[Problem, ...]
     has_splits: bool
+    intensity: IntensityReport | None = None  # images only: how much range the pixels use
 
     def class_counts(self) -> dict[str, dict[str, int]]:
         """Usable images per class: ``{"all": {...}}``, or one entry per split folder."""

@@ -27,6 +27,7 @@ class ProblemKind(StrEnum):
     LINK_OUTSIDE = "link-outside-dataset"
     LINK_LOOP = "link-loop"
     MISSING_IN_SPLIT = "class-missing-in-split"
+    NARROW_INTENSITY = "narrow-intensity"
 
 
 class DatasetError(ValueError):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from engine.data.images import IMAGE_EXTENSIONS, decode_image
 from engine.data.index import DatasetIndex, Sample
+from engine.data.intensity import IntensityReport, IntensityStats, image_stats
 from engine.data.modality import unusable_source
 from engine.data.problems import (
     DatasetError,
@@ -61,6 +62,7 @@ class _Walk:
     candidates: list[_Candidate] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     folders: dict[tuple[str | None, str], str] = field(default_factory=dict)  # -> folder path
+    stats: dict[str, IntensityStats] = field(default_factory=dict)  # digest -> pixel statistics
 
 
 def scan_folder(
@@ -178,17 +180,26 @@ def _stray(walk: _Walk, root: Path, entry: os.DirEntry, what: str) -> None:
     )
 
 
-def _check_file(path: str, rel: str) -> tuple[str | None, Problem | None]:
-    """Read, hash and decode one file: (digest, None) or (None, problem)."""
+_STATS_SIDE = 64
+_Checked = tuple[str | None, Problem | None, IntensityStats | None]
+
+
+def _check_file(path: str, rel: str) -> _Checked:
+    """Read, hash and decode one file: (digest, None, pixel statistics) or (None, problem, None).
+
+    The statistics come from the picture decoded anyway (JPEGs at a reduced scale): no second
+    pass over the folder."""
     try:
         data = read_capped(path, IMAGE_LIMIT, what="image")
     except FileReadError as exc:
-        return None, file_problem(rel, path, exc.kind, exc.reason)
+        return None, file_problem(rel, path, exc.kind, exc.reason), None
     try:
-        decode_image(data, rel, min_size=1)
+        # JPEGs are decoded at a reduced scale, but never below a 64-pixel short side: the
+        # intensity statistics of a few dozen averaged pixels would call a photo flat.
+        image = decode_image(data, rel, min_size=_STATS_SIDE)
     except ImageError as exc:
-        return None, file_problem(rel, path, exc.kind, exc.reason)
-    return hashlib.blake2b(data, digest_size=16).hexdigest(), None
+        return None, file_problem(rel, path, exc.kind, exc.reason), None
+    return hashlib.blake2b(data, digest_size=16).hexdigest(), None, image_stats(image)
 
 
 def _check_files(
@@ -201,7 +212,7 @@ def _check_files(
     """Digest of every candidate (None when unusable; its problem is added to ``walk``)."""
     items = walk.candidates
     total = len(items)
-    results: list[tuple[str | None, Problem | None]] = [(None, None)] * total
+    results: list[_Checked] = [(None, None, None)] * total
     reporter = _Progress(progress, total)
     n_workers = min(8, os.cpu_count() or 1) if workers is None else workers
     if n_workers <= 1:
@@ -233,10 +244,12 @@ def _check_files(
             # On cancel or Ctrl+C, return at once: queued files are dropped and the few in
             # flight (each a regular file under the size cap) finish on their own.
             pool.shutdown(wait=False, cancel_futures=True)
-    for _, problem in results:
+    for digest, problem, stats in results:
         if problem is not None:
             walk.problems.append(problem)
-    return [digest for digest, _ in results]
+        if digest is not None and stats is not None:
+            walk.stats[digest] = stats
+    return [digest for digest, _, _ in results]
 
 
 class _Progress:
@@ -295,12 +308,20 @@ def _finish(
     fatal = _fatal(root, kept, dropped=len(names) - len(kept))
     if fatal is not None:
         problems.insert(0, fatal)
+    measured = [(s.path, walk.stats[s.digest]) for s in final if s.digest in walk.stats]
+    intensity = IntensityReport.of([stats for _, stats in measured])
+    # The notice points at one narrow image, so a click on it shows what is meant.
+    example = next((path for path, stats in measured if stats.narrow), str(root))
+    notice = intensity.problem(example)
+    if notice is not None:
+        problems.append(notice)
     return DatasetIndex(
         root=str(root),
         classes=tuple(kept),
         samples=final,
         problems=tuple(problems),
         has_splits=has_splits,
+        intensity=intensity,
     )
 
 

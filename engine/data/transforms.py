@@ -9,6 +9,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode, v2
 
 from engine.config import AugmentPreset
+from engine.data.intensity import PERCENTILE, IntensityStretch
 from engine.preprocess import Preprocess
 
 _INTERPOLATION = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
@@ -49,10 +50,14 @@ def build_transform(
     vflip: bool = False,
 ) -> ImageTransform:
     """The transform a backbone with ``preprocess`` needs; ``train`` adds the preset's
-    augmentation (``none`` trains on the evaluation transform)."""
+    augmentation (``none`` trains on the evaluation transform).
+
+    An intensity stretch runs first, on the whole decoded image, so that its window does not
+    depend on the random crop and training, evaluation and prediction see the same pixels."""
     preset = AugmentPreset(preset)
     interpolation = _INTERPOLATION.get(preprocess.interpolation, InterpolationMode.BILINEAR)
     size = preprocess.input_size
+    head = [IntensityStretch()] if preprocess.intensity == PERCENTILE else []
     tail = [
         v2.ToImage(),
         v2.ToDtype(torch.float32, scale=True),
@@ -60,6 +65,7 @@ def build_transform(
     ]
     if not train or preset is AugmentPreset.NONE:
         steps = [
+            *head,
             v2.Resize(preprocess.resize_size, interpolation=interpolation, antialias=True),
             v2.CenterCrop(size),
             *tail,
@@ -67,7 +73,10 @@ def build_transform(
         return ImageTransform(v2.Compose(steps), preprocess.resize_size, train=train)
 
     scale = _CROP_SCALE[preset]
-    steps = [v2.RandomResizedCrop(size, scale=scale, interpolation=interpolation, antialias=True)]
+    steps = [
+        *head,
+        v2.RandomResizedCrop(size, scale=scale, interpolation=interpolation, antialias=True),
+    ]
     if hflip:
         steps.append(v2.RandomHorizontalFlip())
     if vflip:

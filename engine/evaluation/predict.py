@@ -62,8 +62,16 @@ class Predictor:
                 self.model.tokenizer, self.model.backbone, config.data.max_length
             )
         else:
-            from engine.data import build_transform
+            import dataclasses
 
+            from engine.data import build_transform
+            from engine.data.intensity import stored_intensity
+
+            # The run's resolved intensity stretch: prediction, evaluation, Try it and export
+            # all see the pixels the model was trained on.
+            self.model.preprocess = dataclasses.replace(
+                self.model.preprocess, intensity=stored_intensity(run.state())
+            )
             self.transform = build_transform(self.model.preprocess, train=False)
 
     def _probs(self, x: torch.Tensor | dict[str, torch.Tensor]) -> np.ndarray:

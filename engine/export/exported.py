@@ -118,6 +118,8 @@ def preprocess_of(manifest: dict[str, Any]) -> Any:
             std=tuple(float(v) for v in pre["std"]),
             interpolation=str(pre["interpolation"]),
             crop_pct=float(pre["crop_pct"]),
+            # Exports from before the intensity choice have no entry: pixels as decoded.
+            intensity="percentile" if pre.get("intensity") == "percentile" else "off",
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ExportError(

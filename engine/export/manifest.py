@@ -123,8 +123,18 @@ def _input_facts(model: Any, max_length: int | None) -> dict[str, Any]:
                 name: {"shape": ["batch", "sequence"], "dtype": "int64"} for name in TEXT_INPUTS
             },
         }
+    from engine.data.intensity import PERCENTILE, WINDOW
+
     pre = model.preprocess
     shape = ["batch", 3, pre.input_size, pre.input_size]
+    stretch = pre.intensity == PERCENTILE
+    first = (
+        f"stretch intensity: take the {WINDOW[0]:g} and {WINDOW[1]:g} percentiles of the "
+        "image's luma (0.299 R + 0.587 G + 0.114 B, 0-255), map them linearly to 0 and 255 and "
+        "clip, the same map for R, G and B; "
+        if stretch
+        else ""
+    )
     return {
         "preprocess": {
             "input_size": pre.input_size,
@@ -133,8 +143,10 @@ def _input_facts(model: Any, max_length: int | None) -> dict[str, Any]:
             "interpolation": pre.interpolation,
             "crop_pct": pre.crop_pct,
             "resize_size": pre.resize_size,
+            "intensity": pre.intensity,
+            "intensity_window": list(WINDOW) if stretch else None,
             "steps": (
-                f"RGB; resize the short side to {pre.resize_size} ({pre.interpolation}); "
+                f"RGB; {first}resize the short side to {pre.resize_size} ({pre.interpolation}); "
                 f"center-crop {pre.input_size}x{pre.input_size}; scale to [0, 1]; "
                 "subtract mean and divide by std per channel"
             ),

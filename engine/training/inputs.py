@@ -21,6 +21,12 @@ from engine.data import (
     scan_text_source,
     split_samples,
 )
+from engine.data.intensity import (
+    IntensityReport,
+    intensity_reason,
+    resolve_intensity,
+    stored_intensity,
+)
 from engine.data.split import missing_class_problems
 from engine.runs import REMEDY, RunDir, RunFileError
 from engine.training.control import Cancelled, RunControl
@@ -42,6 +48,7 @@ class RunData:
     test: tuple[AnySample, ...]
     problems: tuple[Problem, ...] = ()
     modality: str = "image"
+    intensity: IntensityReport | None = None  # from the scan; not stored in splits.json
 
     def to_dict(self) -> dict:
         def rows(samples: tuple[AnySample, ...]) -> list[list]:
@@ -150,7 +157,24 @@ def prepare_data(
         test=splits.test,
         problems=index.problems + tuple(missing_class_problems(splits, index.classes)),
         modality=modality,
+        intensity=getattr(index, "intensity", None),
     )
+
+
+def run_intensity(
+    config: RunConfig, data: RunData, run: RunDir, *, resuming: bool
+) -> tuple[str, str]:
+    """The intensity stretch an image run uses ("off" or "percentile") and a log sentence.
+
+    ``auto`` is resolved once, from the scan, when the run starts; the resolved value lives in
+    state.json (not the config), so a resume, a prediction or an export uses the same pixels.
+    """
+    if resuming:
+        resolved = stored_intensity(run.state())
+        return resolved, ""
+    mode = str(config.data.intensity)
+    resolved = resolve_intensity(mode, data.intensity)
+    return resolved, intensity_reason(mode, resolved, data.intensity)
 
 
 def load_run_data(run: RunDir) -> RunData:

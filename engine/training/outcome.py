@@ -41,6 +41,7 @@ def _write_summary(trainer: Trainer, status: RunStatus, error: str) -> None:
         "epochs_done": trainer.epoch,
         "global_step": trainer.global_step,
         "seconds": round(time.monotonic() - trainer._started, 2),
+        "warnings": list(trainer.best_warnings),
     }
     data = trainer.data
     if data is not None:
@@ -50,6 +51,8 @@ def _write_summary(trainer: Trainer, status: RunStatus, error: str) -> None:
             val_size=len(data.val),
             test_size=len(data.test),
         )
+        if data.modality == "image":
+            summary["intensity"] = trainer.intensity
     run = trainer.run
     write_json_atomic(run.summary_path, {**run.summary(), **summary})
 

@@ -62,6 +62,7 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
     for key in _POSITION:
         value = getattr(trainer, key)
         state[key] = dict(value) if isinstance(value, dict) else value
+    state["best_warnings"] = list(trainer.best_warnings)
     return state
 
 
@@ -85,6 +86,8 @@ def restore(trainer: Trainer) -> None:
         if trainer.scaler is not None and state["scaler"]:
             trainer.scaler.load_state_dict(state["scaler"])
         position = {key: state[key] for key in _POSITION}
+        # Checkpoints from before honest warnings have none: the next best epoch sets them.
+        position["best_warnings"] = [str(w) for w in state.get("best_warnings", [])]
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(
             f"The checkpoint {last.state} does not fit this run ({type(exc).__name__}: {exc}); "

@@ -46,7 +46,14 @@ from engine.training.checkpoint_files import BEST
 from engine.training.control import Cancelled, RunControl
 from engine.training.devices import Placement, resolve_placement
 from engine.training.divergence import Diverged, DivergenceGuard
-from engine.training.inputs import RunData, class_weight_tensor, load_run_data, prepare_data
+from engine.training.honesty import run_warnings
+from engine.training.inputs import (
+    RunData,
+    class_weight_tensor,
+    load_run_data,
+    prepare_data,
+    run_intensity,
+)
 from engine.training.metrics import classification_metrics
 from engine.training.optim import build_optimizer, build_scheduler, param_groups
 from engine.training.outcome import write_outcome
@@ -76,6 +83,7 @@ class RunResult:
     status: RunStatus
     best_metrics: dict[str, float]
     error: str = ""
+    warnings: tuple[str, ...] = ()  # the model learned nothing useful, and what to try
 
 
 def train(
@@ -156,6 +164,8 @@ class Trainer:
         self.best_loss: float | None = None
         self.best_epoch = -1
         self.best_metrics: dict[str, float] = {}
+        self.best_warnings: list[str] = []  # honest warnings about the best epoch
+        self.intensity = "off"  # the resolved data.intensity of an image run
         self.last_metrics: dict[str, float] = {}
         self.epochs_since_best = 0
         self.train_sums = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
@@ -232,7 +242,8 @@ class Trainer:
                 raise StorageError(exc.errno, error) from exc
             raise
         status, error = self._finish(status, error, started_emitted)
-        return RunResult(self.run.path, status, dict(self.best_metrics), error)
+        warnings = tuple(self.best_warnings)
+        return RunResult(self.run.path, status, dict(self.best_metrics), error, warnings)
 
     def _abort(self) -> None:
         """A second Ctrl+C: stop at once. The step under way may be half done, so no checkpoint
@@ -262,6 +273,10 @@ class Trainer:
             except Exception as exc:
                 status, error = RunStatus.FAILED, self.failure_sentence(exc)
                 self.log(error, level="error")
+        if status in (RunStatus.FAILED, RunStatus.DIVERGED):
+            self.best_warnings = []
+        for warning in self.best_warnings:
+            self.log(warning, level="warning")
         status, error = write_outcome(self, status, error)
         self.emit(
             RunEnded(
@@ -269,6 +284,7 @@ class Trainer:
                 error=error,
                 best_metrics=dict(self.best_metrics),
                 run_dir=str(self.run.path),
+                warnings=tuple(self.best_warnings),
             )
         )
         return status, error
@@ -315,6 +331,11 @@ class Trainer:
 
         check_modality(resolve_entry(cfg.model.backbone), self.data)
         model = build_model(cfg.model, len(self.data.classes))
+        if model.modality == "image":
+            self.intensity, why = run_intensity(cfg, self.data, self.run, resuming=self.resuming)
+            model.preprocess = dataclasses.replace(model.preprocess, intensity=self.intensity)
+            if why:
+                self.log(why)
         frozen, self.param_count = adapt_model(model, cfg.adapt)
         if self.param_count.trainable == 0:
             raise ValueError("Every layer is frozen, so nothing would train; unfreeze the head.")
@@ -364,7 +385,7 @@ class Trainer:
             frozen_groups=frozen,
             modality=self.data.modality,
             method=str(self.config.adapt.method),
-            **({"max_length": self.max_length} if text else {}),
+            **({"max_length": self.max_length} if text else {"intensity": self.intensity}),
         )
 
     def _load_data(self) -> RunData:
@@ -424,6 +445,8 @@ class Trainer:
             metrics["lr"] = self._current_lr()
             self.divergence.check_validation(metrics, self.epoch, metrics["lr"])
             is_best = self._update_best(metrics)
+            if is_best:
+                self.best_warnings = run_warnings(logits, targets, self.data.classes)
             epoch = self.epoch
             self.epoch += 1
             self.step_in_epoch = 0
