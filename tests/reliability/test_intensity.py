@@ -184,8 +184,9 @@ def test_auto_is_resolved_once_and_used_by_predict_and_export(tmp_path: Path) ->
 def test_run_that_calls_every_image_one_class_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Near-black images through a random frozen convnet give near-identical features; with a
-    # negligible learning rate the head calls every validation image the same class.
+    # Near-black images through a random convnet give near-identical features; with a
+    # negligible learning rate (a full fine-tune: the linear probe fits its head to convergence
+    # and ignores the rate) the head calls every validation image the same class.
     from engine.cli import main
     from engine.runs import RunDir, Workspace
 
@@ -194,7 +195,7 @@ def test_run_that_calls_every_image_one_class_says_so(
     argv = ["--workspace", str(tmp_path / "ws"), "train", str(scans), "--quiet"]
     argv += ["--backbone", IMAGE_BACKBONE, "--no-pretrained", "--intensity", "off"]
     argv += ["--lr", "1e-7", "--epochs", "1", "--batch-size", "8", "--workers", "0"]
-    argv += ["--val-fraction", "0.25"]
+    argv += ["--val-fraction", "0.25", "--method", "full"]
     assert main(argv) == 0
     out = capsys.readouterr().out.splitlines()
     (info,) = Workspace(tmp_path / "ws").list_runs()
