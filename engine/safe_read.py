@@ -31,6 +31,8 @@ _OPEN_FLAGS = (
     | getattr(os, "O_NOCTTY", 0)
 )
 _CHUNK = 4 * MIB
+WEIGHTS_LIMIT = 64 * GIB  # a checkpoint or weights file; far above any model trained here
+IS_MISSING = "is missing"
 
 # Why a file is not read (NotReadableError.code).
 MISSING = "missing"
@@ -96,6 +98,18 @@ def check_capped(path: str | Path, limit: int, *, what: str = "file") -> os.stat
     _check_type(st.st_mode)
     _check_size(st.st_size, limit, what)
     return st
+
+
+def file_problem(path: str | Path, limit: int, *, what: str = "file") -> str:
+    """ "" when ``path`` is a regular file of at most ``limit`` bytes, else what completes
+    "<file> ...": IS_MISSING, "is a named pipe (FIFO), not a regular file, ...", ..."""
+    try:
+        check_capped(path, limit, what=what)
+    except MissingFileError:
+        return IS_MISSING
+    except NotReadableError as exc:
+        return exc.reason
+    return ""
 
 
 def open_capped(path: str | Path, limit: int, *, what: str = "file") -> BinaryIO:
