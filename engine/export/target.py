@@ -9,7 +9,6 @@ a failed or cancelled export leaves the target as it was.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat
@@ -86,9 +85,12 @@ def export_names(formats: Iterable[ExportFormat], *, hf_backbone: bool) -> froze
 def earlier_export(folder: Path) -> frozenset[str]:
     """The names an earlier export into ``folder`` wrote, as its refit_model.json lists them;
     empty when the folder holds no readable refit_model.json."""
-    try:
-        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    from engine.export.manifest import MANIFEST_BYTES
+    from engine.files import UnreadableFileError, read_json_object
+
+    try:  # a pipe or a link to /dev/zero named refit_model.json is not waited on or read
+        data = read_json_object(folder / MANIFEST, max_bytes=MANIFEST_BYTES)
+    except (OSError, UnreadableFileError):
         return frozenset()
     if not isinstance(data, dict) or "run_id" not in data or "classes" not in data:
         return frozenset()
