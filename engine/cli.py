@@ -317,7 +317,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             else:
                 top = ", ".join(f"{name} {prob:.1%}" for name, prob in r.top)
                 print(f"{r.path}\t{top}")
-    return 1 if any(r.error for r in results) else 0
+    # A file that cannot be classified (missing, a pipe, not an image) is bad input: exit 2.
+    return 2 if any(r.error for r in results) else 0
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
