@@ -285,7 +285,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from engine.export import MANIFEST
 
-    if (Path(args.run).expanduser() / MANIFEST).is_file():
+    # exists(), not is_file(): a refit_model.json that is a pipe is refused by the reader, by name.
+    if (Path(args.run).expanduser() / MANIFEST).exists():
         from engine.export import ExportedModel
 
         predictor: Any = ExportedModel.open(args.run)

@@ -121,6 +121,7 @@ def _predictions_problem(path: Path) -> str:
 
 def _files(folder: Path, pattern: str) -> list[Path]:
     try:
-        return sorted(p for p in folder.glob(pattern) if p.is_file())
+        # Not is_file(): a pipe or a device there is named by the safe reader, not passed over.
+        return sorted(p for p in folder.glob(pattern) if not p.is_dir())
     except OSError:
         return []

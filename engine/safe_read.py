@@ -79,6 +79,15 @@ def special_file_name(mode: int) -> str | None:
     return None
 
 
+def kind_of(path: str | Path) -> str:
+    """ "a file", "a named pipe (FIFO)", "a device", "a folder"...: what ``path`` is, for a
+    sentence ("/dev/null is a device, not a folder")."""
+    try:
+        return special_file_name(os.stat(path).st_mode) or "a file"
+    except (OSError, ValueError):
+        return "a broken link"
+
+
 def size_text(n: int) -> str:
     """``256 MiB``, ``1.5 GiB``: a size a person reads at a glance."""
     if n >= GIB:

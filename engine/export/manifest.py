@@ -193,6 +193,8 @@ def manifest_problem(data: dict[str, Any]) -> str:
     if data.get("modality") not in ("image", "text"):
         return "its modality is neither image nor text"
     wrong = [k for k in _OBJECTS if not isinstance(data.get(k, {}), dict | None)]
+    if wrong:  # the checks below look inside these objects
+        return f"{', '.join(wrong)} {'has' if len(wrong) == 1 else 'have'} the wrong type"
     wrong += [k for k in _TEXTS if not isinstance(data.get(k), str | None)]
     formats = data.get("formats")
     if formats is not None and not (

@@ -29,7 +29,7 @@ from engine.export.manifest import (
     ExportFormat,
 )
 from engine.files import make_temp_dir
-from engine.safe_read import special_file_name
+from engine.safe_read import kind_of
 
 STAGING = ".refit-export-"  # prefix of the staging folder; a leftover of a killed export
 _REPLACED = ".replaced"  # inside the staging folder: what the export replaced, until it is done
@@ -112,8 +112,7 @@ def plan_target(
     files no earlier export wrote (unless ``overwrite``) and ExportError when a name it writes
     would replace a ``protected`` folder (the dataset, the run)."""
     if out.exists() and not out.is_dir():
-        kind = special_file_name(out.stat().st_mode) or "a file"
-        raise ExportError(f"{out} is {kind}, not a folder; choose a folder to export into.")
+        raise ExportError(f"{out} is {kind_of(out)}, not a folder; choose a folder to export into.")
     existing = _entries(out)
     earlier = earlier_export(out) & existing
     replaces = earlier | (writes & existing)
