@@ -330,3 +330,19 @@ def test_refit_trust_of_a_loop_of_links_gets_one_sentence(tmp_path, capsys):
     (tmp_path / "b").symlink_to(tmp_path / "a")
     assert refit(["trust", str(tmp_path / "a")]) == 2
     assert "loop of links" in _one_sentence(capsys.readouterr().err)
+
+
+def test_resume_takes_over_a_run_lock_that_is_a_pipe(good, tmp_path):
+    run, _, _ = good
+    copy = _copy(run, tmp_path, "resume")
+    state = json.loads(copy.state_path.read_text())
+    state.update(status="cancelled", resumable=True)
+    copy.state_path.write_text(json.dumps(state))
+    config = json.loads(copy.config_path.read_text())
+    config["schedule"]["epochs"] = 3
+    copy.config_path.write_text(json.dumps(config))
+    os.mkfifo(copy.lock_path)
+    done = _refit("resume", str(copy.path), "--quiet")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not copy.lock_path.exists()  # the pipe was moved aside, the real lock released
+    assert json.loads(copy.state_path.read_text())["status"] == "completed"
