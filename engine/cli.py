@@ -296,7 +296,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from engine.export import MANIFEST
 
-    if (Path(args.run).expanduser() / MANIFEST).is_file():
+    # exists(), not is_file(): a refit_model.json that is a pipe is refused by the reader, by name.
+    if (Path(args.run).expanduser() / MANIFEST).exists():
         from engine.export import ExportedModel
 
         predictor: Any = ExportedModel.open(args.run)
@@ -328,7 +329,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             else:
                 top = ", ".join(f"{terminal_safe(name)} {prob:.1%}" for name, prob in r.top)
                 print(f"{terminal_safe(r.path)}\t{top}")
-    return 1 if any(r.error for r in results) else 0
+    # A file that cannot be classified (missing, a pipe, not an image) is bad input: exit 2.
+    return 2 if any(r.error for r in results) else 0
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.safe_read import TOO_BIG, NotReadableError, open_capped, read_capped, size_text
+
 
 def write_atomic(path: str | Path, writer: Callable[[Path], None]) -> Path:
     """Call ``writer(tmp_path)`` to write a temporary sibling, then rename it over ``path``."""
@@ -88,17 +90,17 @@ MAX_JSON_BYTES = 512 * 1024 * 1024  # far above any file the engine writes; a bo
 
 def read_json_object(path: str | Path, *, max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
     """The JSON object in ``path``. FileNotFoundError when it is missing; UnreadableFileError for
-    any other bytes (empty, not UTF-8, not JSON, not an object, too big) or an OSError."""
-    path = Path(path)
+    anything else that is not one (a pipe or device, too big, empty, not UTF-8, not JSON, not an
+    object) or an OSError. Reads only a regular file, never blocking (engine.safe_read)."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(max_bytes + 1)
+        data = read_capped(path, max_bytes)
     except FileNotFoundError:
         raise
-    except OSError as exc:
-        raise UnreadableFileError(f"cannot be read ({exc.strerror or exc})") from exc
-    if len(data) > max_bytes:
-        raise UnreadableFileError(f"is larger than {max_bytes // 2**20} MB, more than it can be")
+    except NotReadableError as exc:
+        if exc.code == TOO_BIG:
+            big = f"is larger than {size_text(max_bytes)}, more than it can be"
+            raise UnreadableFileError(big) from exc
+        raise UnreadableFileError(exc.reason) from exc
     if not data.strip():
         raise UnreadableFileError("is empty")
     try:
@@ -124,20 +126,26 @@ class JsonLines:
 
     records: list[dict[str, Any]]
     unreadable: int = 0
+    problem: str = ""  # why the whole file is not read ("is a named pipe (FIFO), ..."), if so
 
 
 MAX_JSONL_LINE = 16 * 1024 * 1024  # a metrics line is ~200 bytes; longer is garbage
+MAX_JSONL_BYTES = 2 * 1024 * 1024 * 1024  # ten million metrics lines; a bound on time
 
 
 def scan_jsonl(path: str | Path) -> JsonLines:
     """Every line of ``path`` that is a JSON object; other lines (torn, not UTF-8, not JSON, not
-    an object, absurdly long) are counted, never fatal. A missing file has no records."""
+    an object, absurdly long) are counted, never fatal. A missing file has no records; one that
+    is not a regular file or is too big has none and says why in ``problem``."""
     records: list[dict[str, Any]] = []
     bad = 0
     try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed below; bytes, so no line can fail decoding
+        # Bytes, so no line can fail decoding.
+        fh = open_capped(path, MAX_JSONL_BYTES, what="file of JSON lines")
     except FileNotFoundError:
         return JsonLines(records)
+    except NotReadableError as exc:
+        return JsonLines(records, problem=exc.reason)
     with fh:
         while line := fh.readline(MAX_JSONL_LINE):
             if len(line) >= MAX_JSONL_LINE and not line.endswith(b"\n"):

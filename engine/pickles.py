@@ -19,7 +19,11 @@ def load_weights_only(path: str | Path) -> Any:
     Raises pickle.UnpicklingError for anything else (see :func:`is_refused_pickle`)."""
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True)
+    from engine.safe_read import WEIGHTS_LIMIT, open_capped
+
+    # torch.load would open a pipe or /dev/zero and wait or read forever: open it here, checked.
+    with open_capped(path, WEIGHTS_LIMIT, what="weights file") as fh:
+        return torch.load(fh, map_location="cpu", weights_only=True)
 
 
 def is_refused_pickle(exc: BaseException) -> bool:

@@ -8,8 +8,6 @@ Stays light: no torch, no engine.evaluation (the run list is shown at startup).
 from __future__ import annotations
 
 import threading
-import zipfile
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +18,7 @@ if TYPE_CHECKING:
 _MAX_CACHED = 4096
 _cache: dict[tuple[str, int, int], str] = {}
 _cache_lock = threading.Lock()  # the app lists runs from worker threads too
-_NPZ_MEMBERS = {"labels.npy", "probs.npy", "meta.npy"}
+_META_LIMIT = 256 * 1024 * 1024  # the meta of a million-example split is ~100 MB
 
 
 def cached_problems(run: RunDir) -> tuple[list[str], list[str]]:
@@ -79,13 +77,17 @@ def _split_shaped(data: dict[str, Any]) -> bool:
 
 
 def _metrics_problem(run: RunDir) -> str:
-    skipped = run.metrics_lines().unreadable
+    lines = run.metrics_lines()
+    if lines.problem:
+        return f"The run file {run.metrics_path} {lines.problem}; the curves are not shown."
+    skipped = lines.unreadable
     if not skipped:
         return ""
-    lines = "1 line" if skipped == 1 else f"{skipped} lines"
+    lines_text = "1 line" if skipped == 1 else f"{skipped} lines"
+    verb = "is" if skipped == 1 else "are"
     return (
-        f"{lines} of {run.metrics_path} cannot be read and are skipped (the curves miss them); "
-        "resuming the run rewrites the file without them."
+        f"{lines_text} of {run.metrics_path} cannot be read and {verb} skipped "
+        f"(the curves miss {'it' if skipped == 1 else 'them'}); the rest of the run is intact."
     )
 
 
@@ -100,29 +102,26 @@ def _evaluation_problem(path: Path) -> str:
 
 
 def _predictions_problem(path: Path) -> str:
-    """The zip directory and the small meta member; the arrays are checked when read."""
+    """The archive's members and the small meta member; the arrays are checked when read."""
     import json
 
-    import numpy as np
+    from engine.npz_read import NpzError, read_npz
 
     try:
-        with zipfile.ZipFile(path) as archive:
-            missing = _NPZ_MEMBERS - set(archive.namelist())
-        if not missing:
-            with np.load(path, allow_pickle=False) as npz:
-                meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
-            if not isinstance(meta, dict):
-                raise ValueError("its meta is not a JSON object")
-    except (OSError, zipfile.BadZipFile, ValueError, EOFError, KeyError, zlib.error) as exc:
-        reason = getattr(exc, "strerror", None) or "it is not a whole .npz archive"
-        return f"The saved predictions {path} cannot be read ({reason}); evaluate the run again."
-    if missing:
-        return f"The saved predictions {path} lack {', '.join(sorted(missing))}; evaluate again."
+        meta_bytes = read_npz(path, ["meta"], require=["labels", "probs"], member_limit=_META_LIMIT)
+        meta = json.loads(meta_bytes["meta"].tobytes().decode("utf-8"))
+        if not isinstance(meta, dict):
+            raise NpzError("holds a meta that is not a JSON object")
+    except NpzError as exc:
+        return f"The saved predictions {path} {exc}; evaluate the run again."
+    except (ValueError, RecursionError):  # meta not UTF-8 or not JSON
+        return f"The saved predictions {path} hold a meta that is not JSON; evaluate the run again."
     return ""
 
 
 def _files(folder: Path, pattern: str) -> list[Path]:
     try:
-        return sorted(p for p in folder.glob(pattern) if p.is_file())
+        # Not is_file(): a pipe or a device there is named by the safe reader, not passed over.
+        return sorted(p for p in folder.glob(pattern) if not p.is_dir())
     except OSError:
         return []

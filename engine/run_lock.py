@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 LOCK_NAME = "run.lock"
+_LATEST_START = 253402300799  # 9999-12-31 23:59:59 UTC, the last second datetime shows
 _START_TOLERANCE_S = 1.0  # start times are read from the OS in clock ticks; allow rounding
 
 
@@ -35,7 +36,10 @@ class LockOwner:
     host: str
 
     def describe(self) -> str:
-        since = datetime.fromtimestamp(self.started).strftime("%Y-%m-%d %H:%M")
+        try:
+            since = datetime.fromtimestamp(self.started).strftime("%Y-%m-%d %H:%M")
+        except (OverflowError, OSError, ValueError):  # a start time no clock shows
+            since = "at an unknown time"
         where = "" if self.host == socket.gethostname() else f" on {self.host}"
         return f"process {self.pid}{where} (started {since})"
 
@@ -71,17 +75,27 @@ def is_alive(owner: LockOwner) -> bool:
 
 
 def read_owner(lock: Path) -> LockOwner | None:
-    """The owner recorded in ``lock``; None when there is no lock or it cannot be read."""
+    """The owner recorded in ``lock``; None when there is no lock or it cannot be read (not a
+    regular file, not JSON, or fields no process has: a PID out of range, a start time that is
+    not a finite time in the years 1970 to 9999, a host that is not a short name)."""
     from engine.files import UnreadableFileError, read_json_object
 
     try:
         data = read_json_object(lock, max_bytes=64 * 1024)
-        pid, started, host = data["pid"], data["started"], data["host"]
-    except (OSError, UnreadableFileError, KeyError):
+    except (OSError, UnreadableFileError):
         return None
-    if not (isinstance(pid, int) and isinstance(started, int | float) and isinstance(host, str)):
-        return None
-    return LockOwner(pid=pid, started=float(started), host=host)
+    pid, started, host = data.get("pid"), data.get("started"), data.get("host")
+    valid = (
+        isinstance(pid, int)
+        and not isinstance(pid, bool)
+        and 0 < pid < 2**32
+        and isinstance(started, int | float)
+        and not isinstance(started, bool)
+        and 0 <= started < _LATEST_START  # False for NaN too
+        and isinstance(host, str)
+        and 0 < len(host) <= 255
+    )
+    return LockOwner(pid=pid, started=float(started), host=host) if valid else None
 
 
 def live_owner(lock: Path) -> LockOwner | None:

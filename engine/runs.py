@@ -141,17 +141,18 @@ class RunDir:
         """metrics.jsonl's well-formed records, and how many lines were skipped."""
         lines = scan_jsonl(self.metrics_path)
         kept = [r for r in lines.records if _is_metrics_record(r)]
-        return JsonLines(kept, lines.unreadable + len(lines.records) - len(kept))
+        skipped = lines.unreadable + len(lines.records) - len(kept)
+        return JsonLines(kept, skipped, lines.problem)
 
     def status(self, state: dict[str, Any] | None = None) -> str:
         """state.json's status, except that a "running" run whose training process is gone
         (killed, crashed, the computer restarted) is "interrupted"."""
         state = self.state() if state is None else state
-        status = str(state.get("status", "unknown"))
+        status = _status_word(state)
         if status != "running" or self.owner() is not None:
             return status
         try:  # the owner may have finished between reading the state and the lock
-            status = str(self.state().get("status", "unknown"))
+            status = _status_word(self.state())
         except RunFileError:
             return "damaged"
         return "interrupted" if status == "running" else status
@@ -329,6 +330,10 @@ def run_info(run: RunDir) -> RunInfo:
     state, summary = read(run.state, {}), read(run.summary, {})
     damaged, notes = cached_problems(run)
     problems += damaged
+    if not isinstance(state.get("status", ""), str):
+        problems.append(
+            f"The run file {run.state_path} records a status that is not text; {REMEDY}."
+        )
     if not problems:
         status = run.status(state)
     else:
@@ -360,6 +365,12 @@ def _write_failure(folder: Path, exc: OSError) -> str:
     if exc.errno in (errno.ENOTDIR, errno.EEXIST):
         return f"The workspace {folder} is (inside) a file, not a folder; {_CHOOSE}."
     return f"Cannot write in the workspace folder {folder} ({reason}); {_CHOOSE}."
+
+
+def _status_word(state: dict[str, Any]) -> str:
+    """state.json's status; "unknown" when it is missing or not text (a forged {"x": 1})."""
+    status = state.get("status", "unknown")
+    return status if isinstance(status, str) else "unknown"
 
 
 def _is_metrics_record(record: dict[str, Any]) -> bool:

@@ -109,9 +109,11 @@ def _python_files(folder: Path) -> list[Path]:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, ValueError):
+    from engine.safe_read import MIB, read_capped
+
+    try:  # a pipe or a link to /dev/zero is not waited on or read
+        return json.loads(read_capped(path, 64 * MIB).decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
         return None
 
 
@@ -196,7 +198,13 @@ def _write_allow_list(entries: list[TrustedModel]) -> None:
 
 
 def _model_folder(folder: str | Path) -> Path:
-    path = Path(folder).expanduser().resolve()
+    try:
+        path = Path(folder).expanduser().resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a loop of links (Python < 3.13)
+        raise ModelError(
+            f"{folder} is a link in a loop of links, not a model folder; choose the folder that "
+            "holds the model's config.json."
+        ) from exc
     if not path.is_dir() or not (path / "config.json").is_file():
         raise ModelError(
             f"{folder} is not a Hugging Face model folder (it has no config.json); choose the "

@@ -105,13 +105,18 @@ class SplitPredictions:
     @classmethod
     def load(cls, path: str | Path) -> SplitPredictions:
         """Read a file written by :meth:`save`; PredictionError names a damaged file."""
-        import zipfile
-        import zlib
+        from engine.npz_read import NpzError, read_npz
 
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
-                labels, probs = npz["labels"].astype(np.int64), npz["probs"].astype(np.float32)
+            arrays = read_npz(path, ("meta", "labels", "probs"))
+        except NpzError as exc:
+            raise PredictionError(
+                f"The saved predictions {path} {exc}; evaluate the run again."
+            ) from exc
+        try:
+            meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
+            labels = arrays["labels"].astype(np.int64)
+            probs = arrays["probs"].astype(np.float32)
             return cls(
                 run_id=meta["run_id"],
                 split=meta["split"],
@@ -133,8 +138,7 @@ class SplitPredictions:
             AttributeError,
             EOFError,
             RecursionError,
-            zipfile.BadZipFile,
-            zlib.error,
+            MemoryError,
             PredictionError,  # arrays that do not fit together
         ) as exc:
             raise PredictionError(

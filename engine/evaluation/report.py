@@ -354,7 +354,7 @@ def load_evaluation(run: RunDir, split: str = "val") -> Evaluation | None:
     (the run list names a damaged one; evaluating again rewrites it)."""
     try:
         return Evaluation.from_dict(read_json_object(evaluation_path(run, split)))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, OverflowError):
         return None  # UnreadableFileError is a ValueError
 
 

@@ -48,7 +48,7 @@ class ExportedModel:
             from engine.models.text import load_tokenizer
 
             self.tokenizer = load_tokenizer(
-                folder / manifest.get("text", {}).get("tokenizer", BACKBONE_DIR),
+                folder / (manifest.get("text") or {}).get("tokenizer", BACKBONE_DIR),
                 model=str(manifest.get("backbone_name") or folder),
             )
             self.max_length = int(manifest["text"]["max_length"])
@@ -121,7 +121,7 @@ def preprocess_of(manifest: dict[str, Any]) -> Any:
             # Exports from before the intensity choice have no entry: pixels as decoded.
             intensity="percentile" if pre.get("intensity") == "percentile" else "off",
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ExportError(
             f"The refit_model.json of this exported image model lacks its preprocessing ({exc}); "
             "export the run again."

@@ -25,6 +25,7 @@ from engine.export.manifest import (
 from engine.export.target import commit, export_names, open_staging, plan_target, staged_path
 from engine.files import write_atomic, write_json_atomic
 from engine.runs import RunDir
+from engine.safe_read import kind_of
 
 _RUN_OWN = ("checkpoints", "evaluation")  # the run's folders; its export subfolder is fine
 
@@ -172,7 +173,7 @@ def _refuse_run_or_dataset_folder(run: RunDir, out: Path, config: Any) -> list[P
     """Refuse a folder inside the dataset or among the run's own files; returns the folders an
     export must never replace (the dataset, the run)."""
     if out.exists() and not out.is_dir():
-        raise ExportError(f"{out} is a file, not a folder; choose a folder to export into.")
+        raise ExportError(f"{out} is {kind_of(out)}, not a folder; choose a folder to export into.")
     protected = [run.path.resolve()]
     roots = {str(config.data.path or ""), str(run.splits().get("root") or "")}
     for root in filter(None, roots):

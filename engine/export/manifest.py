@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -155,32 +154,78 @@ def _input_facts(model: Any, max_length: int | None) -> dict[str, Any]:
     }
 
 
+MANIFEST_BYTES = 16 * 1024 * 1024  # refit_model.json is a few KB; a bound on memory
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
-    """refit_model.json of an exported folder; raises ExportError with one sentence."""
+    """refit_model.json of an exported folder, its types checked (classes a list of names,
+    modality image or text, format_version a whole number, config/text/preprocess objects...);
+    raises ExportError with one sentence naming the file."""
+    from engine.files import UnreadableFileError, read_json_object
+
     path = folder / MANIFEST
     if not folder.is_dir():
         raise ExportError(f"{folder} is not a folder; choose a folder written by refit export.")
-    if not path.is_file():
+    try:
+        data = read_json_object(path, max_bytes=MANIFEST_BYTES)
+    except FileNotFoundError:
         raise ExportError(
             f"{folder} has no {MANIFEST}, so it is not an exported model; export a run into it "
             "with refit export (or the Export dialog)."
-        )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"{path} cannot be read ({exc}); export the run again.") from exc
-    if (
-        not isinstance(data, dict)
-        or not data.get("classes")
-        or data.get("modality")
-        not in (
-            "image",
-            "text",
-        )
-    ):
-        raise ExportError(f"{path} does not describe a model (classes or modality missing).")
-    if int(data.get("format_version", 0)) > MANIFEST_VERSION:
+        ) from None
+    except UnreadableFileError as exc:
+        why = str(exc) if str(exc).startswith("cannot") else f"cannot be read: it {exc}"
+        raise ExportError(f"{path} {why}; export the run again.") from exc
+    problem = manifest_problem(data)
+    if problem == _NEWER:
         raise ExportError(
             f"{path} was written by a newer Refit Studio; update Refit Studio to use it."
         )
+    if problem:
+        raise ExportError(f"{path} does not describe a model ({problem}); export the run again.")
     return data
+
+
+_NEWER = "newer"
+_OBJECTS = ("config", "text", "preprocess")
+_TEXTS = ("backbone", "backbone_name", "backbone_folder", "run_id")
+
+
+def manifest_problem(data: dict[str, Any]) -> str:
+    """ "" when the values refit_model.json's readers use have their types, else what is wrong
+    (or "newer" for a format this version cannot read)."""
+    version = data.get("format_version", 0)
+    if not _whole(version) or version < 0:
+        return "its format_version is not a whole number"
+    if version > MANIFEST_VERSION:
+        return _NEWER
+    classes = data.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        return "its classes are not a list of names"
+    if data.get("modality") not in ("image", "text"):
+        return "its modality is neither image nor text"
+    wrong = [k for k in _OBJECTS if not isinstance(data.get(k, {}), dict | None)]
+    if wrong:  # the checks below look inside these objects
+        return f"{', '.join(wrong)} {'has' if len(wrong) == 1 else 'have'} the wrong type"
+    wrong += [k for k in _TEXTS if not isinstance(data.get(k), str | None)]
+    formats = data.get("formats")
+    if formats is not None and not (
+        isinstance(formats, list) and all(isinstance(f, str) for f in formats)
+    ):
+        wrong.append("formats")
+    model = (data.get("config") or {}).get("model")
+    if not isinstance(model, dict | None):
+        wrong.append("config.model")
+    if data["modality"] == "text":
+        text = data.get("text") or {}
+        if not (_whole(text.get("max_length")) and text["max_length"] > 0):
+            wrong.append("text.max_length")
+        if not isinstance(text.get("tokenizer", ""), str):
+            wrong.append("text.tokenizer")
+    if wrong:
+        return f"{', '.join(wrong)} {'has' if len(wrong) == 1 else 'have'} the wrong type"
+    return ""
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -106,16 +106,23 @@ def rebuild_classifier(folder: Path, manifest: dict[str, Any], weights: Path | N
     from engine.models import build_model
     from engine.training.checkpoint import load_weights
 
-    model_cfg = manifest.get("config", {}).get("model", {})
+    model_cfg = (manifest.get("config") or {}).get("model") or {}
     backbone_dir = manifest.get("backbone_folder")
     backbone = str(folder / backbone_dir) if backbone_dir else str(manifest["backbone"])
     cfg = ModelConfig(
         backbone=backbone,
         pretrained=False,
-        head_dropout=float(model_cfg.get("head_dropout", 0.0)),
+        head_dropout=_dropout(model_cfg.get("head_dropout")),
         # Kept only as a record: engine.trust, not the manifest, decides whether code runs.
         allow_remote_code=bool(model_cfg.get("allow_remote_code", False)),
     )
     model = build_model(cfg, len(manifest["classes"]), load_weights=False)
     load_weights(model, weights or folder / SAFETENSORS_FILE)
     return model.eval()
+
+
+def _dropout(value: object) -> float:
+    """The recorded head dropout; 0 for anything that is not a probability (it does not change
+    predictions, which run in eval mode)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1
+    return float(value) if ok else 0.0

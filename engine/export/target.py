@@ -10,7 +10,6 @@ a failed or cancelled export leaves the target as it was.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -32,6 +31,7 @@ from engine.export.manifest import (
     ExportFormat,
 )
 from engine.files import make_temp_dir
+from engine.safe_read import kind_of
 
 STAGING = ".refit-export-"  # prefix of the staging folder; a leftover of a killed export
 _STAGING_NAME = re.compile(re.escape(STAGING) + r"[0-9a-f]{8}")  # what make_temp_dir makes
@@ -90,9 +90,12 @@ def export_names(formats: Iterable[ExportFormat], *, hf_backbone: bool) -> froze
 def earlier_export(folder: Path) -> frozenset[str]:
     """The names an earlier export into ``folder`` wrote, as its refit_model.json lists them;
     empty when the folder holds no readable refit_model.json."""
-    try:
-        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    from engine.export.manifest import MANIFEST_BYTES
+    from engine.files import UnreadableFileError, read_json_object
+
+    try:  # a pipe or a link to /dev/zero named refit_model.json is not waited on or read
+        data = read_json_object(folder / MANIFEST, max_bytes=MANIFEST_BYTES)
+    except (OSError, UnreadableFileError):
         return frozenset()
     if not isinstance(data, dict) or "run_id" not in data or "classes" not in data:
         return frozenset()
@@ -113,7 +116,7 @@ def plan_target(
     files no earlier export wrote (unless ``overwrite``) and ExportError when a name it writes
     would replace a ``protected`` folder (the dataset, the run)."""
     if out.exists() and not out.is_dir():
-        raise ExportError(f"{out} is a file, not a folder; choose a folder to export into.")
+        raise ExportError(f"{out} is {kind_of(out)}, not a folder; choose a folder to export into.")
     existing = _entries(out)
     earlier = earlier_export(out) & existing
     replaces = earlier | (writes & existing)

@@ -6,7 +6,6 @@ check every number here against the libraries.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -324,10 +323,11 @@ def _modality(config: dict) -> str:
 
 def read_json(path: Path) -> dict:
     """A JSON object from a file, or ModelError naming the file."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"Cannot read {path}: {exc}.") from exc
-    if not isinstance(data, dict):
-        raise ModelError(f"{path} must hold a JSON object.")
-    return data
+    from engine.files import UnreadableFileError, read_json_object
+
+    try:  # a model folder may come from anyone: a pipe or /dev/zero link is not read
+        return read_json_object(path, max_bytes=64 * 1024 * 1024)
+    except FileNotFoundError as exc:
+        raise ModelError(f"Cannot read {path}: the file is missing.") from exc
+    except UnreadableFileError as exc:
+        raise ModelError(f"Cannot read {path}: it {exc}.") from exc

@@ -167,9 +167,15 @@ def load_adapter(model: Classifier, folder: Path) -> Classifier:
 
     from engine.models.text import first_line
     from engine.models.weights import USE_SAFE_WEIGHTS
+    from engine.safe_read import IS_MISSING, WEIGHTS_LIMIT, file_problem
 
-    if not (folder / "adapter_config.json").is_file():
+    if not (folder / "adapter_config.json").exists():
         raise ModelError(f"{folder} holds no LoRA adapter (adapter_config.json is missing).")
+    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
+        # peft opens these itself: a pipe would hang it, a link to /dev/zero fill memory.
+        problem = file_problem(folder / name, WEIGHTS_LIMIT, what="weights file")
+        if problem and problem != IS_MISSING:
+            raise ModelError(f"The LoRA adapter file {folder / name} {problem}.")
     parent, attr = lora_host(model)
     try:
         adapted = PeftModel.from_pretrained(getattr(parent, attr), str(folder))
@@ -182,7 +188,10 @@ def load_adapter(model: Classifier, folder: Path) -> Classifier:
     setattr(parent, attr, adapted)
     _regroup(model)
     head = folder / "head.safetensors"
-    if head.is_file():
+    problem = file_problem(head, WEIGHTS_LIMIT, what="weights file")
+    if problem and problem != IS_MISSING:
+        raise ModelError(f"The head weights {head} {problem}; export or train the run again.")
+    if not problem:
         model.head.load_state_dict(load_file(str(head)))
     return model
 

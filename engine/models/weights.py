@@ -196,9 +196,14 @@ USE_SAFE_WEIGHTS = "use a .safetensors file or a plain PyTorch state dict instea
 
 def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors from a .safetensors file or a weights-only torch pickle; ModelError otherwise."""
+    from engine.safe_read import IS_MISSING, WEIGHTS_LIMIT, file_problem
+
     path = Path(path).expanduser()
-    if not path.is_file():
+    problem = file_problem(path, WEIGHTS_LIMIT, what="weights file")
+    if problem == IS_MISSING:
         raise ModelError(f"The checkpoint file {path} does not exist.")
+    if problem:  # the loaders open the path themselves: a pipe would hang them
+        raise ModelError(f"The checkpoint file {path} {problem}; choose a plain weights file.")
     try:
         if path.suffix.lower() == ".safetensors":
             from safetensors.torch import load_file

@@ -17,6 +17,7 @@ from torch import nn
 
 from engine.files import write_atomic
 from engine.pickles import is_refused_pickle, load_weights_only, refusal
+from engine.safe_read import IS_MISSING, WEIGHTS_LIMIT, file_problem
 from engine.training.checkpoint_files import (
     GENERATION,
     MANIFEST,
@@ -68,6 +69,11 @@ def read_weights(model: nn.Module, path: Path, advice: str = "") -> dict[str, to
     """The tensors of ``path`` (on the CPU) once they are known to be whole, finite and to fit
     ``model``; CheckpointError with a sentence otherwise."""
     advice = advice or "train the run again"
+    problem = file_problem(path, WEIGHTS_LIMIT, what="checkpoint file")
+    if problem == IS_MISSING:
+        raise CheckpointError(f"The checkpoint {path} does not exist; {advice}.")
+    if problem:  # safetensors opens the path itself: a pipe would hang it, /dev/zero fill memory
+        raise CheckpointError(f"The checkpoint {path} {problem}; {advice}.")
     try:
         tensors = load_file(str(path))
     except FileNotFoundError:
@@ -126,9 +132,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def load_trainer_state(path: Path) -> dict[str, Any]:
     """Optimizer, scheduler, RNG and loop position, loaded weights-only."""
-    if not path.is_file():
+    problem = file_problem(path, WEIGHTS_LIMIT, what="checkpoint file")
+    if problem == IS_MISSING:
         raise CheckpointError(
             f"The run has no resumable checkpoint ({path.name} is missing); start a new run."
+        )
+    if problem:
+        raise CheckpointError(
+            f"The checkpoint {path} {problem}; the run cannot be resumed, start a new run from "
+            "its config."
         )
     try:
         state = load_weights_only(path)

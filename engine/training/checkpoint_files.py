@@ -18,11 +18,13 @@ The trainer, predict, evaluate, export and the app all find their files through
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from engine.files import UnreadableFileError, read_json_object
+from engine.safe_read import IS_MISSING, WEIGHTS_LIMIT, file_problem, open_capped
 
 if TYPE_CHECKING:
     from engine.runs import RunDir
@@ -32,6 +34,7 @@ WEIGHTS = "last.safetensors"
 STATE = "last_state.pt"
 MANIFEST = "manifest.json"
 GENERATION = re.compile(r"^last-(\d+)-(\d+)$")
+_MANIFEST_BYTES = 1024 * 1024  # a few lines of JSON
 
 
 class CheckpointError(RuntimeError):
@@ -75,7 +78,7 @@ def generations(checkpoints: Path) -> list[Path]:
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_capped(path, WEIGHTS_LIMIT, what="checkpoint file") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -84,21 +87,27 @@ def sha256_of(path: Path) -> str:
 def check_generation(folder: Path) -> tuple[LastCheckpoint | None, str]:
     """The generation in ``folder`` if its files match its manifest, else (None, why not)."""
     try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        files = manifest["files"]
-        epoch, step = int(manifest["epoch"]), int(manifest["global_step"])
+        manifest = read_json_object(folder / MANIFEST, max_bytes=_MANIFEST_BYTES)
     except FileNotFoundError:
         return None, f"{folder / MANIFEST} is missing"
-    except (OSError, ValueError, KeyError, TypeError):
-        return None, f"{folder / MANIFEST} is damaged"
+    except UnreadableFileError as exc:
+        return None, f"{folder / MANIFEST} {exc}"
+    files, epoch, step = manifest.get("files"), manifest.get("epoch"), manifest.get("global_step")
+    if not (isinstance(files, dict) and _whole(epoch) and _whole(step)):
+        return None, f"{folder / MANIFEST} is damaged (its files, epoch or step are not valid)"
     for name in (WEIGHTS, STATE):
         path = folder / name
-        want = files.get(name) if isinstance(files, dict) else None
-        if not path.is_file():
-            return None, f"{path} is missing"
+        want = files.get(name)
+        problem = file_problem(path, WEIGHTS_LIMIT, what="checkpoint file")
+        if problem:
+            return None, f"{path} {problem}"
         if not isinstance(want, dict) or path.stat().st_size != want.get("size"):
             return None, f"{path} does not have the size its manifest records"
-        if sha256_of(path) != want.get("sha256"):
+        try:
+            digest = sha256_of(path)
+        except OSError as exc:
+            return None, f"{path} {exc}"
+        if digest != want.get("sha256"):
             return None, f"{path} does not match the SHA-256 its manifest records"
     return LastCheckpoint(folder / WEIGHTS, folder / STATE, epoch, step, folder), ""
 
@@ -145,8 +154,14 @@ def weights_file(run: RunDir, checkpoint: str = "best") -> Path:
     """
     if checkpoint == "best":
         path = run.checkpoints / BEST
-        if path.is_file():
+        problem = file_problem(path, WEIGHTS_LIMIT, what="checkpoint file")
+        if not problem:
             return path
+        if problem != IS_MISSING:
+            raise CheckpointError(
+                f"The best checkpoint {path} {problem}; choose the last checkpoint "
+                "(--checkpoint last), or train the run again."
+            )
         if has_last_checkpoint(run.checkpoints):
             raise CheckpointError(
                 f"The run {run.run_id} has no best checkpoint ({path} is missing); choose the "
@@ -169,6 +184,10 @@ def weights_file(run: RunDir, checkpoint: str = "best") -> Path:
             f"The run {run.run_id} has no last checkpoint yet; train it (or resume it) first."
         )
     return last.weights
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def has_weights(run: RunDir) -> bool:

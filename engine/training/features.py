@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from engine.files import write_atomic
+from engine.safe_read import WEIGHTS_LIMIT, check_capped
 from engine.training.control import Cancelled, RunControl
 from engine.training.devices import Placement
 from engine.training.loaders import make_loader
@@ -77,6 +78,7 @@ def cached(path: Path, compute: Callable[[], torch.Tensor]) -> tuple[torch.Tenso
     """Load the tensor at ``path`` or compute and store it. Returns (tensor, was_cached)."""
     if path.is_file():
         try:
+            check_capped(path, WEIGHTS_LIMIT)  # is_file() looked at the link, not what is opened
             return load_file(str(path))["features"], True
         except Exception:  # a damaged cache file is recomputed, never trusted
             path.unlink(missing_ok=True)

@@ -95,7 +95,7 @@ def test_predict_reports_unreadable_file_without_crashing(shapes, tmp_path, caps
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"nope")
     code, out, _ = run_cli(capsys, "--workspace", ws, "predict", run.run_id, str(bad))
-    assert code == 1 and "bad.jpg" in out and "error" in out
+    assert code == 2 and "bad.jpg" in out and "error" in out
 
 
 @pytest.mark.parametrize(

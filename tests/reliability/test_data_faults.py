@@ -208,7 +208,7 @@ def test_a_file_swapped_for_a_pipe_after_its_check_is_not_waited_on(tmp_path, mo
     real_stat = os.stat
     # The check sees a regular file; what is then opened is a pipe (the race O_NONBLOCK closes).
     monkeypatch.setattr(
-        "engine.data.safe_read.os.stat", lambda p, *a, **k: regular if p == fifo else real_stat(p)
+        "engine.safe_read.os.stat", lambda p, *a, **k: regular if p == fifo else real_stat(p)
     )
     outcome: list[BaseException] = []
 

@@ -146,7 +146,7 @@ def test_huge_files_are_refused_without_reading_them_whole(workspace):
         fh.truncate(17 * 2**20)
     with open(run.metrics_path, "ab") as fh:  # one 40 MB line with no end
         fh.truncate(fh.tell() + 40 * 2**20)
-    with pytest.raises(RunFileError, match=r"state\.json is larger than 16 MB"):
+    with pytest.raises(RunFileError, match=r"state\.json is larger than 16 MiB"):
         run.state()
     lines = run.metrics_lines()
     assert lines.records == good.metrics() and lines.unreadable == 1
