@@ -111,7 +111,7 @@ class SplitPredictions:
             arrays = read_npz(path, ("meta", "labels", "probs"))
         except NpzError as exc:
             raise PredictionError(
-                f"The saved predictions {path} {exc}; evaluate the run again."
+                f"The saved predictions file {path} {exc}; evaluate the run again."
             ) from exc
         try:
             meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))

@@ -282,5 +282,5 @@ def test_predictions_save_and_load_round_trip(tmp_path):
     assert back.confidence[0] == pytest.approx(0.8)
     assert [p.name for p in path.parent.iterdir()] == ["val-predictions.npz"]  # no temp file left
     path.write_bytes(b"not a zip")
-    with pytest.raises(PredictionError, match="cannot be read"):
+    with pytest.raises(PredictionError, match=r"not a whole \.npz archive; evaluate the run"):
         SplitPredictions.load(path)

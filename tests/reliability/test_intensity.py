@@ -278,16 +278,24 @@ def test_linear_probe_on_scans_does_clearly_better_with_the_stretch(tmp_path: Pa
 
 
 def test_a_resumed_run_keeps_its_resolved_stretch_and_warnings(tmp_path: Path) -> None:
-    from engine.config import DataConfig, ModelConfig, OptimConfig, ScheduleConfig
+    from engine.config import (
+        AdaptConfig,
+        DataConfig,
+        Method,
+        ModelConfig,
+        OptimConfig,
+        ScheduleConfig,
+    )
     from engine.events import EpochEnded
     from engine.runs import RunDir
     from engine.training.control import RunControl
     from engine.training.trainer import resume, train
 
     scans = make_scans_folder(tmp_path / "scans", per_class=8)
-    config = RunConfig(
+    config = RunConfig(  # a full fine-tune: the linear probe would fit its head to convergence
         data=DataConfig(path=str(scans), val_fraction=0.25, num_workers=0, intensity="off"),
         model=ModelConfig(backbone=IMAGE_BACKBONE, pretrained=False),
+        adapt=AdaptConfig(method=Method.FULL),
         optim=OptimConfig(lr=1e-7),
         schedule=ScheduleConfig(epochs=2, batch_size=8, warmup_fraction=0.0),
     ).validate()
