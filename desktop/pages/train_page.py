@@ -54,6 +54,18 @@ ADVANCED_FIELDS = [
     FieldSpec("optim", "grad_clip", "Gradient clip", decimals=2, step=0.5, special_text="off"),
     FieldSpec("", "seed", "Seed"),
 ]
+#: Settings of the training loop that a linear probe's converged fit does not use.
+PROBE_IGNORES = {
+    ("schedule", "epochs"),
+    ("optim", "lr"),
+    ("optim", "optimizer"),
+    ("schedule", "schedule"),
+    ("schedule", "early_stopping_patience"),
+    ("optim", "label_smoothing"),
+    ("optim", "weight_decay"),
+    ("schedule", "warmup_fraction"),
+    ("optim", "grad_clip"),
+}
 TEXT_FIELDS = [
     FieldSpec("data", "max_length", "Max length (tokens)"),
     FieldSpec("data", "length_bucketing", "Batch by length"),
@@ -79,6 +91,7 @@ class TrainPage(Page):
         self._build_actions()
         self._build_layout()
         self.ctx.state.changed.connect(self._on_state_changed)
+        self._sync_probe_fields(self.ctx.state.config)
         self.ctx.signals.resume_requested.connect(self._on_signals_resume_requested)
         self.ctx.signals.backbone_mismatch.connect(self._on_signals_backbone_mismatch)
         self.ctx.signals.dataset_scanned.connect(self._on_signals_dataset_scanned)
@@ -329,9 +342,24 @@ class TrainPage(Page):
         self.ctx.signals.show_page_requested.emit(self.title)
         self.resume_run(run_dir)
 
-    def _on_state_changed(self, _config: RunConfig) -> None:
+    def _on_state_changed(self, config: RunConfig) -> None:
+        self._sync_probe_fields(config)
         if not self.is_running:
             self._show_message(self._mismatch)
+
+    def _sync_probe_fields(self, config: RunConfig) -> None:
+        """A linear probe fits its head to convergence with a cross-validated L2 strength: the
+        loop's settings do not apply to it, so their editors are greyed out and say why."""
+        probe = str(config.adapt.method) == "linear-probe"
+        why = "Not used by a linear probe: its head is fitted to convergence, with the L2 "
+        why += "strength chosen by cross-validation on the training images."
+        for form in (self.basic_form, self.advanced_form):
+            for spec in form.specs:
+                if (spec.section, spec.name) in PROBE_IGNORES:
+                    editor = form.editors[spec.key]
+                    editor.setEnabled(not probe)
+                    help_text = editor.property("fieldHelp") or ""
+                    editor.setToolTip(f"{help_text}\n\n{why}" if probe else help_text)
 
     def _on_signals_backbone_mismatch(self, sentence: str) -> None:
         self._mismatch = sentence

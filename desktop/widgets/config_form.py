@@ -116,6 +116,7 @@ def make_editor(spec: FieldSpec) -> QWidget:
         widget.setSpecialValueText(spec.special_text)
         widget.setAlignment(Qt.AlignmentFlag.AlignRight)
     widget.setToolTip(_tooltip(meta))
+    widget.setProperty("fieldHelp", _tooltip(meta))  # kept for when a page overrides the tip
     widget.setObjectName(_object_name(spec))
     return widget
 

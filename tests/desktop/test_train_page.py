@@ -219,3 +219,17 @@ def test_the_monitor_counts_texts_for_a_text_run(page):
     assert "on 8 texts (2 classes)" in page.monitor.log_panel.toPlainText()
     page.monitor.feed([started("image"), step])
     assert page.monitor.speed_label.text().endswith("images/s")
+
+
+def test_loop_settings_are_greyed_out_for_a_linear_probe(qtbot, ctx):
+    from desktop.pages.train_page import TrainPage
+
+    page = TrainPage(ctx)
+    qtbot.addWidget(page)
+    epochs = page.basic_form.editors["schedule.epochs"]
+    batch = page.basic_form.editors["schedule.batch_size"]
+    ctx.state.update("adapt", method="linear-probe")
+    assert not epochs.isEnabled() and batch.isEnabled()
+    assert "Not used by a linear probe" in epochs.toolTip()
+    ctx.state.update("adapt", method="full")
+    assert epochs.isEnabled() and "Not used" not in epochs.toolTip()
