@@ -8,18 +8,7 @@ os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 import pytest
 from PySide6.QtCore import QSettings
-
-
-@pytest.fixture(autouse=True)
-def _no_thread_left_running(qtbot):
-    """Fail any test that leaves a worker thread running (a crash on exit waiting to happen)."""
-    yield
-    from desktop.worker import running_threads
-
-    try:
-        qtbot.waitUntil(lambda: not running_threads(), timeout=20000)
-    except Exception:
-        pytest.fail(f"{len(running_threads())} worker thread(s) still running after the test")
+from qt_threads import _no_thread_left_running  # noqa: F401 (an autouse fixture)
 
 
 @pytest.fixture

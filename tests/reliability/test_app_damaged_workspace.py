@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QSettings
+from qt_threads import _no_thread_left_running  # noqa: F401 (an autouse fixture)
 from synthetic import tree_snapshot
 from trained_runs import train_image_run
 
@@ -32,18 +33,6 @@ DAMAGE = {
     "metrics": ("metrics.jsonl", b'\xff\xfe garbage\n[1, 2]\n{"torn": '),
     "evaluation": ("evaluation/val.json", b"\x00\x01\x02"),
 }
-
-
-@pytest.fixture(autouse=True)
-def _no_thread_left_running(qtbot):
-    """Fail a test that leaves a worker thread running (as tests/desktop/conftest.py does)."""
-    yield
-    from desktop.worker import running_threads
-
-    try:
-        qtbot.waitUntil(lambda: not running_threads(), timeout=20000)
-    except Exception:
-        pytest.fail(f"{len(running_threads())} worker thread(s) still running after the test")
 
 
 @pytest.fixture(scope="module")
