@@ -99,11 +99,10 @@ def _path_problem(folder: Path, rel: str) -> str | None:
 
 
 def _relative_imports(path: Path) -> list[str]:
-    try:
-        if path.stat().st_size > _MAX_SOURCE:
-            return []
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            text = fh.read(_MAX_SOURCE)
+    from engine.safe_read import read_capped
+
+    try:  # never blocks on a file swapped for a pipe after the is_file check
+        text = read_capped(path, _MAX_SOURCE, what="module").decode("utf-8", errors="replace")
     except OSError:
         return []
     return sorted({name for pattern in _RELATIVE_IMPORTS for name in pattern.findall(text)})

@@ -31,6 +31,7 @@ from engine.code_references import (
     reached_code_files,
 )
 from engine.models.errors import ModelError
+from engine.safe_read import NotReadableError, open_capped
 
 FLAG = "--allow-remote-code"
 CHECKBOX = "Allow code shipped with this model"
@@ -57,6 +58,9 @@ class TrustedModel:
 # -- what a folder ships ------------------------------------------------------------------------
 
 
+_MAX_HASHED = 4 * 1024**3  # no code or config file is this large
+
+
 def code_requests(folder: Path) -> list[str]:
     """Names of the folder's config files whose ``auto_map`` asks transformers to import code
     shipped with the model (config.json, tokenizer_config.json, processor configs, ...)."""
@@ -79,9 +83,12 @@ def code_hash(folder: Path) -> str:
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.relative_to(folder).as_posix().encode("utf-8") + b"\0")
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        try:  # a file swapped for a pipe or a device is never waited on, and hashes differently
+            with open_capped(path, _MAX_HASHED, what="model file") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+        except NotReadableError as exc:
+            digest.update(f"<not read: {exc.code}>".encode())
         digest.update(b"\0")
     return digest.hexdigest()
 
