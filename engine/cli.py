@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine import cli_evaluate, cli_export, cli_trust
+from engine import cli_evaluate, cli_export, cli_lr_find, cli_trust
 from engine.config import (
     AugmentPreset,
     ClassWeights,
@@ -108,39 +108,13 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser(
         "train", help="Train on a folder or table file, or replay a saved config.json."
     )
-    t.add_argument(
-        "source",
-        help="A labeled folder, a .csv / .tsv / .jsonl file of texts, or a config.json "
-        "(e.g. runs/<id>/config.json).",
-    )
-    t.add_argument("--method", help="linear-probe, last-N (e.g. last-3), full, lora")
-    t.add_argument(
-        "--lora-targets",
-        help="With lora: comma-separated layer names to adapt (default: found automatically).",
-    )
-    t.add_argument(
-        "--lora-merge",
-        action="store_true",
-        help="With lora: also save the model with the adapter merged into its weights.",
-    )
-    t.add_argument(
-        "--no-bucketing", action="store_true", help="Text: do not batch texts by length."
-    )
-    t.add_argument("--name", help="A label for the run list.")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--no-pretrained", action="store_true", help="Start from random weights.")
-    cli_trust.add_remote_code_flag(t)
+    add_train_flags(t)
     t.add_argument(
         "--save-config",
         metavar="FILE",
         help="Write the resulting config.json to FILE and exit without training.",
     )
     t.add_argument("--quiet", action="store_true", help="No progress bars.")
-    for flag, (_section, _field, tp) in _OVERRIDES.items():
-        kwargs: dict[str, Any] = {"type": float if tp is float else int if tp is int else str}
-        if isinstance(tp, type) and issubclass(tp, str) and tp is not str:
-            kwargs["choices"] = [m.value for m in tp]
-        t.add_argument("--" + flag.replace("_", "-"), dest=flag, **kwargs)
     t.set_defaults(func=_cmd_train)
 
     r = sub.add_parser("resume", help="Continue a stopped run from its last checkpoint.")
@@ -184,7 +158,39 @@ def _parser() -> argparse.ArgumentParser:
     cli_evaluate.add_parsers(sub)
     cli_export.add_parsers(sub)
     cli_trust.add_parsers(sub)
+    cli_lr_find.add_parsers(sub)
     return p
+
+
+def add_train_flags(t: argparse.ArgumentParser) -> None:
+    """The dataset-or-config argument and the flags that build a RunConfig (train, lr-find)."""
+    t.add_argument(
+        "source",
+        help="A labeled folder, a .csv / .tsv / .jsonl file of texts, or a config.json "
+        "(e.g. runs/<id>/config.json).",
+    )
+    t.add_argument("--method", help="linear-probe, last-N (e.g. last-3), full, lora")
+    t.add_argument(
+        "--lora-targets",
+        help="With lora: comma-separated layer names to adapt (default: found automatically).",
+    )
+    t.add_argument(
+        "--lora-merge",
+        action="store_true",
+        help="With lora: also save the model with the adapter merged into its weights.",
+    )
+    t.add_argument(
+        "--no-bucketing", action="store_true", help="Text: do not batch texts by length."
+    )
+    t.add_argument("--name", help="A label for the run list.")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--no-pretrained", action="store_true", help="Start from random weights.")
+    cli_trust.add_remote_code_flag(t)
+    for flag, (_section, _field, tp) in _OVERRIDES.items():
+        kwargs: dict[str, Any] = {"type": float if tp is float else int if tp is int else str}
+        if isinstance(tp, type) and issubclass(tp, str) and tp is not str:
+            kwargs["choices"] = [m.value for m in tp]
+        t.add_argument("--" + flag.replace("_", "-"), dest=flag, **kwargs)
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -528,7 +534,10 @@ class _TrainView:
             if event.stage != self.stage_name:
                 self.close()
                 labels = {"scan": "Scanning", "features": "Features", "tokenize": "Tokenizing"}
-                unit = {"scan": "file", "tokenize": "text"}.get(event.stage, "sample")
+                labels["lr_find"] = "Range test"
+                unit = {"scan": "file", "tokenize": "text", "lr_find": "step"}.get(
+                    event.stage, "sample"
+                )
                 self.stage = _Progress(
                     labels.get(event.stage, event.stage), quiet=self.quiet, unit=unit
                 )

@@ -116,8 +116,6 @@ def find_learning_rate(
         make_optimizer=lambda groups: build_optimizer(groups, config.optim),
         grad_clip=config.optim.grad_clip,
     )
-    if curve.suggestion is not None:
-        ctx.log(f"Suggested learning rate {curve.suggestion:.2e}: {curve.reason}")
     return curve
 
 
