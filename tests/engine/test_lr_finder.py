@@ -251,3 +251,24 @@ def test_cli_prints_a_suggestion_writes_json_and_leaves_no_trace(tmp_path, capsy
     code = main(["lr-find", str(scans), "--method", "linear-probe"])
     out, _err = capsys.readouterr()
     assert code == 0 and PROBE_REASON in out
+
+
+@pytest.mark.slow
+def test_text_models_get_a_curve_with_lora(tmp_path):
+    from synthetic import make_text_table, make_tiny_bert
+
+    from engine.config import ModelConfig, ScheduleConfig
+
+    table = make_text_table(tmp_path / "msgs.csv", per_class=12)
+    cfg = RunConfig(
+        data=DataConfig(path=str(table), val_fraction=0.25, num_workers=0),
+        model=ModelConfig(backbone=str(make_tiny_bert(tmp_path / "bert"))),
+        adapt=AdaptConfig(method=Method.LORA),
+        schedule=ScheduleConfig(batch_size=8),
+    ).validate()
+    events = []
+    curve = find_learning_rate(cfg, workspace=tmp_path / "ws", steps=15, on_event=events.append)
+    assert len(curve.lrs) == 15 and curve.suggestion is not None
+    stages = {getattr(e, "stage", "") for e in events}
+    assert "lr_find" in stages and "tokenize" in stages
+    assert Workspace(tmp_path / "ws").list_runs() == []
