@@ -55,7 +55,12 @@ from engine.training.inputs import (
     run_intensity,
 )
 from engine.training.metrics import classification_metrics
-from engine.training.oom import MicroBatcher, accumulate_gradients, shrink_sentence
+from engine.training.oom import (
+    MicroBatcher,
+    accumulate_gradients,
+    free_device_memory,
+    shrink_sentence,
+)
 from engine.training.optim import build_optimizer, build_scheduler, param_groups
 from engine.training.outcome import write_outcome
 from engine.training.pipeline import FeaturePipeline, ImagePipeline, Pipeline
@@ -364,6 +369,7 @@ class Trainer:
         if self.placement.needs_grad_scaler:
             self.scaler = torch.amp.GradScaler("cuda")
         self.divergence = DivergenceGuard(len(self.data.classes))
+        self._log_memory_estimate()
         if self.resuming:
             # Everything that can fail on a moved dataset or a damaged checkpoint runs before
             # the first file of the run changes.
@@ -376,6 +382,21 @@ class Trainer:
         self._mark_running(frozen, text)
         if not self.resuming:
             self.pipeline.prepare()
+
+    def _log_memory_estimate(self) -> None:
+        """One log line before the first step: the step's peak memory and the device's."""
+        from engine.training.memory import estimate_peak_memory
+
+        tokens = self.max_length or None
+        try:
+            estimate = estimate_peak_memory(
+                self.model, self.config, None, placement=self.placement, text_tokens=tokens
+            )
+        except Exception as exc:  # advice only: a model the measurement cannot run still trains
+            free_device_memory(self.placement.device)
+            self.log(f"No memory estimate ({type(exc).__name__}: {exc}).", level="warning")
+            return
+        self.log(estimate.sentence(), level="info" if estimate.fits else "warning")
 
     def _mark_running(self, frozen: list[str], text: bool) -> None:
         self.run.update_state(

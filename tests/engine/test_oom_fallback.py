@@ -85,6 +85,8 @@ def test_oom_halves_the_micro_batch_and_keeps_the_effective_batch(shapes, tmp_pa
 
     assert split.status is RunStatus.COMPLETED
     lines = logs(events)
+    estimates = [line for line in lines if line.startswith("Peak memory about")]
+    assert len(estimates) == 1 and "for batch 8 of the" in estimates[0]
     assert (
         "Out of memory on cpu with batch 8: continuing with micro-batches of 4, 2 accumulated "
         "per step (effective batch 8)." in lines
