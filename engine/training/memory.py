@@ -199,7 +199,7 @@ def _saved_bytes(model: nn.Module, x: Any, placement: Placement) -> int:
     parameters not at all (they are counted apart)."""
     own = {p.untyped_storage().data_ptr() for p in model.parameters()}
     saved = _storages(x)
-    layers: list[dict[int, int]] = []
+    transient = [0]
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         try:
@@ -211,7 +211,11 @@ def _saved_bytes(model: nn.Module, x: Any, placement: Placement) -> int:
         return t
 
     def hook(_module: nn.Module, args: tuple, output: Any) -> None:
-        layers.append({**_storages(args), **_storages(output)})
+        # Counted now, while every storage in ``saved`` is alive: a freed tensor's address is
+        # reused later, so comparing after the pass would mix up different tensors.
+        held = {**_storages(args), **_storages(output)}
+        extra = sum(n for ptr, n in held.items() if ptr not in saved and ptr not in own)
+        transient[0] = max(transient[0], extra)
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     model.train()
@@ -222,14 +226,7 @@ def _saved_bytes(model: nn.Module, x: Any, placement: Placement) -> int:
     finally:
         for h in handles:
             h.remove()
-    transient = max(
-        (
-            sum(n for ptr, n in layer.items() if ptr not in saved and ptr not in own)
-            for layer in layers
-        ),
-        default=0,
-    )
-    return sum(saved.values()) + transient
+    return sum(saved.values()) + transient[0]
 
 
 @torch.inference_mode()

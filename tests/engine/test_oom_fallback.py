@@ -217,3 +217,35 @@ def test_only_device_out_of_memory_is_caught():
 
     with pytest.raises(RuntimeError, match="DefaultCPUAllocator"):
         MicroBatcher(cpu).run(8, attempt)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_real_cuda_out_of_memory_falls_back_to_micro_batches(tmp_path):
+    """The GPU is capped to what the estimate says about 10 images need, so batch 32 fails."""
+    from engine.config import Device, DeviceConfig
+    from engine.models import build_model
+    from engine.training.memory import estimate_peak_memory
+
+    shapes = make_shapes_folder(tmp_path / "shapes", per_class=40)
+    cfg = vit_config(shapes, epochs=1, batch_size=32).replace(
+        model=ModelConfig(backbone="timm:resnet18", pretrained=False),
+        device=DeviceConfig(device=Device.CUDA),
+    )
+    est = estimate_peak_memory(build_model(cfg.model, 2), cfg, [])
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.empty_cache()
+    torch.cuda.set_per_process_memory_fraction(est.peak_for(10) / total)
+    events: list = []
+    try:
+        result = train(cfg, workspace=tmp_path / "ws", on_event=events.append)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    assert result.status is RunStatus.COMPLETED
+    lines = logs(events)
+    print("\n".join(lines))
+    assert any(line.startswith("Out of memory on cuda with batch 32") for line in lines)
+    micro = RunDir(result.run_dir).state()["micro_batch"]
+    assert 1 <= micro < 32
+    steps = [e for e in events if isinstance(e, StepEnded)]
+    assert len(steps) == 2  # 60 training images in batches of 32: the effective batch held
