@@ -177,6 +177,40 @@ def test_feature_extraction_runs_in_halves_on_oom():
     ]
 
 
+def test_a_text_run_splits_its_token_batches_on_oom(tmp_path, monkeypatch):
+    from synthetic import make_text_table, make_tiny_bert
+
+    from engine.training.text_pipeline import TextPipeline
+
+    torch.manual_seed(0)
+    bert = make_tiny_bert(tmp_path / "bert")
+    table = make_text_table(tmp_path / "messages.tsv", per_class=12)
+    cfg = RunConfig(
+        seed=1,
+        data=DataConfig(path=str(table), val_fraction=0.25, max_length=32),
+        model=ModelConfig(backbone=str(bert)),
+        adapt=AdaptConfig(method=Method.LORA),
+        schedule=ScheduleConfig(epochs=1, batch_size=8, warmup_fraction=0.0),
+    ).validate()
+    real = TextPipeline.forward
+    rows: list[int] = []
+
+    def forward(self, x):
+        rows.append(len(x["input_ids"]))
+        if len(x["input_ids"]) > 4:
+            raise torch.OutOfMemoryError("CUDA out of memory.")
+        return real(self, x)
+
+    monkeypatch.setenv("REFIT_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(TextPipeline, "forward", forward)
+    events: list = []
+    result = train(cfg, workspace=tmp_path / "ws", on_event=events.append)
+    assert result.status is RunStatus.COMPLETED
+    assert any("micro-batches of 4, 2 accumulated per step" in line for line in logs(events))
+    assert len([e for e in events if isinstance(e, StepEnded)]) == 3  # 18 texts, batches of 8
+    assert max(rows[1:]) == 4
+
+
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_accumulated_gradients_equal_the_whole_batch_with_class_weights(smoothing):
     torch.manual_seed(1)
