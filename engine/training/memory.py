@@ -253,12 +253,17 @@ def _inference_bytes(model: nn.Module, x: Any, placement: Placement) -> int:
     return peak[0]
 
 
-def _storages(value: Any) -> dict[int, int]:
+def _storages(value: Any, depth: int = 0) -> dict[int, int]:
     """Storage address to bytes of every tensor in ``value`` (tensors, dicts, sequences,
-    model-output objects)."""
+    model-output objects; a few levels deep, so odd objects cannot recurse forever)."""
     if isinstance(value, torch.Tensor):
-        storage = value.untyped_storage()
+        try:
+            storage = value.untyped_storage()
+        except (RuntimeError, NotImplementedError):  # sparse or nested tensors: no one storage
+            return {}
         return {storage.data_ptr(): storage.nbytes()}
+    if depth > 3 or isinstance(value, nn.Module):
+        return {}
     if isinstance(value, dict):
         items = list(value.values())
     elif isinstance(value, list | tuple):
@@ -267,7 +272,7 @@ def _storages(value: Any) -> dict[int, int]:
         items = list(vars(value).values()) if hasattr(value, "__dict__") else []
     found: dict[int, int] = {}
     for item in items:
-        found.update(_storages(item))
+        found.update(_storages(item, depth + 1))
     return found
 
 
