@@ -4,6 +4,7 @@ Runs the engine (in-process, so that single factors can be switched by a local p
 loop on the SAME split (the engine run's splits.json) and the same per-image intensity stretch,
 and prints both validation accuracy curves.
 
+    python benchmarks/ftgap.py DATA --seed 0                 # both sides, the engine first
     python benchmarks/ftgap.py DATA --side engine --factors warmup30,momentum --seed 0
     python benchmarks/ftgap.py DATA --side plain --splits RUN/splits.json --seed 0
 
@@ -74,7 +75,7 @@ def run_plain(args: argparse.Namespace) -> list[float]:
     splits = json.loads(args.splits.read_text())
     rows = [[r["path"], r["label"]] if isinstance(r, dict) else r for r in splits["train"]]
     val_rows = [[r["path"], r["label"]] if isinstance(r, dict) else r for r in splits["val"]]
-    factors = set(args.factors)
+    factors = set(args.plain_factors)
     stretch = "nostretch" not in factors
     model = efficientnet_lite0(num_classes=len(splits["classes"])).train()
     rotate = "norotate" not in factors
@@ -210,8 +211,11 @@ def run_engine(args: argparse.Namespace) -> tuple[list[float], Path]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
-    parser.add_argument("--side", choices=("engine", "plain"), required=True)
-    parser.add_argument("--factors", default="", help="comma-separated; see the module doc")
+    parser.add_argument("--side", choices=("engine", "plain", "both"), default="both")
+    parser.add_argument("--factors", default="", help="engine, comma-separated: see the doc")
+    parser.add_argument(
+        "--plain-factors", default="", help="plain loop: norotate,warmup05,nomomentum,nostretch"
+    )
     parser.add_argument("--splits", type=Path, help="plain: the engine run's splits.json")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=8)
@@ -222,27 +226,38 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="append one JSON line with the result")
     args = parser.parse_args(argv)
     args.factors = [f for f in args.factors.split(",") if f]
+    args.plain_factors = [f for f in args.plain_factors.split(",") if f]
     if "plain" in args.factors:
         args.factors = list(ENGINE_FACTORS[:5])
     torch.set_num_threads(1)
-    t0 = time.perf_counter()
-    run_dir = None
-    if args.side == "engine":
-        curve, run_dir = run_engine(args)
-    else:
-        curve = run_plain(args)
+    sides = ("engine", "plain") if args.side == "both" else (args.side,)
+    for side in sides:
+        t0 = time.perf_counter()
+        run_dir = None
+        if side == "engine":
+            curve, run_dir = run_engine(args)
+            args.splits = run_dir / "splits.json"  # the plain loop trains on the same split
+        else:
+            curve = run_plain(args)
+        report(args, side, curve, run_dir, time.perf_counter() - t0)
+
+
+def report(
+    args: argparse.Namespace, side: str, curve: list[float], run_dir: Path | None, seconds: float
+) -> None:
+    """Print one JSON line per side (and append it to ``--out``)."""
     line = {
-        "side": args.side,
-        "factors": args.factors,
+        "side": side,
+        "factors": args.factors if side == "engine" else args.plain_factors,
         "seed": args.seed,
         "data": str(args.data),
         "curve": [round(a, 4) for a in curve],
         "best": round(max(curve), 4),
         "last": round(curve[-1], 4),
-        "seconds": round(time.perf_counter() - t0),
+        "seconds": round(seconds),
         "run_dir": str(run_dir) if run_dir else None,
     }
-    print(json.dumps(line))
+    print(json.dumps(line), flush=True)
     if args.out:
         with args.out.open("a") as f:
             f.write(json.dumps(line) + "\n")
