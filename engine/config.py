@@ -256,7 +256,10 @@ class ScheduleConfig:
     )
     schedule: Schedule = _f(Schedule.COSINE, help="Learning-rate schedule after warm-up.")
     warmup_fraction: float = _f(
-        0.05, help="Share of all steps spent warming up the learning rate.", min=0.0, max=0.5
+        0.05,
+        help="Share of all steps spent warming up the learning rate (one-cycle: at least 0.3).",
+        min=0.0,
+        max=0.5,
     )
     early_stopping_patience: int = _f(
         0,

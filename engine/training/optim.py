@@ -9,6 +9,12 @@ from torch import nn
 
 from engine.config import OptimConfig, Optimizer, Schedule, ScheduleConfig
 
+# Shortest rise of the one-cycle schedule, as a share of all steps: torch's default. The 5 %
+# warm-up meant for cosine took a full fine-tune (AdamW, 96 steps) to its peak rate within five
+# steps, which knocked the pretrained features off in the first epoch (issue 11; see the
+# "full fine-tune vs a plain loop" section of docs/benchmarks.md).
+ONE_CYCLE_RISE = 0.3
+
 
 def param_groups(model: nn.Module, head: nn.Module, cfg: OptimConfig) -> list[dict]:
     """Head at the full learning rate, unfrozen backbone layers scaled; no decay on norms/biases."""
@@ -43,7 +49,9 @@ def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimiz
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """Warm-up then cosine decay, one-cycle, or warm-up then constant; stepped once per step."""
+    """Warm-up then cosine decay, one-cycle, or warm-up then constant; stepped once per step.
+
+    One-cycle rises for ``warmup_fraction`` of the steps, but at least ONE_CYCLE_RISE."""
     total_steps = max(1, total_steps)
     if cfg.schedule is Schedule.ONE_CYCLE:
         max_lrs = [g["lr"] for g in optimizer.param_groups]
@@ -51,7 +59,7 @@ def build_scheduler(
             optimizer,
             max_lr=max_lrs,
             total_steps=total_steps + 1,
-            pct_start=max(cfg.warmup_fraction, 0.01),
+            pct_start=max(cfg.warmup_fraction, ONE_CYCLE_RISE),
             anneal_strategy="cos",
             cycle_momentum=False,
         )
