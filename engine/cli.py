@@ -535,6 +535,7 @@ class _TrainView:
                 self.close()
                 labels = {"scan": "Scanning", "features": "Features", "tokenize": "Tokenizing"}
                 labels["lr_find"] = "Range test"
+                labels["advice"] = "Looking at your data"
                 unit = {"scan": "file", "tokenize": "text", "lr_find": "step"}.get(
                     event.stage, "sample"
                 )

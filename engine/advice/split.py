@@ -83,7 +83,7 @@ class Recorder:
             h.remove()
         self._handles.clear()
 
-    def _hook(self, name: str):  # noqa: ANN202 - a hook closure
+    def _hook(self, name: str):
         def hook(module: nn.Module, args: object, output: object) -> None:
             if isinstance(output, torch.Tensor):
                 self.outputs[name] = output.detach()
@@ -101,7 +101,7 @@ def suffix_only(
     modules = dict(model.named_modules())
     batch = len(activation)
 
-    def stub(shape: tuple[int, ...]):  # noqa: ANN202
+    def stub(shape: tuple[int, ...]):
         def forward(*args: object, **kwargs: object) -> torch.Tensor:
             return activation.new_zeros((batch, *shape))
 
@@ -145,8 +145,10 @@ def verified_boundaries(model: Classifier, images: torch.Tensor) -> tuple[list[B
                 continue
             try:
                 with suffix_only(model, b, act, rec.shapes):
-                    got = model.forward_features(dummy_input(len(act), images.shape[-1], act.device))
-            except Exception:  # noqa: BLE001 - any failure means this cut is not usable
+                    got = model.forward_features(
+                        dummy_input(len(act), images.shape[-1], act.device)
+                    )
+            except Exception:
                 continue
             if got.shape == reference.shape and torch.allclose(
                 got.float(), reference, rtol=1e-3, atol=1e-4

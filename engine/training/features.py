@@ -37,8 +37,12 @@ def extract_features(
     workers: int,
     control: RunControl | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    after_batch: Callable[[], None] | None = None,
 ) -> torch.Tensor:
-    """Run ``backbone`` in eval mode over ``dataset``; returns float32 features on the CPU."""
+    """Run ``backbone`` in eval mode over ``dataset``; returns float32 features on the CPU.
+
+    ``after_batch`` is called after each batch's forward pass (to collect what forward hooks
+    recorded, for example)."""
     was_training = backbone.training
     backbone.eval()
     loader, _ = make_loader(
@@ -64,6 +68,8 @@ def extract_features(
             with placement.autocast():
                 feats = backbone(x)
             chunks.append(feats.float().cpu())
+            if after_batch is not None:
+                after_batch()
             done += len(x)
             now = time.monotonic()
             if on_progress is not None and (now - last_report > 0.1 or done == total):
