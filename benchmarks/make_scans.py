@@ -41,8 +41,9 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
 
 
 #: Lesion kinds: ``faint`` is one small, faint blob (hard: after thresholding to a few grey
-#: levels it barely shows); ``medium`` varies from faint to clear; ``mass`` is a larger, brighter, irregular mass, like the tumours of
-#: public brain-MRI sets (visible to a reader, still nothing like ImageNet).
+#: levels it barely shows); ``medium`` varies from faint to clear; ``mass`` is a larger,
+#: brighter, irregular mass, like the tumours of public brain-MRI sets (visible to a reader,
+#: still nothing like ImageNet).
 LESIONS = {
     "faint": ((0.12, 0.2), (0.05, 0.09), 1),
     "medium": ((0.12, 0.3), (0.04, 0.1), 2),

@@ -49,7 +49,7 @@ from engine.training.logistic import (
 )
 
 #: A linear probe at or above this cross-validated accuracy is kept without trials.
-PROBE_GOOD_ENOUGH = 0.97
+PROBE_GOOD_ENOUGH = 0.93
 #: Partial fine-tunes tried: how many backbone groups before the head train.
 TRIED_GROUPS = (2, 3, 4)
 TRIAL_EPOCHS = 10
@@ -309,7 +309,7 @@ class ImageAdvisor:
         cfg = self.config
         resolved = cfg.replace(
             adapt=replace(cfg.adapt, method=Method.LINEAR_PROBE, reason=why),
-            augment=replace(cfg.augment, cache_views=rec.views if rec.views == 1 else 1),
+            augment=replace(cfg.augment, cache_views=rec.views),
         )
         return Advice(
             resolved,

@@ -116,9 +116,10 @@ def train_suffix(
     """AdamW with a one-cycle schedule over ``epochs``, as the final run would train."""
     groups = suffix.groups(lr)
     optimizer = torch.optim.AdamW(groups)
-    total = max(1, epochs * steps_per_epoch)
+    # A few spare steps: OneCycleLR divides by zero when its warm-up ends on step 0 exactly.
+    total = max(1, epochs * steps_per_epoch) + 5
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[g["lr"] for g in groups], total_steps=total + epochs, pct_start=0.25
+        optimizer, max_lr=[g["lr"] for g in groups], total_steps=total, pct_start=0.25
     )
     criterion = nn.CrossEntropyLoss()
     suffix.model.train()

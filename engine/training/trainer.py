@@ -379,6 +379,7 @@ class Trainer:
         self._mark_running(frozen, text)
         if not self.resuming:
             self.pipeline.prepare()
+        self.advice_recording = None  # whatever the pipeline reused is its own now
 
     def _place(self, model: nn.Module) -> None:
         model.to(self.placement.device)
@@ -410,7 +411,6 @@ class Trainer:
                 "epoch runs the whole network.",
                 level="warning",
             )
-        self.advice_recording = None
         return _pipeline_class(text, frozen_backbone)(self)
 
     def _mark_running(self, frozen: list[str], text: bool) -> None:
@@ -491,15 +491,17 @@ class Trainer:
             self.step_in_epoch = 0
             self.train_sums = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
             self.last_metrics = metrics
+            seconds = time.monotonic() - t0
             self.emit(
                 EpochEnded(
                     epoch=epoch,
                     epochs=epochs,
                     metrics=metrics,
                     is_best=is_best,
-                    seconds=time.monotonic() - t0,
+                    seconds=seconds,
                 )
             )
+            self._check_budget(seconds)
 
     def _train_epoch(self) -> None:
         assert self.model is not None and self.pipeline is not None
@@ -549,6 +551,18 @@ class Trainer:
             t_last = now
             if self.control.cancelled:
                 raise Cancelled()
+
+    def _check_budget(self, epoch_seconds: float) -> None:
+        """Stop before an epoch that would end past schedule.time_budget_min."""
+        budget = self.config.schedule.time_budget_min * 60
+        if not budget or self.epoch >= self.config.schedule.epochs:
+            return
+        if time.monotonic() - self._started + epoch_seconds > budget:
+            self.request_stop(
+                f"Time budget of {self.config.schedule.time_budget_min:g} min reached: stopped "
+                f"after epoch {self.epoch} of {self.config.schedule.epochs}; the best epoch is "
+                "kept."
+            )
 
     def _current_lr(self) -> float:
         return max(g["lr"] for g in self.optimizer.param_groups)
