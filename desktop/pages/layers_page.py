@@ -376,10 +376,16 @@ class LayersPage(Page):
 
         def job(on_event: Any, control: Any) -> Any:
             from engine.training.estimate import estimate_epoch_seconds
+            from engine.training.memory import estimate_peak_memory
 
-            return estimate_epoch_seconds(
-                model, cfg, list(frozen), train_size, cancel=control.cancel_event
-            )
+            cancel = control.cancel_event
+            epoch = estimate_epoch_seconds(model, cfg, list(frozen), train_size, cancel=cancel)
+            if cancel.is_set():
+                return (epoch,)
+            try:
+                return epoch, estimate_peak_memory(model, cfg, list(frozen))
+            except Exception:  # the time estimate still helps when memory cannot be measured
+                return (epoch,)
 
         worker = EngineWorker(job)
         worker.key = key
@@ -387,11 +393,12 @@ class LayersPage(Page):
         worker.failed.connect(self._on_estimate_failed)
         self.ctx.pool.start(worker)
 
-    def _on_estimate_done(self, estimate: Any) -> None:
+    def _on_estimate_done(self, estimates: Any) -> None:
         worker = self.sender()
         if getattr(worker, "key", None) != self._estimate_key:
             return  # a newer estimate is on its way
-        self.estimate_label.setText(estimate.sentence())
+        # Time per epoch, then peak memory against what the device has.
+        self.estimate_label.setText(" ".join(e.sentence() for e in estimates))
 
     def _on_estimate_failed(self, sentence: str) -> None:
         self.estimate_label.setText(f"No estimate: {sentence}")

@@ -18,6 +18,7 @@ from engine.safe_read import WEIGHTS_LIMIT, check_capped
 from engine.training.control import Cancelled, RunControl
 from engine.training.devices import Placement
 from engine.training.loaders import make_loader
+from engine.training.oom import MicroBatcher, inference_shrink_sentence
 
 
 def cache_key(parts: dict[str, Any]) -> str:
@@ -37,12 +38,14 @@ def extract_features(
     workers: int,
     control: RunControl | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    on_log: Callable[[str], None] | None = None,
     after_batch: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Run ``backbone`` in eval mode over ``dataset``; returns float32 features on the CPU.
 
-    ``after_batch`` is called after each batch's forward pass (to collect what forward hooks
-    recorded, for example)."""
+    On a CUDA or MPS out-of-memory the batch is run in halves (and ``on_log`` says so).
+    ``after_batch`` is called after each forward pass that succeeded (to collect what forward
+    hooks recorded, for example)."""
     was_training = backbone.training
     backbone.eval()
     loader, _ = make_loader(
@@ -53,6 +56,21 @@ def extract_features(
         workers=workers,
         pin=placement.device.type == "cuda",
     )
+    what = "feature extraction"
+
+    def shrunk(rows: int, size: int) -> None:
+        if on_log is not None:
+            on_log(inference_shrink_sentence(placement.device, what, rows, size))
+
+    batcher = MicroBatcher(placement.device, what=what, on_shrink=shrunk)
+
+    def features_of(x: torch.Tensor) -> torch.Tensor:
+        with placement.autocast():
+            out = backbone(x).float().cpu()
+        if after_batch is not None:
+            after_batch()
+        return out
+
     chunks: list[torch.Tensor] = []
     done, total = 0, len(dataset)
     last_report = 0.0
@@ -65,11 +83,7 @@ def extract_features(
             x = x.to(placement.device, non_blocking=True)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with placement.autocast():
-                feats = backbone(x)
-            chunks.append(feats.float().cpu())
-            if after_batch is not None:
-                after_batch()
+            chunks.append(batcher.map(features_of, x))
             done += len(x)
             now = time.monotonic()
             if on_progress is not None and (now - last_report > 0.1 or done == total):

@@ -15,6 +15,7 @@ from engine.data import ImageDataset, build_transform
 from engine.events import StageProgressed
 from engine.training.features import cache_key, cached, extract_features
 from engine.training.loaders import auto_workers, batches_of, epoch_permutation, make_loader
+from engine.training.oom import MicroBatcher, inference_shrink_sentence
 
 if TYPE_CHECKING:
     from engine.training.trainer import Trainer
@@ -34,6 +35,9 @@ class Pipeline(ABC):
         self.data = trainer.data
         self.batch_size = self.config.schedule.batch_size
         self.workers = auto_workers(self.config.data.num_workers)
+        self.inference = MicroBatcher(
+            self.device, what="validation", on_shrink=self._on_inference_shrink
+        )
         if self.model.modality == "image":
             pre = self.model.preprocess
             aug = self.config.augment
@@ -61,6 +65,10 @@ class Pipeline(ABC):
     @abstractmethod
     def validation_logits(self) -> Batch:
         """Implemented by each pipeline."""
+
+    def _on_inference_shrink(self, rows: int, size: int) -> None:
+        sentence = inference_shrink_sentence(self.device, "validation", rows, size)
+        self.trainer.log(sentence, level="warning")
 
     #: What one training sample is, for log lines and speed labels.
     unit = "images"
@@ -105,14 +113,17 @@ class ImagePipeline(Pipeline):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def _eval_forward(self, x: torch.Tensor) -> torch.Tensor:
+        with self.placement.autocast():
+            return self.model(x).float().cpu()
+
     @torch.inference_mode()
     def validation_logits(self) -> Batch:
         self.model.eval()
         logits, targets = [], []
         for x, y in self.val_loader:
             x, y = self._to_device(x, y)
-            with self.placement.autocast():
-                logits.append(self.model(x).float().cpu())
+            logits.append(self.inference.map(self._eval_forward, x))
             targets.append(y.cpu())
         self.model.train()
         return torch.cat(logits), torch.cat(targets)
@@ -181,6 +192,7 @@ class FeaturePipeline(Pipeline):
             workers=self.workers,
             control=t.control,
             on_progress=progress,
+            on_log=lambda text: t.log(text, level="warning"),
         )
 
     def _key(self, extra_views: int) -> str:

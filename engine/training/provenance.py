@@ -29,6 +29,7 @@ _OWN_ERRORS = (
     "TestSplitLocked",
     "Diverged",
     "StorageError",
+    "MemoryExhausted",
 )
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
@@ -67,9 +68,14 @@ def error_sentence(exc: BaseException) -> str:
         return "The GPU ran out of memory; lower the batch size or freeze more layers."
     if any(cls.__name__ in _OWN_ERRORS for cls in type(exc).__mro__):
         return str(exc)
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError) or _cpu_allocation_failed(exc):
         return "The computer ran out of memory; lower the batch size or use a smaller backbone."
     return f"{type(exc).__name__}: {exc}"
+
+
+def _cpu_allocation_failed(exc: BaseException) -> bool:
+    """torch's CPU allocator raises a RuntimeError, not MemoryError, when RAM runs out."""
+    return isinstance(exc, RuntimeError) and "DefaultCPUAllocator: can't allocate" in str(exc)
 
 
 def storage_sentence(exc: BaseException, workspace: Path, run_id: str) -> str:

@@ -63,6 +63,7 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
         value = getattr(trainer, key)
         state[key] = dict(value) if isinstance(value, dict) else value
     state["best_warnings"] = list(trainer.best_warnings)
+    state["micro_batch"] = trainer.micro.size  # 0: whole batches; else the out-of-memory split
     return state
 
 
@@ -96,10 +97,25 @@ def restore(trainer: Trainer) -> None:
     for key, value in position.items():
         setattr(trainer, key, value)
     trainer.divergence.load_state_dict(state.get("divergence"))
+    _restore_micro_batch(trainer, state)
     set_rng_state(state["rng"])
     for problem in skipped:
         trainer.log(f"Skipped a damaged checkpoint ({problem}).", level="warning")
     _restore_best(trainer)
+
+
+def _restore_micro_batch(trainer: Trainer, state: dict[str, Any]) -> None:
+    """Start at the smallest micro-batch the run needed: the checkpoint's, or state.json's when
+    an out-of-memory came after the checkpoint."""
+    sizes = [state.get("micro_batch"), trainer.run.state().get("micro_batch")]
+    sizes = [int(s) for s in sizes if isinstance(s, int | float) and s > 0]
+    if not sizes:
+        return
+    trainer.micro.size = min(sizes)
+    trainer.log(
+        f"Continuing with micro-batches of {trainer.micro.size} (this run ran out of memory "
+        f"with batch {trainer.config.schedule.batch_size} before)."
+    )
 
 
 def _restore_best(trainer: Trainer) -> None:

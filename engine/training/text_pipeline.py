@@ -140,14 +140,18 @@ def run_in_order(
     outputs: list[torch.Tensor] = []
     order: list[int] = []
     done = 0
+
+    def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        with pipeline.placement.autocast():
+            return module(batch).float().cpu()
+
     try:
         for idx in sorted_batches(tokens.lengths, max(_INFERENCE_BATCH, pipeline.batch_size)):
             control.wait_while_paused()
             if control.cancelled:
                 raise Cancelled()
             batch = {k: v.to(device) for k, v in tokens.batch(idx).items()}
-            with pipeline.placement.autocast():
-                outputs.append(module(batch).float().cpu())
+            outputs.append(pipeline.inference.map(forward, batch))
             order.extend(idx)
             done += len(idx)
             if stage:

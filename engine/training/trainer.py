@@ -56,6 +56,12 @@ from engine.training.inputs import (
 )
 from engine.training.loaders import auto_workers
 from engine.training.metrics import classification_metrics
+from engine.training.oom import (
+    MicroBatcher,
+    accumulate_gradients,
+    free_device_memory,
+    shrink_sentence,
+)
 from engine.training.optim import build_optimizer, build_scheduler, param_groups
 from engine.training.outcome import write_outcome
 from engine.training.pipeline import FeaturePipeline, ImagePipeline, Pipeline
@@ -174,6 +180,7 @@ class Trainer:
         self._stop_reason = ""
         self._best_snapshot: dict[str, torch.Tensor] | None = None
         self.divergence = DivergenceGuard(2)
+        self.micro = MicroBatcher(torch.device("cpu"))  # replaced in _setup for the run's device
         # Set once this run's files start changing; a resume that fails before must not
         # record anything but the error.
         self.touched_files = False
@@ -329,6 +336,7 @@ class Trainer:
         if cfg.device.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         self.placement = resolve_placement(cfg.device)
+        self.micro = MicroBatcher(self.placement.device, on_shrink=self._on_micro_shrink)
         torch.backends.cudnn.benchmark = not cfg.device.deterministic
         self.data = self._load_data()
         from engine.models import adapt_model, backbone_is_frozen, build_model, resolve_entry
@@ -367,6 +375,7 @@ class Trainer:
         if self.placement.needs_grad_scaler:
             self.scaler = torch.amp.GradScaler("cuda")
         self.divergence = DivergenceGuard(len(self.data.classes))
+        self._log_memory_estimate()
         if self.resuming:
             # Everything that can fail on a moved dataset or a damaged checkpoint runs before
             # the first file of the run changes.
@@ -412,6 +421,21 @@ class Trainer:
                 level="warning",
             )
         return _pipeline_class(text, frozen_backbone)(self)
+
+    def _log_memory_estimate(self) -> None:
+        """One log line before the first step: the step's peak memory and the device's."""
+        from engine.training.memory import estimate_peak_memory
+
+        tokens = self.max_length or None
+        try:
+            estimate = estimate_peak_memory(
+                self.model, self.config, None, placement=self.placement, text_tokens=tokens
+            )
+        except Exception as exc:  # advice only: a model the measurement cannot run still trains
+            free_device_memory(self.placement.device)
+            self.log(f"No memory estimate ({type(exc).__name__}: {exc}).", level="warning")
+            return
+        self.log(estimate.sentence(), level="info" if estimate.fits else "warning")
 
     def _mark_running(self, frozen: list[str], text: bool) -> None:
         self.run.update_state(
@@ -512,15 +536,13 @@ class Trainer:
         t_last = time.perf_counter()
         for x, y in self.pipeline.train_batches(self.epoch, self.step_in_epoch):
             self.control.wait_while_paused()
-            with self.placement.autocast():
-                logits = self.pipeline.forward(x)
-            loss = self.criterion(logits.float(), y)
-            self.optimizer.zero_grad(set_to_none=True)
+            loss_value, correct = self.micro.run(
+                len(y),
+                lambda size, x=x, y=y: accumulate_gradients(self, x, y, size),
+                cleanup=lambda: self.optimizer.zero_grad(set_to_none=True),
+            )
             if self.scaler is not None:
-                self.scaler.scale(loss).backward()
                 self.scaler.unscale_(self.optimizer)
-            else:
-                loss.backward()
             if clip:
                 nn.utils.clip_grad_norm_(self.model.parameters(), clip)
             if self.scaler is not None:
@@ -529,11 +551,10 @@ class Trainer:
             else:
                 self.optimizer.step()
             self.scheduler.step()
-            loss_value = loss.item()
             self.divergence.check_step(loss_value, self.global_step + 1, self._current_lr())
             n = len(y)
             self.train_sums["loss"] += loss_value * n
-            self.train_sums["correct"] += (logits.argmax(1) == y).sum().item()
+            self.train_sums["correct"] += correct
             self.train_sums["seen"] += n
             self.global_step += 1
             self.step_in_epoch += 1
@@ -563,6 +584,13 @@ class Trainer:
                 f"after epoch {self.epoch} of {self.config.schedule.epochs}; the best epoch is "
                 "kept."
             )
+
+    def _on_micro_shrink(self, _rows: int, size: int) -> None:
+        """A training step ran out of device memory: say so, and record the micro-batch so a
+        resumed run starts at it."""
+        batch = self.config.schedule.batch_size
+        self.log(shrink_sentence(self.placement.device, batch, size), level="warning")
+        self.run.update_state(micro_batch=size)
 
     def _current_lr(self) -> float:
         return max(g["lr"] for g in self.optimizer.param_groups)

@@ -53,6 +53,7 @@ def test_presets_change_the_trainable_count(layers, ctx, qtbot):
     assert _count(layers.trainable_label.text()) == (head + last, total)
     # The slider works the estimate out in the background; let it finish.
     qtbot.waitUntil(lambda: "About" in layers.estimate_label.text(), timeout=30000)
+    assert "Peak memory about" in layers.estimate_label.text()  # and what the step needs
 
 
 def test_unticking_a_group_makes_a_custom_plan(layers, ctx):
