@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine import cli_evaluate, cli_export, cli_lr_find, cli_trust
+from engine import cli_advise, cli_evaluate, cli_export, cli_lr_find, cli_trust
 from engine.config import (
     AugmentPreset,
     ClassWeights,
@@ -159,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_export.add_parsers(sub)
     cli_trust.add_parsers(sub)
     cli_lr_find.add_parsers(sub)
+    cli_advise.add_parsers(sub)
     return p
 
 
@@ -169,7 +170,11 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
         help="A labeled folder, a .csv / .tsv / .jsonl file of texts, or a config.json "
         "(e.g. runs/<id>/config.json).",
     )
-    t.add_argument("--method", help="linear-probe, last-N (e.g. last-3), full, lora")
+    t.add_argument(
+        "--method",
+        help="auto (Recommended, the default: chosen from your data, see `refit advise`), "
+        "linear-probe, last-N (e.g. last-3), full, lora",
+    )
     t.add_argument(
         "--lora-targets",
         help="With lora: comma-separated layer names to adapt (default: found automatically).",
@@ -447,6 +452,7 @@ def _parse_method(text: str) -> tuple[Method, int | None]:
         "finetune": Method.FULL,
         "fine-tune": Method.FULL,
         "full-fine-tune": Method.FULL,
+        "recommended": Method.AUTO,
     }
     if t in aliases:
         return aliases[t], None
@@ -454,7 +460,8 @@ def _parse_method(text: str) -> tuple[Method, int | None]:
         return Method(t), None
     except ValueError:
         raise ConfigError(
-            f"--method {text!r} is not known; use linear-probe, last-N (e.g. last-2), full or lora."
+            f"--method {text!r} is not known; use auto, linear-probe, last-N (e.g. last-2), full "
+            "or lora."
         ) from None
 
 
@@ -569,6 +576,12 @@ class _TrainView:
                 f"  val_loss {m['val_loss']:.4f}  val_acc {m['val_accuracy']:.4f}"
                 f"  val_f1 {m['val_macro_f1']:.4f}" + ("  *" if event.is_best else "")
             )
+        elif isinstance(event, ev.AdviceGiven):
+            from engine.cli_advise import print_advice
+
+            self.close()
+            if not self.quiet:
+                print_advice(event.advice, recipe=False)
         elif isinstance(event, ev.LogMessage):
             prefix = "" if event.level == "info" else f"{event.level}: "
             self._write(prefix + event.text)

@@ -430,6 +430,10 @@ def _recommend_text(ctx: Any, model: Any) -> Advice:
 
     started = time.monotonic()
     cfg = ctx.config
+    if not getattr(ctx, "max_length", 0):
+        from engine.models.text import token_limit
+
+        ctx.max_length = token_limit(model.tokenizer, model.backbone, cfg.data.max_length)
     ctx.model = model
     pipe = TextFeaturePipeline(ctx)
     pipe.prepare()  # cached on disk: a linear probe chosen below reuses these features

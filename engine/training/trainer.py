@@ -16,6 +16,7 @@ from torch import nn
 
 from engine.config import Method, Monitor, RunConfig
 from engine.events import (
+    AdviceGiven,
     CheckpointSaved,
     EpochEnded,
     Event,
@@ -405,6 +406,7 @@ class Trainer:
         write_json_atomic(self.run.config_path, self.config.to_dict())
         write_json_atomic(self.run.path / ADVICE_FILE, advice.to_dict())
         self.advice_recording = advice.recording
+        self.emit(AdviceGiven(advice=advice.to_dict()))
         self.log(f"Recommended recipe: {advice.reason}")
         return self.config
 
