@@ -36,6 +36,7 @@ _OVERRIDES: dict[str, tuple[str, str, Any]] = {
     "batch_size": ("schedule", "batch_size", int),
     "schedule": ("schedule", "schedule", Schedule),
     "early_stopping": ("schedule", "early_stopping_patience", int),
+    "time_budget_min": ("schedule", "time_budget_min", float),
     "monitor": ("schedule", "monitor", Monitor),
     "lr": ("optim", "lr", float),
     "optimizer": ("optim", "optimizer", Optimizer),

@@ -55,15 +55,26 @@ class TrialResult:
 class SuffixModel:
     """A copy of the classifier frozen up to ``cut`` that runs only the layers after it."""
 
-    def __init__(self, model: nn.Module, cut: Boundary, shapes: dict, device: torch.device) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        cut: Boundary,
+        shapes: dict,
+        device: torch.device,
+        channels_last: bool = False,
+    ) -> None:
         from engine.models import apply_freeze
 
         self.model = copy.deepcopy(model).to(device)
         apply_freeze(self.model, [g.name for g in self.model.groups[: cut.index + 1]])
         self.cut, self.shapes, self.device = cut, shapes, device
+        self.channels_last = channels_last
 
     def __call__(self, activation: torch.Tensor) -> torch.Tensor:
         act = activation.to(self.device, torch.float32)
+        if self.channels_last and act.ndim == 4:
+            # indexing the cache drops the layout; convolutions are several times faster in it
+            act = act.contiguous(memory_format=torch.channels_last)
         with suffix_only(self.model, self.cut, act, self.shapes):
             return self.model(dummy_input(len(act), 8, self.device))
 
