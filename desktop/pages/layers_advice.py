@@ -234,7 +234,7 @@ class AdviceSection(QWidget):
         self.show_advice(advice, "Chosen by Recommended when the run started.")
 
     def _sync_use_button(self) -> None:
-        """"Use 3.0e-03" once a range test suggested a rate and the method takes one."""
+        """ "Use 3.0e-03" once a range test suggested a rate and the method takes one."""
         suggestion = self._panel.suggestion if self._panel is not None else None
         method = Method(self.ctx.state.config.adapt.method)
         show = suggestion is not None and method in FINDER_METHODS and not self.is_running

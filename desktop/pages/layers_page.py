@@ -7,6 +7,7 @@ from typing import Any
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -88,14 +89,14 @@ class LayersPage(Page):
 
         presets = QGroupBox("Method")
         presets.setObjectName("methodPresets")
-        row = QHBoxLayout(presets)
+        grid = QGridLayout(presets)  # two rows of three: the page stays narrow enough
         self.preset_buttons = QButtonGroup(self)
         for i, (method, label, tip) in enumerate(PRESETS):
             button = QRadioButton(label)
             button.setObjectName(f"preset_{method.value}")
             button.setToolTip(tip)
             self.preset_buttons.addButton(button, i)
-            row.addWidget(button)
+            grid.addWidget(button, i // 3, i % 3)
         self.preset_buttons.idClicked.connect(self._on_preset_buttons_id_clicked)
         layout.addWidget(presets)
 

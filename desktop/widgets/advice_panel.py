@@ -75,11 +75,14 @@ class AdvicePanelWidget(QWidget):
         item.setLabel("left", "CV accuracy (%)")
         item.setLabel("bottom", "layer group (input → output)")
         item.showGrid(y=True, alpha=0.2)
-        self.depth_legend = item.addLegend(offset=(-10, 10))
-        self.depth_curve = plot.plot([], [], name="linear probe at this depth", symbol="o")
-        self.trial_points = pg.ScatterPlotItem(name="fine-tune trial", symbol="d", size=11)
-        item.addItem(self.trial_points)
-        self.depth_legend.addItem(self.trial_points, "fine-tune trial")
+        self.depth_legend = item.addLegend(offset=(10, 5))
+        self.depth_curve = plot.plot([], [], name="linear probe at this depth (CV)", symbol="o")
+        # Trials and the head-only probe are scored on held-out training images, at their cut.
+        self.trial_points = pg.ScatterPlotItem(name="fine-tune from here (held-out)", symbol="d")
+        self.probe_point = pg.ScatterPlotItem(name="head only (held-out)", symbol="s")
+        for points in (self.trial_points, self.probe_point):
+            points.setSize(11)
+            item.addItem(points)
         self.chance_line = pg.InfiniteLine(
             angle=0, movable=False, label="chance", labelOpts={"position": 0.06}
         )
@@ -117,6 +120,11 @@ class AdvicePanelWidget(QWidget):
         """Back to the empty state: no data, the sentence saying where the charts come from."""
         self.depth_curve.setData([], [])
         self.trial_points.setData([], [])
+        self.probe_point.setData([], [])
+        self.depth_plot.setXRange(0, 1)
+        self.depth_plot.setYRange(0, 100)
+        self.lr_plot.setXRange(-6, 0)  # log10 of the rate
+        self.lr_plot.setYRange(0, 1)
         self.chance_line.hide()
         self.cut_line.hide()
         self.begin_lr_curve()
@@ -171,8 +179,8 @@ class AdvicePanelWidget(QWidget):
             self.suggestion_line.hide()
             return
         self.suggestion_line.setPos(math.log10(self.suggestion))
-        self.suggestion_line.label.setFormat(f"suggested {format_lr(self.suggestion)}")
         self.suggestion_line.show()
+        _set_label(self.suggestion_line, f"suggested {format_lr(self.suggestion)}")
 
     def lr_data(self) -> tuple[np.ndarray, np.ndarray]:
         """The learning rates and losses drawn (linear values, not log10)."""
@@ -193,16 +201,22 @@ class AdvicePanelWidget(QWidget):
             [position[t["group"]] + 0.5 for t in trials],
             [100.0 * float(t["accuracy"]) for t in trials],
         )
+        holdout = advice.get("probe_holdout_accuracy")
+        head_x = max(position.values(), default=0.0) + 0.5
+        probe_y = [100.0 * float(holdout)] if holdout is not None and depths else []
+        self.probe_point.setData([head_x] * len(probe_y), probe_y)
         chance = 100.0 / max(2, classes)
         self.chance_line.setPos(chance)
-        self.chance_line.label.setFormat(f"chance {chance:.0f}%")
         self.chance_line.setVisible(bool(depths))
+        _set_label(self.chance_line, f"chance {chance:.0f}%")
         self._place_cut(advice, depths, position)
-        finite = [y for y in ys if math.isfinite(y)] + [chance]
-        finite += [100.0 * float(t["accuracy"]) for t in trials]
-        self.depth_plot.setYRange(max(0.0, min(finite) - 5), min(100.0, max(finite) + 5) + 2)
+        shown = [y for y in ys if math.isfinite(y)] + [chance] + probe_y
+        shown += [100.0 * float(t["accuracy"]) for t in trials]
+        # Headroom above the highest point keeps the legend (top left) off the data.
+        top = min(100.0, max(shown) + 5) + 0.35 * (max(shown) - min(shown) + 10)
+        self.depth_plot.setYRange(max(0.0, min(shown) - 5), top, padding=0)
         if xs:
-            self.depth_plot.setXRange(min(xs) - 0.7, max(xs) + 0.7, padding=0)
+            self.depth_plot.setXRange(min(xs) - 0.6, max(xs) + 0.9, padding=0)
 
     def _place_cut(
         self, advice: Mapping[str, Any], depths: Sequence[Mapping[str, Any]], position: dict
@@ -224,8 +238,8 @@ class AdvicePanelWidget(QWidget):
             self.cut_line.hide()
             return
         self.cut_line.setPos(x)
-        self.cut_line.label.setFormat(label)
         self.cut_line.show()
+        _set_label(self.cut_line, label)
 
     def _draw_lr(self) -> None:
         lrs, losses = self.lr_data()
@@ -251,6 +265,9 @@ class AdvicePanelWidget(QWidget):
         self.depth_curve.setSymbolPen(first)
         self.trial_points.setBrush(pg.mkBrush(second))
         self.trial_points.setPen(pg.mkPen(second))
+        third = series_color(2, palette)
+        self.probe_point.setBrush(pg.mkBrush(third))
+        self.probe_point.setPen(pg.mkPen(third))
         self.lr_curve.setPen(pg.mkPen(first, width=2))
         faint = pg.mkPen(text, width=1, style=Qt.PenStyle.DashLine)
         self.chance_line.setPen(faint)
@@ -274,6 +291,12 @@ class AdvicePanelWidget(QWidget):
         if event.type() == QEvent.Type.PaletteChange:
             self.apply_palette()
         super().changeEvent(event)
+
+
+def _set_label(line: pg.InfiniteLine, text: str) -> None:
+    """Set an InfiniteLine's label; pyqtgraph only re-renders the label of a visible line."""
+    line.label.format = text
+    line.label.setText(text)
 
 
 def _recipe_line(advice: Mapping[str, Any], reason: str) -> str:

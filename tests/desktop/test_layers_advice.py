@@ -94,6 +94,8 @@ def test_the_panel_fills_from_an_advice_given_dict(layers, ctx):
     assert list(xs) == [0, 1, 2] and list(ys) == pytest.approx([55, 60, 70])
     tx, ty = panel.trial_points.getData()
     assert list(tx) == [1.5, 0.5] and list(ty) == pytest.approx([85, 80])  # at their cut
+    px, py = panel.probe_point.getData()
+    assert list(px) == [2.5] and list(py) == pytest.approx([68])  # the head-only probe
     assert panel.cut_line.isVisible() and panel.cut_line.value() == 1.5  # after blocks.0
     assert panel.cut_line.label.format == "train from here"
     assert panel.chance_line.value() == pytest.approx(50.0)
