@@ -125,8 +125,8 @@ class LayersPage(Page):
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.tree)
         split.addWidget(self.advice)
-        split.setStretchFactor(0, 2)
-        split.setStretchFactor(1, 3)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 2)
         split.setChildrenCollapsible(False)
         layout.addWidget(split, 1)
 

@@ -205,3 +205,21 @@ def test_train_page_greys_what_recommended_chooses(qtbot, ctx):
     assert page.recipe_note.isHidden() and "Recommended" not in basic["optim.lr"].toolTip()
     budget.setValue(5.0)
     assert ctx.state.config.schedule.time_budget_min == 5.0
+
+
+def test_cancel_stops_the_analysis_and_says_so(layers, qtbot, monkeypatch):
+    import engine.advice.standalone as standalone
+    from engine.training.control import Cancelled
+
+    def slow_advise(config, *, workspace, on_event, control):
+        control.cancel_event.wait(20)
+        raise Cancelled()
+
+    monkeypatch.setattr(standalone, "advise", slow_advise)
+    section = layers.advice
+    section.analyse_button.click()
+    assert section.cancel_button.isVisible()
+    section.cancel_button.click()
+    qtbot.waitUntil(lambda: not section.is_running, timeout=20000)
+    assert section.status_label.text() == "Cancelled." and section.panel.is_empty
+    assert not section.cancel_button.isVisible() and section.analyse_button.isEnabled()
