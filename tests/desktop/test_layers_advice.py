@@ -223,3 +223,15 @@ def test_cancel_stops_the_analysis_and_says_so(layers, qtbot, monkeypatch):
     qtbot.waitUntil(lambda: not section.is_running, timeout=20000)
     assert section.status_label.text() == "Cancelled." and section.panel.is_empty
     assert not section.cancel_button.isVisible() and section.analyse_button.isEnabled()
+
+
+def test_a_recommended_run_on_the_train_page_fills_the_layers_chart(layers, ctx, qtbot):
+    from desktop.pages.train_page import TrainPage
+    from engine.events import AdviceGiven
+
+    train = TrainPage(ctx)
+    qtbot.addWidget(train)
+    train._on_worker_events([AdviceGiven(advice=ADVICE)])  # as the run's worker delivers it
+    xs, _ = layers.advice.panel.depth_curve.getData()
+    assert list(xs) == [0, 1, 2]
+    assert "when the run started" in layers.advice.status_label.text()
