@@ -58,6 +58,7 @@ class AdvicePanelWidget(QWidget):
         self._build_lr_plot()
         layout.addWidget(self.depth_plot, 3)
         layout.addWidget(self.lr_plot, 2)
+        layout.addStretch(0)  # holds the sentence at the top while the charts are hidden
         self.apply_palette()
         self.clear()
 
@@ -131,6 +132,8 @@ class AdvicePanelWidget(QWidget):
         self.reason_label.clear()
         self.reason_label.hide()
         self.empty_label.show()
+        self.depth_plot.hide()  # empty axes would only puzzle; the sentence says what comes
+        self.lr_plot.hide()
 
     @property
     def is_empty(self) -> bool:
@@ -140,6 +143,8 @@ class AdvicePanelWidget(QWidget):
     def set_advice(self, advice: Mapping[str, Any], classes: int = 2) -> None:
         """Show one analysis: ``advice`` is AdviceGiven.advice (advice.json's dict)."""
         self.empty_label.hide()
+        self.depth_plot.show()
+        self.lr_plot.show()
         reason = str(advice.get("reason") or "")
         self.reason_label.setText(_recipe_line(advice, reason))
         self.reason_label.setVisible(bool(reason))
@@ -161,6 +166,7 @@ class AdvicePanelWidget(QWidget):
     def add_lr_point(self, lr: float, loss: float) -> None:
         """One point of a running range test (the finder streams them)."""
         self.empty_label.hide()
+        self.lr_plot.show()
         self._lrs.append(float(lr))
         self._losses.append(float(loss) if math.isfinite(loss) else math.nan)
         self._draw_lr()
@@ -172,6 +178,7 @@ class AdvicePanelWidget(QWidget):
         self._lrs, self._losses = lrs, [v if math.isfinite(v) else math.nan for v in losses]
         if lrs:
             self.empty_label.hide()
+            self.lr_plot.show()
         self._draw_lr()
         suggestion = curve.get("suggestion")
         self.suggestion = float(suggestion) if suggestion else None

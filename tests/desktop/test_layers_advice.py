@@ -88,8 +88,9 @@ def test_one_click_to_another_preset_and_back(layers, ctx):
 def test_the_panel_fills_from_an_advice_given_dict(layers, ctx):
     panel = layers.advice.panel
     assert panel.is_empty and "Analyse my data" in panel.empty_label.text()
+    assert panel.depth_plot.isHidden() and panel.lr_plot.isHidden()  # no empty axes
     ctx.signals.advice_given.emit(ADVICE)
-    assert not panel.is_empty
+    assert not panel.is_empty and not panel.depth_plot.isHidden()
     xs, ys = panel.depth_curve.getData()
     assert list(xs) == [0, 1, 2] and list(ys) == pytest.approx([55, 60, 70])
     tx, ty = panel.trial_points.getData()
