@@ -220,3 +220,32 @@ def test_a_time_budget_stops_the_run_after_an_epoch(tmp_path: Path) -> None:
     assert result.status == "completed"
     assert summary["epochs_done"] == 1
     assert "Time budget of 0.0001 min reached" in _log(Path(result.run_dir))
+
+
+def test_recommended_on_texts_chooses_between_the_probe_and_lora(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A random tiny BERT's features barely separate the classes: LoRA is chosen, and the
+    replayed config trains adapters; a probe good enough keeps the linear probe."""
+    from synthetic import make_text_table, make_tiny_bert
+
+    from engine.advice import recommend
+
+    torch.manual_seed(0)
+    bert = make_tiny_bert(tmp_path / "tiny-bert")
+    table = make_text_table(tmp_path / "data" / "messages.tsv", per_class=16)
+    config = RunConfig(
+        seed=1,
+        data=DataConfig(path=str(table), val_fraction=0.25, max_length=32),
+        model=ModelConfig(backbone=str(bert)),
+        schedule=ScheduleConfig(epochs=1, batch_size=8, warmup_fraction=0.0),
+    ).validate()
+    monkeypatch.setattr(recommend, "PROBE_GOOD_ENOUGH", 1.01)
+    low = RunConfig.load(Path(_train(config, tmp_path / "ws1").run_dir) / "config.json")
+    assert low.adapt.method is Method.LORA and "adapters" in low.adapt.reason
+    monkeypatch.setattr(recommend, "PROBE_GOOD_ENOUGH", 0.0)
+    result = _train(config, tmp_path / "ws2")
+    high = RunConfig.load(Path(result.run_dir) / "config.json")
+    assert high.adapt.method is Method.LINEAR_PROBE and "texts" in high.adapt.reason
+    # the advisor's feature pass is the probe's cache
+    assert "Backbone features loaded from the cache" in _log(Path(result.run_dir))
