@@ -11,6 +11,7 @@ them to N grey levels, stored as the values 0..N-1 (the image looks black in a v
 clinical exports do. The output is deterministic for a given ``--seed``.
 
     python benchmarks/make_scans.py /tmp/scans --per-class 100 [--levels 3] [--size 256]
+        [--lesion faint|mass]
 """
 
 from __future__ import annotations
@@ -39,7 +40,20 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
     return np.asarray(img)
 
 
-def draw_slice(rng: np.random.Generator, size: int, lesion: bool) -> np.ndarray:
+#: Lesion kinds: ``faint`` is one small, faint blob (hard: after thresholding to a few grey
+#: levels it barely shows); ``medium`` varies from faint to clear; ``mass`` is a larger,
+#: brighter, irregular mass, like the tumours of public brain-MRI sets (visible to a reader,
+#: still nothing like ImageNet).
+LESIONS = {
+    "faint": ((0.12, 0.2), (0.05, 0.09), 1),
+    "medium": ((0.12, 0.3), (0.04, 0.1), 2),
+    "mass": ((0.25, 0.45), (0.06, 0.12), 3),
+}
+
+
+def draw_slice(
+    rng: np.random.Generator, size: int, lesion: bool, kind: str = "faint"
+) -> np.ndarray:
     """One slice as floats in [0, 1]."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     cy = size / 2 + rng.uniform(-0.05, 0.05) * size
@@ -66,11 +80,16 @@ def draw_slice(rng: np.random.Generator, size: int, lesion: bool) -> np.ndarray:
         )
         img = np.where(v < 1, img * rng.uniform(0.3, 0.6), img)
     if lesion:
+        (c_lo, c_hi), (r_lo, r_hi), lobes = LESIONS[kind]
         ly = cy + rng.uniform(-0.5, 0.5) * ry
         lx = cx + rng.uniform(-0.5, 0.5) * rx
-        radius = rng.uniform(0.05, 0.09) * size
-        blob = np.exp(-(((yy - ly) ** 2 + (xx - lx) ** 2) / (2 * radius**2)))
-        img = img + rng.uniform(0.12, 0.2) * blob * inside
+        blob = np.zeros_like(img)
+        for _ in range(lobes):  # a mass is a few overlapping lobes, not a perfect disc
+            radius = rng.uniform(r_lo, r_hi) * size
+            oy, ox = (rng.uniform(-0.6, 0.6, 2) * radius) if lobes > 1 else (0.0, 0.0)
+            lobe = np.exp(-(((yy - ly - oy) ** 2 + (xx - lx - ox) ** 2) / (2 * radius**2)))
+            blob = np.maximum(blob, lobe)
+        img = (img + rng.uniform(c_lo, c_hi) * blob * inside).astype(np.float32)
     img = np.asarray(
         Image.fromarray(img, mode="F")
         .resize((size // 2, size // 2), Image.Resampling.BILINEAR)
@@ -87,14 +106,22 @@ def export(img: np.ndarray, levels: int) -> np.ndarray:
     return np.minimum((img * levels).astype(np.int64), levels - 1).astype(np.uint8)
 
 
-def make_scans(root: Path, per_class: int, *, levels: int = 0, size: int = 256, seed: int = 0):
+def make_scans(
+    root: Path,
+    per_class: int,
+    *,
+    levels: int = 0,
+    size: int = 256,
+    seed: int = 0,
+    lesion: str = "faint",
+) -> Path:
     """Write ``root/<class>/scan_<n>.png`` for both classes; returns ``root``."""
     for label, name in enumerate(CLASSES):
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             rng = np.random.default_rng([seed, label, i])
-            pixels = export(draw_slice(rng, size, lesion=bool(label)), levels)
+            pixels = export(draw_slice(rng, size, bool(label), lesion), levels)
             Image.fromarray(pixels, mode="L").save(folder / f"scan_{i:04d}.png")
     return root
 
@@ -106,8 +133,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--levels", type=int, default=0, help="0: full grey range (default)")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lesion", choices=sorted(LESIONS), default="faint")
     args = parser.parse_args(argv)
-    make_scans(args.out, args.per_class, levels=args.levels, size=args.size, seed=args.seed)
+    make_scans(
+        args.out,
+        args.per_class,
+        levels=args.levels,
+        size=args.size,
+        seed=args.seed,
+        lesion=args.lesion,
+    )
     print(f"{2 * args.per_class} scans in {args.out}")
 
 

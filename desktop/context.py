@@ -26,6 +26,7 @@ class AppSignals(QObject):
     sample_requested = Signal()  # a page asks for the sample dataset
     show_page_requested = Signal(str)  # a page asks to switch to another page, by title
     resume_requested = Signal(str)  # a stopped run's folder for the Train page to continue
+    advice_given = Signal(object)  # AdviceGiven.advice of a Recommended run that just started
 
 
 @dataclass

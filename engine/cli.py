@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine import cli_evaluate, cli_export, cli_lr_find, cli_trust
+from engine import cli_advise, cli_evaluate, cli_export, cli_lr_find, cli_trust
 from engine.config import (
     AugmentPreset,
     ClassWeights,
@@ -36,6 +36,7 @@ _OVERRIDES: dict[str, tuple[str, str, Any]] = {
     "batch_size": ("schedule", "batch_size", int),
     "schedule": ("schedule", "schedule", Schedule),
     "early_stopping": ("schedule", "early_stopping_patience", int),
+    "time_budget_min": ("schedule", "time_budget_min", float),
     "monitor": ("schedule", "monitor", Monitor),
     "lr": ("optim", "lr", float),
     "optimizer": ("optim", "optimizer", Optimizer),
@@ -159,6 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_export.add_parsers(sub)
     cli_trust.add_parsers(sub)
     cli_lr_find.add_parsers(sub)
+    cli_advise.add_parsers(sub)
     return p
 
 
@@ -169,7 +171,11 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
         help="A labeled folder, a .csv / .tsv / .jsonl file of texts, or a config.json "
         "(e.g. runs/<id>/config.json).",
     )
-    t.add_argument("--method", help="linear-probe, last-N (e.g. last-3), full, lora")
+    t.add_argument(
+        "--method",
+        help="auto (Recommended, the default: chosen from your data, see `refit advise`), "
+        "linear-probe, last-N (e.g. last-3), full, lora",
+    )
     t.add_argument(
         "--lora-targets",
         help="With lora: comma-separated layer names to adapt (default: found automatically).",
@@ -447,6 +453,7 @@ def _parse_method(text: str) -> tuple[Method, int | None]:
         "finetune": Method.FULL,
         "fine-tune": Method.FULL,
         "full-fine-tune": Method.FULL,
+        "recommended": Method.AUTO,
     }
     if t in aliases:
         return aliases[t], None
@@ -454,7 +461,8 @@ def _parse_method(text: str) -> tuple[Method, int | None]:
         return Method(t), None
     except ValueError:
         raise ConfigError(
-            f"--method {text!r} is not known; use linear-probe, last-N (e.g. last-2), full or lora."
+            f"--method {text!r} is not known; use auto, linear-probe, last-N (e.g. last-2), full "
+            "or lora."
         ) from None
 
 
@@ -535,6 +543,7 @@ class _TrainView:
                 self.close()
                 labels = {"scan": "Scanning", "features": "Features", "tokenize": "Tokenizing"}
                 labels["lr_find"] = "Range test"
+                labels["advice"] = "Looking at your data"
                 unit = {"scan": "file", "tokenize": "text", "lr_find": "step"}.get(
                     event.stage, "sample"
                 )
@@ -568,6 +577,12 @@ class _TrainView:
                 f"  val_loss {m['val_loss']:.4f}  val_acc {m['val_accuracy']:.4f}"
                 f"  val_f1 {m['val_macro_f1']:.4f}" + ("  *" if event.is_best else "")
             )
+        elif isinstance(event, ev.AdviceGiven):
+            from engine.cli_advise import print_advice
+
+            self.close()
+            if not self.quiet:
+                print_advice(event.advice, recipe=False)
         elif isinstance(event, ev.LogMessage):
             prefix = "" if event.level == "info" else f"{event.level}: "
             self._write(prefix + event.text)

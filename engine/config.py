@@ -29,6 +29,7 @@ class NewerFormatError(ConfigError):
 class Method(StrEnum):
     """How much of the pretrained model is trained."""
 
+    AUTO = "auto"
     LINEAR_PROBE = "linear-probe"
     LAST_N = "last-n"
     FULL = "full"
@@ -179,8 +180,10 @@ class ModelConfig:
 @dataclass(frozen=True, kw_only=True)
 class AdaptConfig:
     method: Method = _f(
-        Method.LINEAR_PROBE,
-        help="linear-probe trains only the head; last-n also the last N layer groups; full "
+        Method.AUTO,
+        help="auto (Recommended) looks at your training data first and chooses the method, "
+        "freeze point, learning rate and epochs, and the run's config.json records the choice "
+        "and why; linear-probe trains only the head; last-n also the last N layer groups; full "
         "trains everything; custom uses frozen_groups; lora freezes the backbone and trains "
         "small low-rank adapters in it (transformers only).",
     )
@@ -188,6 +191,16 @@ class AdaptConfig:
         2, help="With last-n: how many layer groups before the head are trained.", min=0, max=1000
     )
     frozen_groups: list[str] = _f([], help="With custom: names of the layer groups to freeze.")
+    cache_prefix: bool = _f(
+        False,
+        help="With last-n on images: compute the frozen layers once, for the plain image and "
+        "cache_views-1 augmented views, and train only the layers after them on the cached "
+        "result (several times faster; augmentation is limited to those views).",
+    )
+    reason: str = _f(
+        "",
+        help="Set by the Recommended method: one sentence on why this recipe was chosen.",
+    )
     lora_rank: int = _f(
         8,
         help="With lora: rank of each adapter; higher learns more and costs more.",
@@ -271,6 +284,14 @@ class ScheduleConfig:
     monitor: Monitor = _f(
         Monitor.VAL_ACCURACY,
         help="Validation metric that picks the best checkpoint and drives early stopping.",
+    )
+    time_budget_min: float = _f(
+        0.0,
+        help="Optional limit on the run's time in minutes: the Recommended method fits its "
+        "epochs to it from the measured epoch time, and any run stops after the epoch that "
+        "reaches it; 0 sets no limit.",
+        min=0.0,
+        max=100000.0,
     )
 
 

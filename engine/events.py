@@ -85,3 +85,11 @@ class RunEnded(Event):
     best_metrics: dict[str, float] = field(default_factory=dict)
     run_dir: str = ""
     warnings: tuple[str, ...] = ()  # sentences: the model learned nothing useful, what to try
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdviceGiven(Event):
+    """The Recommended method chose the recipe; ``advice`` is what advice.json holds (depth
+    scores, trials, the range test, the reason)."""
+
+    advice: dict = field(default_factory=dict)

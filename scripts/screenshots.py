@@ -12,6 +12,10 @@ The Results page closes each part: the image run evaluated (10-results-image: nu
 confusion matrix, threshold), its mistakes with Grad-CAM heatmaps (11-results-gallery), and a
 two-class text run (a linear probe on support tickets with a few mislabeled rows) with the
 influential words of its mistakes highlighted (12-results-text).
+
+15-layers-advice: the Layers page with Recommended after "Analyse my data" on a generated
+out-of-domain scans folder (three grey levels, benchmarks/make_scans.py): accuracy per depth with
+the freeze point, the fine-tuning trials and the reason. --advice-only makes just that one.
 """
 
 from __future__ import annotations
@@ -138,6 +142,7 @@ def main() -> int:
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--text-only", action="store_true")
     only.add_argument("--images-only", action="store_true")
+    only.add_argument("--advice-only", action="store_true")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -186,7 +191,7 @@ def main() -> int:
         pump(600, until=lambda: not window.train_page.is_running)
         pump(2)
 
-    if not args.text_only:
+    if not args.text_only and not args.advice_only:
         window.open_folder(str(data))
         pump(60, until=lambda: not window.ctx.pool.busy)
         pump(3)
@@ -205,7 +210,9 @@ def main() -> int:
         pump(3)
         shot("5-runs")
         results_image_demo(window, pump, shot)
-    if not args.images_only:
+    if not args.text_only:
+        advice_demo(window, tmp / "scans", pump, shot)
+    if not args.images_only and not args.advice_only:
         text_demo(window, make_tickets_csv(tmp / "tickets.csv"), pump, shot, train, args)
         two_class = make_tickets_csv(
             tmp / "tickets-billing-login.csv",
@@ -308,6 +315,27 @@ def results_text_demo(window, tickets: Path, pump, shot, train) -> None:
         cell = (cell[0], cell[0])
     explain_cell(window, pump, cell)
     shot("12-results-text")
+
+
+def advice_demo(window, root: Path, pump, shot) -> None:
+    """Recommended's analysis of out-of-domain scans, shown on the Layers page."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from make_scans import make_scans
+
+    from engine.config import Method
+
+    make_scans(root, 40, levels=3, lesion="medium")
+    window.open_folder(str(root))
+    pump(60, until=lambda: window.data_page.usable and not window.ctx.pool.busy)
+    window.ctx.state.update("adapt", method=Method.AUTO)
+    window.ctx.state.update("data", num_workers=0)
+    window.show_page("Layers")
+    layers = window.layers_page
+    pump(120, until=lambda: layers.model is not None)
+    layers.advice.analyse()
+    pump(900, until=lambda: not layers.advice.is_running)
+    pump(2)
+    shot("15-layers-advice")
 
 
 def text_demo(window, tickets: Path, pump, shot, train, args: argparse.Namespace) -> None:

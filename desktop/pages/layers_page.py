@@ -7,6 +7,7 @@ from typing import Any
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -14,6 +15,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QRadioButton,
     QSlider,
+    QSplitter,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -22,11 +24,18 @@ from PySide6.QtWidgets import (
 from desktop.context import AppContext
 from desktop.lora_plan import NEEDS_TRANSFORMER, BuiltModel, lora_count
 from desktop.pages.base import Page
+from desktop.pages.layers_advice import AdviceSection
 from desktop.widgets.lora_settings import LoraSettingsWidget
 from desktop.worker import EngineWorker
 from engine.config import Method
 
 PRESETS = (
+    (
+        Method.AUTO,
+        "Recommended",
+        "Looks at your training images first and chooses the method, the freeze point, the "
+        "learning rate and the epochs (the validation split plays no part in the choice).",
+    ),
     (
         Method.LINEAR_PROBE,
         "Linear probe",
@@ -47,6 +56,11 @@ PRESETS = (
     ),
 )
 LORA_GROUP_TIP = "With LoRA the backbone stays frozen; the adapters inside it train."
+AUTO_GROUP_TIP = "Recommended chooses the groups to train from your data when the run starts."
+AUTO_COUNT = (
+    "<b>Recommended</b> chooses which groups to train from your training images when the run "
+    "starts; <b>Analyse my data</b> shows what it would choose now."
+)
 
 
 class LayersPage(Page):
@@ -75,14 +89,14 @@ class LayersPage(Page):
 
         presets = QGroupBox("Method")
         presets.setObjectName("methodPresets")
-        row = QHBoxLayout(presets)
+        grid = QGridLayout(presets)  # two rows of three: the page stays narrow enough
         self.preset_buttons = QButtonGroup(self)
         for i, (method, label, tip) in enumerate(PRESETS):
             button = QRadioButton(label)
             button.setObjectName(f"preset_{method.value}")
             button.setToolTip(tip)
             self.preset_buttons.addButton(button, i)
-            row.addWidget(button)
+            grid.addWidget(button, i // 3, i % 3)
         self.preset_buttons.idClicked.connect(self._on_preset_buttons_id_clicked)
         layout.addWidget(presets)
 
@@ -106,7 +120,15 @@ class LayersPage(Page):
         self.tree.setRootIsDecorated(False)
         self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.tree.itemChanged.connect(self._on_tree_item_changed)
-        layout.addWidget(self.tree, 1)
+        self.advice = AdviceSection(ctx)
+        self.advice.setObjectName("adviceSection")
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.tree)
+        split.addWidget(self.advice)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 2)
+        split.setChildrenCollapsible(False)
+        layout.addWidget(split, 1)
 
         self.trainable_label = QLabel("Building the model…")
         self.trainable_label.setObjectName("trainableLabel")
@@ -141,6 +163,7 @@ class LayersPage(Page):
     # -- model ----------------------------------------------------------------------------------
 
     def on_shown(self) -> None:
+        self.advice.panel  # noqa: B018 - builds the charts (pyqtgraph) on first show
         self.ensure_model()
 
     def ensure_model(self) -> None:
@@ -216,6 +239,7 @@ class LayersPage(Page):
             return
         adapt = self.ctx.state.config.adapt
         lora = adapt.method is Method.LORA
+        auto = adapt.method is Method.AUTO
         frozen = set(self.frozen_groups())
         targets = set(adapt.lora_targets or (self.built.lora_defaults if self.built else ()))
         self.tree.blockSignals(True)
@@ -226,20 +250,30 @@ class LayersPage(Page):
             item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             is_head = group.name == "head"
             flags = item.flags() | Qt.ItemFlag.ItemIsUserCheckable
-            if is_head or lora:
+            if is_head or lora or auto:
                 flags &= ~Qt.ItemFlag.ItemIsEnabled
+            if auto:  # nothing to tick: the groups are chosen from the data
+                flags &= ~Qt.ItemFlag.ItemIsUserCheckable
             item.setFlags(flags)
             is_frozen = group.name in frozen
-            item.setCheckState(0, Qt.CheckState.Checked if is_frozen else Qt.CheckState.Unchecked)
-            item.setText(2, _state_text(group, is_frozen, lora, targets))
+            if not auto:
+                state = Qt.CheckState.Checked if is_frozen else Qt.CheckState.Unchecked
+                item.setCheckState(0, state)
+            item.setText(2, _state_text(group, is_frozen, lora, targets, auto))
             tip = "Tick to freeze this group (keep its pretrained weights)."
             item.setToolTip(0, "The new head is always trained." if is_head else tip)
-            if lora and not is_head:
-                item.setToolTip(0, LORA_GROUP_TIP)
+            if (lora or auto) and not is_head:
+                item.setToolTip(0, AUTO_GROUP_TIP if auto else LORA_GROUP_TIP)
             self.tree.addTopLevelItem(item)
             total += group.num_params
             trainable += 0 if is_frozen else group.num_params
         self.tree.blockSignals(False)
+        if auto:
+            self.trainable_label.setText(AUTO_COUNT)
+            self.estimate_label.setText("")
+            self._estimate_key = None
+            self._estimate_timer.stop()
+            return
         self._show_count(trainable, total, lora)
         self._estimate_timer.start()
 
@@ -309,8 +343,9 @@ class LayersPage(Page):
         is_last_n = adapt.method is Method.LAST_N
         self.n_slider.setEnabled(is_last_n)
         self.n_label.setText(f"N = {adapt.last_n}")
-        self.n_slider.setVisible(adapt.method is not Method.LORA)
-        self.n_label.setVisible(adapt.method is not Method.LORA)
+        slider = adapt.method not in (Method.LORA, Method.AUTO)
+        self.n_slider.setVisible(slider)
+        self.n_label.setVisible(slider)
         lora_button = self.preset_buttons.button(len(PRESETS) - 1)
         lora_button.setEnabled(self.lora_possible or adapt.method is Method.LORA)
         lora_button.setToolTip(PRESETS[-1][2] if self.lora_possible else NEEDS_TRANSFORMER)
@@ -353,9 +388,9 @@ class LayersPage(Page):
     # -- estimate -------------------------------------------------------------------------------
 
     def _estimate(self) -> None:
-        if self.model is None:
-            return
         cfg = self.ctx.state.config
+        if self.model is None or cfg.adapt.method is Method.AUTO:
+            return  # Recommended's trainable set is not known until the run starts
         # With LoRA the estimate inserts the adapters itself; the freeze plan does not apply.
         frozen = () if cfg.adapt.method is Method.LORA else tuple(self.frozen_groups())
         key = (
@@ -404,8 +439,11 @@ class LayersPage(Page):
         self.estimate_label.setText(f"No estimate: {sentence}")
 
 
-def _state_text(group: Any, frozen: bool, lora: bool, targets: set[str]) -> str:
-    """ "trained", "frozen", or with LoRA "frozen + adapters" where a targeted layer is."""
+def _state_text(group: Any, frozen: bool, lora: bool, targets: set[str], auto: bool) -> str:
+    """ "trained", "frozen", or with LoRA "frozen + adapters" where a targeted layer is; with
+    Recommended "chosen from your data" (the head always trains)."""
+    if auto and group.name != "head":
+        return "chosen from your data"
     if not frozen:
         return "trained"
     if lora and any(m.rsplit(".", 1)[-1] in targets for m in group.module_names):

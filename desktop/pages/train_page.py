@@ -28,7 +28,7 @@ from desktop.widgets.config_form import CollapsibleSection, ConfigForm, FieldSpe
 from desktop.widgets.palette_colors import level_color
 from desktop.worker import EngineWorker
 from engine.config import ConfigError, RunConfig
-from engine.events import RunEnded, RunStarted, RunStatus
+from engine.events import AdviceGiven, RunEnded, RunStarted, RunStatus
 
 if TYPE_CHECKING:
     from desktop.widgets.run_monitor import RunMonitorWidget
@@ -41,12 +41,14 @@ BASIC_FIELDS = [
     FieldSpec("schedule", "schedule", "LR schedule"),
     FieldSpec("augment", "preset", "Augmentation"),
     FieldSpec("schedule", "early_stopping_patience", "Early stopping", special_text="off"),
+    FieldSpec("schedule", "time_budget_min", "Time budget (min)", decimals=1, special_text="none"),
     FieldSpec("device", "device", "Device"),
 ]
 ADVANCED_FIELDS = [
     FieldSpec("device", "precision", "Precision"),
     FieldSpec("optim", "label_smoothing", "Label smoothing", decimals=2, step=0.05),
     FieldSpec("optim", "weight_decay", "Weight decay", decimals=4, step=0.005),
+    FieldSpec("optim", "backbone_lr_scale", "Backbone LR scale", decimals=3, step=0.01),
     FieldSpec("schedule", "warmup_fraction", "Warm-up share", decimals=2, step=0.01),
     FieldSpec("schedule", "monitor", "Best model by"),
     FieldSpec("optim", "class_weights", "Class weights"),
@@ -66,6 +68,19 @@ PROBE_IGNORES = {
     ("schedule", "warmup_fraction"),
     ("optim", "grad_clip"),
 }
+#: Settings of the training loop that the Recommended method chooses when the run starts.
+AUTO_CHOOSES = {
+    ("schedule", "epochs"),
+    ("optim", "lr"),
+    ("schedule", "schedule"),
+    ("schedule", "batch_size"),
+    ("optim", "backbone_lr_scale"),
+    ("optim", "weight_decay"),
+}
+AUTO_NOTE = (
+    "Greyed settings are chosen by Recommended when the run starts; pick another method on the "
+    "Layers page to set them."
+)
 TEXT_FIELDS = [
     FieldSpec("data", "max_length", "Max length (tokens)"),
     FieldSpec("data", "length_bucketing", "Batch by length"),
@@ -138,6 +153,10 @@ class TrainPage(Page):
         self.advanced_form = ConfigForm(self.ctx.state, ADVANCED_FIELDS)
         self.advanced = CollapsibleSection("Advanced", self.advanced_form)
         self.advanced.setObjectName("advancedSection")
+        self.recipe_note = QLabel(AUTO_NOTE)
+        self.recipe_note.setObjectName("recipeNote")
+        self.recipe_note.setWordWrap(True)
+        box_layout.addWidget(self.recipe_note)
         box_layout.addWidget(self.basic_form)
         self.text_form = ConfigForm(self.ctx.state, TEXT_FIELDS)
         self.text_section = CollapsibleSection("Text", self.text_form, expanded=True)
@@ -270,6 +289,8 @@ class TrainPage(Page):
             if isinstance(event, RunStarted):
                 self._run_dir = event.run_dir
                 self.ctx.signals.run_started.emit(event.run_dir)
+            elif isinstance(event, AdviceGiven):  # the Layers page charts it
+                self.ctx.signals.advice_given.emit(event.advice)
             elif isinstance(event, RunEnded):
                 self._on_run_ended(event)
 
@@ -348,18 +369,26 @@ class TrainPage(Page):
             self._show_message(self._mismatch)
 
     def _sync_probe_fields(self, config: RunConfig) -> None:
-        """A linear probe fits its head to convergence with a cross-validated L2 strength: the
-        loop's settings do not apply to it, so their editors are greyed out and say why."""
-        probe = str(config.adapt.method) == "linear-probe"
-        why = "Not used by a linear probe: its head is fitted to convergence, with the L2 "
-        why += "strength chosen by cross-validation on the training images."
+        """A linear probe fits its head to convergence with a cross-validated L2 strength, and
+        Recommended chooses the loop's settings itself: the settings that do not apply are greyed
+        out and say why."""
+        method = str(config.adapt.method)
+        if method == "linear-probe":
+            greyed = PROBE_IGNORES
+            why = "Not used by a linear probe: its head is fitted to convergence, with the L2 "
+            why += "strength chosen by cross-validation on the training images."
+        elif method == "auto":
+            greyed, why = AUTO_CHOOSES, "Chosen by Recommended when the run starts."
+        else:
+            greyed, why = set(), ""
+        self.recipe_note.setVisible(method == "auto")
         for form in (self.basic_form, self.advanced_form):
             for spec in form.specs:
-                if (spec.section, spec.name) in PROBE_IGNORES:
-                    editor = form.editors[spec.key]
-                    editor.setEnabled(not probe)
-                    help_text = editor.property("fieldHelp") or ""
-                    editor.setToolTip(f"{help_text}\n\n{why}" if probe else help_text)
+                editor = form.editors[spec.key]
+                grey = (spec.section, spec.name) in greyed
+                editor.setEnabled(not grey)
+                help_text = editor.property("fieldHelp") or ""
+                editor.setToolTip(f"{help_text}\n\n{why}" if grey else help_text)
 
     def _on_signals_backbone_mismatch(self, sentence: str) -> None:
         self._mismatch = sentence

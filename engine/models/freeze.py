@@ -14,8 +14,8 @@ def resolve_frozen_groups(model: Classifier, adapt: AdaptConfig) -> list[str]:
     """Names of the groups to freeze for a method, in forward order; the head always trains."""
     body = [g.name for g in model.groups if g.name != "head"]
     method = Method(adapt.method)
-    if method is Method.LINEAR_PROBE:
-        return body
+    if method in (Method.LINEAR_PROBE, Method.AUTO):
+        return body  # auto is resolved when the run starts; until then nothing is chosen
     if method is Method.FULL:
         return []
     if method is Method.LORA:

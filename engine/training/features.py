@@ -39,10 +39,13 @@ def extract_features(
     control: RunControl | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     on_log: Callable[[str], None] | None = None,
+    after_batch: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Run ``backbone`` in eval mode over ``dataset``; returns float32 features on the CPU.
 
-    On a CUDA or MPS out-of-memory the batch is run in halves (and ``on_log`` says so)."""
+    On a CUDA or MPS out-of-memory the batch is run in halves (and ``on_log`` says so).
+    ``after_batch`` is called after each forward pass that succeeded (to collect what forward
+    hooks recorded, for example)."""
     was_training = backbone.training
     backbone.eval()
     loader, _ = make_loader(
@@ -63,7 +66,10 @@ def extract_features(
 
     def features_of(x: torch.Tensor) -> torch.Tensor:
         with placement.autocast():
-            return backbone(x).float().cpu()
+            out = backbone(x).float().cpu()
+        if after_batch is not None:
+            after_batch()
+        return out
 
     chunks: list[torch.Tensor] = []
     done, total = 0, len(dataset)

@@ -55,11 +55,14 @@ def build_scheduler(
     total_steps = max(1, total_steps)
     if cfg.schedule is Schedule.ONE_CYCLE:
         max_lrs = [g["lr"] for g in optimizer.param_groups]
+        pct = max(cfg.warmup_fraction, ONE_CYCLE_RISE)
+        if abs(pct * (total_steps + 1) - 1) < 1e-9:
+            pct += 1e-3  # OneCycleLR divides by zero when its warm-up ends on step 0 exactly
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
             max_lr=max_lrs,
             total_steps=total_steps + 1,
-            pct_start=max(cfg.warmup_fraction, ONE_CYCLE_RISE),
+            pct_start=pct,
             anneal_strategy="cos",
             cycle_momentum=False,
         )

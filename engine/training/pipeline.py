@@ -147,16 +147,25 @@ class FeaturePipeline(Pipeline):
         n = len(self.data.train)
         key = self._key(extra_views)
         cache_dir = t.workspace.cache_root / "features"
+        # The Recommended method's pass over the same images and views already holds them.
+        rec = getattr(t, "advice_recording", None)
+        if rec is None or rec.views != self.views or rec.val_features is None:
+            rec = None
         train, hit = cached(
             cache_dir / f"{key}-train.safetensors",
-            lambda: self._extract(ConcatDataset(parts), "training"),
+            lambda: rec.features if rec else self._extract(ConcatDataset(parts), "training"),
         )
         val, hit_val = cached(
             cache_dir / f"{key}-val.safetensors",
-            lambda: self._extract(
-                ImageDataset(self.data.val, self.eval_transform, seed=seed), "validation"
+            lambda: (
+                rec.val_features
+                if rec
+                else self._extract(
+                    ImageDataset(self.data.val, self.eval_transform, seed=seed), "validation"
+                )
             ),
         )
+        t.advice_recording = None
         if hit and hit_val:
             t.log("Backbone features loaded from the cache; training only the head.")
         self.train_features = train.view(self.views, n, -1).to(self.device)

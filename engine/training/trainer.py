@@ -14,8 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.config import Monitor, RunConfig
+from engine.config import Method, Monitor, RunConfig
 from engine.events import (
+    AdviceGiven,
     CheckpointSaved,
     EpochEnded,
     Event,
@@ -54,6 +55,7 @@ from engine.training.inputs import (
     prepare_data,
     run_intensity,
 )
+from engine.training.loaders import auto_workers
 from engine.training.metrics import classification_metrics
 from engine.training.oom import (
     MicroBatcher,
@@ -79,6 +81,7 @@ from engine.training.resume_state import (
 )
 
 MINIMIZE = {Monitor.VAL_LOSS}
+ADVICE_FILE = "advice.json"
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,8 @@ class Trainer:
         # record anything but the error.
         self.touched_files = False
         self._started = time.monotonic()
+        self.started_at = self._started
+        self.advice_recording: Any = None  # the recipe advisor's recorded activations
 
     # -- public hooks for callbacks -------------------------------------------------------------
 
@@ -344,6 +349,11 @@ class Trainer:
             model.preprocess = dataclasses.replace(model.preprocess, intensity=self.intensity)
             if why:
                 self.log(why)
+        self.channels_last = cfg.device.channels_last and model.entry.is_convnet
+        self.workers = auto_workers(cfg.data.num_workers)
+        self._place(model)
+        if cfg.adapt.method is Method.AUTO:
+            cfg = self._recommend(model)
         frozen, self.param_count = adapt_model(model, cfg.adapt)
         if self.param_count.trainable == 0:
             raise ValueError("Every layer is frozen, so nothing would train; unfreeze the head.")
@@ -352,17 +362,14 @@ class Trainer:
             from engine.models.text import token_limit
 
             self.max_length = token_limit(model.tokenizer, model.backbone, cfg.data.max_length)
-        self.channels_last = cfg.device.channels_last and model.entry.is_convnet
-        model.to(self.placement.device)
-        if self.channels_last:
-            model.to(memory_format=torch.channels_last)
+        self._place(model)
         self.model = model
         weights = class_weight_tensor(self.data, cfg.optim.class_weights)
         self.criterion = nn.CrossEntropyLoss(
             weight=weights.to(self.placement.device) if weights is not None else None,
             label_smoothing=cfg.optim.label_smoothing,
         )
-        self.pipeline = _pipeline_class(text, backbone_is_frozen(model))(self)
+        self.pipeline = self._pipeline(text, backbone_is_frozen(model), frozen)
         self.optimizer = build_optimizer(param_groups(model, model.head, cfg.optim), cfg.optim)
         total = self.pipeline.steps_per_epoch * cfg.schedule.epochs
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, total)
@@ -382,6 +389,40 @@ class Trainer:
         self._mark_running(frozen, text)
         if not self.resuming:
             self.pipeline.prepare()
+        self.advice_recording = None  # whatever the pipeline reused is its own now
+
+    def _place(self, model: nn.Module) -> None:
+        model.to(self.placement.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+
+    def _recommend(self, model: nn.Module) -> RunConfig:
+        """Method auto: choose the recipe on the training data; the run's config.json then
+        holds the resolved recipe (a replay runs it as is) and advice.json the evidence."""
+        from engine.advice.recommend import recommend
+
+        advice = recommend(self, model)
+        self.config = advice.config
+        write_json_atomic(self.run.config_path, self.config.to_dict())
+        write_json_atomic(self.run.path / ADVICE_FILE, advice.to_dict())
+        self.advice_recording = advice.recording
+        self.emit(AdviceGiven(advice=advice.to_dict()))
+        self.log(f"Recommended recipe: {advice.reason}")
+        return self.config
+
+    def _pipeline(self, text: bool, frozen_backbone: bool, frozen: list[str]) -> Pipeline:
+        if not text and not frozen_backbone and self.config.adapt.cache_prefix:
+            from engine.training.prefix_pipeline import PrefixPipeline, prefix_cut
+
+            cut = prefix_cut(self, self.model, frozen)
+            if cut is not None:
+                return PrefixPipeline(self, *cut)
+            self.log(
+                "The frozen layers cannot be cached for this backbone and freeze plan; every "
+                "epoch runs the whole network.",
+                level="warning",
+            )
+        return _pipeline_class(text, frozen_backbone)(self)
 
     def _log_memory_estimate(self) -> None:
         """One log line before the first step: the step's peak memory and the device's."""
@@ -476,15 +517,17 @@ class Trainer:
             self.step_in_epoch = 0
             self.train_sums = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
             self.last_metrics = metrics
+            seconds = time.monotonic() - t0
             self.emit(
                 EpochEnded(
                     epoch=epoch,
                     epochs=epochs,
                     metrics=metrics,
                     is_best=is_best,
-                    seconds=time.monotonic() - t0,
+                    seconds=seconds,
                 )
             )
+            self._check_budget(seconds)
 
     def _train_epoch(self) -> None:
         assert self.model is not None and self.pipeline is not None
@@ -531,6 +574,18 @@ class Trainer:
             t_last = now
             if self.control.cancelled:
                 raise Cancelled()
+
+    def _check_budget(self, epoch_seconds: float) -> None:
+        """Stop before an epoch that would end past schedule.time_budget_min."""
+        budget = self.config.schedule.time_budget_min * 60
+        if not budget or self.epoch >= self.config.schedule.epochs:
+            return
+        if time.monotonic() - self._started + epoch_seconds > budget:
+            self.request_stop(
+                f"Time budget of {self.config.schedule.time_budget_min:g} min reached: stopped "
+                f"after epoch {self.epoch} of {self.config.schedule.epochs}; the best epoch is "
+                "kept."
+            )
 
     def _on_micro_shrink(self, _rows: int, size: int) -> None:
         """A training step ran out of device memory: say so, and record the micro-batch so a

@@ -39,6 +39,8 @@ def test_layer_groups_are_listed_in_order_with_the_head_last(layers):
 def test_presets_change_the_trainable_count(layers, ctx, qtbot):
     head = layers.model.groups[-1].num_params
     total = sum(g.num_params for g in layers.model.groups)
+    assert ctx.state.config.adapt.method is Method.AUTO  # Recommended, out of the box
+    layers.findChild(type(layers.preset_buttons.button(0)), "preset_linear-probe").click()
     assert ctx.state.config.adapt.method is Method.LINEAR_PROBE
     assert _count(layers.trainable_label.text()) == (head, total)
 
@@ -57,6 +59,7 @@ def test_presets_change_the_trainable_count(layers, ctx, qtbot):
 
 
 def test_unticking_a_group_makes_a_custom_plan(layers, ctx):
+    ctx.state.update("adapt", method=Method.LINEAR_PROBE)
     item = layers.tree.topLevelItem(0)  # stem, frozen under linear probe
     assert item.checkState(0) == Qt.CheckState.Checked
     item.setCheckState(0, Qt.CheckState.Unchecked)

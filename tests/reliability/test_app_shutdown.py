@@ -97,6 +97,8 @@ def test_closing_during_the_time_estimate(qtbot, window, run, monkeypatch):
 
     monkeypatch.setattr(estimate, "estimate_epoch_seconds", long_estimate)
     page = window.layers_page
+    # Recommended (the default) has no estimate before its run: estimate a fixed method.
+    window.ctx.state.update("adapt", method="linear-probe")
     page.model = Predictor(RunDir(run), device="cpu").model
     page._estimate()
     assert close_and_time(qtbot, window, event) < LIMIT_S

@@ -1,0 +1,478 @@
+"""The Recommended method: look at the training data, then choose the recipe.
+
+1. One pass over the training images (clean view) records pooled activations at every
+   layer-group boundary; a cross-validated logistic probe per depth says how well each depth
+   separates the classes, and the last depth's score is what a linear probe would reach.
+2. When the probe already separates the classes, the recipe is the linear probe (its features
+   are already cached, so the run costs no second pass).
+3. Otherwise a few augmented views are recorded at candidate cut points and partial
+   fine-tunes (the last 2 groups, then 3, then 4 while going deeper helps) are tried on the
+   cached activations, each at the rate a range test suggests, trained on three quarters of the
+   training images and scored on the other quarter; the linear probe is scored on the same
+   quarter. The best wins when it beats the probe by more than one held-out image.
+
+Every choice uses the training images only; the validation split is recorded once (for the final
+run's caches) and never looked at.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.advice.record import ACTIVATION_BUDGET_BYTES, Recording, activation_bytes, record
+from engine.advice.split import Boundary, verified_boundaries
+from engine.advice.trials import (
+    BACKBONE_SCALE,
+    TRIAL_BATCH,
+    WEIGHT_DECAY,
+    SuffixModel,
+    TrialResult,
+    evaluate,
+    steps_for,
+    train_suffix,
+    view_batches,
+)
+from engine.config import Method, RunConfig, Schedule
+from engine.training.logistic import (
+    C_GRID,
+    CrossValidation,
+    Standardizer,
+    best_point,
+    fit_logistic,
+)
+
+#: A linear probe at or above this cross-validated accuracy is kept without trials.
+PROBE_GOOD_ENOUGH = 0.93
+#: Partial fine-tunes tried: how many backbone groups before the head train.
+TRIED_GROUPS = (2, 3, 4)
+TRIAL_EPOCHS = 8
+FINAL_EPOCHS = 12
+AUGMENTED_VIEWS = 5  # besides the clean view, for trials and the final partial fine-tune
+MAX_TRIAL_IMAGES = 800  # trials use a stratified subset of larger training sets
+DEPTH_C = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+@dataclass(frozen=True)
+class DepthScore:
+    """How well a linear probe on the pooled activation after ``group`` separates the classes."""
+
+    group: str
+    index: int
+    dim: int
+    cv_accuracy: float
+
+    def to_dict(self) -> dict:
+        return {
+            "group": self.group,
+            "index": self.index,
+            "dim": self.dim,
+            "cv_accuracy": self.cv_accuracy,
+        }
+
+
+@dataclass
+class Advice:
+    """The recipe chosen for a run and the evidence behind it (advice.json in the run folder)."""
+
+    config: RunConfig
+    reason: str
+    depths: list[DepthScore] = field(default_factory=list)
+    probe_cv: float | None = None
+    probe_holdout: float | None = None
+    trials: list[TrialResult] = field(default_factory=list)
+    lr_curve: Any = None  # LrCurve of the chosen cut
+    cut: str | None = None  # last frozen group of a partial fine-tune
+    seconds: float = 0.0
+    recording: Recording | None = None  # reused by the run; not saved
+
+    def to_dict(self) -> dict:
+        return {
+            "reason": self.reason,
+            "method": str(self.config.adapt.method),
+            "last_n": self.config.adapt.last_n,
+            "lr": self.config.optim.lr,
+            "epochs": self.config.schedule.epochs,
+            "depths": [d.to_dict() for d in self.depths],
+            "probe_cv_accuracy": self.probe_cv,
+            "probe_holdout_accuracy": self.probe_holdout,
+            "trials": [t.to_dict() for t in self.trials],
+            "lr_curve": self.lr_curve.to_dict() if self.lr_curve is not None else None,
+            "cut": self.cut,
+            "seconds": self.seconds,
+        }
+
+
+def cv_accuracy(x: torch.Tensor, y: torch.Tensor, classes: int, seed: int, grid=DEPTH_C) -> float:
+    """Best mean held-out accuracy over ``grid`` of a standardised logistic probe on ``x``."""
+    cv = CrossValidation(x.double().unsqueeze(0), y, classes, None, seed)
+    if not cv.folds:
+        return float("nan")
+    return best_point([cv.score(c) for c in grid]).accuracy
+
+
+def holdout_probe(
+    feats: torch.Tensor, y: torch.Tensor, classes: int, fit_idx, test_idx, seed: int
+) -> float:
+    """The linear probe fitted on ``fit_idx`` (C by inner CV), scored on ``test_idx``."""
+    xf, yf = feats[fit_idx].double(), y[fit_idx]
+    cv = CrossValidation(xf.unsqueeze(0), yf, classes, None, seed)
+    c = best_point([cv.score(c) for c in C_GRID]).c if cv.folds else 1.0
+    scale = Standardizer.fit(xf)
+    fit = fit_logistic(scale(xf), yf, classes, c)
+    pred = fit.logits(scale(feats[test_idx].double())).argmax(1)
+    return (pred == y[test_idx]).double().mean().item()
+
+
+def inner_split(labels: torch.Tensor, seed: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified three-quarters / one-quarter split of (at most ``limit``) training images."""
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    y = labels.numpy()
+    n = len(y)
+    size = min(n, limit)
+    pick = np.arange(n)
+    if size < n:
+        keep = StratifiedShuffleSplit(1, train_size=size, random_state=seed)
+        pick = next(keep.split(np.zeros(n), y))[0]
+    split = StratifiedShuffleSplit(1, test_size=0.25, random_state=seed + 1)
+    a, b = next(split.split(np.zeros(size), y[pick]))
+    return pick[a], pick[b]
+
+
+class ImageAdvisor:
+    """Chooses the recipe of an image run; ``ctx`` is the Trainer (data, placement, log)."""
+
+    def __init__(self, ctx: Any, model: Any, transforms: tuple[Callable, Callable]) -> None:
+        self.ctx, self.model, self.transforms = ctx, model, transforms
+        self.config: RunConfig = ctx.config
+        self.started = time.monotonic()
+        self.classes = len(ctx.data.classes)
+        self.seed = self.config.seed
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def advise(self) -> Advice:
+        ctx = self.ctx
+        ctx.log(
+            "Recommended: looking at your training images to choose what to train (the "
+            "validation split plays no part in the choice)."
+        )
+        self.bounds, self.shapes = self._boundaries()
+        cuts = self._cuts(self.bounds)
+        rec = self._record(cuts, views=1)
+        depths = self._depths(rec)
+        probe_cv = cv_accuracy(rec.features, rec.labels, self.classes, self.seed, C_GRID)
+        ctx.log(_depth_sentence(depths, probe_cv))
+        if not cuts or math.isnan(probe_cv) or probe_cv >= PROBE_GOOD_ENOUGH:
+            why = _probe_reason(probe_cv, bool(cuts))
+            return self._probe(why, depths, probe_cv, None, [], rec)
+        if self._spent(0.3):
+            why = (
+                f"A linear probe reaches {probe_cv:.0%} (cross-validated); the time budget "
+                "leaves no room to try fine-tuning deeper, so only the head is trained."
+            )
+            return self._probe(why, depths, probe_cv, None, [], rec)
+        rec = self._augment(rec, cuts)
+        fit_idx, test_idx = inner_split(rec.labels, self.seed, MAX_TRIAL_IMAGES)
+        probe_ho = holdout_probe(
+            rec.features[: len(rec.labels)], rec.labels, self.classes, fit_idx, test_idx, self.seed
+        )
+        trials, curves = [], {}
+        for cut in cuts:
+            result, curve = self._trial(cut, rec, fit_idx, test_idx)
+            if trials and result.accuracy <= max(t.accuracy for t in trials):
+                trials.append(result)
+                curves[cut.group] = curve
+                break  # deeper did not help: deeper still is not tried
+            trials.append(result)
+            curves[cut.group] = curve
+            if self._spent(0.6):
+                ctx.log("The time budget leaves no room for more trials.")
+                break
+        best = max(trials, key=lambda t: (round(t.accuracy, 6), -t.loss, -t.trained_groups))
+        margin = 1.0 / max(1, len(test_idx))
+        if best.accuracy <= probe_ho + margin:
+            why = (
+                f"Fine-tuning deeper did not beat the linear probe on held-out training images "
+                f"({best.accuracy:.0%} vs {probe_ho:.0%}), so only the head is trained."
+            )
+            return self._probe(why, depths, probe_cv, probe_ho, trials, rec)
+        return self._partial(best, depths, probe_cv, probe_ho, trials, curves[best.group], rec)
+
+    def _spent(self, share: float) -> bool:
+        """Whether the run has used more than ``share`` of schedule.time_budget_min."""
+        budget = self.config.schedule.time_budget_min * 60
+        return bool(budget) and time.monotonic() - self.ctx.started_at > share * budget
+
+    def _boundaries(self) -> tuple[list[Boundary], dict]:
+        from engine.data import ImageDataset
+
+        ds = ImageDataset(self.ctx.data.train[:2], self.transforms[0], seed=self.seed)
+        images = torch.stack([ds[i][0] for i in range(len(ds))])
+        images = images.to(self.ctx.placement.device)
+        return verified_boundaries(self.model, images)
+
+    def _cuts(self, bounds: list[Boundary]) -> list[Boundary]:
+        """Cut points leaving 2, 3, 4 groups to train, whose activations fit in memory."""
+        n = len(self.ctx.data.train)
+        views = 1 + AUGMENTED_VIEWS
+        cuts = []
+        for k in TRIED_GROUPS:
+            if len(bounds) < k + 1 or bounds[-(k + 1)].index != len(bounds) - 1 - k:
+                continue  # the cut is not verified: its groups are not a plain chain
+            cut = bounds[-(k + 1)]
+            if activation_bytes(self.shapes, cut.module, n * views) <= ACTIVATION_BUDGET_BYTES:
+                cuts.append(cut)
+        return cuts
+
+    def _record(self, cuts: list[Boundary], views: int) -> Recording:
+        ctx = self.ctx
+        from engine.events import StageProgressed
+
+        def progress(done: int, total: int) -> None:
+            ctx.emit(StageProgressed(stage="advice", done=done, total=total))
+
+        return record(
+            self.model,
+            list(ctx.data.train),
+            list(ctx.data.val),
+            transforms=self.transforms,
+            boundaries=self.bounds,
+            cuts=cuts,
+            views=views,
+            seed=self.seed,
+            placement=ctx.placement,
+            channels_last=ctx.channels_last,
+            workers=ctx.workers,
+            control=ctx.control,
+            on_progress=progress,
+        )
+
+    def _augment(self, rec: Recording, cuts: list[Boundary]) -> Recording:
+        """Record ``AUGMENTED_VIEWS`` augmented views too (clean view first, as recorded)."""
+        self.ctx.log(
+            f"The linear probe alone is not enough here; recording {AUGMENTED_VIEWS} augmented "
+            "views of each training image to try fine-tuning the last layers."
+        )
+        more = self._record(cuts, views=1 + AUGMENTED_VIEWS)
+        more.val_features = rec.val_features
+        return more
+
+    def _depths(self, rec: Recording) -> list[DepthScore]:
+        out = []
+        for b in self.bounds:
+            x = rec.pooled[b.module]
+            score = cv_accuracy(x, rec.labels, self.classes, self.seed)
+            out.append(DepthScore(b.group, b.index, int(x.shape[1]), score))
+        return out
+
+    def _trial(
+        self, cut: Boundary, rec: Recording, fit_idx: np.ndarray, test_idx: np.ndarray
+    ) -> tuple[TrialResult, Any]:
+        from engine.advice.lr_finder import lr_range_test
+
+        started = time.monotonic()
+        acts, labels = rec.activations[cut.module], rec.labels
+        device = self.ctx.placement.device
+        suffix = SuffixModel(self.model, cut, self.shapes, device, self.ctx.channels_last)
+        batches = view_batches(acts, labels, fit_idx, self.seed, TRIAL_BATCH)
+        criterion = torch.nn.CrossEntropyLoss()
+        curve = lr_range_test(
+            suffix.model,
+            lambda: batches(0),
+            suffix,
+            lambda logits, y: criterion(logits.float(), y.to(device)),
+            groups=suffix.groups(1.0),
+            start_lr=1e-6,
+            end_lr=1.0,
+            steps=40,
+            control=self.ctx.control,
+        )
+        lr = float(np.clip(curve.suggestion or 1e-3, 1e-4, 1e-2))
+        held = acts[0, torch.as_tensor(test_idx)]
+        held_y = labels[torch.as_tensor(test_idx)]
+        accs: list[float] = []
+
+        def after_epoch(_e: int) -> None:
+            accs.append(evaluate(suffix, held, held_y)[0])
+
+        train_suffix(
+            suffix,
+            batches,
+            lr=lr,
+            epochs=TRIAL_EPOCHS,
+            steps_per_epoch=steps_for(len(fit_idx)),
+            control=self.ctx.control,
+            after_epoch=after_epoch,
+        )
+        acc, loss = evaluate(suffix, held, held_y)
+        k = len(self.bounds) - 1 - cut.index
+        result = TrialResult(cut.group, k, lr, acc, loss, tuple(accs), time.monotonic() - started)
+        self.ctx.log(
+            f"Tried fine-tuning the last {k} layer groups (after {cut.group}) at lr {lr:.1e}: "
+            f"{acc:.0%} on held-out training images ({result.seconds:.0f} s)."
+        )
+        return result, curve
+
+    # -- outcomes ------------------------------------------------------------------------------
+
+    def _probe(self, why, depths, probe_cv, probe_ho, trials, rec) -> Advice:
+        cfg = self.config
+        resolved = cfg.replace(
+            adapt=replace(cfg.adapt, method=Method.LINEAR_PROBE, reason=why),
+            augment=replace(cfg.augment, cache_views=rec.views),
+        )
+        return Advice(
+            resolved,
+            why,
+            depths,
+            probe_cv,
+            probe_ho,
+            trials,
+            None,
+            None,
+            time.monotonic() - self.started,
+            rec,
+        )
+
+    def _partial(self, best, depths, probe_cv, probe_ho, trials, curve, rec) -> Advice:
+        cfg = self.config
+        epochs = self._final_epochs(best)
+        why = (
+            f"Your images are far from the backbone's pre-training data (a linear probe "
+            f"reaches {probe_ho:.0%} on held-out training images, fine-tuning the last "
+            f"{best.trained_groups} layer groups {best.accuracy:.0%}): the last "
+            f"{best.trained_groups} groups are fine-tuned."
+        )
+        resolved = cfg.replace(
+            adapt=replace(
+                cfg.adapt,
+                method=Method.LAST_N,
+                last_n=best.trained_groups,
+                cache_prefix=True,
+                reason=why,
+            ),
+            optim=replace(
+                cfg.optim, lr=best.lr, backbone_lr_scale=BACKBONE_SCALE, weight_decay=WEIGHT_DECAY
+            ),
+            schedule=replace(
+                cfg.schedule,
+                epochs=epochs,
+                batch_size=TRIAL_BATCH,
+                schedule=Schedule.ONE_CYCLE,
+                warmup_fraction=0.25,
+            ),
+            augment=replace(cfg.augment, cache_views=rec.views),
+        )
+        return Advice(
+            resolved,
+            why,
+            depths,
+            probe_cv,
+            probe_ho,
+            trials,
+            curve,
+            best.group,
+            time.monotonic() - self.started,
+            rec,
+        )
+
+    def _final_epochs(self, best: TrialResult) -> int:
+        """FINAL_EPOCHS, fewer when the time budget cannot hold them (from the trial's speed)."""
+        budget = self.config.schedule.time_budget_min * 60
+        if budget <= 0:
+            return FINAL_EPOCHS
+        n = len(self.ctx.data.train)
+        trial_images = max(1, TRIAL_EPOCHS * 0.75 * min(n, MAX_TRIAL_IMAGES))
+        per_epoch = best.seconds / trial_images * n * 1.2  # validation and checkpoints
+        left = budget - (time.monotonic() - self.ctx.started_at)
+        return int(max(1, min(FINAL_EPOCHS, left // max(per_epoch, 1e-3))))
+
+
+def _depth_sentence(depths: list[DepthScore], probe_cv: float) -> str:
+    best = max(depths, key=lambda d: d.cv_accuracy) if depths else None
+    text = f"A linear probe on the pretrained features reaches {probe_cv:.0%} (cross-validated)"
+    if best is not None:
+        text += f"; the best depth is after {best.group} ({best.cv_accuracy:.0%})"
+    return text + "."
+
+
+def _probe_reason(probe_cv: float, could_cut: bool) -> str:
+    if math.isnan(probe_cv):
+        return "Too few training images per class to compare recipes: only the head is trained."
+    if not could_cut:
+        return (
+            f"A linear probe reaches {probe_cv:.0%} (cross-validated) and this backbone cannot "
+            "be cut for cheap trials: only the head is trained."
+        )
+    return (
+        f"The pretrained features already separate your classes ({probe_cv:.0%} "
+        "cross-validated on the training images): only the head is trained."
+    )
+
+
+def recommend(ctx: Any, model: Any) -> Advice:
+    """The resolved recipe of a run whose method is auto (``ctx`` is the Trainer, set up up to
+    its data, placement and intensity; ``model`` is the classifier, nothing frozen yet)."""
+    from engine.models import apply_freeze
+
+    body = [g.name for g in model.groups if g.name != "head"]
+    apply_freeze(model, body)  # the advisor only runs the pretrained network forward
+    try:
+        if model.modality == "text":
+            return _recommend_text(ctx, model)
+        from engine.data import build_transform
+
+        pre, aug = model.preprocess, ctx.config.augment
+        transforms = (
+            build_transform(pre, train=False),
+            build_transform(pre, train=True, preset=aug.preset, hflip=aug.hflip, vflip=aug.vflip),
+        )
+        return ImageAdvisor(ctx, model, transforms).advise()
+    finally:
+        apply_freeze(model, [])
+
+
+def _recommend_text(ctx: Any, model: Any) -> Advice:
+    """Texts: the linear probe when its cross-validated accuracy is high, else LoRA adapters
+    (or the last two groups when the backbone takes no adapter)."""
+    from engine.models.lora import default_lora_targets
+    from engine.training.text_pipeline import TextFeaturePipeline
+
+    started = time.monotonic()
+    cfg = ctx.config
+    if not getattr(ctx, "max_length", 0):
+        from engine.models.text import token_limit
+
+        ctx.max_length = token_limit(model.tokenizer, model.backbone, cfg.data.max_length)
+    ctx.model = model
+    pipe = TextFeaturePipeline(ctx)
+    pipe.prepare()  # cached on disk: a linear probe chosen below reuses these features
+    feats = pipe.train_features.reshape(-1, pipe.train_features.shape[-1]).cpu()
+    labels = pipe.train_labels.cpu()
+    probe_cv = cv_accuracy(feats, labels, len(ctx.data.classes), cfg.seed, C_GRID)
+    ctx.model = None
+    if math.isnan(probe_cv) or probe_cv >= PROBE_GOOD_ENOUGH:
+        why = _probe_reason(probe_cv, True).replace("separate your classes", "separate your texts")
+        resolved = cfg.replace(adapt=replace(cfg.adapt, method=Method.LINEAR_PROBE, reason=why))
+        return Advice(resolved, why, probe_cv=probe_cv, seconds=time.monotonic() - started)
+    if default_lora_targets(model):
+        why = (
+            f"A linear probe on the pretrained features reaches only {probe_cv:.0%} "
+            "(cross-validated): low-rank adapters are trained inside the transformer."
+        )
+        resolved = cfg.replace(adapt=replace(cfg.adapt, method=Method.LORA, reason=why))
+    else:
+        why = (
+            f"A linear probe on the pretrained features reaches only {probe_cv:.0%} "
+            "(cross-validated): the last 2 layer groups are fine-tuned."
+        )
+        resolved = cfg.replace(adapt=replace(cfg.adapt, method=Method.LAST_N, last_n=2, reason=why))
+    return Advice(resolved, why, probe_cv=probe_cv, seconds=time.monotonic() - started)

@@ -1,0 +1,146 @@
+"""One pass over the training images that records what the recipe advisor needs.
+
+For each training image, its clean view and ``views - 1`` augmented views go through the frozen
+network once (the same datasets, in the same order, as the linear probe's feature cache, so a
+probe chosen afterwards trains on these features without a second pass). Forward hooks keep:
+the pooled activation at every layer-group boundary of the clean view (how well each depth
+separates the classes), the backbone's output for every view (the probe's features), and the
+full activation at a few candidate cut points for every view (the frozen prefix of a partial
+fine-tune, so that trials run only the layers after it). Validation images are passed once, for
+the final run's caches only: nothing the advisor chooses looks at them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.data import ConcatDataset
+
+from engine.advice.split import Boundary, Recorder, pool
+from engine.data import ImageDataset
+from engine.training.control import RunControl
+from engine.training.devices import Placement
+from engine.training.features import extract_features
+
+#: Activations of the cut points are kept in half precision on the CPU; this caps their size.
+ACTIVATION_BUDGET_BYTES = 1_500_000_000
+
+
+@dataclass
+class Recording:
+    """What one recording pass kept; tensors are on the CPU."""
+
+    views: int
+    labels: torch.Tensor  # [n] training labels
+    pooled: dict[str, torch.Tensor]  # boundary module -> [n, C] clean view, pooled
+    features: torch.Tensor  # [views * n, F] backbone output, view-major (the probe's cache)
+    activations: dict[str, torch.Tensor] = field(default_factory=dict)  # cut -> [views, n, ...]
+    val_features: torch.Tensor | None = None  # [n_val, F]
+    val_activations: dict[str, torch.Tensor] = field(default_factory=dict)  # cut -> [n_val, ...]
+    seconds_per_image: float = 0.0  # frozen forward pass, measured
+
+
+def activation_bytes(shapes: dict[str, tuple[int, ...]], module: str, images: int) -> int:
+    """Bytes of ``images`` half-precision activations of ``module``."""
+    size = 1
+    for d in shapes[module]:
+        size *= int(d)
+    return 2 * size * images
+
+
+class _Collector:
+    """Moves what the hooks recorded after each batch into per-module lists."""
+
+    def __init__(self, rec: Recorder, pooled: list[str], full: list[str], n: int) -> None:
+        self.rec, self.pooled_names, self.full_names, self.n = rec, pooled, full, n
+        self.seen = 0
+        self.pooled: dict[str, list[torch.Tensor]] = {m: [] for m in pooled}
+        self.full: dict[str, list[torch.Tensor]] = {m: [] for m in full}
+
+    def __call__(self) -> None:
+        out = self.rec.outputs
+        batch = len(next(iter(out.values()))) if out else 0
+        clean = max(0, min(batch, self.n - self.seen))  # rows of this batch in the clean view
+        for m in self.pooled_names:
+            if clean:
+                self.pooled[m].append(pool(out[m][:clean]).cpu())
+        for m in self.full_names:
+            self.full[m].append(out[m].to("cpu", torch.float16))
+        self.seen += batch
+
+
+def record(
+    model: Any,
+    train: list,
+    val: list,
+    *,
+    transforms: tuple[Callable, Callable],
+    boundaries: list[Boundary],
+    cuts: list[Boundary],
+    views: int,
+    seed: int,
+    placement: Placement,
+    channels_last: bool,
+    workers: int,
+    batch_size: int = 64,
+    control: RunControl | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Recording:
+    """Record the training images' clean and augmented views (and the validation images)."""
+    eval_t, train_t = transforms
+    n = len(train)
+    parts: list[Any] = [ImageDataset(train, eval_t, seed=seed)]
+    if views > 1:
+        parts.append(ImageDataset(train, train_t, seed=seed, views=views - 1))
+    pooled_names = [b.module for b in boundaries]
+    cut_names = [c.module for c in cuts]
+    names = sorted(set(pooled_names) | set(cut_names))
+    total = n * views + len(val)
+
+    def progress(offset: int) -> Callable[[int, int], None]:
+        return lambda done, _t: on_progress(offset + done, total) if on_progress else None
+
+    started = time.perf_counter()
+    with Recorder(model, names) as rec:
+        collect = _Collector(rec, pooled_names, cut_names, n)
+        features = extract_features(
+            model.backbone,
+            ConcatDataset(parts),
+            placement=placement,
+            channels_last=channels_last,
+            batch_size=batch_size,
+            workers=workers,
+            control=control,
+            on_progress=progress(0),
+            after_batch=collect,
+        )
+        per_image = (time.perf_counter() - started) / max(1, n * views)
+        val_collect = _Collector(rec, [], cut_names, len(val))
+        val_features = extract_features(
+            model.backbone,
+            ImageDataset(val, eval_t, seed=seed),
+            placement=placement,
+            channels_last=channels_last,
+            batch_size=batch_size,
+            workers=workers,
+            control=control,
+            on_progress=progress(n * views),
+            after_batch=val_collect,
+        )
+    labels = torch.tensor([s.label for s in train])
+    return Recording(
+        views=views,
+        labels=labels,
+        pooled={m: torch.cat(v) for m, v in collect.pooled.items()},
+        features=features,
+        activations={
+            m: torch.cat(v).view(views, n, *v[0].shape[1:]) for m, v in collect.full.items()
+        },
+        val_features=val_features,
+        val_activations={m: torch.cat(v) for m, v in val_collect.full.items() if v},
+        seconds_per_image=per_image,
+    )

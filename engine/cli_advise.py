@@ -1,0 +1,91 @@
+"""`refit advise`: what the Recommended method would train on a dataset, and why; no training."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Any
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add `advise` to the `refit` parser; it takes the same flags as `train`."""
+    from engine.cli import add_train_flags
+
+    a = sub.add_parser(
+        "advise",
+        help="Look at a dataset as the Recommended method does (how well each depth of the "
+        "backbone separates the classes, cheap trials of fine-tuning the last layers, the "
+        "learning rate) and print the recipe it would train, with the reason. Writes no run.",
+    )
+    add_train_flags(a)
+    a.add_argument("--json", metavar="FILE", help="Also write the advice to FILE as JSON.")
+    a.add_argument("--quiet", action="store_true", help="No progress bars.")
+    a.set_defaults(func=_cmd_advise)
+
+
+def _cmd_advise(args: argparse.Namespace) -> int:
+    from engine.cli import _config_from_args
+    from engine.cli_lr_find import _json_target
+    from engine.trust import check_model
+
+    config = _config_from_args(args)
+    json_path = _json_target(args.json, config)
+    check_model(config.model.backbone, asked=config.model.allow_remote_code)
+    advice = _run(config, args)
+    if advice is None:
+        return 1
+    print_advice(advice.to_dict())
+    if json_path is not None:
+        from engine.files import write_json_atomic
+
+        write_json_atomic(json_path, advice.to_dict())
+        print(f"Wrote {json_path}")
+    return 0
+
+
+def _run(config: Any, args: argparse.Namespace) -> Any:
+    from engine.advice.standalone import advise
+    from engine.cli import _TrainView
+    from engine.training.control import Cancelled, RunControl
+
+    control = RunControl()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if control.cancelled:
+            raise KeyboardInterrupt
+        print("\nStopping (Ctrl+C again to abort)…", file=sys.stderr)
+        control.cancel()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    view = _TrainView(args.quiet)
+    try:
+        return advise(config, workspace=args.workspace, on_event=view.on_event, control=control)
+    except Cancelled:
+        print("Stopped by the user; nothing was written.", file=sys.stderr)
+        return None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        view.close()
+
+
+def print_advice(advice: dict, *, recipe: bool = True) -> None:
+    """The depth table, the trials and (with ``recipe``) the recipe chosen, as `refit advise`
+    and `refit train` show them."""
+    depths = advice.get("depths") or []
+    if depths:
+        print(f"{'after group':<16} {'features':>8}  {'CV accuracy':>11}")
+        for d in depths:
+            print(f"{d['group']:<16} {d['dim']:>8}  {d['cv_accuracy']:>11.3f}")
+    for t in advice.get("trials") or []:
+        print(
+            f"fine-tune last {t['trained_groups']} groups at lr {t['lr']:.1e}: "
+            f"{t['accuracy']:.3f} on held-out training images"
+        )
+    if not recipe:
+        return
+    method = advice.get("method", "?")
+    if method == "last-n":
+        method = f"last-{advice.get('last_n')} (lr {advice.get('lr', 0):.1e}, "
+        method += f"{advice.get('epochs')} epochs)"
+    print(f"Recommended: {method}. {advice.get('reason', '')}")

@@ -1,0 +1,105 @@
+"""Last-n with a cached frozen prefix: the frozen layers run once, the rest trains on the cache.
+
+With ``adapt.cache_prefix`` the activations after the last frozen group are computed once, for
+each training image's clean view and ``augment.cache_views - 1`` augmented views (and for the
+validation images), and every epoch runs only the trainable layers on them. The activations
+stay in memory (half precision); a resumed run computes them again. A run whose recipe came from
+the Recommended method reuses the advisor's recording instead of a second pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from engine.advice.record import Recording, record
+from engine.advice.split import Boundary, dummy_input, suffix_only, verified_boundaries
+from engine.data import ImageDataset, build_transform
+from engine.training.loaders import batches_of, epoch_permutation
+from engine.training.pipeline import Batch, Pipeline
+
+
+def prefix_cut(trainer: Any, model: Any, frozen: list[str]) -> tuple[Boundary, dict] | None:
+    """The verified boundary after the frozen groups, when they are a prefix of the backbone."""
+    body = [g.name for g in model.groups if g.name != "head"]
+    k = len(frozen)
+    if k == 0 or k >= len(body) or list(frozen) != body[:k]:
+        return None
+    eval_t = build_transform(model.preprocess, train=False)
+    ds = ImageDataset(trainer.data.train[:2], eval_t, seed=trainer.config.seed)
+    images = torch.stack([ds[i][0] for i in range(len(ds))]).to(trainer.placement.device)
+    bounds, shapes = verified_boundaries(model, images)
+    for b in bounds:
+        if b.index == k - 1:
+            return b, shapes
+    return None
+
+
+class PrefixPipeline(Pipeline):
+    """Trains the layers after ``cut`` on cached activations of the frozen layers before it."""
+
+    def __init__(self, trainer: Any, cut: Boundary, shapes: dict) -> None:
+        super().__init__(trainer)
+        self.cut, self.shapes = cut, shapes
+
+    def prepare(self) -> None:
+        t = self.trainer
+        views = max(1, self.config.augment.cache_views)
+        rec: Recording | None = getattr(t, "advice_recording", None)
+        if rec is None or self.cut.module not in rec.activations or rec.views != views:
+            t.log(
+                f"Computing the frozen layers (up to {self.cut.group}) once for {views} view(s) "
+                f"of {len(self.data.train)} training images; the layers after them then train "
+                "on the cached result."
+            )
+            rec = record(
+                self.model,
+                list(self.data.train),
+                list(self.data.val),
+                transforms=(self.eval_transform, self.train_transform),
+                boundaries=[],
+                cuts=[self.cut],
+                views=views,
+                seed=self.config.seed,
+                placement=self.placement,
+                channels_last=t.channels_last,
+                workers=self.workers,
+                control=t.control,
+            )
+        else:
+            t.log("Frozen layers' activations reused from the recipe advisor's pass.")
+        self.views = rec.views
+        self.train_acts = rec.activations[self.cut.module]
+        self.val_acts = rec.val_activations[self.cut.module]
+        self.train_labels = torch.tensor([s.label for s in self.data.train])
+        self.val_labels = torch.tensor([s.label for s in self.data.val])
+        t.advice_recording = None  # the run holds only what it trains on
+
+    def train_batches(self, epoch: int, start_step: int) -> Iterator[Batch]:
+        n = len(self.data.train)
+        seed = self.config.seed
+        order = epoch_permutation(n, seed, epoch)
+        g = torch.Generator().manual_seed(seed * 7919 + epoch)
+        view = torch.randint(self.views, (n,), generator=g)
+        for idx in batches_of(order, self.batch_size)[start_step:]:
+            i = torch.tensor(idx)
+            # indexing drops the channels-last layout; _to_device restores it (several times
+            # faster convolutions on the CPU)
+            yield self._to_device(self.train_acts[view[i], i].float(), self.train_labels[i])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with suffix_only(self.model, self.cut, x, self.shapes):
+            return self.model(dummy_input(len(x), 8, self.device))
+
+    @torch.inference_mode()
+    def validation_logits(self) -> Batch:
+        self.model.eval()
+        logits = []
+        for i in range(0, len(self.val_acts), 64):
+            x, _ = self._to_device(self.val_acts[i : i + 64].float(), self.val_labels[:0])
+            with self.placement.autocast():
+                logits.append(self.forward(x).float().cpu())
+        self.model.train()
+        return torch.cat(logits), self.val_labels
