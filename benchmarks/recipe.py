@@ -129,19 +129,21 @@ def engine_row(result: dict) -> dict:
         "f1": best["val_macro_f1"],
         "last_acc": last["val_accuracy"],
         "last_f1": last["val_macro_f1"],
-        "best_epoch": result["summary"].get("best_epoch"),
+        "best_epoch": int(result["summary"].get("best_epoch", -1)) + 1,  # stored 0-based
         "wall": result["wall"],
         "others": result["others"],
     }
 
 
-def choice(config: dict) -> str:
-    """What the Recommended run chose, from its config.json."""
+def choice(config: dict, summary: dict) -> str:
+    """What the Recommended run chose, from its config.json (and the epochs it ran)."""
     adapt, optim, sched = config["adapt"], config["optim"], config["schedule"]
     method = adapt["method"]
     depth = f" (last_n {adapt['last_n']})" if method not in ("linear-probe", "full") else ""
+    done = summary.get("epochs_done")
+    ran = f" ({done} run)" if done is not None and done != sched["epochs"] else ""
     return (
-        f"{method}{depth}, lr {optim['lr']:g}, {sched['epochs']} epochs: "
+        f"{method}{depth}, lr {optim['lr']:g}, {sched['epochs']} epochs{ran}: "
         f"{adapt.get('reason') or '(no reason recorded)'}"
     )
 
@@ -182,7 +184,7 @@ def bench_dataset(name: str, data: Path, ws: Path, methods: list[str], threads: 
         elif not same_split(reference, splits):
             notes.append(f"WARNING: {method} used a different split than the first run")
         if method == "recommended":
-            notes.append(f"Recommended chose {choice(result['config'])}")
+            notes.append(f"Recommended chose {choice(result['config'], result['summary'])}")
     if "fastai" in methods:
         out = ws / "fastai-result.json"
         rows["fastai"] = fastai_run(reference, intensity, out, threads)
