@@ -73,7 +73,7 @@ class DepthScore:
             "group": self.group,
             "index": self.index,
             "dim": self.dim,
-            "cv_accuracy": self.cv_accuracy,
+            "cv_accuracy": _number(self.cv_accuracy),
         }
 
 
@@ -100,7 +100,7 @@ class Advice:
             "lr": self.config.optim.lr,
             "epochs": self.config.schedule.epochs,
             "depths": [d.to_dict() for d in self.depths],
-            "probe_cv_accuracy": self.probe_cv,
+            "probe_cv_accuracy": _number(self.probe_cv),
             "probe_holdout_accuracy": self.probe_holdout,
             "trials": [t.to_dict() for t in self.trials],
             "lr_curve": self.lr_curve.to_dict() if self.lr_curve is not None else None,
@@ -130,19 +130,31 @@ def holdout_probe(
     return (pred == y[test_idx]).double().mean().item()
 
 
-def inner_split(labels: torch.Tensor, seed: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """A stratified three-quarters / one-quarter split of (at most ``limit``) training images."""
+def inner_split(
+    labels: torch.Tensor, seed: int, limit: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A stratified three-quarters / one-quarter split of (at most ``limit``) training images;
+    None when a class has too few images for both parts to hold it."""
     from sklearn.model_selection import StratifiedShuffleSplit
 
     y = labels.numpy()
     n = len(y)
     size = min(n, limit)
+    counts = np.bincount(y)
+    classes = int((counts > 0).sum())
+    if not classes or counts[counts > 0].min() < 4:
+        return None
+    if round(0.25 * size) < classes or size - round(0.25 * size) < classes:
+        return None
     pick = np.arange(n)
     if size < n:
         keep = StratifiedShuffleSplit(1, train_size=size, random_state=seed)
         pick = next(keep.split(np.zeros(n), y))[0]
     split = StratifiedShuffleSplit(1, test_size=0.25, random_state=seed + 1)
-    a, b = next(split.split(np.zeros(size), y[pick]))
+    try:
+        a, b = next(split.split(np.zeros(size), y[pick]))
+    except ValueError:  # a class too small in the subset
+        return None
     return pick[a], pick[b]
 
 
@@ -179,8 +191,15 @@ class ImageAdvisor:
                 "leaves no room to try fine-tuning deeper, so only the head is trained."
             )
             return self._probe(why, depths, probe_cv, None, [], rec)
+        split = inner_split(rec.labels, self.seed, MAX_TRIAL_IMAGES)
+        if split is None:
+            why = (
+                f"A linear probe reaches {probe_cv:.0%} (cross-validated); too few training "
+                "images per class to try fine-tuning deeper fairly, so only the head is trained."
+            )
+            return self._probe(why, depths, probe_cv, None, [], rec)
+        fit_idx, test_idx = split
         rec = self._augment(rec, cuts)
-        fit_idx, test_idx = inner_split(rec.labels, self.seed, MAX_TRIAL_IMAGES)
         probe_ho = holdout_probe(
             rec.features[: len(rec.labels)], rec.labels, self.classes, fit_idx, test_idx, self.seed
         )
@@ -396,7 +415,15 @@ class ImageAdvisor:
         return int(max(1, min(FINAL_EPOCHS, left // max(per_epoch, 1e-3))))
 
 
+def _number(value: float | None) -> float | None:
+    """JSON has no NaN: a score that could not be measured is null."""
+    return None if value is None or math.isnan(value) else value
+
+
 def _depth_sentence(depths: list[DepthScore], probe_cv: float) -> str:
+    if math.isnan(probe_cv):
+        return "Too few training images per class to cross-validate a probe."
+    depths = [d for d in depths if not math.isnan(d.cv_accuracy)]
     best = max(depths, key=lambda d: d.cv_accuracy) if depths else None
     text = f"A linear probe on the pretrained features reaches {probe_cv:.0%} (cross-validated)"
     if best is not None:

@@ -38,6 +38,7 @@ from engine.training.callbacks import (
     dispatch,
 )
 from engine.training.checkpoint import (
+    CheckpointError,
     NonFiniteWeightsError,
     commit_last,
     load_weights,
@@ -353,6 +354,12 @@ class Trainer:
         self.workers = auto_workers(cfg.data.num_workers)
         self._place(model)
         if cfg.adapt.method is Method.AUTO:
+            if self.resuming:  # config.json is rewritten once the recipe is chosen
+                raise CheckpointError(
+                    f"The run {self.run.run_id} stopped while the Recommended method was still "
+                    "choosing its recipe, before anything was trained; start a new run from its "
+                    "config."
+                )
             cfg = self._recommend(model)
         frozen, self.param_count = adapt_model(model, cfg.adapt)
         if self.param_count.trainable == 0:

@@ -249,3 +249,39 @@ def test_recommended_on_texts_chooses_between_the_probe_and_lora(
     assert high.adapt.method is Method.LINEAR_PROBE and "texts" in high.adapt.reason
     # the advisor's feature pass is the probe's cache
     assert "Backbone features loaded from the cache" in _log(Path(result.run_dir))
+
+
+def test_inner_split_declines_classes_too_small_to_hold_out() -> None:
+    from engine.advice.recommend import inner_split
+
+    assert inner_split(torch.tensor([0, 0, 0, 1, 1, 1]), 0, 800) is None  # 3 per class
+    assert inner_split(torch.tensor([c for c in range(10) for _ in range(4)]), 0, 800) is None
+    fit, held = inner_split(torch.tensor([0] * 12 + [1] * 8), 0, 800)
+    assert len(set(fit) | set(held)) == 20 and not set(fit) & set(held)
+    assert sorted(torch.tensor([0] * 12 + [1] * 8)[held].tolist()) == [0, 0, 0, 1, 1]
+
+
+def test_a_run_stopped_while_choosing_its_recipe_is_not_resumed(tmp_path: Path) -> None:
+    """Resuming it says why in one sentence and leaves the run's files as they were."""
+    from engine.events import StageProgressed
+    from engine.training.checkpoint import CheckpointError
+    from engine.training.control import RunControl
+    from engine.training.trainer import resume, train
+
+    data = make_shapes_folder(tmp_path / "shapes", per_class=8)
+    control = RunControl()
+
+    def stop_in_advice(event: object) -> None:
+        if isinstance(event, StageProgressed) and event.stage == "advice":
+            control.cancel()
+
+    result = train(
+        _config(data), workspace=tmp_path / "ws", on_event=stop_in_advice, control=control
+    )
+    run = Path(result.run_dir)
+    assert result.status == "cancelled"
+    before = (run / "config.json").read_bytes()
+    with pytest.raises(CheckpointError, match="still choosing its recipe"):
+        resume(run, workspace=tmp_path / "ws")
+    assert (run / "config.json").read_bytes() == before
+    assert not (run / "advice.json").exists()
