@@ -255,7 +255,9 @@ def test_inner_split_declines_classes_too_small_to_hold_out() -> None:
     from engine.advice.recommend import inner_split
 
     assert inner_split(torch.tensor([0, 0, 0, 1, 1, 1]), 0, 800) is None  # 3 per class
-    assert inner_split(torch.tensor([c for c in range(10) for _ in range(4)]), 0, 800) is None
+    ten = torch.tensor([c for c in range(10) for _ in range(4)])
+    _, held_ten = inner_split(ten, 0, 800)  # 4 per class: each class is held out once
+    assert sorted(ten[held_ten].tolist()) == list(range(10))
     fit, held = inner_split(torch.tensor([0] * 12 + [1] * 8), 0, 800)
     assert len(set(fit) | set(held)) == 20 and not set(fit) & set(held)
     assert sorted(torch.tensor([0] * 12 + [1] * 8)[held].tolist()) == [0, 0, 0, 1, 1]
