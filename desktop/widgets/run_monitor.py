@@ -264,6 +264,8 @@ class RunMonitorWidget(QWidget):
 
     def _on_epoch_ended(self, event: EpochEnded) -> None:
         m, x = event.metrics, [event.epoch + 1]
+        # an epoch without steps (the linear probe's final fit) still advances the count
+        self.epoch_label.setText(f"Epoch {event.epoch + 1}/{event.epochs}")
         self.val_plot.append("val_loss", x, [m.get("val_loss", math.nan)])
         self.val_plot.append("train_loss", x, [m.get("train_loss", math.nan)])
         self.val_plot.append("val_accuracy", x, [100 * m.get("val_accuracy", math.nan)])

@@ -52,8 +52,8 @@ from engine.training.logistic import (
 PROBE_GOOD_ENOUGH = 0.93
 #: Partial fine-tunes tried: how many backbone groups before the head train.
 TRIED_GROUPS = (2, 3, 4)
-TRIAL_EPOCHS = 8
 FINAL_EPOCHS = 12
+TRIAL_EPOCHS = FINAL_EPOCHS  # a trial trains as long as the run will, so that it predicts it
 AUGMENTED_VIEWS = 5  # besides the clean view, for trials and the final partial fine-tune
 MAX_TRIAL_IMAGES = 800  # trials use a stratified subset of larger training sets
 DEPTH_C = (1e-3, 1e-2, 1e-1, 1.0, 10.0)

@@ -233,3 +233,17 @@ def test_loop_settings_are_greyed_out_for_a_linear_probe(qtbot, ctx):
     assert "Not used by a linear probe" in epochs.toolTip()
     ctx.state.update("adapt", method="full")
     assert epochs.isEnabled() and "Not used" not in epochs.toolTip()
+
+
+def test_an_epoch_without_steps_still_advances_the_epoch_count(page):
+    """The linear probe's last epoch (the final fit) has no steps: the label reaches N/N."""
+    started = RunStarted(
+        run_dir="x", epochs=2, steps_per_epoch=1, start_epoch=0, device="CPU", precision="fp32",
+        trainable_params=1, total_params=1, train_size=4, val_size=2, classes=("a", "b"),
+        feature_cache=True,
+    )  # fmt: skip
+    step = StepEnded(step=1, epoch=0, total_steps=1, loss=0.5, lr=0.0, samples_per_sec=8.0)
+    metrics = {"val_loss": 0.5, "val_accuracy": 0.5, "train_loss": 0.4}
+    page.monitor.feed([started, step, EpochEnded(epoch=0, epochs=2, metrics=metrics)])
+    page.monitor.feed([EpochEnded(epoch=1, epochs=2, metrics=metrics, is_best=True)])
+    assert page.monitor.epoch_label.text() == "Epoch 2/2"
