@@ -198,7 +198,8 @@ class AdvicePanelWidget(QWidget):
     def _show_depths(self, advice: Mapping[str, Any], classes: int) -> None:
         depths = list(advice.get("depths") or [])
         xs = [float(d["index"]) for d in depths]
-        ys = [100.0 * float(d["cv_accuracy"]) for d in depths]
+        # a score that could not be measured (a class of one image) is null: a gap in the line
+        ys = [_percent(d.get("cv_accuracy")) for d in depths]
         self.depth_curve.setData(xs, ys, connect="finite")
         position = {d["group"]: float(d["index"]) for d in depths}
         axis = self.depth_plot.getPlotItem().getAxis("bottom")
@@ -318,3 +319,8 @@ def _recipe_line(advice: Mapping[str, Any], reason: str) -> str:
     if method != "linear-probe" and advice.get("epochs"):
         chosen += f", {advice['epochs']} epochs"
     return f"<b>Recommended:</b> {reason}" + (f"<br><i>Chosen: {chosen}.</i>" if chosen else "")
+
+
+def _percent(value: Any) -> float:
+    """A 0..1 score as a percentage; NaN (a gap in the chart) when it was not measured."""
+    return float("nan") if value is None else 100.0 * float(value)
