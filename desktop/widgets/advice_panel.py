@@ -207,7 +207,7 @@ class AdvicePanelWidget(QWidget):
         trials = [t for t in advice.get("trials") or [] if t.get("group") in position]
         self.trial_points.setData(
             [position[t["group"]] + 0.5 for t in trials],
-            [100.0 * float(t["accuracy"]) for t in trials],
+            [_percent(t.get("accuracy")) for t in trials],
         )
         holdout = advice.get("probe_holdout_accuracy")
         head_x = max(position.values(), default=0.0) + 0.5
@@ -219,7 +219,7 @@ class AdvicePanelWidget(QWidget):
         _set_label(self.chance_line, f"chance {chance:.0f}%")
         self._place_cut(advice, depths, position)
         shown = [y for y in ys if math.isfinite(y)] + [chance] + probe_y
-        shown += [100.0 * float(t["accuracy"]) for t in trials]
+        shown += [y for t in trials if math.isfinite(y := _percent(t.get("accuracy")))]
         # Headroom above the highest point keeps the legend (top left) off the data.
         top = min(100.0, max(shown) + 5) + 0.35 * (max(shown) - min(shown) + 10)
         self.depth_plot.setYRange(max(0.0, min(shown) - 5), top, padding=0)
