@@ -514,7 +514,9 @@ class Trainer:
             self.divergence.check_validation(metrics, self.epoch, metrics["lr"])
             is_best = self._update_best(metrics)
             if is_best:
-                self.best_warnings = run_warnings(logits, targets, self.data.classes)
+                self.best_warnings = run_warnings(
+                    logits, targets, self.data.classes, self.data.modality
+                )
             epoch = self.epoch
             self.epoch += 1
             self.step_in_epoch = 0

@@ -250,3 +250,17 @@ def test_a_run_stopped_in_any_advisor_phase_is_cancelled_and_not_resumed(
     with pytest.raises(CheckpointError, match="still choosing its recipe"):
         resume(run, workspace=tmp_path / "ws")
     assert not (run / "advice.json").exists()
+
+
+# -- the honest warning on a text run -------------------------------------------------------------
+
+
+def test_a_text_run_that_learned_nothing_is_not_told_about_images() -> None:
+    from engine.training.honesty import run_warnings
+
+    logits = torch.tensor([[1.0, 0.0]] * 6)
+    targets = torch.tensor([0, 1, 0, 1, 0, 1])
+    (text,) = run_warnings(logits, targets, ("a", "b"), "text")
+    assert "6 validation texts" in text and "intensity" not in text and "images" not in text
+    (image,) = run_warnings(logits, targets, ("a", "b"))
+    assert "6 validation images" in image and "data.intensity" in image
