@@ -76,11 +76,11 @@ def print_advice(advice: dict, *, recipe: bool = True) -> None:
     if depths:
         print(f"{'after group':<16} {'features':>8}  {'CV accuracy':>11}")
         for d in depths:
-            print(f"{d['group']:<16} {d['dim']:>8}  {d['cv_accuracy']:>11.3f}")
+            print(f"{d['group']:<16} {d['dim']:>8}  {_score(d.get('cv_accuracy')):>11}")
     for t in advice.get("trials") or []:
         print(
             f"fine-tune last {t['trained_groups']} groups at lr {t['lr']:.1e}: "
-            f"{t['accuracy']:.3f} on held-out training images"
+            f"{_score(t.get('accuracy'))} on held-out training images"
         )
     if not recipe:
         return
@@ -89,3 +89,8 @@ def print_advice(advice: dict, *, recipe: bool = True) -> None:
         method = f"last-{advice.get('last_n')} (lr {advice.get('lr', 0):.1e}, "
         method += f"{advice.get('epochs')} epochs)"
     print(f"Recommended: {method}. {advice.get('reason', '')}")
+
+
+def _score(value: float | None) -> str:
+    """A score as printed; advice.json stores a score that could not be measured as null."""
+    return "n/a" if value is None else f"{value:.3f}"

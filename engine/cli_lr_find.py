@@ -119,6 +119,11 @@ def _json_target(name: str | None, config: RunConfig) -> Path | None:
             f"--json {name} is inside the dataset {config.data.path}, which Refit Studio never "
             "writes to; choose a file outside it."
         )
+    if target.is_dir():
+        raise ConfigError(
+            f"--json {name} is a folder; give a file name inside it, for example "
+            f"{Path(name) / 'advice.json'}."
+        )
     return target
 
 

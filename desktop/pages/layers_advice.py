@@ -127,11 +127,15 @@ class AdviceSection(QWidget):
 
     def analyse(self) -> None:
         """Run the Recommended analysis on the current config in a worker thread."""
+        if self.is_running:  # a second press must not wipe the charts of the running job
+            return
         self.panel.clear()
         self._start(advise_job(self.ctx.state.config, self.ctx.workspace), "Analysing your data…")
 
     def find_learning_rate(self) -> None:
         """Run the range test of the current method in a worker thread; points stream in."""
+        if self.is_running:
+            return
         self.panel.begin_lr_curve()
         self._start(lr_find_job(self.ctx.state.config, self.ctx.workspace), "Range test…")
 

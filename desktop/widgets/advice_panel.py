@@ -198,7 +198,8 @@ class AdvicePanelWidget(QWidget):
     def _show_depths(self, advice: Mapping[str, Any], classes: int) -> None:
         depths = list(advice.get("depths") or [])
         xs = [float(d["index"]) for d in depths]
-        ys = [100.0 * float(d["cv_accuracy"]) for d in depths]
+        # a score that could not be measured (a class of one image) is null: a gap in the line
+        ys = [_percent(d.get("cv_accuracy")) for d in depths]
         self.depth_curve.setData(xs, ys, connect="finite")
         position = {d["group"]: float(d["index"]) for d in depths}
         axis = self.depth_plot.getPlotItem().getAxis("bottom")
@@ -206,7 +207,7 @@ class AdvicePanelWidget(QWidget):
         trials = [t for t in advice.get("trials") or [] if t.get("group") in position]
         self.trial_points.setData(
             [position[t["group"]] + 0.5 for t in trials],
-            [100.0 * float(t["accuracy"]) for t in trials],
+            [_percent(t.get("accuracy")) for t in trials],
         )
         holdout = advice.get("probe_holdout_accuracy")
         head_x = max(position.values(), default=0.0) + 0.5
@@ -218,7 +219,7 @@ class AdvicePanelWidget(QWidget):
         _set_label(self.chance_line, f"chance {chance:.0f}%")
         self._place_cut(advice, depths, position)
         shown = [y for y in ys if math.isfinite(y)] + [chance] + probe_y
-        shown += [100.0 * float(t["accuracy"]) for t in trials]
+        shown += [y for t in trials if math.isfinite(y := _percent(t.get("accuracy")))]
         # Headroom above the highest point keeps the legend (top left) off the data.
         top = min(100.0, max(shown) + 5) + 0.35 * (max(shown) - min(shown) + 10)
         self.depth_plot.setYRange(max(0.0, min(shown) - 5), top, padding=0)
@@ -318,3 +319,8 @@ def _recipe_line(advice: Mapping[str, Any], reason: str) -> str:
     if method != "linear-probe" and advice.get("epochs"):
         chosen += f", {advice['epochs']} epochs"
     return f"<b>Recommended:</b> {reason}" + (f"<br><i>Chosen: {chosen}.</i>" if chosen else "")
+
+
+def _percent(value: Any) -> float:
+    """A 0..1 score as a percentage; NaN (a gap in the chart) when it was not measured."""
+    return float("nan") if value is None else 100.0 * float(value)

@@ -205,7 +205,10 @@ class ImageAdvisor:
         )
         trials, curves = [], {}
         for cut in cuts:
-            result, curve = self._trial(cut, rec, fit_idx, test_idx)
+            tried = self._trial_fitting_memory(cut, rec, fit_idx, test_idx)
+            if tried is None:
+                break
+            result, curve = tried
             if trials and result.accuracy <= max(t.accuracy for t in trials):
                 trials.append(result)
                 curves[cut.group] = curve
@@ -215,6 +218,12 @@ class ImageAdvisor:
             if self._spent(0.6):
                 ctx.log("The time budget leaves no room for more trials.")
                 break
+        if not trials:
+            why = (
+                f"A linear probe reaches {probe_cv:.0%} (cross-validated); trying to fine-tune "
+                "deeper ran out of memory on this device, so only the head is trained."
+            )
+            return self._probe(why, depths, probe_cv, probe_ho, [], rec)
         best = max(trials, key=lambda t: (round(t.accuracy, 6), -t.loss, -t.trained_groups))
         margin = 1.0 / max(1, len(test_idx))
         if best.accuracy <= probe_ho + margin:
@@ -291,6 +300,25 @@ class ImageAdvisor:
             score = cv_accuracy(x, rec.labels, self.classes, self.seed)
             out.append(DepthScore(b.group, b.index, int(x.shape[1]), score))
         return out
+
+    def _trial_fitting_memory(self, cut, rec, fit_idx, test_idx) -> tuple[TrialResult, Any] | None:
+        """:meth:`_trial`, or None (and a warning) when it runs out of device memory: the trials
+        are optional, the linear probe is already measured."""
+        from engine.training.oom import free_device_memory, is_device_oom
+
+        device = self.ctx.placement.device
+        try:
+            return self._trial(cut, rec, fit_idx, test_idx)
+        except Exception as exc:
+            if not is_device_oom(exc, device):
+                raise
+        free_device_memory(device)  # outside the except block: the failed trial's tensors are gone
+        self.ctx.log(
+            f"Out of memory on {device.type} while trying to fine-tune the layers after "
+            f"{cut.group}; no deeper trials are run.",
+            level="warning",
+        )
+        return None
 
     def _trial(
         self, cut: Boundary, rec: Recording, fit_idx: np.ndarray, test_idx: np.ndarray

@@ -53,24 +53,46 @@ def activation_bytes(shapes: dict[str, tuple[int, ...]], module: str, images: in
 
 
 class _Collector:
-    """Moves what the hooks recorded after each batch into per-module lists."""
+    """Moves what the hooks recorded after each forward pass into per-module lists.
 
-    def __init__(self, rec: Recorder, pooled: list[str], full: list[str], n: int) -> None:
+    A loader batch that ran out of memory is run again in smaller pieces; what the failed try
+    kept of it is dropped (``retry``), so each image is recorded once and in order. The pieces of
+    a batch are held apart until they cover the whole batch (``batch`` rows, the last batch
+    ``total`` minus the rows before it)."""
+
+    def __init__(
+        self, rec: Recorder, pooled: list[str], full: list[str], n: int, total: int, batch: int
+    ) -> None:
         self.rec, self.pooled_names, self.full_names, self.n = rec, pooled, full, n
-        self.seen = 0
+        self.total, self.batch = total, batch
+        self.seen = 0  # rows committed
         self.pooled: dict[str, list[torch.Tensor]] = {m: [] for m in pooled}
         self.full: dict[str, list[torch.Tensor]] = {m: [] for m in full}
+        self.staged: list[tuple[int, dict, dict]] = []
 
     def __call__(self) -> None:
         out = self.rec.outputs
-        batch = len(next(iter(out.values()))) if out else 0
-        clean = max(0, min(batch, self.n - self.seen))  # rows of this batch in the clean view
-        for m in self.pooled_names:
-            if clean:
-                self.pooled[m].append(pool(out[m][:clean]).cpu())
-        for m in self.full_names:
-            self.full[m].append(out[m].to("cpu", torch.float16))
-        self.seen += batch
+        rows = len(next(iter(out.values()))) if out else 0
+        start = self.seen + sum(r for r, _, _ in self.staged)
+        clean = max(0, min(rows, self.n - start))  # rows of this piece in the clean view
+        pooled = {m: pool(out[m][:clean]).cpu() for m in self.pooled_names if clean}
+        full = {m: out[m].to("cpu", torch.float16) for m in self.full_names}
+        self.staged.append((rows, pooled, full))
+        if start + rows >= min(self.total, self.seen + self.batch):
+            self._commit()
+
+    def retry(self) -> None:
+        """The batch under way runs again in smaller pieces: forget its pieces so far."""
+        self.staged.clear()
+
+    def _commit(self) -> None:
+        for rows, pooled, full in self.staged:
+            for m, t in pooled.items():
+                self.pooled[m].append(t)
+            for m, t in full.items():
+                self.full[m].append(t)
+            self.seen += rows
+        self.staged.clear()
 
 
 def record(
@@ -106,7 +128,7 @@ def record(
 
     started = time.perf_counter()
     with Recorder(model, names) as rec:
-        collect = _Collector(rec, pooled_names, cut_names, n)
+        collect = _Collector(rec, pooled_names, cut_names, n, n * views, batch_size)
         features = extract_features(
             model.backbone,
             ConcatDataset(parts),
@@ -117,9 +139,10 @@ def record(
             control=control,
             on_progress=progress(0),
             after_batch=collect,
+            on_retry=collect.retry,
         )
         per_image = (time.perf_counter() - started) / max(1, n * views)
-        val_collect = _Collector(rec, [], cut_names, len(val))
+        val_collect = _Collector(rec, [], cut_names, len(val), len(val), batch_size)
         val_features = extract_features(
             model.backbone,
             ImageDataset(val, eval_t, seed=seed),
@@ -130,6 +153,7 @@ def record(
             control=control,
             on_progress=progress(n * views),
             after_batch=val_collect,
+            on_retry=val_collect.retry,
         )
     labels = torch.tensor([s.label for s in train])
     return Recording(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import time
@@ -40,12 +41,14 @@ def extract_features(
     on_progress: Callable[[int, int], None] | None = None,
     on_log: Callable[[str], None] | None = None,
     after_batch: Callable[[], None] | None = None,
+    on_retry: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Run ``backbone`` in eval mode over ``dataset``; returns float32 features on the CPU.
 
     On a CUDA or MPS out-of-memory the batch is run in halves (and ``on_log`` says so).
     ``after_batch`` is called after each forward pass that succeeded (to collect what forward
-    hooks recorded, for example)."""
+    hooks recorded, for example); ``on_retry`` before a batch is run again in smaller pieces
+    after an out-of-memory, so that what ``after_batch`` kept of the failed try can be dropped."""
     was_training = backbone.training
     backbone.eval()
     loader, _ = make_loader(
@@ -63,6 +66,11 @@ def extract_features(
             on_log(inference_shrink_sentence(placement.device, what, rows, size))
 
     batcher = MicroBatcher(placement.device, what=what, on_shrink=shrunk)
+
+    def retry() -> None:
+        if on_retry is not None:
+            on_retry()
+        gc.collect()
 
     def features_of(x: torch.Tensor) -> torch.Tensor:
         with placement.autocast():
@@ -83,7 +91,7 @@ def extract_features(
             x = x.to(placement.device, non_blocking=True)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            chunks.append(batcher.map(features_of, x))
+            chunks.append(batcher.map(features_of, x, retry))
             done += len(x)
             now = time.monotonic()
             if on_progress is not None and (now - last_report > 0.1 or done == total):

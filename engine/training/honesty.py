@@ -18,9 +18,13 @@ Z_ONE_SIDED_5PCT = 1.645
 
 _TRY = (
     "try a method that trains more of the backbone (--method last-2 or full), more epochs or a "
-    "higher learning rate, data.intensity 'percentile' if the images look dark or flat, or more "
-    "examples per class"
+    "higher learning rate, {intensity}or more examples per class"
 )
+_INTENSITY = "data.intensity 'percentile' if the images look dark or flat, "
+
+
+def _what_to_try(modality: str) -> str:
+    return _TRY.format(intensity=_INTENSITY if modality == "image" else "")
 
 
 def chance_bar(counts: list[int]) -> float:
@@ -45,10 +49,16 @@ def balanced_accuracy(preds: torch.Tensor, targets: torch.Tensor, num_classes: i
 
 
 def run_warnings(
-    logits: torch.Tensor, targets: torch.Tensor, classes: tuple[str, ...]
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    classes: tuple[str, ...],
+    modality: str = "image",
 ) -> list[str]:
-    """Sentences saying the model learned nothing useful, with what to try ([] when it did)."""
+    """Sentences saying the model learned nothing useful, with what to try ([] when it did);
+    ``modality`` ("image" or "text") names what was classified."""
     k = len(classes)
+    items = "texts" if modality == "text" else "images"
+    to_try = _what_to_try(modality)
     targets = targets.cpu()
     if k < 2 or len(torch.unique(targets)) < 2:
         return []  # one class in validation: nothing to judge (the scan already says so)
@@ -58,8 +68,8 @@ def run_warnings(
     if len(used) == 1:
         name = classes[int(used[0])]
         return [
-            f"The model predicts '{name}' for every one of the {n} validation images: it learned "
-            f"nothing useful; {_TRY}."
+            f"The model predicts '{name}' for every one of the {n} validation {items}: it learned "
+            f"nothing useful; {to_try}."
         ]
     counts = [int((targets == c).sum()) for c in range(k)]
     bal = balanced_accuracy(preds, targets, k)
@@ -67,7 +77,7 @@ def run_warnings(
     if bal <= bar:
         return [
             f"Balanced accuracy {100 * bal:.0f}% is within what guessing reaches on {n} "
-            f"validation images of {k} classes (chance is {100 / k:.0f}%, the bar "
-            f"{100 * bar:.0f}%): the model may have learned nothing useful; {_TRY}."
+            f"validation {items} of {k} classes (chance is {100 / k:.0f}%, the bar "
+            f"{100 * bar:.0f}%): the model may have learned nothing useful; {to_try}."
         ]
     return []

@@ -98,8 +98,14 @@ class MicroBatcher:
             if self.on_shrink is not None:
                 self.on_shrink(size, self.size)
 
-    def map(self, fn: Callable[[Any], torch.Tensor], x: Any) -> torch.Tensor:
-        """``fn`` over pieces of ``x`` (rows), concatenated; the pieces shrink on out-of-memory."""
+    def map(
+        self,
+        fn: Callable[[Any], torch.Tensor],
+        x: Any,
+        cleanup: Callable[[], None] = gc.collect,
+    ) -> torch.Tensor:
+        """``fn`` over pieces of ``x`` (rows), concatenated; the pieces shrink on out-of-memory
+        (``cleanup`` runs before each retry, as in :meth:`run`)."""
         n = batch_rows(x)
 
         def attempt(size: int) -> torch.Tensor:
@@ -107,7 +113,7 @@ class MicroBatcher:
                 return fn(x)
             return torch.cat([fn(slice_rows(x, a, b)) for a, b in pieces(n, size)])
 
-        return self.run(n, attempt)
+        return self.run(n, attempt, cleanup)
 
     def exhausted_sentence(self) -> str:
         return (

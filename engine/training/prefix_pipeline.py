@@ -25,7 +25,7 @@ def prefix_cut(trainer: Any, model: Any, frozen: list[str]) -> tuple[Boundary, d
     """The verified boundary after the frozen groups, when they are a prefix of the backbone."""
     body = [g.name for g in model.groups if g.name != "head"]
     k = len(frozen)
-    if k == 0 or k >= len(body) or list(frozen) != body[:k]:
+    if k == 0 or k >= len(body) or set(frozen) != set(body[:k]):  # in any order
         return None
     eval_t = build_transform(model.preprocess, train=False)
     ds = ImageDataset(trainer.data.train[:2], eval_t, seed=trainer.config.seed)
@@ -35,6 +35,27 @@ def prefix_cut(trainer: Any, model: Any, frozen: list[str]) -> tuple[Boundary, d
         if b.index == k - 1:
             return b, shapes
     return None
+
+
+def uncached(method: str, model: Any, frozen: list[str], text: bool) -> str:
+    """Why ``adapt.cache_prefix`` caches nothing for this run (the warning the run logs)."""
+    end = "; every epoch runs the whole network."
+    if text:
+        return "adapt.cache_prefix applies to images only; every epoch runs the whole text model."
+    if str(method) == "lora":
+        return (
+            "adapt.cache_prefix is ignored with lora: the adapters sit inside the frozen layers"
+            + end
+        )
+    if not frozen:
+        return f"adapt.cache_prefix is ignored: method {method} freezes no layers" + end
+    body = [g.name for g in model.groups if g.name != "head"]
+    if set(frozen) != set(body[: len(frozen)]):
+        return (
+            "adapt.cache_prefix needs the frozen layer groups to come first in the network "
+            f"(frozen here: {', '.join(frozen)})" + end
+        )
+    return "The frozen layers of this backbone cannot be cut from the rest and cached" + end
 
 
 class PrefixPipeline(Pipeline):

@@ -418,17 +418,13 @@ class Trainer:
         return self.config
 
     def _pipeline(self, text: bool, frozen_backbone: bool, frozen: list[str]) -> Pipeline:
-        if not text and not frozen_backbone and self.config.adapt.cache_prefix:
-            from engine.training.prefix_pipeline import PrefixPipeline, prefix_cut
+        if not frozen_backbone and self.config.adapt.cache_prefix:
+            from engine.training.prefix_pipeline import PrefixPipeline, prefix_cut, uncached
 
-            cut = prefix_cut(self, self.model, frozen)
+            cut = None if text else prefix_cut(self, self.model, frozen)
             if cut is not None:
                 return PrefixPipeline(self, *cut)
-            self.log(
-                "The frozen layers cannot be cached for this backbone and freeze plan; every "
-                "epoch runs the whole network.",
-                level="warning",
-            )
+            self.log(uncached(self.config.adapt.method, self.model, frozen, text), level="warning")
         return _pipeline_class(text, frozen_backbone)(self)
 
     def _log_memory_estimate(self) -> None:
@@ -518,7 +514,9 @@ class Trainer:
             self.divergence.check_validation(metrics, self.epoch, metrics["lr"])
             is_best = self._update_best(metrics)
             if is_best:
-                self.best_warnings = run_warnings(logits, targets, self.data.classes)
+                self.best_warnings = run_warnings(
+                    logits, targets, self.data.classes, self.data.modality
+                )
             epoch = self.epoch
             self.epoch += 1
             self.step_in_epoch = 0
