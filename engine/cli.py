@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -466,7 +467,11 @@ def _parse_method(text: str) -> tuple[Method, int | None]:
         ) from None
 
 
-def _run_with_progress(start: Any, *, quiet: bool) -> int:
+@contextlib.contextmanager
+def cancel_on_sigint(
+    message: str = "Stopping after this step (Ctrl+C again to abort)…",
+) -> Iterator[Any]:
+    """A RunControl that the first Ctrl+C cancels (saying ``message``); a second one aborts."""
     from engine.training.control import RunControl
 
     control = RunControl()
@@ -474,15 +479,22 @@ def _run_with_progress(start: Any, *, quiet: bool) -> int:
     def on_sigint(signum: int, frame: Any) -> None:
         if control.cancelled:
             raise KeyboardInterrupt
-        print("\nStopping after this step (Ctrl+C again to abort)…", file=sys.stderr)
+        print(f"\n{message}", file=sys.stderr)
         control.cancel()
 
     previous = signal.signal(signal.SIGINT, on_sigint)
-    view = _TrainView(quiet)
     try:
-        result = start(view.on_event, control)
+        yield control
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _run_with_progress(start: Any, *, quiet: bool) -> int:
+    view = _TrainView(quiet)
+    try:
+        with cancel_on_sigint() as control:
+            result = start(view.on_event, control)
+    finally:
         view.close()
     best = result.best_metrics
     if best:

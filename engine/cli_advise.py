@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from typing import Any
 
@@ -46,26 +45,17 @@ def _cmd_advise(args: argparse.Namespace) -> int:
 
 def _run(config: Any, args: argparse.Namespace) -> Any:
     from engine.advice.standalone import advise
-    from engine.cli import _TrainView
-    from engine.training.control import Cancelled, RunControl
+    from engine.cli import _TrainView, cancel_on_sigint
+    from engine.training.control import Cancelled
 
-    control = RunControl()
-
-    def on_sigint(signum: int, frame: Any) -> None:
-        if control.cancelled:
-            raise KeyboardInterrupt
-        print("\nStopping (Ctrl+C again to abort)…", file=sys.stderr)
-        control.cancel()
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
     view = _TrainView(args.quiet)
     try:
-        return advise(config, workspace=args.workspace, on_event=view.on_event, control=control)
+        with cancel_on_sigint("Stopping (Ctrl+C again to abort)…") as control:
+            return advise(config, workspace=args.workspace, on_event=view.on_event, control=control)
     except Cancelled:
         print("Stopped by the user; nothing was written.", file=sys.stderr)
         return None
     finally:
-        signal.signal(signal.SIGINT, previous)
         view.close()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,34 +53,25 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
 def _run(config: RunConfig, args: argparse.Namespace) -> Any:
     """The range test with progress bars; None when stopped by Ctrl+C."""
     from engine.advice import find_learning_rate
-    from engine.cli import _TrainView
-    from engine.training.control import Cancelled, RunControl
+    from engine.cli import _TrainView, cancel_on_sigint
+    from engine.training.control import Cancelled
 
-    control = RunControl()
-
-    def on_sigint(signum: int, frame: Any) -> None:
-        if control.cancelled:
-            raise KeyboardInterrupt
-        print("\nStopping after this step (Ctrl+C again to abort)…", file=sys.stderr)
-        control.cancel()
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
     view = _TrainView(args.quiet)
     try:
-        return find_learning_rate(
-            config,
-            workspace=args.workspace,
-            on_event=view.on_event,
-            control=control,
-            start_lr=args.start_lr,
-            end_lr=args.end_lr,
-            steps=args.steps,
-        )
+        with cancel_on_sigint() as control:
+            return find_learning_rate(
+                config,
+                workspace=args.workspace,
+                on_event=view.on_event,
+                control=control,
+                start_lr=args.start_lr,
+                end_lr=args.end_lr,
+                steps=args.steps,
+            )
     except Cancelled:
         print("Range test stopped by the user; nothing was written.", file=sys.stderr)
         return None
     finally:
-        signal.signal(signal.SIGINT, previous)
         view.close()
 
 

@@ -288,8 +288,9 @@ class ScheduleConfig:
     time_budget_min: float = _f(
         0.0,
         help="Optional limit on the run's time in minutes: the Recommended method fits its "
-        "epochs to it from the measured epoch time, and any run stops after the epoch that "
-        "reaches it; 0 sets no limit.",
+        "trials and epochs to it from the measured speed, and a run that trains in epochs stops "
+        "after the epoch that reaches it (the linear probe's fit, seconds long, is not cut "
+        "short); 0 sets no limit.",
         min=0.0,
         max=100000.0,
     )

@@ -119,18 +119,21 @@ def find_learning_rate(
     return curve
 
 
-def _prepare(ctx: _FinderContext) -> Any:
-    """Scan and split the data, build and adapt the model; None when the backbone is frozen."""
+def load_context(ctx: _FinderContext) -> Any:
+    """Seed, device, the scanned and split data, and the model of ``ctx.config`` (its image
+    intensity resolved, nothing frozen yet); what a run's set-up does before it trains."""
     from engine.data.intensity import resolve_intensity
-    from engine.models import adapt_model, backbone_is_frozen, build_model, resolve_entry
+    from engine.models import build_model, resolve_entry
     from engine.training.devices import resolve_placement
     from engine.training.inputs import prepare_data
+    from engine.training.loaders import auto_workers
     from engine.training.trainer import check_modality
 
     cfg = ctx.config
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     ctx.placement = resolve_placement(cfg.device)
+    ctx.workers = auto_workers(cfg.data.num_workers)
 
     def progress(done: int, total: int) -> None:
         ctx.emit(StageProgressed(stage="scan", done=done, total=total))
@@ -145,6 +148,16 @@ def _prepare(ctx: _FinderContext) -> Any:
     if model.modality == "image":
         intensity = resolve_intensity(str(cfg.data.intensity), ctx.data.intensity)
         model.preprocess = dataclasses.replace(model.preprocess, intensity=intensity)
+    ctx.channels_last = cfg.device.channels_last and model.entry.is_convnet
+    return model
+
+
+def _prepare(ctx: _FinderContext) -> Any:
+    """Scan and split the data, build and adapt the model; None when the backbone is frozen."""
+    from engine.models import adapt_model, backbone_is_frozen
+
+    cfg = ctx.config
+    model = load_context(ctx)
     _frozen, count = adapt_model(model, cfg.adapt)
     if count.trainable == 0:
         raise ValueError("Every layer is frozen, so nothing would train; unfreeze the head.")
@@ -154,7 +167,6 @@ def _prepare(ctx: _FinderContext) -> Any:
         from engine.models.text import token_limit
 
         ctx.max_length = token_limit(model.tokenizer, model.backbone, cfg.data.max_length)
-    ctx.channels_last = cfg.device.channels_last and model.entry.is_convnet
     model.to(ctx.placement.device)
     if ctx.channels_last:
         model.to(memory_format=torch.channels_last)

@@ -20,13 +20,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
+from engine.advice.evidence import Advice, DepthScore
 from engine.advice.record import ACTIVATION_BUDGET_BYTES, Recording, activation_bytes, record
+from engine.advice.scores import cv_accuracy, holdout_probe, inner_split
 from engine.advice.split import Boundary, verified_boundaries
 from engine.advice.trials import (
     BACKBONE_SCALE,
@@ -40,13 +42,7 @@ from engine.advice.trials import (
     view_batches,
 )
 from engine.config import Method, RunConfig, Schedule
-from engine.training.logistic import (
-    C_GRID,
-    CrossValidation,
-    Standardizer,
-    best_point,
-    fit_logistic,
-)
+from engine.training.logistic import C_GRID
 
 #: A linear probe at or above this cross-validated accuracy is kept without trials.
 PROBE_GOOD_ENOUGH = 0.93
@@ -56,106 +52,6 @@ FINAL_EPOCHS = 12
 TRIAL_EPOCHS = FINAL_EPOCHS  # a trial trains as long as the run will, so that it predicts it
 AUGMENTED_VIEWS = 5  # besides the clean view, for trials and the final partial fine-tune
 MAX_TRIAL_IMAGES = 800  # trials use a stratified subset of larger training sets
-DEPTH_C = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
-
-
-@dataclass(frozen=True)
-class DepthScore:
-    """How well a linear probe on the pooled activation after ``group`` separates the classes."""
-
-    group: str
-    index: int
-    dim: int
-    cv_accuracy: float
-
-    def to_dict(self) -> dict:
-        return {
-            "group": self.group,
-            "index": self.index,
-            "dim": self.dim,
-            "cv_accuracy": _number(self.cv_accuracy),
-        }
-
-
-@dataclass
-class Advice:
-    """The recipe chosen for a run and the evidence behind it (advice.json in the run folder)."""
-
-    config: RunConfig
-    reason: str
-    depths: list[DepthScore] = field(default_factory=list)
-    probe_cv: float | None = None
-    probe_holdout: float | None = None
-    trials: list[TrialResult] = field(default_factory=list)
-    lr_curve: Any = None  # LrCurve of the chosen cut
-    cut: str | None = None  # last frozen group of a partial fine-tune
-    seconds: float = 0.0
-    recording: Recording | None = None  # reused by the run; not saved
-
-    def to_dict(self) -> dict:
-        return {
-            "reason": self.reason,
-            "method": str(self.config.adapt.method),
-            "last_n": self.config.adapt.last_n,
-            "lr": self.config.optim.lr,
-            "epochs": self.config.schedule.epochs,
-            "depths": [d.to_dict() for d in self.depths],
-            "probe_cv_accuracy": _number(self.probe_cv),
-            "probe_holdout_accuracy": self.probe_holdout,
-            "trials": [t.to_dict() for t in self.trials],
-            "lr_curve": self.lr_curve.to_dict() if self.lr_curve is not None else None,
-            "cut": self.cut,
-            "seconds": self.seconds,
-        }
-
-
-def cv_accuracy(x: torch.Tensor, y: torch.Tensor, classes: int, seed: int, grid=DEPTH_C) -> float:
-    """Best mean held-out accuracy over ``grid`` of a standardised logistic probe on ``x``."""
-    cv = CrossValidation(x.double().unsqueeze(0), y, classes, None, seed)
-    if not cv.folds:
-        return float("nan")
-    return best_point([cv.score(c) for c in grid]).accuracy
-
-
-def holdout_probe(
-    feats: torch.Tensor, y: torch.Tensor, classes: int, fit_idx, test_idx, seed: int
-) -> float:
-    """The linear probe fitted on ``fit_idx`` (C by inner CV), scored on ``test_idx``."""
-    xf, yf = feats[fit_idx].double(), y[fit_idx]
-    cv = CrossValidation(xf.unsqueeze(0), yf, classes, None, seed)
-    c = best_point([cv.score(c) for c in C_GRID]).c if cv.folds else 1.0
-    scale = Standardizer.fit(xf)
-    fit = fit_logistic(scale(xf), yf, classes, c)
-    pred = fit.logits(scale(feats[test_idx].double())).argmax(1)
-    return (pred == y[test_idx]).double().mean().item()
-
-
-def inner_split(
-    labels: torch.Tensor, seed: int, limit: int
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """A stratified three-quarters / one-quarter split of (at most ``limit``) training images;
-    None when a class has too few images for both parts to hold it."""
-    from sklearn.model_selection import StratifiedShuffleSplit
-
-    y = labels.numpy()
-    n = len(y)
-    size = min(n, limit)
-    counts = np.bincount(y)
-    classes = int((counts > 0).sum())
-    if not classes or counts[counts > 0].min() < 4:
-        return None
-    if round(0.25 * size) < classes or size - round(0.25 * size) < classes:
-        return None
-    pick = np.arange(n)
-    if size < n:
-        keep = StratifiedShuffleSplit(1, train_size=size, random_state=seed)
-        pick = next(keep.split(np.zeros(n), y))[0]
-    split = StratifiedShuffleSplit(1, test_size=0.25, random_state=seed + 1)
-    try:
-        a, b = next(split.split(np.zeros(size), y[pick]))
-    except ValueError:  # a class too small in the subset
-        return None
-    return pick[a], pick[b]
 
 
 class ImageAdvisor:
@@ -376,18 +272,13 @@ class ImageAdvisor:
             adapt=replace(cfg.adapt, method=Method.LINEAR_PROBE, reason=why),
             augment=replace(cfg.augment, cache_views=rec.views),
         )
-        return Advice(
-            resolved,
-            why,
-            depths,
-            probe_cv,
-            probe_ho,
-            trials,
-            None,
-            None,
-            time.monotonic() - self.started,
-            rec,
-        )
+        return self._advice(resolved, why, depths, probe_cv, probe_ho, trials, rec)
+
+    def _advice(
+        self, resolved, why, depths, probe_cv, probe_ho, trials, rec, curve=None, cut=None
+    ) -> Advice:
+        seconds = time.monotonic() - self.started
+        return Advice(resolved, why, depths, probe_cv, probe_ho, trials, curve, cut, seconds, rec)
 
     def _partial(self, best, depths, probe_cv, probe_ho, trials, curve, rec) -> Advice:
         cfg = self.config
@@ -418,17 +309,8 @@ class ImageAdvisor:
             ),
             augment=replace(cfg.augment, cache_views=rec.views),
         )
-        return Advice(
-            resolved,
-            why,
-            depths,
-            probe_cv,
-            probe_ho,
-            trials,
-            curve,
-            best.group,
-            time.monotonic() - self.started,
-            rec,
+        return self._advice(
+            resolved, why, depths, probe_cv, probe_ho, trials, rec, curve, best.group
         )
 
     def _final_epochs(self, best: TrialResult) -> int:
@@ -441,11 +323,6 @@ class ImageAdvisor:
         per_epoch = best.seconds / trial_images * n * 1.2  # validation and checkpoints
         left = budget - (time.monotonic() - self.ctx.started_at)
         return int(max(1, min(FINAL_EPOCHS, left // max(per_epoch, 1e-3))))
-
-
-def _number(value: float | None) -> float | None:
-    """JSON has no NaN: a score that could not be measured is null."""
-    return None if value is None or math.isnan(value) else value
 
 
 def _depth_sentence(depths: list[DepthScore], probe_cv: float) -> str:
