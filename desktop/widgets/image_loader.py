@@ -35,12 +35,18 @@ class _DecodeRunnable(QRunnable):
 
 def decode_for_display(path: str, size: int, *, square: bool = False) -> QImage:
     """The image at ``path`` fitted into ``size`` x ``size`` pixels (call off the GUI thread);
-    ``square`` centres it on a transparent square, so a grid of them lines up."""
+    ``square`` centres it on a transparent square, so a grid of them lines up.
+
+    An image that uses a narrow part of its intensity range (a thresholded export with a few grey
+    levels looks black) is shown stretched, as data.intensity 'auto' trains on it."""
     from PIL import ImageOps
 
     from engine.data import load_image
+    from engine.data.intensity import IntensityStretch, image_stats
 
     picture = ImageOps.contain(load_image(path, min_size=size), (size, size))
+    if image_stats(picture).narrow:
+        picture = IntensityStretch()(picture)
     data = picture.tobytes("raw", "RGB")
     width, height = picture.size
     # copy(): the QImage must own its pixels once ``data`` goes away.

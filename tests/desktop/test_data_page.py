@@ -282,3 +282,22 @@ def test_pixmap_cache_forgets_the_least_recently_used(qapp):
         cache.put(name, QPixmap(1, 1))
     assert cache.get("b") is None
     assert cache.get("a") is not None and cache.get("c") is not None
+
+
+def test_a_thresholded_export_is_shown_stretched_not_black(tmp_path):
+    """Three grey levels (0-2 of 255) look black; the thumbnail shows what training sees."""
+    from PIL import Image
+
+    from desktop.widgets.image_loader import decode_for_display
+
+    pixels = [[(x // 8 + y // 8) % 3 for x in range(64)] for y in range(64)]
+    img = Image.new("L", (64, 64))
+    img.putdata([v for row in pixels for v in row])
+    path = tmp_path / "scan.png"
+    img.save(path)
+    shown = decode_for_display(str(path), 48)
+    brightest = max(shown.pixelColor(x, y).red() for x in range(48) for y in range(48))
+    assert brightest > 200
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (64, 64), (30, 120, 200)).save(photo)  # flat colour: left as it is
+    assert decode_for_display(str(photo), 48).pixelColor(5, 5).blue() == 200
