@@ -165,6 +165,7 @@ def test_recommended_tries_partial_fine_tunes_and_a_replay_runs_the_recipe(
     monkeypatch.setattr(recommend, "FINAL_EPOCHS", 2)
     monkeypatch.setattr(recommend, "AUGMENTED_VIEWS", 1)
     monkeypatch.setattr(recommend, "holdout_probe", lambda *a: -1.0)  # the probe "loses"
+    monkeypatch.setattr(recommend, "cv_accuracy", lambda *a: -1.0)  # ...on both its scores
     data = make_shapes_folder(tmp_path / "shapes", per_class=12)
     result = _train(_config(data), workspace=tmp_path / "ws")
     run = Path(result.run_dir)
