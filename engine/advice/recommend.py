@@ -7,10 +7,11 @@
    are already cached, so the run costs no second pass).
 3. Otherwise a few augmented views are recorded at candidate cut points and partial
    fine-tunes (the last 2 groups, then 3, then 4 while going deeper helps) are tried on the
-   cached activations, each at the rate a range test suggests, trained on three quarters of the
-   training images and scored on the other quarter; the linear probe is scored on the same
-   quarter. The best wins when it beats the probe by more than one held-out image, both there
-   and against the probe's cross-validated score on all training images.
+   cached activations, each at the rate a range test suggests, trained on one half of the
+   training images and scored on the other, then the other way round (every training image is
+   held out once); the linear probe is scored on the same halves. The best wins when it beats
+   the probe by more than one held-out image, both there and against the probe's
+   cross-validated score on all training images.
 
 Every choice uses the training images only; the validation split is recorded once (for the final
 run's caches) and never looked at.
@@ -29,7 +30,7 @@ import torch
 
 from engine.advice.evidence import Advice, DepthScore
 from engine.advice.record import ACTIVATION_BUDGET_BYTES, Recording, activation_bytes, record
-from engine.advice.scores import cv_accuracy, holdout_probe, inner_split
+from engine.advice.scores import cv_accuracy, holdout_probe, inner_folds
 from engine.advice.split import Boundary, verified_boundaries
 from engine.advice.trials import (
     BACKBONE_SCALE,
@@ -88,21 +89,20 @@ class ImageAdvisor:
                 "leaves no room to try fine-tuning deeper, so only the head is trained."
             )
             return self._probe(why, depths, probe_cv, None, [], rec)
-        split = inner_split(rec.labels, self.seed, MAX_TRIAL_IMAGES)
-        if split is None:
+        folds = inner_folds(rec.labels, self.seed, MAX_TRIAL_IMAGES)
+        if folds is None:
             why = (
                 f"A linear probe reaches {probe_cv:.0%} (cross-validated); too few training "
                 "images per class to try fine-tuning deeper fairly, so only the head is trained."
             )
             return self._probe(why, depths, probe_cv, None, [], rec)
-        fit_idx, test_idx = split
         rec = self._augment(rec, cuts)
         probe_ho = holdout_probe(
-            rec.features[: len(rec.labels)], rec.labels, self.classes, fit_idx, test_idx, self.seed
+            rec.features[: len(rec.labels)], rec.labels, self.classes, folds, self.seed
         )
         trials, curves = [], {}
         for cut in cuts:
-            tried = self._trial_fitting_memory(cut, rec, fit_idx, test_idx)
+            tried = self._trial_fitting_memory(cut, rec, folds)
             if tried is None:
                 break
             result, curve = tried
@@ -122,9 +122,9 @@ class ImageAdvisor:
             )
             return self._probe(why, depths, probe_cv, probe_ho, [], rec)
         best = max(trials, key=lambda t: (round(t.accuracy, 6), -t.loss, -t.trained_groups))
-        # A quarter of a small training set is a noisy judge: fine-tuning must beat the probe
-        # both there and against the probe's cross-validated score over all training images.
-        margin = 1.0 / max(1, len(test_idx))
+        # A few hundred held-out images are a noisy judge: fine-tuning must beat the probe on
+        # them and its cross-validated score, by more than one image.
+        margin = 1.0 / max(1, sum(len(held) for _, held in folds))
         if best.accuracy <= max(probe_ho, probe_cv) + margin:
             why = (
                 f"Fine-tuning deeper ({best.accuracy:.0%} on held-out training images) did not "
@@ -201,14 +201,14 @@ class ImageAdvisor:
             out.append(DepthScore(b.group, b.index, int(x.shape[1]), score))
         return out
 
-    def _trial_fitting_memory(self, cut, rec, fit_idx, test_idx) -> tuple[TrialResult, Any] | None:
+    def _trial_fitting_memory(self, cut, rec, folds) -> tuple[TrialResult, Any] | None:
         """:meth:`_trial`, or None (and a warning) when it runs out of device memory: the trials
         are optional, the linear probe is already measured."""
         from engine.training.oom import free_device_memory, is_device_oom
 
         device = self.ctx.placement.device
         try:
-            return self._trial(cut, rec, fit_idx, test_idx)
+            return self._trial(cut, rec, folds)
         except Exception as exc:
             if not is_device_oom(exc, device):
                 raise
@@ -221,15 +221,17 @@ class ImageAdvisor:
         return None
 
     def _trial(
-        self, cut: Boundary, rec: Recording, fit_idx: np.ndarray, test_idx: np.ndarray
+        self, cut: Boundary, rec: Recording, folds: list[tuple[np.ndarray, np.ndarray]]
     ) -> tuple[TrialResult, Any]:
+        """Fine-tune the layers after ``cut`` on each half and score it on the other half, at
+        the rate a range test on the first half suggests."""
         from engine.advice.lr_finder import lr_range_test
 
         started = time.monotonic()
         acts, labels = rec.activations[cut.module], rec.labels
         device = self.ctx.placement.device
         suffix = SuffixModel(self.model, cut, self.shapes, device, self.ctx.channels_last)
-        batches = view_batches(acts, labels, fit_idx, self.seed, TRIAL_BATCH)
+        batches = view_batches(acts, labels, folds[0][0], self.seed, TRIAL_BATCH)
         criterion = torch.nn.CrossEntropyLoss()
         curve = lr_range_test(
             suffix.model,
@@ -243,25 +245,33 @@ class ImageAdvisor:
             control=self.ctx.control,
         )
         lr = float(np.clip(curve.suggestion or 1e-3, 1e-4, 1e-2))
-        held = acts[0, torch.as_tensor(test_idx)]
-        held_y = labels[torch.as_tensor(test_idx)]
-        accs: list[float] = []
+        correct = np.zeros(TRIAL_EPOCHS + 1)
+        loss_sum = 0.0
+        for fit_idx, test_idx in folds:
+            fold = SuffixModel(self.model, cut, self.shapes, device, self.ctx.channels_last)
+            held = acts[0, torch.as_tensor(test_idx)]
+            held_y = labels[torch.as_tensor(test_idx)]
 
-        def after_epoch(_e: int) -> None:
-            accs.append(evaluate(suffix, held, held_y)[0])
+            def after_epoch(e: int, fold=fold, held=held, held_y=held_y) -> None:
+                correct[e] += evaluate(fold, held, held_y)[0] * len(held_y)
 
-        train_suffix(
-            suffix,
-            batches,
-            lr=lr,
-            epochs=TRIAL_EPOCHS,
-            steps_per_epoch=steps_for(len(fit_idx)),
-            control=self.ctx.control,
-            after_epoch=after_epoch,
-        )
-        acc, loss = evaluate(suffix, held, held_y)
+            train_suffix(
+                fold,
+                view_batches(acts, labels, fit_idx, self.seed, TRIAL_BATCH),
+                lr=lr,
+                epochs=TRIAL_EPOCHS,
+                steps_per_epoch=steps_for(len(fit_idx)),
+                control=self.ctx.control,
+                after_epoch=after_epoch,
+            )
+            acc, loss = evaluate(fold, held, held_y)
+            correct[TRIAL_EPOCHS] += acc * len(held_y)
+            loss_sum += loss * len(held_y)
+        total = sum(len(held) for _, held in folds)
+        accs = tuple(float(c / total) for c in correct[:TRIAL_EPOCHS])
+        acc, loss = float(correct[TRIAL_EPOCHS] / total), loss_sum / total
         k = len(self.bounds) - 1 - cut.index
-        result = TrialResult(cut.group, k, lr, acc, loss, tuple(accs), time.monotonic() - started)
+        result = TrialResult(cut.group, k, lr, acc, loss, accs, time.monotonic() - started)
         self.ctx.log(
             f"Tried fine-tuning the last {k} layer groups (after {cut.group}) at lr {lr:.1e}: "
             f"{acc:.0%} on held-out training images ({result.seconds:.0f} s)."
@@ -323,7 +333,7 @@ class ImageAdvisor:
         if budget <= 0:
             return FINAL_EPOCHS
         n = len(self.ctx.data.train)
-        trial_images = max(1, TRIAL_EPOCHS * 0.75 * min(n, MAX_TRIAL_IMAGES))
+        trial_images = max(1, TRIAL_EPOCHS * min(n, MAX_TRIAL_IMAGES))  # two halves per epoch
         per_epoch = best.seconds / trial_images * n * 1.2  # validation and checkpoints
         left = budget - (time.monotonic() - self.ctx.started_at)
         return int(max(1, min(FINAL_EPOCHS, left // max(per_epoch, 1e-3))))

@@ -252,16 +252,21 @@ def test_recommended_on_texts_chooses_between_the_probe_and_lora(
     assert "Backbone features loaded from the cache" in _log(Path(result.run_dir))
 
 
-def test_inner_split_declines_classes_too_small_to_hold_out() -> None:
-    from engine.advice.recommend import inner_split
+def test_inner_folds_hold_every_image_out_once_and_decline_tiny_classes() -> None:
+    from engine.advice.scores import inner_folds
 
-    assert inner_split(torch.tensor([0, 0, 0, 1, 1, 1]), 0, 800) is None  # 3 per class
+    assert inner_folds(torch.tensor([0, 0, 0, 1, 1, 1]), 0, 800) is None  # 3 per class
     ten = torch.tensor([c for c in range(10) for _ in range(4)])
-    _, held_ten = inner_split(ten, 0, 800)  # 4 per class: each class is held out once
-    assert sorted(ten[held_ten].tolist()) == list(range(10))
-    fit, held = inner_split(torch.tensor([0] * 12 + [1] * 8), 0, 800)
-    assert len(set(fit) | set(held)) == 20 and not set(fit) & set(held)
-    assert sorted(torch.tensor([0] * 12 + [1] * 8)[held].tolist()) == [0, 0, 0, 1, 1]
+    folds = inner_folds(ten, 0, 800)
+    assert len(folds) == 2
+    for fit, held in folds:  # 4 per class: each half trains on 2 and holds out 2 of each
+        assert sorted(ten[held].tolist()) == sorted(list(range(10)) * 2)
+        assert not set(fit) & set(held)
+    assert sorted(i for _, held in folds for i in held) == list(range(40))
+    big = torch.tensor([0] * 700 + [1] * 300)
+    folds = inner_folds(big, 0, 400)  # a stratified subset of 400 for larger sets
+    assert sum(len(h) for _, h in folds) == 400
+    assert sum(int(big[h].sum()) for _, h in folds) == 120
 
 
 def test_a_run_stopped_while_choosing_its_recipe_is_not_resumed(tmp_path: Path) -> None:
