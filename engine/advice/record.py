@@ -12,7 +12,6 @@ the final run's caches only: nothing the advisor chooses looks at them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +40,6 @@ class Recording:
     activations: dict[str, torch.Tensor] = field(default_factory=dict)  # cut -> [views, n, ...]
     val_features: torch.Tensor | None = None  # [n_val, F]
     val_activations: dict[str, torch.Tensor] = field(default_factory=dict)  # cut -> [n_val, ...]
-    seconds_per_image: float = 0.0  # frozen forward pass, measured
 
 
 def activation_bytes(shapes: dict[str, tuple[int, ...]], module: str, images: int) -> int:
@@ -126,7 +124,6 @@ def record(
     def progress(offset: int) -> Callable[[int, int], None]:
         return lambda done, _t: on_progress(offset + done, total) if on_progress else None
 
-    started = time.perf_counter()
     with Recorder(model, names) as rec:
         collect = _Collector(rec, pooled_names, cut_names, n, n * views, batch_size)
         features = extract_features(
@@ -141,7 +138,6 @@ def record(
             after_batch=collect,
             on_retry=collect.retry,
         )
-        per_image = (time.perf_counter() - started) / max(1, n * views)
         val_collect = _Collector(rec, [], cut_names, len(val), len(val), batch_size)
         val_features = extract_features(
             model.backbone,
@@ -166,5 +162,4 @@ def record(
         },
         val_features=val_features,
         val_activations={m: torch.cat(v) for m, v in val_collect.full.items() if v},
-        seconds_per_image=per_image,
     )

@@ -40,7 +40,7 @@ def _write_summary(trainer: Trainer, status: RunStatus, error: str) -> None:
         "last": trainer.last_metrics,
         "epochs_done": trainer.epoch,
         "global_step": trainer.global_step,
-        "seconds": round(time.monotonic() - trainer._started, 2),
+        "seconds": round(time.monotonic() - trainer.started_at, 2),
         "warnings": list(trainer.best_warnings),
     }
     data = trainer.data

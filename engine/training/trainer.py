@@ -186,8 +186,7 @@ class Trainer:
         # Set once this run's files start changing; a resume that fails before must not
         # record anything but the error.
         self.touched_files = False
-        self._started = time.monotonic()
-        self.started_at = self._started
+        self.started_at = time.monotonic()
         self.advice_recording: Any = None  # the recipe advisor's recorded activations
 
     # -- public hooks for callbacks -------------------------------------------------------------
@@ -585,7 +584,7 @@ class Trainer:
         budget = self.config.schedule.time_budget_min * 60
         if not budget or self.epoch >= self.config.schedule.epochs:
             return
-        if time.monotonic() - self._started + epoch_seconds > budget:
+        if time.monotonic() - self.started_at + epoch_seconds > budget:
             self.request_stop(
                 f"Time budget of {self.config.schedule.time_budget_min:g} min reached: stopped "
                 f"after epoch {self.epoch} of {self.config.schedule.epochs}; the best epoch is "
