@@ -27,6 +27,7 @@ from desktop.run_jobs import Job, resume_job, train_job
 from desktop.widgets.config_form import CollapsibleSection, ConfigForm, FieldSpec
 from desktop.widgets.palette_colors import level_color
 from desktop.worker import EngineWorker
+from engine.advice.evidence import CHOSEN_FIELDS
 from engine.config import ConfigError, RunConfig
 from engine.events import AdviceGiven, RunEnded, RunStarted, RunStatus
 
@@ -69,14 +70,7 @@ PROBE_IGNORES = {
     ("optim", "grad_clip"),
 }
 #: Settings of the training loop that the Recommended method chooses when the run starts.
-AUTO_CHOOSES = {
-    ("schedule", "epochs"),
-    ("optim", "lr"),
-    ("schedule", "schedule"),
-    ("schedule", "batch_size"),
-    ("optim", "backbone_lr_scale"),
-    ("optim", "weight_decay"),
-}
+AUTO_CHOOSES = CHOSEN_FIELDS  # one list, kept by the engine that chooses them
 AUTO_NOTE = (
     "Greyed settings are chosen by Recommended when the run starts; pick another method on the "
     "Layers page to set them."

@@ -179,6 +179,17 @@ def test_recommended_tries_partial_fine_tunes_and_a_replay_runs_the_recipe(
     assert 1e-4 <= saved.optim.lr <= 1e-2 and advice["lr_curve"]["lrs"]
     assert saved.augment.cache_views == 2 and saved.schedule.epochs == 2
     assert "reused from the recipe advisor" in _log(run)
+    # every loop setting the recipe changed is one the app greys out as chosen by Recommended
+    from engine.advice.evidence import CHOSEN_FIELDS
+
+    given = _config(data)
+    changed = {
+        (section, name)
+        for section in ("optim", "schedule")
+        for name, value in vars(getattr(saved, section)).items()
+        if getattr(getattr(given, section), name) != value
+    }
+    assert changed and changed <= CHOSEN_FIELDS
     # replaying the run's config.json runs the resolved recipe, with no advice step
     again = _train(saved, workspace=tmp_path / "ws2")
     assert not (Path(again.run_dir) / "advice.json").exists()
