@@ -34,11 +34,12 @@ def _cmd_advise(args: argparse.Namespace) -> int:
     advice = _run(config, args)
     if advice is None:
         return 1
-    print_advice(advice.to_dict())
+    record = advice.to_dict()
+    print_advice(record)
     if json_path is not None:
         from engine.files import write_json_atomic
 
-        write_json_atomic(json_path, advice.to_dict())
+        write_json_atomic(json_path, record)
         print(f"Wrote {json_path}")
     return 0
 

@@ -124,4 +124,4 @@ def _check_range(args: argparse.Namespace) -> None:
             "start below the end; for example --start-lr 1e-7 --end-lr 10."
         )
     if args.steps < 2:
-        raise ConfigError(f"--steps {args.steps} is too few; use at least 10 (default 100).")
+        raise ConfigError(f"--steps {args.steps} is too few; use at least 2 (default 100).")

@@ -130,14 +130,15 @@ class AdviceSection(QWidget):
         if self.is_running:  # a second press must not wipe the charts of the running job
             return
         self.panel.clear()
-        self._start(advise_job(self.ctx.state.config, self.ctx.workspace), "Analysing your data…")
+        job = advise_job(self.ctx.state.config, self.ctx.workspace)
+        self._start(job, "Analysing your data…", "advice")
 
     def find_learning_rate(self) -> None:
         """Run the range test of the current method in a worker thread; points stream in."""
         if self.is_running:
             return
         self.panel.begin_lr_curve()
-        self._start(lr_find_job(self.ctx.state.config, self.ctx.workspace), "Range test…")
+        self._start(lr_find_job(self.ctx.state.config, self.ctx.workspace), "Range test…", "lr")
 
     def cancel(self) -> None:
         if self._worker is not None:
@@ -166,7 +167,7 @@ class AdviceSection(QWidget):
 
     # -- jobs -----------------------------------------------------------------------------------
 
-    def _start(self, job: Job, phase: str) -> None:
+    def _start(self, job: Job, phase: str, kind: str) -> None:
         if self.is_running:
             return
         self._cancelled = False
@@ -175,7 +176,7 @@ class AdviceSection(QWidget):
         worker.succeeded.connect(self._on_worker_succeeded)
         worker.failed.connect(self._on_worker_failed)
         worker.done.connect(self._on_worker_done)
-        worker.kind = "advice" if phase.startswith("Analysing") else "lr"
+        worker.kind = kind
         self._worker = worker
         self.status_label.setText(phase)
         self.progress.setRange(0, 0)
