@@ -29,7 +29,13 @@ import numpy as np
 import torch
 
 from engine.advice.evidence import Advice, DepthScore
-from engine.advice.record import ACTIVATION_BUDGET_BYTES, Recording, activation_bytes, record
+from engine.advice.record import (
+    ACTIVATION_BUDGET_BYTES,
+    Recording,
+    activation_bytes,
+    add_views,
+    record,
+)
 from engine.advice.scores import cv_accuracy, holdout_probe, inner_folds
 from engine.advice.split import Boundary, verified_boundaries
 from engine.advice.trials import (
@@ -184,14 +190,33 @@ class ImageAdvisor:
         )
 
     def _augment(self, rec: Recording, cuts: list[Boundary]) -> Recording:
-        """Record ``AUGMENTED_VIEWS`` augmented views too (clean view first, as recorded)."""
+        """Add ``AUGMENTED_VIEWS`` augmented views to the clean recording (only they run)."""
         self.ctx.log(
             f"The linear probe alone is not enough here; recording {AUGMENTED_VIEWS} augmented "
             "views of each training image to try fine-tuning the last layers."
         )
-        more = self._record(cuts, views=1 + AUGMENTED_VIEWS)
-        more.val_features = rec.val_features
-        return more
+        ctx = self.ctx
+        from engine.events import StageProgressed
+
+        n = len(ctx.data.train)
+
+        def progress(done: int, total: int) -> None:  # after the clean view's n images
+            ctx.emit(StageProgressed(stage="advice", done=n + done, total=n + total))
+
+        return add_views(
+            self.model,
+            rec,
+            list(ctx.data.train),
+            train_transform=self.transforms[1],
+            cuts=cuts,
+            views=1 + AUGMENTED_VIEWS,
+            seed=self.seed,
+            placement=ctx.placement,
+            channels_last=ctx.channels_last,
+            workers=ctx.workers,
+            control=ctx.control,
+            on_progress=progress,
+        )
 
     def _depths(self, rec: Recording) -> list[DepthScore]:
         out = []

@@ -163,3 +163,54 @@ def record(
         val_features=val_features,
         val_activations={m: torch.cat(v) for m, v in val_collect.full.items() if v},
     )
+
+
+def add_views(
+    model: Any,
+    clean: Recording,
+    train: list,
+    *,
+    train_transform: Callable,
+    cuts: list[Boundary],
+    views: int,
+    seed: int,
+    placement: Placement,
+    channels_last: bool,
+    workers: int,
+    batch_size: int = 64,
+    control: RunControl | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Recording:
+    """``clean`` (a one-view recording holding the ``cuts``) with ``views - 1`` augmented views
+    of each training image added. Only the new views run through the network; the result is
+    the recording :func:`record` would make with ``views`` (the same datasets and draws)."""
+    n = len(train)
+    names = [c.module for c in cuts]
+    with Recorder(model, names) as rec:
+        collect = _Collector(rec, [], names, 0, n * (views - 1), batch_size)
+        features = extract_features(
+            model.backbone,
+            ImageDataset(train, train_transform, seed=seed, views=views - 1),
+            placement=placement,
+            channels_last=channels_last,
+            batch_size=batch_size,
+            workers=workers,
+            control=control,
+            on_progress=on_progress,
+            after_batch=collect,
+            on_retry=collect.retry,
+        )
+    activations = {}
+    for m in names:
+        first = clean.activations[m].reshape(n, *clean.activations[m].shape[2:])
+        both = torch.cat([first, *collect.full[m]])
+        activations[m] = both.view(views, n, *first.shape[1:])
+    return Recording(
+        views=views,
+        labels=clean.labels,
+        pooled=clean.pooled,
+        features=torch.cat([clean.features, features]),
+        activations=activations,
+        val_features=clean.val_features,
+        val_activations=clean.val_activations,
+    )

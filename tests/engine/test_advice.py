@@ -304,3 +304,57 @@ def test_a_run_stopped_while_choosing_its_recipe_is_not_resumed(tmp_path: Path) 
         resume(run, workspace=tmp_path / "ws")
     assert (run / "config.json").read_bytes() == before
     assert not (run / "advice.json").exists()
+
+
+def test_adding_views_to_a_clean_recording_equals_recording_them_all(tmp_path: Path) -> None:
+    """The advisor's second pass runs only the augmented views; the result is the recording a
+    single pass over every view gives."""
+    from engine.advice.record import add_views, record
+    from engine.advice.split import verified_boundaries
+    from engine.config import Device, DeviceConfig
+    from engine.data import ImageDataset, build_transform
+    from engine.data.scan import scan_folder
+    from engine.training.devices import resolve_placement
+
+    data = make_shapes_folder(tmp_path / "shapes", per_class=5)
+    train = list(scan_folder(data).samples)
+    model = _model().eval()
+    pre = model.preprocess
+    transforms = (build_transform(pre, train=False), build_transform(pre, train=True))
+    ds = ImageDataset(train[:2], transforms[0])
+    bounds, _ = verified_boundaries(model, torch.stack([ds[i][0] for i in range(2)]))
+    cut = bounds[-3]
+    common = dict(
+        seed=1,
+        placement=resolve_placement(DeviceConfig(device=Device.CPU)),
+        channels_last=False,
+        workers=0,
+        batch_size=4,
+    )
+    once = record(
+        model,
+        train,
+        train[:3],
+        transforms=transforms,
+        boundaries=bounds,
+        cuts=[cut],
+        views=3,
+        **common,
+    )
+    clean = record(
+        model,
+        train,
+        train[:3],
+        transforms=transforms,
+        boundaries=bounds,
+        cuts=[cut],
+        views=1,
+        **common,
+    )
+    added = add_views(
+        model, clean, train, train_transform=transforms[1], cuts=[cut], views=3, **common
+    )
+    torch.testing.assert_close(added.features, once.features)
+    torch.testing.assert_close(added.activations[cut.module], once.activations[cut.module])
+    torch.testing.assert_close(added.val_features, once.val_features)
+    assert added.views == 3 and added.pooled.keys() == once.pooled.keys()
