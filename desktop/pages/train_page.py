@@ -27,7 +27,7 @@ from desktop.run_jobs import Job, resume_job, train_job
 from desktop.widgets.config_form import CollapsibleSection, ConfigForm, FieldSpec
 from desktop.widgets.palette_colors import level_color
 from desktop.worker import EngineWorker
-from engine.advice.evidence import CHOSEN_FIELDS
+from engine.advice.chosen import CHOSEN_FIELDS
 from engine.config import ConfigError, RunConfig
 from engine.events import AdviceGiven, RunEnded, RunStarted, RunStatus
 

@@ -6,22 +6,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.advice.chosen import CHOSEN_FIELDS  # noqa: F401 - re-exported
 from engine.advice.record import Recording
 from engine.advice.trials import TrialResult
 from engine.config import RunConfig
-
-#: The (section, field) settings a Recommended run chooses itself; the app greys them out.
-CHOSEN_FIELDS = frozenset(
-    {
-        ("schedule", "epochs"),
-        ("schedule", "batch_size"),
-        ("schedule", "schedule"),
-        ("schedule", "warmup_fraction"),
-        ("optim", "lr"),
-        ("optim", "backbone_lr_scale"),
-        ("optim", "weight_decay"),
-    }
-)
 
 
 @dataclass(frozen=True)
