@@ -43,6 +43,13 @@ SIZE_MIXES: dict[str, tuple[tuple[tuple[int, int], float], ...]] = {
         ((1024, 768), 0.25),
         ((768, 1024), 0.15),
     ),
+    # "small": the size of photos in public pet, bird and food datasets (about 500x375).
+    "small": (
+        ((500, 375), 0.5),
+        ((500, 333), 0.2),
+        ((375, 500), 0.2),
+        ((400, 300), 0.1),
+    ),
 }
 WORK_SIDE = 1024  # shapes are drawn at most this large, then scaled up like a soft lens would
 EXIF_SHARE = 0.1  # share of images stored sideways with an EXIF orientation tag
@@ -316,7 +323,8 @@ def main(argv: list[str] | None = None) -> None:
         "--sizes",
         choices=sorted(SIZE_MIXES),
         default="mixed",
-        help="mixed: 640x480 to 12 MP camera photos; web: 640x480 to 1024x768",
+        help="mixed: 640x480 to 12 MP camera photos; web: 640x480 to 1024x768; "
+        "small: about 500x375, as in public pet and bird datasets",
     )
     args = parser.parse_args(argv)
     generate(args.dest, per_class=args.per_class, seed=args.seed, sizes=args.sizes)
