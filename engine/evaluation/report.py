@@ -1,8 +1,8 @@
 """The evaluation report of one run on one split: metrics, curves, calibration, operating point.
 
 Metrics come from scikit-learn (the calibration error is binned as torchmetrics bins it); this
-module only arranges them. Everything is JSON-safe: NaN (an AUC of a class absent from the split) is stored
-as null and read back as NaN.
+module only arranges them. Everything is JSON-safe: NaN (an AUC of a class absent from the
+split) is stored as null and read back as NaN.
 """
 
 from __future__ import annotations

@@ -110,7 +110,13 @@ class FrozenForward:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 exported = export(self.module, x[:1].cpu(), path)
             session = OnnxSession(path, threads=torch.get_num_threads())
-            diff = check(session, self.module, x[:CHECK_ROWS].cpu(), argmax=self.argmax)
+            diff = check(
+                session,
+                self.module,
+                x[:CHECK_ROWS].cpu(),
+                argmax=self.argmax,
+                channels_last=self.channels_last,
+            )
         except (OnnxUnavailable, OSError) as exc:
             path.unlink(missing_ok=True)  # never kept when it failed: exported again next time
             self.log(f"{self.what.capitalize()} runs in torch: {exc}.", "warning")

@@ -130,15 +130,23 @@ class OnnxSession:
         return torch.from_numpy(self.session.run([self.output], {self.input: array})[0])
 
 
-def check(session: OnnxSession, module: nn.Module, x: torch.Tensor, *, argmax: bool) -> float:
+def check(
+    session: OnnxSession,
+    module: nn.Module,
+    x: torch.Tensor,
+    *,
+    argmax: bool,
+    channels_last: bool = False,
+) -> float:
     """Run ``x`` through both; returns the largest difference relative to torch's largest
     output. Raises OnnxUnavailable when it is above TOLERANCE, or, with ``argmax`` (outputs are
-    class scores), when any row's top class differs."""
+    class scores), when any row's top class differs. ``channels_last``: the module's layout."""
     was_training = module.training
     module.eval()
+    layout = torch.channels_last if channels_last and x.ndim == 4 else torch.contiguous_format
     try:
         with torch.inference_mode():
-            expected = module(x).float().cpu()
+            expected = module(x.contiguous(memory_format=layout)).float().cpu()
     finally:
         module.train(was_training)
     got = session(x)
