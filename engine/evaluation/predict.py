@@ -94,6 +94,7 @@ class Predictor:
 
         self.frozen = predictor_forward(self, rows)
 
+    @torch.inference_mode()
     def image_probs(self, x: torch.Tensor) -> np.ndarray:
         """Class probabilities of a batch of transformed images."""
         if self.frozen is not None:

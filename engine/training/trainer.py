@@ -434,7 +434,8 @@ class Trainer:
         from engine.frozen import use_onnxruntime
         from engine.training.memory import estimate_peak_memory
 
-        if self.feature_cache and use_onnxruntime(self.config.device.runtime, self.device):
+        runtime = self.config.device.runtime
+        if self.feature_cache and use_onnxruntime(runtime, self.placement.device):
             return
         tokens = self.max_length or None
         try:
