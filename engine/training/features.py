@@ -19,7 +19,7 @@ from engine.files import write_atomic
 from engine.safe_read import WEIGHTS_LIMIT, check_capped
 from engine.training.control import Cancelled, RunControl
 from engine.training.devices import Placement
-from engine.training.loaders import make_loader
+from engine.training.loaders import deterministic, make_loader, threaded_batches
 from engine.training.oom import MicroBatcher, inference_shrink_sentence
 
 
@@ -37,19 +37,15 @@ class FeedTiming:
     waited_s: float = 0.0
     computed_s: float = 0.0
 
-    def sentence(self, runtime: str, workers: int) -> str:
+    def sentence(self, runtime: str, feeder: str) -> str:
+        """One log line: ``feeder`` says who decoded the images ("2 decoding threads")."""
         total = self.waited_s + self.computed_s
         rate = self.rows / total if total > 0 else 0.0
         share = self.waited_s / total if total > 0 else 0.0
-        loaders = (
-            f"{workers} loader worker{'s' if workers != 1 else ''}"
-            if workers
-            else ("decoding in the main process")
-        )
         return (
             f"Features of {self.rows} images in {total:.1f} s ({rate:.0f} images/s, {runtime}); "
             f"the network waited {self.waited_s:.1f} s ({share:.0%}) for decoded images "
-            f"({loaders})."
+            f"({feeder})."
         )
 
 
@@ -68,11 +64,15 @@ def extract_features(
     after_batch: Callable[[], None] | None = None,
     on_retry: Callable[[], None] | None = None,
     timing: FeedTiming | None = None,
+    decode_threads: int = 0,
 ) -> torch.Tensor:
     """Run ``backbone`` in eval mode over ``dataset``; returns float32 features on the CPU.
 
     ``backbone`` is a torch module, or a callable that returns float32 CPU outputs itself (a
     :class:`engine.frozen.FrozenForward`). ``timing``, when given, is filled in.
+    ``decode_threads`` > 0: items are made by that many threads of this process instead of
+    ``workers`` loader processes (only for datasets without random draws, see
+    :func:`engine.training.loaders.deterministic`).
 
     On a CUDA or MPS out-of-memory the batch is run in halves (and ``on_log`` says so).
     ``after_batch`` is called after each forward pass that succeeded (to collect what forward
@@ -83,14 +83,17 @@ def extract_features(
     if module is not None:
         module.eval()
     timing = timing if timing is not None else FeedTiming()
-    loader, _ = make_loader(
-        dataset,
-        batch_size=batch_size,
-        seed=0,
-        shuffle=False,
-        workers=workers,
-        pin=placement.device.type == "cuda",
-    )
+    if decode_threads > 0 and deterministic(dataset):
+        loader: Any = threaded_batches(dataset, batch_size=batch_size, threads=decode_threads)
+    else:
+        loader, _ = make_loader(
+            dataset,
+            batch_size=batch_size,
+            seed=0,
+            shuffle=False,
+            workers=workers,
+            pin=placement.device.type == "cuda",
+        )
     what = "feature extraction"
 
     def shrunk(rows: int, size: int) -> None:

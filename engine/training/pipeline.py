@@ -23,7 +23,14 @@ from engine.training.features import (
     load_cached,
     store_cached,
 )
-from engine.training.loaders import auto_workers, batches_of, epoch_permutation, make_loader
+from engine.training.loaders import (
+    auto_workers,
+    batches_of,
+    decode_threads,
+    epoch_permutation,
+    feeder_text,
+    make_loader,
+)
 from engine.training.oom import MicroBatcher, inference_shrink_sentence
 
 if TYPE_CHECKING:
@@ -208,6 +215,7 @@ class FeaturePipeline(Pipeline):
             channels_last=t.channels_last,
         )
         timing = FeedTiming()
+        threads = decode_threads(self.device, dataset)
         features = extract_features(
             forward,
             dataset,
@@ -219,8 +227,9 @@ class FeaturePipeline(Pipeline):
             on_progress=progress,
             on_log=lambda text: t.log(text, level="warning"),
             timing=timing,
+            decode_threads=threads,
         )
-        t.log(timing.sentence(forward.name, self.workers))
+        t.log(timing.sentence(forward.name, feeder_text(threads, self.workers)))
         return features
 
     def _key(self, extra_views: int) -> str:
