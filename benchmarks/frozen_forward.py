@@ -74,8 +74,8 @@ def _rate(fn, x: torch.Tensor, rounds: int) -> float:
     return rounds * len(x) / (time.perf_counter() - started)
 
 
-def feed_matrix(folder: Path, images: int) -> list[tuple[int, int, float, float]]:
-    """(workers, onnxruntime threads, images/s, share of time waiting for images)."""
+def feed_matrix(folder: Path, images: int) -> list[tuple[str, int, float, float]]:
+    """(who decodes, onnxruntime threads, images/s, share of time waiting for images)."""
     from starter_model import efficientnet_lite0
 
     from engine.config import Precision, Runtime
@@ -85,28 +85,29 @@ def feed_matrix(folder: Path, images: int) -> list[tuple[int, int, float, float]
     from engine.preprocess import Preprocess
     from engine.training.devices import Placement
     from engine.training.features import FeedTiming, extract_features
+    from engine.training.loaders import feeder_text
 
     files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
     samples = [SimpleNamespace(path=str(f), label=0) for f in files[:images]]
-    dataset = ImageDataset(
-        samples, build_transform(Preprocess(interpolation="bicubic"), train=False)
-    )
+    transform = build_transform(Preprocess(interpolation="bicubic"), train=False)
+    dataset = ImageDataset(samples, transform)
     net = efficientnet_lite0(num_classes=0).eval()
     cpu = Placement(device=torch.device("cpu"), precision=Precision.FP32, description="CPU")
     threads = torch.get_num_threads()
+    feeders = [(w, 0) for w in (0, 1, 2)] + [(0, t) for t in (1, 2, 3, 4)]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for workers in (0, 1, 2):
-            for ort_threads in sorted({1, threads}):
-                torch.set_num_threads(ort_threads)
-                fwd = FrozenForward(
-                    net,
-                    placement=cpu,
-                    runtime=Runtime.ONNXRUNTIME,
-                    cache_dir=Path(tmp),
-                    key_parts={"cut": "features", "bench": 1},
-                )
-                fwd(dataset[0][0][None])  # export and check outside the timing
+        for ort_threads in sorted({1, threads}):
+            torch.set_num_threads(ort_threads)
+            fwd = FrozenForward(
+                net,
+                placement=cpu,
+                runtime=Runtime.ONNXRUNTIME,
+                cache_dir=Path(tmp),
+                key_parts={"cut": "features", "bench": ort_threads},
+            )
+            fwd(dataset[0][0][None])  # export and check outside the timing
+            for workers, decoders in feeders:
                 timing = FeedTiming()
                 started = time.perf_counter()
                 extract_features(
@@ -117,11 +118,14 @@ def feed_matrix(folder: Path, images: int) -> list[tuple[int, int, float, float]
                     batch_size=64,
                     workers=workers,
                     timing=timing,
+                    decode_threads=decoders,
                 )
                 seconds = time.perf_counter() - started
                 total = timing.waited_s + timing.computed_s
-                rows.append((workers, ort_threads, len(dataset) / seconds, timing.waited_s / total))
-                torch.set_num_threads(threads)
+                rate = len(dataset) / seconds
+                feeder = feeder_text(decoders, workers)
+                rows.append((feeder, ort_threads, rate, timing.waited_s / total))
+            torch.set_num_threads(threads)
     return rows
 
 
@@ -150,9 +154,9 @@ def main(argv: list[str] | None = None) -> None:
             "\nFeature pass (decode + resize + onnxruntime forward) over "
             f"{args.images} images of {folder}:"
         )
-        print("  workers  ort threads  images/s  waiting for images")
-        for workers, threads, rate, waited in feed_matrix(folder, args.images):
-            print(f"  {workers:>7}  {threads:>11}  {rate:8.1f}  {waited:>17.0%}")
+        print(f"  {'images decoded by':<30} ort threads  images/s  waiting for images")
+        for feeder, threads, rate, waited in feed_matrix(folder, args.images):
+            print(f"  {feeder:<30} {threads:>11}  {rate:8.1f}  {waited:>18.0%}")
     print(f"\nos.cpu_count() = {os.cpu_count()}")
 
 
