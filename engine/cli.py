@@ -24,6 +24,7 @@ from engine.config import (
     Optimizer,
     Precision,
     RunConfig,
+    Runtime,
     Schedule,
 )
 from engine.terminal_text import safe_terminal, terminal_safe
@@ -60,6 +61,7 @@ _OVERRIDES: dict[str, tuple[str, str, Any]] = {
     "lora_dropout": ("adapt", "lora_dropout", float),
     "device": ("device", "device", Device),
     "precision": ("device", "precision", Precision),
+    "runtime": ("device", "runtime", Runtime),
 }
 
 
@@ -147,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--top-k", type=int, default=3)
     pr.add_argument("--checkpoint", choices=["best", "last"], default="best")
     pr.add_argument("--device", default="cpu")
+    cli_evaluate.add_runtime_flag(pr)
     pr.add_argument("--json", action="store_true")
     cli_trust.add_remote_code_flag(pr)
     pr.set_defaults(func=_cmd_predict)
@@ -320,7 +323,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         from engine.runs import Workspace
 
         run = Workspace(args.workspace).open_run(args.run)
-        predictor = Predictor(run, checkpoint=args.checkpoint, device=args.device)
+        predictor = Predictor(
+            run, checkpoint=args.checkpoint, device=args.device, runtime=args.runtime or "auto"
+        )
         what = f"The run {run.run_id}"
     if predictor.modality == "text":
         from engine.evaluation.predict import texts_of_files

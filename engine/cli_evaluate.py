@@ -47,8 +47,19 @@ def _split_flags(p: argparse.ArgumentParser) -> None:
         help="Unlock the test split and use it (do this once, when you are done choosing).",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
+    add_runtime_flag(p)
     p.add_argument("--json", action="store_true", help="Print the result as JSON.")
     add_remote_code_flag(p)
+
+
+def add_runtime_flag(p: argparse.ArgumentParser) -> None:
+    """--runtime for commands that predict with a trained run."""
+    p.add_argument(
+        "--runtime",
+        choices=["auto", "torch", "onnxruntime"],
+        help="Where images run: auto (default) uses onnxruntime on the CPU, checked against "
+        "torch; naming one predicts again with it instead of reusing saved predictions.",
+    )
 
 
 # -- evaluate -----------------------------------------------------------------------------------
@@ -72,6 +83,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 positive=args.positive,
                 device=args.device,
                 progress=bar.update,
+                runtime=args.runtime or "auto",
+                reuse=args.runtime is None,
             )
     except TestSplitLocked as exc:
         return _refuse(exc)

@@ -75,6 +75,14 @@ class Device(StrEnum):
     MPS = "mps"
 
 
+class Runtime(StrEnum):
+    """Where frozen layers run (the cached features, evaluation, prediction)."""
+
+    AUTO = "auto"
+    TORCH = "torch"
+    ONNXRUNTIME = "onnxruntime"
+
+
 class Precision(StrEnum):
     AUTO = "auto"
     FP32 = "fp32"
@@ -326,6 +334,12 @@ class DeviceConfig:
         True, help="Use the channels-last memory layout for convolutional networks."
     )
     deterministic: bool = _f(True, help="Deterministic algorithms where the device allows it.")
+    runtime: Runtime = _f(
+        Runtime.AUTO,
+        help="Where the frozen network runs (cached features, evaluation, prediction): auto "
+        "uses onnxruntime on the CPU, checked against torch on your first images (torch if the "
+        "export or the check fails), and torch on CUDA and MPS; torch always uses PyTorch.",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

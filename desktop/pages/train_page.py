@@ -47,6 +47,7 @@ BASIC_FIELDS = [
 ]
 ADVANCED_FIELDS = [
     FieldSpec("device", "precision", "Precision"),
+    FieldSpec("device", "runtime", "Frozen layers run in"),
     FieldSpec("optim", "label_smoothing", "Label smoothing", decimals=2, step=0.05),
     FieldSpec("optim", "weight_decay", "Weight decay", decimals=4, step=0.005),
     FieldSpec("optim", "backbone_lr_scale", "Backbone LR scale", decimals=3, step=0.01),

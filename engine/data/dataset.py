@@ -39,6 +39,9 @@ class ImageDataset(Dataset):
         self.views = int(views)
         self.epoch = 0
         self.min_size: int | None = getattr(transform, "min_size", None)
+        #: Whether the transform draws random numbers (an evaluation transform does not; items
+        #: can then be made in several threads at once).
+        self.random = bool(getattr(transform, "train", True))
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the augmentation of ``epoch`` from now on."""
@@ -56,6 +59,8 @@ class ImageDataset(Dataset):
         index, view = i % n, i // n
         sample = self.samples[index]
         image = load_image(sample.path, min_size=self.min_size)
+        if not self.random:
+            return self.transform(image), sample.label
         # Only the CPU generator is reseeded (torch.manual_seed would also queue a reseed of
         # every CUDA generator) and it is restored, so the caller's random stream is untouched
         # when there are no worker processes.

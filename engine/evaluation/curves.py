@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.evaluation.predictions import PredictionError, SplitPredictions
+
+if TYPE_CHECKING:
+    import torch
 
 N_BINS = 15
 MAX_POINTS = 500
@@ -95,13 +99,14 @@ def _thinned(x: np.ndarray, y: np.ndarray, t: np.ndarray, auc: float) -> Curve:
 
 
 def calibration(preds: SplitPredictions) -> Calibration:
-    """Reliability bins of the top probability and the ECE (torchmetrics, 15 bins, l1).
+    """Reliability bins of the top probability and the ECE (15 bins, l1).
 
-    The ECE is sum(count/n * |accuracy - confidence|) over the bins; torchmetrics gives a
-    confidence of exactly 1.0 a bin of its own, which here joins the last bin.
+    The ECE is sum(count/n * |accuracy - confidence|) over the bins, binned as torchmetrics'
+    ``multiclass_calibration_error`` bins (a test holds them equal): it gives a confidence of
+    exactly 1.0 a bin of its own, which the reliability bins here join to the last bin.
+    Computed here because importing torchmetrics takes seconds, more than a whole evaluation.
     """
     import torch
-    from torchmetrics.functional.classification import multiclass_calibration_error
 
     conf = torch.from_numpy(preds.confidence.astype(np.float32))
     edges = torch.linspace(0, 1, N_BINS + 1, dtype=torch.float32)
@@ -114,11 +119,19 @@ def calibration(preds: SplitPredictions) -> Calibration:
         count.append(n)
         confidence.append(float(conf.numpy()[inside].mean()) if n else math.nan)
         accuracy.append(float(correct[inside].mean()) if n else math.nan)
-    ece = multiclass_calibration_error(
-        torch.from_numpy(np.asarray(preds.probs, np.float32)),
-        torch.from_numpy(np.asarray(preds.labels, np.int64)),
-        num_classes=len(preds.classes),
-        n_bins=N_BINS,
-        norm="l1",
-    )
-    return Calibration(confidence, accuracy, count, float(ece))
+    return Calibration(confidence, accuracy, count, _ece(conf, correct, edges))
+
+
+def _ece(conf: torch.Tensor, correct: np.ndarray, edges: torch.Tensor) -> float:
+    """torchmetrics' l1 calibration error: bins from bucketize(right=True), 1.0 alone."""
+    import torch
+
+    index = torch.bucketize(conf, edges, right=True) - 1
+    size = len(edges)
+    hits = torch.from_numpy(np.asarray(correct, np.float32))
+    count = torch.zeros(size).scatter_add_(0, index, torch.ones_like(conf))
+    conf_sum = torch.zeros(size).scatter_add_(0, index, conf)
+    hit_sum = torch.zeros(size).scatter_add_(0, index, hits)
+    filled = count > 0
+    gap = (hit_sum[filled] / count[filled] - conf_sum[filled] / count[filled]).abs()
+    return float((gap * count[filled] / count.sum()).sum()) if len(conf) else 0.0

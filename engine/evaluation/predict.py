@@ -31,7 +31,14 @@ class Predictor:
     other checkpoint is never used in its place.
     """
 
-    def __init__(self, run: RunDir, *, checkpoint: str = "best", device: str = "cpu") -> None:
+    def __init__(
+        self,
+        run: RunDir,
+        *,
+        checkpoint: str = "best",
+        device: str = "cpu",
+        runtime: str = "auto",
+    ) -> None:
         from engine.models import trained_architecture
 
         weights = weights_file(run, checkpoint)
@@ -55,6 +62,10 @@ class Predictor:
         self.model.to(self.device).eval()
         self.modality = self.model.modality
         self.checkpoint = weights
+        self.run, self.config, self.runtime = run, config, runtime
+        self.channels_last = False
+        self.frozen: Any = None  # a FrozenForward once prepare_runtime() chose onnxruntime
+        self.runtime_notes: list[str] = []
         if self.modality == "text":
             from engine.models.text import token_limit
 
@@ -74,11 +85,31 @@ class Predictor:
             )
             self.transform = build_transform(self.model.preprocess, train=False)
 
+    def prepare_runtime(self, rows: int) -> None:
+        """Choose where images run for a job of about ``rows`` images (see
+        :func:`engine.frozen.predictor_forward`); texts always run in torch."""
+        if self.modality != "image" or self.frozen is not None:
+            return
+        from engine.frozen.predicting import predictor_forward
+
+        self.frozen = predictor_forward(self, rows)
+
+    @torch.inference_mode()
+    def image_probs(self, x: torch.Tensor) -> np.ndarray:
+        """Class probabilities of a batch of transformed images."""
+        if self.frozen is not None:
+            logits = self.frozen(x)
+        else:
+            x = x.to(self.device)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            logits = self.model(x)
+        return logits.float().softmax(dim=1).cpu().numpy()
+
     def _probs(self, x: torch.Tensor | dict[str, torch.Tensor]) -> np.ndarray:
         if isinstance(x, torch.Tensor):
-            x = x.to(self.device)
-        else:
-            x = {k: x[k].to(self.device) for k in ("input_ids", "attention_mask")}
+            return self.image_probs(x)
+        x = {k: x[k].to(self.device) for k in ("input_ids", "attention_mask")}
         return self.model(x).float().softmax(dim=1).cpu().numpy()
 
     @torch.inference_mode()
@@ -101,6 +132,8 @@ class Predictor:
         self, paths: Iterable[str | Path], *, top_k: int = 3, batch_size: int = 32
     ) -> list[Prediction]:
         """Classify each file; unreadable files get an error sentence instead of a crash."""
+        paths = list(paths)
+        self.prepare_runtime(len(paths))
         return classify_images(
             paths, self.transform, self._probs, self.classes, top_k=top_k, batch_size=batch_size
         )

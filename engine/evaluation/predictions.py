@@ -157,8 +157,10 @@ def predict_split(
     batch_size: int = 32,
     progress: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
+    runtime: str = "auto",
 ) -> SplitPredictions:
-    """Predict every example of ``split`` ("val" or "test") with the run's checkpoint.
+    """Predict every example of ``split`` ("val" or "test") with the run's checkpoint; images
+    run where ``runtime`` says (engine.frozen.predicting).
 
     The test split stays locked unless ``allow_test``: TestSplitLocked is raised before any test
     file is opened. An example that cannot be read any more raises PredictionError naming it;
@@ -171,7 +173,7 @@ def predict_split(
         raise PredictionError(f"The run {run.run_id} has no {split} examples to evaluate.")
     from engine.evaluation.predict import Predictor
 
-    predictor = Predictor(run, checkpoint=checkpoint, device=device)
+    predictor = Predictor(run, checkpoint=checkpoint, device=device, runtime=runtime)
     if tuple(predictor.classes) != tuple(data.classes):
         raise PredictionError(
             f"The run {run.run_id} records different classes in summary.json and splits.json; "
@@ -315,6 +317,7 @@ def _image_probs(
     total = len(paths)
     if progress is not None:
         progress(0, total)
+    predictor.prepare_runtime(total)
     # Decoding releases the GIL: a few threads keep the model fed without worker processes.
     with (
         ThreadPoolExecutor(max_workers=4, thread_name_prefix="refit-eval") as pool,
@@ -323,12 +326,8 @@ def _image_probs(
         for start in range(0, total, batch_size):
             _check_cancel(cancel)
             chunk = paths[start : start + batch_size]
-            x = torch.stack(list(pool.map(tensor, chunk))).to(predictor.device)
-            if getattr(predictor, "channels_last", False):
-                x = x.contiguous(memory_format=torch.channels_last)
-            out[start : start + len(chunk)] = (
-                predictor.model(x).float().softmax(dim=1).cpu().numpy()
-            )
+            x = torch.stack(list(pool.map(tensor, chunk)))
+            out[start : start + len(chunk)] = predictor.image_probs(x)
             if progress is not None:
                 progress(start + len(chunk), total)
     return out

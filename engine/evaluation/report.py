@@ -1,8 +1,8 @@
 """The evaluation report of one run on one split: metrics, curves, calibration, operating point.
 
-Metrics come from scikit-learn (and the calibration error from torchmetrics); this module only
-arranges them. Everything is JSON-safe: NaN (an AUC of a class absent from the split) is stored
-as null and read back as NaN.
+Metrics come from scikit-learn (the calibration error is binned as torchmetrics bins it); this
+module only arranges them. Everything is JSON-safe: NaN (an AUC of a class absent from the
+split) is stored as null and read back as NaN.
 """
 
 from __future__ import annotations
@@ -325,6 +325,7 @@ def evaluate_run(
     progress: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
     reuse: bool = True,
+    runtime: str = "auto",
 ) -> Evaluation:
     """Predict ``split``, evaluate and save runs/<id>/evaluation/<split>.json and
     <split>-predictions.npz. With ``reuse``, predictions saved from the same checkpoint file are
@@ -342,6 +343,7 @@ def evaluate_run(
             device=device,
             progress=progress,
             cancel=cancel,
+            runtime=runtime,
         )
         preds.save(predictions_path(run, split))
     result = evaluate(preds, positive=positive)

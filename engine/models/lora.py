@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -233,9 +234,10 @@ def uses_lora(adapt: AdaptConfig) -> bool:
 
 
 def _is_peft(module: nn.Module) -> bool:
-    from peft import PeftModel
-
-    return isinstance(module, PeftModel)
+    # A model can only carry peft's adapters once peft is imported; importing it just to ask
+    # costs most of a second.
+    peft = sys.modules.get("peft")
+    return peft is not None and isinstance(module, peft.PeftModel)
 
 
 def _regroup(model: Classifier) -> None:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from engine.files import write_atomic
 from engine.safe_read import WEIGHTS_LIMIT, check_capped
 from engine.training.control import Cancelled, RunControl
 from engine.training.devices import Placement
-from engine.training.loaders import make_loader
+from engine.training.loaders import deterministic, make_loader, threaded_batches
 from engine.training.oom import MicroBatcher, inference_shrink_sentence
 
 
@@ -28,9 +29,29 @@ def cache_key(parts: dict[str, Any]) -> str:
     return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
+@dataclass
+class FeedTiming:
+    """Where a pass over images spent its time: waiting for decoded batches, or computing."""
+
+    rows: int = 0
+    waited_s: float = 0.0
+    computed_s: float = 0.0
+
+    def sentence(self, runtime: str, feeder: str) -> str:
+        """One log line: ``feeder`` says who decoded the images ("2 decoding threads")."""
+        total = self.waited_s + self.computed_s
+        rate = self.rows / total if total > 0 else 0.0
+        share = self.waited_s / total if total > 0 else 0.0
+        return (
+            f"Features of {self.rows} images in {total:.1f} s ({rate:.0f} images/s, {runtime}); "
+            f"the network waited {self.waited_s:.1f} s ({share:.0%}) for decoded images "
+            f"({feeder})."
+        )
+
+
 @torch.inference_mode()
 def extract_features(
-    backbone: nn.Module,
+    backbone: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     dataset: Any,
     *,
     placement: Placement,
@@ -42,23 +63,37 @@ def extract_features(
     on_log: Callable[[str], None] | None = None,
     after_batch: Callable[[], None] | None = None,
     on_retry: Callable[[], None] | None = None,
+    timing: FeedTiming | None = None,
+    decode_threads: int = 0,
 ) -> torch.Tensor:
     """Run ``backbone`` in eval mode over ``dataset``; returns float32 features on the CPU.
+
+    ``backbone`` is a torch module, or a callable that returns float32 CPU outputs itself (a
+    :class:`engine.frozen.FrozenForward`). ``timing``, when given, is filled in.
+    ``decode_threads`` > 0: items are made by that many threads of this process instead of
+    ``workers`` loader processes (only for datasets without random draws, see
+    :func:`engine.training.loaders.deterministic`).
 
     On a CUDA or MPS out-of-memory the batch is run in halves (and ``on_log`` says so).
     ``after_batch`` is called after each forward pass that succeeded (to collect what forward
     hooks recorded, for example); ``on_retry`` before a batch is run again in smaller pieces
     after an out-of-memory, so that what ``after_batch`` kept of the failed try can be dropped."""
-    was_training = backbone.training
-    backbone.eval()
-    loader, _ = make_loader(
-        dataset,
-        batch_size=batch_size,
-        seed=0,
-        shuffle=False,
-        workers=workers,
-        pin=placement.device.type == "cuda",
-    )
+    module = backbone if isinstance(backbone, nn.Module) else None
+    was_training = module.training if module is not None else False
+    if module is not None:
+        module.eval()
+    timing = timing if timing is not None else FeedTiming()
+    if decode_threads > 0 and deterministic(dataset):
+        loader: Any = threaded_batches(dataset, batch_size=batch_size, threads=decode_threads)
+    else:
+        loader, _ = make_loader(
+            dataset,
+            batch_size=batch_size,
+            seed=0,
+            shuffle=False,
+            workers=workers,
+            pin=placement.device.type == "cuda",
+        )
     what = "feature extraction"
 
     def shrunk(rows: int, size: int) -> None:
@@ -73,8 +108,11 @@ def extract_features(
         gc.collect()
 
     def features_of(x: torch.Tensor) -> torch.Tensor:
-        with placement.autocast():
-            out = backbone(x).float().cpu()
+        if module is None:
+            out = backbone(x)
+        else:
+            with placement.autocast():
+                out = module(x).float().cpu()
         if after_batch is not None:
             after_batch()
         return out
@@ -82,8 +120,16 @@ def extract_features(
     chunks: list[torch.Tensor] = []
     done, total = 0, len(dataset)
     last_report = 0.0
+    batches = iter(loader)
     try:
-        for x, _y in loader:
+        while True:
+            started = time.monotonic()
+            batch = next(batches, None)
+            if batch is None:
+                break
+            x = batch[0]
+            timing.waited_s += time.monotonic() - started
+            started = time.monotonic()
             if control is not None:
                 control.wait_while_paused()
                 if control.cancelled:
@@ -93,23 +139,40 @@ def extract_features(
                 x = x.contiguous(memory_format=torch.channels_last)
             chunks.append(batcher.map(features_of, x, retry))
             done += len(x)
+            timing.rows += len(x)
+            timing.computed_s += time.monotonic() - started
             now = time.monotonic()
             if on_progress is not None and (now - last_report > 0.1 or done == total):
                 on_progress(done, total)
                 last_report = now
     finally:
-        backbone.train(was_training)
+        if module is not None:
+            module.train(was_training)
     return torch.cat(chunks) if chunks else torch.empty(0)
 
 
 def cached(path: Path, compute: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, bool]:
     """Load the tensor at ``path`` or compute and store it. Returns (tensor, was_cached)."""
-    if path.is_file():
-        try:
-            check_capped(path, WEIGHTS_LIMIT)  # is_file() looked at the link, not what is opened
-            return load_file(str(path))["features"], True
-        except Exception:  # a damaged cache file is recomputed, never trusted
-            path.unlink(missing_ok=True)
+    tensor = load_cached(path)
+    if tensor is not None:
+        return tensor, True
     tensor = compute()
-    write_atomic(path, lambda tmp: save_file({"features": tensor.contiguous()}, str(tmp)))
+    store_cached(path, tensor)
     return tensor, False
+
+
+def load_cached(path: Path) -> torch.Tensor | None:
+    """The tensor stored at ``path``, or None (a damaged cache file is deleted, never trusted)."""
+    if not path.is_file():
+        return None
+    try:
+        check_capped(path, WEIGHTS_LIMIT)  # is_file() looked at the link, not what is opened
+        return load_file(str(path))["features"]
+    except Exception:
+        path.unlink(missing_ok=True)
+        return None
+
+
+def store_cached(path: Path, tensor: torch.Tensor) -> None:
+    """Write ``tensor`` to ``path`` atomically."""
+    write_atomic(path, lambda tmp: save_file({"features": tensor.contiguous()}, str(tmp)))

@@ -99,3 +99,60 @@ def ignore_sigint(worker_id: int) -> None:
 
 def batches_of(indices: Sequence[int], batch_size: int) -> list[list[int]]:
     return [list(indices[i : i + batch_size]) for i in range(0, len(indices), batch_size)]
+
+
+#: Threads that decode images for a pass on the CPU (measured: benchmarks/frozen_forward.py).
+CPU_DECODE_THREADS = 2
+
+
+def decode_threads(device: torch.device, dataset: Any) -> int:
+    """Threads of this process that make a pass's items, or 0 for loader worker processes.
+
+    On the CPU, threads keep onnxruntime (or torch) fed better than worker processes do: no
+    process to start, no tensors to copy back (docs/benchmarks.md). GPUs keep their workers:
+    the CPU is free to decode there. Datasets with random draws always use processes. Threads
+    also work in the frozen app, where worker processes are off."""
+    if device.type != "cpu" or not deterministic(dataset):
+        return 0
+    return CPU_DECODE_THREADS
+
+
+def feeder_text(threads: int, workers: int) -> str:
+    """Who decodes the images, for log lines."""
+    if threads:
+        return f"{threads} decoding thread{'s' if threads != 1 else ''}"
+    if workers:
+        return f"{workers} loader worker{'s' if workers != 1 else ''}"
+    return "decoding in the main process"
+
+
+def deterministic(dataset: Any) -> bool:
+    """Whether every item of ``dataset`` (an ImageDataset, or a ConcatDataset of them) is made
+    without random draws, so that several threads may make items at once."""
+    parts = getattr(dataset, "datasets", None)
+    if parts is not None:
+        return all(deterministic(p) for p in parts)
+    return getattr(dataset, "random", True) is False
+
+
+def threaded_batches(
+    dataset: Any, *, batch_size: int, threads: int, ahead: int = 2
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of ``dataset`` in order, made by ``threads`` threads of this process, ``ahead``
+    batches in advance. For deterministic datasets (see :func:`deterministic`) on the CPU:
+    decoding and resizing release the GIL, and no worker process has to start, or send its
+    tensors back."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    order = batches_of(range(len(dataset)), batch_size)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="refit-decode") as pool:
+        pending = [[pool.submit(dataset.__getitem__, i) for i in b] for b in order[:ahead]]
+        for k in range(len(order)):
+            if k + ahead < len(order):
+                pending.append([pool.submit(dataset.__getitem__, i) for i in order[k + ahead]])
+            items = [f.result() for f in pending[k]]
+            pending[k] = []
+            yield (
+                torch.stack([x for x, _ in items]),
+                torch.tensor([y for _, y in items], dtype=torch.long),
+            )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -13,8 +14,23 @@ from torch.utils.data import ConcatDataset
 from engine.config import AugmentPreset
 from engine.data import ImageDataset, build_transform
 from engine.events import StageProgressed
-from engine.training.features import cache_key, cached, extract_features
-from engine.training.loaders import auto_workers, batches_of, epoch_permutation, make_loader
+from engine.frozen import FrozenForward
+from engine.frozen.keys import backbone_parts, weights_stamp
+from engine.training.features import (
+    FeedTiming,
+    cache_key,
+    extract_features,
+    load_cached,
+    store_cached,
+)
+from engine.training.loaders import (
+    auto_workers,
+    batches_of,
+    decode_threads,
+    epoch_permutation,
+    feeder_text,
+    make_loader,
+)
 from engine.training.oom import MicroBatcher, inference_shrink_sentence
 
 if TYPE_CHECKING:
@@ -147,73 +163,83 @@ class FeaturePipeline(Pipeline):
         n = len(self.data.train)
         key = self._key(extra_views)
         cache_dir = t.workspace.cache_root / "features"
+        paths = (cache_dir / f"{key}-train.safetensors", cache_dir / f"{key}-val.safetensors")
         # The Recommended method's pass over the same images and views already holds them.
         rec = getattr(t, "advice_recording", None)
-        if rec is None or rec.views != self.views or rec.val_features is None:
-            rec = None
-        train, hit = cached(
-            cache_dir / f"{key}-train.safetensors",
-            lambda: rec.features if rec else self._extract(ConcatDataset(parts), "training"),
-        )
-        val, hit_val = cached(
-            cache_dir / f"{key}-val.safetensors",
-            lambda: (
-                rec.val_features
-                if rec
-                else self._extract(
-                    ImageDataset(self.data.val, self.eval_transform, seed=seed), "validation"
-                )
-            ),
-        )
         t.advice_recording = None
-        if hit and hit_val:
-            t.log("Backbone features loaded from the cache; training only the head.")
+        if rec is not None and rec.views == self.views and rec.val_features is not None:
+            train, val = rec.features, rec.val_features
+            store_cached(paths[0], train)
+            store_cached(paths[1], val)
+        else:
+            val_ds = ImageDataset(self.data.val, self.eval_transform, seed=seed)
+            train, val = self._features(paths, (ConcatDataset(parts), val_ds))
         self.train_features = train.view(self.views, n, -1).to(self.device)
         self.train_labels = torch.tensor([s.label for s in self.data.train], device=self.device)
         self.val_features = val.to(self.device)
         self.val_labels = torch.tensor([s.label for s in self.data.val])
 
-    def _extract(self, dataset: Any, what: str) -> torch.Tensor:
+    def _features(self, paths: tuple[Path, ...], datasets: tuple[Any, ...]) -> list[torch.Tensor]:
+        """The cached features of each dataset; the missing ones computed in one pass (one set of
+        loader workers), then cached."""
+        found = [load_cached(path) for path in paths]
+        missing = [i for i, tensor in enumerate(found) if tensor is None]
+        if not missing:
+            self.trainer.log("Backbone features loaded from the cache; training only the head.")
+            return [t for t in found if t is not None]
+        together = self._extract(ConcatDataset([datasets[i] for i in missing]))
+        sizes = [len(datasets[i]) for i in missing]
+        for i, part in zip(missing, together.split(sizes), strict=True):
+            store_cached(paths[i], part)
+            found[i] = part
+        return [t for t in found if t is not None]
+
+    def _extract(self, dataset: Any) -> torch.Tensor:
         t = self.trainer
         t.log(
-            f"Computing backbone features of {len(dataset)} {what} images once "
+            f"Computing backbone features of {len(dataset)} images once "
             f"({self.device.type}); the head then trains on them."
         )
 
         def progress(done: int, total: int) -> None:
             t.emit(StageProgressed(stage="features", done=done, total=total))
 
-        return extract_features(
+        forward = FrozenForward(
             self.model.backbone,
+            placement=self.placement,
+            runtime=self.config.device.runtime,
+            cache_dir=t.workspace.cache_root / "onnx",
+            key_parts=backbone_parts(self.config, self.model.preprocess.input_size),
+            log=lambda text, level: t.log(text, level=level),
+            what="the frozen backbone",
+            channels_last=t.channels_last,
+        )
+        timing = FeedTiming()
+        threads = decode_threads(self.device, dataset)
+        features = extract_features(
+            forward,
             dataset,
             placement=self.placement,
-            channels_last=t.channels_last,
+            channels_last=False,
             batch_size=max(64, self.batch_size),
             workers=self.workers,
             control=t.control,
             on_progress=progress,
             on_log=lambda text: t.log(text, level="warning"),
+            timing=timing,
+            decode_threads=threads,
         )
+        t.log(timing.sentence(forward.name, feeder_text(threads, self.workers)))
+        return features
 
     def _key(self, extra_views: int) -> str:
-        from engine.models import weights_status
-
         cfg = self.config
-        weights = weights_status(cfg.model.backbone, cfg.model.weights)
-        source = weights.source
-        try:
-            from pathlib import Path
-
-            stat = Path(source).stat()
-            source = f"{source}:{stat.st_size}:{stat.st_mtime_ns}"
-        except OSError:
-            pass
         return cache_key(
             {
                 "v": 1,
                 "backbone": cfg.model.backbone,
                 "pretrained": cfg.model.pretrained,
-                "weights": source,
+                "weights": weights_stamp(cfg),
                 "preprocess": repr(self.model.preprocess),
                 "augment": [
                     str(cfg.augment.preset),
@@ -224,6 +250,7 @@ class FeaturePipeline(Pipeline):
                 ],
                 "channels_last": self.trainer.channels_last,
                 "precision": str(self.placement.precision),
+                "runtime": str(cfg.device.runtime),
                 "train": [s.digest for s in self.data.train],
                 "val": [s.digest for s in self.data.val],
                 "torch": torch.__version__,

@@ -133,7 +133,12 @@ def _restore_best(trainer: Trainer) -> None:
         else:
             if trainer.feature_cache:
                 device = trainer.placement.device
-                trainer._best_snapshot = {k: v.to(device) for k, v in tensors.items()}
+                # The in-memory best of a cached-feature run is its head's state.
+                trainer._best_snapshot = {
+                    k.removeprefix("head."): v.to(device)
+                    for k, v in tensors.items()
+                    if k.startswith("head.")
+                }
             return
     trainer.log(
         f"{problem.rstrip('.')}; the best weights of epoch {trainer.best_epoch + 1} are lost, so "

@@ -209,11 +209,12 @@ class Trainer:
         """``best``: weights; ``last``: weights plus everything needed to resume.
 
         With cached features an epoch takes milliseconds, so writing the whole network every
-        epoch would dominate; the head is snapshotted in memory and written when the run ends.
+        epoch would dominate; the head (all that changes: the backbone never runs) is
+        snapshotted in memory and written when the run ends.
         """
         assert self.model is not None
         if self.feature_cache and kind == "best":
-            self._best_snapshot = copy.deepcopy(self.model.state_dict())
+            self._best_snapshot = copy.deepcopy(self.model.head.state_dict())
             return
         if self.feature_cache and kind == "last" and not self._finishing:
             return
@@ -305,10 +306,11 @@ class Trainer:
         """The in-memory best of a cached-feature run, the last state (not after divergence:
         those weights are broken), and a LoRA run's adapter."""
         if self._best_snapshot is not None:
-            current = copy.deepcopy(self.model.state_dict())
-            self.model.load_state_dict(self._best_snapshot)
+            head = self.model.head
+            current = copy.deepcopy(head.state_dict())
+            head.load_state_dict(self._best_snapshot)
             self._write_checkpoint("best")
-            self.model.load_state_dict(current)
+            head.load_state_dict(current)
         if status is not RunStatus.DIVERGED:
             self._write_checkpoint("last")
         self._save_adapter()
@@ -427,9 +429,14 @@ class Trainer:
         return _pipeline_class(text, frozen_backbone)(self)
 
     def _log_memory_estimate(self) -> None:
-        """One log line before the first step: the step's peak memory and the device's."""
+        """One log line before the first step: the step's peak memory and the device's (not
+        for features computed in onnxruntime: the measurement runs torch, which they do not)."""
+        from engine.frozen import use_onnxruntime
         from engine.training.memory import estimate_peak_memory
 
+        runtime = self.config.device.runtime
+        if self.feature_cache and use_onnxruntime(runtime, self.placement.device):
+            return
         tokens = self.max_length or None
         try:
             estimate = estimate_peak_memory(

@@ -284,3 +284,17 @@ def test_predictions_save_and_load_round_trip(tmp_path):
     path.write_bytes(b"not a zip")
     with pytest.raises(PredictionError, match=r"not a whole \.npz archive; evaluate the run"):
         SplitPredictions.load(path)
+
+
+def test_ece_equals_torchmetrics_with_certain_wrong_answers():
+    # Rows with a confidence of exactly 1.0, some of them wrong: torchmetrics bins them alone.
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet([0.5, 0.5, 0.5], size=120).astype(np.float32)
+    probs[:30] = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 30)]
+    labels = rng.integers(0, 3, 120)
+    expected = multiclass_calibration_error(
+        torch.from_numpy(probs), torch.from_numpy(labels), num_classes=3, n_bins=15, norm="l1"
+    ).item()
+    assert evaluate(predictions(labels, probs, ("a", "b", "c"))).calibration.ece == pytest.approx(
+        expected, abs=1e-6
+    )

@@ -1,0 +1,131 @@
+"""The forward pass of a frozen network: onnxruntime on the CPU when chosen and checked, else torch.
+
+``device.runtime``: ``auto`` uses onnxruntime for a CPU placement and torch on CUDA and MPS
+(where torch's own kernels are the fast ones); ``onnxruntime`` asks for it (on a GPU run it is
+declined with a log line: it would move the work to the slower CPU); ``torch`` never uses it.
+The session is prepared on the first batch, so that the check runs on the user's own images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.config import Runtime
+from engine.frozen.onnx import OnnxSession, OnnxUnavailable, check, export, ort_version
+from engine.training.devices import Placement
+
+#: Images of the first batch that torch and onnxruntime both run before onnxruntime is used.
+CHECK_ROWS = 4
+
+
+def use_onnxruntime(runtime: Runtime | str, device: torch.device) -> bool:
+    """Whether frozen layers should run in onnxruntime for this runtime choice and device."""
+    runtime = Runtime(runtime)
+    if runtime is Runtime.TORCH or device.type != "cpu":
+        return False
+    return bool(ort_version())
+
+
+def onnx_key(parts: dict[str, Any]) -> str:
+    """A stable file name for an export of the network that ``parts`` describe."""
+    full = {**parts, "torch": torch.__version__, "onnxruntime": ort_version(), "v": 1}
+    blob = json.dumps(full, sort_keys=True, default=str).encode("utf-8")
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
+class FrozenForward:
+    """Calls ``module`` (frozen, eval mode) on batches, in onnxruntime or torch.
+
+    ``key_parts`` must name everything the network's output depends on (architecture, weight
+    file and its stamp, input size, cut point); the export is cached under their hash in
+    ``cache_dir``. ``log(text, level)`` receives one line saying which runtime runs and why.
+    ``argmax``: the outputs are class scores, so the check also compares top classes.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        placement: Placement,
+        runtime: Runtime | str,
+        cache_dir: Path | None,
+        key_parts: dict[str, Any],
+        log: Callable[[str, str], None] | None = None,
+        what: str = "the frozen network",
+        argmax: bool = False,
+        channels_last: bool = False,
+    ) -> None:
+        self.module = module
+        self.placement = placement
+        self.channels_last = channels_last
+        self.cache_dir = cache_dir
+        self.key_parts = key_parts
+        self.log = log or (lambda text, level: None)
+        self.what = what
+        self.argmax = argmax
+        self.wanted = Runtime(runtime)
+        self.session: OnnxSession | None = None
+        self.decided = not use_onnxruntime(runtime, placement.device) or cache_dir is None
+        if self.wanted is Runtime.ONNXRUNTIME and placement.device.type != "cpu":
+            self.log(
+                f"onnxruntime runs on the CPU only here; {what} runs in torch on "
+                f"{placement.device.type}.",
+                "info",
+            )
+        elif self.wanted is Runtime.ONNXRUNTIME and not ort_version():
+            self.log(f"onnxruntime is not installed; {what} runs in torch.", "warning")
+
+    @property
+    def name(self) -> str:
+        """The runtime in use: "onnxruntime" or "torch"."""
+        return "onnxruntime" if self.session is not None else "torch"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The float32 CPU outputs of ``x`` (on the placement's device)."""
+        if not self.decided:
+            self._prepare(x)
+        if self.session is not None:
+            return self.session(x)
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), self.placement.autocast():
+            return self.module(x).float().cpu()
+
+    def _prepare(self, x: torch.Tensor) -> None:
+        self.decided = True
+        assert self.cache_dir is not None
+        path = self.cache_dir / f"{onnx_key(self.key_parts)}.onnx"
+        started = time.monotonic()
+        exported = ""
+        try:
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                exported = export(self.module, x[:1].cpu(), path)
+            session = OnnxSession(path, threads=torch.get_num_threads())
+            diff = check(
+                session,
+                self.module,
+                x[:CHECK_ROWS].cpu(),
+                argmax=self.argmax,
+                channels_last=self.channels_last,
+            )
+        except (OnnxUnavailable, OSError) as exc:
+            path.unlink(missing_ok=True)  # never kept when it failed: exported again next time
+            self.log(f"{self.what.capitalize()} runs in torch: {exc}.", "warning")
+            return
+        self.session = session
+        how = f"exported ({exported}) and " if exported else ""
+        self.log(
+            f"{self.what.capitalize()} runs in onnxruntime on the CPU: {how}checked against "
+            f"torch on {min(len(x), CHECK_ROWS)} of your images (largest difference "
+            f"{diff:.1e} of the output scale) in {time.monotonic() - started:.1f} s.",
+            "info",
+        )

@@ -1,0 +1,39 @@
+"""What a frozen network's output depends on: the key of its cached ONNX export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from engine.runs import RUNS_DIR, RunDir
+
+
+def weights_stamp(config: Any) -> str:
+    """Where the backbone's weights come from, with the file's size and time when it is one."""
+    from engine.models import weights_status
+
+    source = weights_status(config.model.backbone, config.model.weights).source
+    try:
+        stat = Path(source).stat()
+    except (OSError, ValueError):
+        return str(source)
+    return f"{source}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def backbone_parts(config: Any, input_size: int) -> dict[str, Any]:
+    """The pretrained backbone (up to its pooled features) of a run with ``config``."""
+    return {
+        "cut": "features",
+        "backbone": config.model.backbone,
+        "pretrained": config.model.pretrained,
+        "weights": weights_stamp(config),
+        "input_size": input_size,
+    }
+
+
+def run_cache_dir(run: RunDir) -> Path | None:
+    """The ONNX cache of the workspace that holds ``run``; None for a run folder kept elsewhere
+    (nothing is written outside a workspace)."""
+    if run.path.parent.name != RUNS_DIR:
+        return None
+    return run.path.parent.parent / "cache" / "onnx"

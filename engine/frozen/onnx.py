@@ -1,0 +1,166 @@
+"""A frozen network exported to ONNX once, checked against torch, and run by onnxruntime on the CPU.
+
+On a CPU, onnxruntime runs a frozen convolutional network several times faster than eager
+PyTorch (fused convolutions, no per-op dispatch): EfficientNet-Lite0 at batch 32 on 2 cores,
+29 images/s eager, 59 channels-last, 189 in onnxruntime (docs/benchmarks.md).
+
+- The export is cached (``cache_dir/<key>.onnx``, written atomically) so it is paid once per
+  network, weights and input size. The TorchScript-based exporter is tried first (about 1 s for
+  EfficientNet-Lite0), the torch.export-based one (several seconds) if it fails.
+- The file is read into memory and handed to onnxruntime as bytes: a file planted in the cache
+  cannot point onnxruntime at other files through external-data references.
+- Every session is checked against torch on real inputs before it is used (:func:`check`),
+  whether it was just exported or came from the cache.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.files import write_atomic
+from engine.safe_read import WEIGHTS_LIMIT, read_capped
+
+OPSET = 18
+INPUT, OUTPUT = "pixels", "features"
+
+#: Largest allowed difference between onnxruntime's and torch's outputs on the check inputs,
+#: relative to the largest output of torch (at least 1): float32 kernels that sum in another
+#: order differ by about 1e-6 of that.
+TOLERANCE = 1e-3
+
+
+class OnnxUnavailable(RuntimeError):
+    """The network could not be exported, loaded or checked; the message says why."""
+
+
+def ort_version() -> str:
+    """onnxruntime's version, or "" when it is not installed."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return ""
+    return str(onnxruntime.__version__)
+
+
+def export(module: nn.Module, example: torch.Tensor, path: Path) -> str:
+    """Export ``module`` (eval mode, dynamic batch) to ``path`` atomically; returns the exporter
+    that worked. Raises OnnxUnavailable when neither exporter can."""
+    errors: list[str] = []
+    for dynamo in (False, True):
+        try:
+            write_atomic(path, lambda tmp, d=dynamo: _export(module, example, tmp, dynamo=d))
+            return "torch.export (dynamo)" if dynamo else "TorchScript-based"
+        except Exception as exc:  # exporters raise many types on unsupported operators
+            text = str(exc).strip()
+            errors.append(text.splitlines()[0] if text else type(exc).__name__)
+    raise OnnxUnavailable(f"torch could not export it to ONNX ({'; '.join(errors)})")
+
+
+def _export(module: nn.Module, example: torch.Tensor, path: Path, *, dynamo: bool) -> None:
+    kwargs: dict[str, Any] = {}
+    if dynamo:
+        kwargs["dynamic_shapes"] = {"x": {0: torch.export.Dim("batch")}}
+        kwargs["external_data"] = False
+    else:
+        kwargs["dynamic_axes"] = {INPUT: {0: "batch"}, OUTPUT: {0: "batch"}}
+    was_training = module.training
+    module.eval()
+    # The exporters' warnings and progress lines are about things the user cannot change.
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _Plain(module),
+                (example.contiguous(),),
+                str(path),
+                input_names=[INPUT],
+                output_names=[OUTPUT],
+                opset_version=OPSET,
+                dynamo=dynamo,
+                verbose=False,
+                **kwargs,
+            )
+    finally:
+        module.train(was_training)
+
+
+class _Plain(nn.Module):
+    """``module``'s output as one float32 tensor (the exporters want a named ``x`` input)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x).float()
+
+
+class OnnxSession:
+    """An onnxruntime CPU session of one exported network: float32 NCHW in, float32 out."""
+
+    def __init__(self, path: Path, *, threads: int) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise OnnxUnavailable("onnxruntime is not installed") from None
+        try:
+            data = read_capped(path, WEIGHTS_LIMIT, what="ONNX model")
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = max(1, threads)
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3  # errors only: its warnings go to stderr otherwise
+            # Threads that spin while waiting take the cores the image decoders need.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except OnnxUnavailable:
+            raise
+        except Exception as exc:  # a damaged or foreign file: onnxruntime raises its own types
+            raise OnnxUnavailable(f"onnxruntime could not load {path.name} ({exc})") from None
+        self.input = self.session.get_inputs()[0].name
+        self.output = self.session.get_outputs()[0].name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(x.detach().cpu().float().numpy())
+        return torch.from_numpy(self.session.run([self.output], {self.input: array})[0])
+
+
+def check(
+    session: OnnxSession,
+    module: nn.Module,
+    x: torch.Tensor,
+    *,
+    argmax: bool,
+    channels_last: bool = False,
+) -> float:
+    """Run ``x`` through both; returns the largest difference relative to torch's largest
+    output. Raises OnnxUnavailable when it is above TOLERANCE, or, with ``argmax`` (outputs are
+    class scores), when any row's top class differs. ``channels_last``: the module's layout."""
+    was_training = module.training
+    module.eval()
+    layout = torch.channels_last if channels_last and x.ndim == 4 else torch.contiguous_format
+    try:
+        with torch.inference_mode():
+            expected = module(x.contiguous(memory_format=layout)).float().cpu()
+    finally:
+        module.train(was_training)
+    got = session(x)
+    if got.shape != expected.shape:
+        raise OnnxUnavailable(
+            f"onnxruntime gave outputs of shape {tuple(got.shape)} where torch gives "
+            f"{tuple(expected.shape)}"
+        )
+    scale = max(1.0, float(expected.abs().max()))
+    diff = float((got - expected).abs().max()) / scale
+    if not diff <= TOLERANCE:  # also catches NaN
+        raise OnnxUnavailable(
+            f"onnxruntime's outputs differ from torch's by {diff:.1e} (allowed {TOLERANCE:.0e})"
+        )
+    if argmax and not torch.equal(got.argmax(1), expected.argmax(1)):
+        raise OnnxUnavailable("onnxruntime's top class differs from torch's on a check image")
+    return diff

@@ -1,0 +1,82 @@
+"""Where a trained run's images run when it predicts: onnxruntime on the CPU, or torch.
+
+- A linear-probe run's backbone is the pretrained one, unchanged: it runs from the same cached
+  export its training used (no new export), and the head runs in torch.
+- Any other run is exported whole (logits out) under its checkpoint file's stamp, so a new
+  checkpoint is never run from an old export. The export costs about a second, more than it
+  saves on a few images: it is made for jobs of at least ``EXPORT_WORTH_ROWS`` images (an
+  evaluation, a folder of predictions) and reused by later ones, Try it included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from engine.config import Method, Runtime
+from engine.frozen.forward import FrozenForward, onnx_key, use_onnxruntime
+from engine.frozen.keys import backbone_parts, run_cache_dir
+
+EXPORT_WORTH_ROWS = 100
+
+
+class _ProbeForward:
+    """Frozen backbone (onnxruntime) then the trained head (torch)."""
+
+    def __init__(self, backbone: FrozenForward, head: torch.nn.Module) -> None:
+        self.backbone, self.head = backbone, head
+
+    @property
+    def name(self) -> str:
+        return self.backbone.name
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x)).float()
+
+
+def predictor_forward(predictor: Any, rows: int) -> Any:
+    """A callable (transformed images -> logits) that runs in onnxruntime, or None for torch."""
+    runtime = Runtime(predictor.runtime)
+    cache_dir = run_cache_dir(predictor.run)
+    if cache_dir is None or not use_onnxruntime(runtime, predictor.device):
+        return None
+    config, model = predictor.config, predictor.model
+    notes = predictor.runtime_notes
+
+    def log(text: str, _level: str) -> None:
+        notes.append(text)
+
+    common = {
+        "placement": _cpu_placement(),
+        "runtime": runtime,
+        "cache_dir": cache_dir,
+        "log": log,
+        "channels_last": predictor.channels_last,
+    }
+    if Method(config.adapt.method) is Method.LINEAR_PROBE:
+        parts = backbone_parts(config, model.preprocess.input_size)
+        frozen = FrozenForward(
+            model.backbone, key_parts=parts, what="the frozen backbone", **common
+        )
+        return _ProbeForward(frozen, model.head)
+    from engine.evaluation.predictions import checkpoint_stamp
+
+    parts = {
+        "cut": "logits",
+        "run": predictor.run.run_id,
+        "checkpoint": predictor.checkpoint.name,
+        "stamp": checkpoint_stamp(predictor.checkpoint),
+    }
+    cached = (cache_dir / f"{onnx_key(parts)}.onnx").is_file()
+    if rows < EXPORT_WORTH_ROWS and not cached and runtime is Runtime.AUTO:
+        return None
+    return FrozenForward(model, key_parts=parts, what="the model", argmax=True, **common)
+
+
+def _cpu_placement() -> Any:
+    from engine.config import Precision
+    from engine.training.devices import Placement
+
+    return Placement(device=torch.device("cpu"), precision=Precision.FP32, description="CPU")
