@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from synthetic import make_shapes_folder
 from test_training import tiny_config
+from trained_runs import train_text_run
 
-from engine.config import Method
+from engine.config import AdaptConfig, Method
 from engine.evaluation.predictions import predict_split, predictions_path, saved_predictions
 from engine.evaluation.report import evaluate, evaluation_path, load_evaluation
 from engine.events import RunStatus, StepEnded
@@ -24,7 +25,7 @@ def shapes(tmp_path):
     return make_shapes_folder(tmp_path / "shapes", per_class=12)
 
 
-def assert_same_as_from_scratch(run: RunDir) -> None:
+def assert_same_as_from_scratch(run: RunDir, atol: float = 1e-5) -> None:
     """The saved predictions and evaluation equal a fresh prediction of the best checkpoint."""
     saved = saved_predictions(run, "val", "best")
     assert saved is not None, "saved predictions are tied to the best checkpoint file"
@@ -34,7 +35,7 @@ def assert_same_as_from_scratch(run: RunDir) -> None:
     assert saved.checkpoint_stamp == fresh.checkpoint_stamp
     np.testing.assert_array_equal(saved.labels, fresh.labels)
     np.testing.assert_array_equal(saved.preds, fresh.preds)
-    np.testing.assert_allclose(saved.probs, fresh.probs, atol=1e-5)
+    np.testing.assert_allclose(saved.probs, fresh.probs, atol=atol)
     assert saved.train_counts == fresh.train_counts
     ours, theirs = load_evaluation(run, "val"), evaluate(fresh)
     assert ours is not None
@@ -51,6 +52,20 @@ def test_a_finished_run_is_evaluated_as_refit_evaluate_would(shapes, tmp_path, m
     assert result.evaluation == str(evaluation_path(run, "val"))
     assert predictions_path(run, "val").is_file()
     assert not (run.path / "evaluation" / "test.json").exists()
+    assert_same_as_from_scratch(run)
+
+
+def test_a_cached_prefix_run_is_evaluated_from_its_cached_activations(shapes, tmp_path):
+    adapt = AdaptConfig(method=Method.LAST_N, last_n=2, cache_prefix=True)
+    result = train(tiny_config(shapes, adapt=adapt), workspace=tmp_path / "ws")
+    assert result.evaluation
+    # The frozen layers' activations are cached in half precision.
+    assert_same_as_from_scratch(RunDir(result.run_dir), atol=5e-3)
+
+
+def test_a_lora_text_run_is_evaluated_too(tmp_path):
+    run = RunDir(train_text_run(tmp_path))
+    assert load_evaluation(run, "val").modality == "text"
     assert_same_as_from_scratch(run)
 
 
