@@ -131,3 +131,30 @@ def test_cancel_then_resume_leaves_the_final_best_checkpoints_predictions(
     assert done.status is RunStatus.COMPLETED and done.best_metrics["epoch"] == 2
     assert_same_as_from_scratch(run)
     assert saved_predictions(run, "val").checkpoint_stamp != before.checkpoint_stamp
+
+
+def test_refit_train_ends_with_the_evaluation_and_refit_evaluate_reuses_it(
+    shapes, tmp_path, capsys
+):
+    from engine.cli import main
+
+    ws = str(tmp_path / "ws")
+    tiny = ["--backbone", "timm:test_efficientnet", "--no-pretrained", "--workers", "0"]
+    argv = ["--workspace", ws, "train", str(shapes), *tiny, "--method", "linear-probe", "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    run = next((tmp_path / "ws" / "runs").iterdir())
+    ev = load_evaluation(RunDir(run), "val")
+    assert (
+        f"Evaluated the best checkpoint on the validation split ({ev.n} images): accuracy "
+        f"{ev.accuracy:.1%}, balanced accuracy {ev.balanced_accuracy:.1%}, macro F1 "
+        f"{ev.macro_f1:.3f}" in out
+    )
+    assert f"Saved {evaluation_path(RunDir(run), 'val')}" in out
+    assert main(["--workspace", ws, "evaluate", run.name]) == 0
+    out = capsys.readouterr().out
+    assert "Reused the predictions saved from the best checkpoint" in out
+    assert f"accuracy {ev.accuracy:.1%}" in out
+    (run / "checkpoints" / "best.safetensors").touch()  # rewritten: the saved ones are stale
+    assert main(["--workspace", ws, "evaluate", run.name]) == 0
+    assert "Reused" not in capsys.readouterr().out
