@@ -93,8 +93,9 @@ def main() -> int:
     before, after = "before: train + evaluate", "after: train"
     sides: dict[str, list[dict]] = {before: [], after: []}
     for _ in range(args.rounds):
-        sides[before].append(one_side(args.before_src, args.data, evaluate=True))
-        sides[after].append(one_side(REPO_ROOT, args.data, evaluate=False))
+        for name, src, evaluate in ((before, args.before_src, True), (after, REPO_ROOT, False)):
+            sides[name].append(one_side(src, args.data, evaluate=evaluate))
+            print(f"[{name}] {json.dumps(sides[name][-1])}", flush=True)
     rows = []
     for name, results in sides.items():
         best = min(results, key=lambda r: r["total_s"])
