@@ -509,6 +509,10 @@ def _run_with_progress(start: Any, *, quiet: bool) -> int:
         )
     for warning in getattr(result, "warnings", ()):
         print(f"Warning: {warning}")
+    if getattr(result, "evaluation", ""):
+        from engine.cli_evaluate import saved_evaluation_lines
+
+        print("\n".join(saved_evaluation_lines(result.evaluation)))
     print(f"Run {result.status}: {result.run_dir}")
     return 0 if str(result.status) == "completed" else 1
 

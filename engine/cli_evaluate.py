@@ -67,12 +67,13 @@ def add_runtime_flag(p: argparse.ArgumentParser) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.cli import _Progress
-    from engine.evaluation.predictions import TestSplitLocked
+    from engine.evaluation.predictions import TestSplitLocked, predictions_path, saved_predictions
     from engine.evaluation.report import evaluate_run, evaluation_path
     from engine.runs import Workspace
 
     run = Workspace(args.workspace).open_run(args.run)
     split = "test" if args.test else "val"
+    reused = saved_predictions(run, split, args.checkpoint) is not None
     try:
         with _Progress("Predicting", quiet=args.json, unit="example") as bar:
             ev = evaluate_run(
@@ -92,8 +93,28 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(ev.to_dict(), indent=2))
     else:
         print("\n".join(evaluation_lines(ev)))
+        if reused:
+            print(
+                f"\nReused the predictions saved from the {args.checkpoint} checkpoint "
+                f"({predictions_path(run, split)}); nothing was predicted again."
+            )
         print(f"\nSaved {evaluation_path(run, split)}")
     return 0
+
+
+def saved_evaluation_lines(path: str) -> list[str]:
+    """The short report `refit train` ends with: the evaluation a finished run saved."""
+    from engine.evaluation.report import Evaluation
+    from engine.files import read_json_object
+
+    ev = Evaluation.from_dict(read_json_object(path))
+    what = "texts" if ev.modality == "text" else "images"
+    return [
+        f"Evaluated the {ev.checkpoint} checkpoint on the validation split ({ev.n} {what}): "
+        f"accuracy {ev.accuracy:.1%}, balanced accuracy {ev.balanced_accuracy:.1%}, "
+        f"macro F1 {ev.macro_f1:.3f}",
+        f"Saved {path} (`refit evaluate {ev.run_id}` prints the full report)",
+    ]
 
 
 def evaluation_lines(ev: Any) -> list[str]:

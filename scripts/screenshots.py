@@ -226,13 +226,15 @@ def main() -> int:
 
 
 def evaluate_newest_run(window, pump) -> None:
-    """Show the Results page for the newest run and evaluate its validation split."""
+    """Show the Results page for the newest run; a finished run shows the evaluation training
+    saved, so Evaluate is clicked only for a run without one."""
     page = window.results_page
     window.show_page("Results")
     page.select_run(page.run_combo.itemData(0))
     pump(60, until=lambda: page.results is not None and not window.ctx.pool.busy)
-    page.evaluate()
-    pump(300, until=lambda: not page.busy and not window.ctx.pool.busy)
+    if "val" not in page.results.splits:
+        page.evaluate()
+        pump(300, until=lambda: not page.busy and not window.ctx.pool.busy)
     pump(1)
 
 

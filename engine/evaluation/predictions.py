@@ -186,6 +186,19 @@ def predict_split(
         refs = [resolve_path(data.root, s.path) for s in samples]
         _channels_last(predictor, run)
         probs = _image_probs(predictor, refs, batch_size, progress, cancel)
+    return split_predictions(run, data, split, probs, predictor.checkpoint)
+
+
+def split_predictions(
+    run: RunDir, data: Any, split: str, probs: np.ndarray, weights: Path
+) -> SplitPredictions:
+    """The SplitPredictions of ``probs`` (rows in ``data``'s order of ``split``), tied to the
+    checkpoint file ``weights`` as it is now."""
+    samples = getattr(data, split)
+    if data.modality == "text":
+        refs = [s.text for s in samples]
+    else:
+        refs = [resolve_path(data.root, s.path) for s in samples]
     counts = Counter(s.label for s in data.train)
     return SplitPredictions(
         run_id=run.run_id,
@@ -194,11 +207,11 @@ def predict_split(
         refs=tuple(refs),
         digests=tuple(s.digest for s in samples),
         labels=np.array([s.label for s in samples], dtype=np.int64),
-        probs=probs,
-        checkpoint=predictor.checkpoint.stem,
+        probs=np.asarray(probs, np.float32),
+        checkpoint=weights.stem,
         modality=data.modality,
         train_counts=tuple(counts.get(i, 0) for i in range(len(data.classes))),
-        checkpoint_stamp=checkpoint_stamp(predictor.checkpoint),
+        checkpoint_stamp=checkpoint_stamp(weights),
     )
 
 

@@ -193,6 +193,8 @@ class ProbeFit:
         t = self.t
         linear = [m for m in t.model.head.modules() if isinstance(m, nn.Linear)][-1]
         fold_into_linear(linear, fit, self.scale)
+        # The folded head's own logits: what predicting with the saved checkpoint gives.
+        t.best_logits = t.pipeline.validation_logits()[0]
         t.best_value = metrics[str(t.config.schedule.monitor)]
         t.best_loss, t.best_epoch = metrics["val_loss"], epoch
         t.best_metrics = {"epoch": float(epoch), **metrics}

@@ -94,6 +94,7 @@ class RunResult:
     best_metrics: dict[str, float]
     error: str = ""
     warnings: tuple[str, ...] = ()  # the model learned nothing useful, and what to try
+    evaluation: str = ""  # evaluation/val.json saved from the best epoch's predictions
 
 
 def train(
@@ -175,6 +176,9 @@ class Trainer:
         self.best_epoch = -1
         self.best_metrics: dict[str, float] = {}
         self.best_warnings: list[str] = []  # honest warnings about the best epoch
+        # The best epoch's validation logits: saved as the run's evaluation when it ends.
+        self.best_logits: torch.Tensor | None = None
+        self.evaluation_file = ""
         self.intensity = "off"  # the resolved data.intensity of an image run
         self.last_metrics: dict[str, float] = {}
         self.epochs_since_best = 0
@@ -256,7 +260,8 @@ class Trainer:
             raise
         status, error = self._finish(status, error, started_emitted)
         warnings = tuple(self.best_warnings)
-        return RunResult(self.run.path, status, dict(self.best_metrics), error, warnings)
+        metrics = dict(self.best_metrics)
+        return RunResult(self.run.path, status, metrics, error, warnings, self.evaluation_file)
 
     def _abort(self) -> None:
         """A second Ctrl+C: stop at once. The step under way may be half done, so no checkpoint
@@ -288,6 +293,8 @@ class Trainer:
                 self.log(error, level="error")
         if status in (RunStatus.FAILED, RunStatus.DIVERGED):
             self.best_warnings = []
+        if status in (RunStatus.COMPLETED, RunStatus.CANCELLED):
+            self._save_evaluation()
         for warning in self.best_warnings:
             self.log(warning, level="warning")
         status, error = write_outcome(self, status, error)
@@ -314,6 +321,28 @@ class Trainer:
         if status is not RunStatus.DIVERGED:
             self._write_checkpoint("last")
         self._save_adapter()
+
+    def _save_evaluation(self) -> None:
+        """The best epoch's validation predictions become the run's evaluation, tied to the best
+        checkpoint file (a later best rewrites that file, which makes them stale)."""
+        if self.best_logits is None:
+            return
+        from engine.evaluation.in_training import save_best_evaluation
+
+        try:
+            result = save_best_evaluation(self.run, self.best_logits)
+        except Exception as exc:  # the run itself is fine; Evaluate on the Results page remains
+            why = error_sentence(exc).rstrip(".")
+            self.log(
+                f"The validation evaluation was not saved ({why}); Evaluate on the Results page "
+                f"(or `refit evaluate {self.run.run_id}`) makes it.",
+                level="warning",
+            )
+            return
+        if result is not None:
+            from engine.evaluation.report import evaluation_path
+
+            self.evaluation_file = str(evaluation_path(self.run, result.split))
 
     def _save_adapter(self) -> None:
         """A LoRA run also leaves its best adapter in peft's format (and the merged model)."""
@@ -520,6 +549,7 @@ class Trainer:
             self.divergence.check_validation(metrics, self.epoch, metrics["lr"])
             is_best = self._update_best(metrics)
             if is_best:
+                self.best_logits = logits
                 self.best_warnings = run_warnings(
                     logits, targets, self.data.classes, self.data.modality
                 )

@@ -49,10 +49,37 @@ def trained_run(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def run(trained_run, ctx) -> RunDir:
-    """A private copy of the trained run in this test's workspace."""
+    """A private copy of the trained run in this test's workspace, not evaluated yet (as runs
+    of older versions, which did not save their evaluation when training ended)."""
     target = ctx.workspace / "runs" / trained_run.name
     shutil.copytree(trained_run, target)
+    shutil.rmtree(target / "evaluation")
     return RunDir(target)
+
+
+def test_a_finished_run_opens_with_the_evaluation_training_saved(trained_run, ctx, qtbot):
+    from engine.evaluation import load_evaluation
+
+    target = ctx.workspace / "runs" / trained_run.name
+    shutil.copytree(trained_run, target)
+    ev = load_evaluation(RunDir(target), "val")
+    assert ev is not None, "training saved the validation evaluation"
+    page = ResultsPage(ctx)
+    qtbot.addWidget(page)
+    page.resize(1300, 800)
+    page.show()
+    page.on_shown()
+    qtbot.waitUntil(lambda: page.results is not None, timeout=WAIT)
+    view = page.view
+    assert "val" in page.results.splits and not page.busy  # nothing was evaluated here
+    assert view.cards.isVisible() and view.overview_stack.currentWidget() is view.overview
+    assert page.badge.isVisible() and page.badge.text().strip() == "VALIDATION"
+    assert view.cards.text("accuracy") == percent(ev.accuracy)
+    assert view.cards.text("macro_f1") == decimal(ev.macro_f1)
+    assert view.matrix.counts == [list(r) for r in ev.confusion]
+    assert page.evaluate_button.text() == "Evaluate again" and page.report_button.isEnabled()
+    assert not (target / "evaluation" / "test.json").exists()
+    qtbot.waitUntil(lambda: not ctx.pool.busy, timeout=WAIT)
 
 
 @pytest.fixture
