@@ -50,6 +50,7 @@ from engine.advice.trials import (
     view_batches,
 )
 from engine.config import Method, RunConfig, Schedule
+from engine.frozen.taps import run_taps
 from engine.training.logistic import C_GRID
 
 #: A linear probe at or above this cross-validated accuracy is kept without trials.
@@ -82,6 +83,13 @@ class ImageAdvisor:
         )
         self.bounds, self.shapes = self._boundaries()
         cuts = self._cuts(self.bounds)
+        self.taps = run_taps(  # one forward (one exported graph) for both recording passes
+            ctx,
+            self.model,
+            full=[c.module for c in cuts],
+            pooled=[b.module for b in self.bounds],
+            what="the recipe advisor's pass",
+        )
         rec = self._record(cuts, views=1)
         depths = self._depths(rec)
         probe_cv = cv_accuracy(rec.features, rec.labels, self.classes, self.seed, C_GRID)
@@ -187,6 +195,7 @@ class ImageAdvisor:
             workers=ctx.workers,
             control=ctx.control,
             on_progress=progress,
+            taps=self.taps,
         )
 
     def _augment(self, rec: Recording, cuts: list[Boundary]) -> Recording:
@@ -216,6 +225,7 @@ class ImageAdvisor:
             workers=ctx.workers,
             control=ctx.control,
             on_progress=progress,
+            taps=self.taps,
         )
 
     def _depths(self, rec: Recording) -> list[DepthScore]:
