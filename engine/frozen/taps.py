@@ -37,16 +37,19 @@ from engine.training.devices import Placement
 class _Tapped(nn.Module):
     """The backbone's features, then the pooled and the full activations of the tapped modules."""
 
-    def __init__(self, model: nn.Module, pooled: list[str], full: list[str]) -> None:
+    def __init__(
+        self, model: nn.Module, pooled: list[str], full: list[str], features: bool
+    ) -> None:
         super().__init__()
-        self.model, self.pooled, self.full = model, pooled, full
+        self.model, self.pooled, self.full, self.features = model, pooled, full, features
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with Recorder(self.model, sorted({*self.pooled, *self.full})) as rec:
             features = self.model.backbone(x)
         out = rec.outputs
+        # Without the features, the exporter drops the layers after the last tap from the graph.
         return (
-            features.float(),
+            *((features.float(),) if self.features else ()),
             *(pool(out[m]) for m in self.pooled),
             *(out[m].float() for m in self.full),
         )
@@ -58,9 +61,11 @@ class TapForward:
 
     ``full``: modules whose whole activation is kept; ``pooled``: modules only their pooled
     activation is needed of (onnxruntime returns it pooled, torch whole: :func:`pool` of either
-    gives the same). ``key_parts`` must name what the network's output depends on (see
-    :func:`engine.frozen.keys.backbone_parts`); the tapped modules are added to it. Without a
-    ``cache_dir``, or when ``runtime`` does not choose onnxruntime, torch runs.
+    gives the same). ``features=False``: the taps only (the call returns ``[B, 0]``), so
+    onnxruntime runs no layer after the last tap. ``key_parts`` must name what the network's
+    output depends on (see :func:`engine.frozen.keys.backbone_parts`); the tapped modules are
+    added to it. Without a ``cache_dir``, or when ``runtime`` does not choose onnxruntime, torch
+    runs.
     """
 
     def __init__(
@@ -76,12 +81,15 @@ class TapForward:
         key_parts: dict[str, Any] | None = None,
         log: Callable[[str, str], None] | None = None,
         what: str = "the frozen network",
+        features: bool = True,
     ) -> None:
         self.model, self.placement, self.channels_last = model, placement, channels_last
+        self.features = features
         self.full = list(dict.fromkeys(full))
         self.pooled = [m for m in dict.fromkeys(pooled) if m not in self.full]
         self.cache_dir = cache_dir
-        self.key_parts = {**(key_parts or {}), "taps": {"pooled": self.pooled, "full": self.full}}
+        taps = {"pooled": self.pooled, "full": self.full, "features": features}
+        self.key_parts = {**(key_parts or {}), "taps": taps}
         self.log = log or (lambda text, level: None)
         self.what = what
         self.outputs: dict[str, torch.Tensor] = {}
@@ -113,6 +121,8 @@ class TapForward:
             features, self.outputs = self._torch(x)
             return features
         got = self.session.run_all(x)
+        if not self.features:
+            got.insert(0, torch.empty(len(x), 0))
         self.outputs = dict(zip([*self.pooled, *self.full], got[1:], strict=True))
         return got[0]
 
@@ -128,6 +138,8 @@ class TapForward:
                 features = self.model.backbone(x).float().cpu()
         finally:
             self.model.train(was_training)
+        if not self.features:
+            features = torch.empty(len(x), 0)
         return features, dict(rec.outputs)
 
     def _prepare(self, x: torch.Tensor) -> None:
@@ -136,11 +148,15 @@ class TapForward:
         path = self.cache_dir / f"{onnx_key(self.key_parts)}.onnx"
         started = time.monotonic()
         exported = ""
-        names = (OUTPUT, *(f"pooled:{m}" for m in self.pooled), *(f"full:{m}" for m in self.full))
+        names = (
+            *((OUTPUT,) if self.features else ()),
+            *(f"pooled:{m}" for m in self.pooled),
+            *(f"full:{m}" for m in self.full),
+        )
         try:
             if not path.is_file():
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tapped = _Tapped(self.model, self.pooled, self.full)
+                tapped = _Tapped(self.model, self.pooled, self.full, self.features)
                 exported = export(tapped, x[:1].cpu(), path, outputs=names)
             session = OnnxSession(path, threads=torch.get_num_threads())
             diff = self._check(session, x[:CHECK_ROWS].cpu(), names)
@@ -162,7 +178,7 @@ class TapForward:
         raises OnnxUnavailable above TOLERANCE (or on a shape or count that differs)."""
         features, acts = self._torch(x)
         expected = [
-            features,
+            *((features,) if self.features else ()),
             *(pool(acts[m]).cpu() for m in self.pooled),
             *(acts[m].float().cpu() for m in self.full),
         ]
@@ -190,7 +206,13 @@ class TapForward:
 
 
 def run_taps(
-    ctx: Any, model: nn.Module, *, full: list[str], pooled: list[str], what: str
+    ctx: Any,
+    model: nn.Module,
+    *,
+    full: list[str],
+    pooled: list[str],
+    what: str,
+    features: bool = True,
 ) -> TapForward:
     """A TapForward for a run or analysis context ``ctx`` (a Trainer or the advisor's context:
     config, workspace, placement, channels_last, log), its ``device.runtime`` deciding."""
@@ -211,4 +233,5 @@ def run_taps(
         key_parts=parts,
         log=lambda text, level: ctx.log(text, level=level),
         what=what,
+        features=features,
     )

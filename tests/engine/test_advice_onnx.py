@@ -158,8 +158,8 @@ def test_refit_train_gives_the_same_advice_in_both_runtimes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`refit train DIR` (Recommended) chooses the same recipe, from the same depth scores and
-    trials, whether the advisor's pass ran in torch or onnxruntime; the partial fine-tune then
-    trains on that pass's prefix activations, running no frozen prefix again."""
+    trials, whether the advisor's passes (the clean views, then the augmented ones for the
+    trials) ran in torch or onnxruntime."""
     from engine.advice import recommend
     from engine.cli import main as refit
 
@@ -179,7 +179,7 @@ def test_refit_train_gives_the_same_advice_in_both_runtimes(
         (run,) = (ws / "runs").iterdir()
         advice[runtime] = json.loads((run / "advice.json").read_text())
     want, got = advice["torch"], advice["onnxruntime"]
-    assert got["method"] == want["method"] == "last_n"
+    assert got["method"] == want["method"] and got["reason"] == want["reason"]
     assert (got["last_n"], got["cut"]) == (want["last_n"], want["cut"])
     assert [t["trained_groups"] for t in got["trials"]] == [2]
     for a, b in zip(got["trials"], want["trials"], strict=True):
@@ -188,3 +188,34 @@ def test_refit_train_gives_the_same_advice_in_both_runtimes(
         assert a["cv_accuracy"] == pytest.approx(b["cv_accuracy"], abs=0.06)
     assert list((tmp_path / "ws-onnxruntime" / "cache" / "onnx").glob("*.onnx"))
     assert not (tmp_path / "ws-torch" / "cache" / "onnx").exists()
+
+
+def test_a_prefix_only_graph_stops_at_the_cut(tmp_path: Path) -> None:
+    """features=False (a cached-prefix run): the graph holds only the layers up to the cut and
+    gives torch's activations there."""
+    from engine.frozen.taps import TapForward
+
+    model, train, transforms, bounds, placement = _setup(tmp_path)
+    cut = bounds[1]
+    want = _record(model, train, transforms, [], [cut], placement, views=1)
+    sizes = {}
+    for features in (True, False):
+        taps = TapForward(
+            model,
+            full=[cut.module],
+            pooled=[],
+            placement=placement,
+            runtime=Runtime.ONNXRUNTIME,
+            cache_dir=tmp_path / f"onnx-{features}",
+            key_parts={"backbone": TINY},
+            features=features,
+        )
+        got = _record(model, train, transforms, [], [cut], placement, views=1, taps=taps)
+        assert taps.name == "onnxruntime"
+        (path,) = (tmp_path / f"onnx-{features}").glob("*.onnx")
+        sizes[features] = path.stat().st_size
+        torch.testing.assert_close(
+            got.activations[cut.module], want.activations[cut.module], rtol=1e-3, atol=1e-3
+        )
+    assert got.features.shape == (len(train), 0)
+    assert sizes[False] < sizes[True] / 2  # the later layers' weights are not in it
