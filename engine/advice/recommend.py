@@ -51,6 +51,7 @@ from engine.advice.trials import (
 )
 from engine.config import Method, RunConfig, Schedule
 from engine.frozen.taps import run_taps
+from engine.training.features import FeedTiming
 from engine.training.logistic import C_GRID
 
 #: A linear probe at or above this cross-validated accuracy is kept without trials.
@@ -181,7 +182,8 @@ class ImageAdvisor:
         def progress(done: int, total: int) -> None:
             ctx.emit(StageProgressed(stage="advice", done=done, total=total))
 
-        return record(
+        timing = FeedTiming()
+        rec = record(
             self.model,
             list(ctx.data.train),
             list(ctx.data.val),
@@ -196,7 +198,10 @@ class ImageAdvisor:
             control=ctx.control,
             on_progress=progress,
             taps=self.taps,
+            timing=timing,
         )
+        ctx.log("Recipe advisor: " + timing.sentence(self.taps.name, ctx.workers))
+        return rec
 
     def _augment(self, rec: Recording, cuts: list[Boundary]) -> Recording:
         """Add ``AUGMENTED_VIEWS`` augmented views to the clean recording (only they run)."""
@@ -212,7 +217,8 @@ class ImageAdvisor:
         def progress(done: int, total: int) -> None:  # after the clean view's n images
             ctx.emit(StageProgressed(stage="advice", done=n + done, total=n + total))
 
-        return add_views(
+        timing = FeedTiming()
+        rec = add_views(
             self.model,
             rec,
             list(ctx.data.train),
@@ -226,7 +232,10 @@ class ImageAdvisor:
             control=ctx.control,
             on_progress=progress,
             taps=self.taps,
+            timing=timing,
         )
+        ctx.log("Augmented views: " + timing.sentence(self.taps.name, ctx.workers))
+        return rec
 
     def _depths(self, rec: Recording) -> list[DepthScore]:
         out = []

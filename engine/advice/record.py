@@ -27,7 +27,7 @@ from engine.data import ImageDataset
 from engine.frozen.taps import TapForward
 from engine.training.control import RunControl
 from engine.training.devices import Placement
-from engine.training.features import extract_features
+from engine.training.features import FeedTiming, extract_features
 
 #: Activations of the cut points are kept in half precision on the CPU; this caps their size.
 ACTIVATION_BUDGET_BYTES = 1_500_000_000
@@ -132,11 +132,13 @@ def record(
     control: RunControl | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     taps: TapForward | None = None,
+    timing: FeedTiming | None = None,
 ) -> Recording:
     """Record the training images' clean and augmented views (and the validation images).
 
     ``taps``: the forward pass to use (see :func:`engine.frozen.taps.run_taps`; it must tap the
-    ``boundaries`` and keep the ``cuts`` whole); torch with forward hooks when None."""
+    ``boundaries`` and keep the ``cuts`` whole); torch with forward hooks when None. ``timing``,
+    when given, adds up where the pass spent its time."""
     eval_t, train_t = transforms
     n = len(train)
     parts: list[Any] = [ImageDataset(train, eval_t, seed=seed)]
@@ -156,6 +158,7 @@ def record(
         batch_size=batch_size,
         workers=workers,
         control=control,
+        timing=timing,
     )
     collect = _Collector(run, pooled_names, cut_names, n, n * views, batch_size)
     features = extract_features(
@@ -205,6 +208,7 @@ def add_views(
     control: RunControl | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     taps: TapForward | None = None,
+    timing: FeedTiming | None = None,
 ) -> Recording:
     """``clean`` (a one-view recording holding the ``cuts``) with ``views - 1`` augmented views
     of each training image added. Only the new views run through the network (in ``taps`` when
@@ -225,6 +229,7 @@ def add_views(
         on_progress=on_progress,
         after_batch=collect,
         on_retry=collect.retry,
+        timing=timing,
     )
     activations = {}
     for m in names:
