@@ -50,6 +50,8 @@ from engine.advice.trials import (
     view_batches,
 )
 from engine.config import Method, RunConfig, Schedule
+from engine.frozen.taps import run_taps
+from engine.training.features import FeedTiming
 from engine.training.logistic import C_GRID
 
 #: A linear probe at or above this cross-validated accuracy is kept without trials.
@@ -82,6 +84,13 @@ class ImageAdvisor:
         )
         self.bounds, self.shapes = self._boundaries()
         cuts = self._cuts(self.bounds)
+        self.taps = run_taps(  # one forward (one exported graph) for both recording passes
+            ctx,
+            self.model,
+            full=[c.module for c in cuts],
+            pooled=[b.module for b in self.bounds],
+            what="the recipe advisor's pass",
+        )
         rec = self._record(cuts, views=1)
         depths = self._depths(rec)
         probe_cv = cv_accuracy(rec.features, rec.labels, self.classes, self.seed, C_GRID)
@@ -173,7 +182,8 @@ class ImageAdvisor:
         def progress(done: int, total: int) -> None:
             ctx.emit(StageProgressed(stage="advice", done=done, total=total))
 
-        return record(
+        timing = FeedTiming()
+        rec = record(
             self.model,
             list(ctx.data.train),
             list(ctx.data.val),
@@ -187,7 +197,11 @@ class ImageAdvisor:
             workers=ctx.workers,
             control=ctx.control,
             on_progress=progress,
+            taps=self.taps,
+            timing=timing,
         )
+        ctx.log("Recipe advisor: " + timing.sentence(self.taps.name, ctx.workers))
+        return rec
 
     def _augment(self, rec: Recording, cuts: list[Boundary]) -> Recording:
         """Add ``AUGMENTED_VIEWS`` augmented views to the clean recording (only they run)."""
@@ -203,7 +217,8 @@ class ImageAdvisor:
         def progress(done: int, total: int) -> None:  # after the clean view's n images
             ctx.emit(StageProgressed(stage="advice", done=n + done, total=n + total))
 
-        return add_views(
+        timing = FeedTiming()
+        rec = add_views(
             self.model,
             rec,
             list(ctx.data.train),
@@ -216,7 +231,11 @@ class ImageAdvisor:
             workers=ctx.workers,
             control=ctx.control,
             on_progress=progress,
+            taps=self.taps,
+            timing=timing,
         )
+        ctx.log("Augmented views: " + timing.sentence(self.taps.name, ctx.workers))
+        return rec
 
     def _depths(self, rec: Recording) -> list[DepthScore]:
         out = []

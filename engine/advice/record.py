@@ -8,6 +8,9 @@ separates the classes), the backbone's output for every view (the probe's featur
 full activation at a few candidate cut points for every view (the frozen prefix of a partial
 fine-tune, so that trials run only the layers after it). Validation images are passed once, for
 the final run's caches only: nothing the advisor chooses looks at them.
+
+The pass runs in a :class:`engine.frozen.taps.TapForward`: torch with those hooks, or, when the
+caller hands one that chose onnxruntime, one exported graph whose outputs are all of them.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from typing import Any
 import torch
 from torch.utils.data import ConcatDataset
 
-from engine.advice.split import Boundary, Recorder, pool
+from engine.advice.split import Boundary, pool
 from engine.data import ImageDataset
+from engine.frozen.taps import TapForward
 from engine.training.control import RunControl
 from engine.training.devices import Placement
-from engine.training.features import extract_features
+from engine.training.features import FeedTiming, extract_features
 
 #: Activations of the cut points are kept in half precision on the CPU; this caps their size.
 ACTIVATION_BUDGET_BYTES = 1_500_000_000
@@ -59,7 +63,7 @@ class _Collector:
     ``total`` minus the rows before it)."""
 
     def __init__(
-        self, rec: Recorder, pooled: list[str], full: list[str], n: int, total: int, batch: int
+        self, rec: TapForward, pooled: list[str], full: list[str], n: int, total: int, batch: int
     ) -> None:
         self.rec, self.pooled_names, self.full_names, self.n = rec, pooled, full, n
         self.total, self.batch = total, batch
@@ -93,6 +97,24 @@ class _Collector:
         self.staged.clear()
 
 
+def _runner(
+    model: Any,
+    taps: TapForward | None,
+    full: list[str],
+    pooled: list[str],
+    placement: Placement,
+    channels_last: bool,
+) -> TapForward:
+    """``taps`` when given (it must record what is asked), else torch with forward hooks."""
+    if taps is None:
+        return TapForward(
+            model, full=full, pooled=pooled, placement=placement, channels_last=channels_last
+        )
+    if not taps.covers(full, pooled):
+        raise ValueError("the TapForward given does not record every module the pass needs")
+    return taps
+
+
 def record(
     model: Any,
     train: list,
@@ -109,8 +131,14 @@ def record(
     batch_size: int = 64,
     control: RunControl | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    taps: TapForward | None = None,
+    timing: FeedTiming | None = None,
 ) -> Recording:
-    """Record the training images' clean and augmented views (and the validation images)."""
+    """Record the training images' clean and augmented views (and the validation images).
+
+    ``taps``: the forward pass to use (see :func:`engine.frozen.taps.run_taps`; it must tap the
+    ``boundaries`` and keep the ``cuts`` whole); torch with forward hooks when None. ``timing``,
+    when given, adds up where the pass spent its time."""
     eval_t, train_t = transforms
     n = len(train)
     parts: list[Any] = [ImageDataset(train, eval_t, seed=seed)]
@@ -118,39 +146,38 @@ def record(
         parts.append(ImageDataset(train, train_t, seed=seed, views=views - 1))
     pooled_names = [b.module for b in boundaries]
     cut_names = [c.module for c in cuts]
-    names = sorted(set(pooled_names) | set(cut_names))
+    run = _runner(model, taps, cut_names, pooled_names, placement, channels_last)
     total = n * views + len(val)
 
     def progress(offset: int) -> Callable[[int, int], None]:
         return lambda done, _t: on_progress(offset + done, total) if on_progress else None
 
-    with Recorder(model, names) as rec:
-        collect = _Collector(rec, pooled_names, cut_names, n, n * views, batch_size)
-        features = extract_features(
-            model.backbone,
-            ConcatDataset(parts),
-            placement=placement,
-            channels_last=channels_last,
-            batch_size=batch_size,
-            workers=workers,
-            control=control,
-            on_progress=progress(0),
-            after_batch=collect,
-            on_retry=collect.retry,
-        )
-        val_collect = _Collector(rec, [], cut_names, len(val), len(val), batch_size)
-        val_features = extract_features(
-            model.backbone,
-            ImageDataset(val, eval_t, seed=seed),
-            placement=placement,
-            channels_last=channels_last,
-            batch_size=batch_size,
-            workers=workers,
-            control=control,
-            on_progress=progress(n * views),
-            after_batch=val_collect,
-            on_retry=val_collect.retry,
-        )
+    common = dict(
+        placement=placement,
+        channels_last=False,  # the runner lays the batch out for its runtime
+        batch_size=batch_size,
+        workers=workers,
+        control=control,
+        timing=timing,
+    )
+    collect = _Collector(run, pooled_names, cut_names, n, n * views, batch_size)
+    features = extract_features(
+        run,
+        ConcatDataset(parts),
+        on_progress=progress(0),
+        after_batch=collect,
+        on_retry=collect.retry,
+        **common,
+    )
+    val_collect = _Collector(run, [], cut_names, len(val), len(val), batch_size)
+    val_features = extract_features(
+        run,
+        ImageDataset(val, eval_t, seed=seed),
+        on_progress=progress(n * views),
+        after_batch=val_collect,
+        on_retry=val_collect.retry,
+        **common,
+    )
     labels = torch.tensor([s.label for s in train])
     return Recording(
         views=views,
@@ -180,26 +207,30 @@ def add_views(
     batch_size: int = 64,
     control: RunControl | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    taps: TapForward | None = None,
+    timing: FeedTiming | None = None,
 ) -> Recording:
     """``clean`` (a one-view recording holding the ``cuts``) with ``views - 1`` augmented views
-    of each training image added. Only the new views run through the network; the result is
-    the recording :func:`record` would make with ``views`` (the same datasets and draws)."""
+    of each training image added. Only the new views run through the network (in ``taps`` when
+    given, the runner that recorded ``clean``); the result is the recording :func:`record`
+    would make with ``views`` (the same datasets and draws)."""
     n = len(train)
     names = [c.module for c in cuts]
-    with Recorder(model, names) as rec:
-        collect = _Collector(rec, [], names, 0, n * (views - 1), batch_size)
-        features = extract_features(
-            model.backbone,
-            ImageDataset(train, train_transform, seed=seed, views=views - 1),
-            placement=placement,
-            channels_last=channels_last,
-            batch_size=batch_size,
-            workers=workers,
-            control=control,
-            on_progress=on_progress,
-            after_batch=collect,
-            on_retry=collect.retry,
-        )
+    run = _runner(model, taps, names, [], placement, channels_last)
+    collect = _Collector(run, [], names, 0, n * (views - 1), batch_size)
+    features = extract_features(
+        run,
+        ImageDataset(train, train_transform, seed=seed, views=views - 1),
+        placement=placement,
+        channels_last=False,  # the runner lays the batch out for its runtime
+        batch_size=batch_size,
+        workers=workers,
+        control=control,
+        on_progress=on_progress,
+        after_batch=collect,
+        on_retry=collect.retry,
+        timing=timing,
+    )
     activations = {}
     for m in names:
         first = clean.activations[m].reshape(n, *clean.activations[m].shape[2:])

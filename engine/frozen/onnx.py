@@ -48,13 +48,18 @@ def ort_version() -> str:
     return str(onnxruntime.__version__)
 
 
-def export(module: nn.Module, example: torch.Tensor, path: Path) -> str:
+def export(
+    module: nn.Module, example: torch.Tensor, path: Path, *, outputs: tuple[str, ...] = (OUTPUT,)
+) -> str:
     """Export ``module`` (eval mode, dynamic batch) to ``path`` atomically; returns the exporter
-    that worked. Raises OnnxUnavailable when neither exporter can."""
+    that worked. Raises OnnxUnavailable when neither exporter can. ``outputs``: the names of the
+    module's outputs (a module with several returns a tuple of tensors)."""
     errors: list[str] = []
     for dynamo in (False, True):
         try:
-            write_atomic(path, lambda tmp, d=dynamo: _export(module, example, tmp, dynamo=d))
+            write_atomic(
+                path, lambda tmp, d=dynamo: _export(module, example, tmp, dynamo=d, outputs=outputs)
+            )
             return "torch.export (dynamo)" if dynamo else "TorchScript-based"
         except Exception as exc:  # exporters raise many types on unsupported operators
             text = str(exc).strip()
@@ -62,13 +67,20 @@ def export(module: nn.Module, example: torch.Tensor, path: Path) -> str:
     raise OnnxUnavailable(f"torch could not export it to ONNX ({'; '.join(errors)})")
 
 
-def _export(module: nn.Module, example: torch.Tensor, path: Path, *, dynamo: bool) -> None:
+def _export(
+    module: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    *,
+    dynamo: bool,
+    outputs: tuple[str, ...] = (OUTPUT,),
+) -> None:
     kwargs: dict[str, Any] = {}
     if dynamo:
         kwargs["dynamic_shapes"] = {"x": {0: torch.export.Dim("batch")}}
         kwargs["external_data"] = False
     else:
-        kwargs["dynamic_axes"] = {INPUT: {0: "batch"}, OUTPUT: {0: "batch"}}
+        kwargs["dynamic_axes"] = {name: {0: "batch"} for name in (INPUT, *outputs)}
     was_training = module.training
     module.eval()
     # The exporters' warnings and progress lines are about things the user cannot change.
@@ -80,7 +92,7 @@ def _export(module: nn.Module, example: torch.Tensor, path: Path, *, dynamo: boo
                 (example.contiguous(),),
                 str(path),
                 input_names=[INPUT],
-                output_names=[OUTPUT],
+                output_names=list(outputs),
                 opset_version=OPSET,
                 dynamo=dynamo,
                 verbose=False,
@@ -91,14 +103,17 @@ def _export(module: nn.Module, example: torch.Tensor, path: Path, *, dynamo: boo
 
 
 class _Plain(nn.Module):
-    """``module``'s output as one float32 tensor (the exporters want a named ``x`` input)."""
+    """``module``'s output as float32 tensors (the exporters want a named ``x`` input)."""
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x).float()
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        out = self.module(x)
+        if isinstance(out, tuple):
+            return tuple(t.float() for t in out)
+        return out.float()
 
 
 class OnnxSession:
@@ -124,10 +139,16 @@ class OnnxSession:
             raise OnnxUnavailable(f"onnxruntime could not load {path.name} ({exc})") from None
         self.input = self.session.get_inputs()[0].name
         self.output = self.session.get_outputs()[0].name
+        self.outputs = [o.name for o in self.session.get_outputs()]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(x.detach().cpu().float().numpy())
         return torch.from_numpy(self.session.run([self.output], {self.input: array})[0])
+
+    def run_all(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every output of the network for ``x``, in the order of ``outputs``."""
+        array = np.ascontiguousarray(x.detach().cpu().float().numpy())
+        return [torch.from_numpy(a) for a in self.session.run(self.outputs, {self.input: array})]
 
 
 def check(

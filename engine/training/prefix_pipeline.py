@@ -17,6 +17,7 @@ import torch
 from engine.advice.record import Recording, record
 from engine.advice.split import Boundary, dummy_input, suffix_only, verified_boundaries
 from engine.data import ImageDataset, build_transform
+from engine.frozen.taps import run_taps
 from engine.training.loaders import batches_of, epoch_permutation
 from engine.training.pipeline import Batch, Pipeline
 
@@ -70,6 +71,7 @@ class PrefixPipeline(Pipeline):
         views = max(1, self.config.augment.cache_views)
         rec: Recording | None = getattr(t, "advice_recording", None)
         if rec is None or self.cut.module not in rec.activations or rec.views != views:
+            what = f"the frozen layers (up to {self.cut.group})"
             t.log(
                 f"Computing the frozen layers (up to {self.cut.group}) once for {views} view(s) "
                 f"of {len(self.data.train)} training images; the layers after them then train "
@@ -88,6 +90,9 @@ class PrefixPipeline(Pipeline):
                 channels_last=t.channels_last,
                 workers=self.workers,
                 control=t.control,
+                taps=run_taps(  # onnxruntime runs only the frozen layers, up to the cut
+                    t, self.model, full=[self.cut.module], pooled=[], what=what, features=False
+                ),
             )
         else:
             t.log("Frozen layers' activations reused from the recipe advisor's pass.")
