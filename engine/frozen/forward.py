@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from engine.config import Runtime
+from engine.frozen.cache import fingerprint, prepare, sentence
 from engine.frozen.onnx import OnnxSession, OnnxUnavailable, check, export, ort_version
 from engine.training.devices import Placement
 
@@ -104,28 +105,24 @@ class FrozenForward:
         assert self.cache_dir is not None
         path = self.cache_dir / f"{onnx_key(self.key_parts)}.onnx"
         started = time.monotonic()
-        exported = ""
+        rows = x[:CHECK_ROWS].cpu()
+
+        def checked(session: OnnxSession) -> float:
+            return check(
+                session, self.module, rows, argmax=self.argmax, channels_last=self.channels_last
+            )
+
         try:
-            if not path.is_file():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                exported = export(self.module, x[:1].cpu(), path)
-            session = OnnxSession(path, threads=torch.get_num_threads())
-            diff = check(
-                session,
-                self.module,
-                x[:CHECK_ROWS].cpu(),
-                argmax=self.argmax,
-                channels_last=self.channels_last,
+            prepared = prepare(
+                path,
+                make=lambda p: export(self.module, x[:1].cpu(), p),
+                check=checked,
+                threads=torch.get_num_threads(),
+                weights=fingerprint(self.module),
             )
         except (OnnxUnavailable, OSError) as exc:
-            path.unlink(missing_ok=True)  # never kept when it failed: exported again next time
             self.log(f"{self.what.capitalize()} runs in torch: {exc}.", "warning")
             return
-        self.session = session
-        how = f"exported ({exported}) and " if exported else ""
-        self.log(
-            f"{self.what.capitalize()} runs in onnxruntime on the CPU: {how}checked against "
-            f"torch on {min(len(x), CHECK_ROWS)} of your images (largest difference "
-            f"{diff:.1e} of the output scale) in {time.monotonic() - started:.1f} s.",
-            "info",
-        )
+        self.session = prepared.session
+        seconds = time.monotonic() - started
+        self.log(sentence(self.what, prepared, len(rows), seconds), "info")

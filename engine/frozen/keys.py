@@ -21,14 +21,18 @@ def weights_stamp(config: Any) -> str:
 
 
 def backbone_parts(config: Any, input_size: int) -> dict[str, Any]:
-    """The pretrained backbone (up to its pooled features) of a run with ``config``."""
-    return {
+    """The backbone (up to its pooled features) of a run with ``config``: its weights file, or
+    for random weights the seed that drew them."""
+    parts = {
         "cut": "features",
         "backbone": config.model.backbone,
         "pretrained": config.model.pretrained,
         "weights": weights_stamp(config),
         "input_size": input_size,
     }
+    if not config.model.pretrained:
+        parts["seed"] = config.seed
+    return parts
 
 
 def run_cache_dir(run: RunDir) -> Path | None:

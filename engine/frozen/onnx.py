@@ -119,13 +119,15 @@ class _Plain(nn.Module):
 class OnnxSession:
     """An onnxruntime CPU session of one exported network: float32 NCHW in, float32 out."""
 
-    def __init__(self, path: Path, *, threads: int) -> None:
+    def __init__(self, path: Path, *, threads: int, data: bytes | None = None) -> None:
+        """``data``: the file's bytes, when the caller has read them already."""
         try:
             import onnxruntime as ort
         except ImportError:
             raise OnnxUnavailable("onnxruntime is not installed") from None
         try:
-            data = read_capped(path, WEIGHTS_LIMIT, what="ONNX model")
+            if data is None:
+                data = read_capped(path, WEIGHTS_LIMIT, what="ONNX model")
             options = ort.SessionOptions()
             options.intra_op_num_threads = max(1, threads)
             options.inter_op_num_threads = 1

@@ -22,6 +22,7 @@ from torch import nn
 
 from engine.advice.split import Recorder, pool
 from engine.config import Runtime
+from engine.frozen.cache import fingerprint, prepare, sentence
 from engine.frozen.forward import CHECK_ROWS, onnx_key, use_onnxruntime
 from engine.frozen.onnx import (
     OUTPUT,
@@ -147,31 +148,32 @@ class TapForward:
         assert self.cache_dir is not None
         path = self.cache_dir / f"{onnx_key(self.key_parts)}.onnx"
         started = time.monotonic()
-        exported = ""
         names = (
             *((OUTPUT,) if self.features else ()),
             *(f"pooled:{m}" for m in self.pooled),
             *(f"full:{m}" for m in self.full),
         )
+        rows = x[:CHECK_ROWS].cpu()
+
+        def make(target: Path) -> str:
+            tapped = _Tapped(self.model, self.pooled, self.full, self.features)
+            return export(tapped, x[:1].cpu(), target, outputs=names)
+
         try:
-            if not path.is_file():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tapped = _Tapped(self.model, self.pooled, self.full, self.features)
-                exported = export(tapped, x[:1].cpu(), path, outputs=names)
-            session = OnnxSession(path, threads=torch.get_num_threads())
-            diff = self._check(session, x[:CHECK_ROWS].cpu(), names)
+            prepared = prepare(
+                path,
+                make=make,
+                check=lambda session: self._check(session, rows, names),
+                threads=torch.get_num_threads(),
+                weights=fingerprint(getattr(self.model, "backbone", self.model)),
+            )
         except (OnnxUnavailable, OSError) as exc:
-            path.unlink(missing_ok=True)  # never kept when it failed: exported again next time
             self.log(f"{self.what.capitalize()} runs in torch: {exc}.", "warning")
             return
-        self.session = session
-        how = f"exported ({exported}) and " if exported else ""
-        self.log(
-            f"{self.what.capitalize()} runs in onnxruntime on the CPU: {how}its {len(names)} "
-            f"outputs checked against torch on {min(len(x), CHECK_ROWS)} of your images (largest "
-            f"difference {diff:.1e} of an output's scale) in {time.monotonic() - started:.1f} s.",
-            "info",
-        )
+        self.session = prepared.session
+        seconds = time.monotonic() - started
+        outputs = f"its {len(names)} outputs "
+        self.log(sentence(self.what, prepared, len(rows), seconds, outputs), "info")
 
     def _check(self, session: OnnxSession, x: torch.Tensor, names: tuple[str, ...]) -> float:
         """The largest difference of any output from torch's, relative to that output's scale;
@@ -220,8 +222,6 @@ def run_taps(
 
     config = ctx.config
     parts = backbone_parts(config, model.preprocess.input_size)
-    if not config.model.pretrained:  # random weights: the seed says which
-        parts["seed"] = config.seed
     return TapForward(
         model,
         full=full,

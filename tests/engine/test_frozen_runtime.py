@@ -61,16 +61,29 @@ def test_auto_on_cpu_runs_onnxruntime_and_matches_torch(tmp_path):
         torch.testing.assert_close(fwd(x[:3]), net(x[:3]), rtol=1e-4, atol=1e-5)
 
 
-def test_the_export_is_reused_and_still_checked(tmp_path):
+def test_the_export_is_reused_and_its_check_trusted_while_unchanged(tmp_path, monkeypatch):
+    import engine.frozen.forward as forward
+
     net = tiny_net()
     frozen(net, tmp_path)[0](images())
+    other = tmp_path / "other"
+    frozen(tiny_net(seed=9), other)[0](images())
     file = next(tmp_path.glob("*.onnx"))
     stamp = file.stat().st_mtime_ns
+    checks: list[int] = []
+    real_check = forward.check
+    monkeypatch.setattr(forward, "check", lambda *a, **k: checks.append(1) or real_check(*a, **k))
+    fwd, lines = frozen(net, tmp_path)
+    with torch.inference_mode():
+        torch.testing.assert_close(fwd(images()), net(images()), rtol=1e-4, atol=1e-5)
+    assert fwd.name == "onnxruntime" and checks == []  # the same bytes, the same weights
+    assert file.stat().st_mtime_ns == stamp  # not exported again
+    assert "exported" not in lines[0][1] and "checked against torch when first used" in lines[0][1]
+    # Other bytes under the key (here: another valid export) are checked again.
+    file.write_bytes(next(other.glob("*.onnx")).read_bytes())
     fwd, lines = frozen(net, tmp_path)
     fwd(images())
-    assert fwd.name == "onnxruntime"
-    assert file.stat().st_mtime_ns == stamp  # not exported again
-    assert "exported" not in lines[0][1] and "checked against torch" in lines[0][1]
+    assert checks == [1] and fwd.name == "torch" and "differ from torch's" in lines[0][1]
 
 
 def test_torch_runtime_never_exports(tmp_path):
