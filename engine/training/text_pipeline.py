@@ -16,6 +16,22 @@ from engine.training.pipeline import Batch, FeaturePipeline, Pipeline
 
 _INFERENCE_BATCH = 64
 
+# Default epochs of a text run: enough passes over the training set to see about this many texts,
+# within [MIN, MAX]. Short messages converge in 2-3 passes over a few thousand texts (measured in
+# docs/benchmarks.md, "Texts"); small sets need more passes to take enough optimisation steps.
+TEXT_TEXTS_SEEN = 12_000
+MIN_TEXT_EPOCHS = 2
+MAX_TEXT_EPOCHS = 10
+
+
+def text_epochs(n_train: int) -> int:
+    """Default epochs of a text run (LoRA, fine-tuning or a probe) with ``n_train`` training
+    texts: ceil(12,000 / n_train), at least 2 and at most 10; 5,500 messages give 3."""
+    if n_train <= 0:
+        return MAX_TEXT_EPOCHS
+    wanted = -(-TEXT_TEXTS_SEEN // n_train)
+    return max(MIN_TEXT_EPOCHS, min(MAX_TEXT_EPOCHS, wanted))
+
 
 class TextPipeline(Pipeline):
     """Texts through the (partly trainable or LoRA-adapted) transformer, batch by batch."""
