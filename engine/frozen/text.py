@@ -127,6 +127,7 @@ def _export(module: nn.Module, args: tuple, path: Path, axes: dict, *, dynamo: b
             "attention_mask": {0: batch, 1: tokens},
         }
         kwargs["external_data"] = False
+        kwargs["verbose"] = False  # no progress lines in the user's terminal
     else:
         kwargs["dynamic_axes"] = axes
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
