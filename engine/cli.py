@@ -433,7 +433,30 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
         top["name"] = args.name
     if args.seed is not None:
         top["seed"] = args.seed
-    return config.replace(**top).validate()
+    config = config.replace(**top)
+    if args.epochs is None and source.suffix.lower() != ".json":
+        config = _text_default_epochs(config)
+    return config.validate()
+
+
+def _text_default_epochs(config: RunConfig) -> RunConfig:
+    """A new text run without --epochs: epochs from the training set's size (text_epochs)."""
+    from engine.data import detect_modality, scan_text_source
+
+    d = config.data
+    if detect_modality(d.path) != "text":
+        return config
+    from engine.training.text_pipeline import text_epochs
+
+    index = scan_text_source(
+        d.path,
+        text_column=d.text_column or None,
+        label_column=d.label_column or None,
+        min_per_class=d.min_per_class,
+    )
+    n_train = round(len(index.samples) * (1 - d.val_fraction - d.test_fraction))
+    schedule = dataclasses.replace(config.schedule, epochs=text_epochs(n_train))
+    return config.replace(schedule=schedule)
 
 
 def _fresh_config(source: Path) -> RunConfig:

@@ -434,7 +434,7 @@ def _recommend_text(ctx: Any, model: Any) -> Advice:
     """Texts: the linear probe when its cross-validated accuracy is high, else LoRA adapters
     (or the last two groups when the backbone takes no adapter)."""
     from engine.models.lora import default_lora_targets
-    from engine.training.text_pipeline import TextFeaturePipeline
+    from engine.training.text_pipeline import TextFeaturePipeline, text_epochs
 
     started = time.monotonic()
     cfg = ctx.config
@@ -449,6 +449,7 @@ def _recommend_text(ctx: Any, model: Any) -> Advice:
     labels = pipe.train_labels.cpu()
     probe_cv = cv_accuracy(feats, labels, len(ctx.data.classes), cfg.seed, C_GRID)
     ctx.model = None
+    cfg = cfg.replace(schedule=replace(cfg.schedule, epochs=text_epochs(len(ctx.data.train))))
     if math.isnan(probe_cv) or probe_cv >= PROBE_GOOD_ENOUGH:
         why = _probe_reason(probe_cv, True).replace("separate your classes", "separate your texts")
         resolved = cfg.replace(adapt=replace(cfg.adapt, method=Method.LINEAR_PROBE, reason=why))

@@ -16,6 +16,22 @@ from engine.training.pipeline import Batch, FeaturePipeline, Pipeline
 
 _INFERENCE_BATCH = 64
 
+# Default epochs of a text run: enough passes over the training set to see about this many texts,
+# within [MIN, MAX]. Short messages converge in 2-3 passes over a few thousand texts (measured in
+# docs/benchmarks.md, "Texts"); small sets need more passes to take enough optimisation steps.
+TEXT_TEXTS_SEEN = 12_000
+MIN_TEXT_EPOCHS = 2
+MAX_TEXT_EPOCHS = 10
+
+
+def text_epochs(n_train: int) -> int:
+    """Default epochs of a text run (LoRA, fine-tuning or a probe) with ``n_train`` training
+    texts: ceil(12,000 / n_train), at least 2 and at most 10; 5,500 messages give 3."""
+    if n_train <= 0:
+        return MAX_TEXT_EPOCHS
+    wanted = -(-TEXT_TEXTS_SEEN // n_train)
+    return max(MIN_TEXT_EPOCHS, min(MAX_TEXT_EPOCHS, wanted))
+
 
 class TextPipeline(Pipeline):
     """Texts through the (partly trainable or LoRA-adapted) transformer, batch by batch."""
@@ -66,6 +82,7 @@ class TextFeaturePipeline(FeaturePipeline):
         key = self._text_key()
         cache_dir = t.workspace.cache_root / "features"
         tokens: dict[str, TokenizedTexts] = {}
+        encoders: dict[str, torch.nn.Module] = {}
 
         def extract(split: str) -> torch.Tensor:
             if not tokens:
@@ -74,7 +91,9 @@ class TextFeaturePipeline(FeaturePipeline):
                 f"Computing backbone features of {len(tokens[split])} {_SPLIT_WORD[split]} texts "
                 f"once ({self.device.type}); the head then trains on them."
             )
-            return run_in_order(self, self.model.backbone, tokens[split], stage="features")
+            if "encoder" not in encoders:
+                encoders["encoder"] = self._frozen_encoder(tokens["train"])
+            return run_in_order(self, encoders["encoder"], tokens[split], stage="features")
 
         train, hit = cached(cache_dir / f"{key}-train.safetensors", lambda: extract("train"))
         val, hit_val = cached(cache_dir / f"{key}-val.safetensors", lambda: extract("val"))
@@ -85,6 +104,39 @@ class TextFeaturePipeline(FeaturePipeline):
         self.train_labels = torch.tensor([s.label for s in self.data.train], device=self.device)
         self.val_features = val.to(self.device)
         self.val_labels = torch.tensor([s.label for s in self.data.val])
+
+    def _frozen_encoder(self, tokens: TokenizedTexts) -> torch.nn.Module:
+        """The backbone in onnxruntime where that is allowed, possible and checked; else torch."""
+        from engine.frozen.text import ort_text_encoder, text_runtime_enabled
+
+        backbone, cfg = self.model.backbone, self.config
+        cpu_fp32 = self.device.type == "cpu" and "32" in str(self.placement.precision)
+        if not (cpu_fp32 and cfg.model.pretrained and len(tokens) and text_runtime_enabled(cfg)):
+            return backbone
+        key = self._encoder_key()
+        if key is None:
+            return backbone
+        # The check batch: real training texts, the longest and the shortest of the set.
+        order = sorted(range(len(tokens)), key=lambda i: -tokens.lengths[i])
+        sample = tokens.batch(order[:8] + order[-8:] if len(order) > 16 else order)
+        cache_dir = self.trainer.workspace.cache_root / "onnx"
+        encoder = ort_text_encoder(backbone, cache_dir, key, sample, self.trainer.log)
+        return encoder if encoder is not None else backbone
+
+    def _encoder_key(self) -> str | None:
+        from engine.frozen.text import encoder_key
+        from engine.models.text import text_folder
+
+        try:
+            folder = text_folder(self.model.entry, need_weights=False)
+        except Exception:  # no folder to key on: stay in torch
+            return None
+        return encoder_key(
+            folder,
+            weights=self.config.model.weights,
+            max_length=self.trainer.max_length,
+            pooling="mean",
+        )
 
     def _text_key(self) -> str:
         from engine.models import weights_status

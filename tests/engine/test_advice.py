@@ -252,9 +252,13 @@ def test_recommended_on_texts_chooses_between_the_probe_and_lora(
         model=ModelConfig(backbone=str(bert)),
         schedule=ScheduleConfig(epochs=1, batch_size=8, warmup_fraction=0.0),
     ).validate()
+    from engine.training import text_pipeline
+
+    monkeypatch.setattr(text_pipeline, "MAX_TEXT_EPOCHS", 2)  # the rule's cap, kept fast here
     monkeypatch.setattr(recommend, "PROBE_GOOD_ENOUGH", 1.01)
     low = RunConfig.load(Path(_train(config, tmp_path / "ws1").run_dir) / "config.json")
     assert low.adapt.method is Method.LORA and "adapters" in low.adapt.reason
+    assert low.schedule.epochs == 2  # Recommended chooses text_epochs, not the config's 1
     monkeypatch.setattr(recommend, "PROBE_GOOD_ENOUGH", 0.0)
     result = _train(config, tmp_path / "ws2")
     high = RunConfig.load(Path(result.run_dir) / "config.json")

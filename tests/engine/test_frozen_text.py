@@ -1,0 +1,125 @@
+"""Frozen text encoders in onnxruntime: exported once, checked against torch, torch otherwise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from synthetic import make_text_table, make_tiny_bert
+
+from engine.config import AdaptConfig, DataConfig, Method, ModelConfig, RunConfig, ScheduleConfig
+from engine.events import LogMessage
+from engine.frozen import text as frozen_text
+from engine.frozen.text import encoder_key, ort_text_encoder, text_runtime_enabled
+from engine.models.text import HFTextBackbone, load_tokenizer
+from engine.training.trainer import train
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    torch.manual_seed(0)
+    return make_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
+
+
+def _backbone(folder: Path) -> HFTextBackbone:
+    from transformers import AutoModel
+
+    return HFTextBackbone(AutoModel.from_pretrained(str(folder))).eval()
+
+
+def _sample(folder: Path) -> dict[str, torch.Tensor]:
+    tokenizer = load_tokenizer(folder)
+    texts = ["where is my parcel", "refund the double charge on my card please, today", "hi"]
+    out = tokenizer(texts, padding=True, return_tensors="pt")
+    return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
+
+
+def test_the_exported_encoder_matches_torch_and_is_reused(tiny_bert, tmp_path, monkeypatch):
+    backbone, sample, lines = _backbone(tiny_bert), _sample(tiny_bert), []
+    key = encoder_key(tiny_bert, weights=None, max_length=32, pooling="mean")
+    encoder = ort_text_encoder(backbone, tmp_path, key, sample, lines.append)
+    assert encoder is not None and "runs in onnxruntime" in lines[-1]
+    # another batch size and length than the export's: the axes are dynamic
+    longer = {k: torch.cat([v, v], 1)[:2] for k, v in sample.items()}
+    with torch.inference_mode():
+        want = backbone(longer)
+    assert (encoder(longer) - want).abs().max() <= frozen_text.TOLERANCE
+    monkeypatch.setattr(frozen_text, "export_text_encoder", _fail)
+    assert ort_text_encoder(backbone, tmp_path, key, sample, lines.append) is not None
+
+
+def _fail(*_args, **_kwargs):
+    raise RuntimeError("exporter exploded")
+
+
+def test_a_failed_export_or_check_falls_back_to_torch_with_one_line(
+    tiny_bert, tmp_path, monkeypatch
+):
+    backbone, sample, lines = _backbone(tiny_bert), _sample(tiny_bert), []
+    monkeypatch.setattr(frozen_text, "export_text_encoder", _fail)
+    assert ort_text_encoder(backbone, tmp_path / "a", "k", sample, lines.append) is None
+    assert lines == [
+        "The frozen text encoder runs in torch: onnxruntime could not take it (exporter exploded)."
+    ]
+    monkeypatch.undo()
+    monkeypatch.setattr(frozen_text, "TOLERANCE", -1.0)  # no export can pass
+    assert ort_text_encoder(backbone, tmp_path / "b", "k", sample, lines.append) is None
+    assert "differ from torch's" in lines[-1]
+    assert not list((tmp_path / "b").glob("*.onnx"))  # a failed export is not kept
+
+
+def test_the_key_follows_the_weights_and_the_settings(tiny_bert, tmp_path):
+    base = encoder_key(tiny_bert, weights=None, max_length=32, pooling="mean")
+    assert base == encoder_key(tiny_bert, weights=None, max_length=32, pooling="mean")
+    assert base != encoder_key(tiny_bert, weights=None, max_length=64, pooling="mean")
+    override = tmp_path / "w.safetensors"
+    override.write_bytes(b"x")
+    assert base != encoder_key(tiny_bert, weights=str(override), max_length=32, pooling="mean")
+
+
+def test_runtime_choice_torch_turns_it_off() -> None:
+    class Device:
+        runtime = "torch"
+
+    class Config:
+        device = Device()
+
+    assert text_runtime_enabled(RunConfig()) is True
+    assert text_runtime_enabled(Config()) is False
+
+
+def _probe(table: Path, bert: Path, workspace: Path) -> tuple[dict, list[str]]:
+    config = RunConfig(
+        seed=1,
+        data=DataConfig(path=str(table), val_fraction=0.25, max_length=32),
+        model=ModelConfig(backbone=str(bert)),
+        adapt=AdaptConfig(method=Method.LINEAR_PROBE),
+        schedule=ScheduleConfig(epochs=2, batch_size=8, warmup_fraction=0.0),
+    ).validate()
+    lines: list[str] = []
+    log = lambda e: lines.append(e.text) if isinstance(e, LogMessage) else None  # noqa: E731
+    result = train(config, workspace=workspace, on_event=log)
+    assert str(result.status) == "completed", result.error
+    feats = {}
+    for f in sorted((workspace / "cache" / "features").glob("*.safetensors")):
+        feats[f.name] = next(iter(load_file(str(f)).values()))
+    return feats, lines
+
+
+@pytest.mark.slow  # two training runs
+def test_a_text_probe_computes_its_features_in_onnxruntime_as_torch_would(
+    tiny_bert, tmp_path, monkeypatch
+):
+    table = make_text_table(tmp_path / "data" / "messages.tsv", per_class=24)
+    ort_feats, ort_lines = _probe(table, tiny_bert, tmp_path / "ws-ort")
+    assert any("runs in onnxruntime" in line for line in ort_lines)
+    monkeypatch.setattr(frozen_text, "text_runtime_enabled", lambda _config: False)
+    torch_feats, torch_lines = _probe(table, tiny_bert, tmp_path / "ws-torch")
+    assert not any("onnxruntime" in line for line in torch_lines)
+    assert ort_feats.keys() == torch_feats.keys() and len(ort_feats) == 2
+    for name, feats in ort_feats.items():
+        assert (feats - torch_feats[name]).abs().max() <= frozen_text.TOLERANCE
