@@ -54,7 +54,7 @@ def prepare(
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             record_path(path).unlink(missing_ok=True)
-            exported = make(path)
+            exported = _made(make, path)
         data = read_capped(path, WEIGHTS_LIMIT, what="ONNX model")
         digest = hashlib.sha256(data).hexdigest()
         session = OnnxSession(path, threads=threads, data=data)
@@ -80,6 +80,18 @@ def fingerprint(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def _made(make: Callable[[Path], str], path: Path) -> str:
+    try:
+        return make(path)
+    except (OnnxUnavailable, OSError):
+        raise
+    except Exception as exc:  # an exporter's own error types
+        text = str(exc).strip().splitlines()
+        raise OnnxUnavailable(
+            f"torch could not export it to ONNX ({text[0] if text else type(exc).__name__})"
+        ) from exc
+
+
 def _recorded_difference(path: Path, digest: str, weights: str) -> float | None:
     try:
         record = read_json_object(record_path(path))
@@ -92,12 +104,19 @@ def _recorded_difference(path: Path, digest: str, weights: str) -> float | None:
     return float(difference)
 
 
-def sentence(what: str, prepared: Prepared, rows: int, seconds: float, outputs: str = "") -> str:
+def sentence(
+    what: str,
+    prepared: Prepared,
+    rows: int,
+    seconds: float,
+    outputs: str = "",
+    unit: str = "images",
+) -> str:
     """The log line of a network that runs in onnxruntime."""
     how = f"exported ({prepared.exported}) and " if prepared.exported else ""
     if prepared.checked_now:
         checked = (
-            f"{how}{outputs}checked against torch on {rows} of your images (largest difference "
+            f"{how}{outputs}checked against torch on {rows} of your {unit} (largest difference "
             f"{prepared.difference:.1e} of the output scale)"
         )
     else:

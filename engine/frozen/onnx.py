@@ -49,16 +49,25 @@ def ort_version() -> str:
 
 
 def export(
-    module: nn.Module, example: torch.Tensor, path: Path, *, outputs: tuple[str, ...] = (OUTPUT,)
+    module: nn.Module,
+    example: torch.Tensor | tuple[torch.Tensor, ...],
+    path: Path,
+    *,
+    outputs: tuple[str, ...] = (OUTPUT,),
+    inputs: dict[str, dict[int, str]] | None = None,
 ) -> str:
-    """Export ``module`` (eval mode, dynamic batch) to ``path`` atomically; returns the exporter
-    that worked. Raises OnnxUnavailable when neither exporter can. ``outputs``: the names of the
-    module's outputs (a module with several returns a tuple of tensors)."""
+    """Export ``module`` (eval mode) to ``path`` atomically; returns the exporter that worked.
+    Raises OnnxUnavailable when neither exporter can. ``outputs``: the names of the module's
+    outputs (a module with several returns a tuple of tensors). ``inputs``: the name and dynamic
+    axes of each positional input (default: one image batch, ``{INPUT: {0: "batch"}}``)."""
+    inputs = inputs or {INPUT: {0: "batch"}}
+    args = example if isinstance(example, tuple) else (example,)
     errors: list[str] = []
     for dynamo in (False, True):
         try:
             write_atomic(
-                path, lambda tmp, d=dynamo: _export(module, example, tmp, dynamo=d, outputs=outputs)
+                path,
+                lambda tmp, d=dynamo: _export(module, args, tmp, d, inputs=inputs, outputs=outputs),
             )
             return "torch.export (dynamo)" if dynamo else "TorchScript-based"
         except Exception as exc:  # exporters raise many types on unsupported operators
@@ -69,29 +78,39 @@ def export(
 
 def _export(
     module: nn.Module,
-    example: torch.Tensor,
+    args: tuple[torch.Tensor, ...],
     path: Path,
-    *,
     dynamo: bool,
-    outputs: tuple[str, ...] = (OUTPUT,),
+    *,
+    inputs: dict[str, dict[int, str]],
+    outputs: tuple[str, ...],
 ) -> None:
     kwargs: dict[str, Any] = {}
     if dynamo:
-        kwargs["dynamic_shapes"] = {"x": {0: torch.export.Dim("batch")}}
+        dims: dict[str, Any] = {}
+        shapes = tuple(
+            {axis: dims.setdefault(label, torch.export.Dim(label)) for axis, label in axes.items()}
+            for axes in inputs.values()
+        )
+        kwargs["dynamic_shapes"] = {"args": shapes}  # _Plain.forward(*args)
         kwargs["external_data"] = False
+        # torch.export treats a size of 1 as a constant: give it a batch of two.
+        args = tuple(a.repeat(2, *[1] * (a.ndim - 1)) if len(a) == 1 else a for a in args)
     else:
-        kwargs["dynamic_axes"] = {name: {0: "batch"} for name in (INPUT, *outputs)}
-    was_training = module.training
+        kwargs["dynamic_axes"] = {**inputs, **{name: {0: "batch"} for name in outputs}}
+    # Each module's own mode is restored: a fresh wrapper's default (training) must not put the
+    # wrapped network's dropout back on.
+    modes = [(m, m.training) for m in module.modules()]
     module.eval()
     # The exporters' warnings and progress lines are about things the user cannot change.
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 _Plain(module),
-                (example.contiguous(),),
+                tuple(a.contiguous() for a in args),
                 str(path),
-                input_names=[INPUT],
+                input_names=list(inputs),
                 output_names=list(outputs),
                 opset_version=OPSET,
                 dynamo=dynamo,
@@ -99,18 +118,19 @@ def _export(
                 **kwargs,
             )
     finally:
-        module.train(was_training)
+        for m, training in modes:
+            m.training = training
 
 
 class _Plain(nn.Module):
-    """``module``'s output as float32 tensors (the exporters want a named ``x`` input)."""
+    """``module``'s outputs as float32 tensors."""
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        out = self.module(x)
+    def forward(self, *args: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        out = self.module(*args)
         if isinstance(out, tuple):
             return tuple(t.float() for t in out)
         return out.float()
@@ -139,13 +159,21 @@ class OnnxSession:
             raise
         except Exception as exc:  # a damaged or foreign file: onnxruntime raises its own types
             raise OnnxUnavailable(f"onnxruntime could not load {path.name} ({exc})") from None
-        self.input = self.session.get_inputs()[0].name
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.input = self.inputs[0]
         self.output = self.session.get_outputs()[0].name
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(x.detach().cpu().float().numpy())
         return torch.from_numpy(self.session.run([self.output], {self.input: array})[0])
+
+    def run_feeds(self, feeds: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Every output for named inputs (tokens and masks of a text batch, say)."""
+        arrays = {
+            name: np.ascontiguousarray(feeds[name].detach().cpu().numpy()) for name in self.inputs
+        }
+        return [torch.from_numpy(a) for a in self.session.run(self.outputs, arrays)]
 
     def run_all(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every output of the network for ``x``, in the order of ``outputs``."""

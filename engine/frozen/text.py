@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from engine.frozen.cache import fingerprint, prepare, sentence
+from engine.frozen.onnx import OnnxSession, OnnxUnavailable, export
+
 TokenBatch = dict[str, torch.Tensor]
 
 # Largest difference allowed between onnxruntime's and torch's pooled features (float32; the
 # measured difference on all-MiniLM-L6-v2 is under 1e-6; features are of order 0.1-1).
 TOLERANCE = 1e-4
-_EXPORT_VERSION = 1  # bump when the exported graph changes
+_EXPORT_VERSION = 2  # bump when the exported graph changes
 _INPUTS = ("input_ids", "attention_mask")
 
 
@@ -60,14 +62,13 @@ class OrtTextEncoder(nn.Module):
     """A frozen text backbone in onnxruntime, called like the torch backbone (token batch in,
     float32 features out, on the CPU)."""
 
-    def __init__(self, session: Any, path: Path) -> None:
+    def __init__(self, session: OnnxSession, path: Path) -> None:
         super().__init__()
         self.session = session
         self.path = path
 
     def forward(self, batch: TokenBatch) -> torch.Tensor:
-        feeds = {name: batch[name].cpu().numpy() for name in _INPUTS}
-        return torch.from_numpy(self.session.run(None, feeds)[0])
+        return self.session.run_feeds({name: batch[name] for name in _INPUTS})[0]
 
 
 def encoder_key(folder: Path | None, *, weights: str | None, max_length: int, pooling: str) -> str:
@@ -95,70 +96,17 @@ def encoder_key(folder: Path | None, *, weights: str | None, max_length: int, po
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def export_text_encoder(backbone: nn.Module, dest: Path, sample: TokenBatch) -> None:
+def export_text_encoder(backbone: nn.Module, dest: Path, sample: TokenBatch) -> str:
     """Write ``backbone`` (with its pooling) as ONNX to ``dest`` atomically, batch and sequence
-    axes dynamic; the TorchScript exporter first (about 1 s), the dynamo one if it fails."""
-    module = _Traceable(backbone).eval()
+    axes dynamic; returns the exporter that worked (engine.frozen.onnx.export)."""
+    axes = {name: {0: "batch", 1: "tokens"} for name in _INPUTS}
     args = tuple(sample[name].cpu() for name in _INPUTS)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.stem, suffix=".onnx.tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
-    axes["features"] = {0: "batch"}
-    try:
-        try:
-            _export(module, args, tmp, axes, dynamo=False)
-        except Exception:  # any exporter failure: try the other exporter
-            _export(module, args, tmp, axes, dynamo=True)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return export(_Traceable(backbone), args, dest, inputs=axes)
 
 
-def _export(module: nn.Module, args: tuple, path: Path, axes: dict, *, dynamo: bool) -> None:
-    import warnings
-
-    kwargs: dict[str, Any] = {"dynamo": dynamo, "opset_version": 17}
-    if dynamo:
-        batch, tokens = torch.export.Dim("batch"), torch.export.Dim("tokens")
-        kwargs["dynamic_shapes"] = {
-            "input_ids": {0: batch, 1: tokens},
-            "attention_mask": {0: batch, 1: tokens},
-        }
-        kwargs["external_data"] = False
-        kwargs["verbose"] = False  # no progress lines in the user's terminal
-    else:
-        kwargs["dynamic_axes"] = axes
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            args,
-            str(path),
-            input_names=list(_INPUTS),
-            output_names=["features"],
-            **kwargs,
-        )
-
-
-def ort_session(path: Path, threads: int) -> Any:
-    """An onnxruntime CPU session of ``path`` with ``threads`` intra-op threads."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, threads)
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def check_against_torch(
-    encoder: nn.Module, backbone: nn.Module, sample: TokenBatch
-) -> tuple[bool, float]:
-    """(within TOLERANCE and the same largest feature per text, largest difference) of the
-    two on ``sample``."""
+def check_against_torch(encoder: OrtTextEncoder, backbone: nn.Module, sample: TokenBatch) -> float:
+    """The largest difference of the two on ``sample``; OnnxUnavailable above TOLERANCE or when
+    a text's largest feature is another one."""
     with torch.inference_mode():
         was_training = backbone.training
         backbone.eval()
@@ -166,10 +114,17 @@ def check_against_torch(
         backbone.train(was_training)
         got = encoder(sample)
     if got.shape != want.shape:
-        return False, float("inf")
+        raise OnnxUnavailable(
+            f"onnxruntime gave features of shape {tuple(got.shape)} where torch gives "
+            f"{tuple(want.shape)}"
+        )
     diff = float((got - want).abs().max()) if want.numel() else 0.0
-    same_argmax = bool(torch.equal(got.argmax(-1), want.argmax(-1)))
-    return diff <= TOLERANCE and same_argmax, diff
+    if not diff <= TOLERANCE or not torch.equal(got.argmax(-1), want.argmax(-1)):
+        raise OnnxUnavailable(
+            f"onnxruntime's features differ from torch's by up to {diff:.2g} on real texts "
+            f"(allowed: {TOLERANCE:g})"
+        )
+    return diff
 
 
 def ort_text_encoder(
@@ -182,31 +137,25 @@ def ort_text_encoder(
     threads: int | None = None,
 ) -> OrtTextEncoder | None:
     """``backbone`` in onnxruntime, exported into ``cache_dir`` once per ``key`` and checked
-    against torch on ``sample`` (a batch of real texts); None, after one log line, when the
-    export, the session or the check fails (the caller then stays in torch)."""
+    against torch on ``sample`` (a batch of real texts) when first used (engine.frozen.cache);
+    None, after one log line, when the export, the session or the check fails (the caller then
+    stays in torch)."""
     path = cache_dir / f"text-encoder-{key}.onnx"
+    started = time.monotonic()
     try:
-        if not path.is_file():
-            export_text_encoder(backbone, path, sample)
-        encoder = OrtTextEncoder(ort_session(path, threads or torch.get_num_threads()), path)
-        ok, diff = check_against_torch(encoder, backbone, sample)
-    except Exception as exc:  # export and onnxruntime raise many kinds
-        from engine.models.text import first_line
-
-        log(
-            "The frozen text encoder runs in torch: onnxruntime could not take it "
-            f"({first_line(exc)})."
+        prepared = prepare(
+            path,
+            make=lambda target: export_text_encoder(backbone, target, sample),
+            check=lambda session: check_against_torch(
+                OrtTextEncoder(session, path), backbone, sample
+            ),
+            threads=threads or torch.get_num_threads(),
+            weights=fingerprint(backbone),
         )
+    except (OnnxUnavailable, OSError) as exc:
+        log(f"The frozen text encoder runs in torch: {exc}.")
         return None
-    if not ok:
-        log(
-            f"The frozen text encoder runs in torch: onnxruntime's features differ from torch's "
-            f"by up to {diff:.2g} on real texts (allowed: {TOLERANCE:g})."
-        )
-        path.unlink(missing_ok=True)  # a bad export is not reused
-        return None
-    log(
-        f"The frozen text encoder runs in onnxruntime on the CPU (checked against torch on "
-        f"{len(sample['input_ids'])} texts: largest difference {diff:.1g})."
-    )
-    return encoder
+    rows = len(sample["input_ids"])
+    seconds = time.monotonic() - started
+    log(sentence("the frozen text encoder", prepared, rows, seconds, unit="texts"))
+    return OrtTextEncoder(prepared.session, path)

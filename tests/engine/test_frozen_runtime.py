@@ -177,3 +177,39 @@ def test_argmax_check_for_class_scores(tmp_path):
 def test_the_key_names_everything_given():
     assert onnx_key(PARTS) == onnx_key(dict(PARTS))
     assert onnx_key(PARTS) != onnx_key({**PARTS, "input_size": 32})
+
+
+def test_exporting_through_a_fresh_wrapper_leaves_the_network_in_eval_mode(tmp_path):
+    from engine.frozen.onnx import export
+
+    net = nn.Sequential(tiny_net(), nn.Dropout(0.5)).eval()
+
+    class Wrapper(nn.Module):  # a new module is in training mode
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net(x)
+
+    export(Wrapper(), images(1), tmp_path / "w.onnx")
+    assert not any(m.training for m in net.modules())
+
+
+def test_the_torch_export_exporter_takes_over_when_the_older_one_fails(tmp_path, monkeypatch):
+    import engine.frozen.onnx as onnx
+
+    real = onnx._export
+
+    def only_dynamo(module, args, path, dynamo, **kw):
+        if not dynamo:
+            raise RuntimeError("TorchScript exporter gone")
+        return real(module, args, path, dynamo, **kw)
+
+    monkeypatch.setattr(onnx, "_export", only_dynamo)
+    net = tiny_net()
+    how = onnx.export(net, images(1), tmp_path / "d.onnx")
+    session = onnx.OnnxSession(tmp_path / "d.onnx", threads=1)
+    assert how == "torch.export (dynamo)"
+    with torch.inference_mode():
+        torch.testing.assert_close(session(images(5)), net(images(5)), rtol=1e-4, atol=1e-5)

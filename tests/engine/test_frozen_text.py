@@ -63,7 +63,8 @@ def test_a_failed_export_or_check_falls_back_to_torch_with_one_line(
     monkeypatch.setattr(frozen_text, "export_text_encoder", _fail)
     assert ort_text_encoder(backbone, tmp_path / "a", "k", sample, lines.append) is None
     assert lines == [
-        "The frozen text encoder runs in torch: onnxruntime could not take it (exporter exploded)."
+        "The frozen text encoder runs in torch: torch could not export it to ONNX (exporter "
+        "exploded)."
     ]
     monkeypatch.undo()
     monkeypatch.setattr(frozen_text, "TOLERANCE", -1.0)  # no export can pass
