@@ -247,3 +247,15 @@ def test_an_epoch_without_steps_still_advances_the_epoch_count(page):
     page.monitor.feed([started, step, EpochEnded(epoch=0, epochs=2, metrics=metrics)])
     page.monitor.feed([EpochEnded(epoch=1, epochs=2, metrics=metrics, is_best=True)])
     assert page.monitor.epoch_label.text() == "Epoch 2/2"
+
+
+def test_the_runtime_of_frozen_layers_is_an_advanced_setting(page, ctx):
+    from engine.config import Runtime
+
+    runtime = page.advanced_form.editors["device.runtime"]
+    assert "onnxruntime" in runtime.toolTip()
+    assert [runtime.itemData(i) for i in range(runtime.count())] == list(Runtime)
+    runtime.setCurrentIndex(runtime.findData(Runtime.TORCH))
+    assert ctx.state.config.device.runtime == Runtime.TORCH
+    ctx.state.update("device", runtime=Runtime.ONNXRUNTIME)
+    assert runtime.currentData() == Runtime.ONNXRUNTIME
