@@ -2,22 +2,27 @@
 afterwards only while its bytes are the ones that were checked.
 
 Next to ``<key>.onnx`` lies ``<key>.checked.json``: the SHA-256 of the file that passed the check,
-a fingerprint of the torch weights it was checked against, and the difference it found. A later
-session whose file and weights have those digests skips the check (torch's first forward pass
-alone costs about a second on a CPU); anything else (a replaced, damaged or planted file, other
+a fingerprint of the torch weights it was checked against, the difference it found, and an HMAC
+of the three with a random key kept outside every workspace (next to the allow-list of
+engine/trust.py). A later session whose file and weights have those digests, and whose record
+this user's key signed, skips the check (torch's first forward pass alone costs about a second
+on a CPU); anything else (a replaced, damaged or planted file, a forged or copied record, other
 weights under the same key) is checked again, and the file removed when it fails.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from engine.files import read_json_object, write_json_atomic
+from engine.files import read_json_object, write_bytes_atomic, write_json_atomic
 from engine.frozen.onnx import OnnxSession, OnnxUnavailable
 from engine.safe_read import WEIGHTS_LIMIT, read_capped
 
@@ -63,7 +68,9 @@ def prepare(
             return Prepared(session, exported, recorded, checked_now=False)
         difference = check(session)
         record = {"sha256": digest, "weights": weights, "difference": difference}
-        write_json_atomic(record_path(path), record)
+        signature = _sign(record)
+        if signature:  # without a key nothing is trusted later: every session checks
+            write_json_atomic(record_path(path), {**record, "signature": signature})
         return Prepared(session, exported, difference, checked_now=True)
     except (OnnxUnavailable, OSError):
         path.unlink(missing_ok=True)  # never kept when it failed: exported again next time
@@ -101,7 +108,43 @@ def _recorded_difference(path: Path, digest: str, weights: str) -> float | None:
     same = record.get("sha256") == digest and record.get("weights") == weights
     if not same or not isinstance(difference, int | float):
         return None
-    return float(difference)
+    expected = _sign({"sha256": digest, "weights": weights, "difference": difference})
+    signature = record.get("signature")
+    if not expected or not isinstance(signature, str):
+        return None
+    return float(difference) if hmac.compare_digest(expected, signature) else None
+
+
+KEY_NAME = "onnx-check.key"
+
+
+def _sign(record: dict) -> str:
+    """HMAC-SHA256 of ``record`` with this user's key; "" when there is no key and none can be
+    made (a read-only home folder)."""
+    key = _user_key()
+    if key is None:
+        return ""
+    blob = json.dumps(record, sort_keys=True).encode()
+    return hmac.new(key, blob, hashlib.sha256).hexdigest()
+
+
+def _user_key() -> bytes | None:
+    from engine.trust import allow_list_path
+
+    path = allow_list_path().parent / KEY_NAME
+    try:
+        key = read_capped(path, 64, what="key file")
+        if len(key) == 32:
+            return key
+    except OSError:
+        pass
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, os.urandom(32))
+        os.chmod(path, 0o600)
+        return read_capped(path, 64, what="key file")
+    except OSError:
+        return None
 
 
 def sentence(

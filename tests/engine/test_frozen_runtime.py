@@ -213,3 +213,26 @@ def test_the_torch_export_exporter_takes_over_when_the_older_one_fails(tmp_path,
     assert how == "torch.export (dynamo)"
     with torch.inference_mode():
         torch.testing.assert_close(session(images(5)), net(images(5)), rtol=1e-4, atol=1e-5)
+
+
+def test_a_record_not_signed_with_this_users_key_is_checked_again(tmp_path, monkeypatch):
+    import json
+
+    import engine.frozen.forward as forward
+
+    net = tiny_net()
+    frozen(net, tmp_path)[0](images())
+    record = next(tmp_path.glob("*.checked.json"))
+    checks: list[int] = []
+    real_check = forward.check
+    monkeypatch.setattr(forward, "check", lambda *a, **k: checks.append(1) or real_check(*a, **k))
+    frozen(net, tmp_path)[0](images())
+    assert checks == []  # signed by this user's key: trusted
+    forged = json.loads(record.read_text())
+    forged["signature"] = "0" * 64
+    record.write_text(json.dumps(forged))
+    frozen(net, tmp_path)[0](images())
+    assert checks == [1]  # checked again, and signed anew
+    monkeypatch.setenv("REFIT_CONFIG_DIR", str(tmp_path / "another-user"))
+    frozen(net, tmp_path)[0](images())
+    assert checks == [1, 1]  # a workspace copied to another user: checked once more
