@@ -1,0 +1,137 @@
+"""Hostile inputs to issue 12's frozen compute: the ONNX cache, runtimes, metrics, evaluation."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+
+from test_frozen_runtime import PARTS, frozen, images, tiny_net
+
+from engine.frozen.forward import onnx_key
+
+
+def key_path(cache: Path) -> Path:
+    return cache / f"{onnx_key(PARTS)}.onnx"
+
+
+def assert_torch_with_one_warning(fwd, lines, net) -> None:
+    with torch.inference_mode():
+        assert torch.equal(fwd(images()), net(images()))
+    assert fwd.name == "torch"
+    assert [level for level, _ in lines] == ["warning"], lines
+    assert "\n" not in lines[0][1] and "Traceback" not in lines[0][1]
+
+
+def test_a_cache_dir_that_is_a_file_falls_back(tmp_path):
+    cache = tmp_path / "onnx"
+    cache.write_bytes(b"I am a file")
+    net = tiny_net()
+    fwd, lines = frozen(net, cache)
+    assert_torch_with_one_warning(fwd, lines, net)
+    assert cache.read_bytes() == b"I am a file"
+
+
+def test_a_directory_under_the_key_falls_back(tmp_path):
+    key_path(tmp_path).mkdir()
+    (key_path(tmp_path) / "keep").write_text("x")
+    net = tiny_net()
+    fwd, lines = frozen(net, tmp_path)
+    assert_torch_with_one_warning(fwd, lines, net)
+    assert (key_path(tmp_path) / "keep").read_text() == "x"
+
+
+def test_a_symlink_to_a_file_outside_is_neither_trusted_nor_harmed(tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret: do not touch\n")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    key_path(cache).symlink_to(outside)
+    net = tiny_net()
+    fwd, lines = frozen(net, cache)
+    assert_torch_with_one_warning(fwd, lines, net)
+    assert outside.read_text() == "secret: do not touch\n"
+
+
+def test_a_symlink_to_a_fifo_does_not_hang(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    key_path(cache).symlink_to(fifo)
+    net = tiny_net()
+    fwd, _ = frozen(net, cache)
+    with torch.inference_mode():
+        torch.testing.assert_close(fwd(images()), net(images()), rtol=1e-4, atol=1e-5)
+    assert fwd.name == "onnxruntime" and not key_path(cache).is_symlink()  # a fresh export
+
+
+def _crafted(path: Path, *, external: str | None = None, domain: str | None = None) -> None:
+    """A small valid-looking model: an Identity, with an initializer in external data or a node
+    of a custom operator domain."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", 3, 16, 16])
+    y = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 16])
+    w = numpy_helper.from_array(np.zeros((768, 16), np.float32), "w")
+    if external:
+        w.ClearField("raw_data")
+        w.data_location = TensorProto.EXTERNAL
+        for k, v in {"location": external, "offset": "0", "length": str(768 * 16 * 4)}.items():
+            w.external_data.add(key=k, value=v)
+    nodes = [
+        helper.make_node("Flatten", ["pixels"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w"], ["features"]),
+    ]
+    opsets = [helper.make_opsetid("", 18)]
+    if domain:
+        nodes.append(helper.make_node("Evil", ["features"], ["evil"], domain=domain))
+        opsets.append(helper.make_opsetid(domain, 1))
+    graph = helper.make_graph(nodes, "g", [x], [y], [w])
+    model = helper.make_model(graph, opset_imports=opsets)
+    path.write_bytes(model.SerializeToString())
+
+
+@pytest.mark.parametrize(
+    "craft",
+    [
+        {"external": "/etc/passwd"},
+        {"external": "../../../../../../etc/passwd"},
+        {"domain": "com.evil"},
+    ],
+)
+def test_crafted_onnx_files_fall_back_and_are_removed(tmp_path, craft):
+    pytest.importorskip("onnx")
+    _crafted(key_path(tmp_path), **craft)
+    net = tiny_net()
+    fwd, lines = frozen(net, tmp_path)
+    assert_torch_with_one_warning(fwd, lines, net)
+    assert not key_path(tmp_path).exists()
+
+
+def test_a_huge_sparse_file_is_refused_without_reading_it(tmp_path):
+    # An ONNX file holds at most 2 GiB (protobuf's limit); a bigger one is not read into memory.
+    with open(key_path(tmp_path), "wb") as fh:
+        fh.truncate(3 * 2**30)
+    net = tiny_net()
+    fwd, lines = frozen(net, tmp_path)
+    assert_torch_with_one_warning(fwd, lines, net)
+    assert "larger than" in lines[0][1]
+
+
+def test_ort_outputs_that_differ_fall_back(tmp_path, monkeypatch):
+    from engine.frozen import onnx as onnx_module
+
+    real = onnx_module.OnnxSession.__call__
+    monkeypatch.setattr(onnx_module.OnnxSession, "__call__", lambda s, x: real(s, x) + 0.5)
+    net = tiny_net()
+    fwd, lines = frozen(net, tmp_path)
+    assert_torch_with_one_warning(fwd, lines, net)
+    assert "differ from torch" in lines[0][1]
+    assert not list(tmp_path.iterdir())
