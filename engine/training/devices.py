@@ -42,6 +42,14 @@ def mps_available() -> bool:
     return bool(backend and backend.is_available())
 
 
+def require_present(device: torch.device) -> None:
+    """Raise DeviceError, one sentence, when ``device`` (cuda or mps) is not on this machine."""
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("PyTorch sees no CUDA GPU on this machine; choose --device cpu.")
+    if device.type == "mps" and not mps_available():
+        raise DeviceError("Apple MPS is not available here; choose --device cpu.")
+
+
 def resolve_placement(cfg: DeviceConfig) -> Placement:
     """Pick CUDA, then MPS, then CPU for ``auto``; fail with a sentence if a named one is absent."""
     want = cfg.device

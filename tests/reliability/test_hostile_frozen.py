@@ -135,3 +135,23 @@ def test_ort_outputs_that_differ_fall_back(tmp_path, monkeypatch):
     assert_torch_with_one_warning(fwd, lines, net)
     assert "differ from torch" in lines[0][1]
     assert not list(tmp_path.iterdir())
+
+
+def test_evaluate_with_an_absent_gpu_says_so_in_one_sentence(tmp_path, monkeypatch, capsys):
+    from synthetic import make_shapes_folder
+    from test_training import tiny_config
+
+    from engine.cli import main
+    from engine.config import Method
+    from engine.training.trainer import train
+
+    shapes = make_shapes_folder(tmp_path / "shapes", per_class=6)
+    run = train(tiny_config(shapes, method=Method.LINEAR_PROBE), workspace=tmp_path / "ws").run_dir
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    ws = ["--workspace", str(tmp_path / "ws")]
+    for command in (["evaluate", Path(run).name], ["predict", Path(run).name, str(shapes)]):
+        for runtime in ("onnxruntime", "torch"):
+            code = main([*ws, *command, "--device", "cuda", "--runtime", runtime])
+            err = capsys.readouterr().err
+            assert code == 2
+            assert err == "refit: PyTorch sees no CUDA GPU on this machine; choose --device cpu.\n"
