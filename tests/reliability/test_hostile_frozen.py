@@ -155,3 +155,30 @@ def test_evaluate_with_an_absent_gpu_says_so_in_one_sentence(tmp_path, monkeypat
             err = capsys.readouterr().err
             assert code == 2
             assert err == "refit: PyTorch sees no CUDA GPU on this machine; choose --device cpu.\n"
+
+
+@pytest.mark.parametrize("method", ["linear-probe", "full"])
+def test_an_onnxruntime_request_a_run_cannot_use_is_said_not_ignored(tmp_path, method):
+    import dataclasses
+
+    from synthetic import make_shapes_folder
+    from test_training import tiny_config
+
+    from engine.config import Method, Runtime
+    from engine.events import LogMessage
+    from engine.training.trainer import train
+
+    shapes = make_shapes_folder(tmp_path / "shapes", per_class=6)
+    cfg = tiny_config(shapes, method=Method(method), epochs=1)
+    cfg = cfg.replace(device=dataclasses.replace(cfg.device, runtime=Runtime.ONNXRUNTIME))
+    events: list = []
+    train(cfg, workspace=tmp_path / "ws", on_event=events.append)
+    said = [e.text for e in events if isinstance(e, LogMessage) and "onnxruntime" in e.text]
+    if method == "full":
+        assert said == [
+            "onnxruntime runs frozen layers whose outputs are computed once (a linear probe); "
+            "this run trains through its backbone, so it runs in torch."
+        ]
+    else:
+        assert any("runs in onnxruntime on the CPU" in t for t in said)
+        assert not any("so it runs in torch" in t for t in said)
