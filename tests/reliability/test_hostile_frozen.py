@@ -182,3 +182,28 @@ def test_an_onnxruntime_request_a_run_cannot_use_is_said_not_ignored(tmp_path, m
     else:
         assert any("runs in onnxruntime on the CPU" in t for t in said)
         assert not any("so it runs in torch" in t for t in said)
+
+
+@pytest.mark.parametrize(
+    "logits, targets",
+    [
+        ([[3.0, 0.0, 0.0]], [0]),  # one row
+        ([[0.0, 3.0, 0.0]], [0]),  # one row, wrong
+        ([[3.0, 0.0, 0.0], [0.0, 0.0, 2.0], [1.0, 0.0, 0.0]], [0, 0, 0]),  # one class in val
+        ([[0.0, 3.0, 0.0], [0.0, 0.0, 2.0]], [2, 2]),  # only the last class, half wrong
+        ([[0.0, 3.0, 0.0], [0.0, 3.0, 0.0]], [0, 0]),  # one class, all predicted as another
+    ],
+)
+def test_epoch_metrics_of_degenerate_validation_sets_equal_torchmetrics(logits, targets):
+    from torchmetrics.functional.classification import multiclass_f1_score, multiclass_recall
+
+    from engine.training.metrics import classification_metrics
+
+    x, y = torch.tensor(logits), torch.tensor(targets)
+    got = classification_metrics(x, y, ("a", "b", "c"))
+    preds = x.argmax(1)
+    f1 = multiclass_f1_score(preds, y, num_classes=3, average="macro").item()
+    recall = multiclass_recall(preds, y, num_classes=3, average="none").tolist()
+    assert got["val_macro_f1"] == pytest.approx(f1, abs=1e-6)
+    assert [got[f"val_recall/{k}"] for k in "abc"] == pytest.approx(recall, abs=1e-6)
+    assert got["val_accuracy"] == pytest.approx(float((preds == y).float().mean()))
