@@ -207,3 +207,32 @@ def test_epoch_metrics_of_degenerate_validation_sets_equal_torchmetrics(logits, 
     assert got["val_macro_f1"] == pytest.approx(f1, abs=1e-6)
     assert [got[f"val_recall/{k}"] for k in "abc"] == pytest.approx(recall, abs=1e-6)
     assert got["val_accuracy"] == pytest.approx(float((preds == y).float().mean()))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="design: <key>.checked.json is trusted as written; anyone who can write the workspace "
+    "can plant an export with a record naming its digest and the (public) weights' fingerprint, "
+    "and it runs unchecked. Needs a record keyed by a secret kept outside the workspace.",
+)
+def test_a_planted_export_with_a_forged_check_record_is_still_checked(tmp_path):
+    import hashlib
+    import json
+    import shutil
+
+    from engine.frozen.cache import fingerprint, record_path
+
+    other = tmp_path / "other"
+    frozen(tiny_net(seed=5), other)[0](images())  # the export of other weights
+    planted = key_path(tmp_path)
+    shutil.copy(next(other.glob("*.onnx")), planted)
+    net = tiny_net(seed=0)
+    record = {
+        "sha256": hashlib.sha256(planted.read_bytes()).hexdigest(),
+        "weights": fingerprint(net),
+        "difference": 0.0,
+    }
+    record_path(planted).write_text(json.dumps(record))
+    fwd, _ = frozen(net, tmp_path)
+    with torch.inference_mode():
+        torch.testing.assert_close(fwd(images()), net(images()), rtol=1e-4, atol=1e-5)
