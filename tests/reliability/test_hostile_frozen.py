@@ -236,3 +236,46 @@ def test_a_planted_export_with_a_forged_check_record_is_still_checked(tmp_path):
     fwd, _ = frozen(net, tmp_path)
     with torch.inference_mode():
         torch.testing.assert_close(fwd(images()), net(images()), rtol=1e-4, atol=1e-5)
+
+
+def test_a_read_only_cache_falls_back(tmp_path, monkeypatch):
+    import errno
+
+    from engine.frozen import onnx as onnx_module
+
+    def read_only(path, writer):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(onnx_module, "write_atomic", read_only)
+    net = tiny_net()
+    fwd, lines = frozen(net, tmp_path)
+    assert_torch_with_one_warning(fwd, lines, net)
+
+
+@pytest.mark.slow
+def test_out_of_domain_images_get_torchs_predictions_in_onnxruntime(tmp_path):
+    import dataclasses
+
+    import numpy as np
+    from PIL import Image
+    from synthetic import make_scans_folder
+    from test_training import tiny_config
+
+    from engine.config import Method, Runtime
+    from engine.evaluation.predictions import predict_split
+    from engine.runs import RunDir
+    from engine.training.trainer import train
+
+    data = make_scans_folder(tmp_path / "scans", per_class=8)
+    rng = np.random.default_rng(0)
+    for cls, level in (("no", 20), ("yes", 1000)):
+        for i in range(4):  # 16-bit, three grey levels, some nearly black
+            grey = (rng.integers(0, 3, (40, 50)) * level * (i + 1)).astype(np.uint16)
+            Image.fromarray(grey).save(data / cls / f"w16_{i}.png")
+    cfg = tiny_config(data, method=Method.LINEAR_PROBE)
+    cfg = cfg.replace(device=dataclasses.replace(cfg.device, runtime=Runtime.ONNXRUNTIME))
+    run = RunDir(train(cfg, workspace=tmp_path / "ws").run_dir)
+    ort = predict_split(run, "val", runtime="onnxruntime")
+    ref = predict_split(run, "val", runtime="torch")
+    assert len(ref.preds) >= 4 and np.array_equal(ort.preds, ref.preds)
+    np.testing.assert_allclose(ort.probs, ref.probs, atol=1e-4)
