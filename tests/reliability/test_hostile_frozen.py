@@ -279,3 +279,31 @@ def test_out_of_domain_images_get_torchs_predictions_in_onnxruntime(tmp_path):
     ref = predict_split(run, "val", runtime="torch")
     assert len(ref.preds) >= 4 and np.array_equal(ort.preds, ref.preds)
     np.testing.assert_allclose(ort.probs, ref.probs, atol=1e-4)
+
+
+def test_an_early_stopped_run_keeps_its_best_epochs_evaluation_and_leaves_test_alone(
+    tmp_path, monkeypatch
+):
+    import dataclasses
+
+    from synthetic import make_shapes_folder
+    from test_evaluation_in_training import assert_same_as_from_scratch, fake_accuracy
+    from test_training import tiny_config
+
+    from engine.evaluation.predictions import predictions_path
+    from engine.runs import RunDir
+    from engine.training.trainer import train
+
+    fake_accuracy(monkeypatch, [0.5, 0.9, 0.1, 0.1, 0.1, 0.1])
+    shapes = make_shapes_folder(tmp_path / "shapes", per_class=12)
+    cfg = tiny_config(shapes, epochs=6)
+    cfg = cfg.replace(
+        data=dataclasses.replace(cfg.data, test_fraction=0.2),
+        schedule=dataclasses.replace(cfg.schedule, early_stopping_patience=1),
+    )
+    result = train(cfg, workspace=tmp_path / "ws")
+    run = RunDir(result.run_dir)
+    assert result.best_metrics["epoch"] == 1 and run.summary()["epochs_done"] < 6
+    assert_same_as_from_scratch(run)
+    assert not predictions_path(run, "test").exists()
+    assert not (run.path / "evaluation" / "test.json").exists()
