@@ -155,6 +155,14 @@ def test_evaluate_with_an_absent_gpu_says_so_in_one_sentence(tmp_path, monkeypat
             err = capsys.readouterr().err
             assert code == 2
             assert err == "refit: PyTorch sees no CUDA GPU on this machine; choose --device cpu.\n"
+    bogus = main([*ws, "evaluate", Path(run).name, "--device", "gpu0", "--runtime", "torch"])
+    assert bogus == 2 and capsys.readouterr().err == (
+        "refit: 'gpu0' is not a device; choose cpu, cuda, cuda:1, mps or auto.\n"
+    )
+    assert main([*ws, "evaluate", Path(run).name, "--device", "auto", "--runtime", "torch"]) == 0
+    out = capsys.readouterr().out
+    assert "Saved" in out
+    assert "Reused" not in out  # a named runtime predicts again, and must not say otherwise
 
 
 @pytest.mark.parametrize("method", ["linear-probe", "full"])
