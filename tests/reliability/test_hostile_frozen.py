@@ -315,3 +315,44 @@ def test_an_early_stopped_run_keeps_its_best_epochs_evaluation_and_leaves_test_a
     assert_same_as_from_scratch(run)
     assert not predictions_path(run, "test").exists()
     assert not (run.path / "evaluation" / "test.json").exists()
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        {"val": (3, 7)},  # too few rows, another width
+        {"train": (5, 7)},  # too few rows
+        {"val": "nan"},  # the right shape, NaN
+        {"val": "wide"},  # the right rows, another network's width
+        {"train": "int"},
+    ],
+)
+def test_planted_feature_cache_files_are_computed_again(tmp_path, planted):
+    from safetensors.torch import load_file, save_file
+    from synthetic import make_shapes_folder
+    from test_training import tiny_config
+
+    from engine.config import Method
+    from engine.events import RunStatus
+    from engine.training.trainer import train
+
+    shapes = make_shapes_folder(tmp_path / "shapes", per_class=6)
+    cfg = tiny_config(shapes, method=Method.LINEAR_PROBE)
+    first = train(cfg, workspace=tmp_path / "ws")
+    cache = tmp_path / "ws" / "cache" / "features"
+    for split, what in planted.items():
+        path = next(cache.glob(f"*-{split}.safetensors"))
+        real = load_file(str(path))["features"]
+        fake = (
+            {
+                "nan": torch.full_like(real, float("nan")),
+                "wide": torch.zeros(real.shape[0], real.shape[1] + 3),
+                "int": torch.zeros(real.shape, dtype=torch.int64),
+            }.get(what)
+            if isinstance(what, str)
+            else torch.zeros(what)
+        )
+        save_file({"features": fake}, str(path))
+    again = train(cfg, workspace=tmp_path / "ws")
+    assert again.status is RunStatus.COMPLETED, again.error
+    assert again.best_metrics["val_loss"] == pytest.approx(first.best_metrics["val_loss"], abs=1e-4)
