@@ -20,6 +20,7 @@ from engine.training.features import (
     FeedTiming,
     cache_key,
     extract_features,
+    fitting,
     load_cached,
     store_cached,
 )
@@ -182,7 +183,7 @@ class FeaturePipeline(Pipeline):
     def _features(self, paths: tuple[Path, ...], datasets: tuple[Any, ...]) -> list[torch.Tensor]:
         """The cached features of each dataset; the missing ones computed in one pass (one set of
         loader workers), then cached."""
-        found = [_fitting(load_cached(p), len(d)) for p, d in zip(paths, datasets, strict=True)]
+        found = [fitting(load_cached(p), len(d)) for p, d in zip(paths, datasets, strict=True)]
         if len({t.shape[1] for t in found if t is not None}) > 1:
             found = [None] * len(found)  # files of two different networks: neither is trusted
         missing = [i for i, tensor in enumerate(found) if tensor is None]
@@ -283,16 +284,6 @@ class FeaturePipeline(Pipeline):
         logits = head(self.val_features).float().cpu()
         head.train()
         return logits, self.val_labels
-
-
-def _fitting(features: torch.Tensor | None, rows: int) -> torch.Tensor | None:
-    """``features`` when they can be the features of ``rows`` images: a cache file that other
-    code (or a person) left under this name with other rows, or with NaN, is not used."""
-    if features is None or features.ndim != 2 or features.shape[0] != rows:
-        return None
-    if not features.is_floating_point() or not bool(torch.isfinite(features).all()):
-        return None
-    return features
 
 
 def _augmented_views(config: Any) -> int:

@@ -356,3 +356,47 @@ def test_planted_feature_cache_files_are_computed_again(tmp_path, planted):
     again = train(cfg, workspace=tmp_path / "ws")
     assert again.status is RunStatus.COMPLETED, again.error
     assert again.best_metrics["val_loss"] == pytest.approx(first.best_metrics["val_loss"], abs=1e-4)
+
+
+@pytest.mark.parametrize("planted", [("val", (3, 7)), ("train", "wide"), ("val", "nan")])
+def test_planted_text_feature_cache_files_are_computed_again(tmp_path, planted, monkeypatch):
+    from safetensors.torch import load_file, save_file
+    from synthetic import make_text_table, make_tiny_bert
+
+    from engine.config import (
+        AdaptConfig,
+        DataConfig,
+        Method,
+        ModelConfig,
+        RunConfig,
+        ScheduleConfig,
+    )
+    from engine.events import RunStatus
+    from engine.training.trainer import train
+
+    monkeypatch.setenv("REFIT_HOME", str(tmp_path / "home"))
+    bert = make_tiny_bert(tmp_path / "bert")
+    table = make_text_table(tmp_path / "m.tsv", per_class=12)
+    cfg = RunConfig(
+        seed=1,
+        data=DataConfig(path=str(table), val_fraction=0.25, max_length=16),
+        model=ModelConfig(backbone=str(bert)),
+        adapt=AdaptConfig(method=Method.LINEAR_PROBE),
+        schedule=ScheduleConfig(epochs=1, batch_size=8, warmup_fraction=0.0),
+    ).validate()
+    first = train(cfg, workspace=tmp_path / "ws")
+    split, what = planted
+    path = next((tmp_path / "ws" / "cache" / "features").glob(f"*-{split}.safetensors"))
+    real = load_file(str(path))["features"]
+    fake = (
+        {
+            "nan": torch.full_like(real, float("nan")),
+            "wide": torch.zeros(real.shape[0], real.shape[1] + 3),
+        }.get(what)
+        if isinstance(what, str)
+        else torch.zeros(what)
+    )
+    save_file({"features": fake}, str(path))
+    again = train(cfg, workspace=tmp_path / "ws")
+    assert again.status is RunStatus.COMPLETED, again.error
+    assert again.best_metrics["val_loss"] == pytest.approx(first.best_metrics["val_loss"], abs=1e-4)
