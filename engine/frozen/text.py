@@ -22,6 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from engine.frozen.onnx import ONNX_LIMIT
+from engine.safe_read import read_capped
+
 TokenBatch = dict[str, torch.Tensor]
 
 # Largest difference allowed between onnxruntime's and torch's pooled features (float32; the
@@ -151,7 +154,10 @@ def ort_session(path: Path, threads: int) -> Any:
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    # From bytes, as for images: a planted file cannot point onnxruntime at other files through
+    # external-data references, and a huge one is refused unread.
+    data = read_capped(path, ONNX_LIMIT, what="ONNX model")
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
 def check_against_torch(
@@ -193,6 +199,7 @@ def ort_text_encoder(
     except Exception as exc:  # export and onnxruntime raise many kinds
         from engine.models.text import first_line
 
+        path.unlink(missing_ok=True)  # a damaged or planted file: exported again next time
         log(
             "The frozen text encoder runs in torch: onnxruntime could not take it "
             f"({first_line(exc)})."

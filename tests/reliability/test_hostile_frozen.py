@@ -400,3 +400,48 @@ def test_planted_text_feature_cache_files_are_computed_again(tmp_path, planted, 
     again = train(cfg, workspace=tmp_path / "ws")
     assert again.status is RunStatus.COMPLETED, again.error
     assert again.best_metrics["val_loss"] == pytest.approx(first.best_metrics["val_loss"], abs=1e-4)
+
+
+@pytest.mark.parametrize("planted", ["garbage", "symlink"])
+def test_a_planted_text_encoder_export_is_not_kept(tmp_path, monkeypatch, planted):
+    from synthetic import make_text_table, make_tiny_bert
+
+    from engine.config import (
+        AdaptConfig,
+        DataConfig,
+        Method,
+        ModelConfig,
+        RunConfig,
+        ScheduleConfig,
+    )
+    from engine.events import LogMessage
+    from engine.training.trainer import train
+
+    monkeypatch.setenv("REFIT_HOME", str(tmp_path / "home"))
+    cfg = RunConfig(
+        seed=1,
+        data=DataConfig(path=str(make_text_table(tmp_path / "m.tsv", per_class=12)), max_length=16),
+        model=ModelConfig(backbone=str(make_tiny_bert(tmp_path / "bert"))),
+        adapt=AdaptConfig(method=Method.LINEAR_PROBE),
+        schedule=ScheduleConfig(epochs=1, batch_size=8),
+    ).validate()
+    ws = tmp_path / "ws"
+    train(cfg, workspace=ws)
+    export = next((ws / "cache" / "onnx").glob("text-encoder-*.onnx"))
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret\n")
+    export.unlink()
+    if planted == "garbage":
+        export.write_bytes(b"garbage")
+    else:
+        export.symlink_to(outside)
+    said: list[list[str]] = []
+    for _ in range(2):
+        for features in (ws / "cache" / "features").iterdir():
+            features.unlink()
+        events: list = []
+        train(cfg, workspace=ws, on_event=events.append)
+        said.append([e.text for e in events if isinstance(e, LogMessage) and "encoder" in e.text])
+    assert "runs in torch" in said[0][0]
+    assert "runs in onnxruntime" in said[1][0]  # exported afresh, not stuck in torch
+    assert outside.read_text() == "secret\n"
