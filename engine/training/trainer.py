@@ -293,7 +293,8 @@ class Trainer:
                 self.log(error, level="error")
         if status in (RunStatus.FAILED, RunStatus.DIVERGED):
             self.best_warnings = []
-        if status in (RunStatus.COMPLETED, RunStatus.CANCELLED):
+        # A diverged run keeps the best checkpoint of an epoch before it broke: evaluated too.
+        if status in (RunStatus.COMPLETED, RunStatus.CANCELLED, RunStatus.DIVERGED):
             self._save_evaluation()
         for warning in self.best_warnings:
             self.log(warning, level="warning")

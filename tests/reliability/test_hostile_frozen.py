@@ -445,3 +445,41 @@ def test_a_planted_text_encoder_export_is_not_kept(tmp_path, monkeypatch, plante
     assert "runs in torch" in said[0][0]
     assert "runs in onnxruntime" in said[1][0]  # exported afresh, not stuck in torch
     assert outside.read_text() == "secret\n"
+
+
+@pytest.mark.parametrize("ending", ["diverged", "time budget"])
+def test_a_diverged_or_timed_out_run_keeps_its_best_epochs_evaluation(
+    tmp_path, monkeypatch, ending
+):
+    import dataclasses
+
+    from synthetic import make_shapes_folder
+    from test_evaluation_in_training import assert_same_as_from_scratch
+    from test_training import tiny_config
+
+    from engine.events import RunStatus
+    from engine.runs import RunDir
+    from engine.training import trainer as trainer_module
+    from engine.training.trainer import train
+
+    shapes = make_shapes_folder(tmp_path / "shapes", per_class=12)
+    cfg = tiny_config(shapes, epochs=4)
+    if ending == "diverged":
+        real, calls = trainer_module.classification_metrics, []
+
+        def metrics(*args, **kwargs):
+            out = real(*args, **kwargs)
+            calls.append(1)
+            if len(calls) == 2:
+                out["val_loss"] = float("nan")
+            return out
+
+        monkeypatch.setattr(trainer_module, "classification_metrics", metrics)
+    else:
+        cfg = cfg.replace(schedule=dataclasses.replace(cfg.schedule, time_budget_min=0.0001))
+    result = train(cfg, workspace=tmp_path / "ws")
+    run = RunDir(result.run_dir)
+    if ending == "diverged":
+        assert result.status is RunStatus.DIVERGED
+    assert result.best_metrics["epoch"] == 0 and result.evaluation
+    assert_same_as_from_scratch(run)
