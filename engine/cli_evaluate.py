@@ -73,7 +73,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     run = Workspace(args.workspace).open_run(args.run)
     split = "test" if args.test else "val"
-    reused = saved_predictions(run, split, args.checkpoint) is not None
+    # A named runtime predicts again (to compare runtimes): nothing is reused then.
+    reused = args.runtime is None and saved_predictions(run, split, args.checkpoint) is not None
     try:
         with _Progress("Predicting", quiet=args.json, unit="example") as bar:
             ev = evaluate_run(

@@ -13,6 +13,7 @@ import torch
 from engine.runs import RunDir
 from engine.training.checkpoint import CheckpointError, load_weights
 from engine.training.checkpoint_files import weights_file
+from engine.training.devices import inference_device
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ class Predictor:
         ):
             raise CheckpointError(f"The run {run.run_id} does not record its classes.")
         self.classes: list[str] = list(classes)
-        self.device = torch.device(device)
+        # Not torch.device(device): its errors name drivers and device types, not the choice.
+        self.device = inference_device(device)
         self.model = trained_architecture(config, len(self.classes))
         other = "last" if checkpoint == "best" else "best"
         load_weights(

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from engine.files import read_json_object, write_bytes_atomic, write_json_atomic
-from engine.frozen.onnx import OnnxSession, OnnxUnavailable
-from engine.safe_read import WEIGHTS_LIMIT, read_capped
+from engine.frozen.onnx import ONNX_LIMIT, OnnxSession, OnnxUnavailable
+from engine.safe_read import NotReadableError, read_capped
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,10 @@ def prepare(
             path.parent.mkdir(parents=True, exist_ok=True)
             record_path(path).unlink(missing_ok=True)
             exported = _made(make, path)
-        data = read_capped(path, WEIGHTS_LIMIT, what="ONNX model")
+        try:
+            data = read_capped(path, ONNX_LIMIT, what="ONNX model")
+        except NotReadableError as exc:  # its reason completes "<file> ..."
+            raise OnnxUnavailable(f"{path} {exc.reason}") from None
         digest = hashlib.sha256(data).hexdigest()
         session = OnnxSession(path, threads=threads, data=data)
         recorded = _recorded_difference(path, digest, weights)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from engine.files import write_atomic
-from engine.safe_read import WEIGHTS_LIMIT, read_capped
+from engine.safe_read import GIB, read_capped
 
 OPSET = 18
 INPUT, OUTPUT = "pixels", "features"
@@ -33,6 +33,10 @@ INPUT, OUTPUT = "pixels", "features"
 #: relative to the largest output of torch (at least 1): float32 kernels that sum in another
 #: order differ by about 1e-6 of that.
 TOLERANCE = 1e-3
+
+#: The largest ONNX file read: protobuf cannot hold more than 2 GiB (bigger exports keep their
+#: weights as external data, which is never used here), so a bigger file is not read at all.
+ONNX_LIMIT = 2 * GIB
 
 
 class OnnxUnavailable(RuntimeError):
@@ -147,7 +151,7 @@ class OnnxSession:
             raise OnnxUnavailable("onnxruntime is not installed") from None
         try:
             if data is None:
-                data = read_capped(path, WEIGHTS_LIMIT, what="ONNX model")
+                data = read_capped(path, ONNX_LIMIT, what="ONNX model")
             options = ort.SessionOptions()
             options.intra_op_num_threads = max(1, threads)
             options.inter_op_num_threads = 1

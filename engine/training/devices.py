@@ -42,6 +42,26 @@ def mps_available() -> bool:
     return bool(backend and backend.is_available())
 
 
+def inference_device(name: str) -> torch.device:
+    """The device of ``refit evaluate/predict --device``: ``auto`` picks CUDA, then MPS, then the
+    CPU; a name torch does not know, or a device absent here, raises DeviceError (one sentence)."""
+    if name == "auto":
+        return torch.device(
+            "cuda" if torch.cuda.is_available() else "mps" if mps_available() else "cpu"
+        )
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(
+            f"{name!r} is not a device; choose cpu, cuda, cuda:1, mps or auto."
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("PyTorch sees no CUDA GPU on this machine; choose --device cpu.")
+    if device.type == "mps" and not mps_available():
+        raise DeviceError("Apple MPS is not available here; choose --device cpu.")
+    return device
+
+
 def resolve_placement(cfg: DeviceConfig) -> Placement:
     """Pick CUDA, then MPS, then CPU for ``auto``; fail with a sentence if a named one is absent."""
     want = cfg.device

@@ -151,14 +151,29 @@ def extract_features(
     return torch.cat(chunks) if chunks else torch.empty(0)
 
 
-def cached(path: Path, compute: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, bool]:
-    """Load the tensor at ``path`` or compute and store it. Returns (tensor, was_cached)."""
+def cached(
+    path: Path, compute: Callable[[], torch.Tensor], rows: int | None = None
+) -> tuple[torch.Tensor, bool]:
+    """Load the tensor at ``path`` or compute and store it. Returns (tensor, was_cached).
+    ``rows``: a cached tensor that cannot be the features of that many examples is not used."""
     tensor = load_cached(path)
+    if rows is not None:
+        tensor = fitting(tensor, rows)
     if tensor is not None:
         return tensor, True
     tensor = compute()
     store_cached(path, tensor)
     return tensor, False
+
+
+def fitting(features: torch.Tensor | None, rows: int) -> torch.Tensor | None:
+    """``features`` when they can be the features of ``rows`` examples: a cache file that other
+    code (or a person) left under this name with other rows, or with NaN, is not used."""
+    if features is None or features.ndim != 2 or features.shape[0] != rows:
+        return None
+    if not features.is_floating_point() or not bool(torch.isfinite(features).all()):
+        return None
+    return features
 
 
 def load_cached(path: Path) -> torch.Tensor | None:

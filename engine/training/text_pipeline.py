@@ -10,7 +10,7 @@ import torch
 from engine.data.tokens import TokenizedTexts, length_batches, sorted_batches
 from engine.events import StageProgressed
 from engine.training.control import Cancelled
-from engine.training.features import cache_key, cached
+from engine.training.features import cache_key, cached, store_cached
 from engine.training.loaders import epoch_permutation
 from engine.training.pipeline import Batch, FeaturePipeline, Pipeline
 
@@ -95,11 +95,15 @@ class TextFeaturePipeline(FeaturePipeline):
                 encoders["encoder"] = self._frozen_encoder(tokens["train"])
             return run_in_order(self, encoders["encoder"], tokens[split], stage="features")
 
-        train, hit = cached(cache_dir / f"{key}-train.safetensors", lambda: extract("train"))
-        val, hit_val = cached(cache_dir / f"{key}-val.safetensors", lambda: extract("val"))
+        n, n_val = len(self.data.train), len(self.data.val)
+        train, hit = cached(cache_dir / f"{key}-train.safetensors", lambda: extract("train"), n)
+        val, hit_val = cached(cache_dir / f"{key}-val.safetensors", lambda: extract("val"), n_val)
+        if train.shape[1] != val.shape[1]:  # one of them cached from another network
+            train, val = extract("train"), extract("val")
+            store_cached(cache_dir / f"{key}-train.safetensors", train)
+            store_cached(cache_dir / f"{key}-val.safetensors", val)
         if hit and hit_val:
             t.log("Backbone features loaded from the cache; training only the head.")
-        n = len(self.data.train)
         self.train_features = train.view(1, n, -1).to(self.device)
         self.train_labels = torch.tensor([s.label for s in self.data.train], device=self.device)
         self.val_features = val.to(self.device)

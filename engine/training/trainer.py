@@ -293,7 +293,8 @@ class Trainer:
                 self.log(error, level="error")
         if status in (RunStatus.FAILED, RunStatus.DIVERGED):
             self.best_warnings = []
-        if status in (RunStatus.COMPLETED, RunStatus.CANCELLED):
+        # A diverged run keeps the best checkpoint of an epoch before it broke: evaluated too.
+        if status in (RunStatus.COMPLETED, RunStatus.CANCELLED, RunStatus.DIVERGED):
             self._save_evaluation()
         for warning in self.best_warnings:
             self.log(warning, level="warning")
@@ -407,6 +408,11 @@ class Trainer:
             label_smoothing=cfg.optim.label_smoothing,
         )
         self.pipeline = self._pipeline(text, backbone_is_frozen(model), frozen)
+        if cfg.device.runtime == "onnxruntime" and not self.feature_cache:
+            self.log(  # asked for by name: say why it is not used rather than ignore it
+                "onnxruntime runs frozen layers whose outputs are computed once (a linear "
+                "probe); this run trains through its backbone, so it runs in torch."
+            )
         self.optimizer = build_optimizer(param_groups(model, model.head, cfg.optim), cfg.optim)
         total = self.pipeline.steps_per_epoch * cfg.schedule.epochs
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, total)
