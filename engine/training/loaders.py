@@ -101,8 +101,8 @@ def batches_of(indices: Sequence[int], batch_size: int) -> list[list[int]]:
     return [list(indices[i : i + batch_size]) for i in range(0, len(indices), batch_size)]
 
 
-#: Threads that decode images for a pass on the CPU (measured: benchmarks/frozen_forward.py).
-CPU_DECODE_THREADS = 2
+#: Most threads that decode images for a pass on the CPU.
+MAX_DECODE_THREADS = 8
 
 
 def decode_threads(device: torch.device, dataset: Any) -> int:
@@ -114,7 +114,9 @@ def decode_threads(device: torch.device, dataset: Any) -> int:
     also work in the frozen app, where worker processes are off."""
     if device.type != "cpu" or not deterministic(dataset):
         return 0
-    return CPU_DECODE_THREADS
+    # One more than the cores: on 2 cores, 3 threads fed onnxruntime at 128 images/s, 2 at 117,
+    # one loader worker process at 92 (benchmarks/frozen_forward.py, docs/benchmarks.md).
+    return min(MAX_DECODE_THREADS, (os.cpu_count() or 1) + 1)
 
 
 def feeder_text(threads: int, workers: int) -> str:
