@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
-import sys
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()
     from engine.cli import main
+    from engine.fast_exit import exit_now
 
-    sys.exit(main())
+    exit_now(main())

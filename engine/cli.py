@@ -65,6 +65,22 @@ _OVERRIDES: dict[str, tuple[str, str, Any]] = {
 }
 
 
+def entry() -> None:
+    """The `refit` command: :func:`main`, then a quick exit (engine/fast_exit.py)."""
+    from engine.fast_exit import exit_now
+
+    exit_now(main())
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at the null device, so that flushing it at exit raises nothing more."""
+    import contextlib
+    import os
+
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `refit`; returns the exit code (0 ok, 1 failed/cancelled, 2 bad input)."""
     import multiprocessing
@@ -82,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("refit: stopped by Ctrl+C.", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # `refit runs | head`: the reader has all it wanted
+            _quiet_stdout()
+            return 0
         except Exception as exc:
             from engine.training.provenance import error_sentence
 
