@@ -71,8 +71,10 @@ class ProbeFit:
         # thread is several times faster than a pool whose threads wait on each other (and on
         # other programs) at every L-BFGS step. Large feature sets keep every thread.
         threads = torch.get_num_threads()
+        self.fold_workers = 1
         if self.views.numel() <= SINGLE_THREAD_ELEMENTS:
             torch.set_num_threads(1)
+            self.fold_workers = threads  # the cores one-thread fits leave idle: a fold each
         try:
             self._run()
         finally:
@@ -94,7 +96,7 @@ class ProbeFit:
         previous = None
         for c in C_GRID:
             started = time.monotonic()
-            point = self.cv.score(c, after_fold=self._fold_done)
+            point = self.cv.score(c, after_fold=self._fold_done, workers=self.fold_workers)
             previous = fits[c] = self._fit_all(c, previous)
             points.append(point)
             self._emit_epoch(fits[c], c, point, final=False, started=started)
