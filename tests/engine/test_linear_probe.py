@@ -166,3 +166,17 @@ def test_a_cancelled_probe_resumes_to_a_complete_valid_run(shapes, tmp_path):
     assert epochs == list(range(len(C_GRID) + 1)), "each epoch recorded once"
     assert resumed.best_metrics == pytest.approx(straight.best_metrics)
     assert (RunDir(resumed.run_dir).checkpoints / "best.safetensors").is_file()
+
+
+def test_folds_fitted_in_threads_give_the_same_scores():
+    x, y = blobs(n_per_class=30, classes=3, dims=12)
+    views = torch.as_tensor(x, dtype=torch.float64).unsqueeze(0)
+    labels = torch.as_tensor(y)
+    one = CrossValidation(views, labels, 3, None, seed=0)
+    many = CrossValidation(views, labels, 3, None, seed=0)
+    seen: list[float] = []
+    for c in (0.01, 1.0, 100.0):  # warm starts carry from one C to the next, per fold
+        a = one.score(c)
+        b = many.score(c, after_fold=lambda loss, rate: seen.append(loss), workers=3)
+        assert (a.accuracy, a.loss) == (b.accuracy, b.loss)
+    assert len(seen) == 3 * len(one.folds)
