@@ -205,17 +205,29 @@ def check(
     finally:
         module.train(was_training)
     got = session(x)
-    if got.shape != expected.shape:
-        raise OnnxUnavailable(
-            f"onnxruntime gave outputs of shape {tuple(got.shape)} where torch gives "
-            f"{tuple(expected.shape)}"
-        )
-    scale = max(1.0, float(expected.abs().max()))
-    diff = float((got - expected).abs().max()) / scale
-    if not diff <= TOLERANCE:  # also catches NaN
-        raise OnnxUnavailable(
-            f"onnxruntime's outputs differ from torch's by {diff:.1e} (allowed {TOLERANCE:.0e})"
-        )
+    diff = compare(got, expected)
     if argmax and not torch.equal(got.argmax(1), expected.argmax(1)):
         raise OnnxUnavailable("onnxruntime's top class differs from torch's on a check image")
+    return diff
+
+
+def compare(
+    got: torch.Tensor, want: torch.Tensor, *, what: str = "outputs", tolerance: float = TOLERANCE
+) -> float:
+    """onnxruntime's ``got`` against torch's ``want``: the largest difference relative to the
+    largest output of torch (at least 1). Raises OnnxUnavailable for another shape, or a
+    difference above ``tolerance`` (NaN included)."""
+    if got.shape != want.shape:
+        raise OnnxUnavailable(
+            f"onnxruntime gave {what} of shape {tuple(got.shape)} where torch gives "
+            f"{tuple(want.shape)}"
+        )
+    if not want.numel():
+        return 0.0
+    scale = max(1.0, float(want.abs().max()))
+    diff = float((got - want).abs().max()) / scale
+    if not diff <= tolerance:  # also catches NaN
+        raise OnnxUnavailable(
+            f"onnxruntime's {what} differ from torch's by {diff:.1e} (allowed {tolerance:.0e})"
+        )
     return diff

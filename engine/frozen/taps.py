@@ -26,9 +26,9 @@ from engine.frozen.cache import fingerprint, prepare, sentence
 from engine.frozen.forward import CHECK_ROWS, onnx_key, use_onnxruntime
 from engine.frozen.onnx import (
     OUTPUT,
-    TOLERANCE,
     OnnxSession,
     OnnxUnavailable,
+    compare,
     export,
     ort_version,
 )
@@ -191,19 +191,7 @@ class TapForward:
             )
         worst = 0.0
         for name, want, have in zip(names, expected, got, strict=True):
-            if have.shape != want.shape:
-                raise OnnxUnavailable(
-                    f"onnxruntime gave {name} of shape {tuple(have.shape)} where torch gives "
-                    f"{tuple(want.shape)}"
-                )
-            scale = max(1.0, float(want.abs().max()))
-            diff = float((have - want).abs().max()) / scale
-            if not diff <= TOLERANCE:  # also catches NaN
-                raise OnnxUnavailable(
-                    f"onnxruntime's {name} differs from torch's by {diff:.1e} "
-                    f"(allowed {TOLERANCE:.0e})"
-                )
-            worst = max(worst, diff)
+            worst = max(worst, compare(have, want, what=name))
         return worst
 
 
