@@ -212,11 +212,16 @@ def check(
 
 
 def compare(
-    got: torch.Tensor, want: torch.Tensor, *, what: str = "outputs", tolerance: float = TOLERANCE
+    got: torch.Tensor,
+    want: torch.Tensor,
+    *,
+    what: str = "outputs",
+    tolerance: float | None = None,
 ) -> float:
     """onnxruntime's ``got`` against torch's ``want``: the largest difference relative to the
     largest output of torch (at least 1). Raises OnnxUnavailable for another shape, or a
-    difference above ``tolerance`` (NaN included)."""
+    difference above ``tolerance`` (default TOLERANCE; NaN included)."""
+    tolerance = TOLERANCE if tolerance is None else tolerance
     if got.shape != want.shape:
         raise OnnxUnavailable(
             f"onnxruntime gave {what} of shape {tuple(got.shape)} where torch gives "

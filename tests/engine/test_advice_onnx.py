@@ -123,12 +123,12 @@ def test_the_onnxruntime_recording_is_the_torch_one(tmp_path: Path) -> None:
 def test_a_failed_check_falls_back_to_torch_with_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import engine.frozen.taps as taps_module
+    import engine.frozen.onnx as onnx_module
 
     model, train, transforms, bounds, placement = _setup(tmp_path)
     cuts = [bounds[-3]]
     want = _record(model, train, transforms, bounds, cuts, placement, views=1)
-    monkeypatch.setattr(taps_module, "TOLERANCE", -1.0)  # every output "differs"
+    monkeypatch.setattr(onnx_module, "TOLERANCE", -1.0)  # every output "differs"
     taps, lines = _taps(model, bounds, cuts, placement, tmp_path / "onnx")
     got = _record(model, train, transforms, bounds, cuts, placement, views=1, taps=taps)
     assert taps.name == "torch"
