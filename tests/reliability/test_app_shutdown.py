@@ -12,6 +12,7 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import functools
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -109,6 +110,8 @@ def test_closing_during_an_evaluation(qtbot, window, run, monkeypatch):
     from desktop.evaluation_jobs import evaluate_job
     from desktop.worker import EngineWorker
 
+    # Training saved the run's evaluation; without it, Evaluate predicts the images again.
+    shutil.rmtree(Path(run) / "evaluation", ignore_errors=True)
     event, wrap = started()
     monkeypatch.setattr(engine.data, "load_image", wrap(engine.data.load_image, 0.1))
     window.ctx.pool.start(EngineWorker(evaluate_job(run, "val")))
