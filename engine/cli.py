@@ -549,12 +549,12 @@ def _run_with_progress(start: Any, *, quiet: bool) -> int:
             f"Best epoch {int(best['epoch']) + 1}: val_accuracy {best['val_accuracy']:.4f}, "
             f"val_loss {best['val_loss']:.4f}, val_macro_f1 {best['val_macro_f1']:.4f}"
         )
-    for warning in getattr(result, "warnings", ()):
-        print(f"Warning: {warning}")
     if getattr(result, "evaluation", ""):
         from engine.cli_evaluate import saved_evaluation_lines
 
         print("\n".join(saved_evaluation_lines(result.evaluation)))
+    for warning in getattr(result, "warnings", ()):  # last: what the user must not miss
+        print(f"Warning: {warning}")
     print(f"Run {result.status}: {result.run_dir}")
     return 0 if str(result.status) == "completed" else 1
 
