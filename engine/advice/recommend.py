@@ -394,17 +394,18 @@ def _depth_sentence(depths: list[DepthScore], probe_cv: float) -> str:
     return text + "."
 
 
-def _probe_reason(probe_cv: float, could_cut: bool) -> str:
+def _probe_reason(probe_cv: float, could_cut: bool, unit: str = "images") -> str:
     if math.isnan(probe_cv):
-        return "Too few training images per class to compare recipes: only the head is trained."
+        return f"Too few training {unit} per class to compare recipes: only the head is trained."
     if not could_cut:
         return (
             f"A linear probe reaches {probe_cv:.0%} (cross-validated) and this backbone cannot "
             "be cut for cheap trials: only the head is trained."
         )
+    what = "classes" if unit == "images" else unit
     return (
-        f"The pretrained features already separate your classes ({probe_cv:.0%} "
-        "cross-validated on the training images): only the head is trained."
+        f"The pretrained features already separate your {what} ({probe_cv:.0%} "
+        f"cross-validated on the training {unit}): only the head is trained."
     )
 
 
@@ -451,7 +452,7 @@ def _recommend_text(ctx: Any, model: Any) -> Advice:
     ctx.model = None
     cfg = cfg.replace(schedule=replace(cfg.schedule, epochs=text_epochs(len(ctx.data.train))))
     if math.isnan(probe_cv) or probe_cv >= PROBE_GOOD_ENOUGH:
-        why = _probe_reason(probe_cv, True).replace("separate your classes", "separate your texts")
+        why = _probe_reason(probe_cv, True, unit="texts")
         resolved = cfg.replace(adapt=replace(cfg.adapt, method=Method.LINEAR_PROBE, reason=why))
         return Advice(resolved, why, probe_cv=probe_cv, seconds=time.monotonic() - started)
     if default_lora_targets(model):

@@ -354,9 +354,8 @@ def test_planted_feature_cache_files_are_computed_again(tmp_path, planted):
     assert again.best_metrics["val_loss"] == pytest.approx(first.best_metrics["val_loss"], abs=1e-4)
 
 
-@pytest.mark.parametrize("planted", [("val", (3, 7)), ("train", "wide"), ("val", "nan")])
-def test_planted_text_feature_cache_files_are_computed_again(tmp_path, planted, monkeypatch):
-    from safetensors.torch import load_file, save_file
+def text_probe_config(tmp_path, **data):
+    """A text linear probe on a tiny random BERT and generated messages."""
     from synthetic import make_text_table, make_tiny_bert
 
     from engine.config import (
@@ -367,19 +366,27 @@ def test_planted_text_feature_cache_files_are_computed_again(tmp_path, planted, 
         RunConfig,
         ScheduleConfig,
     )
+
+    return RunConfig(
+        seed=1,
+        data=DataConfig(
+            path=str(make_text_table(tmp_path / "m.tsv", per_class=12)), max_length=16, **data
+        ),
+        model=ModelConfig(backbone=str(make_tiny_bert(tmp_path / "bert"))),
+        adapt=AdaptConfig(method=Method.LINEAR_PROBE),
+        schedule=ScheduleConfig(epochs=1, batch_size=8, warmup_fraction=0.0),
+    ).validate()
+
+
+@pytest.mark.parametrize("planted", [("val", (3, 7)), ("train", "wide"), ("val", "nan")])
+def test_planted_text_feature_cache_files_are_computed_again(tmp_path, planted, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
     from engine.events import RunStatus
     from engine.training.trainer import train
 
     monkeypatch.setenv("REFIT_HOME", str(tmp_path / "home"))
-    bert = make_tiny_bert(tmp_path / "bert")
-    table = make_text_table(tmp_path / "m.tsv", per_class=12)
-    cfg = RunConfig(
-        seed=1,
-        data=DataConfig(path=str(table), val_fraction=0.25, max_length=16),
-        model=ModelConfig(backbone=str(bert)),
-        adapt=AdaptConfig(method=Method.LINEAR_PROBE),
-        schedule=ScheduleConfig(epochs=1, batch_size=8, warmup_fraction=0.0),
-    ).validate()
+    cfg = text_probe_config(tmp_path, val_fraction=0.25)
     first = train(cfg, workspace=tmp_path / "ws")
     split, what = planted
     path = next((tmp_path / "ws" / "cache" / "features").glob(f"*-{split}.safetensors"))
@@ -400,27 +407,11 @@ def test_planted_text_feature_cache_files_are_computed_again(tmp_path, planted, 
 
 @pytest.mark.parametrize("planted", ["garbage", "symlink"])
 def test_a_planted_text_encoder_export_is_not_kept(tmp_path, monkeypatch, planted):
-    from synthetic import make_text_table, make_tiny_bert
-
-    from engine.config import (
-        AdaptConfig,
-        DataConfig,
-        Method,
-        ModelConfig,
-        RunConfig,
-        ScheduleConfig,
-    )
     from engine.events import LogMessage
     from engine.training.trainer import train
 
     monkeypatch.setenv("REFIT_HOME", str(tmp_path / "home"))
-    cfg = RunConfig(
-        seed=1,
-        data=DataConfig(path=str(make_text_table(tmp_path / "m.tsv", per_class=12)), max_length=16),
-        model=ModelConfig(backbone=str(make_tiny_bert(tmp_path / "bert"))),
-        adapt=AdaptConfig(method=Method.LINEAR_PROBE),
-        schedule=ScheduleConfig(epochs=1, batch_size=8),
-    ).validate()
+    cfg = text_probe_config(tmp_path)
     ws = tmp_path / "ws"
     train(cfg, workspace=ws)
     export = next((ws / "cache" / "onnx").glob("text-encoder-*.onnx"))
