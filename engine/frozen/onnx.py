@@ -15,7 +15,9 @@ PyTorch (fused convolutions, no per-op dispatch): EfficientNet-Lite0 at batch 32
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,13 +104,14 @@ def _export(
         args = tuple(a.repeat(2, *[1] * (a.ndim - 1)) if len(a) == 1 else a for a in args)
     else:
         kwargs["dynamic_axes"] = {**inputs, **{name: {0: "batch"} for name in outputs}}
+    skip = contextlib.nullcontext() if dynamo else _no_onnxscript_functions()
     # Each module's own mode is restored: a fresh wrapper's default (training) must not put the
     # wrapped network's dropout back on.
     modes = [(m, m.training) for m in module.modules()]
     module.eval()
     # The exporters' warnings and progress lines are about things the user cannot change.
     try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad(), skip:
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 _Plain(module),
@@ -124,6 +127,28 @@ def _export(
     finally:
         for m, training in modes:
             m.training = training
+
+
+@contextlib.contextmanager
+def _no_onnxscript_functions() -> Iterator[None]:
+    """The TorchScript-based exporter re-reads every model with the onnx package, only to add the
+    onnxscript functions of custom operators; importing onnx for that is 0.6 s of a first run's
+    1 s export. No network exported here registers such operators, so the step is left out
+    while exporting (where torch's internals differ, nothing is changed)."""
+    try:
+        from torch.onnx._internal.torchscript_exporter import onnx_proto_utils as proto_utils
+    except ImportError:
+        yield
+        return
+    original = getattr(proto_utils, "_add_onnxscript_fn", None)
+    if original is None:
+        yield
+        return
+    proto_utils._add_onnxscript_fn = lambda model_bytes, custom_opsets: model_bytes
+    try:
+        yield
+    finally:
+        proto_utils._add_onnxscript_fn = original
 
 
 class _Plain(nn.Module):
