@@ -324,7 +324,6 @@ def test_an_early_stopped_run_keeps_its_best_epochs_evaluation_and_leaves_test_a
     ],
 )
 def test_planted_feature_cache_files_are_computed_again(tmp_path, planted):
-    from safetensors.torch import load_file, save_file
     from synthetic import make_shapes_folder
     from test_training import tiny_config
 
@@ -338,20 +337,28 @@ def test_planted_feature_cache_files_are_computed_again(tmp_path, planted):
     cache = tmp_path / "ws" / "cache" / "features"
     for split, what in planted.items():
         path = next(cache.glob(f"*-{split}.safetensors"))
-        real = load_file(str(path))["features"]
-        fake = (
-            {
-                "nan": torch.full_like(real, float("nan")),
-                "wide": torch.zeros(real.shape[0], real.shape[1] + 3),
-                "int": torch.zeros(real.shape, dtype=torch.int64),
-            }.get(what)
-            if isinstance(what, str)
-            else torch.zeros(what)
-        )
-        save_file({"features": fake}, str(path))
+        plant_features(path, what)
     again = train(cfg, workspace=tmp_path / "ws")
     assert again.status is RunStatus.COMPLETED, again.error
     assert again.best_metrics["val_loss"] == pytest.approx(first.best_metrics["val_loss"], abs=1e-4)
+
+
+def plant_features(path, what) -> None:
+    """Replace a cached feature file with NaN, a wider or integer tensor, or a tensor of shape
+    ``what``."""
+    from safetensors.torch import load_file, save_file
+
+    real = load_file(str(path))["features"]
+    fake = (
+        {
+            "nan": torch.full_like(real, float("nan")),
+            "wide": torch.zeros(real.shape[0], real.shape[1] + 3),
+            "int": torch.zeros(real.shape, dtype=torch.int64),
+        }.get(what)
+        if isinstance(what, str)
+        else torch.zeros(what)
+    )
+    save_file({"features": fake}, str(path))
 
 
 def text_probe_config(tmp_path, **data):
@@ -380,7 +387,6 @@ def text_probe_config(tmp_path, **data):
 
 @pytest.mark.parametrize("planted", [("val", (3, 7)), ("train", "wide"), ("val", "nan")])
 def test_planted_text_feature_cache_files_are_computed_again(tmp_path, planted, monkeypatch):
-    from safetensors.torch import load_file, save_file
 
     from engine.events import RunStatus
     from engine.training.trainer import train
@@ -390,16 +396,7 @@ def test_planted_text_feature_cache_files_are_computed_again(tmp_path, planted, 
     first = train(cfg, workspace=tmp_path / "ws")
     split, what = planted
     path = next((tmp_path / "ws" / "cache" / "features").glob(f"*-{split}.safetensors"))
-    real = load_file(str(path))["features"]
-    fake = (
-        {
-            "nan": torch.full_like(real, float("nan")),
-            "wide": torch.zeros(real.shape[0], real.shape[1] + 3),
-        }.get(what)
-        if isinstance(what, str)
-        else torch.zeros(what)
-    )
-    save_file({"features": fake}, str(path))
+    plant_features(path, what)
     again = train(cfg, workspace=tmp_path / "ws")
     assert again.status is RunStatus.COMPLETED, again.error
     assert again.best_metrics["val_loss"] == pytest.approx(first.best_metrics["val_loss"], abs=1e-4)
