@@ -191,16 +191,11 @@ class ImageAdvisor:
             boundaries=self.bounds,
             cuts=cuts,
             views=views,
-            seed=self.seed,
-            placement=ctx.placement,
-            channels_last=ctx.channels_last,
-            workers=ctx.workers,
-            control=ctx.control,
             on_progress=progress,
-            taps=self.taps,
             timing=timing,
+            **self._pass(),
         )
-        ctx.log("Recipe advisor: " + timing.sentence(self.taps.name, ctx.workers))
+        ctx.log("Recipe advisor: " + timing.sentence(self.taps.name, self._feeder()))
         return rec
 
     def _augment(self, rec: Recording, cuts: list[Boundary]) -> Recording:
@@ -225,17 +220,29 @@ class ImageAdvisor:
             train_transform=self.transforms[1],
             cuts=cuts,
             views=1 + AUGMENTED_VIEWS,
-            seed=self.seed,
-            placement=ctx.placement,
-            channels_last=ctx.channels_last,
-            workers=ctx.workers,
-            control=ctx.control,
             on_progress=progress,
-            taps=self.taps,
             timing=timing,
+            **self._pass(),
         )
-        ctx.log("Augmented views: " + timing.sentence(self.taps.name, ctx.workers))
+        ctx.log("Augmented views: " + timing.sentence(self.taps.name, self._feeder()))
         return rec
+
+    def _pass(self) -> dict[str, Any]:
+        """What both recording passes run with."""
+        ctx = self.ctx
+        return {
+            "seed": self.seed,
+            "placement": ctx.placement,
+            "channels_last": ctx.channels_last,
+            "workers": ctx.workers,
+            "control": ctx.control,
+            "taps": self.taps,
+        }
+
+    def _feeder(self) -> str:
+        from engine.training.loaders import feeder_text
+
+        return feeder_text(0, self.ctx.workers)
 
     def _depths(self, rec: Recording) -> list[DepthScore]:
         out = []

@@ -152,14 +152,7 @@ def record(
     def progress(offset: int) -> Callable[[int, int], None]:
         return lambda done, _t: on_progress(offset + done, total) if on_progress else None
 
-    common = dict(
-        placement=placement,
-        channels_last=False,  # the runner lays the batch out for its runtime
-        batch_size=batch_size,
-        workers=workers,
-        control=control,
-        timing=timing,
-    )
+    common = _pass_settings(placement, batch_size, workers, control, timing)
     collect = _Collector(run, pooled_names, cut_names, n, n * views, batch_size)
     features = extract_features(
         run,
@@ -192,6 +185,24 @@ def record(
     )
 
 
+def _pass_settings(
+    placement: Placement,
+    batch_size: int,
+    workers: int,
+    control: RunControl | None,
+    timing: FeedTiming | None,
+) -> dict[str, Any]:
+    """The extract_features arguments every recording pass shares."""
+    return {
+        "placement": placement,
+        "channels_last": False,  # the runner lays the batch out for its runtime
+        "batch_size": batch_size,
+        "workers": workers,
+        "control": control,
+        "timing": timing,
+    }
+
+
 def add_views(
     model: Any,
     clean: Recording,
@@ -221,15 +232,10 @@ def add_views(
     features = extract_features(
         run,
         ImageDataset(train, train_transform, seed=seed, views=views - 1),
-        placement=placement,
-        channels_last=False,  # the runner lays the batch out for its runtime
-        batch_size=batch_size,
-        workers=workers,
-        control=control,
         on_progress=on_progress,
         after_batch=collect,
         on_retry=collect.retry,
-        timing=timing,
+        **_pass_settings(placement, batch_size, workers, control, timing),
     )
     activations = {}
     for m in names:
