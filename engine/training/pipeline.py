@@ -89,6 +89,8 @@ class Pipeline(ABC):
 
     #: What one training sample is, for log lines and speed labels.
     unit = "images"
+    #: Whether frozen layers run once over the data (where onnxruntime can run them).
+    frozen_compute = False
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
         x = x.to(self.device, non_blocking=True)
@@ -149,6 +151,8 @@ class ImagePipeline(Pipeline):
 class FeaturePipeline(Pipeline):
     """The backbone is frozen: its features are computed once (clean view plus K-1 augmented
     views of each training image), cached on disk, and the head trains on them."""
+
+    frozen_compute = True
 
     def prepare(self) -> None:
         t = self.trainer

@@ -62,6 +62,8 @@ def uncached(method: str, model: Any, frozen: list[str], text: bool) -> str:
 class PrefixPipeline(Pipeline):
     """Trains the layers after ``cut`` on cached activations of the frozen layers before it."""
 
+    frozen_compute = True
+
     def __init__(self, trainer: Any, cut: Boundary, shapes: dict) -> None:
         super().__init__(trainer)
         self.cut, self.shapes = cut, shapes
