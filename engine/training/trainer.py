@@ -411,8 +411,7 @@ class Trainer:
         if cfg.device.runtime == "onnxruntime" and not self.pipeline.frozen_compute:
             self.log(  # asked for by name: say why it is not used rather than ignore it
                 "onnxruntime runs frozen layers whose outputs are computed once (a linear "
-                "probe, a cached prefix); this run trains through its backbone, so it runs in "
-                "torch."
+                "probe); this run trains through its backbone, so it runs in torch."
             )
         self.optimizer = build_optimizer(param_groups(model, model.head, cfg.optim), cfg.optim)
         total = self.pipeline.steps_per_epoch * cfg.schedule.epochs
