@@ -2,15 +2,15 @@
 
 On a CPU, onnxruntime runs a frozen convolutional network several times faster than eager
 PyTorch (fused convolutions, no per-op dispatch): EfficientNet-Lite0 at batch 32 on 2 cores,
-29 images/s eager, 59 channels-last, 189 in onnxruntime (docs/benchmarks.md).
+24 images/s eager, 40 channels-last, 158 in onnxruntime (docs/benchmarks.md).
 
-- The export is cached (``cache_dir/<key>.onnx``, written atomically) so it is paid once per
-  network, weights and input size. The TorchScript-based exporter is tried first (about 1 s for
-  EfficientNet-Lite0), the torch.export-based one (several seconds) if it fails.
+- The TorchScript-based exporter is tried first (about 0.5 s for EfficientNet-Lite0), the
+  torch.export-based one (several seconds) if it fails; files are written atomically.
 - The file is read into memory and handed to onnxruntime as bytes: a file planted in the cache
   cannot point onnxruntime at other files through external-data references.
-- Every session is checked against torch on real inputs before it is used (:func:`check`),
-  whether it was just exported or came from the cache.
+- :func:`check` and :func:`compare` hold onnxruntime's outputs against torch's; when a cached
+  export is checked (on first use, and again whenever it or the weights change) is decided by
+  engine/frozen/cache.py.
 """
 
 from __future__ import annotations

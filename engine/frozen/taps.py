@@ -6,8 +6,8 @@ boundary and the full activation at a few cut points (engine/advice/record.py). 
 come from forward hooks. For onnxruntime the same hooks run while the network is exported, so
 each recorded tensor becomes an output of the graph (the pooled ones are pooled inside it). Every
 output is checked against torch on the first real batch (``TOLERANCE`` of that output's scale)
-before onnxruntime is used, whether the graph was just exported or came from the cache; a failed
-export or check leaves torch with its hooks in use, with one log line.
+when the graph is first used (engine/frozen/cache.py says when a cached one is checked again); a
+failed export or check leaves torch with its hooks in use, with one log line.
 """
 
 from __future__ import annotations
