@@ -15,6 +15,16 @@ from typing import Any
 from engine.safe_read import TOO_BIG, NotReadableError, open_capped, read_capped, size_text
 
 
+def file_stamp(path: str | Path) -> str:
+    """ "<size>:<mtime_ns>" of ``path``: changes whenever the file is rewritten; "" when it
+    cannot be looked at."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return ""
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
 def write_atomic(path: str | Path, writer: Callable[[Path], None]) -> Path:
     """Call ``writer(tmp_path)`` to write a temporary sibling, then rename it over ``path``."""
     path = Path(path)

@@ -250,11 +250,9 @@ def resolve_path(root: str, path: str) -> str:
 
 def checkpoint_stamp(path: Path) -> str:
     """ "<size>:<mtime_ns>" of a checkpoint file: changes whenever the file is rewritten."""
-    try:
-        st = path.stat()
-    except OSError:
-        return ""
-    return f"{st.st_size}:{st.st_mtime_ns}"
+    from engine.files import file_stamp
+
+    return file_stamp(path)
 
 
 def _check_cancel(cancel: threading.Event | None) -> None:

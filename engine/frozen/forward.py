@@ -8,8 +8,6 @@ The session is prepared on the first batch, so that the check runs on the user's
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,9 +35,9 @@ def use_onnxruntime(runtime: Runtime | str, device: torch.device) -> bool:
 
 def onnx_key(parts: dict[str, Any]) -> str:
     """A stable file name for an export of the network that ``parts`` describe."""
-    full = {**parts, "torch": torch.__version__, "onnxruntime": ort_version(), "v": 1}
-    blob = json.dumps(full, sort_keys=True, default=str).encode("utf-8")
-    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+    from engine.training.features import cache_key
+
+    return cache_key({**parts, "torch": torch.__version__, "onnxruntime": ort_version(), "v": 1})
 
 
 class FrozenForward:

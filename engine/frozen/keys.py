@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from engine.files import file_stamp
 from engine.runs import RUNS_DIR, RunDir
 
 
@@ -13,11 +14,8 @@ def weights_stamp(config: Any) -> str:
     from engine.models import weights_status
 
     source = weights_status(config.model.backbone, config.model.weights).source
-    try:
-        stat = Path(source).stat()
-    except (OSError, ValueError):
-        return str(source)
-    return f"{source}:{stat.st_size}:{stat.st_mtime_ns}"
+    stamp = file_stamp(source)
+    return f"{source}:{stamp}" if stamp else str(source)
 
 
 def backbone_parts(config: Any, input_size: int) -> dict[str, Any]:
