@@ -4,15 +4,13 @@ A frozen encoder's forward pass (the text linear probe's feature pass, the advis
 all inference, and onnxruntime runs all-MiniLM-L6-v2 about 1.6x faster than eager PyTorch on two
 CPU cores (docs/benchmarks.md, "Texts"). The encoder and its mean pooling are exported with
 dynamic batch and sequence axes into the workspace cache, keyed by what decides the network (model
-folder and its weight files, a weights override, max_length, pooling, torch version), and each
-session is checked against torch on a real batch before it is used. When the export, the session
+folder and its weight files, a weights override, max_length, pooling, torch version), and checked
+against torch on a real batch when first used (engine/frozen/cache.py). When the export, the session
 or the check fails, the caller gets None and the run goes on in torch after one log line.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from engine.files import file_stamp
 from engine.frozen.cache import fingerprint, prepare, sentence
+from engine.frozen.forward import onnx_key, use_onnxruntime
 from engine.frozen.onnx import OnnxSession, OnnxUnavailable, compare, export
 
 TokenBatch = dict[str, torch.Tensor]
@@ -34,17 +34,9 @@ _INPUTS = ("input_ids", "attention_mask")
 
 
 def text_runtime_enabled(config: Any) -> bool:
-    """Whether a run's frozen text encoder may run in onnxruntime: ``device.runtime`` auto or
-    onnxruntime (auto where the config has no such field yet), on a CPU run with onnxruntime
-    installed."""
-    runtime = str(getattr(getattr(config, "device", None), "runtime", "auto")).lower()
-    if runtime.endswith("torch"):
-        return False
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether ``device.runtime`` lets a frozen text encoder run in onnxruntime (the caller
+    checks the run's device): engine.frozen.use_onnxruntime on the CPU."""
+    return use_onnxruntime(config.device.runtime, torch.device("cpu"))
 
 
 class _Traceable(nn.Module):
@@ -72,28 +64,25 @@ class OrtTextEncoder(nn.Module):
 
 
 def encoder_key(folder: Path | None, *, weights: str | None, max_length: int, pooling: str) -> str:
-    """Cache key of an exported encoder: the model folder with its weight files' sizes and
-    mtimes, a weights override file, max_length, pooling and the torch version."""
-    files: list[Any] = []
-    for base in [folder] if folder else []:
-        for f in sorted(base.iterdir()):
-            if f.suffix in (".safetensors", ".bin", ".json") and f.is_file():
-                st = f.stat()
-                files.append([f.name, st.st_size, st.st_mtime_ns])
-    extra = None
-    if weights:
-        st = Path(weights).stat()
-        extra = [str(Path(weights).resolve()), st.st_size, st.st_mtime_ns]
-    spec = {
-        "v": _EXPORT_VERSION,
-        "folder": str(folder.resolve()) if folder else None,
-        "files": files,
-        "weights": extra,
-        "max_length": max_length,
-        "pooling": pooling,
-        "torch": torch.__version__,
-    }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+    """Cache key of an exported encoder (engine.frozen.forward.onnx_key): the model folder with
+    its weight and configuration files' stamps, a weights override file, max_length, pooling."""
+    files = [
+        [f.name, file_stamp(f)]
+        for f in (sorted(folder.iterdir()) if folder else [])
+        if f.suffix in (".safetensors", ".bin", ".json") and f.is_file()
+    ]
+    override = [str(Path(weights).resolve()), file_stamp(weights)] if weights else None
+    return onnx_key(
+        {
+            "cut": "text-encoder",
+            "text-v": _EXPORT_VERSION,
+            "folder": str(folder.resolve()) if folder else None,
+            "files": files,
+            "weights": override,
+            "max_length": max_length,
+            "pooling": pooling,
+        }
+    )
 
 
 def export_text_encoder(backbone: nn.Module, dest: Path, sample: TokenBatch) -> str:
