@@ -18,8 +18,7 @@ from engine.evaluation.predictions import (
     split_data,
     split_predictions,
 )
-from engine.evaluation.report import Evaluation, evaluate, evaluation_path
-from engine.files import write_json_atomic
+from engine.evaluation.report import Evaluation, save_evaluation
 from engine.runs import RunDir
 from engine.training.checkpoint_files import BEST
 
@@ -48,6 +47,4 @@ def save_best_evaluation(run: RunDir, logits: torch.Tensor) -> Evaluation | None
         )
     preds = split_predictions(run, data, SPLIT, probabilities(logits), weights)
     preds.save(predictions_path(run, SPLIT))
-    result = evaluate(preds)
-    write_json_atomic(evaluation_path(run, SPLIT), result.to_dict())
-    return result
+    return save_evaluation(run, preds)

@@ -346,8 +346,15 @@ def evaluate_run(
             runtime=runtime,
         )
         preds.save(predictions_path(run, split))
+    return save_evaluation(run, preds, positive=positive)
+
+
+def save_evaluation(
+    run: RunDir, preds: SplitPredictions, *, positive: str | None = None
+) -> Evaluation:
+    """Evaluate ``preds`` and write runs/<id>/evaluation/<split>.json (atomically)."""
     result = evaluate(preds, positive=positive)
-    write_json_atomic(evaluation_path(run, split), result.to_dict())
+    write_json_atomic(evaluation_path(run, preds.split), result.to_dict())
     return result
 
 
