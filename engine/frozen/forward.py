@@ -40,7 +40,71 @@ def onnx_key(parts: dict[str, Any]) -> str:
     return cache_key({**parts, "torch": torch.__version__, "onnxruntime": ort_version(), "v": 1})
 
 
-class FrozenForward:
+class OnnxChoice:
+    """What the frozen runners share: whether onnxruntime is wanted and possible here, its
+    session once prepared, and the log lines that say which runtime runs."""
+
+    def __init__(
+        self,
+        *,
+        placement: Placement,
+        runtime: Runtime | str,
+        cache_dir: Path | None,
+        log: Callable[[str, str], None] | None,
+        what: str,
+    ) -> None:
+        self.placement, self.cache_dir, self.what = placement, cache_dir, what
+        self.log = log or (lambda text, level: None)
+        self.session: OnnxSession | None = None
+        wanted = Runtime(runtime)
+        self.decided = cache_dir is None or not use_onnxruntime(wanted, placement.device)
+        if wanted is Runtime.ONNXRUNTIME and placement.device.type != "cpu":
+            self.log(
+                f"onnxruntime runs on the CPU only here; {what} runs in torch on "
+                f"{placement.device.type}.",
+                "info",
+            )
+        elif wanted is Runtime.ONNXRUNTIME and not ort_version():
+            self.log(f"onnxruntime is not installed; {what} runs in torch.", "warning")
+
+    @property
+    def name(self) -> str:
+        """The runtime in use: "onnxruntime" or "torch"."""
+        return "onnxruntime" if self.session is not None else "torch"
+
+    def _open(
+        self,
+        key_parts: dict[str, Any],
+        *,
+        make: Callable[[Path], str],
+        check: Callable[[OnnxSession], float],
+        weights: nn.Module,
+        rows: int,
+        outputs: str = "",
+    ) -> None:
+        """Prepare the session (engine/frozen/cache.py) and say which runtime runs; on any
+        failure torch runs, after one warning."""
+        self.decided = True
+        assert self.cache_dir is not None
+        path = self.cache_dir / f"{onnx_key(key_parts)}.onnx"
+        started = time.monotonic()
+        try:
+            prepared = prepare(
+                path,
+                make=make,
+                check=check,
+                threads=torch.get_num_threads(),
+                weights=fingerprint(weights),
+            )
+        except (OnnxUnavailable, OSError) as exc:
+            self.log(f"{self.what.capitalize()} runs in torch: {exc}.", "warning")
+            return
+        self.session = prepared.session
+        seconds = time.monotonic() - started
+        self.log(sentence(self.what, prepared, rows, seconds, outputs), "info")
+
+
+class FrozenForward(OnnxChoice):
     """Calls ``module`` (frozen, eval mode) on batches, in onnxruntime or torch.
 
     ``key_parts`` must name everything the network's output depends on (architecture, weight
@@ -62,30 +126,13 @@ class FrozenForward:
         argmax: bool = False,
         channels_last: bool = False,
     ) -> None:
+        super().__init__(
+            placement=placement, runtime=runtime, cache_dir=cache_dir, log=log, what=what
+        )
         self.module = module
-        self.placement = placement
         self.channels_last = channels_last
-        self.cache_dir = cache_dir
         self.key_parts = key_parts
-        self.log = log or (lambda text, level: None)
-        self.what = what
         self.argmax = argmax
-        self.wanted = Runtime(runtime)
-        self.session: OnnxSession | None = None
-        self.decided = not use_onnxruntime(runtime, placement.device) or cache_dir is None
-        if self.wanted is Runtime.ONNXRUNTIME and placement.device.type != "cpu":
-            self.log(
-                f"onnxruntime runs on the CPU only here; {what} runs in torch on "
-                f"{placement.device.type}.",
-                "info",
-            )
-        elif self.wanted is Runtime.ONNXRUNTIME and not ort_version():
-            self.log(f"onnxruntime is not installed; {what} runs in torch.", "warning")
-
-    @property
-    def name(self) -> str:
-        """The runtime in use: "onnxruntime" or "torch"."""
-        return "onnxruntime" if self.session is not None else "torch"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The float32 CPU outputs of ``x`` (on the placement's device)."""
@@ -99,28 +146,13 @@ class FrozenForward:
             return self.module(x).float().cpu()
 
     def _prepare(self, x: torch.Tensor) -> None:
-        self.decided = True
-        assert self.cache_dir is not None
-        path = self.cache_dir / f"{onnx_key(self.key_parts)}.onnx"
-        started = time.monotonic()
         rows = x[:CHECK_ROWS].cpu()
-
-        def checked(session: OnnxSession) -> float:
-            return check(
+        self._open(
+            self.key_parts,
+            make=lambda path: export(self.module, x[:1].cpu(), path),
+            check=lambda session: check(
                 session, self.module, rows, argmax=self.argmax, channels_last=self.channels_last
-            )
-
-        try:
-            prepared = prepare(
-                path,
-                make=lambda p: export(self.module, x[:1].cpu(), p),
-                check=checked,
-                threads=torch.get_num_threads(),
-                weights=fingerprint(self.module),
-            )
-        except (OnnxUnavailable, OSError) as exc:
-            self.log(f"{self.what.capitalize()} runs in torch: {exc}.", "warning")
-            return
-        self.session = prepared.session
-        seconds = time.monotonic() - started
-        self.log(sentence(self.what, prepared, len(rows), seconds), "info")
+            ),
+            weights=self.module,
+            rows=len(rows),
+        )

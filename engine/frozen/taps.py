@@ -12,7 +12,6 @@ failed export or check leaves torch with its hooks in use, with one log line.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,13 @@ from torch import nn
 
 from engine.advice.split import Recorder, pool
 from engine.config import Runtime
-from engine.frozen.cache import fingerprint, prepare, sentence
-from engine.frozen.forward import CHECK_ROWS, onnx_key, use_onnxruntime
+from engine.frozen.forward import CHECK_ROWS, OnnxChoice
 from engine.frozen.onnx import (
     OUTPUT,
     OnnxSession,
     OnnxUnavailable,
     compare,
     export,
-    ort_version,
 )
 from engine.training.devices import Placement
 
@@ -56,7 +53,7 @@ class _Tapped(nn.Module):
         )
 
 
-class TapForward:
+class TapForward(OnnxChoice):
     """Calls ``model.backbone`` (frozen) on batches; returns its float32 CPU features and leaves
     what the tapped modules produced in ``outputs`` (name -> tensor, like Recorder.outputs).
 
@@ -84,32 +81,16 @@ class TapForward:
         what: str = "the frozen network",
         features: bool = True,
     ) -> None:
-        self.model, self.placement, self.channels_last = model, placement, channels_last
+        super().__init__(
+            placement=placement, runtime=runtime, cache_dir=cache_dir, log=log, what=what
+        )
+        self.model, self.channels_last = model, channels_last
         self.features = features
         self.full = list(dict.fromkeys(full))
         self.pooled = [m for m in dict.fromkeys(pooled) if m not in self.full]
-        self.cache_dir = cache_dir
         taps = {"pooled": self.pooled, "full": self.full, "features": features}
         self.key_parts = {**(key_parts or {}), "taps": taps}
-        self.log = log or (lambda text, level: None)
-        self.what = what
         self.outputs: dict[str, torch.Tensor] = {}
-        self.session: OnnxSession | None = None
-        wanted = Runtime(runtime)
-        self.decided = cache_dir is None or not use_onnxruntime(wanted, placement.device)
-        if wanted is Runtime.ONNXRUNTIME and placement.device.type != "cpu":
-            self.log(
-                f"onnxruntime runs on the CPU only here; {what} runs in torch on "
-                f"{placement.device.type}.",
-                "info",
-            )
-        elif wanted is Runtime.ONNXRUNTIME and not ort_version():
-            self.log(f"onnxruntime is not installed; {what} runs in torch.", "warning")
-
-    @property
-    def name(self) -> str:
-        """The runtime in use: "onnxruntime" or "torch"."""
-        return "onnxruntime" if self.session is not None else "torch"
 
     def covers(self, full: list[str], pooled: list[str]) -> bool:
         """Whether this records what a pass needing ``full`` and ``pooled`` modules needs."""
@@ -144,10 +125,6 @@ class TapForward:
         return features, dict(rec.outputs)
 
     def _prepare(self, x: torch.Tensor) -> None:
-        self.decided = True
-        assert self.cache_dir is not None
-        path = self.cache_dir / f"{onnx_key(self.key_parts)}.onnx"
-        started = time.monotonic()
         names = (
             *((OUTPUT,) if self.features else ()),
             *(f"pooled:{m}" for m in self.pooled),
@@ -159,21 +136,14 @@ class TapForward:
             tapped = _Tapped(self.model, self.pooled, self.full, self.features)
             return export(tapped, x[:1].cpu(), target, outputs=names)
 
-        try:
-            prepared = prepare(
-                path,
-                make=make,
-                check=lambda session: self._check(session, rows, names),
-                threads=torch.get_num_threads(),
-                weights=fingerprint(getattr(self.model, "backbone", self.model)),
-            )
-        except (OnnxUnavailable, OSError) as exc:
-            self.log(f"{self.what.capitalize()} runs in torch: {exc}.", "warning")
-            return
-        self.session = prepared.session
-        seconds = time.monotonic() - started
-        outputs = f"its {len(names)} outputs "
-        self.log(sentence(self.what, prepared, len(rows), seconds, outputs), "info")
+        self._open(
+            self.key_parts,
+            make=make,
+            check=lambda session: self._check(session, rows, names),
+            weights=getattr(self.model, "backbone", self.model),
+            rows=len(rows),
+            outputs=f"its {len(names)} outputs ",
+        )
 
     def _check(self, session: OnnxSession, x: torch.Tensor, names: tuple[str, ...]) -> float:
         """The largest difference of any output from torch's, relative to that output's scale;
