@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import InterpolationMode, v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plain_finetune import evaluate as accuracy
 from starter_model import FileList, efficientnet_lite0
 
 from engine.data.intensity import IntensityStretch
@@ -56,17 +57,6 @@ def plain_transform(train: bool, *, rotate: bool, stretch: bool) -> v2.Compose:
     if rotate:
         aug.append(v2.RandomRotation(10, interpolation=InterpolationMode.BILINEAR))
     return v2.Compose([*head, *aug, *tail])
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, loader: DataLoader) -> float:
-    model.eval()
-    correct = seen = 0
-    for x, y in loader:
-        correct += (model(x).argmax(1) == y).sum().item()
-        seen += len(y)
-    model.train()
-    return correct / max(1, seen)
 
 
 def run_plain(args: argparse.Namespace) -> list[float]:
