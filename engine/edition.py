@@ -30,8 +30,10 @@ def edition() -> str:
         key = json.loads((folder / MARKER).read_text(encoding="utf-8")).get("edition")
     except (OSError, ValueError, AttributeError):
         key = None
-    return EDITIONS.get(key, "packaged, edition unknown") if isinstance(key, str) else (
-        "packaged, edition unknown"
+    return (
+        EDITIONS.get(key, "packaged, edition unknown")
+        if isinstance(key, str)
+        else ("packaged, edition unknown")
     )
 
 

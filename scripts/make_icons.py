@@ -48,10 +48,13 @@ def main() -> int:
     images = {side: render(svg, side) for side in SIZES}
     images[256].save(ICONS / "refit-studio-256.png")
     images[256].save(
-        ICONS / "refit-studio.ico", sizes=[(s, s) for s in SIZES if s <= 256],
+        ICONS / "refit-studio.ico",
+        sizes=[(s, s) for s in SIZES if s <= 256],
         append_images=[images[s] for s in SIZES if s < 256],
     )
-    images[1024].save(ICONS / "refit-studio.icns", append_images=[images[s] for s in (16, 32, 64, 128, 256, 512)])
+    images[1024].save(
+        ICONS / "refit-studio.icns", append_images=[images[s] for s in (16, 32, 64, 128, 256, 512)]
+    )
     for name in ("refit-studio.ico", "refit-studio.icns", "refit-studio-256.png"):
         print(f"wrote {ICONS / name} ({(ICONS / name).stat().st_size:,} bytes)")
     return 0
