@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from desktop.main_window import MainWindow
 
 
 def _ensure_streams() -> None:
@@ -58,6 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     window.show()
     if args.folder:
         window.open_folder(args.folder)
+    _close_on_signals(window)
+    from engine.edition import version_line
+
+    print(
+        f"{version_line()}. Runs are stored in {window.ctx.workspace}. Close the window or press "
+        "Ctrl+C here to quit.",
+        file=sys.stderr,
+        flush=True,
+    )
     code = app.exec()
     from desktop.worker import running_threads
 
@@ -66,6 +80,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _close_on_signals(window: MainWindow) -> None:
+    """Ctrl+C in the terminal that started the app, or SIGTERM (a logout, `kill`), closes the
+    window the way its close button does instead of killing the process mid-write. Python runs
+    signal handlers only between bytecodes, so a timer wakes the interpreter now and then."""
+    from PySide6.QtCore import QTimer
+
+    def close(_signum: int, _frame: object) -> None:
+        window.close_without_asking()
+
+    for name in ("SIGINT", "SIGTERM"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), close)
+    timer = QTimer(window)
+    timer.timeout.connect(lambda: None)
+    timer.start(250)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def describe_devices() -> str:
     """'NVIDIA RTX 4090 (CUDA)', 'Apple GPU (MPS)' or 'CPU (N threads)'."""
@@ -12,4 +14,13 @@ def describe_devices() -> str:
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         return "Apple GPU (MPS)"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    return f"CPU ({torch.get_num_threads()} threads){_gpu_needs_other_edition()}"
+
+
+def _gpu_needs_other_edition() -> str:
+    """A hint when the CPU/Apple edition runs on a machine with an NVIDIA driver loaded."""
+    from engine.edition import EDITIONS, edition
+
+    if edition() == EDITIONS["cpu"] and Path("/proc/driver/nvidia/version").exists():
+        return "; this computer has an NVIDIA GPU: the NVIDIA GPU edition would use it"
+    return ""

@@ -149,8 +149,9 @@ class MainWindow(QMainWindow):
 
     def _detect_device(self) -> None:
         from desktop.device_probe import describe_devices
+        from engine.edition import edition
 
-        self.device_label.setText(f"Device: {describe_devices()}")
+        self.device_label.setText(f"Device: {describe_devices()} · {edition()}")
 
     # -- folders ------------------------------------------------------------------------------
 
@@ -241,10 +242,13 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text, 8000)
 
     def _show_about(self) -> None:
+        from engine.edition import version_line
+
         QMessageBox.about(
             self,
             "About Refit Studio",
             "Refit Studio: fine-tune pretrained models on your own labeled folders, offline.\n"
+            f"{version_line()}.\n"
             f"Runs are stored in {self.ctx.workspace}.",
         )
 
@@ -254,8 +258,15 @@ class MainWindow(QMainWindow):
             return
         self.resize(1280, 820)
 
+    def close_without_asking(self) -> None:
+        """Close as the close button does when the user answers Yes: a run in progress stops
+        (saved, resumable). For a terminating signal, where nobody can answer."""
+        self._asking = False
+        self.close()
+
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.train_page.is_running or self.results_page.busy:
+        asking = getattr(self, "_asking", True)
+        if asking and (self.train_page.is_running or self.results_page.busy):
             what = "A run is training" if self.train_page.is_running else "A run is evaluating"
             answer = QMessageBox.question(
                 self,

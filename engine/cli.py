@@ -108,9 +108,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
 
 
+class _VersionAction(argparse.Action):
+    """`refit --version`: computed only when asked (argparse's own version action is eager)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        from engine.edition import version_line
+
+        print(version_line())
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="refit", description="Fine-tune pretrained models on your labeled folders, offline."
+    )
+    p.add_argument(
+        "--version",
+        action=_VersionAction,
+        help="Print the version, the edition (packaged app) and the torch it runs on.",
     )
     p.add_argument(
         "--workspace",

@@ -33,6 +33,8 @@ DATA_PACKAGES: tuple[str, ...] = (
     "timm",  # pretrained configurations
     # peft's save_pretrained writes a model card from huggingface_hub's templates/*.md.
     "huggingface_hub",
+    # transformers imports kernels, which reads its python_depends.json on import.
+    "kernels",
 )
 
 #: Distributions whose metadata is read at run time (``importlib.metadata.version``); the first
