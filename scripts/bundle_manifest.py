@@ -33,7 +33,8 @@ DATA_PACKAGES: tuple[str, ...] = (
     "timm",  # pretrained configurations
     # peft's save_pretrained writes a model card from huggingface_hub's templates/*.md.
     "huggingface_hub",
-    # transformers imports kernels, which reads its python_depends.json on import.
+    # transformers imports kernels when its metadata is there (it is: transformers requires it),
+    # and kernels reads _internals/python_depends.json on import: without it BERT models fail.
     "kernels",
 )
 
@@ -48,6 +49,10 @@ METADATA: tuple[str, ...] = (
     "safetensors",
     "huggingface_hub",
     "onnxruntime",
+    # refit_model.json records the onnx version (engine/export/manifest.py software_versions);
+    # onnxscript sets its __version__ from its metadata when torch.onnx.export imports it.
+    "onnx",
+    "onnxscript",
     "refit-studio",
 )
 
