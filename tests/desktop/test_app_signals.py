@@ -25,6 +25,15 @@ def test_a_terminating_signal_closes_the_app_cleanly(tmp_path, sig) -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    try:
+        _ready_then_signal(proc, sig)
+    finally:
+        if proc.poll() is None:  # a failed assertion must not leave the app running
+            proc.kill()
+            proc.wait()
+
+
+def _ready_then_signal(proc: subprocess.Popen, sig: int) -> None:
     assert proc.stdout is not None
     seen = []
     for line in proc.stdout:  # Qt's offscreen plugin may print notes before the ready line
