@@ -103,3 +103,62 @@ EXCLUDES: tuple[str, ...] = (
     # torch.compile's GPU compiler: Refit Studio never compiles (and triton is 0.9 GB).
     "triton",
 )
+
+#: Linux: libraries of the user's own desktop that the bundle must NOT carry (PyInstaller copies
+#: the build machine's). A copied libstdc++ older than the system's breaks the GPU drivers that
+#: Qt loads; a copied fontconfig misreads a newer system's configuration; D-Bus, GLib, systemd,
+#: Kerberos, SELinux and the X11 core libraries must match the running session; and copies from
+#: a new build machine raise the glibc floor (Debian 12's libstdc++ and libexpat need 2.36).
+#: Every desktop Linux has these. Small leaf libraries that desktops often lack stay bundled
+#: (the xcb-util family that Qt's xcb plugin needs, libxkbcommon-x11). Matched on file names.
+LINUX_SYSTEM_LIBRARIES: tuple[str, ...] = (
+    "libstdc++.so",
+    "libgcc_s.so",
+    "libX11.so",
+    "libX11-xcb.so",
+    "libXext.so",
+    "libXrender.so",
+    "libXau.so",
+    "libXdmcp.so",
+    "libglib-2.0.so",
+    "libgio-2.0.so",
+    "libgmodule-2.0.so",
+    "libgobject-2.0.so",
+    "libgthread-2.0.so",
+    "libdbus-1.so",
+    "libsystemd.so",
+    "libfontconfig.so",
+    "libfreetype.so",
+    "libharfbuzz.so",
+    "libexpat.so",
+    "libcairo",
+    "libpango",
+    "libatk-1.0.so",
+    "libgdk_pixbuf-2.0.so",
+    "libthai.so",
+    "libdatrie.so",
+    "libfribidi.so",
+    "libgraphite2.so",
+    "libpixman-1.so",
+    "libselinux.so",
+    "libmount.so",
+    "libblkid.so",
+    "libgssapi_krb5.so",
+    "libkrb5.so",
+    "libkrb5support.so",
+    "libk5crypto.so",
+    "libcom_err.so",
+    "libkeyutils.so",
+    "libgcrypt.so",
+    "libgpg-error.so",
+    "libcap.so",
+    "libpcre2-8.so",
+)
+
+#: Qt plugins left out on Linux: the GTK 3 platform theme pulls half of GTK into the bundle (and
+#: its libgtk-3 is not even found on a build machine without a desktop); Qt's own dialogs serve.
+LINUX_DROPPED_QT_PLUGINS: tuple[str, ...] = ("platformthemes/libqgtk3.so",)
+
+#: CUDA runtime files that the dependency scan of torchvision's (dropped) operators pulls to the
+#: top folder of the CPU edition.
+CPU_EDITION_DROPPED_NAMES: tuple[str, ...] = ("libcudart", "libnvjpeg", "libnvrtc")
