@@ -108,7 +108,9 @@ def build(python: Path, edition: str, dist: Path, work: Path) -> Path:
     env = dict(os.environ, REFIT_EDITION=edition)
     run(
         [
-            str(python), "-m", "PyInstaller", str(ROOT / "build.spec"), "--noconfirm",
+            # --clean: PyInstaller otherwise reuses a cached module archive even when the
+            # project's sources changed (seen: a build without the newest engine/cli.py).
+            str(python), "-m", "PyInstaller", str(ROOT / "build.spec"), "--noconfirm", "--clean",
             "--distpath", str(dist), "--workpath", str(work),
         ],
         cwd=ROOT,
