@@ -50,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     QApplication.setOrganizationName("Refit Studio")
     QApplication.setApplicationName("Refit Studio")
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    # Wayland's app id and X11's window class: docks match the window to refit-studio.desktop.
+    app.setDesktopFileName("refit-studio")
     from PySide6.QtGui import QIcon
 
     from desktop.resources import resource_path
