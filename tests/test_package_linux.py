@@ -249,6 +249,7 @@ def _everything(folder: Path) -> set[str]:
         "--prefix=x",
         "50% \\ back*slash?",
         "tab\there",
+        "trailing-slashes//",
     ],
 )
 def test_hostile_prefix_names(unpacked: Path, tmp_path: Path, name: str) -> None:
@@ -265,7 +266,7 @@ def test_hostile_prefix_names(unpacked: Path, tmp_path: Path, name: str) -> None
         text=True,
     )
     assert done.returncode == 0, done.stderr
-    prefix = work / name
+    prefix = work / name.rstrip("/")
     program = prefix / "refit-studio"
     entry = home / ".local/share/applications/refit-studio.desktop"
     lines = dict(line.split("=", 1) for line in entry.read_text().splitlines() if "=" in line)
@@ -344,10 +345,11 @@ def test_a_prefix_that_links_to_home_or_root(unpacked: Path, tmp_path: Path, tar
     (home / "keep.txt").write_text("mine")
     link = tmp_path / "link"
     link.symlink_to(home if target == "home" else "/")
-    done = _install(unpacked, home, "--prefix", str(link))
-    assert done.returncode == 1
-    assert "is a link" in done.stderr
-    assert (home / "keep.txt").read_text() == "mine"
+    for prefix in (str(link), f"{link}/", "/"):
+        done = _install(unpacked, home, "--prefix", prefix)
+        assert done.returncode == 1
+        assert "is a link" in done.stderr or "is not a Refit Studio install" in done.stderr
+        assert (home / "keep.txt").read_text() == "mine"
 
 
 def test_a_folder_with_a_forged_record_is_not_removed(unpacked: Path, tmp_path: Path) -> None:

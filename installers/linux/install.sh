@@ -49,6 +49,9 @@ case ${XDG_DATA_HOME:-} in
 esac
 
 case $prefix in /*) ;; *) prefix="$PWD/$prefix" ;; esac
+# No trailing slash: "$prefix.partial" must lie next to the prefix, and -L must see a link.
+prefix=${prefix%"${prefix##*[!/]}"}
+prefix=${prefix:-/}
 case $bindir in /*) ;; *) bindir="$PWD/$bindir" ;; esac
 case $prefix$bindir$data$here in *'
 '*) die "folder names with a line break are not supported." ;; esac
@@ -88,7 +91,7 @@ if [ ! -d "$prefix" ] || [ "$(cd -P "$prefix" && pwd -P)" != "$here" ]; then
     rm -f "$partial/$record_name" "$partial/$files_name"
     if [ -f "$prefix/$record_name" ]; then
         # A previous install: its own uninstall.sh removes what it installed and nothing else.
-        sh "$prefix/uninstall.sh" ||
+        sh "$prefix/uninstall.sh" >/dev/null ||
             die "could not remove the previous install in $prefix (see above); nothing was changed there."
     fi
     if [ -d "$prefix" ]; then
