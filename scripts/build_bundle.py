@@ -191,11 +191,32 @@ class Smoke:
         cmd = [str(self.refit), "--workspace", str(self.workspace), *args]
         return self._check(name, cmd, expect)
 
-    def _check(self, name: str, cmd: list[str], expect: str) -> str:
+    def hostile_calls(self) -> None:
+        """`refit` as install.sh leaves it (a link to the bundle's link to the program), and in an
+        environment with no usable locale or temporary folder: a result, not a traceback."""
+        chain = self.scratch / "bin" / "refit"
+        chain.parent.mkdir(exist_ok=True)
+        chain.unlink(missing_ok=True)
+        chain.symlink_to(self.refit)
+        self._check("refit --version through a link", [str(chain), "--version"], "Refit Studio")
+        hostile = {
+            "LC_ALL=POSIX": {"LC_ALL": "POSIX"},
+            "an unknown locale": {"LC_ALL": "xx_XX.UTF-8", "LANG": "xx_XX.UTF-8"},
+            "a TMPDIR that does not exist": {"TMPDIR": str(self.scratch / "missing")},
+        }
+        for label, extra in hostile.items():
+            self._check(
+                f"refit backbones with {label}", [str(self.refit), "backbones"],
+                "efficientnet_lite0", env={**self.env, **extra},
+            )  # fmt: skip
+
+    def _check(
+        self, name: str, cmd: list[str], expect: str, env: dict[str, str] | None = None
+    ) -> str:
         started = time.perf_counter()
         try:
             done = subprocess.run(
-                cmd, env=self.env, capture_output=True, text=True, errors="replace",
+                cmd, env=env or self.env, capture_output=True, text=True, errors="replace",
                 timeout=COMMAND_TIMEOUT, cwd=self.scratch, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
@@ -283,6 +304,8 @@ def smoke_test(bundle: Path, edition: str, report: Report) -> None:
         s.refit_cmd("refit --help", "--help", expect="train")
         s.refit_cmd("refit --version", "--version", expect=EDITION_NAMES[edition])
         s.refit_cmd("refit backbones", "backbones", expect="efficientnet_lite0")
+        if sys.platform != "win32":
+            s.hostile_calls()
         out = s.refit_cmd("refit backbones (offline starters)", "backbones")
         if "offline" not in out.split("efficientnet_lite0", 1)[-1].splitlines()[0]:
             report.add("offline image starter listed as offline", 0, False, "not offline")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import posixpath
 import shutil
 import subprocess
 import sys
@@ -42,6 +43,8 @@ EXTRAS: dict[str, tuple[Path, int]] = {
     "install.sh": (LINUX / "install.sh", 0o755),
     "uninstall.sh": (LINUX / "uninstall.sh", 0o755),
 }
+#: What install.sh writes into the installed folder; a bundle holding them would look installed.
+INSTALL_RECORDS = (".refit-studio-install", ".refit-studio-files")
 
 
 def archive_name(version: str, edition: str) -> str:
@@ -125,9 +128,32 @@ def _check_bundle(bundle: Path) -> None:
     program = bundle / TOP
     if not (program.is_file() and os.access(program, os.X_OK)):
         raise SystemExit(f"{bundle} is not a onedir bundle: it has no executable {TOP}.")
-    clashes = sorted(name for name in EXTRAS if (bundle / name).exists())
+    clashes = sorted(name for name in (*EXTRAS, *INSTALL_RECORDS) if os.path.lexists(bundle / name))
     if clashes:
         raise SystemExit(f"The bundle already holds {', '.join(clashes)}; rename them there.")
+
+
+def _check_member(path: Path, info: tarfile.TarInfo | None) -> None:
+    """One sentence when ``path`` cannot go into the archive as it is.
+
+    install.sh and uninstall.sh keep lists of paths one a line, so a name with a control
+    character (a line break) is refused; so is anything but files, folders and links, and a
+    link that is absolute or leads out of the bundle's folder (extracting it would write, or
+    point, outside the folder the user chose)."""
+    if any(ord(char) < 32 or ord(char) == 127 for char in path.name):
+        raise SystemExit(f"{str(path)!r} has a control character (a line break?) in its name.")
+    if info is None or not (info.isreg() or info.isdir() or info.issym() or info.islnk()):
+        raise SystemExit(f"{path} is not a file, a folder or a link; take it out of the bundle.")
+    if info.issym():
+        if os.path.isabs(info.linkname):
+            raise SystemExit(
+                f"{path} links to the absolute path {info.linkname}; make it relative."
+            )
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(info.name), info.linkname))
+        if target != TOP and not target.startswith(f"{TOP}/"):
+            raise SystemExit(
+                f"{path} links to {info.linkname}, outside the bundle; copy what it points to."
+            )
 
 
 def _walk(folder: Path) -> Iterator[Path]:
@@ -144,10 +170,7 @@ def _write_members(tar: tarfile.TarFile, bundle: Path) -> None:
 
     def add(path: Path, name: str, mode: int | None = None) -> None:
         info = tar.gettarinfo(str(path), arcname=name)
-        if info.issym() and os.path.isabs(info.linkname):
-            raise SystemExit(
-                f"{path} links to the absolute path {info.linkname}; make it relative."
-            )
+        _check_member(path, info)
         info.uid = info.gid = 0
         info.uname = info.gname = ""
         if mode is not None:

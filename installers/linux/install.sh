@@ -9,7 +9,7 @@
 # ($XDG_DATA_HOME or ~/.local/share)/applications/refit-studio.desktop with absolute paths (a
 # .desktop file cannot name a program relative to itself), puts the 256 px icon into the hicolor
 # theme and links both commands into the bin folder. What it wrote is listed in
-# PREFIX/.refit-studio-install, which uninstall.sh reads.
+# PREFIX/.refit-studio-install and PREFIX/.refit-studio-files, which uninstall.sh reads.
 set -eu
 
 die() {
@@ -17,10 +17,11 @@ die() {
     exit 1
 }
 
-here=$(cd "$(dirname "$0")" && pwd -P)
-prefix="$HOME/.local/opt/refit-studio"
-bindir="$HOME/.local/bin"
-data="${XDG_DATA_HOME:-$HOME/.local/share}"
+here=$(cd -P -- "$(dirname -- "$0")" && pwd -P)
+record_name=.refit-studio-install
+files_name=.refit-studio-files
+prefix=
+bindir=
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -33,33 +34,85 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+# HOME is only needed for what was not given; an unset, empty or relative HOME is not used.
+home=${HOME:-}
+case $home in /*) ;; *) home= ;; esac
+need_home() {
+    [ -n "$home" ] || die "HOME is not set to an absolute folder: give --prefix and --bindir, and set XDG_DATA_HOME."
+}
+[ -n "$prefix" ] || { need_home; prefix="$home/.local/opt/refit-studio"; }
+[ -n "$bindir" ] || { need_home; bindir="$home/.local/bin"; }
+# The XDG base directory specification: a relative XDG_DATA_HOME is ignored.
+case ${XDG_DATA_HOME:-} in
+    /*) data=$XDG_DATA_HOME ;;
+    *) need_home; data="$home/.local/share" ;;
+esac
+
 case $prefix in /*) ;; *) prefix="$PWD/$prefix" ;; esac
+# No trailing slash: "$prefix.partial" must lie next to the prefix, and -L must see a link.
+prefix=${prefix%"${prefix##*[!/]}"}
+prefix=${prefix:-/}
 case $bindir in /*) ;; *) bindir="$PWD/$bindir" ;; esac
-case $prefix$bindir$data in *'
+case $prefix$bindir$data$here in *'
 '*) die "folder names with a line break are not supported." ;; esac
 [ -x "$here/refit-studio" ] || die "$here/refit-studio is missing: run install.sh from the unpacked refit-studio folder."
+[ -z "$(find "$here" -name '*
+*' -print | head -n 1)" ] || die "$here holds a file name with a line break; it is not a Refit Studio folder as released."
+[ ! -L "$prefix" ] || die "$prefix is a link: give the folder itself, or another --prefix."
 
-record_name=.refit-studio-install
+applications="$data/applications"
+icon_dir="$data/icons/hicolor/256x256/apps"
+desktop_file="$applications/refit-studio.desktop"
+icon_file="$icon_dir/refit-studio.png"
+# Every folder first, so that a bad one stops the install before anything is copied.
+for folder in "$(dirname "$prefix")" "$bindir" "$applications" "$icon_dir"; do
+    mkdir -p "$folder" 2>/dev/null && [ -w "$folder" ] || die "cannot write to the folder $folder."
+done
 
-# Copy the program unless this folder already is the prefix.
-if [ ! -d "$prefix" ] || [ "$(cd "$prefix" && pwd -P)" != "$here" ]; then
-    if [ -e "$prefix" ]; then
-        if [ -f "$prefix/$record_name" ]; then
-            "$prefix/uninstall.sh" --keep-folder >/dev/null 2>&1 || true
-            rm -rf "$prefix"
-        elif [ -d "$prefix" ] && [ -z "$(ls -A "$prefix")" ]; then
-            rmdir "$prefix"
-        else
-            die "$prefix exists and is not a Refit Studio install: choose another --prefix or remove it."
-        fi
+# What the program consists of, as uninstall.sh finds it: ./-relative paths, one a line.
+list_files() {
+    (cd "$1" && find . ! -name . ! -path "./$record_name" ! -path "./$files_name" -print)
+}
+
+# Copy the program unless this folder already is the prefix: into a new folder next to the
+# prefix first, then the previous install (if any) is removed and the copy takes its place.
+if [ ! -d "$prefix" ] || [ "$(cd -P "$prefix" && pwd -P)" != "$here" ]; then
+    case "$(cd -P "$(dirname "$prefix")" && pwd -P)/" in
+        "$here"/*) die "the prefix cannot be inside the folder install.sh runs from ($here)." ;;
+    esac
+    if [ -e "$prefix" ] && [ ! -f "$prefix/$record_name" ] && [ -n "$(ls -A "$prefix")" ]; then
+        die "$prefix exists and is not a Refit Studio install: choose another --prefix or remove it."
     fi
-    mkdir -p "$(dirname "$prefix")"
     partial="$prefix.partial.$$"
-    rm -rf "$partial"
-    cp -a "$here" "$partial"
-    mv "$partial" "$prefix"
+    mkdir "$partial" 2>/dev/null || die "cannot create $partial (is it left from an earlier try?)."
+    trap 'rm -rf -- "$partial"' EXIT
+    trap 'exit 1' HUP INT TERM
+    cp -a "$here/." "$partial/"
+    rm -f "$partial/$record_name" "$partial/$files_name"
+    if [ -f "$prefix/$record_name" ]; then
+        # A previous install: its own uninstall.sh removes what it installed and nothing else.
+        sh "$prefix/uninstall.sh" >/dev/null ||
+            die "could not remove the previous install in $prefix (see above); nothing was changed there."
+    fi
+    if [ -d "$prefix" ]; then
+        rmdir "$prefix" 2>/dev/null || true
+    fi
+    if [ -e "$prefix" ]; then
+        # The previous install left files that are not its own: the new one goes next to them.
+        list_files "$partial" >"$prefix/$files_name"
+        cp -a "$partial/." "$prefix/"
+    else
+        list_files "$partial" >"$partial/$files_name"
+        mv "$partial" "$prefix"
+    fi
+    trap - EXIT HUP INT TERM
+    rm -rf -- "$partial"
 fi
-prefix=$(cd "$prefix" && pwd -P)
+prefix=$(cd -P "$prefix" && pwd -P)
+if [ ! -f "$prefix/$files_name" ]; then
+    # Installed where it was unpacked: everything here is the program's.
+    list_files "$prefix" >"$prefix/$files_name"
+fi
 
 # A .desktop Exec value: quoted when it has to be, then escaped as a desktop-file string.
 desktop_exec() {
@@ -75,13 +128,9 @@ desktop_string() {
     printf '%s' "$1" | sed -e 's/\\/\\\\/g'
 }
 
-applications="$data/applications"
-icon_dir="$data/icons/hicolor/256x256/apps"
-desktop_file="$applications/refit-studio.desktop"
-icon_file="$icon_dir/refit-studio.png"
-mkdir -p "$applications" "$icon_dir"
+# rm first: cp and > follow a link that is already there, and would write where it points.
+rm -f "$icon_file" "$desktop_file.partial"
 cp "$prefix/refit-studio.png" "$icon_file"
-
 while IFS= read -r line; do
     case $line in
         Exec=*) printf 'Exec=%s\n' "$(desktop_exec "$prefix/refit-studio")" ;;
@@ -90,17 +139,24 @@ while IFS= read -r line; do
         *) printf '%s\n' "$line" ;;
     esac
 done <"$prefix/refit-studio.desktop" >"$desktop_file.partial"
-mv "$desktop_file.partial" "$desktop_file"
+mv -f "$desktop_file.partial" "$desktop_file"
 
 {
     printf 'desktop=%s\n' "$desktop_file"
     printf 'icon=%s\n' "$icon_file"
 } >"$prefix/$record_name"
 
-mkdir -p "$bindir"
+# A link is replaced only when it is one an install of Refit Studio made (or leads nowhere);
+# anything else by that name is the user's.
 for name in refit-studio refit; do
     link="$bindir/$name"
-    if [ -e "$link" ] && [ ! -L "$link" ]; then
+    if [ -L "$link" ]; then
+        if [ -e "$link" ] && [ ! -f "$(dirname "$(readlink -f "$link")")/$record_name" ]; then
+            printf 'install.sh: %s links to %s, not to Refit Studio; left as it is.\n' \
+                "$link" "$(readlink "$link")" >&2
+            continue
+        fi
+    elif [ -e "$link" ]; then
         printf 'install.sh: %s exists and is not a link; left as it is.\n' "$link" >&2
         continue
     fi
