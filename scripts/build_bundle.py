@@ -348,6 +348,15 @@ def smoke_test(bundle: Path, edition: str, report: Report) -> None:
 # -- 4. size ------------------------------------------------------------------------------------
 
 
+def dangling_links(folder: Path) -> list[str]:
+    """Links in the bundle whose target is missing (a left-out library's alias, say)."""
+    return sorted(
+        str(path.relative_to(folder))
+        for path in folder.rglob("*")
+        if path.is_symlink() and not path.exists()
+    )
+
+
 def size_of(folder: Path) -> tuple[int, int]:
     files = total = 0
     for path in folder.rglob("*"):
@@ -411,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     build_seconds = time.perf_counter() - started
     smoke_test(bundle, args.edition, report)
 
+    broken = dangling_links(bundle)
+    report.add("no dangling links in the bundle", 0, not broken, ", ".join(broken[:5]))
     files, total = size_of(bundle)
     print(f"\nbundle: {bundle}\n  {files:,} files, {total / 1e9:.2f} GB unpacked")
     for name, size in largest_parts(bundle):
