@@ -315,13 +315,13 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from engine.training.trainer import train
-
     config = _config_from_args(args)
     if args.save_config:
         Path(args.save_config).write_text(config.to_json(), encoding="utf-8")
         print(f"Wrote {args.save_config}")
         return 0
+    _prefetch_while_importing(config)
+    from engine.training.trainer import train
     from engine.trust import check_model
 
     check_model(config.model.backbone, asked=config.model.allow_remote_code)  # before a run exists
@@ -329,6 +329,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
         lambda cb, control: train(config, workspace=args.workspace, on_event=cb, control=control),
         quiet=args.quiet,
     )
+
+
+def _prefetch_while_importing(config: RunConfig) -> None:
+    """Scan and decode an image folder in a second process while the trainer's libraries import
+    (seconds of one busy core): for the runs whose first pass is the frozen feature pass."""
+    from engine.data import detect_modality, prefetch
+    from engine.models.catalog import listed_entry
+
+    path = config.data.path
+    method = str(config.adapt.method)
+    entry = listed_entry(config.model.backbone)
+    if (
+        method in ("linear-probe", "auto")
+        and entry is not None
+        and entry.modality == "image"
+        and path
+        and Path(path).is_dir()
+        and detect_modality(path) == "image"
+    ):
+        prefetch.start(
+            path,
+            min_per_class=config.data.min_per_class,
+            min_size=entry.preprocess.resize_size,
+        )
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from engine.data import prefetch
 from engine.data.images import load_image
 from engine.data.index import Sample
 
@@ -58,7 +59,10 @@ class ImageDataset(Dataset):
             raise IndexError(f"item {i} is out of range for {len(self)} items")
         index, view = i % n, i // n
         sample = self.samples[index]
-        image = load_image(sample.path, min_size=self.min_size)
+        # Decoded by `refit train`'s prefetching child while this process started, or now.
+        image = prefetch.take_image(sample.path, self.min_size) or load_image(
+            sample.path, min_size=self.min_size
+        )
         if not self.random:
             return self.transform(image), sample.label
         # Only the CPU generator is reseeded (torch.manual_seed would also queue a reseed of

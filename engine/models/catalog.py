@@ -199,12 +199,21 @@ def list_catalog() -> list[CatalogEntry]:
     return list(_CATALOG)
 
 
-def resolve_entry(name: str) -> CatalogEntry:
-    """The catalog entry for a model name; raises ModelError for a name it cannot place."""
+def listed_entry(name: str) -> CatalogEntry | None:
+    """The catalog's own entry for ``name``, or None; never imports timm or torch."""
     name = name.strip()
     for entry in _CATALOG:
         if entry.name == name or (entry.family == "starter" and entry.name.lower() == name.lower()):
             return entry
+    return None
+
+
+def resolve_entry(name: str) -> CatalogEntry:
+    """The catalog entry for a model name; raises ModelError for a name it cannot place."""
+    name = name.strip()
+    listed = listed_entry(name)
+    if listed is not None:
+        return listed
     if name.startswith("timm:"):
         return _timm_entry(name[len("timm:") :])
     if name.startswith("hf:"):

@@ -17,6 +17,7 @@ from engine.data import (
     ScanCancelled,
     TextSample,
     detect_modality,
+    prefetch,
     scan_folder,
     scan_text_source,
     split_samples,
@@ -125,12 +126,18 @@ def prepare_data(
             min_per_class=config.data.min_per_class,
         )
     else:
+        cancel = control.cancel_event if control else None
         try:
-            index = scan_folder(
+            index = prefetch.take_index(
                 config.data.path,
                 min_per_class=config.data.min_per_class,
                 progress=on_progress,
-                cancel=control.cancel_event if control else None,
+                cancel=cancel,
+            ) or scan_folder(
+                config.data.path,
+                min_per_class=config.data.min_per_class,
+                progress=on_progress,
+                cancel=cancel,
             )
         except ScanCancelled:
             raise Cancelled() from None

@@ -1,0 +1,135 @@
+"""The prefetching child of `refit train`: its scan and its decoded images are exactly what the
+run would have made itself, and every failure falls back to the run's own scan and decoding."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="prefetching forks (Linux only)")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Runs in a fresh interpreter: start() refuses to fork once threads run (pytest may have some).
+CHECK = r"""
+import json, os, sys, time
+from pathlib import Path
+import numpy as np
+from engine.data import prefetch, scan_folder
+from engine.data.images import load_image
+
+root, min_size, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+started = prefetch.start(root, min_per_class=2, min_size=min_size)
+child = next(iter(prefetch._children.values()), None)
+if mode == "kill":
+    os.kill(child.pid, 9)
+index = prefetch.take_index(root, min_per_class=2)
+own = scan_folder(root, min_per_class=2)
+out = {"started": started, "index_from_child": index is not None}
+if index is not None:
+    out["same_index"] = index.samples == own.samples and [
+        p.message for p in index.problems] == [p.message for p in own.problems]
+    time.sleep(1.0)  # let the child finish decoding
+    same, hits = True, 0
+    for sample in own.samples:
+        got = prefetch.take_image(sample.path, min_size)
+        want = load_image(sample.path, min_size=min_size)
+        if got is not None:
+            hits += 1
+            same &= got.mode == want.mode and got.size == want.size and np.array_equal(
+                np.asarray(got), np.asarray(want))
+    out.update(same_pixels=same, hits=hits, samples=len(own.samples))
+    out["wrong_size_hit"] = prefetch.take_image(own.samples[0].path, min_size + 1) is not None
+out["children_left"] = len(prefetch._children)
+out["fds"] = sorted(os.listdir("/proc/self/fd"))
+print(json.dumps(out))
+"""
+
+
+def _folder(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(6):
+            pixels = rng.integers(0, 255, (300 + 7 * i, 420, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / cls / f"{i}.jpg", quality=90)
+        Image.fromarray(rng.integers(0, 255, (90, 120), dtype=np.uint8)).save(root / cls / "g.png")
+        rgba = rng.integers(0, 255, (80, 100, 4), dtype=np.uint8)
+        Image.fromarray(rgba, "RGBA").save(root / cls / "t.png")
+        deep = (rng.integers(0, 4095, (64, 64)) * 16).astype(np.uint16)
+        Image.fromarray(deep).save(root / cls / "deep.png")
+    (root / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    os.mkfifo(root / "b" / "pipe.jpg")  # the scan must skip it, not hang on it
+    return root
+
+
+def _run(folder: Path, min_size: int, mode: str = "normal") -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", CHECK, str(folder), str(min_size), mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_childs_scan_and_images_are_the_runs_own(tmp_path) -> None:
+    out = _run(_folder(tmp_path / "data"), 256)
+    assert out["started"] and out["index_from_child"] and out["same_index"]
+    assert out["samples"] == 18  # 2 x (6 JPEGs + 3 PNGs); the broken file and the FIFO are not
+    assert out["hits"] == out["samples"] and out["same_pixels"]
+    assert not out["wrong_size_hit"]  # decoded for another size: never handed out
+    assert out["children_left"] == 0  # every image taken: the child is reaped, its file closed
+    assert len(out["fds"]) <= 5, out["fds"]  # stdin/out/err (+ the listing itself)
+
+
+def test_a_child_that_dies_leaves_the_run_to_scan_itself(tmp_path) -> None:
+    out = _run(_folder(tmp_path / "data"), 256, mode="kill")
+    assert out["started"] and not out["index_from_child"]
+    assert out["children_left"] == 0
+
+
+def test_nothing_is_prefetched_without_a_start(tmp_path) -> None:
+    from engine.data import prefetch
+
+    folder = _folder(tmp_path / "data")
+    assert prefetch.take_index(folder, min_per_class=2) is None
+    assert prefetch.take_image(str(folder / "a" / "0.jpg"), 256) is None
+
+
+def test_train_gives_the_same_model_with_and_without_prefetching(tmp_path) -> None:
+    """`refit train` prefetches in its own process; the run's features and metrics equal those
+    of a run whose prefetching is switched off."""
+    folder = _folder(tmp_path / "data")
+    script = (
+        "import sys, runpy\n"
+        "import engine.data.prefetch as pf\n"
+        "if sys.argv[1] == 'off': pf.start = lambda *a, **k: False\n"
+        "sys.argv = ['refit'] + sys.argv[2:]\n"
+        "runpy.run_module('engine', run_name='__main__')\n"
+    )
+    results = {}
+    for mode in ("on", "off"):
+        ws = tmp_path / f"ws-{mode}"
+        done = subprocess.run(
+            [sys.executable, "-c", script, mode, "--workspace", str(ws), "train", str(folder),
+             "--method", "linear-probe", "--quiet"],
+            capture_output=True, text=True, timeout=600,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        run = next((ws / "runs").iterdir())
+        probs = np.load(run / "evaluation" / "val-predictions.npz")["probs"]
+        results[mode] = (json.loads((run / "summary.json").read_text()), probs)
+    assert np.array_equal(results["on"][1], results["off"][1])
+    on, off = results["on"][0], results["off"][0]
+    assert on.get("val_accuracy") == off.get("val_accuracy")
