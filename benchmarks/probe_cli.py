@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
                 rows,
             )
         )
-        print(same_predictions(tmp / "ws0", Path(best(sides["cold"]).result["run"])))
+        cold_run = Path(best(sides["cold"]).result["run"])  # <workspace>/runs/<id>, any round
+        print(same_predictions(cold_run.parent.parent, cold_run))
         cold = plain / best(sides["cold"]).process_seconds
         warm = plain / best(sides["warm"]).process_seconds
         print(f"\nRATIO plain / engine: {cold:.2f}x new workspace, {warm:.2f}x export cached "
