@@ -33,6 +33,10 @@ _BY_NAME_CALLS = {
 }
 
 
+#: Calls whose second argument is a table of module names imported on first use.
+_LAZY_EXPORTS = {"lazy_getattr", "engine.lazy.lazy_getattr"}
+
+
 @dataclass(frozen=True)
 class ByNameImport:
     """One call that imports (or looks up) a module by name."""
@@ -138,6 +142,10 @@ def scan_source(source: str, file: str) -> tuple[set[str], list[ByNameImport]]:
             statements.update(f"{base}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Call) and _dotted(node.func) in _BY_NAME_CALLS and node.args:
             names = resolve_names(node.args[0], constants, local)
+            calls.append(ByNameImport(file, node.lineno, function, _dotted(node.func), names))
+        elif isinstance(node, ast.Call) and _dotted(node.func) in _LAZY_EXPORTS and node.args[1:]:
+            # engine.lazy.lazy_getattr(package, TABLE): every module of TABLE is imported by name
+            names = resolve_names(node.args[1], constants, local)
             calls.append(ByNameImport(file, node.lineno, function, _dotted(node.func), names))
         for child in ast.iter_child_nodes(node):
             visit(child, function, local)

@@ -7,8 +7,7 @@ fast (torch and torchvision take seconds to import).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from engine.data.images import IMAGE_EXTENSIONS, load_image
 from engine.data.index import DatasetIndex, Sample
@@ -23,6 +22,7 @@ from engine.data.problems import (
 from engine.data.scan import scan_folder
 from engine.data.split import Splits, split_samples
 from engine.data.text import TextIndex, TextSample, scan_text_source, split_text_samples
+from engine.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from engine.data.dataset import ImageDataset
@@ -58,10 +58,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
