@@ -108,6 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
 
 
+WORKSPACE_HELP = "Folder holding runs (default: $REFIT_HOME or the per-user data folder)."
+
+
 class _VersionAction(argparse.Action):
     """`refit --version`: computed only when asked (argparse's own version action is eager)."""
 
@@ -130,10 +133,7 @@ def _parser() -> argparse.ArgumentParser:
         action=_VersionAction,
         help="Print the version, the edition (packaged app) and the torch it runs on.",
     )
-    p.add_argument(
-        "--workspace",
-        help="Folder holding runs (default: $REFIT_HOME or the per-user data folder).",
-    )
+    p.add_argument("--workspace", help=WORKSPACE_HELP)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser(
@@ -202,6 +202,10 @@ def _parser() -> argparse.ArgumentParser:
     cli_trust.add_parsers(sub)
     cli_lr_find.add_parsers(sub)
     cli_advise.add_parsers(sub)
+    for command in sub.choices.values():
+        # `refit train DIR --workspace W` as well as `refit --workspace W train DIR`: SUPPRESS
+        # leaves the value given before the command alone when none is given after it.
+        command.add_argument("--workspace", default=argparse.SUPPRESS, help=WORKSPACE_HELP)
     return p
 
 

@@ -137,3 +137,19 @@ def test_save_config_writes_a_replayable_file(shapes, tmp_path, capsys):
     cfg = RunConfig.load(target)
     assert cfg.adapt.method is Method.FULL and cfg.optim.lr == 0.01
     assert cfg.augment.preset == "strong" and cfg.data.path == str(shapes.resolve())
+
+
+def test_workspace_is_accepted_before_and_after_the_command(shapes, tmp_path, capsys):
+    """`refit train DIR --workspace W` and `refit --workspace W train DIR` are the same; given
+    in both places, the one after the command wins (it is the nearer)."""
+    after, before = tmp_path / "after", tmp_path / "before"
+    code, _, err = run_cli(
+        capsys, "train", str(shapes), *TINY, "--epochs", "1", "--quiet", "--workspace", str(after)
+    )
+    assert code == 0, err
+    assert len(list((after / "runs").iterdir())) == 1
+    code, out, _ = run_cli(capsys, "--workspace", str(before), "runs", "--workspace", str(after))
+    assert code == 0 and "completed" in out
+    code, out, _ = run_cli(capsys, "--workspace", str(after), "runs")
+    assert code == 0 and "completed" in out
+    assert not before.exists()
