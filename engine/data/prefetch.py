@@ -151,7 +151,10 @@ def _child_main(key: _Key, min_size: int, conn, fd: int) -> None:
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl+C ends the child at once
         root, min_per_class = key
-        index = scan_folder(root, min_per_class=min_per_class, workers=1)
+        # Every core but the one the parent's imports keep busy (a large folder on a many-core
+        # machine must not scan slower than the run itself would have).
+        workers = max(1, (os.cpu_count() or 1) - 1)
+        index = scan_folder(root, min_per_class=min_per_class, workers=workers)
         conn.send(("index", index))
         offset = 0
         chunk: dict[str, tuple[str, tuple[int, int], int, int]] = {}

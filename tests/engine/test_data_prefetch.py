@@ -106,6 +106,7 @@ def test_nothing_is_prefetched_without_a_start(tmp_path) -> None:
     assert prefetch.take_image(str(folder / "a" / "0.jpg"), 256) is None
 
 
+@pytest.mark.slow
 def test_train_gives_the_same_model_with_and_without_prefetching(tmp_path) -> None:
     """`refit train` prefetches in its own process; the run's features and metrics equal those
     of a run whose prefetching is switched off."""
