@@ -57,6 +57,7 @@ class _Child:
         self.finished = False
         self.stopped = False
         self.closed = False
+        self.progress: tuple[int, int] = (0, 0)  # the scan's (done, total), as the child sent it
 
     def pump(self, wait: float = 0.0) -> None:
         """Read the messages that have arrived (waiting up to ``wait`` seconds for one)."""
@@ -74,7 +75,9 @@ class _Child:
                 self.index_arrived = True
                 return
             wait = 0.0
-            if kind == "index":
+            if kind == "progress":
+                self.progress = payload
+            elif kind == "index":
                 self.index = payload if isinstance(payload, DatasetIndex) else None
                 self.index_arrived = True
             elif kind == "images":
@@ -154,7 +157,11 @@ def _child_main(key: _Key, min_size: int, conn, fd: int) -> None:
         # Every core but the one the parent's imports keep busy (a large folder on a many-core
         # machine must not scan slower than the run itself would have).
         workers = max(1, (os.cpu_count() or 1) - 1)
-        index = scan_folder(root, min_per_class=min_per_class, workers=workers)
+
+        def progress(done: int, total: int) -> None:  # about a hundred calls at most
+            conn.send(("progress", (done, total)))
+
+        index = scan_folder(root, min_per_class=min_per_class, workers=workers, progress=progress)
         conn.send(("index", index))
         offset = 0
         chunk: dict[str, tuple[str, tuple[int, int], int, int]] = {}
@@ -199,18 +206,22 @@ def take_index(
         child = _children.get(_key(root, min_per_class))
     if child is None:
         return None
+    shown = (0, 0)
     with child.lock:
         while not child.index_arrived:
             if cancel is not None and cancel.is_set():
                 _forget(child)
                 raise ScanCancelled()
             child.pump(wait=0.1)
+            if progress is not None and child.progress != shown and child.progress[1]:
+                shown = child.progress
+                progress(*shown)
         index = child.index
     if index is None:
         _forget(child)
         return None
     if progress is not None:
-        total = len(index.samples)
+        total = child.progress[1] or len(index.samples)  # files looked at, as a scan counts
         progress(total, total)
     return index
 

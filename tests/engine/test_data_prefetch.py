@@ -30,9 +30,14 @@ started = prefetch.start(root, min_per_class=2, min_size=min_size)
 child = next(iter(prefetch._children.values()), None)
 if mode == "kill":
     os.kill(child.pid, 9)
-index = prefetch.take_index(root, min_per_class=2)
-own = scan_folder(root, min_per_class=2)
+seen = []
+index = prefetch.take_index(root, min_per_class=2, progress=lambda d, t: seen.append((d, t)))
+own_seen = []
+own = scan_folder(root, min_per_class=2, progress=lambda d, t: own_seen.append((d, t)))
 out = {"started": started, "index_from_child": index is not None}
+out["progress_end"] = seen[-1] if seen else None
+out["own_progress_end"] = own_seen[-1]
+out["progress_monotonic"] = all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
 if index is not None:
     out["same_index"] = index.samples == own.samples and [
         p.message for p in index.problems] == [p.message for p in own.problems]
@@ -85,6 +90,8 @@ def _run(folder: Path, min_size: int, mode: str = "normal") -> dict:
 def test_the_childs_scan_and_images_are_the_runs_own(tmp_path) -> None:
     out = _run(_folder(tmp_path / "data"), 256)
     assert out["started"] and out["index_from_child"] and out["same_index"]
+    # The scan's progress reaches the caller as the run's own scan would report it.
+    assert out["progress_end"] == out["own_progress_end"] and out["progress_monotonic"]
     assert out["samples"] == 18  # 2 x (6 JPEGs + 3 PNGs); the broken file and the FIFO are not
     assert out["hits"] == out["samples"] and out["same_pixels"]
     assert not out["wrong_size_hit"]  # decoded for another size: never handed out
