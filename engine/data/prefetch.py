@@ -66,11 +66,7 @@ class _Child:
                 if not self.conn.poll(wait):
                     return
                 kind, payload = self.conn.recv()
-            except (EOFError, OSError, ValueError):  # the child is gone, or sent garbage
-                self.finished = True
-                self.index_arrived = True
-                return
-            except Exception:
+            except Exception:  # the child is gone, or sent something that does not unpickle
                 self.finished = True
                 self.index_arrived = True
                 return
@@ -87,15 +83,17 @@ class _Child:
                 self.index_arrived = True
 
     def stop(self) -> None:
-        """Stop the child (it may still be decoding) and reap it."""
+        """Stop the child (it may still be decoding), reap it, and keep what it had sent."""
         if self.stopped:
             return
         self.stopped = True
+        self.pump()
         if not self.finished:
             with contextlib.suppress(OSError):
                 os.kill(self.pid, signal.SIGKILL)
         with contextlib.suppress(OSError, ChildProcessError):
             os.waitpid(self.pid, 0)
+        self.pump()  # the messages still in the pipe, up to its end
         with contextlib.suppress(OSError):
             self.conn.close()
 
@@ -239,10 +237,7 @@ def take_image(path: str, min_size: int | None) -> Image.Image | None:
         with child.lock:
             if child.closed:
                 continue
-            if not child.stopped:
-                child.pump()
-                child.stop()
-                child.pump()  # what was sent before it stopped
+            child.stop()  # once: the run decodes what the child has not reached
             entry = child.images.pop(path, None)
             if entry is None:
                 continue
