@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+
+from engine.edition import bundle_dir
 
 
 def resource_root() -> Path:
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:
-        return Path(bundle) / "resources"
+    bundle = bundle_dir()
+    if bundle is not None:
+        return bundle / "resources"
     return Path(__file__).resolve().parent.parent / "resources"
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 MARKER = "refit_edition.json"
 EDITIONS = {"cpu": "CPU/Apple edition", "nvidia": "NVIDIA GPU edition"}
+UNKNOWN = "packaged, edition unknown"
 
 
 def bundle_dir() -> Path | None:
@@ -30,11 +31,7 @@ def edition() -> str:
         key = json.loads((folder / MARKER).read_text(encoding="utf-8")).get("edition")
     except (OSError, ValueError, AttributeError):
         key = None
-    return (
-        EDITIONS.get(key, "packaged, edition unknown")
-        if isinstance(key, str)
-        else ("packaged, edition unknown")
-    )
+    return EDITIONS[key] if isinstance(key, str) and key in EDITIONS else UNKNOWN
 
 
 def version_line() -> str:

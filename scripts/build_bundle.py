@@ -40,12 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from engine.edition import EDITIONS as EDITION_NAMES  # noqa: E402 - stdlib only
+
 EDITIONS = {
     # edition: (torch, torchvision)
     "cpu": ("torch==2.13.0", "torchvision==0.28.0"),
     "nvidia": ("torch==2.14.1", "torchvision==0.29.1"),
 }
-EDITION_NAMES = {"cpu": "CPU/Apple edition", "nvidia": "NVIDIA GPU edition"}
 SIZE_AIM = {"cpu": 1.5e9}  # unpacked, Linux (issue 13)
 COMMAND_TIMEOUT = 900
 
@@ -316,8 +318,9 @@ def smoke_test(bundle: Path, edition: str, report: Report) -> None:
         )  # fmt: skip
         probe = s.newest_run()
         s.refit_cmd(
-            "refit train --method last-1 (loader workers)", "train", str(scratch / "images"),
-            "--method", "last-1", "--epochs", "2", expect="Run completed",
+            "refit train --method last-1 (2 loader worker processes)", "train",
+            str(scratch / "images"), "--method", "last-1", "--epochs", "2", "--workers", "2",
+            expect="Run completed",
         )  # fmt: skip
         tuned = s.newest_run()
         s.refit_cmd("refit predict (images)", "predict", probe, str(images[5]), str(images[-5]))
