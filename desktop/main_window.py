@@ -37,6 +37,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, workspace: Path, settings: QSettings | None = None) -> None:
         super().__init__()
+        self._ask_before_closing = True  # False once a terminating signal closes the window
         self.setObjectName("MainWindow")
         self.setWindowTitle("Refit Studio")
         self.setAcceptDrops(True)
@@ -261,12 +262,11 @@ class MainWindow(QMainWindow):
     def close_without_asking(self) -> None:
         """Close as the close button does when the user answers Yes: a run in progress stops
         (saved, resumable). For a terminating signal, where nobody can answer."""
-        self._asking = False
+        self._ask_before_closing = False
         self.close()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        asking = getattr(self, "_asking", True)
-        if asking and (self.train_page.is_running or self.results_page.busy):
+        if self._ask_before_closing and (self.train_page.is_running or self.results_page.busy):
             what = "A run is training" if self.train_page.is_running else "A run is evaluating"
             answer = QMessageBox.question(
                 self,

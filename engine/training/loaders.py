@@ -13,8 +13,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 def auto_workers(requested: int) -> int:
-    """-1: one worker per spare core (max 8); 0 inside a frozen (PyInstaller) app."""
-    if getattr(sys, "frozen", False):
+    """-1: one worker per spare core (max 8). A frozen (PyInstaller) app off Linux keeps 0:
+    there workers start by spawn, which re-runs the executable, never tried on those systems
+    (on Linux they fork; scripts/build_bundle.py trains with workers in the bundle)."""
+    if getattr(sys, "frozen", False) and sys.platform != "linux":
         return 0
     if requested >= 0:
         return requested
