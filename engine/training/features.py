@@ -152,13 +152,17 @@ def extract_features(
 
 
 def cached(
-    path: Path, compute: Callable[[], torch.Tensor], rows: int | None = None
+    path: Path,
+    compute: Callable[[], torch.Tensor],
+    rows: int | None = None,
+    width: int | None = None,
 ) -> tuple[torch.Tensor, bool]:
     """Load the tensor at ``path`` or compute and store it. Returns (tensor, was_cached).
-    ``rows``: a cached tensor that cannot be the features of that many examples is not used."""
+    ``rows`` (and ``width``): a cached tensor that cannot be the features of that many examples
+    (of that many features each) is not used."""
     tensor = load_cached(path)
     if rows is not None:
-        tensor = fitting(tensor, rows)
+        tensor = fitting(tensor, rows, width)
     if tensor is not None:
         return tensor, True
     tensor = compute()
@@ -166,10 +170,15 @@ def cached(
     return tensor, False
 
 
-def fitting(features: torch.Tensor | None, rows: int) -> torch.Tensor | None:
-    """``features`` when they can be the features of ``rows`` examples: a cache file that other
-    code (or a person) left under this name with other rows, or with NaN, is not used."""
+def fitting(
+    features: torch.Tensor | None, rows: int, width: int | None = None
+) -> torch.Tensor | None:
+    """``features`` when they can be the features of ``rows`` examples (of ``width`` features,
+    the head's input, when given): a cache file that other code (or a person) left under this
+    name with other rows, another network's width, or NaN, is not used."""
     if features is None or features.ndim != 2 or features.shape[0] != rows:
+        return None
+    if width is not None and features.shape[1] != width:
         return None
     if not features.is_floating_point() or not bool(torch.isfinite(features).all()):
         return None

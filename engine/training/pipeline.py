@@ -187,18 +187,15 @@ class FeaturePipeline(Pipeline):
     def _features(self, paths: tuple[Path, ...], datasets: tuple[Any, ...]) -> list[torch.Tensor]:
         """The cached features of each dataset; the missing ones computed in one pass (one set of
         loader workers), then cached."""
-        found = [fitting(load_cached(p), len(d)) for p, d in zip(paths, datasets, strict=True)]
-        if len({t.shape[1] for t in found if t is not None}) > 1:
-            found = [None] * len(found)  # files of two different networks: neither is trusted
+        width = self.model.num_features  # a file of another network's width is not used
+        found = [
+            fitting(load_cached(p), len(d), width) for p, d in zip(paths, datasets, strict=True)
+        ]
         missing = [i for i, tensor in enumerate(found) if tensor is None]
         if not missing:
             self.trainer.log("Backbone features loaded from the cache; training only the head.")
             return [t for t in found if t is not None]
         together = self._extract(ConcatDataset([datasets[i] for i in missing]))
-        if any(t is not None and t.shape[1] != together.shape[1] for t in found):
-            # A cached file of another network's width: computed again with the rest.
-            found, missing = [None] * len(found), list(range(len(found)))
-            together = self._extract(ConcatDataset(list(datasets)))
         sizes = [len(datasets[i]) for i in missing]
         for i, part in zip(missing, together.split(sizes), strict=True):
             store_cached(paths[i], part)

@@ -10,7 +10,7 @@ import torch
 from engine.data.tokens import TokenizedTexts, length_batches, sorted_batches
 from engine.events import StageProgressed
 from engine.training.control import Cancelled
-from engine.training.features import cache_key, cached, store_cached
+from engine.training.features import cache_key, cached
 from engine.training.loaders import epoch_permutation
 from engine.training.pipeline import Batch, FeaturePipeline, Pipeline
 
@@ -96,12 +96,13 @@ class TextFeaturePipeline(FeaturePipeline):
             return run_in_order(self, encoders["encoder"], tokens[split], stage="features")
 
         n, n_val = len(self.data.train), len(self.data.val)
-        train, hit = cached(cache_dir / f"{key}-train.safetensors", lambda: extract("train"), n)
-        val, hit_val = cached(cache_dir / f"{key}-val.safetensors", lambda: extract("val"), n_val)
-        if train.shape[1] != val.shape[1]:  # one of them cached from another network
-            train, val = extract("train"), extract("val")
-            store_cached(cache_dir / f"{key}-train.safetensors", train)
-            store_cached(cache_dir / f"{key}-val.safetensors", val)
+        width = self.model.num_features  # a file of another network's width is not used
+        train, hit = cached(
+            cache_dir / f"{key}-train.safetensors", lambda: extract("train"), n, width
+        )
+        val, hit_val = cached(
+            cache_dir / f"{key}-val.safetensors", lambda: extract("val"), n_val, width
+        )
         if hit and hit_val:
             t.log("Backbone features loaded from the cache; training only the head.")
         self.train_features = train.view(1, n, -1).to(self.device)
