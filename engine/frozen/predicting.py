@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -17,6 +18,8 @@ import torch
 from engine.config import Method, Runtime
 from engine.frozen.forward import FrozenForward, onnx_key, use_onnxruntime
 from engine.frozen.keys import backbone_parts, run_cache_dir
+
+_log = logging.getLogger(__name__)
 
 EXPORT_WORTH_ROWS = 100
 
@@ -45,8 +48,10 @@ def predictor_forward(predictor: Any, rows: int) -> Any:
     config, model = predictor.config, predictor.model
     notes = predictor.runtime_notes
 
-    def log(text: str, _level: str) -> None:
+    def log(text: str, level: str) -> None:
         notes.append(text)
+        if level == "warning":  # a fall back to torch: on stderr in the CLI, the app's log
+            _log.warning(text)
 
     common = {
         "placement": _cpu_placement(),

@@ -150,7 +150,8 @@ def threaded_batches(
     from concurrent.futures import ThreadPoolExecutor
 
     order = batches_of(range(len(dataset)), batch_size)
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="refit-decode") as pool:
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="refit-decode")
+    try:
         pending = [[pool.submit(dataset.__getitem__, i) for i in b] for b in order[:ahead]]
         for k in range(len(order)):
             if k + ahead < len(order):
@@ -161,3 +162,7 @@ def threaded_batches(
                 torch.stack([x for x, _ in items]),
                 torch.tensor([y for _, y in items], dtype=torch.long),
             )
+    finally:
+        # A pass stopped early (cancelled, failed) drops the batches queued ahead at once
+        # instead of decoding them first.
+        pool.shutdown(wait=False, cancel_futures=True)

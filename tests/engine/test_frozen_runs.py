@@ -87,3 +87,23 @@ def test_device_runtime_round_trips_and_is_a_train_flag(tmp_path):
     shapes = make_shapes_folder(tmp_path / "s", per_class=3)
     assert main(["train", str(shapes), "--runtime", "onnxruntime", "--save-config", str(out)]) == 0
     assert RunConfig.load(out).device.runtime is Runtime.ONNXRUNTIME
+
+
+def test_a_fall_back_to_torch_during_evaluation_is_a_logged_warning(
+    shapes, tmp_path, monkeypatch, caplog
+):
+    """Evaluation and prediction have no run log: a failed export is a warning of the logging
+    module (printed on stderr by the CLI), and the predictions are torch's."""
+    import engine.frozen.forward as forward
+
+    run = RunDir(probe(shapes, tmp_path / "ws", Runtime.TORCH).run_dir)
+
+    def broken(*_args, **_kwargs):
+        raise forward.OnnxUnavailable("export failed on purpose")
+
+    monkeypatch.setattr(forward, "prepare", broken)
+    with caplog.at_level("WARNING", logger="engine.frozen.predicting"):
+        asked = predict_split(run, "val", runtime="onnxruntime")
+    assert any("runs in torch: export failed on purpose" in r.message for r in caplog.records)
+    ref = predict_split(run, "val", runtime="torch")
+    assert np.array_equal(asked.preds, ref.preds)
