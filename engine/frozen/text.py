@@ -54,10 +54,9 @@ class OrtTextEncoder(nn.Module):
     """A frozen text backbone in onnxruntime, called like the torch backbone (token batch in,
     float32 features out, on the CPU)."""
 
-    def __init__(self, session: OnnxSession, path: Path) -> None:
+    def __init__(self, session: OnnxSession) -> None:
         super().__init__()
         self.session = session
-        self.path = path
 
     def forward(self, batch: TokenBatch) -> torch.Tensor:
         return self.session.run_feeds({name: batch[name] for name in _INPUTS})[0]
@@ -114,8 +113,6 @@ def ort_text_encoder(
     key: str,
     sample: TokenBatch,
     log: Callable[[str], None],
-    *,
-    threads: int | None = None,
 ) -> OrtTextEncoder | None:
     """``backbone`` in onnxruntime, exported into ``cache_dir`` once per ``key`` and checked
     against torch on ``sample`` (a batch of real texts) when first used (engine.frozen.cache);
@@ -127,10 +124,8 @@ def ort_text_encoder(
         prepared = prepare(
             path,
             make=lambda target: export_text_encoder(backbone, target, sample),
-            check=lambda session: check_against_torch(
-                OrtTextEncoder(session, path), backbone, sample
-            ),
-            threads=threads or torch.get_num_threads(),
+            check=lambda session: check_against_torch(OrtTextEncoder(session), backbone, sample),
+            threads=torch.get_num_threads(),
             weights=fingerprint(backbone),
         )
     except (OnnxUnavailable, OSError) as exc:
@@ -139,4 +134,4 @@ def ort_text_encoder(
     rows = len(sample["input_ids"])
     seconds = time.monotonic() - started
     log(sentence("the frozen text encoder", prepared, rows, seconds, unit="texts"))
-    return OrtTextEncoder(prepared.session, path)
+    return OrtTextEncoder(prepared.session)

@@ -139,10 +139,13 @@ def deterministic(dataset: Any) -> bool:
     return getattr(dataset, "random", True) is False
 
 
+AHEAD = 4  # batches decoded in advance (see threaded_batches)
+
+
 def threaded_batches(
-    dataset: Any, *, batch_size: int, threads: int, ahead: int = 4
+    dataset: Any, *, batch_size: int, threads: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches of ``dataset`` in order, made by ``threads`` threads of this process, ``ahead``
+    """Batches of ``dataset`` in order, made by ``threads`` threads of this process, ``AHEAD``
     batches in advance. For deterministic datasets (see :func:`deterministic`) on the CPU:
     decoding and resizing release the GIL, and no worker process has to start, or send its
     tensors back. Four batches ahead: while the first one is exported to ONNX and checked (about
@@ -152,10 +155,10 @@ def threaded_batches(
     order = batches_of(range(len(dataset)), batch_size)
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="refit-decode")
     try:
-        pending = [[pool.submit(dataset.__getitem__, i) for i in b] for b in order[:ahead]]
+        pending = [[pool.submit(dataset.__getitem__, i) for i in b] for b in order[:AHEAD]]
         for k in range(len(order)):
-            if k + ahead < len(order):
-                pending.append([pool.submit(dataset.__getitem__, i) for i in order[k + ahead]])
+            if k + AHEAD < len(order):
+                pending.append([pool.submit(dataset.__getitem__, i) for i in order[k + AHEAD]])
             items = [f.result() for f in pending[k]]
             pending[k] = []
             yield (
