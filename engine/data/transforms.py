@@ -10,6 +10,7 @@ from torchvision.transforms import InterpolationMode, v2
 
 from engine.config import AugmentPreset
 from engine.data.intensity import PERCENTILE, IntensityStretch
+from engine.data.view import EvalView
 from engine.preprocess import Preprocess
 
 _INTERPOLATION = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
@@ -26,13 +27,25 @@ class ImageTransform:
     """A picklable PIL image -> normalised float tensor transform.
 
     ``min_size`` is the short side an image needs so that no crop is upsampled; loaders pass it
-    to ``load_image`` so that JPEGs can be decoded at a reduced scale.
+    to ``load_image`` so that JPEGs can be decoded at a reduced scale. An evaluation transform is
+    ``view`` (Pillow only: what the network sees) then ``finish`` (to a normalised tensor); a
+    process without torch can make the view (engine/data/prefetch.py).
     """
 
-    def __init__(self, pipeline: v2.Compose, min_size: int, *, train: bool) -> None:
+    def __init__(
+        self,
+        pipeline: v2.Compose,
+        min_size: int,
+        *,
+        train: bool,
+        view: EvalView | None = None,
+        finish: v2.Compose | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.min_size = min_size
         self.train = train
+        self.view = view
+        self.finish = finish
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         return self.pipeline(image)
@@ -64,13 +77,19 @@ def build_transform(
         v2.Normalize(mean=list(preprocess.mean), std=list(preprocess.std)),
     ]
     if not train or preset is AugmentPreset.NONE:
-        steps = [
-            *head,
-            v2.Resize(preprocess.resize_size, interpolation=interpolation, antialias=True),
-            v2.CenterCrop(size),
-            *tail,
-        ]
-        return ImageTransform(v2.Compose(steps), preprocess.resize_size, train=train)
+        view = EvalView(
+            preprocess.resize_size,
+            size,
+            interpolation=preprocess.interpolation,
+            stretch=preprocess.intensity == PERCENTILE,
+        )
+        return ImageTransform(
+            v2.Compose([view, *tail]),
+            preprocess.resize_size,
+            train=train,
+            view=view,
+            finish=v2.Compose(tail),
+        )
 
     scale = _CROP_SCALE[preset]
     steps = [

@@ -17,7 +17,6 @@ The map is routed through a small probe module by temporary hooks, so captum alw
 from __future__ import annotations
 
 import inspect
-import itertools
 import math
 import weakref
 from collections.abc import Iterator, Sequence
@@ -134,13 +133,13 @@ def image_heatmaps(
     spot = _spot(predictor)
     if spot is None:
         raise ExplainError(can_explain(predictor))
-    geometry = _geometry(predictor.transform)
+    view = predictor.transform.view  # what the model sees, before it becomes a tensor
     min_size = getattr(predictor.transform, "min_size", None)
     out: list[Heatmap] = []
     for batch in _batched([str(p) for p in paths], _BATCH):
         originals = [load_image(p, min_size=min_size) for p in batch]
-        seen = [geometry(im) for im in originals]
-        x = torch.stack([predictor.transform(im) for im in originals]).to(predictor.device)
+        seen = [view(im) for im in originals]
+        x = torch.stack([predictor.transform.finish(im) for im in seen]).to(predictor.device)
         cams, targets, probs = _grad_cam(predictor.model, spot, x, target)
         for ref, im, cam, t, prob in zip(batch, seen, cams, targets, probs, strict=True):
             out.append(
@@ -338,19 +337,6 @@ def _method(spot: _Spot) -> str:
 
 
 # -- images -------------------------------------------------------------------------------------
-
-
-def _geometry(transform: Any) -> Any:
-    """The PIL steps of the evaluation transform (resize, center-crop): what the model sees."""
-    from torchvision.transforms import v2
-
-    steps = list(
-        itertools.takewhile(
-            lambda t: not isinstance(t, v2.ToImage | v2.ToDtype | v2.Normalize),
-            transform.pipeline.transforms,
-        )
-    )
-    return v2.Compose(steps)
 
 
 def _resized(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
