@@ -336,9 +336,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _prefetch_while_importing(config: RunConfig) -> None:
-    """Scan and decode an image folder in a second process while the trainer's libraries import
-    (seconds of one busy core): for the runs whose first pass is the frozen feature pass."""
+    """Scan an image folder and make what the network sees of each image in a second process
+    while the trainer's libraries import (seconds of one busy core): for the runs whose first
+    pass is the frozen feature pass."""
     from engine.data import detect_modality, prefetch
+    from engine.data.view import EvalView
     from engine.models.catalog import listed_entry
 
     path = config.data.path
@@ -352,10 +354,13 @@ def _prefetch_while_importing(config: RunConfig) -> None:
         and Path(path).is_dir()
         and detect_modality(path) == "image"
     ):
+        pre = entry.preprocess
         prefetch.start(
             path,
             min_per_class=config.data.min_per_class,
-            min_size=entry.preprocess.resize_size,
+            min_size=pre.resize_size,
+            view=EvalView(pre.resize_size, pre.input_size, pre.interpolation),
+            intensity=str(config.data.intensity),
         )
 
 

@@ -43,6 +43,8 @@ class ImageDataset(Dataset):
         #: Whether the transform draws random numbers (an evaluation transform does not; items
         #: can then be made in several threads at once).
         self.random = bool(getattr(transform, "train", True))
+        #: The Pillow part of an evaluation transform (engine/data/view.py), if it has one.
+        self.view = getattr(transform, "view", None)
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the augmentation of ``epoch`` from now on."""
@@ -59,7 +61,11 @@ class ImageDataset(Dataset):
             raise IndexError(f"item {i} is out of range for {len(self)} items")
         index, view = i % n, i // n
         sample = self.samples[index]
-        # Decoded by `refit train`'s prefetching child while this process started, or now.
+        if not self.random and self.view is not None:
+            # Made by `refit train`'s prefetching child while this process started.
+            seen = prefetch.take_view(sample.path, self.view)
+            if seen is not None:
+                return self.transform.finish(seen), sample.label
         image = prefetch.take_image(sample.path, self.min_size) or load_image(
             sample.path, min_size=self.min_size
         )

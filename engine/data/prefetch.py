@@ -3,23 +3,31 @@
 ``refit train DIR`` spends its first seconds importing torch, torchvision, timm and scikit-learn
 on one core; the other core is idle. A thread cannot use it (the scan's Python holds the GIL and
 slowed the imports down more than it saved, measured), a second process can: :func:`start`
-forks before those imports, and the child scans the folder (the same ``scan_folder``) and then
+forks before those imports, and the child scans the folder (the same ``scan_folder``), then
 decodes the images the way the feature pass will (the same ``load_image`` with the same
-``min_size``), writing the decoded pixels to an unlinked file in memory (``/dev/shm``) and their
-places to a pipe. The run then takes the scan (:func:`take_index`) instead of scanning again, and
-each decoded image (:func:`take_image`) instead of decoding it again: the pixels are the ones
-``load_image`` returns, so features, training and predictions do not change (tested).
+``min_size``) and, given the run's evaluation view (engine/data/view.py), makes that view of each
+too (resize and centre crop in Pillow: the code of the run's own transform), writing the pixels
+to an unlinked file in memory (``/dev/shm``) and their places to a pipe. The run then takes the
+scan (:func:`take_index`) instead of scanning again, and each image (:func:`take_view`,
+:func:`take_image`) instead of making it again: the pixels are the ones the run would have made,
+so features, training and predictions do not change (tested).
 
-Limits: at most ``CAP_BYTES`` of decoded pixels; images the child has not reached when the run
-first asks for one are decoded by the run as usual (the child is stopped then, so the two never
-decode the same images at once). Anything that goes wrong in the child (a crash, a pickling
-error, a full ``/dev/shm``) only means the run scans and decodes itself. Only where ``os.fork``
-is safe before any library has started threads: Linux.
+Limits: at most ``CAP_BYTES`` of pixels; images the child has not reached when the run first
+asks for one are made by the run as usual (the child is stopped then, so the two never work on
+the same images at once). Anything that goes wrong in the child (a crash, a pickling error, a
+full ``/dev/shm``) only means the run does that work itself. The child dies with the run (the
+parent-death signal). Only where ``os.fork`` is safe before any library has started threads:
+Linux.
+
+Measured (docs/benchmarks.md): a second process that also exported the frozen backbone to ONNX
+while the run imported (so the first run of a backbone would not wait for the export) did not
+pay on two cores: importing torch a second time took the time the export saved.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -32,12 +40,22 @@ from PIL import Image
 
 from engine.data.images import load_image
 from engine.data.index import DatasetIndex
+from engine.data.intensity import PERCENTILE, resolve_intensity
 from engine.data.problems import ImageError, ScanCancelled
 from engine.data.scan import scan_folder
+from engine.data.view import EvalView
 
 CAP_BYTES = 768 * 2**20
 _CHUNK = 16  # images per message: the run can use the first ones before the child is done
 _Key = tuple[str, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    mode: str
+    size: tuple[int, int]
+    offset: int
+    length: int
 
 
 def _key(root: str | Path, min_per_class: int) -> _Key:
@@ -45,66 +63,78 @@ def _key(root: str | Path, min_per_class: int) -> _Key:
 
 
 class _Child:
-    """The parent's view of one prefetching child: its pipe, its pixel file and what arrived."""
+    """The parent's view of one prefetching child: its pipe, its pixel file and what arrived.
+
+    A reader thread takes the child's messages as they come (the child would otherwise block on
+    a full pipe while this process imports); it sleeps in ``recv`` and holds the GIL only to
+    unpickle a few dozen small messages. Everything below is read and changed under ``cond``."""
 
     def __init__(self, key: _Key, min_size: int, pid: int, conn, fd: int) -> None:
         self.key, self.min_size, self.pid = key, min_size, pid
         self.conn, self.fd = conn, fd
-        self.lock = threading.Lock()
-        self.images: dict[str, tuple[str, tuple[int, int], int, int]] = {}
+        self.cond = threading.Condition()
+        self.images: dict[str, _Entry] = {}
+        self.view: EvalView | None = None  # the view the images were made with; None: decoded
         self.index: DatasetIndex | None = None
         self.index_arrived = False
-        self.finished = False
-        self.stopped = False
-        self.closed = False
+        self.finished = False  # the child said it is done, or died (its pipe ended)
+        self.pixels_open = True
         self.progress: tuple[int, int] = (0, 0)  # the scan's (done, total), as the child sent it
+        threading.Thread(target=self._read, name="refit-prefetch", daemon=True).start()
 
-    def pump(self, wait: float = 0.0) -> None:
-        """Read the messages that have arrived (waiting up to ``wait`` seconds for one)."""
-        while not self.finished:
+    def _read(self) -> None:
+        while True:
             try:
-                if not self.conn.poll(wait):
-                    return
                 kind, payload = self.conn.recv()
             except Exception:  # the child is gone, or sent something that does not unpickle
-                self.finished = True
-                self.index_arrived = True
-                return
-            wait = 0.0
-            if kind == "progress":
-                self.progress = payload
-            elif kind == "index":
-                self.index = payload if isinstance(payload, DatasetIndex) else None
-                self.index_arrived = True
-            elif kind == "images":
-                self.images.update(payload)
-            else:  # "done" or "error"
-                self.finished = True
-                self.index_arrived = True
+                break
+            with self.cond:
+                self._took(kind, payload)
+                self.cond.notify_all()
+            if kind in ("done", "error"):
+                break
+        with contextlib.suppress(OSError, ChildProcessError):
+            os.waitpid(self.pid, 0)  # it exits right after its last message
+        with contextlib.suppress(OSError):
+            self.conn.close()
+        with self.cond:
+            self.finished = self.index_arrived = True
+            self.cond.notify_all()
 
-    def stop(self) -> None:
-        """Stop the child (it may still be decoding), reap it, and keep what it had sent."""
-        if self.stopped:
+    def _took(self, kind: str, payload: object) -> None:
+        if kind == "progress":
+            self.progress = payload  # type: ignore[assignment]
+        elif kind == "index":
+            self.index = payload if isinstance(payload, DatasetIndex) else None
+            self.index_arrived = True
+        elif kind == "view":
+            self.view = payload if isinstance(payload, EvalView) else None
+        elif kind == "images" and isinstance(payload, dict):
+            self.images.update(payload)
+
+    def stop_decoding(self) -> None:
+        """(Under ``cond``.) A child still decoding is stopped and what it sent is kept (the
+        run decodes the rest)."""
+        if self.finished:
             return
-        self.stopped = True
-        self.pump()
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGKILL)  # only decoding: nothing of its own to clean up
+        self.cond.wait_for(lambda: self.finished)  # the messages still in the pipe, to its end
+
+    def close_pixels(self) -> None:
+        if self.pixels_open:
+            self.pixels_open = False
+            self.images.clear()
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+
+    def end(self) -> None:
+        """(Under ``cond``.) Stop the child whatever it does and free its pixels."""
+        self.close_pixels()
         if not self.finished:
             with contextlib.suppress(OSError):
                 os.kill(self.pid, signal.SIGKILL)
-        with contextlib.suppress(OSError, ChildProcessError):
-            os.waitpid(self.pid, 0)
-        self.pump()  # the messages still in the pipe, up to its end
-        with contextlib.suppress(OSError):
-            self.conn.close()
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.stop()
-        self.closed = True
-        self.images.clear()
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+            self.cond.wait_for(lambda: self.finished, timeout=5.0)
 
 
 _lock = threading.Lock()
@@ -115,9 +145,18 @@ def possible() -> bool:
     return sys.platform == "linux" and hasattr(os, "fork")
 
 
-def start(root: str | Path, *, min_per_class: int, min_size: int) -> bool:
-    """Fork a child that scans ``root`` and decodes its images for ``min_size``; False when
-    prefetching is not possible here. Call before importing torch (no threads may run yet)."""
+def start(
+    root: str | Path,
+    *,
+    min_per_class: int,
+    min_size: int,
+    view: EvalView | None = None,
+    intensity: str = "off",
+) -> bool:
+    """Fork a child that scans ``root``, decodes its images for ``min_size`` and, given
+    ``view``, makes that view of each (its stretch decided by ``intensity`` and the scan, as a
+    run decides it); False when prefetching is not possible here. Call before importing torch
+    (no threads may run yet)."""
     if not possible() or threading.active_count() > 1:
         return False
     key = _key(root, min_per_class)
@@ -132,10 +171,11 @@ def start(root: str | Path, *, min_per_class: int, min_size: int) -> bool:
         return False
     os.unlink(path)  # lives as long as an open descriptor: never left behind
     recv_end, send_end = mpc.Pipe(duplex=False)
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         recv_end.close()
-        _child_main(key, min_size, send_end, fd)
+        _child_main(parent, key, min_size, view, intensity, send_end, fd)
     send_end.close()
     with _lock:
         _children[key] = _Child(key, min_size, pid, recv_end, fd)
@@ -147,10 +187,31 @@ def _memory_dir() -> str | None:
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
 
 
-def _child_main(key: _Key, min_size: int, conn, fd: int) -> None:
+def _die_with(parent: int) -> None:
+    """SIGKILL this process when ``parent`` ends (Linux's parent-death signal): a run that
+    ends while the child still decodes leaves nothing running."""
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it ended before the signal was asked for
+        os._exit(0)
+
+
+def _child_main(
+    parent: int,
+    key: _Key,
+    min_size: int,
+    view: EvalView | None,
+    intensity: str,
+    conn,
+    fd: int,
+) -> None:
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl+C ends the child at once
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _die_with(parent)
         root, min_per_class = key
         # Every core but the one the parent's imports keep busy (a large folder on a many-core
         # machine must not scan slower than the run itself would have).
@@ -161,27 +222,11 @@ def _child_main(key: _Key, min_size: int, conn, fd: int) -> None:
 
         index = scan_folder(root, min_per_class=min_per_class, workers=workers, progress=progress)
         conn.send(("index", index))
-        offset = 0
-        chunk: dict[str, tuple[str, tuple[int, int], int, int]] = {}
-        with os.fdopen(fd, "wb", closefd=False) as out:
-            for sample in index.samples:
-                try:
-                    image = load_image(sample.path, min_size=min_size)
-                except ImageError:
-                    continue  # the run meets the same file and says what is wrong with it
-                data = image.tobytes()
-                if offset + len(data) > CAP_BYTES:
-                    break
-                out.write(data)
-                chunk[sample.path] = (image.mode, image.size, offset, len(data))
-                offset += len(data)
-                if len(chunk) >= _CHUNK:
-                    out.flush()
-                    conn.send(("images", chunk))
-                    chunk = {}
-            out.flush()
-        if chunk:
-            conn.send(("images", chunk))
+        if view is not None:
+            stretch = resolve_intensity(intensity, index.intensity) == PERCENTILE
+            view = dataclasses.replace(view, stretch=stretch)
+            conn.send(("view", view))
+        _decode(index, min_size, view, conn, fd)
         conn.send(("done", None))
     except BaseException:
         code = 1
@@ -189,6 +234,32 @@ def _child_main(key: _Key, min_size: int, conn, fd: int) -> None:
             conn.send(("error", None))
     finally:
         os._exit(code)
+
+
+def _decode(index: DatasetIndex, min_size: int, view: EvalView | None, conn, fd: int) -> None:
+    offset = 0
+    chunk: dict[str, _Entry] = {}
+    with os.fdopen(fd, "wb", closefd=False) as out:
+        for sample in index.samples:
+            try:
+                image = load_image(sample.path, min_size=min_size)
+            except ImageError:
+                continue  # the run meets the same file and says what is wrong with it
+            if view is not None:
+                image = view(image)
+            data = image.tobytes()
+            if offset + len(data) > CAP_BYTES:
+                break
+            out.write(data)
+            chunk[sample.path] = _Entry(image.mode, image.size, offset, len(data))
+            offset += len(data)
+            if len(chunk) >= _CHUNK:
+                out.flush()
+                conn.send(("images", chunk))
+                chunk = {}
+        out.flush()
+    if chunk:
+        conn.send(("images", chunk))
 
 
 def take_index(
@@ -205,16 +276,16 @@ def take_index(
     if child is None:
         return None
     shown = (0, 0)
-    with child.lock:
+    with child.cond:
         while not child.index_arrived:
             if cancel is not None and cancel.is_set():
                 _forget(child)
                 raise ScanCancelled()
-            child.pump(wait=0.1)
+            child.cond.wait(timeout=0.1)
             if progress is not None and child.progress != shown and child.progress[1]:
                 shown = child.progress
                 progress(*shown)
-        index = child.index
+    index = child.index
     if index is None:
         _forget(child)
         return None
@@ -227,34 +298,42 @@ def take_index(
 def take_image(path: str, min_size: int | None) -> Image.Image | None:
     """The child's decoding of ``path`` for ``min_size`` (each image is handed out once), or
     None. The first call stops a child that is still decoding."""
+    return _take(path, lambda child: child.min_size == min_size and child.view is None)
+
+
+def take_view(path: str, view: EvalView) -> Image.Image | None:
+    """``view`` of ``path`` as the child made it (each image is handed out once), or None when
+    it made no view or another one. The first call stops a child that is still decoding."""
+    return _take(path, lambda child: child.view == view)
+
+
+def _take(path: str, wanted: Callable[[_Child], bool]) -> Image.Image | None:
     if not _children:
         return None
     with _lock:
         children = list(_children.values())
     for child in children:
-        if child.min_size != min_size:
-            continue
-        with child.lock:
-            if child.closed:
+        with child.cond:
+            child.stop_decoding()  # once: the run decodes what the child has not reached
+            if not child.pixels_open or not wanted(child):
                 continue
-            child.stop()  # once: the run decodes what the child has not reached
             entry = child.images.pop(path, None)
             if entry is None:
                 continue
-            mode, size, offset, length = entry
             try:
-                data = os.pread(child.fd, length, offset)
+                data = os.pread(child.fd, entry.length, entry.offset)
             except OSError:
                 data = b""
             if not child.images:
                 _forget(child)
-        if len(data) == length:
-            return Image.frombytes(mode, size, data)
+        if len(data) == entry.length:
+            return Image.frombytes(entry.mode, entry.size, data)
     return None
 
 
 def _forget(child: _Child) -> None:
-    child.close()
+    """(Under ``child.cond``.) End the child and drop it."""
+    child.end()
     with _lock:
         if _children.get(child.key) is child:
             del _children[child.key]
@@ -266,5 +345,5 @@ def discard() -> None:
         children = list(_children.values())
         _children.clear()
     for child in children:
-        with child.lock:
-            child.close()
+        with child.cond:
+            child.end()

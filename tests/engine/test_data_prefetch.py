@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from synthetic import make_scans_folder
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="prefetching forks (Linux only)")
 
@@ -58,6 +59,43 @@ print(json.dumps(out))
 """
 
 
+# The run's evaluation view made by the child: equal to what the run's own transform makes.
+VIEW_CHECK = r"""
+import json, sys, time
+from engine.data import prefetch, scan_folder, build_transform
+from engine.data.images import load_image
+from engine.data.view import EvalView
+from engine.data.intensity import resolve_intensity
+import numpy as np
+from engine.preprocess import Preprocess
+
+root, intensity = sys.argv[1], sys.argv[2]
+pre = Preprocess(input_size=64, interpolation="bicubic")
+started = prefetch.start(root, min_per_class=2, min_size=pre.resize_size,
+                         view=EvalView(pre.resize_size, pre.input_size, "bicubic"),
+                         intensity=intensity)
+index = prefetch.take_index(root, min_per_class=2)
+resolved = resolve_intensity(intensity, index.intensity)
+transform = build_transform(Preprocess(**{**pre.__dict__, "intensity": resolved}), train=False)
+time.sleep(1.0)  # let the child finish
+other = EvalView(pre.resize_size + 1, pre.input_size, "bicubic")
+out = {"started": started, "stretch": transform.view.stretch, "hits": 0, "same": True,
+       "decoded_hits": 0, "other_hits": 0}
+for n, sample in enumerate(index.samples):
+    if n == 0:  # neither a plain decoding nor another view is handed out for a made view
+        out["decoded_hits"] += prefetch.take_image(sample.path, pre.resize_size) is not None
+        out["other_hits"] += prefetch.take_view(sample.path, other) is not None
+    got = prefetch.take_view(sample.path, transform.view)
+    want = transform.view(load_image(sample.path, min_size=pre.resize_size))
+    if got is not None:
+        out["hits"] += 1
+        out["same"] &= got.size == want.size and np.array_equal(np.asarray(got), np.asarray(want))
+out["samples"] = len(index.samples)
+out["children_left"] = len(prefetch._children)
+print(json.dumps(out))
+"""
+
+
 def _folder(root: Path) -> Path:
     rng = np.random.default_rng(0)
     for cls in ("a", "b"):
@@ -75,9 +113,9 @@ def _folder(root: Path) -> Path:
     return root
 
 
-def _run(folder: Path, min_size: int, mode: str = "normal") -> dict:
+def _run(folder: Path, min_size: int, mode: str = "normal", script: str = CHECK) -> dict:
     done = subprocess.run(
-        [sys.executable, "-c", CHECK, str(folder), str(min_size), mode],
+        [sys.executable, "-c", script, str(folder), str(min_size), mode],
         capture_output=True,
         text=True,
         timeout=120,
@@ -97,6 +135,34 @@ def test_the_childs_scan_and_images_are_the_runs_own(tmp_path) -> None:
     assert not out["wrong_size_hit"]  # decoded for another size: never handed out
     assert out["children_left"] == 0  # every image taken: the child is reaped, its file closed
     assert len(out["fds"]) <= 5, out["fds"]  # stdin/out/err (+ the listing itself)
+
+
+def _view_run(folder: Path, intensity: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", VIEW_CHECK, str(folder), intensity],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_childs_views_are_the_runs_own(tmp_path) -> None:
+    out = _view_run(_folder(tmp_path / "data"), "auto")
+    assert out["started"] and not out["stretch"]
+    assert out["hits"] == out["samples"] == 18 and out["same"]
+    assert out["decoded_hits"] == 0 and out["other_hits"] == 0
+    assert out["children_left"] == 0
+
+
+def test_the_child_decides_the_intensity_stretch_as_the_run_does(tmp_path) -> None:
+    """Dark scans with a few grey levels: `auto` stretches them, in the child's view too."""
+    out = _view_run(make_scans_folder(tmp_path / "scans", per_class=4), "auto")
+    assert out["stretch"] and out["hits"] == out["samples"] == 8 and out["same"]
+    out = _view_run(make_scans_folder(tmp_path / "scans2", per_class=4), "off")
+    assert not out["stretch"] and out["hits"] == 8 and out["same"]
 
 
 def test_a_child_that_dies_leaves_the_run_to_scan_itself(tmp_path) -> None:
