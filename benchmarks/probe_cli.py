@@ -12,6 +12,9 @@ Sides, one run each unless ``--repeat``:
    the first on a machine.
 4. engine, ``--runtime torch``: the same, with the frozen backbone in eager PyTorch.
 
+Each side is timed without sampling its memory (sampling slows a side down, benchmarks/measure.py);
+the table gives the peak resident set of its largest process.
+
 Then the run's validation predictions are made again with ``refit evaluate --runtime torch``
 and compared, image by image, with those the onnxruntime path saved.
 
@@ -40,7 +43,8 @@ TARGET = 2.5
 
 def engine(folder: Path, workspace: Path, out: Path, label: str, *extra: str) -> Measured:
     args = ["--workspace", str(workspace), "train", str(folder), "--method", "linear-probe"]
-    return run_side([str(HERE / "cli_side.py"), *args, "--quiet", *extra], out=out, label=label)
+    cmd = [str(HERE / "cli_side.py"), *args, "--quiet", *extra]
+    return run_side(cmd, out=out, label=label, watch=False)
 
 
 def best(best_of: list[Measured]) -> Measured:
@@ -95,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
                     [str(HERE / "plain_probe_script.py"), "--splits", str(run / "splits.json")],
                     out=tmp / f"p{r}.json",
                     label="plain script",
+                    watch=False,
                 )
             )
             for name, extra in (("warm", ()), ("torch", ("--runtime", "torch"))):
@@ -114,14 +119,14 @@ def main(argv: list[str] | None = None) -> None:
             acc = m.result.get("val_accuracy") or (m.result.get("best") or {}).get("val_accuracy")
             rows.append(
                 [labels[key], f"{m.process_seconds:.1f}", f"{acc:.3f}",
-                 f"{plain / m.process_seconds:.2f}x", f"{m.peak_tree_pss_mib:.0f}",
+                 f"{plain / m.process_seconds:.2f}x", f"{m.peak_rss_mib:.0f}",
                  f"{m.other_cores:.2f}"]
             )  # fmt: skip
         print("\n".join(machine_lines()))
         print(f"\nFolder: {folder} ({sum(1 for _ in folder.rglob('*.*'))} files)\n")
         print(
             table(
-                ["side", "wall s", "val acc", "plain / side", "peak PSS MiB", "others' cores"],
+                ["side", "wall s", "val acc", "plain / side", "peak RSS MiB", "others' cores"],
                 rows,
             )
         )
