@@ -113,9 +113,10 @@ def _folder(root: Path) -> Path:
     return root
 
 
-def _run(folder: Path, min_size: int, mode: str = "normal", script: str = CHECK) -> dict:
+def _run(folder: Path, *args: object, script: str = CHECK) -> dict:
+    """``script`` in a fresh interpreter with ``folder`` and ``args``; its last line, as JSON."""
     done = subprocess.run(
-        [sys.executable, "-c", script, str(folder), str(min_size), mode],
+        [sys.executable, "-c", script, str(folder), *map(str, args)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -126,7 +127,7 @@ def _run(folder: Path, min_size: int, mode: str = "normal", script: str = CHECK)
 
 
 def test_the_childs_scan_and_images_are_the_runs_own(tmp_path) -> None:
-    out = _run(_folder(tmp_path / "data"), 256)
+    out = _run(_folder(tmp_path / "data"), 256, "normal")
     assert out["started"] and out["index_from_child"] and out["same_index"]
     # The scan's progress reaches the caller as the run's own scan would report it.
     assert out["progress_end"] == out["own_progress_end"] and out["progress_monotonic"]
@@ -137,20 +138,8 @@ def test_the_childs_scan_and_images_are_the_runs_own(tmp_path) -> None:
     assert len(out["fds"]) <= 5, out["fds"]  # stdin/out/err (+ the listing itself)
 
 
-def _view_run(folder: Path, intensity: str) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-c", VIEW_CHECK, str(folder), intensity],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def test_the_childs_views_are_the_runs_own(tmp_path) -> None:
-    out = _view_run(_folder(tmp_path / "data"), "auto")
+    out = _run(_folder(tmp_path / "data"), "auto", script=VIEW_CHECK)
     assert out["started"] and not out["stretch"]
     assert out["hits"] == out["samples"] == 18 and out["same"]
     assert out["decoded_hits"] == 0 and out["other_hits"] == 0
@@ -159,14 +148,14 @@ def test_the_childs_views_are_the_runs_own(tmp_path) -> None:
 
 def test_the_child_decides_the_intensity_stretch_as_the_run_does(tmp_path) -> None:
     """Dark scans with a few grey levels: `auto` stretches them, in the child's view too."""
-    out = _view_run(make_scans_folder(tmp_path / "scans", per_class=4), "auto")
+    out = _run(make_scans_folder(tmp_path / "scans", per_class=4), "auto", script=VIEW_CHECK)
     assert out["stretch"] and out["hits"] == out["samples"] == 8 and out["same"]
-    out = _view_run(make_scans_folder(tmp_path / "scans2", per_class=4), "off")
+    out = _run(make_scans_folder(tmp_path / "scans2", per_class=4), "off", script=VIEW_CHECK)
     assert not out["stretch"] and out["hits"] == 8 and out["same"]
 
 
 def test_a_child_that_dies_leaves_the_run_to_scan_itself(tmp_path) -> None:
-    out = _run(_folder(tmp_path / "data"), 256, mode="kill")
+    out = _run(_folder(tmp_path / "data"), 256, "kill")
     assert out["started"] and not out["index_from_child"]
     assert out["children_left"] == 0
 
