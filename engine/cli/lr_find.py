@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engine.cli.config_flags import add_train_flags, config_from_args
+from engine.cli.progress import TrainView, cancel_on_sigint
 from engine.config import ConfigError, RunConfig
 
 STEPS = 100
@@ -14,8 +16,6 @@ STEPS = 100
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add `lr-find` to the `refit` parser; it takes the same flags as `train`."""
-    from engine.cli import add_train_flags
-
     f = sub.add_parser(
         "lr-find",
         help="Find a learning rate: a short range test on the training split, with the same "
@@ -31,11 +31,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_lr_find(args: argparse.Namespace) -> int:
-    from engine.cli import _config_from_args
     from engine.trust import check_model
 
-    config = _config_from_args(args)
-    json_path = _json_target(args.json, config)
+    config = config_from_args(args)
+    json_path = json_target(args.json, config)
     _check_range(args)
     check_model(config.model.backbone, asked=config.model.allow_remote_code)
     curve = _run(config, args)
@@ -53,10 +52,9 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
 def _run(config: RunConfig, args: argparse.Namespace) -> Any:
     """The range test with progress bars; None when stopped by Ctrl+C."""
     from engine.advice import find_learning_rate
-    from engine.cli import _TrainView, cancel_on_sigint
     from engine.training.control import Cancelled
 
-    view = _TrainView(args.quiet)
+    view = TrainView(args.quiet)
     try:
         with cancel_on_sigint() as control:
             return find_learning_rate(
@@ -98,7 +96,7 @@ def _print_curve(curve: Any, config: RunConfig) -> None:
     print(curve.reason)
 
 
-def _json_target(name: str | None, config: RunConfig) -> Path | None:
+def json_target(name: str | None, config: RunConfig) -> Path | None:
     """Where --json writes; never inside the dataset folder (the user's data is read-only)."""
     if not name:
         return None
