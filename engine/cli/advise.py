@@ -6,8 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from engine.cli.config_flags import add_train_flags, config_from_args
-from engine.cli.lr_find import json_target
+from engine.cli.config_flags import add_train_flags, config_from_args, json_target
 from engine.cli.progress import TrainView, cancel_on_sigint
 from engine.cli.reports import print_advice
 

@@ -244,3 +244,22 @@ def parse_method(text: str) -> tuple[Method, int | None]:
             f"--method {text!r} is not known; use auto, linear-probe, last-N (e.g. last-2), full "
             "or lora."
         ) from None
+
+
+def json_target(name: str | None, config: RunConfig) -> Path | None:
+    """Where --json writes; never inside the dataset folder (the user's data is read-only)."""
+    if not name:
+        return None
+    target = Path(name).expanduser().resolve()
+    data = Path(config.data.path).expanduser().resolve()
+    if target == data or (data.is_dir() and target.is_relative_to(data)):
+        raise ConfigError(
+            f"--json {name} is inside the dataset {config.data.path}, which Refit Studio never "
+            "writes to; choose a file outside it."
+        )
+    if target.is_dir():
+        raise ConfigError(
+            f"--json {name} is a folder; give a file name inside it, for example "
+            f"{Path(name) / 'advice.json'}."
+        )
+    return target

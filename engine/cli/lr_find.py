@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from engine.cli.config_flags import add_train_flags, config_from_args
+from engine.cli.config_flags import add_train_flags, config_from_args, json_target
 from engine.cli.progress import TrainView, cancel_on_sigint
 from engine.config import ConfigError, RunConfig
 
@@ -94,25 +93,6 @@ def _print_curve(curve: Any, config: RunConfig) -> None:
         f"{config.optim.lr:.2e}; train with --lr {curve.suggestion:.2e})."
     )
     print(curve.reason)
-
-
-def json_target(name: str | None, config: RunConfig) -> Path | None:
-    """Where --json writes; never inside the dataset folder (the user's data is read-only)."""
-    if not name:
-        return None
-    target = Path(name).expanduser().resolve()
-    data = Path(config.data.path).expanduser().resolve()
-    if target == data or (data.is_dir() and target.is_relative_to(data)):
-        raise ConfigError(
-            f"--json {name} is inside the dataset {config.data.path}, which Refit Studio never "
-            "writes to; choose a file outside it."
-        )
-    if target.is_dir():
-        raise ConfigError(
-            f"--json {name} is a folder; give a file name inside it, for example "
-            f"{Path(name) / 'advice.json'}."
-        )
-    return target
 
 
 def _check_range(args: argparse.Namespace) -> None:

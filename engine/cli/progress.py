@@ -59,7 +59,8 @@ class Progress:
     """A tqdm bar driven by (done, total) callbacks; silent when quiet."""
 
     def __init__(self, desc: str, *, quiet: bool = False, unit: str = "file") -> None:
-        self.desc, self.quiet, self.unit, self.bar = desc, quiet, unit, None
+        self.desc, self.quiet, self.unit = desc, quiet, unit
+        self.bar: Any = None  # a tqdm bar once there is progress to show
 
     def __enter__(self) -> Progress:
         return self
@@ -98,27 +99,18 @@ class TrainView:
         from engine import events as ev
 
         if isinstance(event, ev.StageProgressed):
-            if event.stage != self.stage_name:
-                self.close()
-                labels = {"scan": "Scanning", "features": "Features", "tokenize": "Tokenizing"}
-                labels["lr_find"] = "Range test"
-                labels["advice"] = "Looking at your data"
-                unit = {"scan": "file", "tokenize": "text", "lr_find": "step"}.get(
-                    event.stage, "sample"
-                )
-                self.stage = Progress(
-                    labels.get(event.stage, event.stage), quiet=self.quiet, unit=unit
-                )
-                self.stage_name = event.stage
-            self.stage.update(event.done, event.total)
+            labels = {"scan": "Scanning", "features": "Features", "tokenize": "Tokenizing"}
+            labels["lr_find"] = "Range test"
+            labels["advice"] = "Looking at your data"
+            units = {"scan": "file", "tokenize": "text", "lr_find": "step"}
+            unit = units.get(event.stage, "sample")
+            stage = self._stage(event.stage, labels.get(event.stage, event.stage), unit)
+            stage.update(event.done, event.total)
         elif isinstance(event, ev.StepEnded):
-            if self.stage_name != "train":
-                self.close()
-                self.stage = Progress("Training", quiet=self.quiet, unit="step")
-                self.stage_name = "train"
-            self.stage.update(event.step, event.total_steps)
-            if self.stage.bar is not None:
-                self.stage.bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
+            stage = self._stage("train", "Training", "step")
+            stage.update(event.step, event.total_steps)
+            if stage.bar is not None:
+                stage.bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
         elif isinstance(event, ev.RunStarted):
             self.close()
             share = event.trainable_params / max(1, event.total_params)
@@ -143,6 +135,14 @@ class TrainView:
         elif isinstance(event, ev.LogMessage):
             prefix = "" if event.level == "info" else f"{event.level}: "
             self._write(prefix + event.text)
+
+    def _stage(self, name: str, desc: str, unit: str) -> Progress:
+        """The bar of stage ``name``; a new stage closes the bar of the one before."""
+        if self.stage is None or name != self.stage_name:
+            self.close()
+            self.stage = Progress(desc, quiet=self.quiet, unit=unit)
+            self.stage_name = name
+        return self.stage
 
     def _write(self, text: str) -> None:
         if self.stage is not None and self.stage.bar is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from engine.cli.progress import Progress
 from engine.terminal_text import terminal_safe
@@ -26,6 +27,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     from engine.data import detect_modality, scan_folder, scan_text_source
 
     text = detect_modality(args.folder) == "text"
+    index: Any  # a TextIndex or a DatasetIndex: the report reads what each has
     if text:
         index = scan_text_source(
             args.folder,

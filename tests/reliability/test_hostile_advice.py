@@ -170,7 +170,7 @@ def test_the_advice_chart_draws_a_null_score_as_a_gap(qtbot) -> None:
 
 
 def test_json_at_a_folder_is_refused_before_any_work(tmp_path: Path) -> None:
-    from engine.cli.lr_find import json_target
+    from engine.cli.config_flags import json_target
 
     data = make_shapes_folder(tmp_path / "shapes", per_class=2, size=16)
     out = tmp_path / "out"
