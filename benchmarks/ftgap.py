@@ -159,7 +159,7 @@ def run_engine(args: argparse.Namespace) -> tuple[list[float], Path]:
     """One engine run with ``args.factors``; the validation accuracy curve and the run folder."""
     import dataclasses
 
-    from engine.cli import _fresh_config
+    from engine.cli.config_flags import fresh_config
     from engine.training import optim
     from engine.training.trainer import train
 
@@ -168,7 +168,7 @@ def run_engine(args: argparse.Namespace) -> tuple[list[float], Path]:
     # "warmup30" is the engine after it (a rise of at least 30 %).
     optim.ONE_CYCLE_RISE = 0.3 if "warmup30" in factors else 0.01
     _patch_engine(factors)
-    cfg = _fresh_config(args.data)
+    cfg = fresh_config(args.data)
     cfg = dataclasses.replace(
         cfg,
         seed=args.seed,

@@ -111,7 +111,7 @@ def build(python: Path, edition: str, dist: Path, work: Path) -> Path:
     run(
         [
             # --clean: PyInstaller otherwise reuses a cached module archive even when the
-            # project's sources changed (seen: a build without the newest engine/cli.py).
+            # project's sources changed (seen: a build without the newest engine/cli/).
             str(python), "-m", "PyInstaller", str(ROOT / "build.spec"), "--noconfirm", "--clean",
             "--distpath", str(dist), "--workpath", str(work),
         ],

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from synthetic import make_text_table
 
-from engine.cli import _config_from_args, _parser
+from engine.cli.app import build_parser
+from engine.cli.config_flags import config_from_args
 from engine.training.text_pipeline import text_epochs
 
 
@@ -20,7 +21,7 @@ def test_text_epochs_see_about_12000_texts_within_2_to_10_passes(n_train: int, e
 
 
 def _config(*argv: str):
-    return _config_from_args(_parser().parse_args(["train", *argv]))
+    return config_from_args(build_parser().parse_args(["train", *argv]))
 
 
 def test_a_new_text_run_takes_its_epochs_from_the_rule(tmp_path: Path) -> None:

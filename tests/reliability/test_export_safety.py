@@ -217,7 +217,7 @@ def test_markdown_text_and_code_stay_literal():
 
 
 def test_a_split_without_a_class_gets_a_warning_not_a_perfect_score(capsys):
-    from engine.cli_evaluate import evaluation_lines
+    from engine.cli.reports import evaluation_lines
     from engine.evaluation.predictions import SplitPredictions
     from engine.evaluation.report import Evaluation, evaluate
     from engine.export.card import _metrics

@@ -149,7 +149,7 @@ NULL_ADVICE = {
 
 def test_refit_prints_advice_whose_scores_are_null(capsys: pytest.CaptureFixture) -> None:
     """advice.json stores an unmeasured score as null; printing it raised a TypeError."""
-    from engine.cli_advise import print_advice
+    from engine.cli.reports import print_advice
 
     print_advice(NULL_ADVICE)
     out = capsys.readouterr().out
@@ -170,17 +170,17 @@ def test_the_advice_chart_draws_a_null_score_as_a_gap(qtbot) -> None:
 
 
 def test_json_at_a_folder_is_refused_before_any_work(tmp_path: Path) -> None:
-    from engine.cli_lr_find import _json_target
+    from engine.cli.config_flags import json_target
 
     data = make_shapes_folder(tmp_path / "shapes", per_class=2, size=16)
     out = tmp_path / "out"
     out.mkdir()
     cfg = _config(data)
     with pytest.raises(ConfigError, match="is a folder"):
-        _json_target(str(out), cfg)
+        json_target(str(out), cfg)
     with pytest.raises(ConfigError, match="inside the dataset"):
-        _json_target(str(data / "circle" / "advice.json"), cfg)
-    assert _json_target(str(out / "advice.json"), cfg) == (out / "advice.json").resolve()
+        json_target(str(data / "circle" / "advice.json"), cfg)
+    assert json_target(str(out / "advice.json"), cfg) == (out / "advice.json").resolve()
 
 
 # -- adapt.cache_prefix ----------------------------------------------------------------------------

@@ -160,14 +160,14 @@ def test_scan_prints_class_names_escaped(tmp_path, capsys):
 
 
 def test_anything_the_cli_prints_goes_through_the_net(capsys, monkeypatch):
-    import engine.cli as cli
+    from engine.cli import backbones, main
 
     def noisy(_args):
         print("title\x1b]0;pwned\x07 done\u2066")
         return 0
 
-    monkeypatch.setattr(cli, "_cmd_backbones", noisy)
-    assert cli.main(["backbones"]) == 0
+    monkeypatch.setattr(backbones, "_cmd_backbones", noisy)
+    assert main(["backbones"]) == 0
     assert capsys.readouterr().out == "title\\x1b]0;pwned\\x07 done\\u2066\n"
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.cli_trust import add_remote_code_flag
+from engine.cli.common import add_remote_code_flag
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

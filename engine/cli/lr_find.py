@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
+from engine.cli.config_flags import add_train_flags, config_from_args, json_target
+from engine.cli.progress import TrainView, cancel_on_sigint
 from engine.config import ConfigError, RunConfig
 
 STEPS = 100
@@ -14,8 +15,6 @@ STEPS = 100
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add `lr-find` to the `refit` parser; it takes the same flags as `train`."""
-    from engine.cli import add_train_flags
-
     f = sub.add_parser(
         "lr-find",
         help="Find a learning rate: a short range test on the training split, with the same "
@@ -31,11 +30,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_lr_find(args: argparse.Namespace) -> int:
-    from engine.cli import _config_from_args
     from engine.trust import check_model
 
-    config = _config_from_args(args)
-    json_path = _json_target(args.json, config)
+    config = config_from_args(args)
+    json_path = json_target(args.json, config)
     _check_range(args)
     check_model(config.model.backbone, asked=config.model.allow_remote_code)
     curve = _run(config, args)
@@ -53,10 +51,9 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
 def _run(config: RunConfig, args: argparse.Namespace) -> Any:
     """The range test with progress bars; None when stopped by Ctrl+C."""
     from engine.advice import find_learning_rate
-    from engine.cli import _TrainView, cancel_on_sigint
     from engine.training.control import Cancelled
 
-    view = _TrainView(args.quiet)
+    view = TrainView(args.quiet)
     try:
         with cancel_on_sigint() as control:
             return find_learning_rate(
@@ -96,25 +93,6 @@ def _print_curve(curve: Any, config: RunConfig) -> None:
         f"{config.optim.lr:.2e}; train with --lr {curve.suggestion:.2e})."
     )
     print(curve.reason)
-
-
-def _json_target(name: str | None, config: RunConfig) -> Path | None:
-    """Where --json writes; never inside the dataset folder (the user's data is read-only)."""
-    if not name:
-        return None
-    target = Path(name).expanduser().resolve()
-    data = Path(config.data.path).expanduser().resolve()
-    if target == data or (data.is_dir() and target.is_relative_to(data)):
-        raise ConfigError(
-            f"--json {name} is inside the dataset {config.data.path}, which Refit Studio never "
-            "writes to; choose a file outside it."
-        )
-    if target.is_dir():
-        raise ConfigError(
-            f"--json {name} is a folder; give a file name inside it, for example "
-            f"{Path(name) / 'advice.json'}."
-        )
-    return target
 
 
 def _check_range(args: argparse.Namespace) -> None:

@@ -1,30 +1,10 @@
-"""`--allow-remote-code` and `refit trust`: the user's say over code shipped with models."""
+"""`refit trust`: the user's say over code shipped with models (the per-command
+--allow-remote-code flag is in common.py)."""
 
 from __future__ import annotations
 
 import argparse
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
-
-FLAG_HELP = (
-    "Let a Hugging Face model run Python code shipped with it, for this command only (only for "
-    "authors you trust). Saved configs, run folders and exports cannot allow it."
-)
-
-
-def add_remote_code_flag(parser: argparse.ArgumentParser) -> None:
-    """Add --allow-remote-code to a command that loads a model."""
-    parser.add_argument("--allow-remote-code", action="store_true", help=FLAG_HELP)
-
-
-def grant_of(args: argparse.Namespace) -> AbstractContextManager[Any]:
-    """The process-wide grant for one command, when its user passed --allow-remote-code."""
-    if not getattr(args, "allow_remote_code", False):
-        return nullcontext()
-    from engine.trust import process_grant
-
-    return process_grant(True)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

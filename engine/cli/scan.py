@@ -1,0 +1,95 @@
+"""`refit scan`: check a labeled folder or table file and list its problems."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from engine.cli.progress import Progress
+from engine.terminal_text import terminal_safe
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add `scan` to the `refit` parser."""
+    s = sub.add_parser(
+        "scan", help="Check a labeled folder (images or texts) or table file; list its problems."
+    )
+    s.add_argument("folder", help="A labeled folder, or a .csv / .tsv / .jsonl file.")
+    s.add_argument("--min-per-class", type=int, default=2)
+    s.add_argument("--text-column", help="Table files: the column holding the text.")
+    s.add_argument("--label-column", help="Table files: the column holding the label.")
+    s.add_argument("--json", action="store_true", help="Print the result as JSON.")
+    s.set_defaults(func=_cmd_scan)
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from engine.data import detect_modality, scan_folder, scan_text_source
+
+    text = detect_modality(args.folder) == "text"
+    index: Any  # a TextIndex or a DatasetIndex: the report reads what each has
+    if text:
+        index = scan_text_source(
+            args.folder,
+            text_column=args.text_column,
+            label_column=args.label_column,
+            min_per_class=args.min_per_class,
+        )
+    else:
+        with Progress("Scanning", quiet=args.json) as bar:
+            index = scan_folder(args.folder, min_per_class=args.min_per_class, progress=bar.update)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "root": index.root,
+                    "classes": list(index.classes),
+                    "counts": index.class_counts(),
+                    "has_splits": index.has_splits,
+                    "modality": "text" if text else "image",
+                    "text_column": getattr(index, "text_column", None),
+                    "label_column": getattr(index, "label_column", None),
+                    "read": getattr(index, "read", 0) or None,
+                    "intensity": (
+                        index.intensity.to_dict() if getattr(index, "intensity", None) else None
+                    ),
+                    "problems": [
+                        {
+                            "kind": str(p.kind),
+                            "severity": p.severity,
+                            "path": p.path,
+                            "message": p.message,
+                        }
+                        for p in index.problems
+                    ],
+                },
+                indent=2,
+            )
+        )
+    else:
+        counts = index.class_counts()
+        columns = ""
+        if text and getattr(index, "text_column", None):
+            columns = (
+                f" (text column '{terminal_safe(index.text_column)}', "
+                f"label column '{terminal_safe(index.label_column)}')"
+            )
+        read = getattr(index, "read", 0)
+        if read:
+            unit = "line" if str(index.root).lower().endswith(".jsonl") else "row"
+            columns += f"; {read} {unit}{'s' if read != 1 else ''} read"
+            if read > len(index.samples):
+                columns += f", {read - len(index.samples)} not used (why: below)"
+        print(
+            f"{terminal_safe(index.root)}: {len(index.samples)} usable "
+            f"{'texts' if text else 'images'} in "
+            f"{len(index.classes)} classes"
+            + (" (train/val folders)" if index.has_splits else "")
+            + columns
+        )
+        for cls in index.classes:
+            per = ", ".join(f"{split} {n[cls]}" for split, n in counts.items() if cls in n)
+            print(f"  {terminal_safe(cls)}: {per}")
+        for problem in index.problems:
+            print(f"{problem.severity}: {terminal_safe(problem.message)}")
+    return 2 if index.fatal_problem() else 0

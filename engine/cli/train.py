@@ -1,0 +1,93 @@
+"""`refit train` and `refit resume`: a run with progress on the terminal."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engine.cli.common import add_remote_code_flag
+from engine.cli.config_flags import add_train_flags, config_from_args
+from engine.cli.progress import run_with_progress
+from engine.config import RunConfig
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add `train` and `resume` to the `refit` parser."""
+    t = sub.add_parser(
+        "train", help="Train on a folder or table file, or replay a saved config.json."
+    )
+    add_train_flags(t)
+    t.add_argument(
+        "--save-config",
+        metavar="FILE",
+        help="Write the resulting config.json to FILE and exit without training.",
+    )
+    t.add_argument("--quiet", action="store_true", help="No progress bars.")
+    t.set_defaults(func=_cmd_train)
+
+    r = sub.add_parser("resume", help="Continue a stopped run from its last checkpoint.")
+    r.add_argument("run", help="Run id (or a unique prefix) or run folder.")
+    r.add_argument("--quiet", action="store_true")
+    add_remote_code_flag(r)
+    r.set_defaults(func=_cmd_resume)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    if args.save_config:
+        Path(args.save_config).write_text(config.to_json(), encoding="utf-8")
+        print(f"Wrote {args.save_config}")
+        return 0
+    _prefetch_while_importing(config)
+    from engine.training.trainer import train
+    from engine.trust import check_model
+
+    check_model(config.model.backbone, asked=config.model.allow_remote_code)  # before a run exists
+    return run_with_progress(
+        lambda cb, control: train(config, workspace=args.workspace, on_event=cb, control=control),
+        quiet=args.quiet,
+    )
+
+
+def _prefetch_while_importing(config: RunConfig) -> None:
+    """Scan an image folder and make what the network sees of each image in a second process
+    while the trainer's libraries import (seconds of one busy core): for the runs whose first
+    pass is the frozen feature pass."""
+    from engine.data import detect_modality, prefetch
+    from engine.data.view import EvalView
+    from engine.models.catalog import listed_entry
+
+    path = config.data.path
+    method = str(config.adapt.method)
+    entry = listed_entry(config.model.backbone)
+    if (
+        method in ("linear-probe", "auto")
+        and entry is not None
+        and entry.modality == "image"
+        and path
+        and Path(path).is_dir()
+        and detect_modality(path) == "image"
+    ):
+        pre = entry.preprocess
+        prefetch.start(
+            path,
+            min_per_class=config.data.min_per_class,
+            min_size=pre.resize_size,
+            view=EvalView(pre.resize_size, pre.input_size, pre.interpolation),
+            intensity=str(config.data.intensity),
+        )
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from engine.runs import Workspace
+    from engine.training.trainer import resume
+    from engine.trust import check_model
+
+    config = Workspace(args.workspace).open_run(args.run).config()
+    check_model(config.model.backbone, asked=config.model.allow_remote_code)  # run untouched
+    return run_with_progress(
+        lambda cb, control: resume(
+            args.run, workspace=args.workspace, on_event=cb, control=control
+        ),
+        quiet=args.quiet,
+    )
