@@ -119,9 +119,11 @@ MID_RUN = {
         ckpt, "save_file", no_space_at(2, ckpt.save_file, lambda t, p, **k: "best" in Path(p).name)
     ),
     "metrics": lambda mp: mp.setattr(
-        engine.runs,
+        engine.runs.folder,
         "append_jsonl",
-        no_space_at(2, engine.runs.append_jsonl, lambda p, r: any("is_best" in x for x in r)),
+        no_space_at(
+            2, engine.runs.folder.append_jsonl, lambda p, r: any("is_best" in x for x in r)
+        ),
     ),
 }
 
