@@ -8,6 +8,7 @@ file, what is wrong and what to do; the run list marks such a run "damaged" inst
 from __future__ import annotations
 
 from engine.runs import metrics
+from engine.runs.details import RunDetails, RunFacts, run_details, run_facts
 from engine.runs.folder import (
     CHOOSE,
     REMEDY,
@@ -30,7 +31,9 @@ __all__ = [
     "SCHEMA",
     "SMALL_FILE_BYTES",
     "Curves",
+    "RunDetails",
     "RunDir",
+    "RunFacts",
     "RunFileError",
     "RunInfo",
     "RunNotFoundError",
@@ -45,6 +48,8 @@ __all__ = [
     "epoch_record",
     "is_resumable",
     "metrics",
+    "run_details",
+    "run_facts",
     "run_info",
     "step_record",
 ]
