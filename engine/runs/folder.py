@@ -26,7 +26,7 @@ from engine.files import (
     write_bytes_atomic,
     write_json_atomic,
 )
-from engine.runs import metrics as metrics_file
+from engine.runs.metrics import encode, is_metrics_record, records_until
 from engine.runs.records import RunSplits, RunState, RunSummary, schema_problem, stamped
 
 RUNS_DIR = "runs"
@@ -143,7 +143,7 @@ class RunDir:
     def metrics_lines(self) -> JsonLines:
         """metrics.jsonl's well-formed records, and how many lines were skipped."""
         lines = scan_jsonl(self.metrics_path)
-        kept = [r for r in lines.records if metrics_file.is_metrics_record(r)]
+        kept = [r for r in lines.records if is_metrics_record(r)]
         skipped = lines.unreadable + len(lines.records) - len(kept)
         return JsonLines(kept, skipped, lines.problem)
 
@@ -220,8 +220,8 @@ class RunDir:
     def keep_metrics_until(self, global_step: int, epoch: int) -> None:
         """Rewrite metrics.jsonl without the lines written after the checkpoint a resume
         continues from (``global_step``, ``epoch``)."""
-        kept = metrics_file.records_until(self.metrics(), global_step, epoch)
-        write_bytes_atomic(self.metrics_path, metrics_file.encode(kept))
+        kept = records_until(self.metrics(), global_step, epoch)
+        write_bytes_atomic(self.metrics_path, encode(kept))
 
 
 def write_failure(folder: Path, exc: OSError) -> str:

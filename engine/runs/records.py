@@ -105,7 +105,7 @@ class RunState:
 
     @property
     def micro_batch(self) -> int | None:
-        size = self.raw.get("micro_batch")
+        size: Any = self.raw.get("micro_batch")
         return int(size) if is_number(size) and size > 0 else None
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from engine.config import ConfigError, NewerFormatError, RunConfig
 from engine.files import write_json_atomic
@@ -169,8 +169,9 @@ def run_info(run: RunDir) -> RunInfo:
             return default
 
     config = read(run.config, None)
-    state = RunState.from_dict(read(run.state, {}))
-    summary = RunSummary.from_dict(read(run.summary, {}))
+    empty: dict[str, Any] = {}
+    state = RunState.from_dict(read(run.state, empty))
+    summary = RunSummary.from_dict(read(run.summary, empty))
     damaged, notes = cached_problems(run)
     problems += damaged
     if not state.status_is_text:
