@@ -9,11 +9,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.events import Event, StageProgressed
+from engine.runs import RunFacts
 
 if TYPE_CHECKING:
     from PySide6.QtGui import QImage
@@ -26,30 +27,6 @@ if TYPE_CHECKING:
 
 Job = Callable[[Callable[[Event], None], Any], Any]
 SPLITS = ("val", "test")
-
-
-@dataclass(frozen=True)
-class RunFacts:
-    """What the page says about a run: names, model, classes and split sizes."""
-
-    path: Path
-    run_id: str
-    label: str
-    backbone: str
-    method: str
-    modality: str
-    status: str
-    classes: tuple[str, ...]
-    val_size: int
-    test_size: int
-    created: str = ""
-    best: dict[str, float] = field(default_factory=dict)
-    device: str = ""
-    warnings: tuple[str, ...] = ()  # summary.json: the model learned nothing useful
-
-    @property
-    def is_linear_probe(self) -> bool:
-        return self.method == "linear-probe"
 
 
 @dataclass(frozen=True)
@@ -96,29 +73,9 @@ CANCELLED = EvaluationCancelled()
 
 def read_facts(path: Path) -> RunFacts:
     """Read config, state, summary and split sizes of the run at ``path``."""
-    from engine.runs import RunDir
+    from engine.runs import RunDir, run_facts
 
-    run = RunDir(Path(path))
-    config = run.config()
-    state, summary, splits = run.state(), run.summary(), run.splits()
-    classes = summary.get("classes") or splits.get("classes") or []
-    best = summary.get("best", {})
-    return RunFacts(
-        path=run.path,
-        run_id=run.run_id,
-        label=config.name or run.run_id,
-        backbone=config.model.backbone,
-        method=str(config.adapt.method),
-        modality=str(splits.get("modality") or "image"),
-        status=str(state.get("status", "unknown")),
-        classes=tuple(classes),
-        val_size=len(splits.get("val", [])),
-        test_size=len(splits.get("test", [])),
-        created=str(state.get("created", "")),
-        best={k: float(v) for k, v in best.items() if isinstance(v, int | float)},
-        device=str(state.get("device", "")),
-        warnings=tuple(str(w) for w in summary.get("warnings") or () if isinstance(w, str)),
-    )
+    return run_facts(RunDir(Path(path)))
 
 
 def load_results(path: Path) -> RunResults:

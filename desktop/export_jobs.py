@@ -5,22 +5,35 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.events import Event, LogMessage
+
+if TYPE_CHECKING:
+    from engine.config import RunConfig
 
 Job = Callable[[Callable[[Event], None], Any], Any]
 
 
 @dataclass(frozen=True)
 class ExportFacts:
-    """What the dialog shows before exporting."""
+    """What the dialog shows before exporting: a view of the run's settings (the engine's
+    RunConfig record) and whether the Hugging Face format applies."""
 
     run_id: str
+    config: RunConfig
     modality: str  # "image" or "text"
-    backbone: str
-    lora: bool
     hf_reason: str  # "" when the Hugging Face format applies, else one sentence why not
+
+    @property
+    def backbone(self) -> str:
+        return self.config.model.backbone
+
+    @property
+    def lora(self) -> bool:
+        from engine.config import Method
+
+        return self.config.adapt.method == Method.LORA
 
 
 @dataclass(frozen=True)
@@ -44,7 +57,6 @@ def facts_job(run_dir: Path) -> Job:
     """A worker job reading the run's config and whether the hf format applies."""
 
     def job(_on_event: Callable[[Event], None], _control: Any) -> ExportFacts:
-        from engine.config import Method
         from engine.export.hf_format import hf_refusal
         from engine.models import resolve_entry
         from engine.runs import RunDir
@@ -57,13 +69,7 @@ def facts_job(run_dir: Path) -> Job:
             modality, reason = entry.modality, hf_refusal(entry)
         except Exception as exc:  # an unplaceable backbone: the export itself will say more
             reason = error_sentence(exc)
-        return ExportFacts(
-            run_id=run_dir.name,
-            modality=modality,
-            backbone=config.model.backbone,
-            lora=config.adapt.method == Method.LORA,
-            hf_reason=reason,
-        )
+        return ExportFacts(run_id=run_dir.name, config=config, modality=modality, hf_reason=reason)
 
     return job
 

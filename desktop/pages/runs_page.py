@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +28,7 @@ from desktop.context import AppContext
 from desktop.pages.base import Page
 from desktop.widgets.run_history import RunHistory, smooth
 from desktop.worker import EngineWorker
-from engine.runs import RunInfo, Workspace
+from engine.runs import RunDetails, RunInfo, Workspace
 
 if TYPE_CHECKING:
     from desktop.widgets.plots import EpochPlot, SeriesPlot
@@ -41,62 +39,12 @@ SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 PATH_ROLE = Qt.ItemDataRole.UserRole
 
 
-@dataclass(frozen=True)
-class RunDetails:
-    """What the page shows of one run, read in a worker thread."""
-
-    run_id: str
-    label: str
-    history: RunHistory
-    config: dict[str, Any]
-    state: dict[str, Any]
-    summary: dict[str, Any]
-    resumable: bool
-    status: str = ""
-    problems: tuple[str, ...] = ()
-
-
 def load_details(paths: list[Path]) -> list[RunDetails]:
     """Read metrics, config, state and summary of each run (metrics.jsonl can be long); a damaged
     file is shown as its problem, never an error."""
-    from engine.files import read_json_object
-    from engine.runs import RunDir, run_info
-    from engine.training.checkpoint_files import has_last_checkpoint
+    from engine.runs import RunDir, run_details
 
-    out = []
-    for path in paths:
-        run = RunDir(path)
-        info = run_info(run)
-        config = _or_empty(partial(read_json_object, run.config_path))
-        state = _or_empty(run.state)
-        # "interrupted": state.json says running, but the process training it is gone.
-        resumable = info.status != "damaged" and (
-            bool(state.get("resumable"))
-            or (info.status == "interrupted" and has_last_checkpoint(run.checkpoints))
-        )
-        name = config.get("name") if isinstance(config.get("name"), str) else ""
-        out.append(
-            RunDetails(
-                run_id=run.run_id,
-                label=name or run.run_id,
-                history=RunHistory.from_records(run.metrics()),
-                config=config,
-                state=state,
-                summary=_or_empty(run.summary),
-                resumable=resumable,
-                status=info.status,
-                problems=info.problems,
-            )
-        )
-    return out
-
-
-def _or_empty(reader: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """What ``reader`` returns, or {} for a damaged file (RunDetails.problems says which)."""
-    try:
-        return reader()
-    except (OSError, ValueError):  # RunFileError and UnreadableFileError are ValueErrors
-        return {}
+    return [run_details(RunDir(path)) for path in paths]
 
 
 class _RunItem(QTreeWidgetItem):
@@ -291,7 +239,7 @@ class RunsPage(Page):
         self.config_view.setPlainText(_details_text(details))
 
     def _show_single(self, run: RunDetails) -> None:
-        h = run.history
+        h = RunHistory.from_curves(run.curves)
         self.loss_plot.add_series("raw", "per step", 0, alpha=70, width=1.0)
         self.loss_plot.add_series("smooth", "smoothed", 0, width=2.0)
         self.loss_plot.set_data("raw", h.steps, h.losses)
@@ -308,7 +256,7 @@ class RunsPage(Page):
             self.val_plot.add_marker(h.best_epoch, 2, "best epoch")
 
     def _show_overlay(self, index: int, run: RunDetails) -> None:
-        h, key = run.history, run.run_id
+        h, key = RunHistory.from_curves(run.curves), run.run_id
         self.loss_plot.add_series(f"{key}:loss", run.label, index, width=2.0)
         self.loss_plot.set_data(f"{key}:loss", h.steps, smooth(h.losses))
         self.val_plot.add_series(
@@ -404,7 +352,7 @@ def _details_text(details: list[RunDetails]) -> str:
 
 
 def _facts(run: RunDetails) -> str:
-    state, best = run.state, run.summary.get("best", {})
+    state, best = run.state.raw, run.summary.raw.get("best", {})
     lines = [f"{run.label}  ·  {run.status or state.get('status', 'unknown')}"]
     lines += [f"Problem: {problem}" for problem in run.problems]
     if state.get("device"):
@@ -434,7 +382,7 @@ def _differences(details: list[RunDetails]) -> str:
     return "\n".join(lines) if len(lines) > 1 else "Same settings."
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{prefix}{key}"

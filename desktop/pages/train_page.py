@@ -441,12 +441,9 @@ def _config_problem(config: RunConfig) -> str:
 
 
 def _is_resumable(run_dir: str) -> bool:
-    from engine.runs import RunDir, RunFileError
+    from engine.runs import RunDir, is_resumable
 
-    try:
-        return bool(run_dir) and bool(RunDir(Path(run_dir)).state().get("resumable"))
-    except RunFileError:  # a damaged state.json: the Runs page says which file
-        return False
+    return bool(run_dir) and is_resumable(RunDir(Path(run_dir)))
 
 
 def _result_sentence(event: RunEnded, run_dir: str) -> str:

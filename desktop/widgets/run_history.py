@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from engine.runs.metrics import Curves
 
 
 @dataclass
@@ -27,31 +30,26 @@ class RunHistory:
 
     @classmethod
     def from_records(cls, records: list[dict[str, Any]]) -> RunHistory:
-        steps = [r for r in records if r.get("type") == "step"]
-        epochs = [r for r in records if r.get("type") == "epoch"]
-        best = [int(r["epoch"]) + 1 for r in epochs if r.get("is_best")]
+        """The curves of metrics.jsonl's records (parsed by engine.runs.metrics)."""
+        from engine.runs.metrics import curves
 
-        def column(rows: list[dict[str, Any]], key: str, scale: float = 1.0) -> np.ndarray:
-            values = [_number(r.get(key)) * scale for r in rows]
+        return cls.from_curves(curves(records))
+
+    @classmethod
+    def from_curves(cls, parsed: Curves) -> RunHistory:
+        def array(values: tuple[float, ...]) -> np.ndarray:
             return np.asarray(values, dtype=float)
 
         return cls(
-            steps=column(steps, "step"),
-            losses=column(steps, "loss"),
-            lrs=column(steps, "lr"),
-            epochs=column(epochs, "epoch") + 1,
-            val_loss=column(epochs, "val_loss"),
-            val_accuracy=column(epochs, "val_accuracy", 100.0),
-            train_loss=column(epochs, "train_loss"),
-            best_epoch=best[-1] if best else None,
+            steps=array(parsed.steps),
+            losses=array(parsed.losses),
+            lrs=array(parsed.lrs),
+            epochs=array(parsed.epochs) + 1,
+            val_loss=array(parsed.val_loss),
+            val_accuracy=array(parsed.val_accuracy) * 100.0,
+            train_loss=array(parsed.train_loss),
+            best_epoch=parsed.best_epoch,
         )
-
-
-def _number(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
 
 
 class Ema:

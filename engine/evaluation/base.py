@@ -54,7 +54,7 @@ def _key(config: RunConfig) -> dict[str, Any]:
 
 
 def _val_digests(run: RunDir) -> list[str]:
-    return sorted(row[2] for row in run.splits().get("val", []))
+    return run.read_splits().digests("val")
 
 
 def find_base_run(workspace: Workspace, run: RunDir) -> RunDir | None:

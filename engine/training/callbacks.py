@@ -16,6 +16,7 @@ from engine.events import (
     RunStarted,
     StepEnded,
 )
+from engine.runs.metrics import epoch_record, step_record
 
 if TYPE_CHECKING:
     from engine.training.trainer import Trainer
@@ -74,29 +75,26 @@ class MetricsWriter(Callback):
 
     def on_step_ended(self, event: StepEnded, trainer: Trainer) -> None:
         self._buffer.append(
-            {
-                "type": "step",
-                "step": event.step,
-                "epoch": event.epoch,
-                "loss": event.loss,
-                "lr": event.lr,
-                "samples_per_sec": round(event.samples_per_sec, 2),
-                "time": round(time.time(), 3),
-            }
+            step_record(
+                step=event.step,
+                epoch=event.epoch,
+                loss=event.loss,
+                lr=event.lr,
+                samples_per_sec=event.samples_per_sec,
+            )
         )
         if time.monotonic() - self._last_flush > self.flush_seconds:
             self.flush(trainer)
 
     def on_epoch_ended(self, event: EpochEnded, trainer: Trainer) -> None:
         self._buffer.append(
-            {
-                "type": "epoch",
-                "epoch": event.epoch,
-                "step": trainer.global_step,
-                "seconds": round(event.seconds, 3),
-                "is_best": event.is_best,
-                **event.metrics,
-            }
+            epoch_record(
+                epoch=event.epoch,
+                step=trainer.global_step,
+                seconds=event.seconds,
+                is_best=event.is_best,
+                metrics=event.metrics,
+            )
         )
         self.flush(trainer)
 

@@ -6,7 +6,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from engine.events import RunStatus
-from engine.files import write_json_atomic
 from engine.training.checkpoint_files import has_last_checkpoint
 
 if TYPE_CHECKING:
@@ -54,7 +53,7 @@ def _write_summary(trainer: Trainer, status: RunStatus, error: str) -> None:
         if data.modality == "image":
             summary["intensity"] = trainer.intensity
     run = trainer.run
-    write_json_atomic(run.summary_path, {**run.summary(), **summary})
+    run.write_summary(summary)
 
 
 def _write_state(trainer: Trainer, status: RunStatus, error: str) -> None:

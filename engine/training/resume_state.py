@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from engine.files import write_bytes_atomic
 from engine.runs import RunDir
 from engine.training.checkpoint import (
     load_trainer_state,
@@ -151,14 +149,7 @@ def _restore_best(trainer: Trainer) -> None:
 
 def drop_metrics_after(run: RunDir, global_step: int, epoch: int) -> None:
     """Step lines written after the checkpoint (a crash) would be duplicated on resume."""
-    kept = [
-        r
-        for r in run.metrics()
-        if r.get("step", 0) <= global_step
-        and (r.get("type") != "epoch" or r.get("epoch", 0) < epoch)
-    ]
-    lines = "".join(json.dumps(r) + "\n" for r in kept)
-    write_bytes_atomic(run.metrics_path, lines.encode("utf-8"))
+    run.keep_metrics_until(global_step, epoch)
 
 
 def record_resume_error(run: RunDir, error: str) -> None:

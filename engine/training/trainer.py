@@ -509,7 +509,7 @@ class Trainer:
             raise Cancelled()
         for problem in data.problems:
             self.log(problem.message, level="warning")
-        write_json_atomic(self.run.splits_path, data.to_dict())
+        self.run.write_splits(data.to_dict())
         return data
 
     def _run_started(self) -> RunStarted:

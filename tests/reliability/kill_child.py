@@ -70,7 +70,7 @@ def install(point: str) -> list:
     import torch
 
     import engine.files
-    import engine.runs
+    import engine.runs.folder
     import engine.training.checkpoint as ckpt
 
     if point.startswith("step:"):
@@ -120,7 +120,7 @@ def install(point: str) -> list:
                 fh.write(data[: len(data) // 2])
             die()
 
-        engine.runs.append_jsonl = append
+        engine.runs.folder.append_jsonl = append
     else:
         raise SystemExit(f"unknown point {point}")
     return []

@@ -119,9 +119,11 @@ MID_RUN = {
         ckpt, "save_file", no_space_at(2, ckpt.save_file, lambda t, p, **k: "best" in Path(p).name)
     ),
     "metrics": lambda mp: mp.setattr(
-        engine.runs,
+        engine.runs.folder,
         "append_jsonl",
-        no_space_at(2, engine.runs.append_jsonl, lambda p, r: any("is_best" in x for x in r)),
+        no_space_at(
+            2, engine.runs.folder.append_jsonl, lambda p, r: any("is_best" in x for x in r)
+        ),
     ),
 }
 
@@ -152,11 +154,7 @@ def test_disk_full_mid_run_says_so_keeps_the_checkpoint_and_resumes(
 def test_disk_full_writing_the_summary_fails_the_run_resumably(data, tmp_path, monkeypatch):
     ws = tmp_path / "ws"
     with monkeypatch.context() as mp:
-        mp.setattr(
-            engine.training.outcome,
-            "write_json_atomic",
-            no_space_at(1, engine.training.outcome.write_json_atomic),
-        )
+        mp.setattr(RunDir, "write_summary", no_space_at(1, RunDir.write_summary))
         result = train(tiny_config(data), workspace=ws)
     assert result.status is RunStatus.FAILED and "is full" in result.error
     run = RunDir(result.run_dir)
@@ -181,7 +179,7 @@ def test_disk_full_for_every_write_at_the_end_leaves_the_checkpoints(data, tmp_p
         return fail() if "ended" in changes else real_update(self, **changes)
 
     with monkeypatch.context() as mp:
-        mp.setattr(engine.training.outcome, "write_json_atomic", fail)
+        mp.setattr(RunDir, "write_summary", fail)
         mp.setattr(RunDir, "update_state", update_state)
         result = train(tiny_config(data), workspace=ws)
     assert result.status is RunStatus.FAILED and "is full" in result.error
