@@ -8,7 +8,7 @@ from pathlib import Path
 from engine.data.problems import DatasetError, Problem, ProblemKind, file_problem
 from engine.data.safe_read import TEXT_FILE_LIMIT, FileReadError, read_capped
 from engine.data.scan import SPLIT_NAMES
-from engine.data.text import (
+from engine.data.text_items import (
     TextItem,
     TextProblemKind,
     Where,
