@@ -228,7 +228,7 @@ def model_folder(backbone: str) -> Path | None:
     folder with config.json), or None for catalog, timm and torchvision models, which ship no
     code."""
     if backbone.startswith("hf:"):
-        from engine.models.hf import cached_hf_folder
+        from engine.models.hf_files import cached_hf_folder
 
         return cached_hf_folder(backbone[len("hf:") :])
     path = Path(backbone).expanduser()

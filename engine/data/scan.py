@@ -36,17 +36,7 @@ from engine.data.problems import (
 )
 from engine.data.review import Reviewed, review_samples
 from engine.data.safe_read import IMAGE_LIMIT, FileReadError, read_capped
-from engine.data.walk import DatasetWalk, is_hidden
-
-SPLIT_NAMES = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "test": "test",
-    "testing": "test",
-}
+from engine.data.walk import SPLIT_NAMES, DatasetWalk, is_hidden
 
 
 @dataclass

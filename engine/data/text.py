@@ -17,29 +17,20 @@ import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from engine.data.index import DatasetIndex
 from engine.data.modality import unusable_source
 from engine.data.problems import DatasetError, Problem, ProblemKind, plural
+from engine.data.text_folder import walk_text_folder
+from engine.data.text_items import TextItem, Where, aggregate
+from engine.data.text_items import TextProblemKind as TextProblemKind  # part of this API
 from engine.data.text_read import TABLE_EXTENSIONS
+from engine.data.text_table import table_items
 
 if TYPE_CHECKING:
     from engine.data.split import Splits
-
-
-class TextProblemKind(StrEnum):
-    """Problems only a text source has (the others reuse :class:`ProblemKind`)."""
-
-    EMPTY_TEXT = "empty-text"
-    MISSING_LABEL = "missing-label"
-    ENCODING = "encoding"
-    NOT_TEXT = "not-text"
-    BAD_LINE = "bad-line"
-    BLANK_ROW = "blank-row"
-    OPEN_QUOTE = "unterminated-quote"
 
 
 @dataclass(frozen=True)
@@ -88,50 +79,6 @@ class TextIndex:
             raise DatasetError(fatal.message)
 
 
-@dataclass
-class TextItem:
-    """A text read from the source, before review. ``ref`` is the row / line number as text,
-    or the file path relative to the root."""
-
-    text: str
-    cls: str
-    split: str | None
-    ref: str
-    origin: str
-    digest: str = ""
-
-
-@dataclass(frozen=True)
-class Where:
-    """How to name places in the source: rows / lines of one file, or files of a folder."""
-
-    unit: str  # "row", "line" or "file"
-    file: str | None = None  # the table's file name
-    path: str | None = None  # the table's absolute path
-
-    def subject(self, refs: Sequence[str]) -> tuple[str, str, bool]:
-        """(subject, "(rows 4, 9, …)" listing, plural) for a sentence about ``refs``."""
-        n = len(refs)
-        shown = ", ".join(refs[:5]) + (", …" if n > 5 else "")
-        if self.unit == "file":
-            return (refs[0], "", False) if n == 1 else (f"{n} files", f" ({shown})", True)
-        if n == 1:
-            return f"{self.unit.capitalize()} {refs[0]} of {self.file}", "", False
-        return f"{n} {self.unit}s of {self.file}", f" ({self.unit}s {shown})", True
-
-
-def aggregate(
-    kind: str, where: Where, refs: Sequence[str], what: tuple[str, str], then: tuple[str, str]
-) -> Problem:
-    """One problem about many places: ``what``/``then`` are (singular, plural) wordings."""
-    subject, listing, many = where.subject(refs)
-    return Problem(
-        kind=cast(ProblemKind, kind),
-        path=where.path,
-        message=f"{subject} {what[many]}{listing}; {then[many]}",
-    )
-
-
 def normalize_text(text: str) -> str:
     """The text compared for copies: Unicode NFC with runs of whitespace made one space."""
     return " ".join(unicodedata.normalize("NFC", text).split())
@@ -159,15 +106,11 @@ def scan_text_source(
     if not path.exists():
         raise DatasetError(unusable_source(path))
     if path.is_dir():
-        from engine.data.text_folder import walk_text_folder  # it uses this module's names
-
         items, problems, folders, has_splits = walk_text_folder(path)
         read = 0
         where = Where("file")
         columns: tuple[str | None, str | None] = (None, None)
     elif path.suffix.lower() in TABLE_EXTENSIONS:
-        from engine.data.text_table import table_items  # it uses this module's names
-
         items, problems, columns, read = table_items(path, text_column, label_column)
         where = Where("line" if path.suffix.lower() == ".jsonl" else "row", path.name, str(path))
         folders, has_splits = {}, False
@@ -191,22 +134,6 @@ def split_text_samples(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=seed,
-    )
-
-
-def encoding_problem(kind: str, where: Where, refs: Sequence[str], encoding: str) -> Problem:
-    """ "<file> is not UTF-8; it was read as <encoding>. Save it as UTF-8 to be sure." """
-    if where.unit != "file":
-        where = Where("file", path=where.path)
-    return aggregate(
-        kind,
-        where,
-        refs,
-        ("is not UTF-8", "are not UTF-8"),
-        (
-            f"it was read as {encoding}. Save it as UTF-8 to be sure.",
-            f"they were read as {encoding}. Save them as UTF-8 to be sure.",
-        ),
     )
 
 

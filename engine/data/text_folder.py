@@ -7,8 +7,7 @@ from pathlib import Path
 
 from engine.data.problems import DatasetError, Problem, ProblemKind, file_problem
 from engine.data.safe_read import TEXT_FILE_LIMIT, FileReadError, read_capped
-from engine.data.scan import SPLIT_NAMES
-from engine.data.text import (
+from engine.data.text_items import (
     TextItem,
     TextProblemKind,
     Where,
@@ -16,7 +15,7 @@ from engine.data.text import (
     encoding_problem,
 )
 from engine.data.text_read import BinaryFileError, decode_text
-from engine.data.walk import DatasetWalk, is_hidden
+from engine.data.walk import SPLIT_NAMES, DatasetWalk, is_hidden
 
 TEXT_EXTENSIONS = (".txt",)
 

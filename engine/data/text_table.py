@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.data.problems import Problem
-from engine.data.text import TextItem, TextProblemKind, Where, aggregate, encoding_problem
+from engine.data.text_items import TextItem, TextProblemKind, Where, aggregate, encoding_problem
 from engine.data.text_read import Table, cell_text, choose_columns, read_table
 
 _SKIPPED = ("it is skipped.", "they are skipped.")

@@ -25,6 +25,17 @@ from pathlib import Path
 from engine.data.problems import Problem, ProblemKind, ScanCancelled
 from engine.data.safe_read import special_file_name
 
+# Folder names that mean a split (any case), image and text folders alike.
+SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
+
 _IGNORED_NAMES = frozenset(
     {
         "__macosx",
@@ -184,8 +195,6 @@ class DatasetWalk:
         """Resolved paths of the real folders that can be class folders: those in the dataset
         folder, and those in its train/val/test folders (and these split folders too)."""
         if self._classes is None:
-            from engine.data.scan import SPLIT_NAMES  # scan imports this module
-
             top = _real_subfolders(self.real_root)
             self._classes = top + [
                 sub

@@ -42,7 +42,7 @@ def source_folder(entry: Any) -> Path | None:
             from engine.models.text import text_folder
 
             return text_folder(entry, need_weights=False)
-        from engine.models.hf import hf_folder
+        from engine.models.weights import hf_folder
 
         return hf_folder(entry.name, need_weights=False)
     except ModelError:

@@ -69,7 +69,7 @@ class TorchScriptRuntime:
                 warnings.simplefilter("ignore")
                 self.module = torch.jit.load(str(path), map_location="cpu").eval()
         except Exception as exc:  # also TorchScript's own unpickler refusing unknown types
-            from engine.models.text import first_line
+            from engine.models.errors import first_line
 
             raise ExportError(
                 f"{path} cannot be loaded as TorchScript ({first_line(exc)}); export the run again."

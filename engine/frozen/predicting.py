@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from engine.config import Method, Runtime
+from engine.files import file_stamp
 from engine.frozen.forward import FrozenForward, onnx_key, use_onnxruntime
 from engine.frozen.keys import backbone_parts, run_cache_dir
 
@@ -66,13 +67,11 @@ def predictor_forward(predictor: Any, rows: int) -> Any:
             model.backbone, key_parts=parts, what="the frozen backbone", **common
         )
         return _ProbeForward(frozen, model.head)
-    from engine.evaluation.predictions import checkpoint_stamp
-
     parts = {
         "cut": "logits",
         "run": predictor.run.run_id,
         "checkpoint": predictor.checkpoint.name,
-        "stamp": checkpoint_stamp(predictor.checkpoint),
+        "stamp": file_stamp(predictor.checkpoint),  # as evaluation.predictions.checkpoint_stamp
     }
     cached = (cache_dir / f"{onnx_key(parts)}.onnx").is_file()
     if rows < EXPORT_WORTH_ROWS and not cached and runtime is Runtime.AUTO:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.models.errors import ModelError
+from engine.models.hf_files import cached_hf_folder, hf_config, hf_preprocess, is_hf_convnet
 from engine.preprocess import Preprocess
 
 STARTER = "efficientnet_lite0"
@@ -277,8 +278,6 @@ def _timm_entry(model_name: str) -> CatalogEntry:
 
 
 def _hf_folder_entry(path: Path) -> CatalogEntry:
-    from engine.models.hf import hf_config, hf_preprocess, is_hf_convnet
-
     folder = path.resolve()
     if not (folder / "config.json").is_file():
         raise ModelError(
@@ -299,8 +298,6 @@ def _hf_folder_entry(path: Path) -> CatalogEntry:
 
 
 def _hf_hub_entry(ident: str) -> CatalogEntry:
-    from engine.models.hf import cached_hf_folder, hf_config, hf_preprocess, is_hf_convnet
-
     if ident.count("/") != 1 or not all(ident.split("/")):
         raise ModelError(
             f"'hf:{ident}' is not a Hugging Face model id like 'hf:google/vit-base-"
@@ -328,15 +325,3 @@ def _modality(config: dict) -> str:
     if "num_channels" in config or "image_size" in config:
         return "image"
     return "text" if "vocab_size" in config else "image"
-
-
-def read_json(path: Path) -> dict:
-    """A JSON object from a file, or ModelError naming the file."""
-    from engine.files import UnreadableFileError, read_json_object
-
-    try:  # a model folder may come from anyone: a pipe or /dev/zero link is not read
-        return read_json_object(path, max_bytes=64 * 1024 * 1024)
-    except FileNotFoundError as exc:
-        raise ModelError(f"Cannot read {path}: the file is missing.") from exc
-    except UnreadableFileError as exc:
-        raise ModelError(f"Cannot read {path}: it {exc}.") from exc

@@ -9,3 +9,9 @@ class ModelError(ValueError):
 
 class WeightsUnavailableError(ModelError):
     """Pretrained weights are not on this computer; the message says how to get them."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, for a one-sentence error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)

@@ -11,125 +11,24 @@ import torch
 from torch import nn
 
 from engine.config import ModelConfig
-from engine.models.catalog import TEXT_STARTER, CatalogEntry, read_json
-from engine.models.errors import ModelError
-from engine.models.weights import (
-    _ALTERNATIVES,
-    USE_SAFE_WEIGHTS,
-    _unavailable,
-    hf_cache_dir,
-    hf_cached_file,
-)
+from engine.models.catalog import CatalogEntry
+from engine.models.errors import ModelError, first_line
+from engine.models.hf_files import WEIGHT_FILES
+from engine.models.weights import USE_SAFE_WEIGHTS, hf_folder
 from engine.pickles import is_refused_pickle, refusal
-from engine.preprocess import Preprocess
-
-TEXT_ALTERNATIVES = f"use the offline starter text backbone {TEXT_STARTER}"
-
-WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
-_CONVNETS = {
-    "convnext",
-    "convnextv2",
-    "resnet",
-    "efficientnet",
-    "mobilenet_v1",
-    "mobilenet_v2",
-    "regnet",
-    "bit",
-    "van",
-    "mobilevit",
-    "mobilevitv2",
-    "levit",
-    "poolformer",
-}
 
 
-def hf_config(path: Path) -> dict[str, Any]:
-    """A model's config.json as a dict."""
-    return read_json(path)
+def quiet_transformers() -> None:
+    """No download progress bars or deprecation chatter from transformers in the app's output:
+    every file is local, and the user cannot act on library warnings."""
+    import warnings
 
+    from transformers.utils import logging as hf_logging
 
-def cached_hf_folder(repo_id: str) -> Path | None:
-    """The snapshot folder of a hub model in the local cache (it has a config.json), or None."""
-    found = hf_cached_file(repo_id, "config.json")
-    return found.parent if found is not None else None
-
-
-def hf_folder(name: str, *, need_weights: bool, modality: str = "image") -> Path:
-    """The local folder of an 'hf:' or folder entry; raises when it or its weights are missing."""
-    alternatives = _ALTERNATIVES if modality == "image" else TEXT_ALTERNATIVES
-    if name.startswith("hf:"):
-        repo = name[len("hf:") :]
-        folder = cached_hf_folder(repo)
-        where = hf_cache_dir() / f"models--{repo.replace('/', '--')}"
-        how = (
-            f"On a computer with internet run 'hf download {repo}' and copy its cache folder to "
-            f"{where} (or copy the downloaded model folder here and choose it), or "
-            f"{alternatives}."
-        )
-        if folder is None:
-            raise _unavailable(
-                f"The model {repo} is not on this computer. {how}", f"https://huggingface.co/{repo}"
-            )
-    else:
-        folder = Path(name)
-        how = f"Copy the model's weights (model.safetensors) into {folder}, or {alternatives}."
-        if not (folder / "config.json").is_file():
-            raise _unavailable(f"The model folder {folder} has no config.json. {how}", str(folder))
-    if need_weights and not any((folder / f).is_file() for f in WEIGHT_FILES):
-        raise _unavailable(f"The model folder {folder} has no weights file. {how}", str(folder))
-    return folder
-
-
-def is_hf_convnet(config: dict[str, Any]) -> bool:
-    """Whether a Hugging Face config describes a convolutional network."""
-    return config.get("model_type") in _CONVNETS
-
-
-def hf_preprocess(folder: Path | None, config: dict[str, Any]) -> Preprocess:
-    """Input geometry from preprocessor_config.json, else from config.json's image_size."""
-    pre: dict[str, Any] = {}
-    if folder is not None and (folder / "preprocessor_config.json").is_file():
-        pre = read_json(folder / "preprocessor_config.json")
-    image_size = config.get("image_size")
-    if isinstance(image_size, list | tuple):
-        image_size = image_size[-1]
-    resize = _edge(pre.get("size"))
-    crop = _edge(pre.get("crop_size")) if pre.get("do_center_crop") else None
-    size = crop or resize or image_size or 224
-    if pre.get("crop_pct"):
-        crop_pct = float(pre["crop_pct"])
-    elif crop and resize and resize > crop:
-        crop_pct = crop / resize
-    else:
-        crop_pct = 1.0 if pre else 0.875
-    default = Preprocess()
-    mean, std = pre.get("image_mean"), pre.get("image_std")
-    return Preprocess(
-        input_size=int(size),
-        mean=tuple(float(v) for v in mean) if _triple(mean) else default.mean,
-        std=tuple(float(v) for v in std) if _triple(std) else default.std,
-        interpolation="bicubic" if pre.get("resample") == 3 else "bilinear",
-        crop_pct=crop_pct,
-    )
-
-
-def _edge(size: Any) -> int | None:
-    if isinstance(size, int):
-        return size
-    if isinstance(size, dict):
-        for key in ("shortest_edge", "height", "width"):
-            if isinstance(size.get(key), int):
-                return size[key]
-    return None
-
-
-def _triple(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 3
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="peft")
 
 
 class HFBackbone(nn.Module):
@@ -192,8 +91,6 @@ def load_hf_model(
     remote = remote_code_kwargs(folder, entry.display_name, asked=cfg.allow_remote_code)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: files are local anyway
     from transformers import AutoConfig, AutoModel
-
-    from engine.models.text import first_line, quiet_transformers
 
     quiet_transformers()
     try:

@@ -166,7 +166,7 @@ def load_adapter(model: Classifier, folder: Path) -> Classifier:
     from peft import PeftModel
     from safetensors.torch import load_file
 
-    from engine.models.text import first_line
+    from engine.models.errors import first_line
     from engine.models.weights import USE_SAFE_WEIGHTS
     from engine.safe_read import IS_MISSING, WEIGHTS_LIMIT, file_problem
 

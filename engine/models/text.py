@@ -11,7 +11,7 @@ from torch import nn
 
 from engine.config import ModelConfig
 from engine.models.catalog import CatalogEntry
-from engine.models.errors import ModelError
+from engine.models.errors import ModelError, first_line
 
 TokenBatch = dict[str, torch.Tensor]
 
@@ -39,26 +39,13 @@ class HFTextBackbone(nn.Module):
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
-def quiet_transformers() -> None:
-    """No download progress bars or deprecation chatter from transformers in the app's output:
-    every file is local, and the user cannot act on library warnings."""
-    import warnings
-
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
-    warnings.filterwarnings("ignore", category=FutureWarning, module="peft")
-
-
 def text_folder(entry: CatalogEntry, *, need_weights: bool) -> Path:
     """The local folder of a text backbone (the starter's package folder or a HF folder)."""
     if entry.family == "starter":
         from engine.models.weights import text_starter_folder
 
         return text_starter_folder()
-    from engine.models.hf import hf_folder
+    from engine.models.weights import hf_folder
 
     return hf_folder(entry.name, need_weights=need_weights, modality="text")
 
@@ -112,9 +99,3 @@ def token_limit(tokenizer: Any, backbone: nn.Module, wanted: int) -> int:
         offset = 2 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta") else 0
         limits.append(positions - offset)
     return min(limits)
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, for a one-sentence error."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else repr(exc)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.models.catalog import STARTER, resolve_entry
+from engine.models.catalog import STARTER, TEXT_STARTER, resolve_entry
 from engine.models.errors import ModelError, WeightsUnavailableError
+from engine.models.hf_files import WEIGHT_FILES, cached_hf_folder, hf_cache_dir, hf_cached_file
 from engine.pickles import is_refused_pickle, load_weights_only, refusal
 
 log = logging.getLogger(__name__)
 
 _ALTERNATIVES = f"choose a checkpoint file instead, or use the offline starter backbone {STARTER}"
+TEXT_ALTERNATIVES = f"use the offline starter text backbone {TEXT_STARTER}"
 _PREFIXES = ("module.", "model.", "backbone.", "_orig_mod.", "base_model.")
 
 
@@ -58,8 +59,6 @@ def weights_status(name: str, weights_file: str | None = None) -> WeightsStatus:
             return WeightsStatus(True, str(torchvision_file(entry.name)), "")
         if entry.family == "timm":
             return WeightsStatus(True, str(timm_file(entry.name[len("timm:") :])), "")
-        from engine.models.hf import hf_folder
-
         folder = hf_folder(entry.name, need_weights=True, modality=entry.modality)
         return WeightsStatus(True, str(folder), "")
     except WeightsUnavailableError as exc:
@@ -75,23 +74,30 @@ def _unavailable(message: str, expected: str) -> WeightsUnavailableError:
 # -- where files are ----------------------------------------------------------------------------
 
 
-def hf_cache_dir() -> Path:
-    """The Hugging Face hub cache, read from the environment on every call."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-        "huggingface",
-    )
-    return Path(home).expanduser() / "hub"
-
-
-def hf_cached_file(repo_id: str, filename: str) -> Path | None:
-    """A file of a hub repository in the local cache, or None."""
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(repo_id, filename, cache_dir=hf_cache_dir())
-    return Path(found) if isinstance(found, str) else None
+def hf_folder(name: str, *, need_weights: bool, modality: str = "image") -> Path:
+    """The local folder of an 'hf:' or folder entry; raises when it or its weights are missing."""
+    alternatives = _ALTERNATIVES if modality == "image" else TEXT_ALTERNATIVES
+    if name.startswith("hf:"):
+        repo = name[len("hf:") :]
+        folder = cached_hf_folder(repo)
+        where = hf_cache_dir() / f"models--{repo.replace('/', '--')}"
+        how = (
+            f"On a computer with internet run 'hf download {repo}' and copy its cache folder to "
+            f"{where} (or copy the downloaded model folder here and choose it), or "
+            f"{alternatives}."
+        )
+        if folder is None:
+            raise _unavailable(
+                f"The model {repo} is not on this computer. {how}", f"https://huggingface.co/{repo}"
+            )
+    else:
+        folder = Path(name)
+        how = f"Copy the model's weights (model.safetensors) into {folder}, or {alternatives}."
+        if not (folder / "config.json").is_file():
+            raise _unavailable(f"The model folder {folder} has no config.json. {how}", str(folder))
+    if need_weights and not any((folder / f).is_file() for f in WEIGHT_FILES):
+        raise _unavailable(f"The model folder {folder} has no weights file. {how}", str(folder))
+    return folder
 
 
 def starter_file() -> Path:

@@ -155,6 +155,8 @@ def test_recommended_on_easy_images_keeps_the_probe_and_says_why(tmp_path: Path)
     assert "Computing backbone features" not in _log(run)
 
 
+# slow: trains a recommended run with trials, then replays its recipe
+@pytest.mark.slow
 def test_recommended_tries_partial_fine_tunes_and_a_replay_runs_the_recipe(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -196,6 +198,8 @@ def test_recommended_tries_partial_fine_tunes_and_a_replay_runs_the_recipe(
     assert RunConfig.load(Path(again.run_dir) / "config.json") == saved
 
 
+# slow: two recommended runs, one per dataset
+@pytest.mark.slow
 def test_the_validation_images_play_no_part_in_the_choice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -234,6 +238,8 @@ def test_a_time_budget_stops_the_run_after_an_epoch(tmp_path: Path) -> None:
     assert "Time budget of 0.0001 min reached" in _log(Path(result.run_dir))
 
 
+# slow: two recommended text runs with LoRA trials
+@pytest.mark.slow
 def test_recommended_on_texts_chooses_between_the_probe_and_lora(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

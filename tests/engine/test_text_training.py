@@ -110,6 +110,8 @@ def test_every_method_trains_on_a_table_and_leaves_the_data_untouched(
     assert tree_snapshot(table.parent) == before
 
 
+# slow: the real starter text backbone, trained twice for 4 epochs
+@pytest.mark.slow
 def test_the_starter_learns_a_text_task_and_lora_beats_chance(tmp_path):
     table = make_text_table(tmp_path / "support.csv", per_class=30, classes=3, seed=2)
     for method in (Method.LINEAR_PROBE, Method.LORA):
