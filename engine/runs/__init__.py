@@ -9,16 +9,8 @@ from __future__ import annotations
 
 from engine.runs import metrics
 from engine.runs.details import RunDetails, RunFacts, run_details, run_facts
-from engine.runs.folder import (
-    CHOOSE,
-    REMEDY,
-    RUNS_DIR,
-    SMALL_FILE_BYTES,
-    RunDir,
-    RunFileError,
-    RunNotFoundError,
-    WorkspaceError,
-)
+from engine.runs.errors import CHOOSE, REMEDY, RunFileError, RunNotFoundError, WorkspaceError
+from engine.runs.folder import RUNS_DIR, SMALL_FILE_BYTES, RunDir
 from engine.runs.metrics import Curves, curves, epoch_record, step_record
 from engine.runs.records import SCHEMA, RunSplits, RunState, RunSummary, SplitRow
 from engine.runs.resumable import is_resumable

@@ -26,25 +26,13 @@ from engine.files import (
     write_bytes_atomic,
     write_json_atomic,
 )
+from engine.runs.errors import CHOOSE, REMEDY, RunFileError, WorkspaceError
+from engine.runs.health import splits_problem
 from engine.runs.metrics import encode, is_metrics_record, records_until
 from engine.runs.records import RunSplits, RunState, RunSummary, schema_problem, stamped
 
 RUNS_DIR = "runs"
 SMALL_FILE_BYTES = 16 * 2**20  # config, state and summary are a few kB; more is not theirs
-REMEDY = "restore it from a backup, or delete the run folder if the run is no longer needed"
-CHOOSE = "choose another workspace (--workspace, or REFIT_HOME)"
-
-
-class RunNotFoundError(LookupError):
-    """A run id or folder that does not exist in the workspace."""
-
-
-class RunFileError(ValueError):
-    """A file of a run folder that exists but cannot be read or used (one sentence)."""
-
-
-class WorkspaceError(ValueError):
-    """A workspace where runs cannot be listed or saved: a file, read-only, unwritable."""
 
 
 @dataclass(frozen=True)
@@ -102,8 +90,6 @@ class RunDir:
     def intact_config(self) -> RunConfig:
         """The config, once state.json, summary.json and splits.json are known to read (what a
         resume needs); RunFileError naming the first damaged file."""
-        from engine.run_health import splits_problem
-
         config = self.config()
         self.state(), self.summary()
         problem = splits_problem(self)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from engine.runs.folder import RunDir, RunFileError
+from engine.runs.errors import RunFileError
+from engine.runs.folder import RunDir
 from engine.runs.records import RunState
 
 

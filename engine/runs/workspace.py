@@ -15,16 +15,8 @@ from typing import Any, TypeVar
 
 from engine.config import ConfigError, NewerFormatError, RunConfig
 from engine.files import write_json_atomic
-from engine.runs.folder import (
-    CHOOSE,
-    REMEDY,
-    RUNS_DIR,
-    RunDir,
-    RunFileError,
-    RunNotFoundError,
-    WorkspaceError,
-    write_failure,
-)
+from engine.runs.errors import CHOOSE, REMEDY, RunFileError, RunNotFoundError, WorkspaceError
+from engine.runs.folder import RUNS_DIR, RunDir, write_failure
 from engine.runs.records import RunState, RunSummary, stamped
 
 T = TypeVar("T")
@@ -154,7 +146,7 @@ class Workspace:
 
 def run_info(run: RunDir) -> RunInfo:
     """The run's line of the run list; a damaged file becomes a problem, never an error."""
-    from engine.run_health import cached_problems
+    from engine.runs.health import cached_problems
 
     problems: list[str] = []
     newer = False

@@ -27,7 +27,7 @@ from engine.files import UnreadableFileError, read_json_object
 from engine.safe_read import IS_MISSING, WEIGHTS_LIMIT, file_problem, open_capped
 
 if TYPE_CHECKING:
-    from engine.runs import RunDir
+    from engine.runs.folder import RunDir
 
 BEST = "best.safetensors"
 WEIGHTS = "last.safetensors"

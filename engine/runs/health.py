@@ -10,10 +10,26 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from engine.runs import RunDir
+from engine.runs.errors import REMEDY, RunFileError
+
+
+class RunFiles(Protocol):
+    """What the checks read of a run folder (a RunDir): its paths and two of its readers."""
+
+    path: Path
+
+    @property
+    def splits_path(self) -> Path: ...
+
+    @property
+    def metrics_path(self) -> Path: ...
+
+    def splits(self) -> dict[str, Any]: ...
+
+    def metrics_lines(self) -> Any: ...
+
 
 _MAX_CACHED = 4096
 _cache: dict[tuple[str, int, int], str] = {}
@@ -21,7 +37,7 @@ _cache_lock = threading.Lock()  # the app lists runs from worker threads too
 _META_LIMIT = 256 * 1024 * 1024  # the meta of a million-example split is ~100 MB
 
 
-def cached_problems(run: RunDir) -> tuple[list[str], list[str]]:
+def cached_problems(run: RunFiles) -> tuple[list[str], list[str]]:
     """(problems that make the run "damaged", notes that leave it usable) about splits.json,
     metrics.jsonl and evaluation/*; [] for files that are fine or missing."""
     damaged = [p for p in [splits_problem(run)] if p]
@@ -34,7 +50,7 @@ def cached_problems(run: RunDir) -> tuple[list[str], list[str]]:
     return damaged, [n for n in notes if n]
 
 
-def splits_problem(run: RunDir) -> str:
+def splits_problem(run: RunFiles) -> str:
     """ "" when splits.json is fine or missing, else the sentence naming it."""
     return _checked(run.splits_path, lambda: _splits_problem(run))
 
@@ -56,9 +72,7 @@ def _checked(path: Path, check: Callable[[], str]) -> str:
     return verdict
 
 
-def _splits_problem(run: RunDir) -> str:
-    from engine.runs import REMEDY, RunFileError
-
+def _splits_problem(run: RunFiles) -> str:
     try:
         data = run.splits()
     except RunFileError as exc:
@@ -76,7 +90,7 @@ def _split_shaped(data: dict[str, Any]) -> bool:
     return all(isinstance(r, list) and all(isinstance(x, list) for x in r) for r in rows)
 
 
-def _metrics_problem(run: RunDir) -> str:
+def _metrics_problem(run: RunFiles) -> str:
     lines = run.metrics_lines()
     if lines.problem:
         return f"The run file {run.metrics_path} {lines.problem}; the curves are not shown."
