@@ -112,14 +112,14 @@ class _Child:
         elif kind == "images" and isinstance(payload, dict):
             self.images.update(payload)
 
-    def stop_decoding(self) -> None:
-        """(Under ``cond``.) A child still decoding is stopped and what it sent is kept (the
-        run decodes the rest)."""
-        if self.finished:
-            return
-        with contextlib.suppress(OSError):
-            os.kill(self.pid, signal.SIGKILL)  # only decoding: nothing of its own to clean up
-        self.cond.wait_for(lambda: self.finished)  # the messages still in the pipe, to its end
+    def stop(self) -> None:
+        """(Under ``cond``.) Stop a child that is still at work (it only decodes: nothing of its
+        own to clean up) and wait for the rest of its messages; what it sent is kept, and the
+        run decodes what it had not reached."""
+        if not self.finished:
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signal.SIGKILL)
+            self.cond.wait_for(lambda: self.finished, timeout=5.0)  # the pipe to its end
 
     def close_pixels(self) -> None:
         if self.pixels_open:
@@ -131,10 +131,7 @@ class _Child:
     def end(self) -> None:
         """(Under ``cond``.) Stop the child whatever it does and free its pixels."""
         self.close_pixels()
-        if not self.finished:
-            with contextlib.suppress(OSError):
-                os.kill(self.pid, signal.SIGKILL)
-            self.cond.wait_for(lambda: self.finished, timeout=5.0)
+        self.stop()
 
 
 _lock = threading.Lock()
@@ -314,7 +311,7 @@ def _take(path: str, wanted: Callable[[_Child], bool]) -> Image.Image | None:
         children = list(_children.values())
     for child in children:
         with child.cond:
-            child.stop_decoding()  # once: the run decodes what the child has not reached
+            child.stop()  # once: the run decodes what the child has not reached
             if not child.pixels_open or not wanted(child):
                 continue
             entry = child.images.pop(path, None)

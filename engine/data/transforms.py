@@ -47,6 +47,12 @@ class ImageTransform:
         self.view = view
         self.finish = finish
 
+    @classmethod
+    def evaluation(cls, view: EvalView, finish: v2.Compose, *, train: bool) -> ImageTransform:
+        """``view`` then ``finish``: the whole pipeline is made of the two parts."""
+        pipeline = v2.Compose([view, *finish.transforms])
+        return cls(pipeline, view.resize, train=train, view=view, finish=finish)
+
     def __call__(self, image: Image.Image) -> torch.Tensor:
         return self.pipeline(image)
 
@@ -83,13 +89,7 @@ def build_transform(
             interpolation=preprocess.interpolation,
             stretch=preprocess.intensity == PERCENTILE,
         )
-        return ImageTransform(
-            v2.Compose([view, *tail]),
-            preprocess.resize_size,
-            train=train,
-            view=view,
-            finish=v2.Compose(tail),
-        )
+        return ImageTransform.evaluation(view, v2.Compose(tail), train=train)
 
     scale = _CROP_SCALE[preset]
     steps = [
