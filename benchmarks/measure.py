@@ -97,8 +97,8 @@ def run_side(
     proc = subprocess.Popen(
         cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    watcher = TreeWatcher(proc.pid, interval)
-    if watch:
+    watcher = TreeWatcher(proc.pid, interval) if watch else None
+    if watcher is not None:
         watcher.start()
     assert proc.stdout is not None
     output = proc.stdout.read()
@@ -107,8 +107,8 @@ def run_side(
     seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     proc.stdout.close()
-    watcher.stop.set()
-    if watch:
+    if watcher is not None:
+        watcher.stop.set()
         watcher.join()
     tree = _children_cpu() - tree0  # the side and its workers, all waited for by now
     others = _busy_seconds() - busy0 - tree - (_own_cpu() - me0)
@@ -120,7 +120,7 @@ def run_side(
         f"[{label}] done in {seconds:.1f} s (other processes kept {other_cores:.2f} cores busy)",
         flush=True,
     )
-    pss = watcher.peak_pss / MIB if watch else float("nan")
+    pss = watcher.peak_pss / MIB if watcher is not None else float("nan")
     rss = usage.ru_maxrss * 1024 / MIB  # KiB on Linux
     return Measured(json.loads(out.read_text()), seconds, pss, other_cores, rss)
 
