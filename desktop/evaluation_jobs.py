@@ -71,17 +71,10 @@ class EvaluationCancelled:
 CANCELLED = EvaluationCancelled()
 
 
-def read_facts(path: Path) -> RunFacts:
-    """Read config, state, summary and split sizes of the run at ``path``."""
-    from engine.runs import RunDir, run_facts
-
-    return run_facts(RunDir(Path(path)))
-
-
 def load_results(path: Path) -> RunResults:
     """Facts of a run and its saved evaluations (no prediction is computed here)."""
     from engine.evaluation import load_evaluation, load_predictions
-    from engine.runs import RunDir
+    from engine.runs import RunDir, run_facts
 
     run = RunDir(Path(path))
     splits = {}
@@ -89,7 +82,7 @@ def load_results(path: Path) -> RunResults:
         evaluation = load_evaluation(run, split)
         if evaluation is not None:
             splits[split] = SplitResults(evaluation, load_predictions(run, split))
-    return RunResults(read_facts(path), splits)
+    return RunResults(run_facts(run), splits)
 
 
 def _progress(on_event: Callable[[Event], None], stage: str) -> Callable[[int, int], None]:

@@ -2,7 +2,9 @@
 
 Each trains in a few seconds on the CPU from generated data; no weights are downloaded. A test
 process trains each kind of run once, in a private folder, and hands every caller its own copy
-of that folder (data, workspace and run), so tests may damage their copy freely.
+of that folder (data, workspace and run), so tests may damage their copy of the run freely.
+A copy's config.json and splits.json still name the private folder's data, which no test may
+change (it is identical to the copy's own data, and removed when the process ends).
 """
 
 from __future__ import annotations

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import typing
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from engine.cli.common import add_remote_code_flag
-from engine.config import ConfigError, Method, RunConfig
+from engine.config import ConfigError, Method, RunConfig, field_help
 
 # RunConfig fields with a flag of their own: flag (its dest, dashes for underscores on the command
 # line) -> (section, field). Type, choices and help come from the field.
@@ -74,16 +75,16 @@ class FieldFlag:
         return self.kind(given) if issubclass(self.kind, StrEnum) else given
 
 
-def field_flags() -> list[FieldFlag]:
+@functools.cache
+def field_flags() -> tuple[FieldFlag, ...]:
     """The generated flags, in FIELD_FLAGS order, described by their RunConfig fields."""
     sections = typing.get_type_hints(RunConfig)
     flags = []
     for dest, (section, name) in FIELD_FLAGS.items():
         cls = sections[section]
-        field = next(f for f in dataclasses.fields(cls) if f.name == name)
         kind = _scalar(typing.get_type_hints(cls)[name])
-        flags.append(FieldFlag(dest, section, name, kind, field.metadata["help"]))
-    return flags
+        flags.append(FieldFlag(dest, section, name, kind, field_help(cls, name)["help"]))
+    return tuple(flags)
 
 
 def _scalar(hint: Any) -> type:
@@ -121,7 +122,7 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
         "--no-bucketing", action="store_true", help="Text: do not batch texts by length."
     )
     t.add_argument("--name", help="A label for the run list.")
-    t.add_argument("--seed", type=int, help=_escaped(_help_of(RunConfig, "seed")))
+    t.add_argument("--seed", type=int, help=_escaped(field_help(RunConfig, "seed")["help"]))
     t.add_argument("--no-pretrained", action="store_true", help="Start from random weights.")
     add_remote_code_flag(t)
     for flag in field_flags():
@@ -131,10 +132,6 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
         else:
             kwargs["type"] = flag.kind if flag.kind in (int, float) else str
         t.add_argument(flag.option, dest=flag.dest, **kwargs)
-
-
-def _help_of(cls: type, name: str) -> str:
-    return next(f for f in dataclasses.fields(cls) if f.name == name).metadata["help"]
 
 
 def _escaped(text: str) -> str:

@@ -7,7 +7,6 @@ file, what is wrong and what to do; the run list marks such a run "damaged" inst
 
 from __future__ import annotations
 
-from engine.runs import metrics
 from engine.runs.details import RunDetails, RunFacts, run_details, run_facts
 from engine.runs.errors import CHOOSE, REMEDY, RunFileError, RunNotFoundError, WorkspaceError
 from engine.runs.folder import RUNS_DIR, SMALL_FILE_BYTES, RunDir

@@ -92,7 +92,6 @@ def run_facts(run: RunDir) -> RunFacts:
     is damaged."""
     config = run.config()
     state, summary, splits = run.read_state(), run.read_summary(), run.read_splits()
-    classes = summary.raw.get("classes") or splits.raw.get("classes") or []
     return RunFacts(
         path=run.path,
         run_id=run.run_id,
@@ -100,20 +99,15 @@ def run_facts(run: RunDir) -> RunFacts:
         backbone=config.model.backbone,
         method=str(config.adapt.method),
         modality=splits.modality,
-        status=str(state.raw.get("status", "unknown")),
-        classes=tuple(classes),
-        val_size=len(splits.raw.get("val", [])),
-        test_size=len(splits.raw.get("test", [])),
-        created=str(state.raw.get("created", "")),
-        best={k: float(v) for k, v in summary.raw.get("best", {}).items() if _is_number(v)},
-        device=str(state.raw.get("device", "")),
-        warnings=tuple(str(w) for w in summary.raw.get("warnings") or () if isinstance(w, str)),
+        status=state.status,
+        classes=tuple(summary.classes or splits.classes),
+        val_size=splits.size("val"),
+        test_size=splits.size("test"),
+        created=state.created,
+        best=summary.best,
+        device=state.device,
+        warnings=summary.warnings,
     )
-
-
-def _is_number(value: Any) -> bool:
-    # The Results page has always counted a bool as a number here (True -> 1.0).
-    return isinstance(value, int | float)
 
 
 def _or_empty(reader: Any) -> dict[str, Any]:

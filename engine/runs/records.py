@@ -16,11 +16,6 @@ from typing import Any, NamedTuple
 #: The version of state.json, summary.json and splits.json this Refit Studio writes.
 SCHEMA = 1
 SCHEMA_KEY = "schema"
-SPLIT_NAMES = ("train", "val", "test")
-
-
-class NewerRecordError(ValueError):
-    """A run file written by a newer Refit Studio (its ``schema`` is above SCHEMA)."""
 
 
 def schema_problem(data: Mapping[str, Any], path: Path) -> str:

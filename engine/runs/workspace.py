@@ -17,6 +17,7 @@ from engine.config import ConfigError, NewerFormatError, RunConfig
 from engine.files import write_json_atomic
 from engine.runs.errors import CHOOSE, REMEDY, RunFileError, RunNotFoundError, WorkspaceError
 from engine.runs.folder import RUNS_DIR, RunDir, write_failure
+from engine.runs.health import cached_problems
 from engine.runs.records import RunState, RunSummary, stamped
 
 T = TypeVar("T")
@@ -146,8 +147,6 @@ class Workspace:
 
 def run_info(run: RunDir) -> RunInfo:
     """The run's line of the run list; a damaged file becomes a problem, never an error."""
-    from engine.runs.health import cached_problems
-
     problems: list[str] = []
     newer = False
 

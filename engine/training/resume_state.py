@@ -147,11 +147,6 @@ def _restore_best(trainer: Trainer) -> None:
     trainer.best_metrics, trainer.epochs_since_best = {}, 0
 
 
-def drop_metrics_after(run: RunDir, global_step: int, epoch: int) -> None:
-    """Step lines written after the checkpoint (a crash) would be duplicated on resume."""
-    run.keep_metrics_until(global_step, epoch)
-
-
 def record_resume_error(run: RunDir, error: str) -> None:
     """Note a failed resume beside the run's status, which stays what the run achieved."""
     # On a full or read-only disk this note is lost; the exception still reaches the user.

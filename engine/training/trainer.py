@@ -75,7 +75,6 @@ from engine.training.provenance import (
 )
 from engine.training.resume_state import (
     check_resumable,
-    drop_metrics_after,
     record_resume_error,
     restore,
     trainer_state,
@@ -426,7 +425,8 @@ class Trainer:
             restore(self)
             self.pipeline.prepare()
             self.touched_files = True
-            drop_metrics_after(self.run, self.global_step, self.epoch)
+            # Lines written after the checkpoint (a crash) would be duplicated on resume.
+            self.run.keep_metrics_until(self.global_step, self.epoch)
             self.log(f"Resuming at epoch {self.epoch + 1}, step {self.global_step}.")
         self.touched_files = True
         self._mark_running(frozen, text)

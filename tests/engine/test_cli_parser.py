@@ -4,7 +4,6 @@ package that imports no torch and has no import circles. Nothing here trains."""
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import subprocess
 import sys
@@ -16,8 +15,6 @@ from engine.cli import main
 from engine.cli.app import build_parser
 from engine.cli.config_flags import FIELD_FLAGS, field_flags
 from engine.config import RunConfig
-
-CLI = Path(__file__).resolve().parents[2] / "engine" / "cli"
 
 # The RunConfig flags `refit train` had before they were generated; docs and scripts use them.
 FIELD_OPTIONS = [
@@ -132,34 +129,3 @@ def test_importing_the_cli_imports_no_torch() -> None:
     code += "('torch', 'numpy', 'PIL', 'tqdm', 'torchvision', 'timm')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-
-
-def test_the_cli_package_has_no_import_circles() -> None:
-    """Every import between the package's modules, including those inside functions."""
-    graph: dict[str, set[str]] = {}
-    for path in CLI.glob("*.py"):
-        name = "engine.cli" if path.stem == "__init__" else f"engine.cli.{path.stem}"
-        edges: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                if node.module == "engine.cli":
-                    edges |= {f"engine.cli.{a.name}" for a in node.names}
-                elif node.module.startswith("engine.cli."):
-                    edges.add(node.module)
-            elif isinstance(node, ast.Import):
-                edges |= {a.name for a in node.names if a.name.startswith("engine.cli")}
-        graph[name] = edges - {name}
-    graph.pop("engine.cli.__main__", None)
-    done: set[str] = set()
-
-    def visit(module: str, path: tuple[str, ...]) -> None:
-        assert module not in path, " -> ".join((*path, module))
-        if module in done:
-            return
-        for target in graph.get(module, ()):
-            visit(target, (*path, module))
-        done.add(module)
-
-    for module in graph:
-        if module != "engine.cli":  # __init__ re-exports app's names: the package's front door
-            visit(module, ())

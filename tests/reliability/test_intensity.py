@@ -207,12 +207,12 @@ def test_run_that_calls_every_image_one_class_says_so(
     assert f"warning: {warning}" in out  # the log
     assert out[-2] == f"Warning: {warning}"  # the CLI's final lines
 
-    from desktop.evaluation_jobs import read_facts
     from desktop.pages.train_page import _result_sentence
     from desktop.widgets.results_status import describe_run
     from engine.events import RunEnded, RunStatus
+    from engine.runs import run_facts
 
-    facts = read_facts(run.path)
+    facts = run_facts(run)
     assert facts.warnings == (warning,)
     assert "learned nothing useful" in describe_run(facts)  # the Results page
     ended = RunEnded(
