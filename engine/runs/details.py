@@ -12,7 +12,7 @@ from engine.runs.folder import RunDir
 from engine.runs.metrics import Curves, curves
 from engine.runs.records import RunState, RunSummary
 from engine.runs.resumable import is_resumable
-from engine.runs.workspace import RunInfo, run_info
+from engine.runs.workspace import RunInfo, read_run
 
 
 @dataclass(frozen=True)
@@ -50,14 +50,13 @@ def run_details(run: RunDir) -> RunDetails:
     file is shown as its problem, never an error."""
     from engine.files import read_json_object
 
-    info = run_info(run)
-    config = _or_empty(lambda: read_json_object(run.config_path))
-    state = RunState.from_dict(_or_empty(run.state))
+    info, state, summary = read_run(run)
+    config = _or_empty(lambda: read_json_object(run.config_path))  # as stored, for display
     return RunDetails(
         info=info,
         config=config,
         state=state,
-        summary=RunSummary.from_dict(_or_empty(run.summary)),
+        summary=summary,
         curves=curves(run.metrics()),
         resumable=is_resumable(run, status=info.status, state=state),
     )

@@ -147,6 +147,12 @@ class Workspace:
 
 def run_info(run: RunDir) -> RunInfo:
     """The run's line of the run list; a damaged file becomes a problem, never an error."""
+    return read_run(run)[0]
+
+
+def read_run(run: RunDir) -> tuple[RunInfo, RunState, RunSummary]:
+    """The run's line of the run list, with the state and summary it was made of ({} for a
+    damaged file): one read of each file for callers that show more than the line."""
     problems: list[str] = []
     newer = False
 
@@ -173,7 +179,7 @@ def run_info(run: RunDir) -> RunInfo:
         status = run.status(state.to_dict())
     else:
         status = "unsupported" if newer and len(problems) == 1 else "damaged"
-    return RunInfo(
+    info = RunInfo(
         run_id=run.run_id,
         path=run.path,
         name=config.name if config else "",
@@ -185,6 +191,7 @@ def run_info(run: RunDir) -> RunInfo:
         best=summary.best,
         problems=(*problems, *notes),
     )
+    return info, state, summary
 
 
 def _slug(text: str) -> str:
