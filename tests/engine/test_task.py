@@ -1,0 +1,71 @@
+"""engine.task: the progress and cancellation every long engine call shares."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from engine.task import Cancelled, Progress, Task, as_task
+
+
+def test_report_gives_fractions_and_the_last_one_always() -> None:
+    seen: list[Progress] = []
+    task = Task(seen.append, rate_hz=1e-9)  # everything between first and last is dropped
+    for done in range(11):
+        task.report(done, 10, "Reading images")
+    assert seen[0] == Progress(0.0, "Reading images", 0, 10)
+    assert seen[-1] == Progress(1.0, "Reading images", 10, 10)
+    assert len(seen) == 2
+
+
+def test_a_new_message_always_goes_through_and_unknown_totals_have_no_fraction() -> None:
+    seen: list[Progress] = []
+    task = Task(seen.append, rate_hz=1e-9)
+    task.report(0, 0, "Listing files")
+    task.say("Checking images")
+    assert [p.message for p in seen] == ["Listing files", "Checking images"]
+    assert seen[0].fraction is None
+
+
+def test_stages_fill_their_slice_of_the_parent() -> None:
+    seen: list[Progress] = []
+    task = Task(seen.append, rate_hz=0)
+    scan = task.stage(0.0, 0.25)
+    features = task.stage(0.25, 1.0)
+    scan.report(1, 1, "scan")
+    features.report(1, 2, "features")
+    inner = features.stage(0.5, 1.0)
+    inner.report(0, 4, "inner")
+    assert [p.fraction for p in seen] == [0.25, 0.625, 0.625]
+
+
+def test_cancel_reaches_every_stage_and_wakes_a_paused_call() -> None:
+    task = Task()
+    stage = task.stage(0.5, 1.0)
+    task.pause()
+    assert stage.paused
+    woke = threading.Event()
+
+    def work() -> None:
+        with pytest.raises(Cancelled):
+            stage.check()
+        woke.set()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    time.sleep(0.3)
+    assert not woke.is_set()  # still waiting while paused
+    task.cancel()
+    thread.join(5)
+    assert woke.is_set() and stage.cancelled and task.cancel_event.is_set()
+
+
+def test_check_passes_while_running_and_as_task_fills_in_none() -> None:
+    task = as_task(None)
+    task.check()
+    task.report(3, 4)  # no callback: nothing to do, nothing raised
+    assert not task.cancelled
+    same = Task()
+    assert as_task(same) is same
