@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 
@@ -123,7 +123,24 @@ class MicroBatcher:
         )
 
 
-def accumulate_gradients(trainer: Any, x: Any, y: torch.Tensor, size: int) -> tuple[float, float]:
+class GradientStep(Protocol):
+    """What a training step runs with (the Trainer has each of these)."""
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer: ...
+    @property
+    def criterion(self) -> torch.nn.CrossEntropyLoss: ...
+    @property
+    def placement(self) -> Any: ...
+    @property
+    def pipeline(self) -> Any: ...
+    @property
+    def scaler(self) -> torch.amp.GradScaler | None: ...
+
+
+def accumulate_gradients(
+    trainer: GradientStep, x: Any, y: torch.Tensor, size: int
+) -> tuple[float, float]:
     """Forward and backward of one batch in pieces of ``size`` rows, each loss scaled by its
     share of the batch, so the summed gradients equal the whole batch's. Returns the batch's
     loss and its number of correct predictions; the optimizer step is the caller's."""
