@@ -116,7 +116,8 @@ class ImageAdvisor:
         probe_ho = holdout_probe(
             rec.features[: len(rec.labels)], rec.labels, self.classes, folds, self.seed
         )
-        trials, curves = [], {}
+        trials: list[TrialResult] = []
+        curves: dict[str, Any] = {}
         for cut in cuts:
             tried = self._trial_fitting_memory(cut, rec, folds)
             if tried is None:

@@ -78,7 +78,7 @@ class MicroBatcher:
         self.on_shrink = on_shrink
 
     def run(
-        self, n: int, attempt: Callable[[int], T], cleanup: Callable[[], None] = gc.collect
+        self, n: int, attempt: Callable[[int], T], cleanup: Callable[[], object] = gc.collect
     ) -> T:
         """``attempt(piece_size)`` for a batch of ``n`` rows, retried with half the piece size
         after each device out-of-memory; ``cleanup`` drops what the failed attempt held."""
@@ -102,7 +102,7 @@ class MicroBatcher:
         self,
         fn: Callable[[Any], torch.Tensor],
         x: Any,
-        cleanup: Callable[[], None] = gc.collect,
+        cleanup: Callable[[], object] = gc.collect,
     ) -> torch.Tensor:
         """``fn`` over pieces of ``x`` (rows), concatenated; the pieces shrink on out-of-memory
         (``cleanup`` runs before each retry, as in :meth:`run`)."""

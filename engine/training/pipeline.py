@@ -25,6 +25,7 @@ from engine.training.features import (
     load_cached,
     store_cached,
 )
+from engine.training.inputs import image_samples
 from engine.training.loaders import (
     auto_workers,
     batches_of,
@@ -103,8 +104,8 @@ class ImagePipeline(Pipeline):
     def prepare(self) -> None:
         pin = self.device.type == "cuda"
         seed = self.config.seed
-        train_ds = ImageDataset(self.data.train, self.train_transform, seed=seed)
-        val_ds = ImageDataset(self.data.val, self.eval_transform, seed=seed)
+        train_ds = ImageDataset(image_samples(self.data.train), self.train_transform, seed=seed)
+        val_ds = ImageDataset(image_samples(self.data.val), self.eval_transform, seed=seed)
         self.train_loader, self.train_sampler = make_loader(
             train_ds,
             batch_size=self.batch_size,
@@ -156,11 +157,16 @@ class FeaturePipeline(Pipeline):
         t = self.ctx
         seed = self.config.seed
         extra_views = _augmented_views(self.config)
-        clean = ImageDataset(self.data.train, self.eval_transform, seed=seed)
+        clean = ImageDataset(image_samples(self.data.train), self.eval_transform, seed=seed)
         parts: list[Any] = [clean]
         if extra_views:
             parts.append(
-                ImageDataset(self.data.train, self.train_transform, seed=seed, views=extra_views)
+                ImageDataset(
+                    image_samples(self.data.train),
+                    self.train_transform,
+                    seed=seed,
+                    views=extra_views,
+                )
             )
         self.views = 1 + extra_views
         n = len(self.data.train)
@@ -175,7 +181,7 @@ class FeaturePipeline(Pipeline):
             store_cached(paths[0], train)
             store_cached(paths[1], val)
         else:
-            val_ds = ImageDataset(self.data.val, self.eval_transform, seed=seed)
+            val_ds = ImageDataset(image_samples(self.data.val), self.eval_transform, seed=seed)
             train, val = self._features(paths, (ConcatDataset(parts), val_ds))
         self.train_features = train.view(self.views, n, -1).to(self.device)
         self.train_labels = torch.tensor([s.label for s in self.data.train], device=self.device)

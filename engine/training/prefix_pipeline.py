@@ -19,6 +19,7 @@ from engine.advice.split import Boundary, dummy_input, suffix_only, verified_bou
 from engine.data import ImageDataset, build_transform
 from engine.frozen.taps import run_taps
 from engine.training.context import RunContext
+from engine.training.inputs import image_samples
 from engine.training.loaders import batches_of, epoch_permutation
 from engine.training.pipeline import Batch, Pipeline
 
@@ -30,7 +31,7 @@ def prefix_cut(ctx: RunContext, model: Any, frozen: list[str]) -> tuple[Boundary
     if k == 0 or k >= len(body) or set(frozen) != set(body[:k]):  # in any order
         return None
     eval_t = build_transform(model.preprocess, train=False)
-    ds = ImageDataset(ctx.data.train[:2], eval_t, seed=ctx.config.seed)
+    ds = ImageDataset(image_samples(ctx.data.train[:2]), eval_t, seed=ctx.config.seed)
     images = torch.stack([ds[i][0] for i in range(len(ds))]).to(ctx.placement.device)
     bounds, shapes = verified_boundaries(model, images)
     for b in bounds:

@@ -13,9 +13,10 @@ from torch import nn
 from engine.config import Method, RunConfig
 from engine.events import AdviceGiven, RunStarted, StageProgressed
 from engine.files import write_json_atomic
+from engine.models.classifier import ParamCount
 from engine.task import Cancelled
 from engine.training.checkpoint_files import CheckpointError
-from engine.training.context import RunContext
+from engine.training.context import Optimization, RunContext
 from engine.training.inputs import (
     RunData,
     class_weight_tensor,
@@ -25,6 +26,7 @@ from engine.training.inputs import (
 )
 from engine.training.loaders import auto_workers
 from engine.training.oom import free_device_memory
+from engine.training.optim import build_optimizer, build_scheduler, param_groups
 from engine.training.pipeline import FeaturePipeline, ImagePipeline, Pipeline
 from engine.training.provenance import environment_facts
 
@@ -70,9 +72,9 @@ def load_data(ctx: RunContext) -> RunData:
     return data
 
 
-def build_run_model(ctx: RunContext) -> tuple[Any, list[str], Any]:
-    """The run's model, its recipe chosen (method auto), adapted and placed; it becomes
-    ``ctx.model``. Returns it, its frozen groups and its parameter counts."""
+def build_run_model(ctx: RunContext) -> tuple[list[str], ParamCount]:
+    """The run's model, its recipe chosen (method auto), adapted and placed, as ``ctx.model``;
+    returns its frozen groups and its parameter counts."""
     from engine.models import adapt_model, build_model, resolve_entry
 
     cfg, data = ctx.config, ctx.data
@@ -103,13 +105,13 @@ def build_run_model(ctx: RunContext) -> tuple[Any, list[str], Any]:
         ctx.max_length = token_limit(model.tokenizer, model.backbone, cfg.data.max_length)
     place(ctx, model)
     ctx.model = model
-    return model, frozen, count
+    return frozen, count
 
 
 def place(ctx: RunContext, model: nn.Module) -> None:
     model.to(ctx.placement.device)
     if ctx.channels_last:
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        model.to(memory_format=torch.channels_last)
 
 
 def recommend(ctx: RunContext, model: Any) -> RunConfig:
@@ -134,6 +136,17 @@ def criterion(ctx: RunContext) -> nn.CrossEntropyLoss:
         weight=weights.to(ctx.placement.device) if weights is not None else None,
         label_smoothing=ctx.config.optim.label_smoothing,
     )
+
+
+def optimization(ctx: RunContext, steps_per_epoch: int) -> Optimization:
+    """The optimizer over the model's parameter groups, its schedule over the whole run, and
+    the gradient scaler of fp16 on CUDA."""
+    cfg, model = ctx.config, ctx.model
+    optimizer = build_optimizer(param_groups(model, model.head, cfg.optim), cfg.optim)
+    total = steps_per_epoch * cfg.schedule.epochs
+    scheduler = build_scheduler(optimizer, cfg.schedule, total)
+    scaler = torch.amp.GradScaler("cuda") if ctx.placement.needs_grad_scaler else None
+    return Optimization(optimizer, scheduler, scaler)
 
 
 def choose_pipeline(ctx: RunContext, frozen: list[str]) -> Pipeline:
@@ -188,7 +201,7 @@ def log_memory_estimate(ctx: RunContext) -> None:
     ctx.log(estimate.sentence(), level="info" if estimate.fits else "warning")
 
 
-def mark_running(ctx: RunContext, frozen: list[str], count: Any) -> None:
+def mark_running(ctx: RunContext, frozen: list[str], count: ParamCount) -> None:
     """state.json: running, with the run's resolved facts."""
     text = ctx.model.modality == "text"
     ctx.run.update_state(
@@ -205,7 +218,7 @@ def mark_running(ctx: RunContext, frozen: list[str], count: Any) -> None:
     )
 
 
-def run_started(ctx: RunContext, pipeline: Pipeline, count: Any) -> RunStarted:
+def run_started(ctx: RunContext, pipeline: Pipeline, count: ParamCount) -> RunStarted:
     """The RunStarted event: what trains, on what, for how long."""
     epochs, steps = ctx.config.schedule.epochs, pipeline.steps_per_epoch
     if ctx.feature_cache:

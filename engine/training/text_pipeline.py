@@ -10,6 +10,7 @@ import torch
 from engine.data.tokens import TokenizedTexts, length_batches, sorted_batches
 from engine.events import StageProgressed
 from engine.training.features import cache_key, cached
+from engine.training.inputs import text_samples
 from engine.training.loaders import epoch_permutation
 from engine.training.pipeline import Batch, FeaturePipeline, Pipeline
 
@@ -177,8 +178,12 @@ def tokenize_splits(pipeline: Pipeline) -> tuple[TokenizedTexts, TokenizedTexts]
             StageProgressed(stage="tokenize", done=offset + done, total=total)
         )
 
-    train = TokenizedTexts(pipeline.data.train, tokenizer, limit, on_progress=progress(0))
-    val = TokenizedTexts(pipeline.data.val, tokenizer, limit, on_progress=progress(n_train))
+    train = TokenizedTexts(
+        text_samples(pipeline.data.train), tokenizer, limit, on_progress=progress(0)
+    )
+    val = TokenizedTexts(
+        text_samples(pipeline.data.val), tokenizer, limit, on_progress=progress(n_train)
+    )
     cut = sum(1 for n in train.lengths + val.lengths if n >= limit)
     if cut:
         t.log(f"{cut} of {total} texts are longer than {limit} tokens and were cut to that length.")

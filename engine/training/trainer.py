@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from engine.config import RunConfig
-from engine.events import EpochEnded, Event, RunEnded, RunStatus, StepEnded
+from engine.events import EpochEnded, Event, RunEnded, RunStatus
 from engine.runs import RunDir, Workspace
 from engine.task import Cancelled, Task
 from engine.training import setup
@@ -30,13 +29,11 @@ from engine.training.callbacks import (
     dispatch,
 )
 from engine.training.checkpointing import Checkpointer
-from engine.training.context import Optimization, RunContext
-from engine.training.devices import Placement, resolve_placement
+from engine.training.context import RunContext
+from engine.training.devices import resolve_placement
 from engine.training.divergence import Diverged, DivergenceGuard
-from engine.training.honesty import run_warnings
-from engine.training.metrics import classification_metrics
-from engine.training.oom import MicroBatcher, accumulate_gradients, shrink_sentence
-from engine.training.optim import build_optimizer, build_scheduler, param_groups
+from engine.training.epoch import end_epoch, train_epoch
+from engine.training.oom import MicroBatcher, shrink_sentence
 from engine.training.outcome import save_evaluation, write_outcome
 from engine.training.pipeline import FeaturePipeline, Pipeline
 from engine.training.probe import ProbeFit
@@ -124,19 +121,6 @@ class Trainer:
 
     def _dispatch(self, event: Event, ctx: RunContext) -> None:
         dispatch(self.callbacks, event, ctx)
-
-    # What a training step runs with (oom.accumulate_gradients reads these).
-    @property
-    def optimizer(self) -> torch.optim.Optimizer:
-        return self.ctx.optimization.optimizer
-
-    @property
-    def scaler(self) -> torch.amp.GradScaler | None:
-        return self.ctx.optimization.scaler
-
-    @property
-    def placement(self) -> Placement:
-        return self.ctx.placement
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -232,15 +216,10 @@ class Trainer:
         ctx.placement = resolve_placement(ctx.config.device)
         ctx.micro = MicroBatcher(ctx.placement.device, on_shrink=self._on_micro_shrink)
         ctx.data = setup.load_data(ctx)
-        model, frozen, self.param_count = setup.build_run_model(ctx)
-        cfg = ctx.config  # the Recommended method's resolved recipe, when it chose one
+        frozen, self.param_count = setup.build_run_model(ctx)
         self.criterion = setup.criterion(ctx)
         self.pipeline = ctx.pipeline = setup.choose_pipeline(ctx, frozen)
-        optimizer = build_optimizer(param_groups(model, model.head, cfg.optim), cfg.optim)
-        total = self.pipeline.steps_per_epoch * cfg.schedule.epochs
-        scaler = torch.amp.GradScaler("cuda") if ctx.placement.needs_grad_scaler else None
-        scheduler = build_scheduler(optimizer, cfg.schedule, total)
-        ctx.optimization = Optimization(optimizer, scheduler, scaler)
+        ctx.optimization = setup.optimization(ctx, self.pipeline.steps_per_epoch)
         ctx.divergence = DivergenceGuard(len(ctx.data.classes))
         setup.log_memory_estimate(ctx)
         if ctx.resuming:
@@ -265,21 +244,8 @@ class Trainer:
         epochs = ctx.config.schedule.epochs
         while loop.epoch < epochs and not loop.stop_reason:
             t0 = time.monotonic()
-            self._train_epoch()
-            logits, targets = self.pipeline.validation_logits()
-            metrics = classification_metrics(logits, targets, ctx.data.classes)
-            seen = max(1.0, loop.train_sums["seen"])
-            metrics["train_loss"] = loop.train_sums["loss"] / seen
-            metrics["train_accuracy"] = loop.train_sums["correct"] / seen
-            metrics["lr"] = ctx.optimization.lr
-            ctx.divergence.check_validation(metrics, loop.epoch, metrics["lr"])
-            is_best = ctx.best.update(metrics, loop.epoch)
-            if is_best:
-                ctx.best.logits = logits
-                data = ctx.data
-                ctx.best.warnings = run_warnings(logits, targets, data.classes, data.modality)
-            epoch = loop.epoch
-            loop.end_epoch(metrics)
+            train_epoch(ctx, self.pipeline, self.criterion)
+            epoch, metrics, is_best = end_epoch(ctx, self.pipeline)
             seconds = time.monotonic() - t0
             ctx.emit(
                 EpochEnded(
@@ -287,53 +253,6 @@ class Trainer:
                 )
             )
             check_budget(ctx, seconds)
-
-    def _train_epoch(self) -> None:
-        ctx, loop, optimization = self.ctx, self.ctx.loop, self.ctx.optimization
-        ctx.model.train()
-        total_steps = self.pipeline.steps_per_epoch * ctx.config.schedule.epochs
-        clip = ctx.config.optim.grad_clip
-        t_last = time.perf_counter()
-        for x, y in self.pipeline.train_batches(loop.epoch, loop.step_in_epoch):
-            ctx.task.wait_while_paused()
-            loss_value, correct = ctx.micro.run(
-                len(y),
-                lambda size, x=x, y=y: accumulate_gradients(self, x, y, size),
-                cleanup=lambda: self.optimizer.zero_grad(set_to_none=True),
-            )
-            scaler = optimization.scaler
-            if scaler is not None:
-                scaler.unscale_(self.optimizer)
-            if clip:
-                nn.utils.clip_grad_norm_(ctx.model.parameters(), clip)
-            if scaler is not None:
-                scaler.step(self.optimizer)
-                scaler.update()
-            else:
-                self.optimizer.step()
-            optimization.scheduler.step()
-            ctx.divergence.check_step(loss_value, loop.global_step + 1, optimization.lr)
-            n = len(y)
-            loop.train_sums["loss"] += loss_value * n
-            loop.train_sums["correct"] += correct
-            loop.train_sums["seen"] += n
-            loop.global_step += 1
-            loop.step_in_epoch += 1
-            now = time.perf_counter()
-            speed = n / max(now - t_last, 1e-9)
-            ctx.emit(
-                StepEnded(
-                    step=loop.global_step,
-                    epoch=loop.epoch,
-                    total_steps=total_steps,
-                    loss=loss_value,
-                    lr=optimization.lr,
-                    samples_per_sec=speed,
-                )
-            )
-            t_last = now
-            if ctx.task.cancelled:
-                raise Cancelled()
 
     def _on_micro_shrink(self, _rows: int, size: int) -> None:
         """A training step ran out of device memory: say so, and record the micro-batch so a
