@@ -15,6 +15,7 @@ import torch
 
 from engine.config import RunConfig
 from engine.events import Event, LogMessage
+from engine.models.classifier import Classifier
 from engine.runs import RunDir, Workspace
 from engine.task import Task
 from engine.training.best import BestTracker
@@ -117,7 +118,7 @@ class RunContext:
         self.micro = MicroBatcher(torch.device("cpu"))  # replaced in set-up for the run's device
         self._data: RunData | None = None
         self._placement: Placement | None = None
-        self._model: Any = None
+        self._model: Classifier | None = None
         self._optimization: Optimization | None = None
         self.channels_last = False
         self.workers = 0
@@ -173,12 +174,11 @@ class RunContext:
         self._placement = placement
 
     @property
-    def model(self) -> Any:
-        """The run's Classifier (Any: pipelines call its backbone, head and tokenizer)."""
+    def model(self) -> Classifier:
         return _made(self._model, "model")
 
     @model.setter
-    def model(self, model: Any) -> None:
+    def model(self, model: Classifier | None) -> None:
         self._model = model
 
     @property
