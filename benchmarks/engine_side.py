@@ -49,7 +49,7 @@ from engine.training.loaders import auto_workers
 from engine.training.trainer import train
 
 if TYPE_CHECKING:
-    from engine.training.trainer import Trainer
+    from engine.training.context import RunContext
 
 MIB = 2**20
 TEXT_STARTER = "all-MiniLM-L6-v2"
@@ -146,8 +146,8 @@ class TextBatches(Callback):
         self.epochs: list[dict[str, Any]] = []
         self.lengths: dict[str, int] = {}
 
-    def on_run_started(self, event: RunStarted, trainer: Trainer) -> None:
-        pipeline = trainer.pipeline
+    def on_run_started(self, event: RunStarted, ctx: RunContext) -> None:
+        pipeline = ctx.pipeline
         tokens = getattr(pipeline, "train_tokens", None)
         if tokens is None:  # a frozen backbone: cached features, no token batches
             return
@@ -156,7 +156,7 @@ class TextBatches(Callback):
             "median": lengths[len(lengths) // 2],
             "p90": lengths[int(len(lengths) * 0.9)],
             "max": lengths[-1],
-            "limit": trainer.max_length,
+            "limit": ctx.max_length,
         }
         for epoch in range(event.epochs):
             batches = pipeline._order(epoch)  # the engine's own batches, bucketed or not

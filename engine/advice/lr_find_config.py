@@ -44,6 +44,7 @@ class _FinderContext:
         self.workspace = Workspace(workspace)
         self.on_event = on_event
         self.control = control
+        self.task = control  # what the training pipelines call it (engine/training/context.py)
         self.model: Any = None
         self.data: Any = None
         self.placement: Any = None
@@ -127,7 +128,7 @@ def load_context(ctx: _FinderContext) -> Any:
     from engine.training.devices import resolve_placement
     from engine.training.inputs import prepare_data
     from engine.training.loaders import auto_workers
-    from engine.training.trainer import check_modality
+    from engine.training.setup import check_modality
 
     cfg = ctx.config
     random.seed(cfg.seed)

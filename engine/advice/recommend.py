@@ -65,7 +65,8 @@ MAX_TRIAL_IMAGES = 800  # trials use a stratified subset of larger training sets
 
 
 class ImageAdvisor:
-    """Chooses the recipe of an image run; ``ctx`` is the Trainer (data, placement, log)."""
+    """Chooses the recipe of an image run; ``ctx`` is the run's RunContext (data, placement,
+    log) or the analysis's own context (``refit advise``)."""
 
     def __init__(self, ctx: Any, model: Any, transforms: tuple[Callable, Callable]) -> None:
         self.ctx, self.model, self.transforms = ctx, model, transforms
@@ -115,7 +116,8 @@ class ImageAdvisor:
         probe_ho = holdout_probe(
             rec.features[: len(rec.labels)], rec.labels, self.classes, folds, self.seed
         )
-        trials, curves = [], {}
+        trials: list[TrialResult] = []
+        curves: dict[str, Any] = {}
         for cut in cuts:
             tried = self._trial_fitting_memory(cut, rec, folds)
             if tried is None:
@@ -235,7 +237,7 @@ class ImageAdvisor:
             "placement": ctx.placement,
             "channels_last": ctx.channels_last,
             "workers": ctx.workers,
-            "control": ctx.control,
+            "control": ctx.task,
             "taps": self.taps,
         }
 
@@ -293,7 +295,7 @@ class ImageAdvisor:
             start_lr=1e-6,
             end_lr=1.0,
             steps=40,
-            control=self.ctx.control,
+            control=self.ctx.task,
         )
         lr = float(np.clip(curve.suggestion or 1e-3, 1e-4, 1e-2))
         correct = np.zeros(TRIAL_EPOCHS + 1)
@@ -312,7 +314,7 @@ class ImageAdvisor:
                 lr=lr,
                 epochs=TRIAL_EPOCHS,
                 steps_per_epoch=steps_for(len(fit_idx)),
-                control=self.ctx.control,
+                control=self.ctx.task,
                 after_epoch=after_epoch,
             )
             acc, loss = evaluate(fold, held, held_y)
@@ -417,8 +419,9 @@ def _probe_reason(probe_cv: float, could_cut: bool, unit: str = "images") -> str
 
 
 def recommend(ctx: Any, model: Any) -> Advice:
-    """The resolved recipe of a run whose method is auto (``ctx`` is the Trainer, set up up to
-    its data, placement and intensity; ``model`` is the classifier, nothing frozen yet)."""
+    """The resolved recipe of a run whose method is auto (``ctx`` is the run's RunContext, set
+    up up to its data, placement and intensity, or ``refit advise``'s context; ``model`` is the
+    classifier, nothing frozen yet)."""
     from engine.models import apply_freeze
 
     body = [g.name for g in model.groups if g.name != "head"]

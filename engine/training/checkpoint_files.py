@@ -21,7 +21,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from engine.files import UnreadableFileError, read_json_object
 from engine.safe_read import IS_MISSING, WEIGHTS_LIMIT, file_problem, open_capped
@@ -125,7 +125,7 @@ def last_checkpoint(checkpoints: Path, skipped: list[str] | None = None) -> Last
 
     Damaged generations passed over for an older one are described in ``skipped``.
     """
-    problems = []
+    problems: list[str] = []
     for folder in generations(checkpoints):
         found, problem = check_generation(folder)
         if found is not None:
@@ -186,7 +186,7 @@ def weights_file(run: RunDir, checkpoint: str = "best") -> Path:
     return last.weights
 
 
-def _whole(value: Any) -> bool:
+def _whole(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

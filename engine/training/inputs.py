@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -35,6 +36,16 @@ from engine.training.control import Cancelled, RunControl
 AnySample = Sample | TextSample
 
 
+def image_samples(samples: Sequence[AnySample]) -> Sequence[Sample]:
+    """``samples`` of an image run, typed as such (an image run's splits hold only images)."""
+    return cast("Sequence[Sample]", samples)
+
+
+def text_samples(samples: Sequence[AnySample]) -> Sequence[TextSample]:
+    """``samples`` of a text run, typed as such (a text run's splits hold only texts)."""
+    return cast("Sequence[TextSample]", samples)
+
+
 @dataclass(frozen=True)
 class RunData:
     """Classes and split samples of one run: images (Sample) or texts (TextSample).
@@ -54,8 +65,8 @@ class RunData:
     def to_dict(self) -> dict:
         def rows(samples: tuple[AnySample, ...]) -> list[list]:
             if self.modality == "text":
-                return [[s.text, s.label, s.digest, s.origin] for s in samples]
-            return [[s.path, s.label, s.digest] for s in samples]
+                return [[s.text, s.label, s.digest, s.origin] for s in text_samples(samples)]
+            return [[s.path, s.label, s.digest] for s in image_samples(samples)]
 
         return {
             "root": self.root,
@@ -191,7 +202,7 @@ def load_run_data(run: RunDir) -> RunData:
         raise DatasetError(f"The run {run.run_id} has no splits.json; it cannot be resumed.")
     if rd.modality == "text":
         return rd
-    missing = [s.path for s in rd.train + rd.val if not Path(s.path).is_file()]
+    missing = [s.path for s in image_samples(rd.train + rd.val) if not Path(s.path).is_file()]
     if missing:
         raise DatasetError(
             f"{len(missing)} images of this run are gone (first: {missing[0]}); the run cannot "

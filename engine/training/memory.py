@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from engine.config import Method, Optimizer, RunConfig
+from engine.models.classifier import Classifier
 from engine.training.devices import Placement, resolve_placement
 
 #: Part of the free memory a run may plan to use; the rest covers the allocator's
@@ -89,7 +90,7 @@ class MemoryEstimate:
 
 
 def estimate_peak_memory(
-    model: nn.Module,
+    model: Classifier,
     config: RunConfig,
     frozen: list[str] | None,
     *,
@@ -154,7 +155,7 @@ def available_memory(device: torch.device) -> int | None:
     return int(psutil.virtual_memory().available)
 
 
-def _adapted_copy(model: nn.Module, config: RunConfig, frozen: list[str]) -> nn.Module:
+def _adapted_copy(model: Classifier, config: RunConfig, frozen: list[str]) -> Classifier:
     from engine.models import apply_freeze
 
     model = copy.deepcopy(model)
@@ -192,7 +193,7 @@ def _random_inputs(
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _saved_bytes(model: nn.Module, x: Any, placement: Placement) -> int:
+def _saved_bytes(model: Classifier, x: Any, placement: Placement) -> int:
     """Bytes of the tensors autograd saves for backward in one training forward, plus the input,
     plus the largest layer's input and output that are not saved (the working set of a frozen
     prefix, and about what backward's gradients of one layer hold). Storages are counted once,
@@ -230,7 +231,7 @@ def _saved_bytes(model: nn.Module, x: Any, placement: Placement) -> int:
 
 
 @torch.inference_mode()
-def _inference_bytes(model: nn.Module, x: Any, placement: Placement) -> int:
+def _inference_bytes(model: Classifier, x: Any, placement: Placement) -> int:
     """The input batch plus the largest input and output of any layer of the backbone in eval
     mode, storages counted once (a view is no new memory): what inference holds at its peak,
     since earlier activations are freed as it goes."""
@@ -303,7 +304,7 @@ class _untouched:
         self.rng = torch.random.fork_rng(devices=devices)
         self.rng.__enter__()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.rng.__exit__(*exc)
         with torch.no_grad():
             for b, saved in zip(self.model.buffers(), self.buffers, strict=True):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 
@@ -78,7 +78,7 @@ class MicroBatcher:
         self.on_shrink = on_shrink
 
     def run(
-        self, n: int, attempt: Callable[[int], T], cleanup: Callable[[], None] = gc.collect
+        self, n: int, attempt: Callable[[int], T], cleanup: Callable[[], object] = gc.collect
     ) -> T:
         """``attempt(piece_size)`` for a batch of ``n`` rows, retried with half the piece size
         after each device out-of-memory; ``cleanup`` drops what the failed attempt held."""
@@ -102,7 +102,7 @@ class MicroBatcher:
         self,
         fn: Callable[[Any], torch.Tensor],
         x: Any,
-        cleanup: Callable[[], None] = gc.collect,
+        cleanup: Callable[[], object] = gc.collect,
     ) -> torch.Tensor:
         """``fn`` over pieces of ``x`` (rows), concatenated; the pieces shrink on out-of-memory
         (``cleanup`` runs before each retry, as in :meth:`run`)."""
@@ -123,7 +123,24 @@ class MicroBatcher:
         )
 
 
-def accumulate_gradients(trainer: Any, x: Any, y: torch.Tensor, size: int) -> tuple[float, float]:
+class GradientStep(Protocol):
+    """What a training step runs with (the Trainer has each of these)."""
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer: ...
+    @property
+    def criterion(self) -> torch.nn.CrossEntropyLoss: ...
+    @property
+    def placement(self) -> Any: ...
+    @property
+    def pipeline(self) -> Any: ...
+    @property
+    def scaler(self) -> torch.amp.GradScaler | None: ...
+
+
+def accumulate_gradients(
+    trainer: GradientStep, x: Any, y: torch.Tensor, size: int
+) -> tuple[float, float]:
     """Forward and backward of one batch in pieces of ``size`` rows, each loss scaled by its
     share of the batch, so the summed gradients equal the whole batch's. Returns the batch's
     loss and its number of correct predictions; the optimizer step is the caller's."""

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine.events import RunStatus
 from engine.training.checkpoint_files import has_last_checkpoint
+from engine.training.context import RunContext
+from engine.training.provenance import error_sentence
 
-if TYPE_CHECKING:
-    from engine.training.trainer import Trainer
 
-
-def write_outcome(trainer: Trainer, status: RunStatus, error: str) -> tuple[RunStatus, str]:
+def write_outcome(ctx: RunContext, status: RunStatus, error: str) -> tuple[RunStatus, str]:
     """Write summary.json and state.json; a write that fails makes the run failed (and says so).
 
     When state.json cannot be written either it still says "running", and the run list infers
@@ -20,50 +19,80 @@ def write_outcome(trainer: Trainer, status: RunStatus, error: str) -> tuple[RunS
     """
     for write in (_write_summary, _write_state):
         try:
-            write(trainer, status, error)
+            write(ctx, status, error)
         except OSError as exc:
-            sentence = trainer.failure_sentence(exc)
+            sentence = ctx.failure_sentence(exc)
             if status is not RunStatus.FAILED:
                 status, error = RunStatus.FAILED, sentence
-            trainer.log(sentence, level="error")
+            ctx.log(sentence, level="error")
     return status, error
 
 
-def _write_summary(trainer: Trainer, status: RunStatus, error: str) -> None:
-    summary: dict[str, Any] = {
+def summary(ctx: RunContext, status: RunStatus, error: str) -> dict[str, Any]:
+    """summary.json's fields: how the run ended, its best and last epochs, its data."""
+    loop, best = ctx.loop, ctx.best
+    result: dict[str, Any] = {
         "status": str(status),
         "error": error,
-        "stop_reason": trainer._stop_reason,
-        "best_epoch": trainer.best_epoch,
-        "best": trainer.best_metrics,
-        "last": trainer.last_metrics,
-        "epochs_done": trainer.epoch,
-        "global_step": trainer.global_step,
-        "seconds": round(time.monotonic() - trainer.started_at, 2),
-        "warnings": list(trainer.best_warnings),
+        "stop_reason": loop.stop_reason,
+        "best_epoch": best.epoch,
+        "best": best.metrics,
+        "last": loop.last_metrics,
+        "epochs_done": loop.epoch,
+        "global_step": loop.global_step,
+        "seconds": round(time.monotonic() - ctx.started_at, 2),
+        "warnings": list(best.warnings),
     }
-    data = trainer.data
-    if data is not None:
-        summary.update(
+    if ctx.has_data:
+        data = ctx.data
+        result.update(
             classes=list(data.classes),
             train_size=len(data.train),
             val_size=len(data.val),
             test_size=len(data.test),
         )
         if data.modality == "image":
-            summary["intensity"] = trainer.intensity
-    run = trainer.run
-    run.write_summary(summary)
+            result["intensity"] = ctx.intensity
+    return result
 
 
-def _write_state(trainer: Trainer, status: RunStatus, error: str) -> None:
+def _write_summary(ctx: RunContext, status: RunStatus, error: str) -> None:
+    ctx.run.write_summary(summary(ctx, status, error))
+
+
+def _write_state(ctx: RunContext, status: RunStatus, error: str) -> None:
     resumable = status in (RunStatus.CANCELLED, RunStatus.FAILED) and has_last_checkpoint(
-        trainer.run.checkpoints
+        ctx.run.checkpoints
     )
-    trainer.run.update_state(
+    ctx.run.update_state(
         status=str(status),
         error=error,
         resumable=resumable,
-        epochs_done=trainer.epoch,
+        epochs_done=ctx.loop.epoch,
         ended=time.strftime("%Y-%m-%dT%H:%M:%S"),
     )
+
+
+def save_evaluation(ctx: RunContext) -> str:
+    """The best epoch's validation predictions become the run's evaluation, tied to the best
+    checkpoint file (a later best rewrites that file, which makes them stale). Returns the
+    evaluation file's path ("" when none was saved)."""
+    if ctx.best.logits is None:
+        return ""
+    from engine.evaluation.in_training import save_best_evaluation
+
+    try:
+        result = save_best_evaluation(ctx.run, ctx.best.logits)
+    except Exception as exc:  # the run itself is fine; Evaluate on the Results page remains
+        why = error_sentence(exc).rstrip(".")
+        ctx.log(
+            f"The validation evaluation was not saved ({why}); Evaluate on the Results page "
+            f"(or `refit evaluate {ctx.run.run_id}`) makes it.",
+            level="warning",
+        )
+        return ""
+    if result is None:
+        return ""
+    from engine.evaluation.report import evaluation_path
+
+    return str(evaluation_path(ctx.run, result.split))

@@ -6,7 +6,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch.utils.data import ConcatDataset
@@ -16,6 +16,7 @@ from engine.data import ImageDataset, build_transform
 from engine.events import StageProgressed
 from engine.frozen import FrozenForward
 from engine.frozen.keys import backbone_parts, weights_stamp
+from engine.training.context import RunContext
 from engine.training.features import (
     FeedTiming,
     cache_key,
@@ -24,6 +25,7 @@ from engine.training.features import (
     load_cached,
     store_cached,
 )
+from engine.training.inputs import image_samples
 from engine.training.loaders import (
     auto_workers,
     batches_of,
@@ -34,22 +36,19 @@ from engine.training.loaders import (
 )
 from engine.training.oom import MicroBatcher, inference_shrink_sentence
 
-if TYPE_CHECKING:
-    from engine.training.trainer import Trainer
-
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class Pipeline(ABC):
     """Feeds the trainer: ``train_batches``, ``forward`` and ``validation_logits``."""
 
-    def __init__(self, trainer: Trainer) -> None:
-        self.trainer = trainer
-        self.config = trainer.config
-        self.model = trainer.model
-        self.placement = trainer.placement
-        self.device = trainer.placement.device
-        self.data = trainer.data
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.config = ctx.config
+        self.model = ctx.model
+        self.placement = ctx.placement
+        self.device = ctx.placement.device
+        self.data = ctx.data
         self.batch_size = self.config.schedule.batch_size
         self.workers = auto_workers(self.config.data.num_workers)
         self.inference = MicroBatcher(
@@ -85,7 +84,7 @@ class Pipeline(ABC):
 
     def _on_inference_shrink(self, rows: int, size: int) -> None:
         sentence = inference_shrink_sentence(self.device, "validation", rows, size)
-        self.trainer.log(sentence, level="warning")
+        self.ctx.log(sentence, level="warning")
 
     #: What one training sample is, for log lines and speed labels.
     unit = "images"
@@ -94,7 +93,7 @@ class Pipeline(ABC):
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
         x = x.to(self.device, non_blocking=True)
-        if self.trainer.channels_last and x.ndim == 4:
+        if self.ctx.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y.to(self.device, non_blocking=True)
 
@@ -105,8 +104,8 @@ class ImagePipeline(Pipeline):
     def prepare(self) -> None:
         pin = self.device.type == "cuda"
         seed = self.config.seed
-        train_ds = ImageDataset(self.data.train, self.train_transform, seed=seed)
-        val_ds = ImageDataset(self.data.val, self.eval_transform, seed=seed)
+        train_ds = ImageDataset(image_samples(self.data.train), self.train_transform, seed=seed)
+        val_ds = ImageDataset(image_samples(self.data.val), self.eval_transform, seed=seed)
         self.train_loader, self.train_sampler = make_loader(
             train_ds,
             batch_size=self.batch_size,
@@ -155,14 +154,19 @@ class FeaturePipeline(Pipeline):
     frozen_compute = True
 
     def prepare(self) -> None:
-        t = self.trainer
+        t = self.ctx
         seed = self.config.seed
         extra_views = _augmented_views(self.config)
-        clean = ImageDataset(self.data.train, self.eval_transform, seed=seed)
+        clean = ImageDataset(image_samples(self.data.train), self.eval_transform, seed=seed)
         parts: list[Any] = [clean]
         if extra_views:
             parts.append(
-                ImageDataset(self.data.train, self.train_transform, seed=seed, views=extra_views)
+                ImageDataset(
+                    image_samples(self.data.train),
+                    self.train_transform,
+                    seed=seed,
+                    views=extra_views,
+                )
             )
         self.views = 1 + extra_views
         n = len(self.data.train)
@@ -170,14 +174,14 @@ class FeaturePipeline(Pipeline):
         cache_dir = t.workspace.cache_root / "features"
         paths = (cache_dir / f"{key}-train.safetensors", cache_dir / f"{key}-val.safetensors")
         # The Recommended method's pass over the same images and views already holds them.
-        rec = getattr(t, "advice_recording", None)
+        rec = t.advice_recording
         t.advice_recording = None
         if rec is not None and rec.views == self.views and rec.val_features is not None:
             train, val = rec.features, rec.val_features
             store_cached(paths[0], train)
             store_cached(paths[1], val)
         else:
-            val_ds = ImageDataset(self.data.val, self.eval_transform, seed=seed)
+            val_ds = ImageDataset(image_samples(self.data.val), self.eval_transform, seed=seed)
             train, val = self._features(paths, (ConcatDataset(parts), val_ds))
         self.train_features = train.view(self.views, n, -1).to(self.device)
         self.train_labels = torch.tensor([s.label for s in self.data.train], device=self.device)
@@ -193,7 +197,7 @@ class FeaturePipeline(Pipeline):
         ]
         missing = [i for i, tensor in enumerate(found) if tensor is None]
         if not missing:
-            self.trainer.log("Backbone features loaded from the cache; training only the head.")
+            self.ctx.log("Backbone features loaded from the cache; training only the head.")
             return [t for t in found if t is not None]
         together = self._extract(ConcatDataset([datasets[i] for i in missing]))
         sizes = [len(datasets[i]) for i in missing]
@@ -203,7 +207,7 @@ class FeaturePipeline(Pipeline):
         return [t for t in found if t is not None]
 
     def _extract(self, dataset: Any) -> torch.Tensor:
-        t = self.trainer
+        t = self.ctx
         t.log(
             f"Computing backbone features of {len(dataset)} images once "
             f"({self.device.type}); the head then trains on them."
@@ -231,7 +235,7 @@ class FeaturePipeline(Pipeline):
             channels_last=False,
             batch_size=max(64, self.batch_size),
             workers=self.workers,
-            control=t.control,
+            control=t.task,
             on_progress=progress,
             on_log=lambda text: t.log(text, level="warning"),
             timing=timing,
@@ -256,7 +260,7 @@ class FeaturePipeline(Pipeline):
                     extra_views,
                     cfg.seed,
                 ],
-                "channels_last": self.trainer.channels_last,
+                "channels_last": self.ctx.channels_last,
                 "precision": str(self.placement.precision),
                 "runtime": str(cfg.device.runtime),
                 "train": [s.digest for s in self.data.train],

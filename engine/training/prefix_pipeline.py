@@ -18,19 +18,21 @@ from engine.advice.record import Recording, record
 from engine.advice.split import Boundary, dummy_input, suffix_only, verified_boundaries
 from engine.data import ImageDataset, build_transform
 from engine.frozen.taps import run_taps
+from engine.training.context import RunContext
+from engine.training.inputs import image_samples
 from engine.training.loaders import batches_of, epoch_permutation
 from engine.training.pipeline import Batch, Pipeline
 
 
-def prefix_cut(trainer: Any, model: Any, frozen: list[str]) -> tuple[Boundary, dict] | None:
+def prefix_cut(ctx: RunContext, model: Any, frozen: list[str]) -> tuple[Boundary, dict] | None:
     """The verified boundary after the frozen groups, when they are a prefix of the backbone."""
     body = [g.name for g in model.groups if g.name != "head"]
     k = len(frozen)
     if k == 0 or k >= len(body) or set(frozen) != set(body[:k]):  # in any order
         return None
     eval_t = build_transform(model.preprocess, train=False)
-    ds = ImageDataset(trainer.data.train[:2], eval_t, seed=trainer.config.seed)
-    images = torch.stack([ds[i][0] for i in range(len(ds))]).to(trainer.placement.device)
+    ds = ImageDataset(image_samples(ctx.data.train[:2]), eval_t, seed=ctx.config.seed)
+    images = torch.stack([ds[i][0] for i in range(len(ds))]).to(ctx.placement.device)
     bounds, shapes = verified_boundaries(model, images)
     for b in bounds:
         if b.index == k - 1:
@@ -64,14 +66,14 @@ class PrefixPipeline(Pipeline):
 
     frozen_compute = True
 
-    def __init__(self, trainer: Any, cut: Boundary, shapes: dict) -> None:
-        super().__init__(trainer)
+    def __init__(self, ctx: RunContext, cut: Boundary, shapes: dict) -> None:
+        super().__init__(ctx)
         self.cut, self.shapes = cut, shapes
 
     def prepare(self) -> None:
-        t = self.trainer
+        t = self.ctx
         views = max(1, self.config.augment.cache_views)
-        rec: Recording | None = getattr(t, "advice_recording", None)
+        rec: Recording | None = t.advice_recording
         if rec is None or self.cut.module not in rec.activations or rec.views != views:
             what = f"the frozen layers (up to {self.cut.group})"
             t.log(
@@ -91,7 +93,7 @@ class PrefixPipeline(Pipeline):
                 placement=self.placement,
                 channels_last=t.channels_last,
                 workers=self.workers,
-                control=t.control,
+                control=t.task,
                 taps=run_taps(  # onnxruntime runs only the frozen layers, up to the cut
                     t, self.model, full=[self.cut.module], pooled=[], what=what, features=False
                 ),

@@ -10,13 +10,12 @@ simply refit on resume, emitting only the steps and epochs it had not reached.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from engine.events import EpochEnded, StepEnded
-from engine.training.control import Cancelled
+from engine.training.context import RunContext
 from engine.training.logistic import (
     C_GRID,
     CrossValidation,
@@ -29,9 +28,7 @@ from engine.training.logistic import (
     weighted_loss_accuracy,
 )
 from engine.training.metrics import classification_metrics
-
-if TYPE_CHECKING:
-    from engine.training.trainer import Trainer
+from engine.training.pipeline import FeaturePipeline
 
 #: The value metrics.jsonl records as "lr" for the probe: no learning rate is involved.
 NO_LR = 0.0
@@ -39,29 +36,32 @@ DEFAULT_C = 1.0
 SINGLE_THREAD_ELEMENTS = 8_000_000  # about 6000 images of 1280 features
 
 
-def probe_plan(trainer: Trainer) -> tuple[int, int]:
+def probe_plan(ctx: RunContext) -> tuple[int, int]:
     """Epochs (grid points plus the final fit) and steps per epoch (folds) of the probe."""
     from engine.training.logistic import cv_folds
 
-    folds = cv_folds([s.label for s in trainer.data.train], trainer.config.seed)
+    folds = cv_folds([s.label for s in ctx.data.train], ctx.config.seed)
     return (len(C_GRID) + 1, len(folds)) if folds else (1, 1)
 
 
 class ProbeFit:
-    """Runs the probe for ``trainer`` (a FeaturePipeline run), emitting its usual events."""
+    """Runs the probe of a run whose features ``pipe`` cached, emitting its usual events;
+    ``class_weight`` is the loss's class weights (None: unweighted)."""
 
-    def __init__(self, trainer: Trainer) -> None:
-        self.t = trainer
-        pipe = trainer.pipeline
+    def __init__(
+        self, ctx: RunContext, pipe: FeaturePipeline, class_weight: torch.Tensor | None
+    ) -> None:
+        self.t = ctx
+        self.pipe = pipe
         self.views = pipe.train_features.detach().double().cpu()
         self.labels = pipe.train_labels.detach().cpu()
-        self.classes = trainer.data.classes
-        weight = trainer.criterion.weight
+        self.classes = ctx.data.classes
+        weight = class_weight
         self.class_weight = None if weight is None else weight.detach().double().cpu()
         self.cv = CrossValidation(
-            self.views, self.labels, len(self.classes), self.class_weight, trainer.config.seed
+            self.views, self.labels, len(self.classes), self.class_weight, ctx.config.seed
         )
-        self.epochs, self.steps_per_epoch = probe_plan(trainer)
+        self.epochs, self.steps_per_epoch = probe_plan(ctx)
         self.total_steps = max(1, (self.epochs - 1) * self.steps_per_epoch)
         self.step = 0
         self.epoch = 0
@@ -132,8 +132,8 @@ class ProbeFit:
     def _fold_done(self, loss: float, rows_per_second: float) -> None:
         self.step += 1
         t = self.t
-        if self.step > t.global_step:
-            t.global_step = self.step
+        if self.step > t.loop.global_step:
+            t.loop.global_step = self.step
             t.emit(
                 StepEnded(
                     step=self.step,
@@ -144,9 +144,7 @@ class ProbeFit:
                     samples_per_sec=rows_per_second,
                 )
             )
-        t.control.wait_while_paused()
-        if t.control.cancelled:
-            raise Cancelled()
+        t.task.check()
 
     def _emit_epoch(
         self,
@@ -160,14 +158,14 @@ class ProbeFit:
         t = self.t
         epoch = self.epoch
         self.epoch += 1
-        if epoch < t.epoch:  # already recorded before a resume
+        if epoch < t.loop.epoch:  # already recorded before a resume
             return
         metrics = self._metrics(fit, c, point)
         if final:
             self._install(fit, metrics, epoch)
-        t.epoch = epoch + 1
-        t.step_in_epoch = 0
-        t.last_metrics = metrics
+        t.loop.epoch = epoch + 1
+        t.loop.step_in_epoch = 0
+        t.loop.last_metrics = metrics
         t.emit(
             EpochEnded(
                 epoch=epoch,
@@ -180,10 +178,9 @@ class ProbeFit:
 
     def _metrics(self, fit: LinearFit, c: float, point: CvPoint | None) -> dict[str, float]:
         """The validation metrics of the head at ``c``, its training fit and its CV score."""
-        t = self.t
-        val_x = t.pipeline.val_features.detach().double().cpu()
+        val_x = self.pipe.val_features.detach().double().cpu()
         logits = fit.logits(self.scale(val_x)).float()
-        metrics = classification_metrics(logits, t.pipeline.val_labels, self.classes)
+        metrics = classification_metrics(logits, self.pipe.val_labels, self.classes)
         loss, acc = weighted_loss_accuracy(fit, self.x, self.y, self.w)
         metrics.update(train_loss=loss, train_accuracy=acc, lr=NO_LR, l2_c=c)
         if point is not None:
@@ -196,8 +193,5 @@ class ProbeFit:
         linear = [m for m in t.model.head.modules() if isinstance(m, nn.Linear)][-1]
         fold_into_linear(linear, fit, self.scale)
         # The folded head's own logits: what predicting with the saved checkpoint gives.
-        t.best_logits = t.pipeline.validation_logits()[0]
-        t.best_value = metrics[str(t.config.schedule.monitor)]
-        t.best_loss, t.best_epoch = metrics["val_loss"], epoch
-        t.best_metrics = {"epoch": float(epoch), **metrics}
-        t.epochs_since_best = 0
+        t.best.logits = self.pipe.validation_logits()[0]
+        t.best.install(metrics, epoch)

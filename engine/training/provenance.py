@@ -43,7 +43,7 @@ class StorageError(OSError):
 
 def environment_facts(placement: Placement) -> dict[str, Any]:
     """Resolved device, precision and library versions for state.json."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in _VERSIONED:
         try:
             versions[name] = metadata.version(name)

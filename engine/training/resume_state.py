@@ -1,36 +1,21 @@
-"""What a resumable checkpoint holds besides the weights, and what resuming may touch."""
+"""Resuming: which runs may resume, and loading the newest checkpoint into a run's parts."""
 
 from __future__ import annotations
 
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine.runs import RunDir
 from engine.training.checkpoint import (
     load_trainer_state,
     load_weights,
     read_weights,
-    rng_state,
     set_rng_state,
 )
 from engine.training.checkpoint_files import BEST, CheckpointError, last_checkpoint
-
-if TYPE_CHECKING:
-    from engine.training.trainer import Trainer
-
-_POSITION = (
-    "epoch",
-    "step_in_epoch",
-    "global_step",
-    "best_value",
-    "best_loss",
-    "best_epoch",
-    "best_metrics",
-    "last_metrics",
-    "epochs_since_best",
-    "train_sums",
-)
+from engine.training.checkpointing import Checkpointer
+from engine.training.context import RunContext
 
 
 def check_resumable(run: RunDir) -> None:
@@ -48,27 +33,11 @@ def check_resumable(run: RunDir) -> None:
         )
 
 
-def trainer_state(trainer: Trainer) -> dict[str, Any]:
-    """Optimizer, scheduler, scaler, RNG and loop position: plain tensors and numbers only."""
-    state = {
-        "optimizer": trainer.optimizer.state_dict(),
-        "scheduler": trainer.scheduler.state_dict(),
-        "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else {},
-        "rng": rng_state(),
-        "divergence": trainer.divergence.state_dict(),
-    }
-    for key in _POSITION:
-        value = getattr(trainer, key)
-        state[key] = dict(value) if isinstance(value, dict) else value
-    state["best_warnings"] = list(trainer.best_warnings)
-    state["micro_batch"] = trainer.micro.size  # 0: whole batches; else the out-of-memory split
-    return state
-
-
-def restore(trainer: Trainer) -> None:
-    """Load the newest complete checkpoint into ``trainer`` (reading only; no file of the run
-    changes); raise CheckpointError if there is none or it is damaged."""
-    run = trainer.run
+def restore(ctx: RunContext, checkpointer: Checkpointer) -> None:
+    """Load the newest complete checkpoint into the run's parts, each through its
+    ``load_state_dict`` (reading only; no file of the run changes); raise CheckpointError if
+    there is none or it is damaged."""
+    run = ctx.run
     skipped: list[str] = []
     last = last_checkpoint(run.checkpoints, skipped)
     if last is None:
@@ -78,73 +47,59 @@ def restore(trainer: Trainer) -> None:
         )
     state = load_trainer_state(last.state)
     advice = "the run cannot be resumed, start a new run from its config"
-    load_weights(trainer.model, last.weights, advice)
+    load_weights(ctx.model, last.weights, advice)
     try:
-        trainer.optimizer.load_state_dict(state["optimizer"])
-        trainer.scheduler.load_state_dict(state["scheduler"])
-        if trainer.scaler is not None and state["scaler"]:
-            trainer.scaler.load_state_dict(state["scaler"])
-        position = {key: state[key] for key in _POSITION}
-        # Checkpoints from before honest warnings have none: the next best epoch sets them.
-        position["best_warnings"] = [str(w) for w in state.get("best_warnings", [])]
+        ctx.optimization.load_state_dict(state)
+        ctx.loop.load_state_dict(state)
+        ctx.best.load_state_dict(state)
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(
             f"The checkpoint {last.state} does not fit this run ({type(exc).__name__}: {exc}); "
             f"{advice}."
         ) from exc
-    for key, value in position.items():
-        setattr(trainer, key, value)
-    trainer.divergence.load_state_dict(state.get("divergence"))
-    _restore_micro_batch(trainer, state)
+    ctx.divergence.load_state_dict(state.get("divergence"))
+    _restore_micro_batch(ctx, state)
     set_rng_state(state["rng"])
     for problem in skipped:
-        trainer.log(f"Skipped a damaged checkpoint ({problem}).", level="warning")
-    _restore_best(trainer)
+        ctx.log(f"Skipped a damaged checkpoint ({problem}).", level="warning")
+    _restore_best(ctx, checkpointer)
 
 
-def _restore_micro_batch(trainer: Trainer, state: dict[str, Any]) -> None:
+def _restore_micro_batch(ctx: RunContext, state: dict[str, Any]) -> None:
     """Start at the smallest micro-batch the run needed: the checkpoint's, or state.json's when
     an out-of-memory came after the checkpoint."""
-    sizes = [state.get("micro_batch"), trainer.run.state().get("micro_batch")]
-    sizes = [int(s) for s in sizes if isinstance(s, int | float) and s > 0]
+    found = [state.get("micro_batch"), ctx.run.state().get("micro_batch")]
+    sizes = [int(s) for s in found if isinstance(s, int | float) and s > 0]
     if not sizes:
         return
-    trainer.micro.size = min(sizes)
-    trainer.log(
-        f"Continuing with micro-batches of {trainer.micro.size} (this run ran out of memory "
-        f"with batch {trainer.config.schedule.batch_size} before)."
+    ctx.micro.size = min(sizes)
+    ctx.log(
+        f"Continuing with micro-batches of {ctx.micro.size} (this run ran out of memory "
+        f"with batch {ctx.config.schedule.batch_size} before)."
     )
 
 
-def _restore_best(trainer: Trainer) -> None:
+def _restore_best(ctx: RunContext, checkpointer: Checkpointer) -> None:
     """Check the best weights the state refers to; when they are missing or damaged, say so
     and let the next epoch become the best, so that best.safetensors is written again."""
-    best = trainer.run.checkpoints / BEST
-    if trainer.best_value is None:
+    best = ctx.run.checkpoints / BEST
+    if ctx.best.value is None:
         return
     problem = "" if best.is_file() else f"{best} is missing"
     if not problem:
         try:
-            tensors = read_weights(trainer.model, best)
+            tensors = read_weights(ctx.model, best)
         except CheckpointError as exc:
             problem = str(exc).split(";")[0]
         else:
-            if trainer.feature_cache:
-                device = trainer.placement.device
-                # The in-memory best of a cached-feature run is its head's state.
-                trainer._best_snapshot = {
-                    k.removeprefix("head."): v.to(device)
-                    for k, v in tensors.items()
-                    if k.startswith("head.")
-                }
+            checkpointer.load_best(ctx, tensors)
             return
-    trainer.log(
-        f"{problem.rstrip('.')}; the best weights of epoch {trainer.best_epoch + 1} are lost, so "
+    ctx.log(
+        f"{problem.rstrip('.')}; the best weights of epoch {ctx.best.epoch + 1} are lost, so "
         "the next epoch's weights become the best checkpoint.",
         level="warning",
     )
-    trainer.best_value, trainer.best_loss, trainer.best_epoch = None, None, -1
-    trainer.best_metrics, trainer.epochs_since_best = {}, 0
+    ctx.best.forget()
 
 
 def record_resume_error(run: RunDir, error: str) -> None:

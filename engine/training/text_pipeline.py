@@ -9,8 +9,8 @@ import torch
 
 from engine.data.tokens import TokenizedTexts, length_batches, sorted_batches
 from engine.events import StageProgressed
-from engine.training.control import Cancelled
 from engine.training.features import cache_key, cached
+from engine.training.inputs import text_samples
 from engine.training.loaders import epoch_permutation
 from engine.training.pipeline import Batch, FeaturePipeline, Pipeline
 
@@ -77,7 +77,7 @@ class TextFeaturePipeline(FeaturePipeline):
     unit = "texts"
 
     def prepare(self) -> None:
-        t = self.trainer
+        t = self.ctx
         self.views = 1
         key = self._text_key()
         cache_dir = t.workspace.cache_root / "features"
@@ -124,8 +124,8 @@ class TextFeaturePipeline(FeaturePipeline):
         # The check batch: real training texts, the longest and the shortest of the set.
         order = sorted(range(len(tokens)), key=lambda i: -tokens.lengths[i])
         sample = tokens.batch(order[:8] + order[-8:] if len(order) > 16 else order)
-        cache_dir = self.trainer.workspace.cache_root / "onnx"
-        encoder = ort_text_encoder(backbone, cache_dir, key, sample, self.trainer.log)
+        cache_dir = self.ctx.workspace.cache_root / "onnx"
+        encoder = ort_text_encoder(backbone, cache_dir, key, sample, self.ctx.log)
         return encoder if encoder is not None else backbone
 
     def _encoder_key(self) -> str | None:
@@ -139,7 +139,7 @@ class TextFeaturePipeline(FeaturePipeline):
         return encoder_key(
             folder,
             weights=self.config.model.weights,
-            max_length=self.trainer.max_length,
+            max_length=self.ctx.max_length,
             pooling="mean",
         )
 
@@ -154,7 +154,7 @@ class TextFeaturePipeline(FeaturePipeline):
                 "backbone": cfg.model.backbone,
                 "pretrained": cfg.model.pretrained,
                 "weights": weights_status(cfg.model.backbone, cfg.model.weights).source,
-                "max_length": self.trainer.max_length,
+                "max_length": self.ctx.max_length,
                 "precision": str(self.placement.precision),
                 "train": [s.digest for s in self.data.train],
                 "val": [s.digest for s in self.data.val],
@@ -168,7 +168,7 @@ _SPLIT_WORD = {"train": "training", "val": "validation"}
 
 def tokenize_splits(pipeline: Pipeline) -> tuple[TokenizedTexts, TokenizedTexts]:
     """Token ids of the training and validation texts, with progress events."""
-    t = pipeline.trainer
+    t = pipeline.ctx
     tokenizer, limit = pipeline.model.tokenizer, t.max_length
     n_train = len(pipeline.data.train)
     total = n_train + len(pipeline.data.val)
@@ -178,8 +178,12 @@ def tokenize_splits(pipeline: Pipeline) -> tuple[TokenizedTexts, TokenizedTexts]
             StageProgressed(stage="tokenize", done=offset + done, total=total)
         )
 
-    train = TokenizedTexts(pipeline.data.train, tokenizer, limit, on_progress=progress(0))
-    val = TokenizedTexts(pipeline.data.val, tokenizer, limit, on_progress=progress(n_train))
+    train = TokenizedTexts(
+        text_samples(pipeline.data.train), tokenizer, limit, on_progress=progress(0)
+    )
+    val = TokenizedTexts(
+        text_samples(pipeline.data.val), tokenizer, limit, on_progress=progress(n_train)
+    )
     cut = sum(1 for n in train.lengths + val.lengths if n >= limit)
     if cut:
         t.log(f"{cut} of {total} texts are longer than {limit} tokens and were cut to that length.")
@@ -193,7 +197,7 @@ def run_in_order(
     """``module`` over every text (longest first, in eval mode), returned in the texts' order."""
     was_training = module.training
     module.eval()
-    control, device = pipeline.trainer.control, pipeline.device
+    task, device = pipeline.ctx.task, pipeline.device
     outputs: list[torch.Tensor] = []
     order: list[int] = []
     done = 0
@@ -204,15 +208,13 @@ def run_in_order(
 
     try:
         for idx in sorted_batches(tokens.lengths, max(_INFERENCE_BATCH, pipeline.batch_size)):
-            control.wait_while_paused()
-            if control.cancelled:
-                raise Cancelled()
+            task.check()
             batch = {k: v.to(device) for k, v in tokens.batch(idx).items()}
             outputs.append(pipeline.inference.map(forward, batch))
             order.extend(idx)
             done += len(idx)
             if stage:
-                pipeline.trainer.emit(StageProgressed(stage=stage, done=done, total=len(tokens)))
+                pipeline.ctx.emit(StageProgressed(stage=stage, done=done, total=len(tokens)))
     finally:
         module.train(was_training)
     if not outputs:

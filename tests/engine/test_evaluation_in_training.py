@@ -15,7 +15,7 @@ from engine.evaluation.predictions import predict_split, predictions_path, saved
 from engine.evaluation.report import evaluate, evaluation_path, load_evaluation
 from engine.events import RunStatus, StepEnded
 from engine.runs import RunDir
-from engine.training import trainer as trainer_module
+from engine.training import epoch as epoch_module
 from engine.training.control import RunControl
 from engine.training.trainer import resume, train
 
@@ -71,7 +71,7 @@ def test_a_lora_text_run_is_evaluated_too(tmp_path):
 
 def fake_accuracy(monkeypatch, values):
     """Make the trainer see ``values`` as the validation accuracy of successive epochs."""
-    real = trainer_module.classification_metrics
+    real = epoch_module.classification_metrics
     it = iter(values)
 
     def metrics(*args, **kwargs):
@@ -79,7 +79,7 @@ def fake_accuracy(monkeypatch, values):
         out["val_accuracy"] = next(it)
         return out
 
-    monkeypatch.setattr(trainer_module, "classification_metrics", metrics)
+    monkeypatch.setattr(epoch_module, "classification_metrics", metrics)
 
 
 def test_the_best_epochs_predictions_are_kept_not_the_last(shapes, tmp_path, monkeypatch):

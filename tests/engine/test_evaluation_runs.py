@@ -38,7 +38,7 @@ from engine.evaluation import (
 from engine.evaluation.predictions import PredictionError
 from engine.evaluation.report import evaluation_path
 from engine.runs import RunDir, Workspace
-from engine.training import trainer as trainer_module
+from engine.training import setup as training_setup
 from engine.training.control import Cancelled
 from engine.training.trainer import train
 
@@ -81,14 +81,14 @@ def config(path: Path, method: Method = Method.FULL, **changes) -> RunConfig:
 
 def train_recording(cfg: RunConfig, workspace: Path, monkeypatch) -> tuple[RunDir, list[str]]:
     """Train, recording every file opened after the dataset scan (the scan hashes all files)."""
-    real = trainer_module.prepare_data
+    real = training_setup.prepare_data
 
     def prepare_then_record(*args, **kwargs):
         data = real(*args, **kwargs)
         OPENED.start()
         return data
 
-    monkeypatch.setattr(trainer_module, "prepare_data", prepare_then_record)
+    monkeypatch.setattr(training_setup, "prepare_data", prepare_then_record)
     try:
         result = train(cfg, workspace=workspace)
     finally:
@@ -215,14 +215,14 @@ def test_the_base_is_found_or_trained_and_a_linear_probe_is_its_own_base(
     assert find_base_run(ws, run) is None
 
     # `refit compare RUN` trains the missing base (watching that it never opens a test file).
-    real = trainer_module.prepare_data
+    real = training_setup.prepare_data
 
     def prepare_then_record(*args, **kwargs):
         out = real(*args, **kwargs)
         OPENED.start()
         return out
 
-    monkeypatch.setattr(trainer_module, "prepare_data", prepare_then_record)
+    monkeypatch.setattr(training_setup, "prepare_data", prepare_then_record)
     try:
         code = refit(["--workspace", str(ws.root), "compare", run.run_id, "--quiet"])
     finally:

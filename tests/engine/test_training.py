@@ -257,19 +257,19 @@ def test_early_stopping_stops_after_patience_epochs_without_a_new_best():
     from engine.training.callbacks import EarlyStopping
 
     stopped = []
-    trainer = SimpleNamespace(
-        epochs_since_best=0,
+    ctx = SimpleNamespace(
+        best=SimpleNamespace(epochs_since=0),
         config=RunConfig(),
         request_stop=stopped.append,
     )
     stopper = EarlyStopping(patience=2)
     event = EpochEnded(epoch=0, epochs=10)
     for since_best in (0, 1):
-        trainer.epochs_since_best = since_best
-        stopper.on_epoch_ended(event, trainer)
+        ctx.best.epochs_since = since_best
+        stopper.on_epoch_ended(event, ctx)
     assert stopped == []
-    trainer.epochs_since_best = 2
-    stopper.on_epoch_ended(event, trainer)
+    ctx.best.epochs_since = 2
+    stopper.on_epoch_ended(event, ctx)
     assert len(stopped) == 1 and "2 epochs" in stopped[0]
 
 

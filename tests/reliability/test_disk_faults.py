@@ -333,10 +333,10 @@ class PoisonAtStep(Callback):
     def __init__(self, n: int) -> None:
         self.n = n
 
-    def on_step_ended(self, event, trainer) -> None:
+    def on_step_ended(self, event, ctx) -> None:
         if event.step == self.n:
             with torch.no_grad():
-                next(trainer.model.parameters()).fill_(math.nan)
+                next(ctx.model.parameters()).fill_(math.nan)
 
 
 def test_a_nan_stops_the_run_within_a_step_and_keeps_the_best(data, tmp_path, capsys):

@@ -443,13 +443,13 @@ def test_a_diverged_or_timed_out_run_keeps_its_best_epochs_evaluation(
 
     from engine.events import RunStatus
     from engine.runs import RunDir
-    from engine.training import trainer as trainer_module
+    from engine.training import epoch as epoch_module
     from engine.training.trainer import train
 
     shapes = make_shapes_folder(tmp_path / "shapes", per_class=12)
     cfg = tiny_config(shapes, epochs=4)
     if ending == "diverged":
-        real, calls = trainer_module.classification_metrics, []
+        real, calls = epoch_module.classification_metrics, []
 
         def metrics(*args, **kwargs):
             out = real(*args, **kwargs)
@@ -458,7 +458,7 @@ def test_a_diverged_or_timed_out_run_keeps_its_best_epochs_evaluation(
                 out["val_loss"] = float("nan")
             return out
 
-        monkeypatch.setattr(trainer_module, "classification_metrics", metrics)
+        monkeypatch.setattr(epoch_module, "classification_metrics", metrics)
     else:
         cfg = cfg.replace(schedule=dataclasses.replace(cfg.schedule, time_budget_min=0.0001))
     result = train(cfg, workspace=tmp_path / "ws")

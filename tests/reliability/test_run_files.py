@@ -206,7 +206,7 @@ def test_resume_after_garbage_in_metrics_rewrites_it_from_the_readable_lines(tmp
     control = RunControl()
 
     class StopAtStep2(Callback):
-        def on_step_ended(self, event, trainer):
+        def on_step_ended(self, event, ctx):
             if event.step == 2:
                 control.cancel()
 

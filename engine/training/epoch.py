@@ -1,0 +1,102 @@
+"""One epoch of the loop: its training steps, then its validation metrics and best epoch."""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.events import StepEnded
+from engine.task import Cancelled
+from engine.training.context import RunContext
+from engine.training.devices import Placement
+from engine.training.honesty import run_warnings
+from engine.training.metrics import classification_metrics
+from engine.training.oom import accumulate_gradients
+from engine.training.pipeline import Pipeline
+
+
+@dataclass(frozen=True)
+class _Step:
+    """What oom.accumulate_gradients runs a step with."""
+
+    optimizer: torch.optim.Optimizer
+    criterion: nn.CrossEntropyLoss
+    placement: Placement
+    pipeline: Any
+    scaler: torch.amp.GradScaler | None
+
+
+def train_epoch(ctx: RunContext, pipeline: Pipeline, criterion: nn.CrossEntropyLoss) -> None:
+    """The steps of the epoch under way (from ``ctx.loop.step_in_epoch`` on a resume), each
+    emitting StepEnded; waits while paused and raises Cancelled between steps."""
+    loop, optimization = ctx.loop, ctx.optimization
+    optimizer, scaler = optimization.optimizer, optimization.scaler
+    step = _Step(optimizer, criterion, ctx.placement, pipeline, scaler)
+    ctx.model.train()
+    total_steps = pipeline.steps_per_epoch * ctx.config.schedule.epochs
+    clip = ctx.config.optim.grad_clip
+    t_last = time.perf_counter()
+    for x, y in pipeline.train_batches(loop.epoch, loop.step_in_epoch):
+        ctx.task.wait_while_paused()
+        loss_value, correct = ctx.micro.run(
+            len(y),
+            functools.partial(accumulate_gradients, step, x, y),
+            cleanup=lambda: optimizer.zero_grad(set_to_none=True),
+        )
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        if clip:
+            nn.utils.clip_grad_norm_(ctx.model.parameters(), clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimization.scheduler.step()
+        ctx.divergence.check_step(loss_value, loop.global_step + 1, optimization.lr)
+        n = len(y)
+        loop.train_sums["loss"] += loss_value * n
+        loop.train_sums["correct"] += correct
+        loop.train_sums["seen"] += n
+        loop.global_step += 1
+        loop.step_in_epoch += 1
+        now = time.perf_counter()
+        ctx.emit(
+            StepEnded(
+                step=loop.global_step,
+                epoch=loop.epoch,
+                total_steps=total_steps,
+                loss=loss_value,
+                lr=optimization.lr,
+                samples_per_sec=n / max(now - t_last, 1e-9),
+            )
+        )
+        t_last = now
+        if ctx.task.cancelled:
+            raise Cancelled()
+
+
+def end_epoch(ctx: RunContext, pipeline: Pipeline) -> tuple[int, dict[str, float], bool]:
+    """Validate the epoch just trained, check it for divergence, update the best epoch and move
+    the loop to the next epoch. Returns the epoch's index, its metrics and whether it is best."""
+    loop = ctx.loop
+    logits, targets = pipeline.validation_logits()
+    metrics = classification_metrics(logits, targets, ctx.data.classes)
+    seen = max(1.0, loop.train_sums["seen"])
+    metrics["train_loss"] = loop.train_sums["loss"] / seen
+    metrics["train_accuracy"] = loop.train_sums["correct"] / seen
+    metrics["lr"] = ctx.optimization.lr
+    ctx.divergence.check_validation(metrics, loop.epoch, metrics["lr"])
+    is_best = ctx.best.update(metrics, loop.epoch)
+    if is_best:
+        ctx.best.logits = logits
+        data = ctx.data
+        ctx.best.warnings = run_warnings(logits, targets, data.classes, data.modality)
+    epoch = loop.epoch
+    loop.end_epoch(metrics)
+    return epoch, metrics, is_best
