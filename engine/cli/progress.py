@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from engine.cli.reports import print_advice, saved_evaluation_lines
+from engine.task import Progress as TaskProgress
 
 
 @contextlib.contextmanager
@@ -67,6 +68,10 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def report(self, progress: TaskProgress) -> None:
+        """An ``on_progress`` callback for an engine Task: the bar shows its counts."""
+        self.update(progress.done, progress.total)
 
     def update(self, done: int, total: int) -> None:
         if self.quiet:
