@@ -71,12 +71,7 @@ def scan_source_job(
         modality = detect_modality(path)
         if modality != "text":
 
-            def progress(done: int, total: int) -> None:
-                on_event(StageProgressed(stage="scan", done=done, total=total))
-
-            index = engine.data.scan_folder(
-                path, min_per_class=min_per_class, progress=progress, cancel=control.cancel_event
-            )
+            index = engine.data.scan_folder(path, min_per_class=min_per_class, task=control)
             return SourceScan(path=path, modality="image", index=index)
         return _scan_text(path, min_per_class, text_column, label_column, read_table)
 

@@ -10,6 +10,7 @@ from typing import Any
 from engine.cli.common import add_remote_code_flag, add_runtime_flag
 from engine.cli.progress import Progress, TrainView
 from engine.cli.reports import comparison_lines, evaluation_lines
+from engine.task import Task
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -74,7 +75,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 checkpoint=args.checkpoint,
                 positive=args.positive,
                 device=args.device,
-                progress=bar.update,
+                task=Task(bar.report),
                 runtime=args.runtime or "auto",
                 reuse=args.runtime is None,
             )
@@ -121,7 +122,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                 split,
                 allow_test=args.test,
                 device=args.device,
-                progress=bar.update,
+                task=Task(bar.report),
             )
     except TestSplitLocked as exc:
         return _refuse(exc)

@@ -45,20 +45,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def _cmd_export(args: argparse.Namespace) -> int:
     from engine.export import export_run
     from engine.runs import Workspace
+    from engine.task import Progress as TaskProgress
+    from engine.task import Task
 
     run = Workspace(args.workspace).open_run(args.run)
     out = Path(args.out) if args.out else run.path / "export"
 
-    def progress(message: str) -> None:
-        if not args.quiet:
-            print(f"{message}…", file=sys.stderr)
+    def progress(step: TaskProgress) -> None:
+        if not args.quiet and step.message:
+            print(f"{step.message}…", file=sys.stderr)
 
     results = export_run(
         run,
         args.formats,
         out,
         checkpoint=args.checkpoint,
-        progress=progress,
+        task=Task(progress),
         overwrite=args.overwrite,
     )
     out = out.expanduser().resolve()
