@@ -413,9 +413,8 @@ class LayersPage(Page):
             from engine.training.estimate import estimate_epoch_seconds
             from engine.training.memory import estimate_peak_memory
 
-            cancel = control.cancel_event
-            epoch = estimate_epoch_seconds(model, cfg, list(frozen), train_size, cancel=cancel)
-            if cancel.is_set():
+            epoch = estimate_epoch_seconds(model, cfg, list(frozen), train_size, task=control)
+            if control.cancelled:
                 return (epoch,)
             try:
                 return epoch, estimate_peak_memory(model, cfg, list(frozen))

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.cli.common import add_remote_code_flag
+from engine.cli.common import add_quiet_flag, add_remote_code_flag, add_run_argument
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         description="Export a run's checkpoint; every file is checked against the run on "
         "validation examples. `refit predict FOLDER` classifies with the exported folder.",
     )
-    e.add_argument("run", help="Run id (or a unique prefix) or run folder.")
+    add_run_argument(e)
     e.add_argument(
         "--format",
         dest="formats",
@@ -37,7 +37,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "export writes (others are kept). Without it, only a new or empty folder or an earlier "
         "export is used.",
     )
-    e.add_argument("--quiet", action="store_true", help="No progress lines.")
+    add_quiet_flag(e, help="No progress lines.")
     add_remote_code_flag(e)
     e.set_defaults(func=_cmd_export)
 
