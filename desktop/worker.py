@@ -177,8 +177,8 @@ class _Relay(QObject):
 
     @Slot()
     def on_done(self) -> None:
+        self.pool._finished(self)  # first: on_done sees the key free
         self._call("on_done")
-        self.pool._finished(self)
 
 
 class WorkerPool(QObject):
