@@ -71,13 +71,18 @@ def scan_source_job(
         if modality != "text":
             index = engine.data.scan_folder(path, min_per_class=min_per_class, task=task)
             return SourceScan(path=path, modality="image", index=index)
-        return _scan_text(path, min_per_class, text_column, label_column, read_table)
+        return _scan_text(path, min_per_class, text_column, label_column, read_table, task)
 
     return job
 
 
 def _scan_text(
-    path: str, min_per_class: int, text_column: str, label_column: str, want_table: bool
+    path: str,
+    min_per_class: int,
+    text_column: str,
+    label_column: str,
+    want_table: bool,
+    task: Task,
 ) -> SourceScan:
     from engine.data import DatasetError
     from engine.data.text import scan_text_source
@@ -92,8 +97,9 @@ def _scan_text(
             text_column=text_column or None,
             label_column=label_column or None,
             min_per_class=min_per_class,
+            task=task,
         )
-    except DatasetError as exc:
+    except DatasetError as exc:  # not Cancelled: a stopped scan has no result
         if table is None and not is_table_file(path):
             raise  # a folder that cannot be read: nothing to choose from
         return SourceScan(path=path, modality="text", index=None, table=table, error=str(exc))
