@@ -236,7 +236,8 @@ class DatasetWalk:
             # Real folders before links to them: the link is the one told "already read".
             stack.extend(path for _, path in sorted(subfolders, reverse=True))
 
-    def _skip(self, path: str, kind: ProblemKind, reason: str) -> None:
+    def _skip(self, path: str, kind: ProblemKind, reason: str) -> str | None:
+        """Tell why ``path`` is skipped; None, the kind of a skipped entry."""
         self.problems.append(Problem(kind=kind, path=path, message=f"{self.rel(path)} {reason}"))
         return None
 

@@ -203,7 +203,9 @@ def compare_runs(
         preds.save(predictions_path(run, split))
         got[i] = preds
         done_before += totals[i]
-    return compare_predictions(got[0], got[1], names=names)
+    a, b = got
+    assert a is not None and b is not None  # each was saved or predicted above
+    return compare_predictions(a, b, names=names)
 
 
 def _split_size(run: RunDir, split: str) -> int:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from engine.config import RunConfig
 from engine.task import Task, as_task
 from engine.training.devices import resolve_placement
+
+if TYPE_CHECKING:
+    from engine.models.classifier import Classifier
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class EpochEstimate:
 
 
 def estimate_epoch_seconds(
-    model: torch.nn.Module,
+    model: Classifier,
     config: RunConfig,
     frozen: list[str],
     train_size: int,
@@ -69,7 +73,7 @@ def estimate_epoch_seconds(
         length = text_tokens or min(config.data.max_length, 48)
         vocab = int(getattr(model.tokenizer, "vocab_size", 1000) or 1000)
         ids = torch.randint(min(vocab, 1000), vocab, (batch, length), device=placement.device)
-        x = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        x: Any = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     else:
         size = model.preprocess.input_size
         x = torch.randn(batch, 3, size, size, device=placement.device)
