@@ -95,7 +95,7 @@ def evaluate_job(path: Path, split: str, *, allow_test: bool = False) -> TaskJob
 
         run = RunDir(Path(path))
         evaluation = evaluate_run(run, split, allow_test=allow_test, device=_device(), task=task)
-        task.check()
+        task.check_cancelled()
         return SplitResults(evaluation, load_predictions(run, split))
 
     return job

@@ -96,6 +96,12 @@ class Task:
         if self._flags.cancel.is_set():
             raise Cancelled()
 
+    def check_cancelled(self) -> None:
+        """Raise :class:`Cancelled` when cancelled, without waiting while paused (for calls that
+        a pause never held: scans, evaluation, export, the epoch estimate)."""
+        if self._flags.cancel.is_set():
+            raise Cancelled()
+
     def wait_while_paused(self) -> None:
         """Block while paused; returns at once when running or cancelled."""
         while not self._flags.running.wait(timeout=0.2):

@@ -204,7 +204,7 @@ def _check_files(
     n_workers = min(8, os.cpu_count() or 1) if workers is None else workers
     if n_workers <= 1:
         for i, c in enumerate(items):
-            task.check()
+            task.check_cancelled()
             results[i] = _check_file(c.path, c.rel)
             reporter.update(i + 1)
     else:
@@ -220,7 +220,7 @@ def _check_files(
                     pending[pool.submit(_check_file, c.path, c.rel)] = next_i
                     next_i += 1
                 finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                task.check()
+                task.check_cancelled()
                 for fut in finished:
                     results[pending.pop(fut)] = fut.result()
                     done += 1

@@ -215,7 +215,7 @@ class DatasetWalk:
         stack = [folder]
         while stack:
             if self.task is not None:
-                self.task.check()
+                self.task.check_cancelled()
             current = stack.pop()
             real = os.path.realpath(current)
             if real in seen:

@@ -272,7 +272,7 @@ def _text_probs(
     task.report(0, total)
     with torch.inference_mode():
         for idx in sorted_batches([len(ids) for ids in encoded], batch_size):
-            task.check()
+            task.check_cancelled()
             batch = tok.pad({"input_ids": [encoded[j] for j in idx]}, return_tensors="pt")
             x = {k: batch[k].to(predictor.device) for k in ("input_ids", "attention_mask")}
             out[idx] = predictor.model(x).float().softmax(dim=1).cpu().numpy()
@@ -323,7 +323,7 @@ def _image_probs(
         torch.inference_mode(),
     ):
         for start in range(0, total, batch_size):
-            task.check()
+            task.check_cancelled()
             chunk = paths[start : start + batch_size]
             x = torch.stack(list(pool.map(tensor, chunk)))
             out[start : start + len(chunk)] = predictor.image_probs(x)

@@ -90,7 +90,7 @@ def _validation(run: RunDir, checkpoint: str, task: Task | None) -> Any:
     if saved is not None and saved.checkpoint == checkpoint:
         return saved
     if task is not None:  # outside the try: a cancelled export stops here
-        task.check()
+        task.check_cancelled()
         task.say("Evaluating the validation split for the model card")
     try:
         if saved is None:

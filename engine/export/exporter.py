@@ -63,8 +63,8 @@ def export_run(
     replaced); any other folder needs ``overwrite`` (ExportConflict otherwise), and even then
     only the names the export writes are replaced. Everything is written into a staging folder
     and moved into place at the end: a failed or cancelled export (each step is said with
-    ``task.say`` after a ``task.check``, which raises Cancelled) leaves ``out`` as it was.
-    Raises ExportError (one sentence) for a format that does not apply, a folder inside the
+    ``task.say`` after a ``task.check_cancelled``, which raises Cancelled) leaves ``out`` as it
+    was. Raises ExportError (one sentence) for a format that does not apply, a folder inside the
     dataset or the run's own files, or an export that does not reproduce the run.
     """
     from engine.evaluation.predict import Predictor
@@ -74,7 +74,7 @@ def export_run(
     task = as_task(task)
 
     def say(message: str) -> None:
-        task.check()
+        task.check_cancelled()
         task.say(message)
 
     names = [str(f) for f in formats]

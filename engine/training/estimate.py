@@ -100,7 +100,7 @@ def estimate_epoch_seconds(
     times: list[float] = []
     budget = time.perf_counter() + 20.0
     for _ in range(2 + repeats):
-        task.check()
+        task.check_cancelled()
         start = time.perf_counter()
         once()
         times.append(time.perf_counter() - start)
