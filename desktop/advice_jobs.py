@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from desktop.worker import Job
 from engine.config import RunConfig
 from engine.events import Event
-
-Job = Callable[[Callable[[Event], None], Any], Any]
+from engine.task import Task
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ class LrPointFound:
 def advise_job(config: RunConfig, workspace: Path) -> Job:
     """A worker job that runs the Recommended analysis on ``config``; returns Advice.to_dict()."""
 
-    def job(on_event: Callable[[Event], None], control: Any) -> dict:
+    def job(on_event: Callable[[Event], None], control: Task) -> dict:
         from engine.advice.standalone import advise
 
         return advise(config, workspace=workspace, on_event=on_event, control=control).to_dict()
@@ -40,7 +39,7 @@ def lr_find_job(config: RunConfig, workspace: Path) -> Job:
     """A worker job that runs the range test on ``config``, streaming LrPointFound events;
     returns LrCurve.to_dict()."""
 
-    def job(on_event: Callable[[Event], None], control: Any) -> dict:
+    def job(on_event: Callable[[Event], None], control: Task) -> dict:
         from engine.advice.lr_find_config import find_learning_rate
 
         def on_point(lr: float, loss: float) -> None:

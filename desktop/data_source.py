@@ -11,11 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.events import Event, StageProgressed
-
 if TYPE_CHECKING:
     from engine.data.text_read import Table
-    from engine.training.control import RunControl
+    from engine.task import Task
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl")
 TABLE_FILTER = "Text tables (*.csv *.tsv *.jsonl);;All files (*)"
@@ -62,29 +60,29 @@ def scan_source_job(
     text_column: str = "",
     label_column: str = "",
     read_table: bool = True,
-) -> Callable[[Callable[[Event], None], RunControl], SourceScan]:
-    """The background job of one scan (engine.data is imported in the worker, not the GUI)."""
+) -> Callable[[Task], SourceScan]:
+    """The background job of one scan (engine.data is imported in the worker, not the GUI);
+    image scans report their counts on the task and stop when it is cancelled."""
 
-    def job(on_event: Callable[[Event], None], control: RunControl) -> SourceScan:
+    def job(task: Task) -> SourceScan:
         import engine.data
 
         modality = detect_modality(path)
         if modality != "text":
-
-            def progress(done: int, total: int) -> None:
-                on_event(StageProgressed(stage="scan", done=done, total=total))
-
-            index = engine.data.scan_folder(
-                path, min_per_class=min_per_class, progress=progress, cancel=control.cancel_event
-            )
+            index = engine.data.scan_folder(path, min_per_class=min_per_class, task=task)
             return SourceScan(path=path, modality="image", index=index)
-        return _scan_text(path, min_per_class, text_column, label_column, read_table)
+        return _scan_text(path, min_per_class, text_column, label_column, read_table, task)
 
     return job
 
 
 def _scan_text(
-    path: str, min_per_class: int, text_column: str, label_column: str, want_table: bool
+    path: str,
+    min_per_class: int,
+    text_column: str,
+    label_column: str,
+    want_table: bool,
+    task: Task,
 ) -> SourceScan:
     from engine.data import DatasetError
     from engine.data.text import scan_text_source
@@ -99,8 +97,9 @@ def _scan_text(
             text_column=text_column or None,
             label_column=label_column or None,
             min_per_class=min_per_class,
+            task=task,
         )
-    except DatasetError as exc:
+    except DatasetError as exc:  # not Cancelled: a stopped scan has no result
         if table is None and not is_table_file(path):
             raise  # a folder that cannot be read: nothing to choose from
         return SourceScan(path=path, modality="text", index=None, table=table, error=str(exc))

@@ -1,7 +1,8 @@
 """Worker jobs of the Results page: reading, evaluating, comparing and explaining trained runs.
 
-Each function returns a job for ``EngineWorker``; the engine (and with it torch) is imported
-inside the job, in the worker thread, so the window never waits for it.
+Each function returns a job for ``WorkerPool.submit`` (``job(task)``: counts on the task, a
+cancelled task raises engine.task.Cancelled); the engine (and with it torch) is imported inside
+the job, in the worker thread, so the window never waits for it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.events import Event, StageProgressed
+from engine.events import Event, StageProgressed, StepEnded
 from engine.runs import RunFacts
 
 if TYPE_CHECKING:
@@ -24,8 +25,9 @@ if TYPE_CHECKING:
     from engine.evaluation.predict import Predictor
     from engine.evaluation.predictions import SplitPredictions
     from engine.evaluation.report import Evaluation
+    from engine.task import Task
 
-Job = Callable[[Callable[[Event], None], Any], Any]
+TaskJob = Callable[["Task"], Any]
 SPLITS = ("val", "test")
 
 
@@ -64,13 +66,6 @@ class HeatmapImage:
     error: str = ""
 
 
-class EvaluationCancelled:
-    """Returned (not raised) by a job the user cancelled."""
-
-
-CANCELLED = EvaluationCancelled()
-
-
 def load_results(path: Path) -> RunResults:
     """Facts of a run and its saved evaluations (no prediction is computed here)."""
     from engine.evaluation import load_evaluation, load_predictions
@@ -85,49 +80,31 @@ def load_results(path: Path) -> RunResults:
     return RunResults(run_facts(run), splits)
 
 
-def _progress(on_event: Callable[[Event], None], stage: str) -> Callable[[int, int], None]:
-    def report(done: int, total: int) -> None:
-        on_event(StageProgressed(stage=stage, done=int(done), total=int(total)))
-
-    return report
-
-
-def load_results_job(path: Path) -> Job:
+def load_results_job(path: Path) -> TaskJob:
     """A job that reads a run's facts and saved evaluations."""
-    return lambda _on_event, _control: load_results(path)
+    return lambda _task: load_results(path)
 
 
-def evaluate_job(path: Path, split: str, *, allow_test: bool = False) -> Job:
-    """A job that predicts ``split`` of the run, evaluates and saves it (CANCELLED if stopped)."""
+def evaluate_job(path: Path, split: str, *, allow_test: bool = False) -> TaskJob:
+    """A job that predicts ``split`` of the run, evaluates and saves it (Cancelled if stopped,
+    also when the cancel came just after the last batch)."""
 
-    def job(on_event: Callable[[Event], None], control: Any) -> SplitResults | EvaluationCancelled:
+    def job(task: Task) -> SplitResults:
         from engine.evaluation import evaluate_run, load_predictions
         from engine.runs import RunDir
-        from engine.training.control import Cancelled
 
         run = RunDir(Path(path))
-        try:
-            evaluation = evaluate_run(
-                run,
-                split,
-                allow_test=allow_test,
-                device=_device(),
-                progress=_progress(on_event, "predict"),
-                cancel=control.cancel_event,
-            )
-        except Cancelled:
-            return CANCELLED
-        if control.cancelled:
-            return CANCELLED
+        evaluation = evaluate_run(run, split, allow_test=allow_test, device=_device(), task=task)
+        task.check_cancelled()
         return SplitResults(evaluation, load_predictions(run, split))
 
     return job
 
 
-def reevaluate_job(predictions: SplitPredictions, positive: str) -> Job:
+def reevaluate_job(predictions: SplitPredictions, positive: str) -> TaskJob:
     """A job that recomputes an evaluation with another positive class (curves change)."""
 
-    def job(_on_event: Callable[[Event], None], _control: Any) -> Evaluation:
+    def job(_task: Task) -> Evaluation:
         from engine.evaluation import evaluate
 
         return evaluate(predictions, positive=positive)
@@ -135,13 +112,12 @@ def reevaluate_job(predictions: SplitPredictions, positive: str) -> Job:
     return job
 
 
-def base_job(workspace: Path, path: Path, split: str, *, allow_test: bool = False) -> Job:
+def base_job(workspace: Path, path: Path, split: str, *, allow_test: bool = False) -> TaskJob:
     """A job that finds the run's base linear probe and, when there is one, compares with it."""
 
-    def job(on_event: Callable[[Event], None], control: Any) -> BaseResult | EvaluationCancelled:
+    def job(task: Task) -> BaseResult:
         from engine.evaluation import compare_runs, find_base_run
         from engine.runs import RunDir, Workspace
-        from engine.training.control import Cancelled
 
         run = RunDir(Path(path))
         base = find_base_run(Workspace(workspace), run)
@@ -149,34 +125,35 @@ def base_job(workspace: Path, path: Path, split: str, *, allow_test: bool = Fals
             return BaseResult(None, False, None)
         if Path(base.path).resolve() == run.path.resolve():
             return BaseResult(base.path, True, None)
-        try:
-            comparison = compare_runs(
-                run,
-                base,
-                split,
-                allow_test=allow_test,
-                device=_device(),
-                progress=_progress(on_event, "compare"),
-                cancel=control.cancel_event,
-                names=("this run", "the base"),
-            )
-        except Cancelled:
-            return CANCELLED
+        comparison = compare_runs(
+            run,
+            base,
+            split,
+            allow_test=allow_test,
+            device=_device(),
+            task=task,
+            names=("this run", "the base"),
+        )
         return BaseResult(base.path, False, comparison)
 
     return job
 
 
-def train_base_job(workspace: Path, path: Path) -> Job:
-    """A job that trains the run's base linear probe (training events come back as usual)."""
+def train_base_job(workspace: Path, path: Path) -> TaskJob:
+    """A job that trains the run's base linear probe; its stage and step counts are reported on
+    the task (a stopped training raises Cancelled)."""
 
-    def job(on_event: Callable[[Event], None], control: Any) -> Path:
+    def job(task: Task) -> Path:
         from engine.evaluation import train_base
         from engine.runs import RunDir, Workspace
 
-        base = train_base(
-            Workspace(workspace), RunDir(Path(path)), on_event=on_event, control=control
-        )
+        def on_event(event: Event) -> None:
+            if isinstance(event, StageProgressed):
+                task.report(event.done, event.total)
+            elif isinstance(event, StepEnded):
+                task.report(event.step, event.total_steps)
+
+        base = train_base(Workspace(workspace), RunDir(Path(path)), on_event=on_event, control=task)
         return Path(base.path)
 
     return job
@@ -184,36 +161,32 @@ def train_base_job(workspace: Path, path: Path) -> Job:
 
 def compare_job(
     path_a: Path, path_b: Path, split: str, *, name_b: str = "B", allow_test: bool = False
-) -> Job:
+) -> TaskJob:
     """A job that compares two runs on the examples both predicted (McNemar); the sentence calls
     them "this run" and ``name_b``."""
 
-    def job(on_event: Callable[[Event], None], control: Any) -> Comparison | EvaluationCancelled:
+    def job(task: Task) -> Comparison:
         from engine.evaluation import compare_runs
         from engine.runs import RunDir
-        from engine.training.control import Cancelled
 
-        try:
-            return compare_runs(
-                RunDir(Path(path_a)),
-                RunDir(Path(path_b)),
-                split,
-                allow_test=allow_test,
-                device=_device(),
-                progress=_progress(on_event, "compare"),
-                cancel=control.cancel_event,
-                names=("this run", name_b),
-            )
-        except Cancelled:
-            return CANCELLED
+        return compare_runs(
+            RunDir(Path(path_a)),
+            RunDir(Path(path_b)),
+            split,
+            allow_test=allow_test,
+            device=_device(),
+            task=task,
+            names=("this run", name_b),
+        )
 
     return job
 
 
-def heatmaps_job(path: Path, refs: Sequence[str], size: int) -> Job:
-    """A job that computes Grad-CAM overlays of a few images (predicted class), as QImages."""
+def heatmaps_job(path: Path, refs: Sequence[str], size: int) -> TaskJob:
+    """A job that computes Grad-CAM overlays of a few images (predicted class), as QImages; a
+    cancelled task keeps the ones already made."""
 
-    def job(_on_event: Callable[[Event], None], control: Any) -> list[HeatmapImage]:
+    def job(task: Task) -> list[HeatmapImage]:
         from engine.evaluation.explain import can_explain, image_heatmaps, overlay
 
         predictor = cached_predictor(path)
@@ -222,7 +195,7 @@ def heatmaps_job(path: Path, refs: Sequence[str], size: int) -> Job:
             return [HeatmapImage(ref, None, error=reason) for ref in refs]
         out = []
         for ref in refs:
-            if control.cancelled:
+            if task.cancelled:
                 break
             try:
                 (heatmap,) = image_heatmaps(predictor, [ref])
@@ -235,10 +208,11 @@ def heatmaps_job(path: Path, refs: Sequence[str], size: int) -> Job:
     return job
 
 
-def influence_job(path: Path, texts: Sequence[str]) -> Job:
-    """A job that finds the influential words of a few texts (towards the predicted class)."""
+def influence_job(path: Path, texts: Sequence[str]) -> TaskJob:
+    """A job that finds the influential words of a few texts (towards the predicted class); a
+    cancelled task keeps the ones already found."""
 
-    def job(_on_event: Callable[[Event], None], control: Any) -> list[TokenInfluence | str]:
+    def job(task: Task) -> list[TokenInfluence | str]:
         from engine.evaluation.explain import can_explain, token_influence
 
         predictor = cached_predictor(path)
@@ -247,7 +221,7 @@ def influence_job(path: Path, texts: Sequence[str]) -> Job:
             return [reason for _ in texts]
         out: list[TokenInfluence | str] = []
         for text in texts:
-            if control.cancelled:
+            if task.cancelled:
                 break
             try:
                 out.append(token_influence(predictor, text))

@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.events import Event, LogMessage
-
 if TYPE_CHECKING:
     from engine.config import RunConfig
+    from engine.task import Task
 
-Job = Callable[[Callable[[Event], None], Any], Any]
+TaskJob = Callable[["Task"], Any]
 
 
 @dataclass(frozen=True)
@@ -49,14 +48,10 @@ class ExportOutcome:
     conflict: Any = None  # engine.export.ExportConflict
 
 
-class _ExportCancelled(Exception):
-    """Raised from the progress callback: export_run stops between two steps."""
-
-
-def facts_job(run_dir: Path) -> Job:
+def facts_job(run_dir: Path) -> TaskJob:
     """A worker job reading the run's config and whether the hf format applies."""
 
-    def job(_on_event: Callable[[Event], None], _control: Any) -> ExportFacts:
+    def job(_task: Task) -> ExportFacts:
         from engine.export.hf_format import hf_refusal
         from engine.models import resolve_entry
         from engine.runs import RunDir
@@ -74,28 +69,23 @@ def facts_job(run_dir: Path) -> Job:
     return job
 
 
-def export_job(run_dir: Path, formats: list[str], out: Path, *, overwrite: bool = False) -> Job:
-    """A worker job running export_run; progress lines come as LogMessage events, and a cancel
-    stops it at the next step (nothing is written then). A folder holding files no earlier
-    export wrote gives an outcome with ``conflict`` unless ``overwrite`` (the user said yes)."""
+def export_job(run_dir: Path, formats: list[str], out: Path, *, overwrite: bool = False) -> TaskJob:
+    """A worker job running export_run; its steps are said on the task, and a cancel stops it
+    at the next step (nothing is written then; the outcome says ``cancelled``). A folder
+    holding files no earlier export wrote gives an outcome with ``conflict`` unless
+    ``overwrite`` (the user said yes)."""
 
-    def job(on_event: Callable[[Event], None], control: Any) -> ExportOutcome:
+    def job(task: Task) -> ExportOutcome:
         from engine.export import MANIFEST, ExportConflict, export_run
         from engine.export.manifest import MODEL_CARD
         from engine.runs import RunDir
-
-        def say(message: str) -> None:
-            if control.cancelled:
-                raise _ExportCancelled
-            on_event(LogMessage(level="info", text=message))
+        from engine.task import Cancelled
 
         target = Path(out).expanduser().resolve()
         card, manifest = target / MODEL_CARD, target / MANIFEST
         try:
-            results = export_run(
-                RunDir(run_dir), formats, target, progress=say, overwrite=overwrite
-            )
-        except _ExportCancelled:
+            results = export_run(RunDir(run_dir), formats, target, task=task, overwrite=overwrite)
+        except Cancelled:
             return ExportOutcome(target, [], card, manifest, cancelled=True)
         except ExportConflict as conflict:
             return ExportOutcome(target, [], card, manifest, conflict=conflict)

@@ -1,4 +1,5 @@
-"""Worker jobs that train or resume a run; torch is imported in the worker thread, not here."""
+"""Worker jobs that train or resume a run (EngineWorker jobs: an event stream and the Task that
+stops them); torch is imported in the worker thread, not here."""
 
 from __future__ import annotations
 
@@ -7,16 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from desktop.widgets.run_history import HistoryLoaded, RunHistory
+from desktop.worker import Job
 from engine.config import RunConfig
 from engine.events import Event, RunStarted
-
-Job = Callable[[Callable[[Event], None], Any], Any]
+from engine.task import Task
 
 
 def train_job(config: RunConfig, workspace: Path) -> Job:
     """A worker job that trains ``config``."""
 
-    def job(on_event: Callable[[Event], None], control: Any) -> Any:
+    def job(on_event: Callable[[Event], None], control: Task) -> Any:
         from engine.training.trainer import train
 
         return train(config, workspace=workspace, on_event=on_event, control=control)
@@ -27,7 +28,7 @@ def train_job(config: RunConfig, workspace: Path) -> Job:
 def resume_job(run_dir: str, workspace: Path) -> Job:
     """A worker job that continues a stopped run; its earlier curves are sent first."""
 
-    def job(on_event: Callable[[Event], None], control: Any) -> Any:
+    def job(on_event: Callable[[Event], None], control: Task) -> Any:
         from engine.runs import RunDir
         from engine.training.trainer import resume
 

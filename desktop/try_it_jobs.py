@@ -92,23 +92,23 @@ def _explain_reason(predictor: Any) -> str:
         return f"Explanations do not work for this run ({type(exc).__name__}: {exc})."
 
 
-Job = Callable[[Callable[[Any], None], Any], Any]
+TaskJob = Callable[[Any], Any]  # job(task): these jobs never stop half-way
 
 
-def load_job(cache: PredictorCache, run_dir: Path) -> Job:
+def load_job(cache: PredictorCache, run_dir: Path) -> TaskJob:
     """A worker job that loads the run's Predictor into ``cache`` and returns RunFacts."""
 
-    def job(_on_event: Callable[[Any], None], _control: Any) -> RunFacts:
+    def job(_task: Any) -> RunFacts:
         predictor, reason = cache.get(run_dir)
         return RunFacts(run_dir, predictor.modality, tuple(predictor.classes), reason)
 
     return job
 
 
-def analyse_job(cache: PredictorCache, request: Request, *, modality: str) -> Job:
+def analyse_job(cache: PredictorCache, request: Request, *, modality: str) -> TaskJob:
     """A worker job that classifies (and explains) ``request.source`` with the cached run."""
 
-    def job(_on_event: Callable[[Any], None], _control: Any) -> Analysis:
+    def job(_task: Any) -> Analysis:
         predictor, reason = cache.get(request.run_dir)
         if modality == "text":
             return _analyse_text(predictor, request, reason)

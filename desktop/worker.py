@@ -1,4 +1,11 @@
-"""The QThread bridge: engine jobs run in worker threads; their events come back as signals."""
+"""The QThread bridge: engine jobs run in worker threads; their results, progress and events come
+back to the GUI thread.
+
+Most jobs go through :meth:`WorkerPool.submit`: ``job(task)`` runs with an engine Task, its
+progress and result come back to callbacks in the GUI thread, and a later submit with the same
+``key`` cancels the earlier job and drops whatever it still sends. Training (and other jobs with
+an engine event stream) runs in an :class:`EngineWorker` started with :meth:`WorkerPool.start`;
+its control is the same Task."""
 
 from __future__ import annotations
 
@@ -7,15 +14,16 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from PySide6.QtCore import QDeadlineTimer, QObject, QThread, Signal, Slot
 
 from engine.events import Event, StageProgressed, StepEnded
-from engine.training.control import RunControl
+from engine.task import Cancelled, Progress, Task
 
-Job = Callable[[Callable[[Event], None], RunControl], Any]
+Job = Callable[[Callable[[Event], None], Task], Any]
+TaskJob = Callable[[Task], Any]
 
 _threads: weakref.WeakSet[QThread] = weakref.WeakSet()
 QUIT_WAIT_MS = 1500  # closing the app waits at most this long for its jobs, in all
@@ -48,6 +56,7 @@ class EngineWorker(QObject):
     """
 
     events = Signal(list)
+    progress = Signal(object)  # an engine.task.Progress of the control's reports
     succeeded = Signal(object)
     failed = Signal(str)
     done = Signal()
@@ -57,14 +66,14 @@ class EngineWorker(QObject):
         job: Job,
         *,
         rate_hz: float = 15.0,
-        control: RunControl | None = None,
+        control: Task | None = None,
         interruptible: bool = True,
     ):
         super().__init__()
         self.job = job
         #: False for training: it must stop at a step boundary and save its checkpoint
         self.interruptible = interruptible
-        self.control = control or RunControl()
+        self.control = control or Task(self.progress.emit)
         self._interval = 1.0 / rate_hz
         self._pending: list[Event] = []
         self._last_emit = 0.0
@@ -124,12 +133,133 @@ class EngineWorker(QObject):
                 self._thread_id = None
 
 
+class _Cancelled:
+    """What a submitted job gives back when its task was cancelled (and the caller asked)."""
+
+
+_CANCELLED = _Cancelled()
+
+
+class _Relay(QObject):
+    """The GUI-thread end of one submitted job: hands its signals to the caller's callbacks,
+    unless the job was superseded or dropped."""
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        worker: EngineWorker,
+        key: Hashable | None,
+        callbacks: dict[str, Callable[..., Any] | None],
+    ) -> None:
+        super().__init__()  # no parent: the pool's set holds it while its job runs
+        self.pool, self.worker, self.key, self.callbacks = pool, worker, key, callbacks
+        self.dropped = False
+
+    def _call(self, name: str, *args: Any) -> None:
+        callback = self.callbacks.get(name)
+        if callback is not None and not self.dropped:
+            callback(*args)
+
+    @Slot(object)
+    def on_progress(self, progress: Progress) -> None:
+        self._call("on_progress", progress)
+
+    @Slot(object)
+    def on_succeeded(self, result: Any) -> None:
+        if result is _CANCELLED:
+            self._call("on_cancelled")
+        else:
+            self._call("on_result", result)
+
+    @Slot(str)
+    def on_failed(self, sentence: str) -> None:
+        self._call("on_error", sentence)
+
+    @Slot()
+    def on_done(self) -> None:
+        self.pool._finished(self)  # first: on_done sees the key free
+        self._call("on_done")
+
+
 class WorkerPool(QObject):
     """Owns the threads of running workers: starts them, and stops them all on quit."""
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._running: dict[EngineWorker, QThread] = {}
+        self._relays: set[_Relay] = set()
+        self._keyed: dict[Hashable, _Relay] = {}
+
+    def submit(
+        self,
+        job: TaskJob,
+        on_result: Callable[[Any], None] | None = None,
+        *,
+        key: Hashable | None = None,
+        on_error: Callable[[str], None] | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        on_cancelled: Callable[[], None] | None = None,
+        on_done: Callable[[], None] | None = None,
+        interruptible: bool = True,
+    ) -> Task:
+        """Run ``job(task)`` in a worker thread and return its Task (cancel it to stop the job).
+
+        The callbacks run in the GUI thread: ``on_result`` with what the job returned,
+        ``on_error`` with the sentence of what it raised, ``on_progress`` with the task's
+        :class:`~engine.task.Progress`, ``on_done`` last, in every case. A job that raises
+        Cancelled calls ``on_cancelled`` when given (else ``on_error``, as any failure). A later
+        submit with the same ``key`` (or :meth:`drop`) cancels this job's task and drops its
+        callbacks: a superseded result never reaches ``on_result``."""
+        self.drop(key)
+        wants_cancelled = on_cancelled is not None
+
+        def run(_on_event: Callable[[Event], None], task: Task) -> Any:
+            try:
+                return job(task)
+            except Cancelled:
+                if not wants_cancelled:
+                    raise
+                return _CANCELLED
+
+        worker = EngineWorker(run, interruptible=interruptible)
+        callbacks = {
+            "on_result": on_result,
+            "on_error": on_error,
+            "on_progress": on_progress,
+            "on_cancelled": on_cancelled,
+            "on_done": on_done,
+        }
+        relay = _Relay(self, worker, key, callbacks)
+        worker.progress.connect(relay.on_progress)
+        worker.succeeded.connect(relay.on_succeeded)
+        worker.failed.connect(relay.on_failed)
+        worker.done.connect(relay.on_done)
+        self._relays.add(relay)
+        if key is not None:
+            self._keyed[key] = relay
+        self.start(worker)
+        return worker.control
+
+    def drop(self, key: Hashable | None) -> bool:
+        """Cancel the job submitted under ``key`` and drop whatever it still sends; True when
+        there was one."""
+        if key is None:
+            return False
+        relay = self._keyed.pop(key, None)
+        if relay is None:
+            return False
+        relay.dropped = True
+        relay.worker.control.cancel()
+        return True
+
+    def running(self, key: Hashable) -> bool:
+        """Whether a job submitted under ``key`` is still running (and not dropped)."""
+        return key in self._keyed
+
+    def _finished(self, relay: _Relay) -> None:
+        self._relays.discard(relay)
+        if relay.key is not None and self._keyed.get(relay.key) is relay:
+            del self._keyed[relay.key]
 
     def start(self, worker: EngineWorker) -> EngineWorker:
         thread = QThread(self)

@@ -96,6 +96,12 @@ class Task:
         if self._flags.cancel.is_set():
             raise Cancelled()
 
+    def check_cancelled(self) -> None:
+        """Raise :class:`Cancelled` when cancelled, without waiting while paused (for calls that
+        a pause never held: scans, evaluation, export, the epoch estimate)."""
+        if self._flags.cancel.is_set():
+            raise Cancelled()
+
     def wait_while_paused(self) -> None:
         """Block while paused; returns at once when running or cancelled."""
         while not self._flags.running.wait(timeout=0.2):
@@ -111,12 +117,13 @@ class Task:
         """A sentence on its own (a stage begins), with a fraction when one is known."""
         self._send(fraction, message, 0, 0)
 
-    def stage(self, start: float, stop: float) -> Task:
+    def stage(self, start: float, stop: float, on_progress: ProgressCallback | None = None) -> Task:
         """A task for one stage of this one: its fraction 0..1 fills ``start``..``stop`` of this
-        task's; it reports through this task's callback and shares its cancel and pause."""
+        task's; it reports through this task's callback (or ``on_progress`` when given) and
+        shares its cancel and pause."""
         child = Task.__new__(Task)
         child._flags = self._flags
-        child._on_progress = self._on_progress
+        child._on_progress = on_progress or self._on_progress
         child._interval = self._interval
         width = self._stop - self._start
         child._start = self._start + width * start

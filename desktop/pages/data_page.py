@@ -7,7 +7,7 @@ import html
 import itertools
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -27,11 +27,9 @@ from desktop.widgets.dataset_states import (
 )
 from desktop.widgets.dataset_view import DatasetViewWidget, plural
 from desktop.widgets.image_preview import ImagePreviewDialog
-from desktop.worker import EngineWorker
-from engine.events import Event, StageProgressed
 
 if TYPE_CHECKING:
-    from engine.training.control import RunControl
+    from engine.task import Progress
 
 RESCAN_DELAY_MS = 700
 EMPTY, SCANNING, CONTENT = range(3)
@@ -43,28 +41,6 @@ _FLAG_WORDS = (
     (" with --text-column", " in the Text column box"),
     (" with --label-column", " in the Label column box"),
 )
-
-
-class _ScanRelay(QObject):
-    """Lives in the GUI thread, so the worker's signals are queued to it (a lambda would run in
-    the worker thread), and tags each with its scan's token so a replaced scan is ignored."""
-
-    def __init__(self, page: DataPage, token: int) -> None:
-        super().__init__(page)
-        self.page, self.token = page, token
-
-    def _on_worker_events(self, events: list[Event]) -> None:
-        self.page._on_scan_events(self.token, events)
-
-    def _on_worker_succeeded(self, scan: SourceScan) -> None:
-        self.page._on_scan_succeeded(self.token, scan)
-
-    def _on_worker_failed(self, sentence: str) -> None:
-        self.page._on_scan_failed(self.token, sentence)
-
-    def _on_worker_done(self) -> None:
-        self.page._on_scan_done(self.token)
-        self.deleteLater()
 
 
 def gui_sentence(sentence: str) -> str:
@@ -84,8 +60,7 @@ class DataPage(Page):
         self.index: Any = None  # DatasetIndex or TextIndex of the last good scan
         self.folder = ""  # the folder or table file shown
         self.modality = "image"
-        self._token = 0
-        self._control: RunControl | None = None
+        self._scan_key = object()  # the pool's key of this page's scan
         self._scanned_min = ctx.state.config.data.min_per_class
         self._scanned_columns = ("", "")
         self._rescan_timer = QTimer(self)
@@ -125,7 +100,7 @@ class DataPage(Page):
 
     @property
     def scanning(self) -> bool:
-        return self._control is not None
+        return self.ctx.pool.running(self._scan_key)
 
     @property
     def usable(self) -> bool:
@@ -148,11 +123,8 @@ class DataPage(Page):
             self._start_scan(self.folder, new_source=True)  # files may have changed: read again
 
     def stop_scan(self) -> None:
-        if self._control is None:
+        if not self.ctx.pool.drop(self._scan_key):  # whatever it still sends is ignored
             return
-        self._control.cancel()
-        self._control = None
-        self._token += 1  # whatever it still sends is ignored
         self._show_message(
             "The check was stopped before it finished. Press Scan again to check the folder.",
             "warning",
@@ -164,10 +136,6 @@ class DataPage(Page):
 
     def _start_scan(self, path: str, *, new_source: bool) -> None:
         self._rescan_timer.stop()
-        if self._control is not None:
-            self._control.cancel()  # the old scan stops soon; its late results are ignored
-        self._token += 1
-        relay = _ScanRelay(self, self._token)
         data = self.ctx.state.config.data
         new_source = new_source or path != self.folder
         if new_source:
@@ -183,12 +151,15 @@ class DataPage(Page):
             label_column=data.label_column,
             read_table=self.text_view.source.table is None,
         )
-        worker = EngineWorker(job)
-        worker.events.connect(relay._on_worker_events)
-        worker.succeeded.connect(relay._on_worker_succeeded)
-        worker.failed.connect(relay._on_worker_failed)
-        worker.done.connect(relay._on_worker_done)
-        self._control = worker.control
+        # A scan started before this one is cancelled and its late results are ignored.
+        self.ctx.pool.submit(
+            job,
+            self._on_scan_succeeded,
+            key=self._scan_key,
+            on_error=self._on_scan_failed,
+            on_progress=self._on_scan_progress,
+            on_done=self._update_continue,
+        )
         self.folder_label.setText(f"<b>{html.escape(path)}</b>")
         self.summary_label.setText("Checking…")
         self._show_message("")
@@ -198,18 +169,12 @@ class DataPage(Page):
         else:  # other columns of the same table: keep the picker in view while it is checked
             self.summary_label.setText("Checking the chosen columns…")
             self._update_continue()
-        self.ctx.pool.start(worker)
 
-    def _on_scan_events(self, token: int, events: list[Event]) -> None:
-        if token != self._token:
-            return
-        scan = [e for e in events if isinstance(e, StageProgressed) and e.stage == "scan"]
-        if scan:
-            self.scan_progress.set_progress(scan[-1].done, scan[-1].total)
+    def _on_scan_progress(self, progress: Progress) -> None:
+        if progress.total:
+            self.scan_progress.set_progress(progress.done, progress.total)
 
-    def _on_scan_succeeded(self, token: int, scan: SourceScan) -> None:
-        if token != self._token:
-            return
+    def _on_scan_succeeded(self, scan: SourceScan) -> None:
         self.modality = scan.modality
         self.view.set_modality(scan.modality, is_file=is_table_file(scan.path))
         if scan.table is not None:
@@ -232,18 +197,11 @@ class DataPage(Page):
         self._show_index(scan.index)
         self.ctx.signals.dataset_scanned.emit(scan.index)
 
-    def _on_scan_failed(self, token: int, sentence: str) -> None:
-        if token != self._token:
-            return
+    def _on_scan_failed(self, sentence: str) -> None:
         self._show_message(sentence, "error")
         self.summary_label.setText("Could not be opened")
         self._show_state(EMPTY)
         self.ctx.signals.status_message.emit(sentence)
-
-    def _on_scan_done(self, token: int) -> None:
-        if token == self._token:
-            self._control = None
-            self._update_continue()
 
     # -- showing a scan -----------------------------------------------------------------------
 

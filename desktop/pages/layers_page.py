@@ -26,8 +26,8 @@ from desktop.lora_plan import NEEDS_TRANSFORMER, BuiltModel, lora_count
 from desktop.pages.base import Page
 from desktop.pages.layers_advice import AdviceSection
 from desktop.widgets.lora_settings import LoraSettingsWidget
-from desktop.worker import EngineWorker
 from engine.config import Method
+from engine.task import Task
 
 PRESETS = (
     (
@@ -76,6 +76,7 @@ class LayersPage(Page):
         self._building = False
         self._building_key: tuple | None = None
         self._estimate_key: tuple | None = None
+        self._estimate_pool_key = object()  # the pool's key of this page's estimate
         self._num_classes = 2
         self._train_size = 0
 
@@ -177,16 +178,13 @@ class LayersPage(Page):
 
         num_classes = self._num_classes
 
-        def job(on_event: Any, control: Any) -> BuiltModel:
+        def job(_task: Task) -> BuiltModel:
             from desktop.lora_plan import build_for_layers
 
             return build_for_layers(cfg, num_classes)
 
         self._building_key = key
-        worker = EngineWorker(job)
-        worker.succeeded.connect(self._on_model_built)
-        worker.failed.connect(self._on_model_failed)
-        self.ctx.pool.start(worker)
+        self.ctx.pool.submit(job, self._on_model_built, on_error=self._on_model_failed)
 
     def _on_model_built(self, built: BuiltModel) -> None:
         self._building = False
@@ -309,23 +307,16 @@ class LayersPage(Page):
         self._counting = key
         adapt = self.ctx.state.config.adapt
 
-        def job(on_event: Any, control: Any) -> tuple[int, int]:
+        def job(_task: Task) -> tuple[int, int]:
             return lora_count(model, adapt)
 
-        worker = EngineWorker(job)
-        worker.key = key
-        worker.succeeded.connect(self._on_count_done)
-        worker.failed.connect(self._on_count_failed)
-        self.ctx.pool.start(worker)
+        self.ctx.pool.submit(
+            job,
+            lambda counts: self._count_finished(key, counts),
+            on_error=lambda sentence: self._count_finished(key, sentence),
+        )
 
-    def _on_count_done(self, counts: tuple[int, int]) -> None:
-        self._count_finished(self.sender(), counts)
-
-    def _on_count_failed(self, sentence: str) -> None:
-        self._count_finished(self.sender(), sentence)
-
-    def _count_finished(self, worker: Any, result: tuple[int, int] | str) -> None:
-        key = getattr(worker, "key", None)
+    def _count_finished(self, key: Any, result: tuple[int, int] | str) -> None:
         self._counting = None
         self._lora_counts[key] = result
         if key == self._count_key and self.ctx.state.config.adapt.method is Method.LORA:
@@ -409,29 +400,27 @@ class LayersPage(Page):
         self.estimate_label.setText("Estimating time per epoch…")
         model, train_size = self.model, max(self._train_size, 1)
 
-        def job(on_event: Any, control: Any) -> Any:
+        def job(task: Task) -> Any:
             from engine.training.estimate import estimate_epoch_seconds
             from engine.training.memory import estimate_peak_memory
 
-            cancel = control.cancel_event
-            epoch = estimate_epoch_seconds(model, cfg, list(frozen), train_size, cancel=cancel)
-            if cancel.is_set():
+            epoch = estimate_epoch_seconds(model, cfg, list(frozen), train_size, task=task)
+            if task.cancelled:
                 return (epoch,)
             try:
                 return epoch, estimate_peak_memory(model, cfg, list(frozen))
             except Exception:  # the time estimate still helps when memory cannot be measured
                 return (epoch,)
 
-        worker = EngineWorker(job)
-        worker.key = key
-        worker.succeeded.connect(self._on_estimate_done)
-        worker.failed.connect(self._on_estimate_failed)
-        self.ctx.pool.start(worker)
+        # A newer estimate supersedes this one: its late answer is dropped.
+        self.ctx.pool.submit(
+            job,
+            self._on_estimate_done,
+            key=self._estimate_pool_key,
+            on_error=self._on_estimate_failed,
+        )
 
     def _on_estimate_done(self, estimates: Any) -> None:
-        worker = self.sender()
-        if getattr(worker, "key", None) != self._estimate_key:
-            return  # a newer estimate is on its way
         # Time per epoch, then peak memory against what the device has.
         self.estimate_label.setText(" ".join(e.sentence() for e in estimates))
 

@@ -24,14 +24,14 @@ from PySide6.QtWidgets import (
 from desktop.context import AppContext
 from desktop.pages.base import Page
 from desktop.widgets.remote_code_box import RemoteCodeCheckBox
-from desktop.worker import EngineWorker
+from engine.task import Task
 
 COLUMNS = ("Backbone", "Source", "Parameters", "Input", "Offline", "Description")
 CHECKPOINT_FILTER = "Checkpoints (*.safetensors *.pt *.pth *.bin);;All files (*)"
 DATA_WORDS = {"image": "images", "text": "texts"}
 
 
-def _catalog_job(on_event: Any, control: Any) -> list[tuple[Any, Any]]:
+def _catalog_job(_task: Task) -> list[tuple[Any, Any]]:
     from engine.models import list_catalog, weights_status
 
     return [(entry, weights_status(entry.name)) for entry in list_catalog()]
@@ -144,10 +144,9 @@ class ModelPage(Page):
             return
         self._loading = True
         self.info.setText("Looking for backbones on this computer…")
-        worker = EngineWorker(_catalog_job)
-        worker.succeeded.connect(self._on_worker_succeeded)
-        worker.failed.connect(self._on_worker_failed)
-        self.ctx.pool.start(worker)
+        self.ctx.pool.submit(
+            _catalog_job, self._on_worker_succeeded, on_error=self._on_worker_failed
+        )
 
     def _on_worker_succeeded(self, rows: list[tuple[Any, Any]]) -> None:
         self._loading = False

@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
 
 from desktop.context import AppContext
 from desktop.evaluation_jobs import (
-    EvaluationCancelled,
     RunResults,
     SplitResults,
     evaluate_job,
@@ -42,11 +41,10 @@ from desktop.widgets.results_status import (
     describe_run,
 )
 from desktop.widgets.run_picker import RunPicker
-from desktop.worker import EngineWorker
-from engine.events import Event, StageProgressed
 
 if TYPE_CHECKING:
     from desktop.widgets.results_view import ResultsView
+    from engine.task import Progress, Task
 
 
 class ResultsPage(Page):
@@ -60,8 +58,8 @@ class ResultsPage(Page):
         self.results: RunResults | None = None
         self.split = "val"
         self._view: ResultsView | None = None
-        self._loader_generation = 0
-        self._evaluating: EngineWorker | None = None
+        self._loader_key = object()  # the pool's key of this page's run loading
+        self._evaluating: Task | None = None
         self._wanted: Path | None = None
         self._evaluating_run: Path | None = None
         self._build_layout()
@@ -209,24 +207,21 @@ class ResultsPage(Page):
     # -- loading --------------------------------------------------------------------------------
 
     def _on_run_combo_run_changed(self, path: str) -> None:
-        self._loader_generation += 1
+        self.ctx.pool.drop(self._loader_key)  # the user picked another run meanwhile
         self.results = None
         self._update_buttons()
         if not path:
             self._show_empty()
             return
         self.info.setText("Reading the run…")
-        generation = self._loader_generation
-        job = load_results_job(Path(path))
-        worker = EngineWorker(lambda on_event, control: (generation, job(on_event, control)))
-        worker.succeeded.connect(self._on_loader_succeeded)
-        worker.failed.connect(self._on_loader_failed)
-        self.ctx.pool.start(worker)
+        self.ctx.pool.submit(
+            load_results_job(Path(path)),
+            self._on_loader_succeeded,
+            key=self._loader_key,
+            on_error=self._on_loader_failed,
+        )
 
-    def _on_loader_succeeded(self, payload: tuple[int, RunResults]) -> None:
-        generation, results = payload
-        if generation != self._loader_generation:
-            return  # the user picked another run meanwhile
+    def _on_loader_succeeded(self, results: RunResults) -> None:
         self.results = results
         if self.split not in results.splits:
             self.split = "test" if set(results.splits) == {"test"} else "val"
@@ -296,32 +291,30 @@ class ResultsPage(Page):
         if self.results is None or self._evaluating is not None:
             return
         facts = self.results.facts
-        worker = EngineWorker(
-            evaluate_job(facts.path, split, allow_test=allow_test and split == "test")
+        self._evaluating = self.ctx.pool.submit(
+            evaluate_job(facts.path, split, allow_test=allow_test and split == "test"),
+            self._on_evaluate_succeeded,
+            on_error=self._on_evaluate_failed,
+            on_progress=self._on_evaluate_progress,
+            on_cancelled=self._on_evaluate_cancelled,
+            on_done=self._on_evaluate_done,
         )
-        worker.events.connect(self._on_evaluate_events)
-        worker.succeeded.connect(self._on_evaluate_succeeded)
-        worker.failed.connect(self._on_evaluate_failed)
-        worker.done.connect(self._on_evaluate_done)
-        self._evaluating = worker
         self._evaluating_run = facts.path
         self.progress.setRange(0, 0)
         words = SPLIT_WORDS.get(split, split)
         size = facts.test_size if split == "test" else facts.val_size
         self.info.setText(f"Predicting the {size} {words} examples of {html.escape(facts.label)}…")
         self._set_busy(True)
-        self.ctx.pool.start(worker)
 
-    def _on_evaluate_events(self, events: list[Event]) -> None:
-        for event in events:
-            if isinstance(event, StageProgressed) and event.total:
-                self.progress.setRange(0, event.total)
-                self.progress.setValue(event.done)
+    def _on_evaluate_progress(self, progress: Progress) -> None:
+        if progress.total:
+            self.progress.setRange(0, progress.total)
+            self.progress.setValue(progress.done)
 
-    def _on_evaluate_succeeded(self, result: SplitResults | EvaluationCancelled) -> None:
-        if isinstance(result, EvaluationCancelled):
-            self.info.setText("Evaluation cancelled; nothing was saved.")
-            return
+    def _on_evaluate_cancelled(self) -> None:
+        self.info.setText("Evaluation cancelled; nothing was saved.")
+
+    def _on_evaluate_succeeded(self, result: SplitResults) -> None:
         if self.results is None or self.results.facts.path != self._evaluating_run:
             return
         self.results.splits[result.evaluation.split] = result
@@ -342,7 +335,7 @@ class ResultsPage(Page):
 
     def _on_cancel_button_clicked(self) -> None:
         if self._evaluating is not None:
-            self._evaluating.control.cancel()
+            self._evaluating.cancel()
             self.cancel_button.setEnabled(False)
 
     def _set_busy(self, busy: bool) -> None:

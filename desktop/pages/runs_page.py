@@ -27,7 +27,6 @@ from PySide6.QtWidgets import (
 from desktop.context import AppContext
 from desktop.pages.base import Page
 from desktop.widgets.run_history import RunHistory, smooth
-from desktop.worker import EngineWorker
 from engine.runs import RunDetails, RunInfo, Workspace
 
 if TYPE_CHECKING:
@@ -186,10 +185,11 @@ class RunsPage(Page):
             self._show([])
             return
         generation = self._generation
-        worker = EngineWorker(lambda _on_event, _control: (generation, load_details(paths)))
-        worker.succeeded.connect(self._on_loader_succeeded)
-        worker.failed.connect(self._on_loader_failed)
-        self.ctx.pool.start(worker)
+        self.ctx.pool.submit(
+            lambda _task: (generation, load_details(paths)),
+            self._on_loader_succeeded,
+            on_error=self._on_loader_failed,
+        )
 
     def _on_loader_succeeded(self, result: tuple[int, list[RunDetails]]) -> None:
         generation, details = result

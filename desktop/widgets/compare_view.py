@@ -21,18 +21,16 @@ from PySide6.QtWidgets import (
 from desktop.context import AppContext
 from desktop.evaluation_jobs import (
     BaseResult,
-    EvaluationCancelled,
     RunFacts,
     base_job,
     compare_job,
     train_base_job,
 )
 from desktop.widgets.metrics_view import percent
-from desktop.worker import EngineWorker
-from engine.events import Event, StageProgressed, StepEnded
 
 if TYPE_CHECKING:
     from engine.evaluation.compare import Comparison
+    from engine.task import Progress, Task
 
 SPLIT_WORDS = {"val": "validation", "test": "test"}
 
@@ -78,7 +76,7 @@ class ComparePanel(QWidget):
         self.comparison: Comparison | None = None  # with the run picked in the combo
         self._looked_up = False
         self._relook = False
-        self._workers: dict[str, EngineWorker] = {}
+        self._workers: dict[str, Task] = {}  # the running jobs, by key
         self._build()
 
     def _build(self) -> None:
@@ -151,8 +149,8 @@ class ComparePanel(QWidget):
         self, facts: RunFacts, split: str, others: list[tuple[str, Path]], allow_test: bool
     ) -> None:
         """Compare ``facts``' run on ``split``; ``others`` are (label, folder) of other runs."""
-        for worker in self._workers.values():
-            worker.control.cancel()
+        for task in self._workers.values():
+            task.cancel()
         self.facts, self.split, self.allow_test = facts, split, allow_test
         self.base = None
         self.comparison = None
@@ -197,47 +195,37 @@ class ComparePanel(QWidget):
     # -- workers --------------------------------------------------------------------------------
 
     def _start(self, key: str, job: Any, *, interruptible: bool = True) -> None:
-        """Run ``job`` for ``key`` ("base" or "other"); results come back to bound slots (a
-        lambda connected to a worker's signal would run in the worker's thread)."""
+        """Run ``job`` for ``key`` ("base" or "other") in the pool; an answer about a run that
+        is no longer shown is dropped. Cancelling a base lookup or a comparison says so; a
+        stopped base training fails with its sentence, as any failure."""
         facts = self.facts
-        worker = EngineWorker(
-            lambda on_event, control: (facts, job(on_event, control)), interruptible=interruptible
-        )
-        if key == "base":
-            worker.events.connect(self._on_base_worker_events)
-            worker.succeeded.connect(self._on_base_worker_succeeded)
-            worker.failed.connect(self._on_base_worker_failed)
-            worker.done.connect(self._on_base_worker_done)
-        else:
-            worker.events.connect(self._on_other_worker_events)
-            worker.succeeded.connect(self._on_other_worker_succeeded)
-            worker.failed.connect(self._on_other_worker_failed)
-            worker.done.connect(self._on_other_worker_done)
-        self._workers[key] = worker
         progress = self.base_progress if key == "base" else self.other_progress
+
+        def on_result(result: Any) -> None:
+            if facts is not self.facts:
+                return  # an answer about a run that is no longer shown
+            if key == "other":
+                self._on_compare_succeeded(result)
+            elif isinstance(result, Path):
+                self._on_base_trained(result)
+            else:
+                self._on_base_found(result)
+
+        def on_cancelled() -> None:
+            if facts is self.facts:
+                self._on_cancelled(key)
+
+        self._workers[key] = self.ctx.pool.submit(
+            job,
+            on_result,
+            on_error=self._on_base_worker_failed if key == "base" else self._on_other_worker_failed,
+            on_progress=lambda p: _show_progress(progress, p),
+            on_cancelled=on_cancelled if interruptible else None,
+            on_done=self._on_base_worker_done if key == "base" else self._on_other_worker_done,
+            interruptible=interruptible,
+        )
         progress.setRange(0, 0)
         self._update_buttons()
-        self.ctx.pool.start(worker)
-
-    def _on_base_worker_events(self, events: list[Event]) -> None:
-        _show_progress(self.base_progress, events)
-
-    def _on_other_worker_events(self, events: list[Event]) -> None:
-        _show_progress(self.other_progress, events)
-
-    def _on_base_worker_succeeded(self, payload: tuple[RunFacts | None, Any]) -> None:
-        facts, result = payload
-        if facts is not self.facts:
-            return  # an answer about a run that is no longer shown
-        if isinstance(result, Path):
-            self._on_base_trained(result)
-        else:
-            self._on_base_found(result)
-
-    def _on_other_worker_succeeded(self, payload: tuple[RunFacts | None, Any]) -> None:
-        facts, result = payload
-        if facts is self.facts:
-            self._on_compare_succeeded(result)
 
     def _on_base_worker_failed(self, sentence: str) -> None:
         self.base_label.setText(html.escape(sentence))
@@ -263,9 +251,9 @@ class ComparePanel(QWidget):
         self._cancel("other")
 
     def _cancel(self, key: str) -> None:
-        worker = self._workers.get(key)
-        if worker is not None:
-            worker.control.cancel()
+        task = self._workers.get(key)
+        if task is not None:
+            task.cancel()
 
     def _update_buttons(self) -> None:
         has_run = self.facts is not None
@@ -282,11 +270,14 @@ class ComparePanel(QWidget):
 
     # -- results --------------------------------------------------------------------------------
 
-    def _on_base_found(self, result: BaseResult | EvaluationCancelled) -> None:
-        if isinstance(result, EvaluationCancelled):
+    def _on_cancelled(self, key: str) -> None:
+        if key == "base":
             self._looked_up = False
             self.base_label.setText("Comparison with the base cancelled.")
-            return
+        else:
+            self.other_label.setText("Comparison cancelled.")
+
+    def _on_base_found(self, result: BaseResult) -> None:
         self.base = result
         if result.is_self:
             self.base_label.setText(
@@ -329,10 +320,7 @@ class ComparePanel(QWidget):
         )
         self._start("other", job)
 
-    def _on_compare_succeeded(self, result: Comparison | EvaluationCancelled) -> None:
-        if isinstance(result, EvaluationCancelled):
-            self.other_label.setText("Comparison cancelled.")
-            return
+    def _on_compare_succeeded(self, result: Comparison) -> None:
         self.comparison = result
         self.other_label.setText(comparison_html(result, "this run", self.run_combo.currentText()))
 
@@ -356,11 +344,8 @@ class ComparePanel(QWidget):
         return "".join(parts)
 
 
-def _show_progress(progress: QProgressBar, events: list[Event]) -> None:
-    for event in events:
-        if isinstance(event, StageProgressed) and event.total:
-            progress.setRange(0, event.total)
-            progress.setValue(event.done)
-        elif isinstance(event, StepEnded) and event.total_steps:
-            progress.setRange(0, event.total_steps)
-            progress.setValue(event.step)
+def _show_progress(bar: QProgressBar, progress: Progress) -> None:
+    """A comparison's example counts, or a base training's stage and step counts."""
+    if progress.total:
+        bar.setRange(0, progress.total)
+        bar.setValue(progress.done)

@@ -26,10 +26,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.export_jobs import ExportFacts, ExportOutcome, Job, export_job, facts_job
+from desktop.export_jobs import ExportFacts, ExportOutcome, TaskJob, export_job, facts_job
 from desktop.widgets.palette_colors import level_color
-from desktop.worker import EngineWorker, WorkerPool
-from engine.events import Event, LogMessage
+from desktop.worker import WorkerPool
+from engine.task import Progress, Task
 
 # (format value, check box text, what it is for)
 FORMATS = (
@@ -62,8 +62,8 @@ class ExportDialog(QDialog):
         self.pool = pool or WorkerPool(self)
         self.facts: ExportFacts | None = None
         self.outcome: ExportOutcome | None = None
-        self._worker: EngineWorker | None = None  # the export's
-        self._workers: set[EngineWorker] = set()  # every worker still running, facts included
+        self._worker: Task | None = None  # the export's
+        self._workers: set[Task] = set()  # every job still running, facts included
         self._close_when_done = False
         self._conflict: Any = None  # an ExportConflict waiting for the user's answer
         self._build()
@@ -194,32 +194,46 @@ class ExportDialog(QDialog):
         self._show_status("Starting the export…")
         self.progress.setVisible(True)
         job = export_job(self.run_dir, formats, Path(folder), overwrite=overwrite)
-        self._worker = self._start(job, self._on_export_succeeded, self._on_export_failed)
-        self._worker.events.connect(self._on_export_events)
-        self._worker.done.connect(self._on_export_done)
+        self._worker = self._start(
+            job,
+            self._on_export_succeeded,
+            self._on_export_failed,
+            on_progress=self._on_export_progress,
+            on_done=self._on_export_done,
+        )
         self._update_buttons()
 
     def cancel(self) -> None:
         """Stop a running export at its next step; the folder is left as it was."""
         if self._worker is not None:
-            self._worker.control.cancel()
+            self._worker.cancel()
             self._show_status("Cancelling after the current step…")
             self.close_button.setEnabled(False)
 
     # -- worker -------------------------------------------------------------------------------
 
     def _start(
-        self, job: Job, on_succeeded: Callable[[Any], None], on_failed: Callable[[str], None]
-    ) -> EngineWorker:
-        worker = EngineWorker(job)
-        worker.succeeded.connect(on_succeeded)
-        worker.failed.connect(on_failed)
-        worker.done.connect(self._on_worker_done)
-        self._workers.add(worker)
-        return self.pool.start(worker)
+        self,
+        job: TaskJob,
+        on_succeeded: Callable[[Any], None],
+        on_failed: Callable[[str], None],
+        *,
+        on_progress: Callable[[Progress], None] | None = None,
+        on_done: Callable[[], None] | None = None,
+    ) -> Task:
+        def done() -> None:
+            self._workers.discard(task)
+            self._on_worker_done()
+            if on_done is not None:
+                on_done()
+
+        task = self.pool.submit(
+            job, on_succeeded, on_error=on_failed, on_progress=on_progress, on_done=done
+        )
+        self._workers.add(task)
+        return task
 
     def _on_worker_done(self) -> None:
-        self._workers = {w for w in self._workers if w is not self.sender()}
         if self._close_when_done and not self._workers:
             self._close_when_done = False
             self.reject()
@@ -276,10 +290,9 @@ class ExportDialog(QDialog):
         self.format_notes["hf"].setText(sentence)
         self._show_status(sentence, error=True)
 
-    def _on_export_events(self, events: list[Event]) -> None:
-        lines = [e.text for e in events if isinstance(e, LogMessage)]
-        if lines and not (self._worker and self._worker.control.cancelled):
-            self._show_status(f"{lines[-1]}…")
+    def _on_export_progress(self, progress: Progress) -> None:
+        if progress.message and not (self._worker and self._worker.cancelled):
+            self._show_status(f"{progress.message}…")
 
     def _on_export_succeeded(self, outcome: ExportOutcome) -> None:
         if outcome.conflict is not None:  # asked once the worker is done

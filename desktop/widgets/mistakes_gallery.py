@@ -38,7 +38,7 @@ from desktop.evaluation_jobs import HeatmapImage, heatmaps_job, influence_job
 from desktop.widgets.image_loader import ImageLoader
 from desktop.widgets.text_mistakes import Example, TextMistakesView, influence_colors
 from desktop.widgets.thumbnails import PixmapCache, _frame_pixmap
-from desktop.worker import EngineWorker
+from engine.task import Task
 
 THUMB = 160
 CHUNK = 4  # explanations per worker job: results show up steadily, a cell change waits little
@@ -139,7 +139,7 @@ class MistakesGallery(QWidget):
         self.cell: tuple[int, int] | None = None
         self._explained: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._queue: list[str] = []
-        self._worker: EngineWorker | None = None
+        self._worker: Task | None = None  # the running job
         self._failed = ""
         self._method = ""
         self._build()
@@ -262,16 +262,15 @@ class MistakesGallery(QWidget):
         else:
             job = heatmaps_job(self.run_path, chunk, THUMB)
         run_key = str(self.run_path)
-        worker = EngineWorker(lambda on_event, control: (run_key, chunk, job(on_event, control)))
-        worker.succeeded.connect(self._on_explain_succeeded)
-        worker.failed.connect(self._on_explain_failed)
-        worker.done.connect(self._on_explain_done)
-        self._worker = worker
+        self._worker = self.ctx.pool.submit(
+            job,
+            lambda found: self._on_explain_succeeded(run_key, chunk, found),
+            on_error=self._on_explain_failed,
+            on_done=self._on_explain_done,
+        )
         self._update_status()
-        self.ctx.pool.start(worker)
 
-    def _on_explain_succeeded(self, result: tuple[str, list[str], list[Any]]) -> None:
-        run_key, chunk, found = result
+    def _on_explain_succeeded(self, run_key: str, chunk: list[str], found: list[Any]) -> None:
         for ref, item in zip(chunk, found, strict=False):
             if isinstance(item, HeatmapImage) and item.method:
                 self._method = item.method

@@ -29,12 +29,12 @@ from desktop.widgets.mistakes_gallery import MistakesGallery
 from desktop.widgets.text_mistakes import Example
 from desktop.widgets.threshold_view import ThresholdWidget
 from desktop.widgets.try_it import TryItWidget
-from desktop.worker import EngineWorker
 
 if TYPE_CHECKING:
     from desktop.results_report import Report
     from engine.evaluation.predictions import SplitPredictions
     from engine.evaluation.report import Evaluation, OperatingPoint
+    from engine.task import Task
 
 SPLIT_WORDS = {"val": "validation", "test": "test"}
 POINT_MS = 40
@@ -56,7 +56,7 @@ class ResultsView(QWidget):
         self.predictions: SplitPredictions | None = None
         self.point: OperatingPoint | None = None
         self._others: list[tuple[str, Path]] = []
-        self._reevaluating: EngineWorker | None = None
+        self._reevaluating: Task | None = None  # the running job
         self._point_timer = QTimer(self)
         self._point_timer.setSingleShot(True)
         # operating_point takes ~5-15 ms for 10k examples: a dragged slider updates at most
@@ -242,12 +242,12 @@ class ResultsView(QWidget):
     def _on_threshold_positive_changed(self, positive: str) -> None:
         if self.predictions is None or self._reevaluating is not None:
             return
-        worker = EngineWorker(reevaluate_job(self.predictions, positive))
-        worker.succeeded.connect(self._on_reevaluate_succeeded)
-        worker.failed.connect(self._on_reevaluate_failed)
-        worker.done.connect(self._on_reevaluate_done)
-        self._reevaluating = worker
-        self.ctx.pool.start(worker)
+        self._reevaluating = self.ctx.pool.submit(
+            reevaluate_job(self.predictions, positive),
+            self._on_reevaluate_succeeded,
+            on_error=self._on_reevaluate_failed,
+            on_done=self._on_reevaluate_done,
+        )
         self._point_timer.start()
 
     def _on_reevaluate_succeeded(self, evaluation: Evaluation) -> None:

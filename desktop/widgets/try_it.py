@@ -20,7 +20,6 @@ from desktop.widgets.try_it_panels import (
     ImagePanel,
     TextPanel,
 )
-from desktop.worker import EngineWorker
 
 EMPTY, IMAGE, TEXT = range(3)
 
@@ -191,11 +190,12 @@ class TryItWidget(QWidget):
         else:
             job = load_job(self._cache, item)
         self._busy, self._inflight = True, item
-        worker = EngineWorker(job)
-        worker.succeeded.connect(self._on_worker_succeeded)
-        worker.failed.connect(self._on_worker_failed)
-        worker.done.connect(self._on_worker_done)
-        self.ctx.pool.start(worker)
+        self.ctx.pool.submit(
+            job,
+            self._on_worker_succeeded,
+            on_error=self._on_worker_failed,
+            on_done=self._on_worker_done,
+        )
 
     def _on_worker_done(self) -> None:
         self._busy, self._inflight = False, None

@@ -6,8 +6,9 @@ import argparse
 import sys
 from typing import Any
 
+from engine.cli.common import add_quiet_flag
 from engine.cli.config_flags import add_train_flags, config_from_args, json_target
-from engine.cli.progress import TrainView, cancel_on_sigint
+from engine.cli.progress import run_cancellable
 from engine.cli.reports import print_advice
 
 
@@ -21,7 +22,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     add_train_flags(a)
     a.add_argument("--json", metavar="FILE", help="Also write the advice to FILE as JSON.")
-    a.add_argument("--quiet", action="store_true", help="No progress bars.")
+    add_quiet_flag(a)
     a.set_defaults(func=_cmd_advise)
 
 
@@ -46,14 +47,16 @@ def _cmd_advise(args: argparse.Namespace) -> int:
 
 def _run(config: Any, args: argparse.Namespace) -> Any:
     from engine.advice.standalone import advise
-    from engine.training.control import Cancelled
+    from engine.task import Cancelled
 
-    view = TrainView(args.quiet)
     try:
-        with cancel_on_sigint("Stopping (Ctrl+C again to abort)…") as control:
-            return advise(config, workspace=args.workspace, on_event=view.on_event, control=control)
+        return run_cancellable(
+            lambda on_event, task: advise(
+                config, workspace=args.workspace, on_event=on_event, control=task
+            ),
+            quiet=args.quiet,
+            message="Stopping (Ctrl+C again to abort)…",
+        )
     except Cancelled:
         print("Stopped by the user; nothing was written.", file=sys.stderr)
         return None
-    finally:
-        view.close()

@@ -1,5 +1,6 @@
-"""Parser scaffolding every `refit` command shares: the global options, the flags several commands
-take (--allow-remote-code, --runtime), and a stdout that a closed pipe leaves quiet.
+"""Parser scaffolding every `refit` command shares: the global options, the arguments several
+commands take (the run, --quiet, --allow-remote-code, --runtime), and a stdout that a closed pipe
+leaves quiet.
 
 Nothing here imports torch: `refit train` forks its prefetching child before torch is imported.
 """
@@ -13,6 +14,8 @@ from typing import Any
 
 WORKSPACE_HELP = "Folder holding runs (default: $REFIT_HOME or the per-user data folder)."
 VERSION_HELP = "Print the version, the edition (packaged app) and the torch it runs on."
+RUN_HELP = "Run id (or a unique prefix) or run folder."
+QUIET_HELP = "No progress bars."
 REMOTE_CODE_HELP = (
     "Let a Hugging Face model run Python code shipped with it, for this command only (only for "
     "authors you trust). Saved configs, run folders and exports cannot allow it."
@@ -42,6 +45,28 @@ def add_global_options(parser: argparse.ArgumentParser, *, after_command: bool =
     parser.add_argument("--version", action=VersionAction, help=VERSION_HELP)
     default: dict[str, Any] = {"default": argparse.SUPPRESS} if after_command else {}
     parser.add_argument("--workspace", help=WORKSPACE_HELP, **default)
+
+
+def add_run_argument(
+    parser: argparse.ArgumentParser,
+    dest: str = "run",
+    *,
+    metavar: str | None = None,
+    nargs: str | None = None,
+    help: str = RUN_HELP,
+) -> None:
+    """The positional run of a command that opens a trained run (an id, a prefix or a folder)."""
+    extra: dict[str, Any] = {}
+    if metavar is not None:
+        extra["metavar"] = metavar
+    if nargs is not None:
+        extra["nargs"] = nargs
+    parser.add_argument(dest, help=help, **extra)
+
+
+def add_quiet_flag(parser: argparse.ArgumentParser, help: str | None = QUIET_HELP) -> None:
+    """--quiet: no progress bars (or lines) on the terminal."""
+    parser.add_argument("--quiet", action="store_true", help=help)
 
 
 def add_remote_code_flag(parser: argparse.ArgumentParser) -> None:

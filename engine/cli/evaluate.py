@@ -7,9 +7,15 @@ import json
 import sys
 from typing import Any
 
-from engine.cli.common import add_remote_code_flag, add_runtime_flag
+from engine.cli.common import (
+    add_quiet_flag,
+    add_remote_code_flag,
+    add_run_argument,
+    add_runtime_flag,
+)
 from engine.cli.progress import Progress, TrainView
 from engine.cli.reports import comparison_lines, evaluation_lines
+from engine.task import Task
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +25,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="Score a trained run on its validation split (or the unlocked test split): "
         "per-class metrics, AUCs, calibration, confusion matrix.",
     )
-    e.add_argument("run", help="Run id (or a unique prefix) or run folder.")
+    add_run_argument(e)
     _split_flags(e)
     e.add_argument("--checkpoint", choices=["best", "last"], default="best")
     e.add_argument(
@@ -34,10 +40,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="Compare two runs on the same examples (McNemar's test); with one run, compare it "
         "with its base: a linear probe on the same data and backbone, trained if missing.",
     )
-    c.add_argument("run_a", metavar="RUN_A", help="Run id (or a unique prefix) or run folder.")
-    c.add_argument("run_b", metavar="RUN_B", nargs="?", help="Second run (default: the base).")
+    add_run_argument(c, "run_a", metavar="RUN_A")
+    add_run_argument(c, "run_b", metavar="RUN_B", nargs="?", help="Second run (default: the base).")
     _split_flags(c)
-    c.add_argument("--quiet", action="store_true", help="No progress bars.")
+    add_quiet_flag(c)
     c.set_defaults(func=_cmd_compare)
 
 
@@ -74,7 +80,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 checkpoint=args.checkpoint,
                 positive=args.positive,
                 device=args.device,
-                progress=bar.update,
+                task=Task(bar.report),
                 runtime=args.runtime or "auto",
                 reuse=args.runtime is None,
             )
@@ -121,7 +127,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                 split,
                 allow_test=args.test,
                 device=args.device,
-                progress=bar.update,
+                task=Task(bar.report),
             )
     except TestSplitLocked as exc:
         return _refuse(exc)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.cli.common import add_remote_code_flag
+from engine.cli.common import add_quiet_flag, add_remote_code_flag, add_run_argument
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         description="Export a run's checkpoint; every file is checked against the run on "
         "validation examples. `refit predict FOLDER` classifies with the exported folder.",
     )
-    e.add_argument("run", help="Run id (or a unique prefix) or run folder.")
+    add_run_argument(e)
     e.add_argument(
         "--format",
         dest="formats",
@@ -37,7 +37,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "export writes (others are kept). Without it, only a new or empty folder or an earlier "
         "export is used.",
     )
-    e.add_argument("--quiet", action="store_true", help="No progress lines.")
+    add_quiet_flag(e, help="No progress lines.")
     add_remote_code_flag(e)
     e.set_defaults(func=_cmd_export)
 
@@ -45,20 +45,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def _cmd_export(args: argparse.Namespace) -> int:
     from engine.export import export_run
     from engine.runs import Workspace
+    from engine.task import Progress as TaskProgress
+    from engine.task import Task
 
     run = Workspace(args.workspace).open_run(args.run)
     out = Path(args.out) if args.out else run.path / "export"
 
-    def progress(message: str) -> None:
-        if not args.quiet:
-            print(f"{message}…", file=sys.stderr)
+    def progress(step: TaskProgress) -> None:
+        if not args.quiet and step.message:
+            print(f"{step.message}…", file=sys.stderr)
 
     results = export_run(
         run,
         args.formats,
         out,
         checkpoint=args.checkpoint,
-        progress=progress,
+        task=Task(progress),
         overwrite=args.overwrite,
     )
     out = out.expanduser().resolve()

@@ -6,8 +6,9 @@ import argparse
 import sys
 from typing import Any
 
+from engine.cli.common import add_quiet_flag
 from engine.cli.config_flags import add_train_flags, config_from_args, json_target
-from engine.cli.progress import TrainView, cancel_on_sigint
+from engine.cli.progress import run_cancellable
 from engine.config import ConfigError, RunConfig
 
 STEPS = 100
@@ -25,7 +26,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--start-lr", type=float, default=1e-7, help="First rate (default 1e-7).")
     f.add_argument("--end-lr", type=float, default=10.0, help="Last rate (default 10).")
     f.add_argument("--json", metavar="FILE", help="Also write the whole curve to FILE as JSON.")
-    f.add_argument("--quiet", action="store_true", help="No progress bars.")
+    add_quiet_flag(f)
     f.set_defaults(func=_cmd_lr_find)
 
 
@@ -51,25 +52,24 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
 def _run(config: RunConfig, args: argparse.Namespace) -> Any:
     """The range test with progress bars; None when stopped by Ctrl+C."""
     from engine.advice import find_learning_rate
-    from engine.training.control import Cancelled
+    from engine.task import Cancelled
 
-    view = TrainView(args.quiet)
     try:
-        with cancel_on_sigint() as control:
-            return find_learning_rate(
+        return run_cancellable(
+            lambda on_event, task: find_learning_rate(
                 config,
                 workspace=args.workspace,
-                on_event=view.on_event,
-                control=control,
+                on_event=on_event,
+                control=task,
                 start_lr=args.start_lr,
                 end_lr=args.end_lr,
                 steps=args.steps,
-            )
+            ),
+            quiet=args.quiet,
+        )
     except Cancelled:
         print("Range test stopped by the user; nothing was written.", file=sys.stderr)
         return None
-    finally:
-        view.close()
 
 
 def _print_curve(curve: Any, config: RunConfig) -> None:

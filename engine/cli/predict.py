@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.cli.common import add_remote_code_flag, add_runtime_flag
+from engine.cli.common import add_remote_code_flag, add_run_argument, add_runtime_flag
 from engine.config import ConfigError
 from engine.terminal_text import terminal_safe
 
@@ -19,8 +19,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="Classify images or texts with a trained run or an exported folder.",
     )
-    pr.add_argument(
-        "run",
+    add_run_argument(
+        pr,
         help="Run id (or a unique prefix), run folder, or a folder written by `refit export` "
         "(one with refit_model.json; runs on the CPU).",
     )

@@ -6,41 +6,59 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from engine.cli.reports import print_advice, saved_evaluation_lines
+from engine.task import Progress as TaskProgress
+from engine.task import ProgressCallback, Task
+
+T = TypeVar("T")
+
+
+STOP_AFTER_STEP = "Stopping after this step (Ctrl+C again to abort)…"
 
 
 @contextlib.contextmanager
 def cancel_on_sigint(
-    message: str = "Stopping after this step (Ctrl+C again to abort)…",
-) -> Iterator[Any]:
-    """A RunControl that the first Ctrl+C cancels (saying ``message``); a second one aborts."""
-    from engine.training.control import RunControl
-
-    control = RunControl()
+    message: str = STOP_AFTER_STEP, on_progress: ProgressCallback | None = None
+) -> Iterator[Task]:
+    """A Task that the first Ctrl+C cancels (saying ``message``); a second one aborts."""
+    task = Task(on_progress)
 
     def on_sigint(signum: int, frame: Any) -> None:
-        if control.cancelled:
+        if task.cancelled:
             raise KeyboardInterrupt
         print(f"\n{message}", file=sys.stderr)
-        control.cancel()
+        task.cancel()
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        yield control
+        yield task
     finally:
         signal.signal(signal.SIGINT, previous)
 
 
-def run_with_progress(start: Any, *, quiet: bool) -> int:
+def run_cancellable(
+    job: Callable[[Callable[[Any], None], Task], T],
+    *,
+    quiet: bool,
+    message: str = STOP_AFTER_STEP,
+) -> T:
+    """``job(on_event, task)`` with its events and the task's progress on the terminal (bars
+    and lines, none when ``quiet``); the first Ctrl+C cancels the task (saying ``message``), a
+    second one aborts. A job stopped by its task raises engine.task.Cancelled as usual."""
     view = TrainView(quiet)
     try:
-        with cancel_on_sigint() as control:
-            result = start(view.on_event, control)
+        with cancel_on_sigint(message, view.on_progress) as task:
+            return job(view.on_event, task)
     finally:
         view.close()
+
+
+def run_with_progress(start: Any, *, quiet: bool) -> int:
+    """Train (or resume) with :func:`run_cancellable`, then print the outcome."""
+    result = run_cancellable(start, quiet=quiet)
     best = result.best_metrics
     if best:
         print(
@@ -67,6 +85,10 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def report(self, progress: TaskProgress) -> None:
+        """An ``on_progress`` callback for an engine Task: the bar shows its counts."""
+        self.update(progress.done, progress.total)
 
     def update(self, done: int, total: int) -> None:
         if self.quiet:
@@ -135,6 +157,11 @@ class TrainView:
         elif isinstance(event, ev.LogMessage):
             prefix = "" if event.level == "info" else f"{event.level}: "
             self._write(prefix + event.text)
+
+    def on_progress(self, progress: TaskProgress) -> None:
+        """A Task's progress: a bar named by its message (a job's events have their own)."""
+        if progress.total:
+            self._stage("task", progress.message or "Working", "step").report(progress)
 
     def _stage(self, name: str, desc: str, unit: str) -> Progress:
         """The bar of stage ``name``; a new stage closes the bar of the one before."""

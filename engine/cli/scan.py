@@ -25,6 +25,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_scan(args: argparse.Namespace) -> int:
     from engine.data import detect_modality, scan_folder, scan_text_source
+    from engine.task import Task
 
     text = detect_modality(args.folder) == "text"
     index: Any  # a TextIndex or a DatasetIndex: the report reads what each has
@@ -37,7 +38,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         )
     else:
         with Progress("Scanning", quiet=args.json) as bar:
-            index = scan_folder(args.folder, min_per_class=args.min_per_class, progress=bar.update)
+            task = Task(bar.report)
+            index = scan_folder(args.folder, min_per_class=args.min_per_class, task=task)
     if args.json:
         print(
             json.dumps(

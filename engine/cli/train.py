@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.cli.common import add_remote_code_flag
+from engine.cli.common import add_quiet_flag, add_remote_code_flag, add_run_argument
 from engine.cli.config_flags import add_train_flags, config_from_args
 from engine.cli.progress import run_with_progress
 from engine.config import RunConfig
@@ -22,12 +22,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="Write the resulting config.json to FILE and exit without training.",
     )
-    t.add_argument("--quiet", action="store_true", help="No progress bars.")
+    add_quiet_flag(t)
     t.set_defaults(func=_cmd_train)
 
     r = sub.add_parser("resume", help="Continue a stopped run from its last checkpoint.")
-    r.add_argument("run", help="Run id (or a unique prefix) or run folder.")
-    r.add_argument("--quiet", action="store_true")
+    add_run_argument(r)
+    add_quiet_flag(r, help=None)
     add_remote_code_flag(r)
     r.set_defaults(func=_cmd_resume)
 

@@ -17,7 +17,6 @@ from engine.data.problems import (
     ImageError,
     Problem,
     ProblemKind,
-    ScanCancelled,
 )
 from engine.data.scan import scan_folder
 from engine.data.split import Splits, split_samples
@@ -44,7 +43,6 @@ __all__ = [
     "Problem",
     "ProblemKind",
     "Sample",
-    "ScanCancelled",
     "Splits",
     "TextIndex",
     "TextSample",

@@ -41,9 +41,10 @@ from PIL import Image
 from engine.data.images import load_image
 from engine.data.index import DatasetIndex
 from engine.data.intensity import PERCENTILE, resolve_intensity
-from engine.data.problems import ImageError, ScanCancelled
+from engine.data.problems import ImageError
 from engine.data.scan import scan_folder
 from engine.data.view import EvalView
+from engine.task import Cancelled, Progress, Task
 
 CAP_BYTES = 768 * 2**20
 _CHUNK = 16  # images per message: the run can use the first ones before the child is done
@@ -214,10 +215,11 @@ def _child_main(
         # machine must not scan slower than the run itself would have).
         workers = max(1, (os.cpu_count() or 1) - 1)
 
-        def progress(done: int, total: int) -> None:  # about a hundred calls at most
-            conn.send(("progress", (done, total)))
+        def progress(p: Progress) -> None:  # about a hundred calls at most
+            conn.send(("progress", (p.done, p.total)))
 
-        index = scan_folder(root, min_per_class=min_per_class, workers=workers, progress=progress)
+        task = Task(progress, rate_hz=0)
+        index = scan_folder(root, min_per_class=min_per_class, workers=workers, task=task)
         conn.send(("index", index))
         if view is not None:
             stretch = resolve_intensity(intensity, index.intensity) == PERCENTILE
@@ -263,11 +265,10 @@ def take_index(
     root: str | Path,
     *,
     min_per_class: int,
-    progress: Callable[[int, int], None] | None = None,
-    cancel: threading.Event | None = None,
+    task: Task | None = None,
 ) -> DatasetIndex | None:
-    """The child's scan of ``root`` (waiting for it), or None when there is no usable one.
-    Raises ScanCancelled when ``cancel`` is set while waiting."""
+    """The child's scan of ``root`` (waiting for it), or None when there is no usable one; its
+    progress goes to ``task.report``. Raises Cancelled when ``task`` is cancelled while waiting."""
     with _lock:
         child = _children.get(_key(root, min_per_class))
     if child is None:
@@ -275,20 +276,20 @@ def take_index(
     shown = (0, 0)
     with child.cond:
         while not child.index_arrived:
-            if cancel is not None and cancel.is_set():
+            if task is not None and task.cancelled:
                 _forget(child)
-                raise ScanCancelled()
+                raise Cancelled()
             child.cond.wait(timeout=0.1)
-            if progress is not None and child.progress != shown and child.progress[1]:
+            if task is not None and child.progress != shown and child.progress[1]:
                 shown = child.progress
-                progress(*shown)
+                task.report(*shown)
     index = child.index
     if index is None:
         _forget(child)
         return None
-    if progress is not None:
+    if task is not None:
         total = child.progress[1] or len(index.samples)  # files looked at, as a scan counts
-        progress(total, total)
+        task.report(total, total)
     return index
 
 

@@ -34,13 +34,6 @@ class DatasetError(ValueError):
     """A dataset that cannot be used; the message says what, which folder and what to do."""
 
 
-class ScanCancelled(DatasetError):
-    """The scan was cancelled through its ``cancel`` event."""
-
-    def __init__(self, message: str = "Scan cancelled.") -> None:
-        super().__init__(message)
-
-
 class ImageError(ValueError):
     """One image that cannot be used; the message names the file.
 

@@ -6,17 +6,15 @@ sub-folders of a class folder. Nothing is ever written inside ``root``. Links ar
 inside ``root``, special files are never opened, and each file is read up to a size cap: see
 :mod:`engine.data.walk` and :mod:`engine.data.safe_read`.
 
-A cancelled scan raises :class:`ScanCancelled` (a DatasetError) rather than returning a partial
-index, so a half-scanned folder can never be trained on by mistake.
+A cancelled scan raises :class:`engine.task.Cancelled` rather than returning a partial index, so
+a half-scanned folder can never be trained on by mistake.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,13 +28,13 @@ from engine.data.problems import (
     ImageError,
     Problem,
     ProblemKind,
-    ScanCancelled,
     file_problem,
     plural,
 )
 from engine.data.review import Reviewed, review_samples
 from engine.data.safe_read import IMAGE_LIMIT, FileReadError, read_capped
 from engine.data.walk import SPLIT_NAMES, DatasetWalk, is_hidden
+from engine.task import Task, as_task
 
 
 @dataclass
@@ -59,20 +57,20 @@ def scan_folder(
     root: str | Path,
     *,
     min_per_class: int = 2,
-    progress: Callable[[int, int], None] | None = None,
-    cancel: threading.Event | None = None,
+    task: Task | None = None,
     workers: int | None = None,
 ) -> DatasetIndex:
     """Index the images under ``root``; every file is decoded once to prove it is usable.
 
-    Raises DatasetError when ``root`` is missing, not a folder or unreadable, and ScanCancelled
-    when ``cancel`` is set; everything else is reported in ``DatasetIndex.problems``.
-    ``progress(done, total)`` is called at most about a hundred times.
+    Raises DatasetError when ``root`` is missing, not a folder or unreadable, and Cancelled when
+    ``task`` is cancelled; everything else is reported in ``DatasetIndex.problems``. The task's
+    ``report(done, total)`` is called at most about a hundred times.
     """
+    task = as_task(task)
     root_path = Path(os.path.abspath(Path(root).expanduser()))
     entries = _list_root(root_path)
     walk = _Walk()
-    safe = DatasetWalk(root_path, walk.problems, cancel)
+    safe = DatasetWalk(root_path, walk.problems, task)
     kinds = {entry.name: safe.kind(entry) for entry in entries}  # skipped ones are told here
     split_dirs = _split_dirs(root_path, entries, kinds)
     for entry in entries:
@@ -93,7 +91,7 @@ def scan_folder(
             for sub in safe.entries(entry.path):
                 _visit(walk, safe, sub, split, safe.kind(sub))
 
-    digests = _check_files(walk, root_path, progress, cancel, workers)
+    digests = _check_files(walk, root_path, task, workers)
     samples, review_problems = review_samples(walk.candidates, digests)
     walk.problems.extend(review_problems)
     return _finish(root_path, walk, samples, min_per_class, has_splits=bool(split_dirs))
@@ -195,20 +193,18 @@ def _check_file(path: str, rel: str) -> _Checked:
 def _check_files(
     walk: _Walk,
     root: Path,
-    progress: Callable[[int, int], None] | None,
-    cancel: threading.Event | None,
+    task: Task,
     workers: int | None,
 ) -> list[str | None]:
     """Digest of every candidate (None when unusable; its problem is added to ``walk``)."""
     items = walk.candidates
     total = len(items)
     results: list[_Checked] = [(None, None, None)] * total
-    reporter = _Progress(progress, total)
+    reporter = _Progress(task, total)
     n_workers = min(8, os.cpu_count() or 1) if workers is None else workers
     if n_workers <= 1:
         for i, c in enumerate(items):
-            if cancel is not None and cancel.is_set():
-                raise ScanCancelled()
+            task.check_cancelled()
             results[i] = _check_file(c.path, c.rel)
             reporter.update(i + 1)
     else:
@@ -224,8 +220,7 @@ def _check_files(
                     pending[pool.submit(_check_file, c.path, c.rel)] = next_i
                     next_i += 1
                 finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                if cancel is not None and cancel.is_set():
-                    raise ScanCancelled()
+                task.check_cancelled()
                 for fut in finished:
                     results[pending.pop(fut)] = fut.result()
                     done += 1
@@ -243,19 +238,17 @@ def _check_files(
 
 
 class _Progress:
-    """Calls ``callback(done, total)`` only when the whole percentage changes."""
+    """Calls ``task.report(done, total)`` only when the whole percentage changes."""
 
-    def __init__(self, callback: Callable[[int, int], None] | None, total: int) -> None:
-        self.callback, self.total, self.last = callback, total, -1
+    def __init__(self, task: Task, total: int) -> None:
+        self.task, self.total, self.last = task, total, -1
         self.update(0)
 
     def update(self, done: int) -> None:
-        if self.callback is None:
-            return
         pct = 100 if self.total == 0 else done * 100 // self.total
         if pct != self.last:
             self.last = pct
-            self.callback(done, self.total)
+            self.task.report(done, self.total)
 
 
 def _finish(

@@ -28,6 +28,7 @@ from engine.data.text_items import TextItem, Where, aggregate
 from engine.data.text_items import TextProblemKind as TextProblemKind  # part of this API
 from engine.data.text_read import TABLE_EXTENSIONS
 from engine.data.text_table import table_items
+from engine.task import Task
 
 if TYPE_CHECKING:
     from engine.data.split import Splits
@@ -95,18 +96,19 @@ def scan_text_source(
     text_column: str | None = None,
     label_column: str | None = None,
     min_per_class: int = 2,
+    task: Task | None = None,
 ) -> TextIndex:
     """Index the labeled texts of a folder or a .csv / .tsv / .jsonl file.
 
     Raises DatasetError when the source is missing or cannot be read at all, or when a column
-    is named that does not exist or cannot be guessed; everything else is reported in
-    ``TextIndex.problems``.
+    is named that does not exist or cannot be guessed, and Cancelled when ``task`` is cancelled
+    while a folder is read; everything else is reported in ``TextIndex.problems``.
     """
     path = Path(os.path.abspath(Path(source).expanduser()))
     if not path.exists():
         raise DatasetError(unusable_source(path))
     if path.is_dir():
-        items, problems, folders, has_splits = walk_text_folder(path)
+        items, problems, folders, has_splits = walk_text_folder(path, task)
         read = 0
         where = Where("file")
         columns: tuple[str | None, str | None] = (None, None)

@@ -16,17 +16,19 @@ from engine.data.text_items import (
 )
 from engine.data.text_read import BinaryFileError, decode_text
 from engine.data.walk import SPLIT_NAMES, DatasetWalk, is_hidden
+from engine.task import Task
 
 TEXT_EXTENSIONS = (".txt",)
 
 
 def walk_text_folder(
-    root: Path,
+    root: Path, task: Task | None = None
 ) -> tuple[list[TextItem], list[Problem], dict[str, str], bool]:
-    """(texts, problems, {class: folder}, has_splits) of a folder of class folders."""
+    """(texts, problems, {class: folder}, has_splits) of a folder of class folders; a cancelled
+    ``task`` raises Cancelled (checked once a folder)."""
     entries = _entries(root)
     problems: list[Problem] = []
-    safe = DatasetWalk(root, problems)
+    safe = DatasetWalk(root, problems, task)
     kinds = {entry.name: safe.kind(entry) for entry in entries}  # skipped ones are told here
     splits = _split_dirs(root, entries, kinds)
     folders: dict[str, str] = {}

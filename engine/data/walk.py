@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from engine.data.problems import Problem, ProblemKind, ScanCancelled
+from engine.data.problems import Problem, ProblemKind
 from engine.data.safe_read import special_file_name
+from engine.task import Task
 
 # Folder names that mean a split (any case), image and text folders alike.
 SPLIT_NAMES = {
@@ -79,13 +79,11 @@ def _real_subfolders(folder: str) -> list[str]:
 class DatasetWalk:
     """The entries of one dataset folder, vetted; skipped ones are added to ``problems``."""
 
-    def __init__(
-        self, root: Path, problems: list[Problem], cancel: threading.Event | None = None
-    ) -> None:
+    def __init__(self, root: Path, problems: list[Problem], task: Task | None = None) -> None:
         self.root = root
         self.real_root = os.path.realpath(root)
         self.problems = problems
-        self.cancel = cancel
+        self.task = task
         self._classes: list[str] | None = None
 
     def rel(self, path: str) -> str:
@@ -211,13 +209,13 @@ class DatasetWalk:
     def files(self, folder: str) -> Iterator[str]:
         """Every usable file under ``folder`` (a class folder), depth-first in name order.
 
-        Raises ScanCancelled when the cancel event is set (checked once a folder).
+        Raises Cancelled when the task is cancelled (checked once a folder).
         """
         seen: set[str] = set()
         stack = [folder]
         while stack:
-            if self.cancel is not None and self.cancel.is_set():
-                raise ScanCancelled()
+            if self.task is not None:
+                self.task.check_cancelled()
             current = stack.pop()
             real = os.path.realpath(current)
             if real in seen:
@@ -238,7 +236,8 @@ class DatasetWalk:
             # Real folders before links to them: the link is the one told "already read".
             stack.extend(path for _, path in sorted(subfolders, reverse=True))
 
-    def _skip(self, path: str, kind: ProblemKind, reason: str) -> None:
+    def _skip(self, path: str, kind: ProblemKind, reason: str) -> str | None:
+        """Tell why ``path`` is skipped; None, the kind of a skipped entry."""
         self.problems.append(Problem(kind=kind, path=path, message=f"{self.rel(path)} {reason}"))
         return None
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +16,7 @@ from engine.evaluation.predictions import (
     saved_predictions,
 )
 from engine.runs import RunDir
+from engine.task import Progress, Task, as_task
 
 #: Below this many discordant pairs McNemar's test is the exact binomial test.
 EXACT_BELOW = 25
@@ -181,8 +180,7 @@ def compare_runs(
     *,
     allow_test: bool = False,
     device: str = "cpu",
-    progress: Callable[[int, int], None] | None = None,
-    cancel: threading.Event | None = None,
+    task: Task | None = None,
     names: tuple[str, str] = ("A", "B"),
 ) -> Comparison:
     """Compare the best checkpoints of two runs on ``split``; predictions already saved from the
@@ -192,21 +190,22 @@ def compare_runs(
     got = [saved_predictions(run, split) for run in (run_a, run_b)]
     todo = [i for i, p in enumerate(got) if p is None]
     totals = {i: _split_size(run, split) for i, run in enumerate((run_a, run_b)) if i in todo}
+    task = as_task(task)
     done_before = 0
     for i in todo:
         run = (run_a, run_b)[i]
 
-        def step(done: int, total: int, offset: int = done_before) -> None:
-            if progress is not None:
-                progress(offset + done, sum(totals.values()))
+        def step(p: Progress, offset: int = done_before) -> None:
+            task.report(offset + p.done, sum(totals.values()), p.message)
 
-        preds = predict_split(
-            run, split, allow_test=allow_test, device=device, progress=step, cancel=cancel
-        )
+        part = task.stage(0.0, 1.0, step)
+        preds = predict_split(run, split, allow_test=allow_test, device=device, task=part)
         preds.save(predictions_path(run, split))
         got[i] = preds
         done_before += totals[i]
-    return compare_predictions(got[0], got[1], names=names)
+    a, b = got
+    assert a is not None and b is not None  # each was saved or predicted above
+    return compare_predictions(a, b, names=names)
 
 
 def _split_size(run: RunDir, split: str) -> int:

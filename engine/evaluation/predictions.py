@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from engine.data.problems import DatasetError
 from engine.files import write_bytes_atomic
 from engine.runs import RunDir
+from engine.task import Task, as_task
 
 SPLITS = ("val", "test")
 _FORMAT = 1
@@ -155,8 +155,7 @@ def predict_split(
     checkpoint: str = "best",
     device: str = "cpu",
     batch_size: int = 32,
-    progress: Callable[[int, int], None] | None = None,
-    cancel: threading.Event | None = None,
+    task: Task | None = None,
     runtime: str = "auto",
 ) -> SplitPredictions:
     """Predict every example of ``split`` ("val" or "test") with the run's checkpoint; images
@@ -164,7 +163,8 @@ def predict_split(
 
     The test split stays locked unless ``allow_test``: TestSplitLocked is raised before any test
     file is opened. An example that cannot be read any more raises PredictionError naming it;
-    ``cancel`` (checked between batches) raises engine.training.control.Cancelled.
+    ``task`` gets the count of examples done; cancelling it (checked between batches) raises
+    engine.task.Cancelled.
     """
     check_split(run, split, allow_test=allow_test)
     data = split_data(run)
@@ -181,11 +181,11 @@ def predict_split(
         )
     if data.modality == "text":
         refs = [s.text for s in samples]
-        probs = _text_probs(predictor, refs, batch_size, progress, cancel)
+        probs = _text_probs(predictor, refs, batch_size, as_task(task))
     else:
         refs = [resolve_path(data.root, s.path) for s in samples]
         _channels_last(predictor, run)
-        probs = _image_probs(predictor, refs, batch_size, progress, cancel)
+        probs = _image_probs(predictor, refs, batch_size, as_task(task))
     return split_predictions(run, data, split, probs, predictor.checkpoint)
 
 
@@ -255,19 +255,11 @@ def checkpoint_stamp(path: Path) -> str:
     return file_stamp(path)
 
 
-def _check_cancel(cancel: threading.Event | None) -> None:
-    if cancel is not None and cancel.is_set():
-        from engine.training.control import Cancelled
-
-        raise Cancelled()
-
-
 def _text_probs(
     predictor: Any,
     texts: Sequence[str],
     batch_size: int,
-    progress: Callable[[int, int], None] | None,
-    cancel: threading.Event | None,
+    task: Task,
 ) -> np.ndarray:
     import torch
 
@@ -277,17 +269,15 @@ def _text_probs(
     encoded = tok(list(texts), truncation=True, max_length=predictor.max_length)["input_ids"]
     out = np.zeros((len(texts), len(predictor.classes)), np.float32)
     done, total = 0, len(texts)
-    if progress is not None:
-        progress(0, total)
+    task.report(0, total)
     with torch.inference_mode():
         for idx in sorted_batches([len(ids) for ids in encoded], batch_size):
-            _check_cancel(cancel)
+            task.check_cancelled()
             batch = tok.pad({"input_ids": [encoded[j] for j in idx]}, return_tensors="pt")
             x = {k: batch[k].to(predictor.device) for k in ("input_ids", "attention_mask")}
             out[idx] = predictor.model(x).float().softmax(dim=1).cpu().numpy()
             done += len(idx)
-            if progress is not None:
-                progress(done, total)
+            task.report(done, total)
     return out
 
 
@@ -305,8 +295,7 @@ def _image_probs(
     predictor: Any,
     paths: Sequence[str],
     batch_size: int,
-    progress: Callable[[int, int], None] | None,
-    cancel: threading.Event | None,
+    task: Task,
 ) -> np.ndarray:
     import torch
 
@@ -326,8 +315,7 @@ def _image_probs(
 
     out = np.zeros((len(paths), len(predictor.classes)), np.float32)
     total = len(paths)
-    if progress is not None:
-        progress(0, total)
+    task.report(0, total)
     predictor.prepare_runtime(total)
     # Decoding releases the GIL: a few threads keep the model fed without worker processes.
     with (
@@ -335,12 +323,11 @@ def _image_probs(
         torch.inference_mode(),
     ):
         for start in range(0, total, batch_size):
-            _check_cancel(cancel)
+            task.check_cancelled()
             chunk = paths[start : start + batch_size]
             x = torch.stack(list(pool.map(tensor, chunk)))
             out[start : start + len(chunk)] = predictor.image_probs(x)
-            if progress is not None:
-                progress(start + len(chunk), total)
+            task.report(start + len(chunk), total)
     return out
 
 

@@ -8,9 +8,7 @@ split) is stored as null and read back as NaN.
 from __future__ import annotations
 
 import math
-import threading
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +34,7 @@ from engine.evaluation.predictions import (
 )
 from engine.files import read_json_object, write_json_atomic
 from engine.runs import RunDir
+from engine.task import Task
 
 __all__ = [
     "Calibration",
@@ -322,8 +321,7 @@ def evaluate_run(
     checkpoint: str = "best",
     positive: str | None = None,
     device: str = "cpu",
-    progress: Callable[[int, int], None] | None = None,
-    cancel: threading.Event | None = None,
+    task: Task | None = None,
     reuse: bool = True,
     runtime: str = "auto",
 ) -> Evaluation:
@@ -341,8 +339,7 @@ def evaluate_run(
             allow_test=allow_test,
             checkpoint=checkpoint,
             device=device,
-            progress=progress,
-            cancel=cancel,
+            task=task,
             runtime=runtime,
         )
         preds.save(predictions_path(run, split))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from engine.export.manifest import MODEL_CARD
 from engine.export.markdown import md_code, md_text
 from engine.files import write_bytes_atomic
 from engine.runs import RunDir
+from engine.task import Task
 
 SPLITS = ("train", "val", "test")
 _SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
@@ -41,16 +41,17 @@ def write_model_card(
     out: Path,
     *,
     checkpoint: str = "best",
-    progress: Callable[[str], None] | None = None,
+    task: Task | None = None,
 ) -> Path:
     """Write out/MODEL_CARD.md for ``run``: model, intended use, classes, data fingerprint,
     class counts, validation metrics (evaluated now if the run has none saved), test metrics
-    when the test split was evaluated, config, environment, date and limitations."""
+    when the test split was evaluated, config, environment, date and limitations. A validation
+    evaluated now is said on ``task`` (and a cancelled task raises Cancelled first)."""
     config = run.config()
     splits = run.splits()
     state = run.state()
     classes = list(splits.get("classes") or run.summary().get("classes") or [])
-    val = _validation(run, checkpoint, progress)
+    val = _validation(run, checkpoint, task)
     test = _saved(run, "test")
     sections = [
         _header(run, config, checkpoint),
@@ -78,7 +79,7 @@ def _saved(run: RunDir, split: str) -> Any:
     return load_evaluation(run, split)
 
 
-def _validation(run: RunDir, checkpoint: str, progress: Callable[[str], None] | None) -> Any:
+def _validation(run: RunDir, checkpoint: str, task: Task | None) -> Any:
     """The saved validation evaluation of this checkpoint; else one made now (saved when the
     run had none, so the app's Results page shows the same numbers); else a sentence why not."""
     from engine.evaluation.predictions import predict_split
@@ -88,8 +89,9 @@ def _validation(run: RunDir, checkpoint: str, progress: Callable[[str], None] | 
     saved = _saved(run, "val")
     if saved is not None and saved.checkpoint == checkpoint:
         return saved
-    if progress is not None:  # outside the try: a progress callback may stop the export
-        progress("Evaluating the validation split for the model card")
+    if task is not None:  # outside the try: a cancelled export stops here
+        task.check_cancelled()
+        task.say("Evaluating the validation split for the model card")
     try:
         if saved is None:
             return evaluate_run(run, "val", checkpoint=checkpoint)

@@ -26,10 +26,11 @@ from engine.export.target import commit, export_names, open_staging, plan_target
 from engine.files import write_atomic, write_json_atomic
 from engine.runs import RunDir
 from engine.safe_read import kind_of
+from engine.task import Task, as_task
 
 _RUN_OWN = ("checkpoints", "evaluation")  # the run's folders; its export subfolder is fine
 
-Progress = Callable[[str], None]
+Say = Callable[[str], None]  # a step's sentence; raises Cancelled when the task is
 
 
 @dataclass
@@ -40,7 +41,7 @@ class _Job:
     model: Any  # the Classifier that is exported (adapters merged)
     batch: CheckBatch
     manifest: dict[str, Any]
-    say: Progress
+    say: Say
 
 
 def export_run(
@@ -49,7 +50,7 @@ def export_run(
     out: Path,
     *,
     checkpoint: str = "best",
-    progress: Progress | None = None,
+    task: Task | None = None,
     overwrite: bool = False,
 ) -> list[ExportResult]:
     """Export a run's checkpoint into ``out`` in each format, checking each against PyTorch.
@@ -61,16 +62,21 @@ def export_run(
     ``out`` must be new or empty, or hold an earlier export (only the files it listed are
     replaced); any other folder needs ``overwrite`` (ExportConflict otherwise), and even then
     only the names the export writes are replaced. Everything is written into a staging folder
-    and moved into place at the end: a failed or cancelled export (``progress`` may raise)
-    leaves ``out`` as it was. Raises ExportError (one sentence) for a format that does not
-    apply, a folder inside the dataset or the run's own files, or an export that does not
-    reproduce the run.
+    and moved into place at the end: a failed or cancelled export (each step is said with
+    ``task.say`` after a ``task.check_cancelled``, which raises Cancelled) leaves ``out`` as it
+    was. Raises ExportError (one sentence) for a format that does not apply, a folder inside the
+    dataset or the run's own files, or an export that does not reproduce the run.
     """
     from engine.evaluation.predict import Predictor
     from engine.export.hf_format import hf_refusal
     from engine.models import resolve_entry
 
-    say = progress or (lambda _message: None)
+    task = as_task(task)
+
+    def say(message: str) -> None:
+        task.check_cancelled()
+        task.say(message)
+
     names = [str(f) for f in formats]
     wanted = parse_formats(names)
     if not wanted:
@@ -90,7 +96,7 @@ def export_run(
     predictor = Predictor(run, checkpoint=checkpoint, device="cpu")
     staging = open_staging(target)
     try:
-        results = _write_all(run, staging, predictor, config, wanted, say)
+        results = _write_all(run, staging, predictor, config, wanted, say, task)
         commit(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -103,7 +109,8 @@ def _write_all(
     predictor: Any,
     config: Any,
     wanted: list[ExportFormat],
-    say: Progress,
+    say: Say,
+    task: Task,
 ) -> list[ExportResult]:
     """Every format, the model card and (last) the complete refit_model.json, into staging."""
     from engine.export.card import write_model_card
@@ -111,7 +118,7 @@ def _write_all(
     job = _prepare(run, staging, predictor, config, say)
     results = [_EXPORTERS[fmt](job) for fmt in wanted]
     say("Writing the model card")
-    write_model_card(run, staging, checkpoint=job.manifest["checkpoint"], progress=say)
+    write_model_card(run, staging, checkpoint=job.manifest["checkpoint"], task=task)
     job.manifest["formats"] = [str(fmt) for fmt in wanted]
     job.manifest["files"] = sorted(
         {p.name for p in staging.iterdir() if not p.name.startswith(".")} | {MANIFEST}
@@ -134,7 +141,7 @@ def available_formats(run: RunDir) -> list[ExportFormat]:
     return [f for f in ExportFormat if not (f is ExportFormat.HF and refused)]
 
 
-def _prepare(run: RunDir, out: Path, predictor: Any, config: Any, say: Progress) -> _Job:
+def _prepare(run: RunDir, out: Path, predictor: Any, config: Any, say: Say) -> _Job:
     from engine.models.lora import is_lora, merged_copy
     from engine.training.inputs import RunData
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import copy
-import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from engine.config import RunConfig
+from engine.task import Task, as_task
 from engine.training.devices import resolve_placement
+
+if TYPE_CHECKING:
+    from engine.models.classifier import Classifier
 
 
 @dataclass(frozen=True)
@@ -34,25 +38,26 @@ class EpochEstimate:
 
 
 def estimate_epoch_seconds(
-    model: torch.nn.Module,
+    model: Classifier,
     config: RunConfig,
     frozen: list[str],
     train_size: int,
     *,
     repeats: int = 2,
     text_tokens: int | None = None,
-    cancel: threading.Event | None = None,
+    task: Task | None = None,
 ) -> EpochEstimate:
     """Time a few forward (and, when something in the backbone trains, backward) passes.
 
     Images are random pixels of the model's input size; texts are ``text_tokens`` random tokens
     (default: the smaller of ``data.max_length`` and 48, a typical short message). With method
-    lora the adapters are inserted and ``frozen`` is ignored. ``cancel`` (checked between
-    passes) raises engine.training.control.Cancelled.
+    lora the adapters are inserted and ``frozen`` is ignored. Cancelling ``task`` (checked
+    between passes) raises engine.task.Cancelled.
     """
     from engine.config import Method
     from engine.models import apply_freeze, backbone_is_frozen
 
+    task = as_task(task)
     model = copy.deepcopy(model)
     if Method(config.adapt.method) is Method.LORA:
         from engine.models.lora import apply_lora
@@ -68,7 +73,7 @@ def estimate_epoch_seconds(
         length = text_tokens or min(config.data.max_length, 48)
         vocab = int(getattr(model.tokenizer, "vocab_size", 1000) or 1000)
         ids = torch.randint(min(vocab, 1000), vocab, (batch, length), device=placement.device)
-        x = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        x: Any = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     else:
         size = model.preprocess.input_size
         x = torch.randn(batch, 3, size, size, device=placement.device)
@@ -95,10 +100,7 @@ def estimate_epoch_seconds(
     times: list[float] = []
     budget = time.perf_counter() + 20.0
     for _ in range(2 + repeats):
-        if cancel is not None and cancel.is_set():
-            from engine.training.control import Cancelled
-
-            raise Cancelled
+        task.check_cancelled()
         start = time.perf_counter()
         once()
         times.append(time.perf_counter() - start)

@@ -15,7 +15,6 @@ from engine.data import (
     DatasetError,
     Problem,
     Sample,
-    ScanCancelled,
     TextSample,
     detect_modality,
     prefetch,
@@ -31,7 +30,8 @@ from engine.data.intensity import (
 )
 from engine.data.split import missing_class_problems
 from engine.runs import REMEDY, RunDir, RunFileError
-from engine.training.control import Cancelled, RunControl
+from engine.task import Task
+from engine.training.control import RunControl
 
 AnySample = Sample | TextSample
 
@@ -137,21 +137,11 @@ def prepare_data(
             min_per_class=config.data.min_per_class,
         )
     else:
-        cancel = control.cancel_event if control else None
-        try:
-            index = prefetch.take_index(
-                config.data.path,
-                min_per_class=config.data.min_per_class,
-                progress=on_progress,
-                cancel=cancel,
-            ) or scan_folder(
-                config.data.path,
-                min_per_class=config.data.min_per_class,
-                progress=on_progress,
-                cancel=cancel,
-            )
-        except ScanCancelled:
-            raise Cancelled() from None
+        report = (lambda p: on_progress(p.done, p.total)) if on_progress else None
+        task = (control or Task()).stage(0.0, 1.0, report)
+        index = prefetch.take_index(
+            config.data.path, min_per_class=config.data.min_per_class, task=task
+        ) or scan_folder(config.data.path, min_per_class=config.data.min_per_class, task=task)
     index.raise_if_unusable()
     what = "texts" if modality == "text" else "images"
     splits = split_samples(

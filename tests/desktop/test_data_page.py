@@ -202,12 +202,12 @@ def test_second_folder_cancels_the_first_scan(qtbot, page, ctx, tmp_path, monkey
     started = threading.Event()
     cancelled = []
 
-    def scan(root, *, cancel: threading.Event, **kwargs):
+    def scan(root, *, task, **kwargs):
         if Path(root) == slow:
             started.set()
-            cancelled.append(cancel.wait(20))
+            cancelled.append(task.cancel_event.wait(20))
             # Return a result anyway, as a scan that finished just as it was replaced would.
-        return real_scan(root, cancel=None, **kwargs)
+        return real_scan(root, task=None, **kwargs)
 
     monkeypatch.setattr(engine.data, "scan_folder", scan)
     scanned = []
@@ -229,9 +229,9 @@ def test_stop_button_stops_the_scan(qtbot, page, ctx, tmp_path, monkeypatch):
 
     root = make_dataset(tmp_path / "slow", {"cats": 2, "dogs": 2})
 
-    def scan(root, *, cancel: threading.Event, **kwargs):
-        cancel.wait(20)
-        raise engine.data.ScanCancelled()
+    def scan(root, *, task, **kwargs):
+        task.cancel_event.wait(20)
+        task.check()  # raises engine.task.Cancelled
 
     monkeypatch.setattr(engine.data, "scan_folder", scan)
     page.open_folder(str(root))

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from engine.data import prefetch, scan_folder
 from engine.data.images import load_image
+from engine.task import Task
 
 root, min_size, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 started = prefetch.start(root, min_per_class=2, min_size=min_size)
@@ -32,9 +33,11 @@ child = next(iter(prefetch._children.values()), None)
 if mode == "kill":
     os.kill(child.pid, 9)
 seen = []
-index = prefetch.take_index(root, min_per_class=2, progress=lambda d, t: seen.append((d, t)))
+task = Task(lambda p: seen.append((p.done, p.total)), rate_hz=0)
+index = prefetch.take_index(root, min_per_class=2, task=task)
 own_seen = []
-own = scan_folder(root, min_per_class=2, progress=lambda d, t: own_seen.append((d, t)))
+own_task = Task(lambda p: own_seen.append((p.done, p.total)), rate_hz=0)
+own = scan_folder(root, min_per_class=2, task=own_task)
 out = {"started": started, "index_from_child": index is not None}
 out["progress_end"] = seen[-1] if seen else None
 out["own_progress_end"] = own_seen[-1]

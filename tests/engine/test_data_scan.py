@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 
 import pytest
 from data_fixtures import image, jpeg_bytes, make_folder, make_split_folder, save
@@ -13,9 +12,9 @@ from PIL import Image
 from engine.data import (
     DatasetError,
     ProblemKind,
-    ScanCancelled,
     scan_folder,
 )
+from engine.task import Cancelled, Task
 
 
 def only(index, kind):
@@ -283,19 +282,19 @@ def test_progress_is_reported_and_thinned(tmp_path):
     calls = []
     for workers in (1, 3):
         calls.clear()
-        scan_folder(root, progress=lambda done, total: calls.append((done, total)), workers=workers)
+        task = Task(lambda p: calls.append((p.done, p.total)), rate_hz=0)
+        scan_folder(root, task=task, workers=workers)
         assert calls[0] == (0, 6) and calls[-1] == (6, 6)
         assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 
 
-def test_cancel_raises_scan_cancelled(tmp_path):
+def test_cancel_raises_cancelled(tmp_path):
     root = make_folder(tmp_path / "d", {"cats": 3, "dogs": 3})
-    cancel = threading.Event()
-    cancel.set()
+    task = Task()
+    task.cancel()
     for workers in (1, 2):
-        with pytest.raises(ScanCancelled) as err:
-            scan_folder(root, cancel=cancel, workers=workers)
-        assert isinstance(err.value, DatasetError) and str(err.value) == "Scan cancelled."
+        with pytest.raises(Cancelled):
+            scan_folder(root, task=task, workers=workers)
 
 
 def test_results_do_not_depend_on_the_number_of_workers(tmp_path):

@@ -52,6 +52,16 @@ def test_a_class_folder_of_txt_files(tmp_path):
     assert all(len(s.digest) == 32 for s in index.samples)
 
 
+def test_a_cancelled_task_stops_a_folder_scan(tmp_path):
+    from engine.task import Cancelled, Task
+
+    root = make_text_folder(tmp_path / "d", {"pos": ["good", "great"], "neg": ["bad", "awful"]})
+    task = Task()
+    task.cancel()
+    with pytest.raises(Cancelled):
+        scan_text_source(root, task=task)
+
+
 def test_split_folders(tmp_path):
     root = tmp_path / "d"
     make_text_folder(root / "train", {"a": ["a1", "a2"], "b": ["b1", "b2"]})

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +37,8 @@ from engine.evaluation import (
 from engine.evaluation.predictions import PredictionError
 from engine.evaluation.report import evaluation_path
 from engine.runs import RunDir, Workspace
+from engine.task import Cancelled, Task
 from engine.training import setup as training_setup
-from engine.training.control import Cancelled
 from engine.training.trainer import train
 
 TINY = "timm:test_efficientnet"
@@ -140,7 +139,8 @@ def test_the_test_split_is_locked_before_any_file_is_opened(trained):
 def test_evaluate_run_saves_a_report_that_matches_training(trained):
     run = trained["run"]
     seen = []
-    ev = evaluate_run(run, progress=lambda done, total: seen.append((done, total)), reuse=False)
+    task = Task(lambda p: seen.append((p.done, p.total)))
+    ev = evaluate_run(run, task=task, reuse=False)
     assert seen[0] == (0, 6) and seen[-1] == (6, 6)
     assert ev.n == 6 and ev.classes == ("circle", "square") and ev.checkpoint == "best"
     assert ev.positive == "square"  # equal training counts: the second class
@@ -183,10 +183,10 @@ def test_a_missing_image_is_named_and_cancel_stops_between_batches(trained, tmp_
             predict_split(run, batch_size=2)
     finally:
         shutil.move(moved, gone)
-    stop = threading.Event()
-    stop.set()
+    stop = Task()
+    stop.cancel()
     with pytest.raises(Cancelled):
-        predict_split(run, cancel=stop)
+        predict_split(run, task=stop)
 
 
 def test_image_paths_relative_to_the_dataset_root(trained, tmp_path):

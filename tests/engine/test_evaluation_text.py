@@ -22,6 +22,7 @@ from engine.evaluation import (
 )
 from engine.evaluation.compare import compare_predictions
 from engine.runs import RunDir, Workspace
+from engine.task import Task
 from engine.training.trainer import train
 
 
@@ -70,9 +71,8 @@ def test_text_test_split_is_locked_then_unlocked(text_run):
     with pytest.raises(TestSplitLocked):
         predict_split(run, "test")
     seen = []
-    preds = predict_split(
-        run, "test", allow_test=True, batch_size=4, progress=lambda *a: seen.append(a)
-    )
+    task = Task(lambda p: seen.append((p.done, p.total)))
+    preds = predict_split(run, "test", allow_test=True, batch_size=4, task=task)
     assert preds.n == len(run.splits()["test"]) and seen[-1] == (preds.n, preds.n)
     assert np.allclose(preds.probs.sum(1), 1, atol=1e-5)
 

@@ -15,6 +15,7 @@ from engine.evaluation import Predictor
 from engine.export import ExportedModel, ExportError, ExportFormat, export_run
 from engine.models import resolve_entry
 from engine.runs import RunDir
+from engine.task import Task
 from engine.training.trainer import train
 
 TINY = "timm:test_efficientnet"  # ~0.1M parameters, random init: fast and needs no weights
@@ -42,7 +43,7 @@ def exported(image_run, tmp_path_factory):
     before = tree_snapshot(shapes)
     out = tmp_path_factory.mktemp("out") / "exported"
     messages: list[str] = []
-    results = export_run(run, ["all"], out, progress=messages.append)
+    results = export_run(run, ["all"], out, task=Task(lambda p: messages.append(p.message)))
     assert tree_snapshot(shapes) == before  # the dataset is never written to
     return out, results, messages
 

@@ -69,3 +69,12 @@ def test_check_passes_while_running_and_as_task_fills_in_none() -> None:
     assert not task.cancelled
     same = Task()
     assert as_task(same) is same
+
+
+def test_check_cancelled_never_waits_while_paused() -> None:
+    task = Task()
+    task.pause()
+    task.check_cancelled()  # a scan or an evaluation goes on while a run is paused
+    task.cancel()
+    with pytest.raises(Cancelled):
+        task.check_cancelled()

@@ -108,26 +108,24 @@ def test_closing_during_the_time_estimate(qtbot, window, run, monkeypatch):
 def test_closing_during_an_evaluation(qtbot, window, run, monkeypatch):
     import engine.data
     from desktop.evaluation_jobs import evaluate_job
-    from desktop.worker import EngineWorker
 
     # Training saved the run's evaluation; without it, Evaluate predicts the images again.
     shutil.rmtree(Path(run) / "evaluation", ignore_errors=True)
     event, wrap = started()
     monkeypatch.setattr(engine.data, "load_image", wrap(engine.data.load_image, 0.1))
-    window.ctx.pool.start(EngineWorker(evaluate_job(run, "val")))
+    window.ctx.pool.submit(evaluate_job(run, "val"))
     assert close_and_time(qtbot, window, event) < LIMIT_S
 
 
 def test_closing_during_explanations(qtbot, window, run, monkeypatch):
     import engine.evaluation.explain as explain
     from desktop.evaluation_jobs import heatmaps_job
-    from desktop.worker import EngineWorker
     from engine.runs import RunDir
 
     event, wrap = started()
     monkeypatch.setattr(explain, "image_heatmaps", wrap(explain.image_heatmaps, 0.2))
     images = sorted(str(p) for p in Path(RunDir(run).config().data.path).rglob("*.png"))
-    window.ctx.pool.start(EngineWorker(heatmaps_job(run, images, 64)))
+    window.ctx.pool.submit(heatmaps_job(run, images, 64))
     assert close_and_time(qtbot, window, event) < LIMIT_S
 
 

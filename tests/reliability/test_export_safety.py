@@ -151,17 +151,17 @@ def test_a_failed_export_leaves_the_target_as_it_was(hostile_run, tmp_path, monk
 
 
 def test_a_cancelled_export_writes_nothing(hostile_run, tmp_path):
-    class Stop(Exception):
-        pass
+    from engine.task import Cancelled, Task
 
-    def progress(message: str) -> None:
-        if message.startswith("Writing model.safetensors"):
-            raise Stop
+    def progress(step) -> None:
+        if step.message.startswith("Writing model.safetensors"):
+            task.cancel()
 
+    task = Task(progress)
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(Stop):
-        export_run(RunDir(hostile_run), ["safetensors"], out, progress=progress)
+    with pytest.raises(Cancelled):
+        export_run(RunDir(hostile_run), ["safetensors"], out, task=task)
     assert list(out.iterdir()) == []
 
 

@@ -1,0 +1,98 @@
+"""WorkerPool.submit: a job with a Task, results in the GUI thread, superseded results dropped."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from engine.task import Cancelled
+
+
+@pytest.fixture
+def pool(ctx):
+    return ctx.pool
+
+
+def test_a_result_and_progress_reach_the_gui_thread(qtbot, pool):
+    gui = threading.get_ident()
+    seen: list[tuple] = []
+
+    def job(task):
+        task.report(1, 2, "half")
+        task.report(2, 2, "all")
+        return 42
+
+    def on_progress(p):
+        seen.append(("progress", p.done, p.total, p.message, threading.get_ident() == gui))
+
+    def on_result(value):
+        seen.append(("result", value, threading.get_ident() == gui))
+
+    pool.submit(job, on_result, on_progress=on_progress, on_done=lambda: seen.append(("done",)))
+    qtbot.waitUntil(lambda: ("done",) in seen, timeout=10000)
+    assert seen[-2:] == [("result", 42, True), ("done",)]
+    assert ("progress", 2, 2, "all", True) in seen
+
+
+def test_an_error_comes_as_a_sentence(qtbot, pool):
+    errors: list[str] = []
+
+    def job(task):
+        raise ValueError("The folder is gone.")
+
+    pool.submit(job, lambda _r: pytest.fail("no result"), on_error=errors.append)
+    qtbot.waitUntil(lambda: bool(errors), timeout=10000)
+    assert "The folder is gone." in errors[0]
+
+
+def test_a_later_submit_with_the_same_key_supersedes_the_first(qtbot, pool):
+    started = threading.Event()
+    results: list[str] = []
+    done: list[str] = []
+    saw_cancel: list[bool] = []
+
+    def slow(task):
+        started.set()
+        saw_cancel.append(task.cancel_event.wait(10))
+        return "old"  # a late result, as a job that finished just as it was replaced
+
+    first = pool.submit(slow, results.append, key="scan", on_done=lambda: done.append("old"))
+    assert started.wait(10)
+    pool.submit(lambda task: "new", results.append, key="scan", on_done=lambda: done.append("new"))
+    qtbot.waitUntil(lambda: not pool.busy, timeout=10000)
+    assert first.cancelled and saw_cancel == [True]
+    assert results == ["new"] and done == ["new"]
+    assert not pool.running("scan")
+
+
+def test_cancelled_goes_to_on_cancelled_and_drop_silences_a_job(qtbot, pool):
+    calls: list[str] = []
+
+    def job(task):
+        task.cancel_event.wait(10)
+        task.check()
+        return "never"
+
+    task = pool.submit(job, calls.append, on_cancelled=lambda: calls.append("cancelled"))
+    task.cancel()
+    qtbot.waitUntil(lambda: not pool.busy, timeout=10000)
+    assert calls == ["cancelled"]
+
+    calls.clear()
+    pool.submit(
+        job, calls.append, key="k", on_error=calls.append, on_done=lambda: calls.append("d")
+    )
+    assert pool.running("k") and pool.drop("k") and not pool.drop("k")
+    qtbot.waitUntil(lambda: not pool.busy, timeout=10000)
+    assert calls == []
+
+
+def test_without_on_cancelled_a_cancel_is_an_error(qtbot, pool):
+    errors: list[str] = []
+
+    def job(task):
+        raise Cancelled()
+
+    pool.submit(job, lambda _r: None, on_error=errors.append)
+    qtbot.waitUntil(lambda: bool(errors), timeout=10000)
