@@ -277,6 +277,7 @@ def test_early_stopping_stops_after_patience_epochs_without_a_new_best():
     assert len(stopped) == 1 and "2 epochs" in stopped[0]
 
 
+@pytest.mark.slow  # a full fine-tune until it stops (up to 10 epochs)
 def test_early_stopping_ends_a_real_run_early(shapes, tmp_path):
     from engine.config import Monitor, OptimConfig
 
