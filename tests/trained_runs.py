@@ -45,11 +45,9 @@ def train_image_run(root: Path, *, classes: tuple[str, ...] = ("circle", "square
 
 def _train_image_run(root: Path, classes: tuple[str, ...]) -> Path:
     from engine.config import (
-        AdaptConfig,
         AugmentConfig,
         AugmentPreset,
         DataConfig,
-        Method,
         ModelConfig,
         RunConfig,
         ScheduleConfig,
@@ -61,8 +59,6 @@ def _train_image_run(root: Path, classes: tuple[str, ...]) -> Path:
         seed=3,
         data=DataConfig(path=str(shapes), val_fraction=0.25, num_workers=0),
         model=ModelConfig(backbone=IMAGE_BACKBONE, pretrained=False),
-        # What Recommended picks for this data, chosen here: its advice costs more than the run.
-        adapt=AdaptConfig(method=Method.LINEAR_PROBE),
         schedule=ScheduleConfig(epochs=2, batch_size=8, warmup_fraction=0.0),
         augment=AugmentConfig(preset=AugmentPreset.LIGHT, cache_views=2),
     ).validate()
