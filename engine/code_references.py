@@ -62,7 +62,7 @@ def _reach(folder: Path, ref: str) -> tuple[list[Path], str | None]:
     if "--" in ref:
         return [], "from another repository"
     top = (ref.rpartition(".")[0] or ref) + ".py"
-    todo, seen, found = [top], set(), []
+    todo, seen, found = [top], set[str](), list[Path]()
     while todo and len(seen) < _MAX_FILES:
         rel = todo.pop()
         if rel in seen:

@@ -12,6 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,7 @@ def _f(default: Any = dataclasses.MISSING, *, help: str, **limits: Any) -> Any:
     """A dataclass field carrying help text and limits (min, max) in its metadata."""
     meta = {"help": help, **limits}
     if isinstance(default, list):
-        return field(default_factory=lambda d=default: list(d), metadata=meta)
+        return field(default_factory=partial(list, default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -454,7 +455,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(inner, value, where)
     if dataclasses.is_dataclass(tp):
-        return _from_json(tp, value, where)
+        return _from_json(typing.cast(type, tp), value, where)
     if isinstance(tp, type) and issubclass(tp, StrEnum):
         try:
             return tp(value)

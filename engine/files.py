@@ -25,7 +25,7 @@ def file_stamp(path: str | Path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def write_atomic(path: str | Path, writer: Callable[[Path], None]) -> Path:
+def write_atomic(path: str | Path, writer: Callable[[Path], object]) -> Path:
     """Call ``writer(tmp_path)`` to write a temporary sibling, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -85,17 +85,17 @@ def read_owner(lock: Path) -> LockOwner | None:
     except (OSError, UnreadableFileError):
         return None
     pid, started, host = data.get("pid"), data.get("started"), data.get("host")
-    valid = (
-        isinstance(pid, int)
-        and not isinstance(pid, bool)
-        and 0 < pid < 2**32
-        and isinstance(started, int | float)
+    if not (isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 2**32):
+        return None
+    if not (
+        isinstance(started, int | float)
         and not isinstance(started, bool)
         and 0 <= started < _LATEST_START  # False for NaN too
-        and isinstance(host, str)
-        and 0 < len(host) <= 255
-    )
-    return LockOwner(pid=pid, started=float(started), host=host) if valid else None
+    ):
+        return None
+    if not (isinstance(host, str) and 0 < len(host) <= 255):
+        return None
+    return LockOwner(pid=pid, started=float(started), host=host)
 
 
 def live_owner(lock: Path) -> LockOwner | None:

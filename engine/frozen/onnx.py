@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def export(
         try:
             write_atomic(
                 path,
-                lambda tmp, d=dynamo: _export(module, args, tmp, d, inputs=inputs, outputs=outputs),
+                partial(_export, module, args, dynamo=dynamo, inputs=inputs, outputs=outputs),
             )
             return "torch.export (dynamo)" if dynamo else "TorchScript-based"
         except Exception as exc:  # exporters raise many types on unsupported operators

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -31,6 +31,14 @@ from engine.frozen.onnx import (
 )
 from engine.training.devices import Placement
 
+if TYPE_CHECKING:
+    from engine.preprocess import Preprocess
+
+
+def _backbone(model: nn.Module) -> nn.Module:
+    """``model.backbone``: a Classifier's backbone."""
+    return cast(nn.Module, model.backbone)
+
 
 class _Tapped(nn.Module):
     """The backbone's features, then the pooled and the full activations of the tapped modules."""
@@ -43,7 +51,7 @@ class _Tapped(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with Recorder(self.model, sorted({*self.pooled, *self.full})) as rec:
-            features = self.model.backbone(x)
+            features = _backbone(self.model)(x)
         out = rec.outputs
         # Without the features, the exporter drops the layers after the last tap from the graph.
         return (
@@ -117,7 +125,7 @@ class TapForward(OnnxChoice):
         autocast = self.placement.autocast()
         try:
             with Recorder(self.model, names) as rec, torch.inference_mode(), autocast:
-                features = self.model.backbone(x).float().cpu()
+                features = _backbone(self.model)(x).float().cpu()
         finally:
             self.model.train(was_training)
         if not self.features:
@@ -179,7 +187,8 @@ def run_taps(
     from engine.frozen.keys import backbone_parts
 
     config = ctx.config
-    parts = backbone_parts(config, model.preprocess.input_size)
+    preprocess = cast("Preprocess", model.preprocess)  # a Classifier's
+    parts = backbone_parts(config, preprocess.input_size)
     return TapForward(
         model,
         full=full,

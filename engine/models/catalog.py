@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict, cast
 
 from engine.models.errors import ModelError
 from engine.models.hf_files import cached_hf_folder, hf_config, hf_preprocess, is_hf_convnet
@@ -16,7 +17,13 @@ from engine.preprocess import Preprocess
 STARTER = "efficientnet_lite0"
 TEXT_STARTER = "all-MiniLM-L6-v2"
 
-_IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+
+class _Normalisation(TypedDict):
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+_IMAGENET: _Normalisation = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
 NAMING_HELP = (
     "Name a model by its catalog name (for example efficientnet_lite0 or resnet50), "
@@ -249,8 +256,8 @@ def timm_preprocess(model_name: str) -> Preprocess:
     size = cfg.input_size[-1] if cfg.input_size else 224
     return Preprocess(
         input_size=int(size),
-        mean=tuple(cfg.mean),
-        std=tuple(cfg.std),
+        mean=cast("tuple[float, float, float]", tuple(cfg.mean)),
+        std=cast("tuple[float, float, float]", tuple(cfg.std)),
         interpolation="bicubic" if cfg.interpolation == "bicubic" else "bilinear",
         crop_pct=float(cfg.crop_pct or 0.875),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -101,31 +102,32 @@ def by_prefix(module: nn.Module, rules: list[tuple[str, list[str]]]) -> GroupSpe
 def torchvision_groups(model: nn.Module) -> GroupSpec:
     """Groups for torchvision's ResNet, EfficientNet, MobileNetV3, ConvNeXt and ViT families."""
     kind = type(model).__name__
+    parts: Any = model  # each family's own submodules (features, encoder)
     if kind == "ResNet":
         return by_prefix(
             model,
             [("stem", ["conv1", "bn1"])] + [(f"layer{i}", [f"layer{i}"]) for i in range(1, 5)],
         )
     if kind == "EfficientNet":
-        n = len(model.features)
+        n = len(parts.features)
         rules = [("stem", ["features.0"])]
         rules += [(f"stage{i}", [f"features.{i}"]) for i in range(1, n - 1)]
         return by_prefix(model, [*rules, ("head_conv", [f"features.{n - 1}"])])
     if kind == "MobileNetV3":
-        n = len(model.features)
+        n = len(parts.features)
         rules = [("stem", ["features.0"])]
         rules += [(f"block{i}", [f"features.{i}"]) for i in range(1, n - 1)]
         rules += [("head_conv", [f"features.{n - 1}"]), ("pre_logits", ["classifier"])]
         return by_prefix(model, rules)
     if kind == "ConvNeXt":
-        n = len(model.features)
+        n = len(parts.features)
         rules = [("stem", ["features.0"]), ("stage1", ["features.1"])]
         rules += [
             (f"stage{i // 2 + 1}", [f"features.{i}", f"features.{i + 1}"]) for i in range(2, n, 2)
         ]
         return by_prefix(model, [*rules, ("final_norm", ["classifier"])])
     if kind == "VisionTransformer":
-        layers = [name for name, _ in model.encoder.layers.named_children()]
+        layers = [name for name, _ in parts.encoder.layers.named_children()]
         rules = [("embeddings", ["conv_proj", "class_token", "encoder.pos_embedding"])]
         rules += [(f"block{i}", [f"encoder.layers.{n}"]) for i, n in enumerate(layers)]
         return by_prefix(model, [*rules, ("final_norm", ["encoder.ln"])])
@@ -151,7 +153,8 @@ def _timm_grouping(model: nn.Module, *, coarse: bool) -> list[list[str]]:
     from timm.models import group_parameters
     from timm.models._manipulate import MATCH_PREV_GROUP
 
-    matcher = model.group_matcher(coarse=coarse)
+    timm_model: Any = model  # has group_matcher (timm_groups checked)
+    matcher = timm_model.group_matcher(coarse=coarse)
     if isinstance(matcher, dict):
         # timm merges "previous group" matches (a final norm, a last conv) into the last block;
         # a user choosing what to freeze wants them as a group of their own.

@@ -43,7 +43,7 @@ class HFBackbone(nn.Module):
         super().__init__()
         pooler = getattr(model, "pooler", None)
         if isinstance(pooler, nn.Module) and any(True for _ in pooler.parameters()):
-            model.pooler = None
+            model.pooler = None  # type: ignore[assignment]  # Module.__setattr__ takes None
             pooler = None
         self.model = model
         self.use_pooler = pooler is not None
@@ -88,7 +88,9 @@ def load_hf_model(
     whether it was asked for)."""
     from engine.trust import remote_code_kwargs
 
-    remote = remote_code_kwargs(folder, entry.display_name, asked=cfg.allow_remote_code)
+    remote: dict[str, Any] = remote_code_kwargs(
+        folder, entry.display_name, asked=cfg.allow_remote_code
+    )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: files are local anyway
     from transformers import AutoConfig, AutoModel
 

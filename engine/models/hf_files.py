@@ -89,8 +89,8 @@ def hf_preprocess(folder: Path | None, config: dict[str, Any]) -> Preprocess:
     mean, std = pre.get("image_mean"), pre.get("image_std")
     return Preprocess(
         input_size=int(size),
-        mean=tuple(float(v) for v in mean) if _triple(mean) else default.mean,
-        std=tuple(float(v) for v in std) if _triple(std) else default.std,
+        mean=_triple(mean) or default.mean,
+        std=_triple(std) or default.std,
         interpolation="bicubic" if pre.get("resample") == 3 else "bilinear",
         crop_pct=crop_pct,
     )
@@ -106,8 +106,12 @@ def _edge(size: Any) -> int | None:
     return None
 
 
-def _triple(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 3
+def _triple(value: Any) -> tuple[float, float, float] | None:
+    """A list of three numbers as a tuple of floats; None for anything else."""
+    if not (isinstance(value, list) and len(value) == 3):
+        return None
+    a, b, c = value
+    return (float(a), float(b), float(c))
 
 
 def read_json(path: Path) -> dict:

@@ -106,7 +106,7 @@ def apply_lora(model: Classifier, adapt: AdaptConfig) -> ParamCount:
     parent, attr = lora_host(model)
     config = LoraConfig(
         r=adapt.lora_rank,
-        lora_alpha=adapt.lora_alpha,
+        lora_alpha=adapt.lora_alpha,  # type: ignore[arg-type]  # peft scales by alpha / r
         lora_dropout=adapt.lora_dropout,
         target_modules=_target_names(getattr(parent, attr), targets),
         bias="none",

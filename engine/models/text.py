@@ -28,7 +28,7 @@ class HFTextBackbone(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         if isinstance(getattr(model, "pooler", None), nn.Module):
-            model.pooler = None
+            model.pooler = None  # type: ignore[assignment]  # Module.__setattr__ takes None
         self.model = model
 
     def forward(self, batch: TokenBatch) -> torch.Tensor:

@@ -11,7 +11,7 @@ import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -186,12 +186,13 @@ def timm_file(model_name: str) -> Path:
             f"{where}, or {_ALTERNATIVES}.",
             f"https://huggingface.co/{repo}",
         )
-    path = Path(torch.hub.get_dir()) / "checkpoints" / cfg.url.rsplit("/", 1)[-1]
+    url = cast(str, cfg.url)  # timm types it str | (str, str) | None; one URL here
+    path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
     if path.is_file():
         return path
     raise _unavailable(
         f"The pretrained weights of timm:{model_name} are not on this computer. Download "
-        f"{cfg.url} and put it at {path}, or {_ALTERNATIVES}.",
+        f"{url} and put it at {path}, or {_ALTERNATIVES}.",
         str(path),
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,7 +19,8 @@ from engine.runs.errors import REMEDY, RunFileError
 class RunFiles(Protocol):
     """What the checks read of a run folder (a RunDir): its paths and two of its readers."""
 
-    path: Path
+    @property
+    def path(self) -> Path: ...
 
     @property
     def splits_path(self) -> Path: ...
@@ -44,9 +46,9 @@ def cached_problems(run: RunFiles) -> tuple[list[str], list[str]]:
     notes = [_checked(run.metrics_path, lambda: _metrics_problem(run))]
     evaluation = run.path / "evaluation"
     for path in _files(evaluation, "*.json"):
-        notes.append(_checked(path, lambda p=path: _evaluation_problem(p)))
+        notes.append(_checked(path, partial(_evaluation_problem, path)))
     for path in _files(evaluation, "*.npz"):
-        notes.append(_checked(path, lambda p=path: _predictions_problem(p)))
+        notes.append(_checked(path, partial(_predictions_problem, path)))
     return damaged, [n for n in notes if n]
 
 

@@ -78,6 +78,7 @@ def test_sample_dataset_opens_in_one_click(window, qtbot):
     assert window.data_page.class_table.rowCount() == 10
 
 
+@pytest.mark.slow  # a whole run in the window
 def test_ctrl_return_trains_and_the_run_shows_in_the_run_list(window, shapes, qtbot):
     window.ctx.state.set_config(tiny_run_config(shapes))
     window.show_page("Data")
@@ -95,6 +96,7 @@ def test_ctrl_return_trains_and_the_run_shows_in_the_run_list(window, shapes, qt
     qtbot.waitUntil(lambda: window.runs_page.run_list.topLevelItemCount() == 1, timeout=10000)
 
 
+@pytest.mark.slow  # a run in the window, closed
 def test_closing_mid_run_asks_then_stops_cleanly_and_leaves_a_resumable_run(
     window, shapes, qtbot, monkeypatch
 ):

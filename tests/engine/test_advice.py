@@ -137,6 +137,7 @@ def _advice(run: Path) -> dict:
     return json.loads((run / "advice.json").read_text())
 
 
+@pytest.mark.slow  # the advisor, then a training
 def test_recommended_on_easy_images_keeps_the_probe_and_says_why(tmp_path: Path) -> None:
 
     data = make_scans_folder(tmp_path / "scans", per_class=12)

@@ -55,6 +55,7 @@ def test_probe_predictions_match_torch_on_every_validation_image(shapes, tmp_pat
     np.testing.assert_allclose(ort.probs, ref.probs, atol=1e-4)
 
 
+@pytest.mark.slow  # a full fine-tune, then an ONNX export
 def test_a_fine_tuned_run_is_exported_whole_for_large_jobs_only(shapes, tmp_path):
     cfg = tiny_config(shapes, method=Method.FULL)
     run = RunDir(train(cfg, workspace=tmp_path / "ws").run_dir)

@@ -97,6 +97,7 @@ def test_lora_defaults_train_under_two_percent_and_leave_the_model_unchanged_at_
     assert lora_param_count(fresh(minilm), AdaptConfig(method=Method.LORA)) == count
 
 
+@pytest.mark.slow  # builds full-size ViT and BERT-family models
 def test_lora_targets_are_found_for_each_transformer_family():
     vit_timm = build_model(
         ModelConfig(backbone="timm:vit_small_patch16_224"), 3, load_weights=False

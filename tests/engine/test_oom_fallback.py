@@ -74,6 +74,7 @@ def weights(run_dir) -> dict[str, torch.Tensor]:
     return load_file(str(weights_file(RunDir(run_dir), "last")))
 
 
+@pytest.mark.slow  # two ViT trainings
 def test_oom_halves_the_micro_batch_and_keeps_the_effective_batch(shapes, tmp_path, monkeypatch):
     cfg = vit_config(shapes)
     plain_events: list = []
@@ -106,6 +107,7 @@ def test_oom_halves_the_micro_batch_and_keeps_the_effective_batch(shapes, tmp_pa
     assert RunDir(split.run_dir).state()["micro_batch"] == 2
 
 
+@pytest.mark.slow  # two ViT trainings
 def test_a_resumed_run_starts_at_the_recorded_micro_batch(shapes, tmp_path, monkeypatch):
     cfg = vit_config(shapes, epochs=3)
     control = RunControl()
@@ -138,6 +140,7 @@ def test_oom_at_micro_batch_one_fails_with_a_sentence(shapes, tmp_path, monkeypa
     assert ended[-1].status is RunStatus.FAILED and ended[-1].error == sentence
 
 
+@pytest.mark.slow  # two ViT trainings
 def test_validation_runs_in_halves_on_oom(shapes, tmp_path, monkeypatch):
     cfg = vit_config(shapes, epochs=1)
     plain = train(cfg, workspace=tmp_path / "a")

@@ -122,6 +122,7 @@ def test_the_starter_learns_a_text_task_and_lora_beats_chance(tmp_path):
         assert result.best_metrics["val_accuracy"] >= 0.9, (method, result.best_metrics)
 
 
+@pytest.mark.slow  # two trainings: cancelled and resumed, then uninterrupted
 def test_cancelled_lora_run_resumes_to_the_same_weights(table, tiny_bert, tmp_path):
     cfg = text_config(table, tiny_bert, epochs=3)
     straight = train(cfg, workspace=tmp_path / "a")

@@ -99,6 +99,7 @@ def test_event_order_and_run_files(shapes, tmp_path):
     assert [r.run_id for r in Workspace(tmp_path / "ws").list_runs()] == [run.run_id]
 
 
+@pytest.mark.slow  # a training long enough to learn
 def test_full_fine_tune_learns_the_shapes(tmp_path):
     data = make_shapes_folder(tmp_path / "d", per_class=24)
     cfg = tiny_config(data, epochs=6, batch_size=8)
@@ -133,7 +134,10 @@ def _final_weights(run_dir) -> dict[str, torch.Tensor]:
     return load_file(str(weights_file(RunDir(run_dir), "last")))
 
 
-@pytest.mark.parametrize("method", [Method.FULL, Method.LINEAR_PROBE])
+@pytest.mark.parametrize(
+    "method",
+    [pytest.param(Method.FULL, marks=pytest.mark.slow), Method.LINEAR_PROBE],  # full: 3 trainings
+)
 def test_cancel_then_resume_equals_an_uninterrupted_run(shapes, tmp_path, method):
     cfg = tiny_config(shapes, method=method, epochs=3)
     straight = train(cfg, workspace=tmp_path / "a")
@@ -273,6 +277,7 @@ def test_early_stopping_stops_after_patience_epochs_without_a_new_best():
     assert len(stopped) == 1 and "2 epochs" in stopped[0]
 
 
+@pytest.mark.slow  # a full fine-tune until it stops (up to 10 epochs)
 def test_early_stopping_ends_a_real_run_early(shapes, tmp_path):
     from engine.config import Monitor, OptimConfig
 

@@ -71,6 +71,7 @@ def _record(model, train, val, cut, views=2):
     ), bounds[cut].module
 
 
+@pytest.mark.slow  # the advisor's recording, twice
 def test_a_recording_batch_retried_after_an_out_of_memory_is_recorded_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

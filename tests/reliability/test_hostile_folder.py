@@ -114,6 +114,7 @@ def test_refit_scan_finishes_in_bounded_time_and_memory_without_stderr_noise(hos
     assert int(peak.split()[1]) < 1024 * 1024, peak  # KiB: a 2 GiB file was never read whole
 
 
+@pytest.mark.slow  # a full training (with Recommended's advice) on the hostile folder
 def test_a_short_training_on_the_hostile_folder_works(hostile, tmp_path):
     from engine.config import DataConfig, ModelConfig, RunConfig, ScheduleConfig
     from engine.events import LogMessage

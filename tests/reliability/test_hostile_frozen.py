@@ -285,6 +285,7 @@ def test_out_of_domain_images_get_torchs_predictions_in_onnxruntime(tmp_path):
     np.testing.assert_allclose(ort.probs, ref.probs, atol=1e-4)
 
 
+@pytest.mark.slow  # a training that runs until early stopping
 def test_an_early_stopped_run_keeps_its_best_epochs_evaluation_and_leaves_test_alone(
     tmp_path, monkeypatch
 ):
