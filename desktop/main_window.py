@@ -19,14 +19,14 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.context import AppContext, AppSignals
-from desktop.data_source import TABLE_FILTER, is_table_file
-from desktop.pages.data_page import DataPage
-from desktop.pages.layers_page import LayersPage
-from desktop.pages.model_page import ModelPage
-from desktop.pages.results_page import ResultsPage
-from desktop.pages.runs_page import RunsPage
-from desktop.pages.train_page import TrainPage
+from desktop.data.page import DataPage
+from desktop.data.source import TABLE_FILTER, is_table_file
+from desktop.layers.page import LayersPage
+from desktop.model.page import ModelPage
+from desktop.results.page import ResultsPage
+from desktop.runs.page import RunsPage
 from desktop.state import ConfigState
+from desktop.train.page import TrainPage
 from desktop.worker import WorkerPool
 
 MAX_RECENT = 8

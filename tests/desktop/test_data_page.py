@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw
 from PySide6.QtCore import Qt
 
-from desktop.pages.data_page import DataPage
+from desktop.data.page import DataPage
 from desktop.widgets.thumbnails import PixmapCache
 
 COLOURS = {"cats": (200, 60, 60), "dogs": (60, 160, 60), "fish": (60, 60, 200)}
@@ -142,7 +142,7 @@ def test_problem_without_thumbnail_opens_preview(qtbot, page, dataset, monkeypat
     open_and_wait(qtbot, page, dataset)
     opened = []
     monkeypatch.setattr(
-        "desktop.widgets.image_preview.QDesktopServices.openUrl", lambda url: opened.append(url)
+        "desktop.data.image_preview.QDesktopServices.openUrl", lambda url: opened.append(url)
     )
     row = next(
         r

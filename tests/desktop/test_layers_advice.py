@@ -46,7 +46,7 @@ ADVICE = {
 
 @pytest.fixture
 def layers(qtbot, ctx, tmp_path):
-    from desktop.pages.layers_page import LayersPage
+    from desktop.layers.page import LayersPage
 
     data = tmp_path / "data"
     data.mkdir()
@@ -184,7 +184,7 @@ def test_find_learning_rate_streams_points_and_use_sets_the_rate(layers, ctx, qt
 
 
 def test_train_page_greys_what_recommended_chooses(qtbot, ctx):
-    from desktop.pages.train_page import TrainPage
+    from desktop.train.page import TrainPage
 
     page = TrainPage(ctx)
     qtbot.addWidget(page)
@@ -227,7 +227,7 @@ def test_cancel_stops_the_analysis_and_says_so(layers, qtbot, monkeypatch):
 
 
 def test_a_recommended_run_on_the_train_page_fills_the_layers_chart(layers, ctx, qtbot):
-    from desktop.pages.train_page import TrainPage
+    from desktop.train.page import TrainPage
     from engine.events import AdviceGiven
 
     train = TrainPage(ctx)

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog
 from synthetic import draw_shape, tree_snapshot
 from trained_runs import train_image_run, train_text_run
 
-from desktop.widgets.try_it import TryItWidget
+from desktop.results.try_it import TryItWidget
 
 TEXT = "my parcel is still not here, the courier tracking says it arrived"
 

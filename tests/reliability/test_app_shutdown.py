@@ -107,7 +107,7 @@ def test_closing_during_the_time_estimate(qtbot, window, run, monkeypatch):
 
 def test_closing_during_an_evaluation(qtbot, window, run, monkeypatch):
     import engine.data
-    from desktop.evaluation_jobs import evaluate_job
+    from desktop.results.evaluation_jobs import evaluate_job
 
     # Training saved the run's evaluation; without it, Evaluate predicts the images again.
     shutil.rmtree(Path(run) / "evaluation", ignore_errors=True)
@@ -119,7 +119,7 @@ def test_closing_during_an_evaluation(qtbot, window, run, monkeypatch):
 
 def test_closing_during_explanations(qtbot, window, run, monkeypatch):
     import engine.evaluation.explain as explain
-    from desktop.evaluation_jobs import heatmaps_job
+    from desktop.results.evaluation_jobs import heatmaps_job
     from engine.runs import RunDir
 
     event, wrap = started()
@@ -133,7 +133,7 @@ def test_closing_during_an_export_interrupts_it_and_writes_nothing(
     qtbot, window, run, tmp_path, monkeypatch
 ):
     import engine.export.traced as traced
-    from desktop.widgets.export_dialog import ExportDialog
+    from desktop.results.export_dialog import ExportDialog
 
     event = threading.Event()
 

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.context import AppContext
-from desktop.pages.base import Page
+from desktop.page import Page
 from desktop.widgets.run_history import RunHistory, smooth
 from engine.runs import RunDetails, RunInfo, Workspace
 

@@ -17,14 +17,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.advice_jobs import Job, LrPointFound, advise_job, lr_find_job
 from desktop.context import AppContext
+from desktop.layers.advice_jobs import Job, LrPointFound, advise_job, lr_find_job
 from desktop.worker import EngineWorker
 from engine.config import Method, RunConfig
 from engine.events import LogMessage, StageProgressed
 
 if TYPE_CHECKING:
-    from desktop.widgets.advice_panel import AdvicePanelWidget
+    from desktop.layers.advice_panel import AdvicePanelWidget
 
 ANALYSE_TIP = (
     "Looks at your training images the way Recommended does when a run starts: how well each "
@@ -109,7 +109,7 @@ class AdviceSection(QWidget):
     def panel(self) -> AdvicePanelWidget:
         """The charts; built on first use."""
         if self._panel is None:
-            from desktop.widgets.advice_panel import AdvicePanelWidget
+            from desktop.layers.advice_panel import AdvicePanelWidget
 
             self._panel = AdvicePanelWidget()
             self._layout.addWidget(self._panel, 1)
@@ -244,7 +244,7 @@ class AdviceSection(QWidget):
         method = Method(self.ctx.state.config.adapt.method)
         show = suggestion is not None and method in FINDER_METHODS and not self.is_running
         if show:
-            from desktop.widgets.advice_panel import format_lr
+            from desktop.layers.advice_panel import format_lr
 
             self.use_lr_button.setText(f"Use {format_lr(suggestion)}")
             current = self.ctx.state.config.optim.lr

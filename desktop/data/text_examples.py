@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.widgets.text_source import TIP_CHARS, cell_line
+from desktop.data.text_source import TIP_CHARS, cell_line
 
 PER_CLASS = 5  # with "All classes"
 ONE_CLASS = 300  # with one class chosen

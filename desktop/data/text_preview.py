@@ -16,8 +16,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.data.problem_list import severity_icon
 from desktop.widgets.file_header import FileHeaderWidget
-from desktop.widgets.problem_list import severity_icon
 
 READ_BYTES = 64 * 1024  # enough to recognise a file; a preview need not hold a whole book
 

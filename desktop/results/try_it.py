@@ -11,15 +11,22 @@ from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QCheckBox, QFileDialog, QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 from desktop.context import AppContext
-from desktop.try_it_jobs import Analysis, PredictorCache, Request, RunFacts, analyse_job, load_job
-from desktop.widgets.palette_colors import level_color
-from desktop.widgets.probability_bars import ProbabilityBarsWidget
-from desktop.widgets.try_it_panels import (
+from desktop.results.probability_bars import ProbabilityBarsWidget
+from desktop.results.try_it_jobs import (
+    Analysis,
+    PredictorCache,
+    Request,
+    RunFacts,
+    analyse_job,
+    load_job,
+)
+from desktop.results.try_it_panels import (
     DROP_HINT,
     IMAGE_FILTER,
     ImagePanel,
     TextPanel,
 )
+from desktop.widgets.palette_colors import level_color
 
 EMPTY, IMAGE, TEXT = range(3)
 

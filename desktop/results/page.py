@@ -1,6 +1,6 @@
 """Results page: evaluate a trained run, see where it goes wrong, compare it, report it.
 
-Everything heavy runs in workers (desktop/evaluation_jobs.py); pyqtgraph and the engine's
+Everything heavy runs in workers (desktop/results/evaluation_jobs.py); pyqtgraph and the engine's
 evaluation code are imported the first time a result is shown, not when the window opens.
 """
 
@@ -25,25 +25,25 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.context import AppContext
-from desktop.evaluation_jobs import (
+from desktop.page import Page
+from desktop.results.evaluation_jobs import (
     RunResults,
     SplitResults,
     evaluate_job,
     load_results_job,
 )
-from desktop.pages.base import Page
-from desktop.widgets.results_dialogs import confirm_test_split, save_report_as
-from desktop.widgets.results_status import (
+from desktop.results.results_dialogs import confirm_test_split, save_report_as
+from desktop.results.results_status import (
     SPLIT_WORDS,
     SplitBadge,
     SplitSelector,
     describe_evaluation,
     describe_run,
 )
-from desktop.widgets.run_picker import RunPicker
+from desktop.results.run_picker import RunPicker
 
 if TYPE_CHECKING:
-    from desktop.widgets.results_view import ResultsView
+    from desktop.results.results_view import ResultsView
     from engine.task import Progress, Task
 
 
@@ -157,7 +157,7 @@ class ResultsPage(Page):
 
     def _ensure_view(self) -> ResultsView:
         if self._view is None:
-            from desktop.widgets.results_view import ResultsView
+            from desktop.results.results_view import ResultsView
 
             self._view = ResultsView(self.ctx)
             self._view.compare.base_trained.connect(self._on_compare_base_trained)
@@ -368,7 +368,7 @@ class ResultsPage(Page):
     # -- export and report ----------------------------------------------------------------------
 
     def _on_export_button_clicked(self) -> None:
-        from desktop.widgets.export_dialog import ExportDialog
+        from desktop.results.export_dialog import ExportDialog
 
         if self.results is None:
             return

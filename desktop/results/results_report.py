@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMarginsF, QUrl
 from PySide6.QtGui import QImage, QPageLayout, QPageSize, QPdfWriter, QTextDocument
 
-from desktop.evaluation_jobs import RunFacts
-from desktop.widgets.metrics_view import decimal as _dec
-from desktop.widgets.metrics_view import percent as _pct
+from desktop.results.evaluation_jobs import RunFacts
+from desktop.results.metrics_view import decimal as _dec
+from desktop.results.metrics_view import percent as _pct
 
 if TYPE_CHECKING:
     from engine.evaluation.report import ClassMetrics, Evaluation, OperatingPoint

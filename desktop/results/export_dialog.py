@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.export_jobs import ExportFacts, ExportOutcome, TaskJob, export_job, facts_job
+from desktop.results.export_jobs import ExportFacts, ExportOutcome, TaskJob, export_job, facts_job
 from desktop.widgets.palette_colors import level_color
 from desktop.worker import WorkerPool
 from engine.task import Progress, Task

@@ -16,13 +16,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.data.class_chart import ClassChartWidget
+from desktop.data.class_table import ClassTableWidget
+from desktop.data.image_preview import ImagePreviewDialog
+from desktop.data.problem_list import ProblemListWidget
+from desktop.data.split_settings import SplitSettingsWidget
+from desktop.data.text_view import TextDataView
 from desktop.state import ConfigState
-from desktop.widgets.class_chart import ClassChartWidget
-from desktop.widgets.class_table import ClassTableWidget
-from desktop.widgets.image_preview import ImagePreviewDialog
-from desktop.widgets.problem_list import ProblemListWidget
-from desktop.widgets.split_settings import SplitSettingsWidget
-from desktop.widgets.text_view import TextDataView
 from desktop.widgets.thumbnails import Thumb, ThumbnailGridWidget
 
 if TYPE_CHECKING:

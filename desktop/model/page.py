@@ -22,8 +22,8 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.context import AppContext
-from desktop.pages.base import Page
-from desktop.widgets.remote_code_box import RemoteCodeCheckBox
+from desktop.model.remote_code_box import RemoteCodeCheckBox
+from desktop.page import Page
 from engine.task import Task
 
 COLUMNS = ("Backbone", "Source", "Parameters", "Input", "Offline", "Description")
@@ -232,7 +232,7 @@ class ModelPage(Page):
     # -- the data's kind ----------------------------------------------------------------------
 
     def _on_dataset_scanned(self, index: Any) -> None:
-        from desktop.data_source import index_modality
+        from desktop.data.source import index_modality
 
         modality = index_modality(index)
         if modality != self._modality:

@@ -34,9 +34,9 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.context import AppContext
-from desktop.evaluation_jobs import HeatmapImage, heatmaps_job, influence_job
+from desktop.results.evaluation_jobs import HeatmapImage, heatmaps_job, influence_job
+from desktop.results.text_mistakes import Example, TextMistakesView, influence_colors
 from desktop.widgets.image_loader import ImageLoader
-from desktop.widgets.text_mistakes import Example, TextMistakesView, influence_colors
 from desktop.widgets.thumbnails import PixmapCache, _frame_pixmap
 from engine.task import Task
 

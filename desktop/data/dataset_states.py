@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from desktop.widgets.problem_list import severity_icon
+from desktop.data.problem_list import severity_icon
 
 LAYOUT_HINT = (
     "Put each class's images in its own subfolder (for example <i>scans/benign/</i> and "

@@ -34,9 +34,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.try_it_jobs import Analysis
+from desktop.results.probability_bars import ProbabilityBarsWidget
+from desktop.results.try_it_jobs import Analysis
 from desktop.widgets.palette_colors import is_dark
-from desktop.widgets.probability_bars import ProbabilityBarsWidget
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp *.avif);;All files (*)"
 # Toward the class: blue; against it: orange (tell apart with colour-blindness too).

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.widgets.metrics_view import percent
+from desktop.results.metrics_view import percent
 
 if TYPE_CHECKING:
     from engine.evaluation.report import OperatingPoint

@@ -6,7 +6,7 @@ import html
 
 from PySide6.QtWidgets import QComboBox, QLabel, QSizePolicy, QWidget
 
-from desktop.evaluation_jobs import RunFacts, SplitResults
+from desktop.results.evaluation_jobs import RunFacts, SplitResults
 
 SPLIT_WORDS = {"val": "validation", "test": "test"}
 BADGE_COLORS = {"val": "#2c6fb7", "test": "#c0392b"}

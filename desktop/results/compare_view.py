@@ -19,14 +19,14 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.context import AppContext
-from desktop.evaluation_jobs import (
+from desktop.results.evaluation_jobs import (
     BaseResult,
     RunFacts,
     base_job,
     compare_job,
     train_base_job,
 )
-from desktop.widgets.metrics_view import percent
+from desktop.results.metrics_view import percent
 
 if TYPE_CHECKING:
     from engine.evaluation.compare import Comparison

@@ -20,18 +20,18 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.context import AppContext
-from desktop.evaluation_jobs import RunFacts, SplitResults, reevaluate_job
-from desktop.widgets.compare_view import ComparePanel
-from desktop.widgets.confusion_matrix import ConfusionMatrixWidget
-from desktop.widgets.curves import PrPlot, ReliabilityPlot, RocPlot, operating_xy
-from desktop.widgets.metrics_view import MetricCards, PerClassTable
-from desktop.widgets.mistakes_gallery import MistakesGallery
-from desktop.widgets.text_mistakes import Example
-from desktop.widgets.threshold_view import ThresholdWidget
-from desktop.widgets.try_it import TryItWidget
+from desktop.results.compare_view import ComparePanel
+from desktop.results.confusion_matrix import ConfusionMatrixWidget
+from desktop.results.curves import PrPlot, ReliabilityPlot, RocPlot, operating_xy
+from desktop.results.evaluation_jobs import RunFacts, SplitResults, reevaluate_job
+from desktop.results.metrics_view import MetricCards, PerClassTable
+from desktop.results.mistakes_gallery import MistakesGallery
+from desktop.results.text_mistakes import Example
+from desktop.results.threshold_view import ThresholdWidget
+from desktop.results.try_it import TryItWidget
 
 if TYPE_CHECKING:
-    from desktop.results_report import Report
+    from desktop.results.results_report import Report
     from engine.evaluation.predictions import SplitPredictions
     from engine.evaluation.report import Evaluation, OperatingPoint
     from engine.task import Task
@@ -312,7 +312,7 @@ class ResultsView(QWidget):
     def report(self, facts: RunFacts) -> Report:
         """The shown results as a report: numbers at the chosen threshold, the matrix and the
         plots as images, and the comparisons made in the Compare tab."""
-        from desktop.results_report import build_report
+        from desktop.results.results_report import build_report
 
         if self.evaluation is None:
             raise ValueError("There are no results to report; evaluate a run first.")

@@ -17,9 +17,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.data.problem_list import severity_icon
 from desktop.widgets.file_header import FileHeaderWidget
 from desktop.widgets.image_loader import ImageLoader
-from desktop.widgets.problem_list import severity_icon
 
 PREVIEW_SIZE = 420
 

@@ -18,15 +18,15 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.context import AppContext
-from desktop.data_source import SourceScan, is_table_file, scan_source_job
-from desktop.pages.base import Page
-from desktop.widgets.dataset_states import (
+from desktop.data.dataset_states import (
     EmptyStateWidget,
     MessageBannerWidget,
     ScanProgressWidget,
 )
-from desktop.widgets.dataset_view import DatasetViewWidget, plural
-from desktop.widgets.image_preview import ImagePreviewDialog
+from desktop.data.dataset_view import DatasetViewWidget, plural
+from desktop.data.image_preview import ImagePreviewDialog
+from desktop.data.source import SourceScan, is_table_file, scan_source_job
+from desktop.page import Page
 
 if TYPE_CHECKING:
     from engine.task import Progress

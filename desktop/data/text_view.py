@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
 
-from desktop.widgets.text_examples import TextExamplesWidget
-from desktop.widgets.text_preview import TextPreviewDialog
-from desktop.widgets.text_source import TextSourceWidget
+from desktop.data.text_examples import TextExamplesWidget
+from desktop.data.text_preview import TextPreviewDialog
+from desktop.data.text_source import TextSourceWidget
 
 if TYPE_CHECKING:
     from engine.data import Problem

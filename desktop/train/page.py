@@ -22,8 +22,8 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.context import AppContext
-from desktop.pages.base import Page
-from desktop.run_jobs import Job, resume_job, train_job
+from desktop.page import Page
+from desktop.train.run_jobs import Job, resume_job, train_job
 from desktop.widgets.config_form import CollapsibleSection, ConfigForm, FieldSpec
 from desktop.widgets.palette_colors import level_color
 from desktop.worker import EngineWorker
@@ -32,7 +32,7 @@ from engine.config import ConfigError, RunConfig
 from engine.events import AdviceGiven, RunEnded, RunStarted, RunStatus
 
 if TYPE_CHECKING:
-    from desktop.widgets.run_monitor import RunMonitorWidget
+    from desktop.train.run_monitor import RunMonitorWidget
 
 BASIC_FIELDS = [
     FieldSpec("schedule", "epochs", "Epochs"),
@@ -211,7 +211,7 @@ class TrainPage(Page):
     def monitor(self) -> RunMonitorWidget:
         """Progress, curves and log; built on first use (it imports pyqtgraph)."""
         if self._monitor is None:
-            from desktop.widgets.run_monitor import RunMonitorWidget
+            from desktop.train.run_monitor import RunMonitorWidget
 
             self._monitor = RunMonitorWidget()
             self._right.addWidget(self._monitor, 1)
@@ -391,7 +391,7 @@ class TrainPage(Page):
             self._show_message(sentence)
 
     def _on_signals_dataset_scanned(self, index: Any) -> None:
-        from desktop.data_source import index_modality
+        from desktop.data.source import index_modality
 
         text = index_modality(index) == "text"
         self.text_section.setVisible(text)

@@ -22,10 +22,10 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.context import AppContext
-from desktop.lora_plan import NEEDS_TRANSFORMER, BuiltModel, lora_count
-from desktop.pages.base import Page
-from desktop.pages.layers_advice import AdviceSection
-from desktop.widgets.lora_settings import LoraSettingsWidget
+from desktop.layers.advice import AdviceSection
+from desktop.layers.lora_plan import NEEDS_TRANSFORMER, BuiltModel, lora_count
+from desktop.layers.lora_settings import LoraSettingsWidget
+from desktop.page import Page
 from engine.config import Method
 from engine.task import Task
 
@@ -179,7 +179,7 @@ class LayersPage(Page):
         num_classes = self._num_classes
 
         def job(_task: Task) -> BuiltModel:
-            from desktop.lora_plan import build_for_layers
+            from desktop.layers.lora_plan import build_for_layers
 
             return build_for_layers(cfg, num_classes)
 
