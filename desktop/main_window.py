@@ -150,9 +150,9 @@ class MainWindow(QMainWindow):
 
     def _detect_device(self) -> None:
         from desktop.device_probe import describe_devices
-        from engine.edition import edition
+        from engine import current_edition
 
-        self.device_label.setText(f"Device: {describe_devices()} · {edition()}")
+        self.device_label.setText(f"Device: {describe_devices()} · {current_edition()}")
 
     # -- folders ------------------------------------------------------------------------------
 
@@ -186,7 +186,7 @@ class MainWindow(QMainWindow):
         self.data_page.open_folder(folder)
 
     def open_sample_dataset(self) -> None:
-        from engine.samples import write_digits_dataset
+        from engine import write_digits_dataset
 
         try:
             folder = write_digits_dataset(self.ctx.workspace / "samples" / "digits")
@@ -243,7 +243,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text, 8000)
 
     def _show_about(self) -> None:
-        from engine.edition import version_line
+        from engine import version_line
 
         QMessageBox.about(
             self,

@@ -26,7 +26,7 @@ from desktop.state import ConfigState
 from desktop.widgets.thumbnails import Thumb, ThumbnailGridWidget
 
 if TYPE_CHECKING:
-    from engine.data import Problem
+    from engine import Problem
 
 IMAGES, TEXTS = range(2)
 

@@ -29,7 +29,7 @@ from desktop.data.source import SourceScan, is_table_file, scan_source_job
 from desktop.page import Page
 
 if TYPE_CHECKING:
-    from engine.task import Progress
+    from engine import Progress
 
 RESCAN_DELAY_MS = 700
 EMPTY, SCANNING, CONTENT = range(3)

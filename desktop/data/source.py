@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from engine.data.text_read import Table
-    from engine.task import Task
+    from engine import Table, Task
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl")
 TABLE_FILTER = "Text tables (*.csv *.tsv *.jsonl);;All files (*)"
@@ -28,14 +27,14 @@ def detect_modality(path: str | Path) -> str:
     """ "text" or "image" for a dataset source (reads the folder: call it in a worker)."""
     if is_table_file(path):
         return "text"  # also when it is missing: the text scan's sentence says so
-    from engine.data import detect_modality as engine_detect
+    from engine import detect_modality as engine_detect
 
     return str(engine_detect(path))
 
 
 def index_modality(index: Any) -> str:
     """ "text" for an ``engine.data.text.TextIndex``, else "image"."""
-    from engine.data import TextIndex
+    from engine import TextIndex
 
     return "text" if isinstance(index, TextIndex) else "image"
 
@@ -65,11 +64,11 @@ def scan_source_job(
     image scans report their counts on the task and stop when it is cancelled."""
 
     def job(task: Task) -> SourceScan:
-        import engine.data
+        from engine import scan_folder
 
         modality = detect_modality(path)
         if modality != "text":
-            index = engine.data.scan_folder(path, min_per_class=min_per_class, task=task)
+            index = scan_folder(path, min_per_class=min_per_class, task=task)
             return SourceScan(path=path, modality="image", index=index)
         return _scan_text(path, min_per_class, text_column, label_column, read_table, task)
 
@@ -84,9 +83,7 @@ def _scan_text(
     want_table: bool,
     task: Task,
 ) -> SourceScan:
-    from engine.data import DatasetError
-    from engine.data.text import scan_text_source
-    from engine.data.text_read import read_table
+    from engine import DatasetError, read_table, scan_text_source
 
     # A missing file is left to scan_text_source, whose sentence says so.
     readable = want_table and is_table_file(path) and Path(path).is_file()

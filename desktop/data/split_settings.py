@@ -7,7 +7,7 @@ from typing import Any
 from PySide6.QtWidgets import QDoubleSpinBox, QFormLayout, QGroupBox, QLabel, QSpinBox, QWidget
 
 from desktop.state import ConfigState
-from engine.config import DataConfig, field_help
+from engine import DataConfig, field_help
 
 SEED_MAX = 2**31 - 1
 

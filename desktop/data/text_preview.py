@@ -37,8 +37,7 @@ class _ReadRunnable(QRunnable):
 
 def read_start(path: str) -> str:
     """The first READ_BYTES of a file as text, or a sentence saying why it cannot be shown."""
-    from engine.data.safe_read import FileReadError, read_head
-    from engine.data.text_read import BinaryFileError, decode_text
+    from engine import BinaryFileError, FileReadError, decode_text, read_head
 
     try:
         data = read_head(path, READ_BYTES)  # never blocks on a named pipe or a device

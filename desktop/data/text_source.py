@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 if TYPE_CHECKING:
-    from engine.data.text_read import Table
+    from engine import Table
 
 PREVIEW_ROWS = 20
 CELL_CHARS = 160  # one line of a cell; the tooltip holds more

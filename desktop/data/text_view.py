@@ -15,8 +15,7 @@ from desktop.data.text_preview import TextPreviewDialog
 from desktop.data.text_source import TextSourceWidget
 
 if TYPE_CHECKING:
-    from engine.data import Problem
-    from engine.data.text_read import Table
+    from engine import Problem, Table
 
 # "Row 12 of data.csv …", "… (rows 4, 9, 12, …)", "Line 3 of data.jsonl …"
 _REFS = re.compile(r"\b(?:rows?|lines?) (\d+(?:, \d+)*)", re.IGNORECASE)

@@ -20,8 +20,7 @@ from PySide6.QtWidgets import (
 from desktop.context import AppContext
 from desktop.layers.advice_jobs import Job, LrPointFound, advise_job, lr_find_job
 from desktop.worker import EngineWorker
-from engine.config import Method, RunConfig
-from engine.events import LogMessage, StageProgressed
+from engine import LogMessage, Method, RunConfig, StageProgressed
 
 if TYPE_CHECKING:
     from desktop.layers.advice_panel import AdvicePanelWidget

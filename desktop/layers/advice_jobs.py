@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from desktop.worker import Job
-from engine.config import RunConfig
-from engine.events import Event
-from engine.task import Task
+from engine import Event, RunConfig, Task
 
 
 @dataclass(frozen=True)
@@ -28,7 +26,7 @@ def advise_job(config: RunConfig, workspace: Path) -> Job:
     """A worker job that runs the Recommended analysis on ``config``; returns Advice.to_dict()."""
 
     def job(on_event: Callable[[Event], None], control: Task) -> dict:
-        from engine.advice.standalone import advise
+        from engine import advise
 
         return advise(config, workspace=workspace, on_event=on_event, control=control).to_dict()
 
@@ -40,7 +38,7 @@ def lr_find_job(config: RunConfig, workspace: Path) -> Job:
     returns LrCurve.to_dict()."""
 
     def job(on_event: Callable[[Event], None], control: Task) -> dict:
-        from engine.advice.lr_find_config import find_learning_rate
+        from engine import find_learning_rate
 
         def on_point(lr: float, loss: float) -> None:
             on_event(LrPointFound(float(lr), float(loss)))  # type: ignore[arg-type]

@@ -20,8 +20,7 @@ class BuiltModel:
 
 def build_for_layers(model_config: Any, num_classes: int) -> BuiltModel:
     """Build the architecture (no weights) and find its LoRA targets; call in a worker."""
-    from engine.models import build_model
-    from engine.models.lora import default_lora_targets, lora_candidates
+    from engine import build_model, default_lora_targets, lora_candidates
 
     model = build_model(model_config, num_classes, load_weights=False)
     candidates = tuple(lora_candidates(model))
@@ -32,7 +31,7 @@ def build_for_layers(model_config: Any, num_classes: int) -> BuiltModel:
 def lora_count(model: Any, adapt: Any) -> tuple[int, int]:
     """(trainable, total) parameters with the adapters of ``adapt``; the model is unchanged.
     Cheap (counted from the layer shapes), but it walks the model: call in a worker."""
-    from engine.models.lora import lora_param_count
+    from engine import lora_param_count
 
     count = lora_param_count(model, adapt)
     return int(count.trainable), int(count.total)

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 
 from desktop.state import ConfigState
 from desktop.widgets.config_form import ConfigForm, FieldSpec
-from engine.config import AdaptConfig, field_help
+from engine import AdaptConfig, field_help
 
 LORA_FIELDS = [
     FieldSpec("adapt", "lora_rank", "Rank"),

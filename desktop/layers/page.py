@@ -26,8 +26,7 @@ from desktop.layers.advice import AdviceSection
 from desktop.layers.lora_plan import NEEDS_TRANSFORMER, BuiltModel, lora_count
 from desktop.layers.lora_settings import LoraSettingsWidget
 from desktop.page import Page
-from engine.config import Method
-from engine.task import Task
+from engine import Method, Task
 
 PRESETS = (
     (
@@ -219,7 +218,7 @@ class LayersPage(Page):
             return []
         if self.ctx.state.config.adapt.method is Method.LORA:
             return [g.name for g in self.model.groups if g.name != "head"]
-        from engine.models import resolve_frozen_groups
+        from engine import resolve_frozen_groups
 
         return list(resolve_frozen_groups(self.model, self.ctx.state.config.adapt))
 
@@ -401,8 +400,7 @@ class LayersPage(Page):
         model, train_size = self.model, max(self._train_size, 1)
 
         def job(task: Task) -> Any:
-            from engine.training.estimate import estimate_epoch_seconds
-            from engine.training.memory import estimate_peak_memory
+            from engine import estimate_epoch_seconds, estimate_peak_memory
 
             epoch = estimate_epoch_seconds(model, cfg, list(frozen), train_size, task=task)
             if task.cancelled:

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from desktop.context import AppContext
 from desktop.model.remote_code_box import RemoteCodeCheckBox
 from desktop.page import Page
-from engine.task import Task
+from engine import Task
 
 COLUMNS = ("Backbone", "Source", "Parameters", "Input", "Offline", "Description")
 CHECKPOINT_FILTER = "Checkpoints (*.safetensors *.pt *.pth *.bin);;All files (*)"
@@ -32,7 +32,7 @@ DATA_WORDS = {"image": "images", "text": "texts"}
 
 
 def _catalog_job(_task: Task) -> list[tuple[Any, Any]]:
-    from engine.models import list_catalog, weights_status
+    from engine import list_catalog, weights_status
 
     return [(entry, weights_status(entry.name)) for entry in list_catalog()]
 
@@ -197,7 +197,7 @@ class ModelPage(Page):
         name = self.other_edit.text().strip()
         if not name:
             return
-        from engine.models import ModelError, resolve_entry
+        from engine import ModelError, resolve_entry
 
         try:
             entry = resolve_entry(name)
@@ -302,7 +302,7 @@ class ModelPage(Page):
             lines.append(f"Starting from the checkpoint file <code>{model.weights}</code>.")
         status = next((s for e, s in self._rows if e.name == model.backbone), None)
         if status is None and self._rows and not model.weights:
-            from engine.models import ModelError, weights_status
+            from engine import ModelError, weights_status
 
             try:
                 status = weights_status(model.backbone)

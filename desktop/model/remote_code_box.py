@@ -36,7 +36,7 @@ class RemoteCodeCheckBox(QCheckBox):
         """Show the allow-list state of the backbone's folder (disabled when it ships no code)."""
         self.folder, self.asking = None, []
         if backbone and _could_ship_code(backbone):
-            from engine.trust import code_requests, model_folder
+            from engine import code_requests, model_folder
 
             self.folder = model_folder(backbone)
             self.asking = code_requests(self.folder) if self.folder is not None else []
@@ -65,7 +65,7 @@ class RemoteCodeCheckBox(QCheckBox):
         return answer == QMessageBox.StandardButton.Yes
 
     def _allowed(self) -> bool:
-        from engine.trust import is_trusted
+        from engine import is_trusted
 
         return self.folder is not None and is_trusted(self.folder)
 
@@ -75,7 +75,7 @@ class RemoteCodeCheckBox(QCheckBox):
         self.blockSignals(False)
 
     def _on_toggled(self, checked: bool) -> None:
-        from engine import trust
+        from engine import trust_folder, untrust
 
         if self.folder is None:
             self._show(False)
@@ -84,7 +84,7 @@ class RemoteCodeCheckBox(QCheckBox):
             self._show(False)
             return
         if checked:
-            trust.trust_folder(self.folder)
+            trust_folder(self.folder)
         else:
-            trust.untrust(self.folder)
+            untrust(self.folder)
         self.allowed_changed.emit(checked)

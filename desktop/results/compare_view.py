@@ -29,8 +29,7 @@ from desktop.results.evaluation_jobs import (
 from desktop.results.metrics_view import percent
 
 if TYPE_CHECKING:
-    from engine.evaluation.compare import Comparison
-    from engine.task import Progress, Task
+    from engine import Comparison, Progress, Task
 
 SPLIT_WORDS = {"val": "validation", "test": "test"}
 

@@ -15,7 +15,7 @@ from desktop.widgets.palette_colors import series_color
 from desktop.widgets.plots import theme_plot
 
 if TYPE_CHECKING:
-    from engine.evaluation.report import Calibration, Curve
+    from engine import Calibration, Curve
 
 MANY_CLASSES = 8  # above this, the legend gets two columns and smaller text
 

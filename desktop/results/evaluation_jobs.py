@@ -14,18 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.events import Event, StageProgressed, StepEnded
-from engine.runs import RunFacts
+from engine import Event, RunFacts, StageProgressed, StepEnded
 
 if TYPE_CHECKING:
     from PySide6.QtGui import QImage
 
-    from engine.evaluation.compare import Comparison
-    from engine.evaluation.explain import TokenInfluence
-    from engine.evaluation.predict import Predictor
-    from engine.evaluation.predictions import SplitPredictions
-    from engine.evaluation.report import Evaluation
-    from engine.task import Task
+    from engine import Comparison, Evaluation, Predictor, SplitPredictions, Task, TokenInfluence
 
 TaskJob = Callable[["Task"], Any]
 SPLITS = ("val", "test")
@@ -68,8 +62,7 @@ class HeatmapImage:
 
 def load_results(path: Path) -> RunResults:
     """Facts of a run and its saved evaluations (no prediction is computed here)."""
-    from engine.evaluation import load_evaluation, load_predictions
-    from engine.runs import RunDir, run_facts
+    from engine import RunDir, load_evaluation, load_predictions, run_facts
 
     run = RunDir(Path(path))
     splits = {}
@@ -90,8 +83,7 @@ def evaluate_job(path: Path, split: str, *, allow_test: bool = False) -> TaskJob
     also when the cancel came just after the last batch)."""
 
     def job(task: Task) -> SplitResults:
-        from engine.evaluation import evaluate_run, load_predictions
-        from engine.runs import RunDir
+        from engine import RunDir, evaluate_run, load_predictions
 
         run = RunDir(Path(path))
         evaluation = evaluate_run(run, split, allow_test=allow_test, device=_device(), task=task)
@@ -105,7 +97,7 @@ def reevaluate_job(predictions: SplitPredictions, positive: str) -> TaskJob:
     """A job that recomputes an evaluation with another positive class (curves change)."""
 
     def job(_task: Task) -> Evaluation:
-        from engine.evaluation import evaluate
+        from engine import evaluate
 
         return evaluate(predictions, positive=positive)
 
@@ -116,8 +108,7 @@ def base_job(workspace: Path, path: Path, split: str, *, allow_test: bool = Fals
     """A job that finds the run's base linear probe and, when there is one, compares with it."""
 
     def job(task: Task) -> BaseResult:
-        from engine.evaluation import compare_runs, find_base_run
-        from engine.runs import RunDir, Workspace
+        from engine import RunDir, Workspace, compare_runs, find_base_run
 
         run = RunDir(Path(path))
         base = find_base_run(Workspace(workspace), run)
@@ -144,8 +135,7 @@ def train_base_job(workspace: Path, path: Path) -> TaskJob:
     the task (a stopped training raises Cancelled)."""
 
     def job(task: Task) -> Path:
-        from engine.evaluation import train_base
-        from engine.runs import RunDir, Workspace
+        from engine import RunDir, Workspace, train_base
 
         def on_event(event: Event) -> None:
             if isinstance(event, StageProgressed):
@@ -166,8 +156,7 @@ def compare_job(
     them "this run" and ``name_b``."""
 
     def job(task: Task) -> Comparison:
-        from engine.evaluation import compare_runs
-        from engine.runs import RunDir
+        from engine import RunDir, compare_runs
 
         return compare_runs(
             RunDir(Path(path_a)),
@@ -187,7 +176,7 @@ def heatmaps_job(path: Path, refs: Sequence[str], size: int) -> TaskJob:
     cancelled task keeps the ones already made."""
 
     def job(task: Task) -> list[HeatmapImage]:
-        from engine.evaluation.explain import can_explain, image_heatmaps, overlay
+        from engine import can_explain, image_heatmaps, overlay
 
         predictor = cached_predictor(path)
         reason = can_explain(predictor)
@@ -213,7 +202,7 @@ def influence_job(path: Path, texts: Sequence[str]) -> TaskJob:
     cancelled task keeps the ones already found."""
 
     def job(task: Task) -> list[TokenInfluence | str]:
-        from engine.evaluation.explain import can_explain, token_influence
+        from engine import can_explain, token_influence
 
         predictor = cached_predictor(path)
         reason = can_explain(predictor)
@@ -239,9 +228,7 @@ _predictors_lock = threading.Lock()
 def cached_predictor(path: Path) -> Predictor:
     """The run's best checkpoint, loaded once and kept for the next explanation jobs (a new
     checkpoint file, after a resume, is loaded afresh)."""
-    from engine.evaluation import Predictor
-    from engine.runs import RunDir
-    from engine.training.checkpoint_files import weights_file
+    from engine import Predictor, RunDir, weights_file
 
     run = RunDir(Path(path).resolve())
     stamp = weights_file(run, "best").stat().st_mtime_ns  # a sentence when it is missing
@@ -275,6 +262,6 @@ def _device() -> str:
 
 
 def _sentence(exc: BaseException) -> str:
-    from engine.training.provenance import error_sentence
+    from engine import error_sentence
 
     return error_sentence(exc)

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 from desktop.results.export_jobs import ExportFacts, ExportOutcome, TaskJob, export_job, facts_job
 from desktop.widgets.palette_colors import level_color
 from desktop.worker import WorkerPool
-from engine.task import Progress, Task
+from engine import Progress, Task
 
 # (format value, check box text, what it is for)
 FORMATS = (

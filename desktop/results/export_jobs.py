@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from engine.config import RunConfig
-    from engine.task import Task
+    from engine import RunConfig, Task
 
 TaskJob = Callable[["Task"], Any]
 
@@ -30,7 +29,7 @@ class ExportFacts:
 
     @property
     def lora(self) -> bool:
-        from engine.config import Method
+        from engine import Method
 
         return self.config.adapt.method == Method.LORA
 
@@ -52,10 +51,7 @@ def facts_job(run_dir: Path) -> TaskJob:
     """A worker job reading the run's config and whether the hf format applies."""
 
     def job(_task: Task) -> ExportFacts:
-        from engine.export.hf_format import hf_refusal
-        from engine.models import resolve_entry
-        from engine.runs import RunDir
-        from engine.training.provenance import error_sentence
+        from engine import RunDir, error_sentence, hf_refusal, resolve_entry
 
         config = RunDir(run_dir).config()
         modality = "image"
@@ -76,10 +72,7 @@ def export_job(run_dir: Path, formats: list[str], out: Path, *, overwrite: bool 
     ``overwrite`` (the user said yes)."""
 
     def job(task: Task) -> ExportOutcome:
-        from engine.export import MANIFEST, ExportConflict, export_run
-        from engine.export.manifest import MODEL_CARD
-        from engine.runs import RunDir
-        from engine.task import Cancelled
+        from engine import MANIFEST, MODEL_CARD, Cancelled, ExportConflict, RunDir, export_run
 
         target = Path(out).expanduser().resolve()
         card, manifest = target / MODEL_CARD, target / MANIFEST

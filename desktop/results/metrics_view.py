@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 if TYPE_CHECKING:
-    from engine.evaluation.report import ClassMetrics, Evaluation, OperatingPoint
+    from engine import ClassMetrics, Evaluation, OperatingPoint
 
 TABLE_COLUMNS = ("Class", "Precision", "Recall", "F1", "Support")
 NO_EXAMPLES = "no examples"

@@ -38,7 +38,7 @@ from desktop.results.evaluation_jobs import HeatmapImage, heatmaps_job, influenc
 from desktop.results.text_mistakes import Example, TextMistakesView, influence_colors
 from desktop.widgets.image_loader import ImageLoader
 from desktop.widgets.thumbnails import PixmapCache, _frame_pixmap
-from engine.task import Task
+from engine import Task
 
 THUMB = 160
 CHUNK = 4  # explanations per worker job: results show up steadily, a cell change waits little

@@ -44,7 +44,7 @@ from desktop.results.run_picker import RunPicker
 
 if TYPE_CHECKING:
     from desktop.results.results_view import ResultsView
-    from engine.task import Progress, Task
+    from engine import Progress, Task
 
 
 class ResultsPage(Page):

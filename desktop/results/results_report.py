@@ -22,7 +22,7 @@ from desktop.results.metrics_view import decimal as _dec
 from desktop.results.metrics_view import percent as _pct
 
 if TYPE_CHECKING:
-    from engine.evaluation.report import ClassMetrics, Evaluation, OperatingPoint
+    from engine import ClassMetrics, Evaluation, OperatingPoint
 
 SPLIT_NAMES = {"val": "VALIDATION", "test": "TEST"}
 SPLIT_NOTES = {
@@ -74,7 +74,7 @@ class Report:
 
     def save(self, path: Path) -> Path:
         """Write an HTML file, or a PDF when ``path`` ends in .pdf (atomically either way)."""
-        from engine.files import write_atomic, write_bytes_atomic
+        from engine import write_atomic, write_bytes_atomic
 
         path = Path(path)
         if path.suffix.lower() == ".pdf":

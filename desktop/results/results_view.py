@@ -32,9 +32,7 @@ from desktop.results.try_it import TryItWidget
 
 if TYPE_CHECKING:
     from desktop.results.results_report import Report
-    from engine.evaluation.predictions import SplitPredictions
-    from engine.evaluation.report import Evaluation, OperatingPoint
-    from engine.task import Task
+    from engine import Evaluation, OperatingPoint, SplitPredictions, Task
 
 SPLIT_WORDS = {"val": "validation", "test": "test"}
 POINT_MS = 40
@@ -223,7 +221,7 @@ class ResultsView(QWidget):
         if preds is None:
             point = ev.operating
         else:
-            from engine.evaluation.report import operating_point
+            from engine import operating_point
 
             point = operating_point(preds, positive, self.threshold.threshold)
         if point is None:
@@ -285,7 +283,7 @@ class ResultsView(QWidget):
                 "Evaluate again to see its examples.",
             )
             return
-        from engine.evaluation.report import examples_in_cell
+        from engine import examples_in_cell
 
         indices = examples_in_cell(preds, true, predicted)
         probs = preds.probs

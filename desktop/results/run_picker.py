@@ -7,7 +7,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QWidget
 
-from engine.runs import RunInfo, Workspace
+from engine import RunInfo, Workspace
 
 NAME_ROLE = Qt.ItemDataRole.UserRole + 1
 EVALUABLE = {"completed", "cancelled", "stopped", "interrupted", "diverged"}

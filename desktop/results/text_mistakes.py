@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QTextBrowser, QWidget
 from desktop.widgets.palette_colors import is_dark
 
 if TYPE_CHECKING:
-    from engine.evaluation.explain import TokenInfluence
+    from engine import TokenInfluence
 
 MAX_ROWS = 300
 SHOWN_INFLUENCE = 0.15  # weaker words stay plain: a page of faint colour reads as noise

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 from desktop.results.metrics_view import percent
 
 if TYPE_CHECKING:
-    from engine.evaluation.report import OperatingPoint
+    from engine import OperatingPoint
 
 STEPS = 100  # slider units per 1.0 of probability: thresholds 0.01 .. 0.99
 

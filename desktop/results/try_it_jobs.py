@@ -71,8 +71,7 @@ class PredictorCache:
         """The Predictor of ``run_dir`` and why it cannot be explained ("" when it can)."""
         with self._lock:
             if self._run != run_dir or self._predictor is None:
-                from engine.evaluation import Predictor
-                from engine.runs import RunDir
+                from engine import Predictor, RunDir
 
                 self._predictor = None
                 self._predictor = Predictor(RunDir(run_dir))
@@ -83,7 +82,7 @@ class PredictorCache:
 
 def _explain_reason(predictor: Any) -> str:
     try:
-        from engine.evaluation.explain import can_explain
+        from engine import can_explain
     except ImportError:
         return NO_EXPLAIN_MODULE
     try:
@@ -142,7 +141,7 @@ def _analyse_image(predictor: Any, request: Request, reason: str) -> Analysis:
     if reason:
         return _with(result, explain_error=reason)
     try:
-        from engine.evaluation.explain import image_heatmaps, overlay
+        from engine import image_heatmaps, overlay
 
         target = _target_index(predictor, request, prediction.top)
         heatmap = image_heatmaps(predictor, [request.source], target=target)[0]
@@ -169,7 +168,7 @@ def _analyse_text(predictor: Any, request: Request, reason: str) -> Analysis:
     if reason:
         return _with(result, explain_error=reason)
     try:
-        from engine.evaluation.explain import token_influence
+        from engine import token_influence
 
         target = _target_index(predictor, request, prediction.top)
         influence = token_influence(predictor, request.source, target=target)
@@ -191,7 +190,7 @@ def _with(result: Analysis, **changes: Any) -> Analysis:
 
 
 def _sentence(what: str, exc: Exception) -> str:
-    from engine.training.provenance import error_sentence
+    from engine import error_sentence
 
     return f"{what}: {error_sentence(exc)}"
 
@@ -204,7 +203,7 @@ def _colour_scale(like: Any) -> QImage | None:
     import numpy as np
     from PIL import Image
 
-    from engine.evaluation.explain import overlay
+    from engine import overlay
 
     cam = np.tile(np.linspace(0.0, 1.0, 256, dtype=np.float32), (12, 1))
     try:

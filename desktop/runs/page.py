@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 from desktop.context import AppContext
 from desktop.page import Page
 from desktop.widgets.run_history import RunHistory, smooth
-from engine.runs import RunDetails, RunInfo, Workspace
+from engine import RunDetails, RunInfo, Workspace
 
 if TYPE_CHECKING:
     from desktop.widgets.plots import EpochPlot, SeriesPlot
@@ -41,7 +41,7 @@ PATH_ROLE = Qt.ItemDataRole.UserRole
 def load_details(paths: list[Path]) -> list[RunDetails]:
     """Read metrics, config, state and summary of each run (metrics.jsonl can be long); a damaged
     file is shown as its problem, never an error."""
-    from engine.runs import RunDir, run_details
+    from engine import RunDir, run_details
 
     return [run_details(RunDir(path)) for path in paths]
 

@@ -27,9 +27,15 @@ from desktop.train.run_jobs import Job, resume_job, train_job
 from desktop.widgets.config_form import CollapsibleSection, ConfigForm, FieldSpec
 from desktop.widgets.palette_colors import level_color
 from desktop.worker import EngineWorker
-from engine.advice.chosen import CHOSEN_FIELDS
-from engine.config import ConfigError, RunConfig
-from engine.events import AdviceGiven, RunEnded, RunStarted, RunStatus
+from engine import (
+    CHOSEN_FIELDS,
+    AdviceGiven,
+    ConfigError,
+    RunConfig,
+    RunEnded,
+    RunStarted,
+    RunStatus,
+)
 
 if TYPE_CHECKING:
     from desktop.train.run_monitor import RunMonitorWidget
@@ -441,7 +447,7 @@ def _config_problem(config: RunConfig) -> str:
 
 
 def _is_resumable(run_dir: str) -> bool:
-    from engine.runs import RunDir, is_resumable
+    from engine import RunDir, is_resumable
 
     return bool(run_dir) and is_resumable(RunDir(Path(run_dir)))
 

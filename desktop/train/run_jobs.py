@@ -9,16 +9,14 @@ from typing import Any
 
 from desktop.widgets.run_history import HistoryLoaded, RunHistory
 from desktop.worker import Job
-from engine.config import RunConfig
-from engine.events import Event, RunStarted
-from engine.task import Task
+from engine import Event, RunConfig, RunStarted, Task
 
 
 def train_job(config: RunConfig, workspace: Path) -> Job:
     """A worker job that trains ``config``."""
 
     def job(on_event: Callable[[Event], None], control: Task) -> Any:
-        from engine.training.trainer import train
+        from engine import train
 
         return train(config, workspace=workspace, on_event=on_event, control=control)
 
@@ -29,8 +27,7 @@ def resume_job(run_dir: str, workspace: Path) -> Job:
     """A worker job that continues a stopped run; its earlier curves are sent first."""
 
     def job(on_event: Callable[[Event], None], control: Task) -> Any:
-        from engine.runs import RunDir
-        from engine.training.trainer import resume
+        from engine import RunDir, resume
 
         def forward(event: Event) -> None:
             if isinstance(event, RunStarted):  # metrics.jsonl is trimmed to the checkpoint now

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 from desktop.widgets.palette_colors import level_color
 from desktop.widgets.plots import EpochPlot, SeriesPlot, step_loss_plot
 from desktop.widgets.run_history import Ema, HistoryLoaded, RunHistory
-from engine.events import (
+from engine import (
     EpochEnded,
     LogMessage,
     RunEnded,

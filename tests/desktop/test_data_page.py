@@ -194,11 +194,11 @@ def test_single_class_is_not_usable(qtbot, page, tmp_path):
 
 
 def test_second_folder_cancels_the_first_scan(qtbot, page, ctx, tmp_path, monkeypatch):
-    import engine.data
+    import engine
 
     slow = make_dataset(tmp_path / "slow", {"cats": 2, "dogs": 2})
     fast = make_dataset(tmp_path / "fast", {"fish": 2, "dogs": 3})
-    real_scan = engine.data.scan_folder
+    real_scan = engine.scan_folder
     started = threading.Event()
     cancelled = []
 
@@ -209,7 +209,7 @@ def test_second_folder_cancels_the_first_scan(qtbot, page, ctx, tmp_path, monkey
             # Return a result anyway, as a scan that finished just as it was replaced would.
         return real_scan(root, task=None, **kwargs)
 
-    monkeypatch.setattr(engine.data, "scan_folder", scan)
+    monkeypatch.setattr(engine, "scan_folder", scan)
     scanned = []
     ctx.signals.dataset_scanned.connect(scanned.append)
     page.open_folder(str(slow))
@@ -225,7 +225,7 @@ def test_second_folder_cancels_the_first_scan(qtbot, page, ctx, tmp_path, monkey
 
 
 def test_stop_button_stops_the_scan(qtbot, page, ctx, tmp_path, monkeypatch):
-    import engine.data
+    import engine
 
     root = make_dataset(tmp_path / "slow", {"cats": 2, "dogs": 2})
 
@@ -233,7 +233,7 @@ def test_stop_button_stops_the_scan(qtbot, page, ctx, tmp_path, monkeypatch):
         task.cancel_event.wait(20)
         task.check()  # raises engine.task.Cancelled
 
-    monkeypatch.setattr(engine.data, "scan_folder", scan)
+    monkeypatch.setattr(engine, "scan_folder", scan)
     page.open_folder(str(root))
     assert page.scanning and page.stack.currentWidget() is page.scan_progress
     page.scan_progress.stop_button.click()
