@@ -99,8 +99,8 @@ def measure_lateness(app, tmp: Path, args: argparse.Namespace) -> dict[str, floa
     from PySide6.QtCore import QSettings, Qt, QTimer
 
     from desktop.context import AppContext, AppSignals
-    from desktop.pages.train_page import TrainPage
     from desktop.state import ConfigState
+    from desktop.train.page import TrainPage
     from desktop.worker import WorkerPool
     from engine import config as c
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def _ensure_streams() -> None:
     """A windowed (frozen) build has no stdout/stderr; libraries that print would crash."""
     if sys.stdout is None or sys.stderr is None:
-        from engine.runs import default_workspace
+        from engine import default_workspace
 
         log_dir = default_workspace() / "logs"
         try:
@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from desktop.main_window import MainWindow
-    from engine.runs import default_workspace
+    from engine import default_workspace
 
     QApplication.setOrganizationName("Refit Studio")
     QApplication.setApplicationName("Refit Studio")
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.folder:
         window.open_folder(args.folder)
     _close_on_signals(window)
-    from engine.edition import version_line
+    from engine import version_line
 
     print(
         f"{version_line()}. Runs are stored in {window.ctx.workspace}. Close the window or press "

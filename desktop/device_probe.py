@@ -19,8 +19,8 @@ def describe_devices() -> str:
 
 def _gpu_needs_other_edition() -> str:
     """A hint when the CPU/Apple edition runs on a machine with an NVIDIA driver loaded."""
-    from engine.edition import EDITIONS, edition
+    from engine import EDITIONS, current_edition
 
-    if edition() == EDITIONS["cpu"] and Path("/proc/driver/nvidia/version").exists():
+    if current_edition() == EDITIONS["cpu"] and Path("/proc/driver/nvidia/version").exists():
         return "; this computer has an NVIDIA GPU: the NVIDIA GPU edition would use it"
     return ""

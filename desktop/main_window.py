@@ -19,14 +19,14 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.context import AppContext, AppSignals
-from desktop.data_source import TABLE_FILTER, is_table_file
-from desktop.pages.data_page import DataPage
-from desktop.pages.layers_page import LayersPage
-from desktop.pages.model_page import ModelPage
-from desktop.pages.results_page import ResultsPage
-from desktop.pages.runs_page import RunsPage
-from desktop.pages.train_page import TrainPage
+from desktop.data.page import DataPage
+from desktop.data.source import TABLE_FILTER, is_table_file
+from desktop.layers.page import LayersPage
+from desktop.model.page import ModelPage
+from desktop.results.page import ResultsPage
+from desktop.runs.page import RunsPage
 from desktop.state import ConfigState
+from desktop.train.page import TrainPage
 from desktop.worker import WorkerPool
 
 MAX_RECENT = 8
@@ -150,9 +150,9 @@ class MainWindow(QMainWindow):
 
     def _detect_device(self) -> None:
         from desktop.device_probe import describe_devices
-        from engine.edition import edition
+        from engine import current_edition
 
-        self.device_label.setText(f"Device: {describe_devices()} · {edition()}")
+        self.device_label.setText(f"Device: {describe_devices()} · {current_edition()}")
 
     # -- folders ------------------------------------------------------------------------------
 
@@ -186,7 +186,7 @@ class MainWindow(QMainWindow):
         self.data_page.open_folder(folder)
 
     def open_sample_dataset(self) -> None:
-        from engine.samples import write_digits_dataset
+        from engine import write_digits_dataset
 
         try:
             folder = write_digits_dataset(self.ctx.workspace / "samples" / "digits")
@@ -243,7 +243,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text, 8000)
 
     def _show_about(self) -> None:
-        from engine.edition import version_line
+        from engine import version_line
 
         QMessageBox.about(
             self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.edition import bundle_dir
+from engine import bundle_dir
 
 
 def resource_root() -> Path:

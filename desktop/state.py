@@ -7,7 +7,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.config import RunConfig
+from engine import RunConfig
 
 
 class ConfigState(QObject):

@@ -19,8 +19,7 @@ from typing import Any
 
 from PySide6.QtCore import QDeadlineTimer, QObject, QThread, Signal, Slot
 
-from engine.events import Event, StageProgressed, StepEnded
-from engine.task import Cancelled, Progress, Task
+from engine import Cancelled, Event, Progress, StageProgressed, StepEnded, Task
 
 Job = Callable[[Callable[[Event], None], Task], Any]
 TaskJob = Callable[[Task], Any]
@@ -112,7 +111,7 @@ class EngineWorker(QObject):
         except JobInterrupted:  # the app is quitting: nobody waits for a result
             pass
         except Exception as exc:  # the GUI shows the sentence; the app keeps working
-            from engine.training.provenance import error_sentence
+            from engine import error_sentence
 
             self._flush()
             traceback.print_exc()

@@ -288,7 +288,7 @@ def try_it_demo(window, pump, shot) -> None:
 
 def export_demo(window, pump, shot) -> None:
     """The Export dialog after exporting safetensors and ONNX (checked with onnxruntime)."""
-    from desktop.widgets.export_dialog import ExportDialog
+    from desktop.results.export_dialog import ExportDialog
 
     run = window.results_page.results.facts.path
     dialog = ExportDialog(run, parent=window, pool=window.ctx.pool)

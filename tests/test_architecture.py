@@ -1,5 +1,7 @@
-"""The layer rules, enforced: the engine never imports the GUI (import-linter's contracts in
-pyproject.toml), and its modules import each other without circles (grimp's import graph).
+"""The layer rules, enforced: the engine never imports the GUI and the desktop imports the engine
+only through its public API (import-linter's contracts in pyproject.toml), the engine's modules
+import each other without circles (grimp's import graph), and that API (``engine.__all__``)
+resolves while ``import engine`` alone stays cheap.
 
 Both read the source, not the running program: an import inside a function or under
 ``if TYPE_CHECKING:`` counts like one at the top of a module.
@@ -7,9 +9,12 @@ Both read the source, not the running program: an import inside a function or un
 
 from __future__ import annotations
 
+import ast
+import importlib
 import os
 import subprocess
 import sys
+import types
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -27,8 +32,9 @@ ALLOWED_CIRCLES: tuple[frozenset[str], ...] = ()
 _LINT = "from importlinter.cli import lint_imports_command; lint_imports_command()"
 
 
-def test_engine_never_imports_the_gui() -> None:
-    """import-linter's contracts (pyproject.toml [tool.importlinter]) all hold."""
+def test_import_contracts_hold() -> None:
+    """import-linter's contracts (pyproject.toml [tool.importlinter]) all hold: the engine never
+    imports the GUI, and the desktop imports no engine module but ``engine`` itself."""
     result = subprocess.run(
         [sys.executable, "-c", _LINT, "--no-cache", "--no-logo", str(ROOT / "pyproject.toml")],
         cwd=ROOT,
@@ -40,7 +46,8 @@ def test_engine_never_imports_the_gui() -> None:
     if result.returncode != 0:
         pytest.fail(
             "An import-linter contract is broken (engine/ must not import desktop, PySide6, "
-            "shiboken6 or pyqtgraph; keep GUI code in desktop/):\n" + result.stdout + result.stderr,
+            "shiboken6 or pyqtgraph; keep GUI code in desktop/; desktop/ imports the engine only "
+            "as `from engine import X`):\n" + result.stdout + result.stderr,
             pytrace=False,
         )
 
@@ -135,3 +142,66 @@ def test_circles_finds_every_circle_and_only_circles() -> None:
         "h": {"g", "a"},
     }
     assert sorted(map(sorted, circles(graph))) == [["a", "b", "c"], ["f"], ["g", "h"]]
+
+
+# What `import engine` alone may load: the package and its lazy-import helper, nothing heavy.
+_CHEAP_IMPORT = """
+import sys
+import engine
+heavy = sorted(m for m in ("torch", "numpy", "PIL", "PySide6") if m in sys.modules)
+inner = sorted(m for m in sys.modules if m.startswith("engine.") and m != "engine.lazy")
+print(heavy, inner)
+"""
+
+
+def test_import_engine_alone_loads_no_torch() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _CHEAP_IMPORT],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[] []", (
+        "`import engine` must stay cheap (its names are imported on first use, PEP 562); "
+        f"it loaded [heavy packages] [engine modules]: {result.stdout.strip()}"
+    )
+
+
+def _type_checking_imports() -> dict[str, str]:
+    """{name: module} of the ``if TYPE_CHECKING:`` imports in engine/__init__.py."""
+    tree = ast.parse((ROOT / "engine" / "__init__.py").read_text(encoding="utf-8"))
+    found: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for statement in node.body:
+                assert isinstance(statement, ast.ImportFrom) and statement.module, (
+                    "only `from module import name` under TYPE_CHECKING in engine/__init__.py"
+                )
+                for alias in statement.names:
+                    found[alias.asname or alias.name] = statement.module
+    return found
+
+
+def test_the_public_api_resolves_and_type_checkers_see_it() -> None:
+    """Every name of engine.__all__ is importable from engine, comes from the module its
+    TYPE_CHECKING import names (so type checkers see what the program gets), and no name is
+    also an engine submodule's (importing the submodule would replace the name)."""
+    engine = importlib.import_module("engine")
+    table: dict[str, str] = engine._LAZY
+    public = set(engine.__all__)
+    assert len(engine.__all__) == len(public), "a name is twice in engine.__all__"
+    assert set(table) <= public, f"lazy but not public: {sorted(set(table) - public)}"
+    assert public - set(table) <= set(vars(engine)), "a public name is neither lazy nor defined"
+    assert _type_checking_imports() == table, (
+        "engine/__init__.py: the TYPE_CHECKING imports and the _LAZY table differ"
+    )
+    for name in sorted(public):
+        value = getattr(engine, name)
+        assert not isinstance(value, types.ModuleType), f"engine.{name} is a module"
+        if name in table:
+            assert value is getattr(importlib.import_module(table[name]), name), name
+    submodules = {p.stem for p in (ROOT / "engine").iterdir() if not p.stem.startswith("_")}
+    assert not public & submodules, f"named like an engine submodule: {public & submodules}"

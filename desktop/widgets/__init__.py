@@ -1,1 +1,2 @@
-"""Reusable widgets: config forms, live training curves, the run monitor."""
+"""Generic widgets and helpers used by more than one page: plots, palette colours, config
+forms, file headers, image loading, thumbnails, run curves."""

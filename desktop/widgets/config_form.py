@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.state import ConfigState
-from engine.config import RunConfig, field_help
+from engine import RunConfig, field_help
 
 _NICE = sorted(m * 10.0**e for e in range(-8, 3) for m in (1, 2, 3, 5))
 

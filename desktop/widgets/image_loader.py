@@ -27,7 +27,7 @@ class _DecodeRunnable(QRunnable):
         try:
             image = decode_for_display(self.path, self.size, square=self.square)
         except Exception as exc:  # ImageError reads as a sentence; anything else is named
-            from engine.data import ImageError
+            from engine import ImageError
 
             sentence = str(exc) if isinstance(exc, ImageError) else f"{type(exc).__name__}: {exc}"
         self.signals.loaded.emit(self.path, self.size, self.token, image, sentence)
@@ -41,8 +41,7 @@ def decode_for_display(path: str, size: int, *, square: bool = False) -> QImage:
     levels looks black) is shown stretched, as data.intensity 'auto' trains on it."""
     from PIL import ImageOps
 
-    from engine.data import load_image
-    from engine.data.intensity import IntensityStretch, image_stats
+    from engine import IntensityStretch, image_stats, load_image
 
     picture = ImageOps.contain(load_image(path, min_size=size), (size, size))
     if image_stats(picture).narrow:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from engine.runs.metrics import Curves
+    from engine import Curves
 
 
 @dataclass
@@ -31,7 +31,7 @@ class RunHistory:
     @classmethod
     def from_records(cls, records: list[dict[str, Any]]) -> RunHistory:
         """The curves of metrics.jsonl's records (parsed by engine.runs.metrics)."""
-        from engine.runs.metrics import curves
+        from engine import curves
 
         return cls.from_curves(curves(records))
 

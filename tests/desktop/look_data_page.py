@@ -14,7 +14,7 @@ from PySide6.QtCore import QCoreApplication, QDeadlineTimer, QSettings, QThread
 from PySide6.QtWidgets import QApplication, QMainWindow
 
 from desktop.context import AppContext, AppSignals
-from desktop.pages.data_page import DataPage
+from desktop.data.page import DataPage
 from desktop.state import ConfigState
 from desktop.theme import apply_dark_palette
 from desktop.worker import WorkerPool

@@ -74,7 +74,7 @@ def main() -> int:
 def try_it(ctx, image_run: Path, text_run: Path, tmp: Path, pump, shot) -> None:
     from synthetic import draw_shape
 
-    from desktop.widgets.try_it import TryItWidget
+    from desktop.results.try_it import TryItWidget
 
     widget = TryItWidget(ctx)
     widget.resize(900, 520)
@@ -106,7 +106,7 @@ def try_it(ctx, image_run: Path, text_run: Path, tmp: Path, pump, shot) -> None:
 
 
 def export(ctx, image_run: Path, text_run: Path, tmp: Path, pump, shot) -> None:
-    from desktop.widgets.export_dialog import ExportDialog
+    from desktop.results.export_dialog import ExportDialog
 
     dialog = ExportDialog(image_run, pool=ctx.pool)
     dialog.show()

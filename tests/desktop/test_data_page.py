@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw
 from PySide6.QtCore import Qt
 
-from desktop.pages.data_page import DataPage
+from desktop.data.page import DataPage
 from desktop.widgets.thumbnails import PixmapCache
 
 COLOURS = {"cats": (200, 60, 60), "dogs": (60, 160, 60), "fish": (60, 60, 200)}
@@ -142,7 +142,7 @@ def test_problem_without_thumbnail_opens_preview(qtbot, page, dataset, monkeypat
     open_and_wait(qtbot, page, dataset)
     opened = []
     monkeypatch.setattr(
-        "desktop.widgets.image_preview.QDesktopServices.openUrl", lambda url: opened.append(url)
+        "desktop.data.image_preview.QDesktopServices.openUrl", lambda url: opened.append(url)
     )
     row = next(
         r
@@ -194,11 +194,11 @@ def test_single_class_is_not_usable(qtbot, page, tmp_path):
 
 
 def test_second_folder_cancels_the_first_scan(qtbot, page, ctx, tmp_path, monkeypatch):
-    import engine.data
+    import engine
 
     slow = make_dataset(tmp_path / "slow", {"cats": 2, "dogs": 2})
     fast = make_dataset(tmp_path / "fast", {"fish": 2, "dogs": 3})
-    real_scan = engine.data.scan_folder
+    real_scan = engine.scan_folder
     started = threading.Event()
     cancelled = []
 
@@ -209,7 +209,7 @@ def test_second_folder_cancels_the_first_scan(qtbot, page, ctx, tmp_path, monkey
             # Return a result anyway, as a scan that finished just as it was replaced would.
         return real_scan(root, task=None, **kwargs)
 
-    monkeypatch.setattr(engine.data, "scan_folder", scan)
+    monkeypatch.setattr(engine, "scan_folder", scan)
     scanned = []
     ctx.signals.dataset_scanned.connect(scanned.append)
     page.open_folder(str(slow))
@@ -225,7 +225,7 @@ def test_second_folder_cancels_the_first_scan(qtbot, page, ctx, tmp_path, monkey
 
 
 def test_stop_button_stops_the_scan(qtbot, page, ctx, tmp_path, monkeypatch):
-    import engine.data
+    import engine
 
     root = make_dataset(tmp_path / "slow", {"cats": 2, "dogs": 2})
 
@@ -233,7 +233,7 @@ def test_stop_button_stops_the_scan(qtbot, page, ctx, tmp_path, monkeypatch):
         task.cancel_event.wait(20)
         task.check()  # raises engine.task.Cancelled
 
-    monkeypatch.setattr(engine.data, "scan_folder", scan)
+    monkeypatch.setattr(engine, "scan_folder", scan)
     page.open_folder(str(root))
     assert page.scanning and page.stack.currentWidget() is page.scan_progress
     page.scan_progress.stop_button.click()

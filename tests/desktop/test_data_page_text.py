@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from desktop.pages.data_page import DataPage
-from desktop.widgets.text_view import problem_rows
+from desktop.data.page import DataPage
+from desktop.data.text_view import problem_rows
 
 MESSAGES = {
     "billing": ["I was charged twice", "Refund my last invoice", "Why is my bill so high"],

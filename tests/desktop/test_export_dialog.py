@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QFileDialog
 from synthetic import tree_snapshot
 from trained_runs import train_image_run, train_text_run
 
-from desktop.widgets.export_dialog import ExportDialog
+from desktop.results.export_dialog import ExportDialog
 
 
 @pytest.fixture(scope="module")

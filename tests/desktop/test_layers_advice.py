@@ -46,7 +46,7 @@ ADVICE = {
 
 @pytest.fixture
 def layers(qtbot, ctx, tmp_path):
-    from desktop.pages.layers_page import LayersPage
+    from desktop.layers.page import LayersPage
 
     data = tmp_path / "data"
     data.mkdir()
@@ -119,7 +119,7 @@ def test_a_linear_probe_advice_marks_the_head_and_says_no_range_test(layers, ctx
 
 
 def test_analyse_my_data_runs_advise_as_a_job(layers, ctx, qtbot, monkeypatch):
-    import engine.advice.standalone as standalone
+    import engine
     from engine.events import StageProgressed
 
     seen = {}
@@ -133,7 +133,7 @@ def test_analyse_my_data_runs_advise_as_a_job(layers, ctx, qtbot, monkeypatch):
         on_event(StageProgressed(stage="advice", done=1, total=2))
         return FakeAdvice()
 
-    monkeypatch.setattr(standalone, "advise", fake_advise)
+    monkeypatch.setattr(engine, "advise", fake_advise)
     button = layers.advice.analyse_button
     assert button.isEnabled()
     button.click()
@@ -151,6 +151,7 @@ def test_analyse_is_off_without_data(layers, ctx):
 
 
 def test_find_learning_rate_streams_points_and_use_sets_the_rate(layers, ctx, qtbot, monkeypatch):
+    import engine
     import engine.advice.lr_find_config as finder
 
     def fake_find(config, *, workspace, on_event, control, on_point):
@@ -159,7 +160,7 @@ def test_find_learning_rate_streams_points_and_use_sets_the_rate(layers, ctx, qt
             on_point(lr, loss)
         return finder.LrCurve(lrs=tuple(lrs), losses=(0.7, 0.6, 0.4, 0.9), suggestion=3e-4)
 
-    monkeypatch.setattr(finder, "find_learning_rate", fake_find)
+    monkeypatch.setattr(engine, "find_learning_rate", fake_find)
     button = layers.advice.find_lr_button
     assert not button.isEnabled() and "Recommended" in button.toolTip()  # auto finds its own
     _preset(layers, "linear-probe").click()
@@ -184,7 +185,7 @@ def test_find_learning_rate_streams_points_and_use_sets_the_rate(layers, ctx, qt
 
 
 def test_train_page_greys_what_recommended_chooses(qtbot, ctx):
-    from desktop.pages.train_page import TrainPage
+    from desktop.train.page import TrainPage
 
     page = TrainPage(ctx)
     qtbot.addWidget(page)
@@ -209,14 +210,14 @@ def test_train_page_greys_what_recommended_chooses(qtbot, ctx):
 
 
 def test_cancel_stops_the_analysis_and_says_so(layers, qtbot, monkeypatch):
-    import engine.advice.standalone as standalone
+    import engine
     from engine.training.control import Cancelled
 
     def slow_advise(config, *, workspace, on_event, control):
         control.cancel_event.wait(20)
         raise Cancelled()
 
-    monkeypatch.setattr(standalone, "advise", slow_advise)
+    monkeypatch.setattr(engine, "advise", slow_advise)
     section = layers.advice
     section.analyse_button.click()
     assert section.cancel_button.isVisible()
@@ -227,7 +228,7 @@ def test_cancel_stops_the_analysis_and_says_so(layers, qtbot, monkeypatch):
 
 
 def test_a_recommended_run_on_the_train_page_fills_the_layers_chart(layers, ctx, qtbot):
-    from desktop.pages.train_page import TrainPage
+    from desktop.train.page import TrainPage
     from engine.events import AdviceGiven
 
     train = TrainPage(ctx)

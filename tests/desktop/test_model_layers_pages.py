@@ -19,7 +19,7 @@ def _count(label_text: str) -> tuple[int, int]:
 
 @pytest.fixture
 def layers(qtbot, ctx):
-    from desktop.pages.layers_page import LayersPage
+    from desktop.layers.page import LayersPage
 
     ctx.state.set_config(RunConfig(model=TINY))
     page = LayersPage(ctx)
@@ -77,7 +77,7 @@ def test_head_cannot_be_frozen(layers):
 
 
 def test_model_page_lists_the_catalog_with_the_starter_offline(qtbot, ctx):
-    from desktop.pages.model_page import ModelPage
+    from desktop.model.page import ModelPage
 
     page = ModelPage(ctx)
     qtbot.addWidget(page)
@@ -97,7 +97,7 @@ def test_choosing_a_backbone_without_weights_explains_how_to_get_them(
     qtbot, ctx, monkeypatch, tmp_path
 ):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
-    from desktop.pages.model_page import ModelPage
+    from desktop.model.page import ModelPage
 
     page = ModelPage(ctx)
     qtbot.addWidget(page)
@@ -117,7 +117,7 @@ VIT = ModelConfig(backbone="timm:test_vit", pretrained=False)  # a tiny transfor
 
 @pytest.fixture
 def vit_layers(qtbot, ctx):
-    from desktop.pages.layers_page import LayersPage
+    from desktop.layers.page import LayersPage
 
     ctx.state.set_config(RunConfig(model=VIT))
     page = LayersPage(ctx)
@@ -281,7 +281,7 @@ def _visible(page) -> list[str]:
 
 
 def test_text_data_shows_and_preselects_text_backbones(qtbot, ctx, tmp_path):
-    from desktop.pages.model_page import ModelPage
+    from desktop.model.page import ModelPage
 
     page = ModelPage(ctx)
     qtbot.addWidget(page)
@@ -308,7 +308,7 @@ def test_text_data_shows_and_preselects_text_backbones(qtbot, ctx, tmp_path):
 
 
 def test_image_data_after_text_data_switches_back(qtbot, ctx, tmp_path):
-    from desktop.pages.model_page import ModelPage
+    from desktop.model.page import ModelPage
     from engine.data import scan_folder
 
     page = ModelPage(ctx)

@@ -9,7 +9,7 @@ from reliability.hostile_models import add_code, save_vit
 
 @pytest.fixture
 def page(qtbot, ctx):
-    from desktop.pages.model_page import ModelPage
+    from desktop.model.page import ModelPage
 
     page = ModelPage(ctx)
     qtbot.addWidget(page)

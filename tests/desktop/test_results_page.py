@@ -12,8 +12,8 @@ from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QPushButton
 from synthetic import make_shapes_folder
 
-from desktop.pages.results_page import ResultsPage
-from desktop.widgets.metrics_view import decimal, percent
+from desktop.results.metrics_view import decimal, percent
+from desktop.results.page import ResultsPage
 from engine.runs import RunDir
 
 WAIT = 120000
@@ -252,7 +252,7 @@ def test_cancel_stops_the_evaluation_and_saves_nothing(page, ctx, run, qtbot):
 
 
 def test_report_is_written_as_html_or_pdf(page, ctx, run, qtbot, tmp_path, monkeypatch):
-    from desktop.widgets.results_dialogs import HTML_FILTER, PDF_FILTER
+    from desktop.results.results_dialogs import HTML_FILTER, PDF_FILTER
 
     evaluated(qtbot, page, ctx)
     ev, _ = saved(run)
@@ -346,7 +346,7 @@ def test_main_window_has_a_results_step_that_follows_the_runs_page(qtbot, tmp_pa
 
 
 def test_export_opens_the_export_dialog_for_the_run(page, run, monkeypatch):
-    from desktop.widgets.export_dialog import ExportDialog
+    from desktop.results.export_dialog import ExportDialog
 
     opened = []
     monkeypatch.setattr(ExportDialog, "exec", lambda dialog: opened.append(dialog.run_dir) or 0)

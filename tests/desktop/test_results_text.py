@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from trained_runs import train_text_run
 
-from desktop.pages.results_page import ResultsPage
-from desktop.widgets.metrics_view import percent
+from desktop.results.metrics_view import percent
+from desktop.results.page import ResultsPage
 from engine.runs import RunDir
 
 WAIT = 120000

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtGui import QDesktopServices
 
-from desktop.pages.runs_page import RunsPage
+from desktop.runs.page import RunsPage
 from engine.config import ModelConfig, OptimConfig, RunConfig
 from engine.files import write_json_atomic
 from engine.runs import RunDir, Workspace

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from synthetic import make_shapes_folder
 
-from desktop.pages.runs_page import RunsPage
-from desktop.pages.train_page import TrainPage
+from desktop.runs.page import RunsPage
+from desktop.train.page import TrainPage
 from engine.config import (
     AdaptConfig,
     DataConfig,
@@ -222,7 +222,7 @@ def test_the_monitor_counts_texts_for_a_text_run(page):
 
 
 def test_loop_settings_are_greyed_out_for_a_linear_probe(qtbot, ctx):
-    from desktop.pages.train_page import TrainPage
+    from desktop.train.page import TrainPage
 
     page = TrainPage(ctx)
     qtbot.addWidget(page)

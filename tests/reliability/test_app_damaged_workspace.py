@@ -18,7 +18,7 @@ from qt_threads import _no_thread_left_running  # noqa: F401 (an autouse fixture
 from synthetic import tree_snapshot
 from trained_runs import train_image_run
 
-from desktop.pages.runs_page import PATH_ROLE
+from desktop.runs.page import PATH_ROLE
 from engine.runs import RunDir, Workspace
 
 pytestmark = pytest.mark.slow  # one real run (a few seconds), then the window

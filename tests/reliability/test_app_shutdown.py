@@ -85,18 +85,18 @@ def test_closing_during_a_scan(qtbot, window, run, monkeypatch):
 
 
 def test_closing_during_the_time_estimate(qtbot, window, run, monkeypatch):
-    import engine.training.estimate as estimate
+    import engine
     from engine.evaluation import Predictor
     from engine.runs import RunDir
 
     event = threading.Event()
-    real = estimate.estimate_epoch_seconds
+    real = engine.estimate_epoch_seconds
 
     def long_estimate(*args, **kwargs):  # many passes instead of 4, as on a big model
         event.set()
         return real(*args, **{**kwargs, "repeats": 10**6})
 
-    monkeypatch.setattr(estimate, "estimate_epoch_seconds", long_estimate)
+    monkeypatch.setattr(engine, "estimate_epoch_seconds", long_estimate)
     page = window.layers_page
     # Recommended (the default) has no estimate before its run: estimate a fixed method.
     window.ctx.state.update("adapt", method="linear-probe")
@@ -107,7 +107,7 @@ def test_closing_during_the_time_estimate(qtbot, window, run, monkeypatch):
 
 def test_closing_during_an_evaluation(qtbot, window, run, monkeypatch):
     import engine.data
-    from desktop.evaluation_jobs import evaluate_job
+    from desktop.results.evaluation_jobs import evaluate_job
 
     # Training saved the run's evaluation; without it, Evaluate predicts the images again.
     shutil.rmtree(Path(run) / "evaluation", ignore_errors=True)
@@ -118,12 +118,12 @@ def test_closing_during_an_evaluation(qtbot, window, run, monkeypatch):
 
 
 def test_closing_during_explanations(qtbot, window, run, monkeypatch):
-    import engine.evaluation.explain as explain
-    from desktop.evaluation_jobs import heatmaps_job
+    import engine
+    from desktop.results.evaluation_jobs import heatmaps_job
     from engine.runs import RunDir
 
     event, wrap = started()
-    monkeypatch.setattr(explain, "image_heatmaps", wrap(explain.image_heatmaps, 0.2))
+    monkeypatch.setattr(engine, "image_heatmaps", wrap(engine.image_heatmaps, 0.2))
     images = sorted(str(p) for p in Path(RunDir(run).config().data.path).rglob("*.png"))
     window.ctx.pool.submit(heatmaps_job(run, images, 64))
     assert close_and_time(qtbot, window, event) < LIMIT_S
@@ -133,7 +133,7 @@ def test_closing_during_an_export_interrupts_it_and_writes_nothing(
     qtbot, window, run, tmp_path, monkeypatch
 ):
     import engine.export.traced as traced
-    from desktop.widgets.export_dialog import ExportDialog
+    from desktop.results.export_dialog import ExportDialog
 
     event = threading.Event()
 

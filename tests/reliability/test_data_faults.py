@@ -262,8 +262,8 @@ def test_a_validation_split_without_a_class_is_warned_at_split_time(tmp_path):
 @posix_only
 def test_previews_in_the_app_use_the_same_safe_reader(tmp_path):
     pytest.importorskip("PySide6")
+    from desktop.data.text_preview import read_start
     from desktop.widgets.image_loader import decode_for_display
-    from desktop.widgets.text_preview import read_start
     from engine.data import ImageError
 
     os.mkfifo(tmp_path / "pipe.jpg")

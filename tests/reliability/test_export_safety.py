@@ -253,8 +253,8 @@ def test_a_split_without_a_class_gets_a_warning_not_a_perfect_score(capsys):
 
 
 def test_the_results_page_and_the_report_say_no_examples(qtbot):
-    from desktop.results_report import _per_class_table
-    from desktop.widgets.metrics_view import PerClassTable
+    from desktop.results.metrics_view import PerClassTable
+    from desktop.results.results_report import _per_class_table
     from engine.evaluation.report import ClassMetrics
 
     rows = [ClassMetrics("cat", 1.0, 1.0, 1.0, 4), ClassMetrics("<b>dog</b>", 0.0, 0.0, 0.0, 0)]
@@ -276,7 +276,7 @@ def test_the_export_dialog_asks_before_replacing_and_no_leaves_the_folder(
 ):
     from PySide6.QtWidgets import QMessageBox
 
-    from desktop.widgets.export_dialog import ExportDialog
+    from desktop.results.export_dialog import ExportDialog
 
     folder = users_folder(tmp_path)
     (folder / "notes.txt").write_text("keep me")

@@ -158,7 +158,7 @@ def test_refit_prints_advice_whose_scores_are_null(capsys: pytest.CaptureFixture
 
 
 def test_the_advice_chart_draws_a_null_score_as_a_gap(qtbot) -> None:
-    from desktop.widgets.advice_panel import AdvicePanelWidget
+    from desktop.layers.advice_panel import AdvicePanelWidget
 
     panel = AdvicePanelWidget()
     qtbot.addWidget(panel)

@@ -207,8 +207,8 @@ def test_run_that_calls_every_image_one_class_says_so(
     assert f"warning: {warning}" in out  # the log
     assert out[-2] == f"Warning: {warning}"  # the CLI's final lines
 
-    from desktop.pages.train_page import _result_sentence
-    from desktop.widgets.results_status import describe_run
+    from desktop.results.results_status import describe_run
+    from desktop.train.page import _result_sentence
     from engine.events import RunEnded, RunStatus
     from engine.runs import run_facts
 

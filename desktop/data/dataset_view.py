@@ -1,0 +1,185 @@
+"""The Data page's content once a source is scanned: classes, chart and split settings on the
+left; thumbnails (images) or the text view (texts) and the problem list on the right."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QLabel,
+    QScrollArea,
+    QSplitter,
+    QStackedWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.data.class_chart import ClassChartWidget
+from desktop.data.class_table import ClassTableWidget
+from desktop.data.image_preview import ImagePreviewDialog
+from desktop.data.problem_list import ProblemListWidget
+from desktop.data.split_settings import SplitSettingsWidget
+from desktop.data.text_view import TextDataView
+from desktop.state import ConfigState
+from desktop.widgets.thumbnails import Thumb, ThumbnailGridWidget
+
+if TYPE_CHECKING:
+    from engine import Problem
+
+IMAGES, TEXTS = range(2)
+
+
+def plural(n: int, word: str) -> str:
+    """``1 class``, ``12 classes``, ``1,200 images``."""
+    if n == 1:
+        return f"1 {word}"
+    return f"{n:,} {word}es" if word.endswith("s") else f"{n:,} {word}s"
+
+
+class DatasetViewWidget(QSplitter):
+    """Shows one scan (``show_index``); clicking a problem or an example shows it."""
+
+    def __init__(self, state: ConfigState, parent: QWidget | None = None) -> None:
+        super().__init__(Qt.Orientation.Horizontal, parent)
+        self.setObjectName("dataSplitter")
+        self.modality = "image"
+        self._preview: ImagePreviewDialog | None = None
+        self.addWidget(self._build_left(state))
+        self.addWidget(self._build_right())
+        self.setStretchFactor(0, 2)
+        self.setStretchFactor(1, 3)
+        self.setChildrenCollapsible(False)
+
+    def _build_left(self, state: ConfigState) -> QWidget:
+        left = QWidget()
+        layout = QVBoxLayout(left)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.classes_title = QLabel()
+        layout.addWidget(self.classes_title)
+        self.class_table = ClassTableWidget()
+        self.class_table.itemDoubleClicked.connect(self._on_class_table_item_double_clicked)
+        layout.addWidget(self.class_table)
+        self.chart = ClassChartWidget()
+        self.chart_scroll = QScrollArea()
+        self.chart_scroll.setWidgetResizable(True)
+        self.chart_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.chart_scroll.setWidget(self.chart)
+        layout.addWidget(self.chart_scroll, 1)
+        self.split_settings = SplitSettingsWidget(state)
+        layout.addWidget(self.split_settings)
+        layout.addStretch(1)
+        return left
+
+    def _build_right(self) -> QWidget:
+        right = QSplitter(Qt.Orientation.Vertical)
+        self.grid = ThumbnailGridWidget()
+        self.grid.image_activated.connect(self._on_grid_image_activated)
+        self.text_view = TextDataView()
+        self.examples_stack = QStackedWidget()
+        self.examples_stack.setObjectName("examplesStack")
+        self.examples_stack.addWidget(self.grid)  # IMAGES
+        self.examples_stack.addWidget(self.text_view)  # TEXTS
+        right.addWidget(self.examples_stack)
+        problems = QWidget()
+        layout = QVBoxLayout(problems)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.problems_title = QLabel()
+        self.problems_title.setObjectName("problemsTitle")
+        layout.addWidget(self.problems_title)
+        self.problem_list = ProblemListWidget()
+        self.problem_list.problem_activated.connect(self._on_problem_list_problem_activated)
+        layout.addWidget(self.problem_list, 1)
+        right.addWidget(problems)
+        right.setStretchFactor(0, 3)
+        right.setStretchFactor(1, 1)
+        self.set_modality("image", is_file=False)
+        return right
+
+    # -- public -----------------------------------------------------------------------------------
+
+    def set_modality(self, modality: str, *, is_file: bool) -> None:
+        """Images or texts; ``is_file`` for one table file rather than a folder."""
+        self.modality = modality
+        text = modality == "text"
+        self.examples_stack.setCurrentIndex(TEXTS if text else IMAGES)
+        unit = "texts" if text else "images"
+        self.classes_title.setText(f"<b>Classes</b> (double-click one to see its {unit})")
+        self.class_table.unit = unit.capitalize()
+        self.chart.unit = unit
+        self.split_settings.set_unit(unit, is_file=is_file)
+
+    def show_index(self, index: Any) -> None:
+        """Counts, examples and problems of a DatasetIndex or TextIndex."""
+        counts = index.class_counts()
+        classes = list(index.classes)
+        self.show_counts(classes, counts)
+        if self.modality == "text":
+            self.grid.clear()
+            self.text_view.set_index(index)
+        else:
+            self.grid.set_dataset(
+                [Thumb(s.path, classes[s.label], s.split) for s in index.samples], classes
+            )
+        self.show_problems(index.problems)
+
+    def show_counts(self, classes: list[str], counts: dict[str, dict[str, int]]) -> None:
+        self.class_table.set_counts(classes, counts)
+        self.chart.set_counts(classes, counts)
+        self.chart_scroll.setMaximumHeight(self.chart.height() + 2)  # scrolls when space is short
+        self.split_settings.set_folder_splits({s for s in counts if s != "all"})
+
+    def show_no_index(self) -> None:
+        """A table whose columns cannot be used: no classes, no problems yet."""
+        self.show_counts([], {"all": {}})
+        self.text_view.set_index(None)
+        self.problem_list.set_problems([])
+        self.problems_title.setText("<b>Problems</b>: shown once the columns are chosen.")
+
+    def show_problems(self, problems: tuple[Problem, ...]) -> None:
+        self.problem_list.set_problems(problems)
+        if not problems:
+            self.problems_title.setText("<b>Problems</b>: none found. Every file can be used.")
+            return
+        errors = sum(p.severity == "error" for p in problems)
+        warnings = len(problems) - errors
+        parts = [plural(n, w) for n, w in ((errors, "error"), (warnings, "warning")) if n]
+        click = "see the rows" if self.text_view.table_path else "see the file"
+        self.problems_title.setText(f"<b>Problems</b>: {', '.join(parts)}. Click one to {click}.")
+
+    def show_preview(self, path: str, **kwargs: Any) -> ImagePreviewDialog:
+        """The preview window for one image file (decoded in the background)."""
+        if self._preview is None:
+            self._preview = ImagePreviewDialog(self)
+        self._preview.show_file(path, **kwargs)
+        return self._preview
+
+    # -- behaviour --------------------------------------------------------------------------------
+
+    def _on_problem_list_problem_activated(self, problem: Problem) -> None:
+        if not problem.path:
+            return
+        if self.modality == "text":
+            self.text_view.show_problem(problem)
+            return
+        if self.grid.select_path(problem.path):
+            self.grid.view.setFocus()
+            return
+        self.show_preview(problem.path, problem=problem.message, severity=problem.severity)
+
+    def _on_grid_image_activated(self, path: str) -> None:
+        row = self.grid.model.row_of(path)
+        if row is None:
+            return
+        thumb = self.grid.model.thumb(row)
+        where = f", {thumb.split} set" if thumb.split else ""
+        self.show_preview(path, details=f"Class: {thumb.class_name}{where}")
+
+    def _on_class_table_item_double_clicked(self, item: QTableWidgetItem) -> None:
+        name = self.class_table.class_at(item.row())
+        if self.modality == "text":
+            self.text_view.examples.show_class(name)
+            return
+        combo = self.grid.filter_combo
+        combo.setCurrentIndex(max(0, combo.findData(name)))

@@ -1,0 +1,1 @@
+"""The Model page: the backbone catalog, weights, and trusting remote code."""

@@ -1,1 +1,0 @@
-"""The pages of the workflow: Data, Model, Layers, Train, Runs."""

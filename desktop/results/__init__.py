@@ -1,0 +1,1 @@
+"""The Results page: evaluation, comparison, mistakes, Try it, reports and export."""

@@ -1,0 +1,1 @@
+"""The Runs page: the runs of the workspace, their details and curves."""

@@ -1,0 +1,1 @@
+"""The Train page: the run settings, starting and resuming runs, the live monitor."""
