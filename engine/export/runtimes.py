@@ -10,18 +10,17 @@ import numpy as np
 import torch
 
 from engine.export.manifest import (
-    IMAGE_INPUTS,
     SAFETENSORS_FILE,
-    TEXT_INPUTS,
     ExportError,
 )
+from engine.modalities import modality_of
 
 Inputs = tuple[torch.Tensor, ...]  # (pixel_values,) or (input_ids, attention_mask)
 
 
 def input_names(modality: str) -> tuple[str, ...]:
     """The names of the exported model's inputs, in order."""
-    return TEXT_INPUTS if modality == "text" else IMAGE_INPUTS
+    return modality_of(modality).input_names
 
 
 class OnnxRuntime:
