@@ -51,6 +51,8 @@ class _FinderContext:
         self.placement: Any = None
         self.channels_last = False
         self.max_length = 0
+        self.workers = 0  # set by load_context
+        self.started_at = 0.0  # `refit advise`: when the advice began (its time budget)
 
     def emit(self, event: Event) -> None:
         if self.on_event is not None:

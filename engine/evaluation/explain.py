@@ -37,6 +37,7 @@ from engine.evaluation.explain_text import (
 )
 from engine.evaluation.predict import Predictor
 from engine.modalities import modality_of
+from engine.models.classifier import Classifier
 
 __all__ = [
     "ExplainError",
@@ -173,7 +174,7 @@ def overlay(hm: Heatmap, alpha: float = 0.45) -> Image.Image:
 
 
 def _grad_cam(
-    model: nn.Module, spot: _Spot, x: torch.Tensor, target: int | None
+    model: Classifier, spot: _Spot, x: torch.Tensor, target: int | None
 ) -> tuple[np.ndarray, list[int], list[float]]:
     """Grad-CAMs [B, h, w] after ReLU, the target class of each image and its probability."""
     from captum.attr import LayerGradCam

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from engine.modalities import modality_of
+from engine.models.classifier import Classifier
 
 # captum imports matplotlib.pyplot; a headless backend keeps it away from the app's Qt (and from
 # a display on a server). Set before captum is first imported; a user's own choice wins.
@@ -175,7 +176,7 @@ def _blank_id(tokenizer: Any) -> int:
     return 0
 
 
-def _embeddings(model: nn.Module) -> nn.Module | None:
+def _embeddings(model: Classifier) -> nn.Module | None:
     """The token (word) embedding layer of a text backbone, inside a LoRA wrapper too."""
     inner = getattr(model.backbone, "model", None)
     getter = getattr(inner, "get_input_embeddings", None)

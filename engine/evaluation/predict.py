@@ -183,7 +183,7 @@ def classify_images(
     unreadable files get an error sentence instead of a crash."""
     from engine.data import ImageError, load_image
 
-    paths = [str(p) for p in paths]
+    names = [str(p) for p in paths]
     results: dict[str, Prediction] = {}
     batch: list[tuple[str, torch.Tensor]] = []
     min_size = getattr(transform, "min_size", None)
@@ -196,7 +196,7 @@ def classify_images(
             results[p] = Prediction(path=p, top=top)
         batch.clear()
 
-    for p in paths:
+    for p in names:
         try:
             image = load_image(p, min_size=min_size)
         except (ImageError, OSError) as exc:
@@ -206,7 +206,7 @@ def classify_images(
         if len(batch) >= batch_size:
             flush()
     flush()
-    return [results[p] for p in paths]
+    return [results[p] for p in names]
 
 
 def texts_of_files(files: Iterable[str], text_column: str | None = None) -> list[tuple[str, str]]:

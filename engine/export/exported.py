@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -111,8 +111,8 @@ def preprocess_of(manifest: dict[str, Any]) -> Any:
     try:
         return Preprocess(
             input_size=int(pre["input_size"]),
-            mean=tuple(float(v) for v in pre["mean"]),
-            std=tuple(float(v) for v in pre["std"]),
+            mean=_floats(pre["mean"]),
+            std=_floats(pre["std"]),
             interpolation=str(pre["interpolation"]),
             crop_pct=float(pre["crop_pct"]),
             # Exports from before the intensity choice have no entry: pixels as decoded.
@@ -158,3 +158,8 @@ def _runtime(folder: Path, manifest: dict[str, Any], prefer: str | None) -> Any:
         f"{folder} holds no model file (model.onnx, model.torchscript.pt or model.safetensors); "
         "export the run again with one of those formats."
     )
+
+
+def _floats(values: Any) -> tuple[float, float, float]:
+    """A mean or std per channel of refit_model.json, as numbers (three of them)."""
+    return cast("tuple[float, float, float]", tuple(float(v) for v in values))

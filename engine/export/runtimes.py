@@ -123,5 +123,6 @@ def rebuild_classifier(folder: Path, manifest: dict[str, Any], weights: Path | N
 def _dropout(value: object) -> float:
     """The recorded head dropout; 0 for anything that is not a probability (it does not change
     predictions, which run in eval mode)."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1
-    return float(value) if ok else 0.0
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1:
+        return float(value)
+    return 0.0
