@@ -173,7 +173,7 @@ def _prepare(ctx: _FinderContext) -> Any:
         model.to(memory_format=torch.channels_last)
     ctx.model = model
     ctx.log(
-        f"Learning-rate range test on {len(ctx.data.train)} training {ctx.data.modality}s "
+        f"Learning-rate range test on {len(ctx.data.train)} training {modality_of(ctx.data).noun} "
         f"({ctx.placement.description}), training {count.trainable:,} of {count.total:,} "
         "parameters; the model's weights are left as they were."
     )

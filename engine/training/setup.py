@@ -48,10 +48,10 @@ def check_modality(entry: Any, data: RunData) -> None:
         return
     from engine.models import ModelError
 
-    starter = modality_of(data).starter
+    wanted = modality_of(data)
     raise ModelError(
-        f"The dataset holds {data.modality}s but {entry.display_name} is a {entry.modality} "
-        f"model; choose a {data.modality} backbone, for example {starter}."
+        f"The dataset holds {wanted.noun} but {entry.display_name} is a {entry.modality} "
+        f"model; choose a {wanted.name} backbone, for example {wanted.starter}."
     )
 
 
