@@ -21,13 +21,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    raises=AssertionError,
-    reason="engine/training, engine/data, engine/evaluation, engine/export and engine/advice "
-    "still have type errors, fixed on their own issue-14 branches; remove this mark once they "
-    "are merged",
-)
 def test_engine_has_no_type_errors() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "mypy", "--cache-dir", str(ROOT / ".mypy_cache"), "engine"],

@@ -20,6 +20,7 @@ from torch import nn
 from engine.advice.lr_finder import LrCurve, lr_range_test
 from engine.config import Method, RunConfig
 from engine.events import Event, LogMessage, StageProgressed
+from engine.modalities import modality_of
 from engine.runs import Workspace
 from engine.training.control import Cancelled, RunControl
 
@@ -50,6 +51,8 @@ class _FinderContext:
         self.placement: Any = None
         self.channels_last = False
         self.max_length = 0
+        self.workers = 0  # set by load_context
+        self.started_at = 0.0  # `refit advise`: when the advice began (its time budget)
 
     def emit(self, event: Event) -> None:
         if self.on_event is not None:
@@ -146,7 +149,7 @@ def load_context(ctx: _FinderContext) -> Any:
         ctx.log(problem.message, level="warning")
     check_modality(resolve_entry(cfg.model.backbone), ctx.data)
     model = build_model(cfg.model, len(ctx.data.classes))
-    if model.modality == "image":
+    if modality_of(model).has_intensity:
         intensity = resolve_intensity(str(cfg.data.intensity), ctx.data.intensity)
         model.preprocess = dataclasses.replace(model.preprocess, intensity=intensity)
     ctx.channels_last = cfg.device.channels_last and model.entry.is_convnet
@@ -164,16 +167,13 @@ def _prepare(ctx: _FinderContext) -> Any:
         raise ValueError("Every layer is frozen, so nothing would train; unfreeze the head.")
     if backbone_is_frozen(model):
         return None
-    if model.modality == "text":
-        from engine.models.text import token_limit
-
-        ctx.max_length = token_limit(model.tokenizer, model.backbone, cfg.data.max_length)
+    ctx.max_length = modality_of(model).token_limit(model, cfg.data.max_length)
     model.to(ctx.placement.device)
     if ctx.channels_last:
         model.to(memory_format=torch.channels_last)
     ctx.model = model
     ctx.log(
-        f"Learning-rate range test on {len(ctx.data.train)} training {ctx.data.modality}s "
+        f"Learning-rate range test on {len(ctx.data.train)} training {modality_of(ctx.data).noun} "
         f"({ctx.placement.description}), training {count.trainable:,} of {count.total:,} "
         "parameters; the model's weights are left as they were."
     )
@@ -181,14 +181,8 @@ def _prepare(ctx: _FinderContext) -> Any:
 
 
 def _pipeline(ctx: _FinderContext) -> Any:
-    if ctx.model.modality == "text":
-        from engine.training.text_pipeline import TextPipeline
-
-        pipeline: Any = TextPipeline(ctx)  # type: ignore[arg-type]
-    else:
-        from engine.training.pipeline import ImagePipeline
-
-        pipeline = ImagePipeline(ctx)  # type: ignore[arg-type]
+    # the pipeline that trains through the network (the finder's context stands in for a run's)
+    pipeline: Any = modality_of(ctx.model).pipeline(False)(ctx)
     pipeline.prepare()
     return pipeline
 

@@ -64,6 +64,7 @@ class LrCurve:
     def table(self, rows: int = 10) -> list[tuple[float, float]]:
         """About ``rows`` (lr, smoothed loss) points spread evenly over the curve."""
         n = len(self.lrs)
+        picks: Sequence[int]
         if n <= rows:
             picks = range(n)
         else:

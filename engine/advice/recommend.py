@@ -51,6 +51,7 @@ from engine.advice.trials import (
 )
 from engine.config import Method, RunConfig, Schedule
 from engine.frozen.taps import run_taps
+from engine.modalities import modality_of
 from engine.training.features import FeedTiming
 from engine.training.logistic import C_GRID
 
@@ -427,21 +428,20 @@ def recommend(ctx: Any, model: Any) -> Advice:
     body = [g.name for g in model.groups if g.name != "head"]
     apply_freeze(model, body)  # the advisor only runs the pretrained network forward
     try:
-        if model.modality == "text":
-            return _recommend_text(ctx, model)
-        from engine.data import build_transform
-
-        pre, aug = model.preprocess, ctx.config.augment
-        transforms = (
-            build_transform(pre, train=False),
-            build_transform(pre, train=True, preset=aug.preset, hflip=aug.hflip, vflip=aug.vflip),
-        )
-        return ImageAdvisor(ctx, model, transforms).advise()
+        advice: Advice = modality_of(model).advise(ctx, model)
+        return advice
     finally:
         apply_freeze(model, [])
 
 
-def _recommend_text(ctx: Any, model: Any) -> Advice:
+def recommend_image(ctx: Any, model: Any) -> Advice:
+    """Images: the ImageAdvisor's trials on the training data."""
+    transforms = modality_of(model).transforms(model.preprocess, ctx.config.augment)
+    assert transforms is not None, "an image modality has transforms"
+    return ImageAdvisor(ctx, model, transforms).advise()
+
+
+def recommend_text(ctx: Any, model: Any) -> Advice:
     """Texts: the linear probe when its cross-validated accuracy is high, else LoRA adapters
     (or the last two groups when the backbone takes no adapter)."""
     from engine.models.lora import default_lora_targets

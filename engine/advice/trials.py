@@ -11,6 +11,7 @@ import copy
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,7 +58,7 @@ class SuffixModel:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: Any,  # a Classifier
         cut: Boundary,
         shapes: dict,
         device: torch.device,

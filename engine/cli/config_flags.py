@@ -182,39 +182,32 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         top["seed"] = args.seed
     config = config.replace(**top)
     if args.epochs is None and source.suffix.lower() != ".json":
-        config = _text_default_epochs(config)
+        config = _default_epochs(config)
     return config.validate()
 
 
-def _text_default_epochs(config: RunConfig) -> RunConfig:
-    """A new text run without --epochs: epochs from the training set's size (text_epochs)."""
-    from engine.data import detect_modality, scan_text_source
+def _default_epochs(config: RunConfig) -> RunConfig:
+    """A new run without --epochs: the modality's epochs for its data, if it has its own (a
+    text run's come from the training set's size)."""
+    from engine.data import detect_modality
+    from engine.modalities import modality_of
 
-    d = config.data
-    if detect_modality(d.path) != "text":
+    epochs = modality_of(detect_modality(config.data.path)).default_epochs(config)
+    if epochs is None:
         return config
-    from engine.training.text_pipeline import text_epochs
-
-    index = scan_text_source(
-        d.path,
-        text_column=d.text_column or None,
-        label_column=d.label_column or None,
-        min_per_class=d.min_per_class,
-    )
-    n_train = round(len(index.samples) * (1 - d.val_fraction - d.test_fraction))
-    schedule = dataclasses.replace(config.schedule, epochs=text_epochs(n_train))
-    return config.replace(schedule=schedule)
+    return config.replace(schedule=dataclasses.replace(config.schedule, epochs=epochs))
 
 
 def fresh_config(source: Path) -> RunConfig:
     """Defaults for a new dataset; a text dataset starts from the offline text starter."""
     from engine.data import detect_modality
-    from engine.models.catalog import TEXT_STARTER
+    from engine.modalities import modality_of
 
     base = RunConfig()
     config = base.replace(data=dataclasses.replace(base.data, path=str(source)))
-    if detect_modality(source) == "text":
-        config = config.replace(model=dataclasses.replace(base.model, backbone=TEXT_STARTER))
+    starter = modality_of(detect_modality(source)).starter
+    if starter != base.model.backbone:
+        config = config.replace(model=dataclasses.replace(base.model, backbone=starter))
     return config
 
 

@@ -45,6 +45,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from engine.export import MANIFEST
+    from engine.modalities import modality_of
 
     # exists(), not is_file(): a refit_model.json that is a pipe is refused by the reader, by name.
     if (Path(args.run).expanduser() / MANIFEST).exists():
@@ -61,15 +62,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             run, checkpoint=args.checkpoint, device=args.device, runtime=args.runtime or "auto"
         )
         what = f"The run {run.run_id}"
-    if predictor.modality == "text":
-        from engine.evaluation.predict import texts_of_files
-
-        named = [(t, t) for t in args.text] + texts_of_files(args.files, args.text_column)
-        results = predictor.predict_texts(named, top_k=args.top_k)
-    else:
-        if args.text:
-            raise ConfigError(f"{what} classifies images; --text needs a text model.")
-        results = predictor.predict(args.files, top_k=args.top_k)
+    modality = modality_of(predictor.modality)
+    if args.text and not modality.accepts_text:
+        raise ConfigError(f"{what} classifies {modality.noun}; --text needs a text model.")
+    results = modality.classify(
+        predictor, args.files, texts=args.text, text_column=args.text_column, top_k=args.top_k
+    )
     if not results:
         raise ConfigError("Nothing to classify: give files, or --text for a text run.")
     if args.json:

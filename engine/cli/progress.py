@@ -119,6 +119,7 @@ class TrainView:
 
     def on_event(self, event: Any) -> None:
         from engine import events as ev
+        from engine.modalities import modality_of
 
         if isinstance(event, ev.StageProgressed):
             labels = {"scan": "Scanning", "features": "Features", "tokenize": "Tokenizing"}
@@ -137,9 +138,10 @@ class TrainView:
             self.close()
             share = event.trainable_params / max(1, event.total_params)
             share_text = f"{share:.2%}" if share >= 1e-4 else "under 0.01%"
+            what = modality_of(event.modality).noun
             print(
                 f"Run {event.run_id}: {len(event.classes)} classes, {event.train_size} train / "
-                f"{event.val_size} val {event.modality}s on {event.device}; training "
+                f"{event.val_size} val {what} on {event.device}; training "
                 f"{event.trainable_params:,} of {event.total_params:,} parameters ({share_text})"
                 + (" on cached features" if event.feature_cache else "")
             )

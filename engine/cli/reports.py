@@ -14,9 +14,10 @@ def saved_evaluation_lines(path: str) -> list[str]:
     """The short report `refit train` ends with: the evaluation a finished run saved."""
     from engine.evaluation.report import Evaluation
     from engine.files import read_json_object
+    from engine.modalities import modality_of
 
     ev = Evaluation.from_dict(read_json_object(path))
-    what = "texts" if ev.modality == "text" else "images"
+    what = modality_of(ev.modality).noun
     return [
         f"Evaluated the {ev.checkpoint} checkpoint on the validation split ({ev.n} {what}): "
         f"accuracy {ev.accuracy:.1%}, balanced accuracy {ev.balanced_accuracy:.1%}, "
@@ -27,7 +28,9 @@ def saved_evaluation_lines(path: str) -> list[str]:
 
 def evaluation_lines(ev: Any) -> list[str]:
     """The text report of an Evaluation."""
-    what = "texts" if ev.modality == "text" else "images"
+    from engine.modalities import modality_of
+
+    what = modality_of(ev.modality).noun
     lines = [
         f"Run {ev.run_id}, {ev.split} split ({ev.n} {what}), {ev.checkpoint} checkpoint",
         f"  accuracy {ev.accuracy:.1%}   balanced accuracy {ev.balanced_accuracy:.1%}   "

@@ -24,22 +24,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from engine.data import detect_modality, scan_folder, scan_text_source
+    from engine.data import detect_modality
+    from engine.modalities import modality_of
     from engine.task import Task
 
-    text = detect_modality(args.folder) == "text"
+    modality = modality_of(detect_modality(args.folder))
     index: Any  # a TextIndex or a DatasetIndex: the report reads what each has
-    if text:
-        index = scan_text_source(
+    with Progress("Scanning", quiet=args.json or not modality.scan_progress) as bar:
+        index = modality.scan(
             args.folder,
+            min_per_class=args.min_per_class,
             text_column=args.text_column,
             label_column=args.label_column,
-            min_per_class=args.min_per_class,
+            task=Task(bar.report) if modality.scan_progress else None,
         )
-    else:
-        with Progress("Scanning", quiet=args.json) as bar:
-            task = Task(bar.report)
-            index = scan_folder(args.folder, min_per_class=args.min_per_class, task=task)
     if args.json:
         print(
             json.dumps(
@@ -48,7 +46,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
                     "classes": list(index.classes),
                     "counts": index.class_counts(),
                     "has_splits": index.has_splits,
-                    "modality": "text" if text else "image",
+                    "modality": modality.name,
                     "text_column": getattr(index, "text_column", None),
                     "label_column": getattr(index, "label_column", None),
                     "read": getattr(index, "read", 0) or None,
@@ -71,7 +69,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     else:
         counts = index.class_counts()
         columns = ""
-        if text and getattr(index, "text_column", None):
+        if getattr(index, "text_column", None):
             columns = (
                 f" (text column '{terminal_safe(index.text_column)}', "
                 f"label column '{terminal_safe(index.label_column)}')"
@@ -84,7 +82,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
                 columns += f", {read - len(index.samples)} not used (why: below)"
         print(
             f"{terminal_safe(index.root)}: {len(index.samples)} usable "
-            f"{'texts' if text else 'images'} in "
+            f"{modality.noun} in "
             f"{len(index.classes)} classes"
             + (" (train/val folders)" if index.has_splits else "")
             + columns

@@ -55,6 +55,7 @@ def _prefetch_while_importing(config: RunConfig) -> None:
     pass is the frozen feature pass."""
     from engine.data import detect_modality, prefetch
     from engine.data.view import EvalView
+    from engine.modalities import modality_of
     from engine.models.catalog import listed_entry
 
     path = config.data.path
@@ -63,10 +64,10 @@ def _prefetch_while_importing(config: RunConfig) -> None:
     if (
         method in ("linear-probe", "auto")
         and entry is not None
-        and entry.modality == "image"
+        and modality_of(entry).prefetches
         and path
         and Path(path).is_dir()
-        and detect_modality(path) == "image"
+        and modality_of(detect_modality(path)) is modality_of(entry)
     ):
         pre = entry.preprocess
         prefetch.start(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import Dataset
@@ -65,7 +65,8 @@ class ImageDataset(Dataset):
             # Made by `refit train`'s prefetching child while this process started.
             seen = prefetch.take_view(sample.path, self.view)
             if seen is not None:
-                return self.transform.finish(seen), sample.label
+                finish = cast(Any, self.transform).finish  # an evaluation transform has one
+                return finish(seen), sample.label
         image = prefetch.take_image(sample.path, self.min_size) or load_image(
             sample.path, min_size=self.min_size
         )

@@ -34,7 +34,7 @@ class DatasetIndex:
         keys = [s.split or "all" for s in self.samples]
         order = {"train": 0, "val": 1, "test": 2, "all": 3}
         counts: dict[str, dict[str, int]] = {
-            key: dict.fromkeys(self.classes, 0) for key in sorted(set(keys), key=order.get)
+            key: dict.fromkeys(self.classes, 0) for key in sorted(set(keys), key=order.__getitem__)
         }
         if not counts:
             counts["all"] = dict.fromkeys(self.classes, 0)

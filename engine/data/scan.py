@@ -19,6 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.data.classes import keep_classes
 from engine.data.images import IMAGE_EXTENSIONS, decode_image
 from engine.data.index import DatasetIndex, Sample
 from engine.data.intensity import IntensityReport, IntensityStats, image_stats
@@ -29,7 +30,6 @@ from engine.data.problems import (
     Problem,
     ProblemKind,
     file_problem,
-    plural,
 )
 from engine.data.review import Reviewed, review_samples
 from engine.data.safe_read import IMAGE_LIMIT, FileReadError, read_capped
@@ -258,30 +258,16 @@ def _finish(
     per_class = Counter(s.cls for s in samples)
     train_per_class = Counter(s.cls for s in samples if s.split == "train")
     names = sorted({cls for _, cls in walk.folders} | set(per_class))
-    kept: list[str] = []
-    problems = list(walk.problems)
-    for cls in names:
-        n = per_class.get(cls, 0)
-        if n < min_per_class:
-            problems.append(
-                Problem(
-                    kind=ProblemKind.TOO_FEW,
-                    path=_class_path(walk, cls),
-                    message=f"Class '{cls}' has {plural(n, 'usable image')} (the minimum is "
-                    f"{min_per_class}); it is left out. Add more examples or lower the minimum.",
-                )
-            )
-        elif has_splits and not train_per_class.get(cls):
-            problems.append(
-                Problem(
-                    kind=ProblemKind.TOO_FEW,
-                    path=_class_path(walk, cls),
-                    message=f"Class '{cls}' has no usable images in the train folder; it is left "
-                    "out. Add training examples of it.",
-                )
-            )
-        else:
-            kept.append(cls)
+    kept, left_out = keep_classes(
+        names,
+        per_class,
+        train_per_class,
+        min_per_class=min_per_class,
+        has_splits=has_splits,
+        unit="image",
+        path_of=lambda cls: _class_path(walk, cls),
+    )
+    problems = list(walk.problems) + left_out
     label = {cls: i for i, cls in enumerate(kept)}
     final = tuple(
         Sample(path=s.path, label=label[s.cls], split=s.split, digest=s.digest)

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from engine.data.classes import keep_classes
 from engine.data.index import DatasetIndex
 from engine.data.modality import unusable_source
-from engine.data.problems import DatasetError, Problem, ProblemKind, plural
+from engine.data.problems import DatasetError, Problem, ProblemKind
 from engine.data.text_folder import walk_text_folder
 from engine.data.text_items import TextItem, Where, aggregate
 from engine.data.text_items import TextProblemKind as TextProblemKind  # part of this API
@@ -222,24 +223,16 @@ def _finish(
     per_class = Counter(i.cls for i in items)
     in_train = Counter(i.cls for i in items if i.split == "train")
     names = sorted(set(folders) | set(per_class))
-    kept: list[str] = []
-    for cls in names:
-        n = per_class.get(cls, 0)
-        if n < min_per_class:
-            why = f"has {plural(n, 'usable text')} (the minimum is {min_per_class})"
-            advice = "Add more examples or lower the minimum."
-        elif has_splits and not in_train.get(cls):
-            why, advice = "has no usable texts in the train folder", "Add training examples of it."
-        else:
-            kept.append(cls)
-            continue
-        problems.append(
-            Problem(
-                kind=ProblemKind.TOO_FEW,
-                path=folders.get(cls, str(path)),
-                message=f"Class '{cls}' {why}; it is left out. {advice}",
-            )
-        )
+    kept, left_out = keep_classes(
+        names,
+        per_class,
+        in_train,
+        min_per_class=min_per_class,
+        has_splits=has_splits,
+        unit="text",
+        path_of=lambda cls: folders.get(cls, str(path)),
+    )
+    problems.extend(left_out)
     label = {cls: i for i, cls in enumerate(kept)}
     samples = tuple(
         TextSample(text=i.text, label=label[i.cls], split=i.split, digest=i.digest, origin=i.origin)

@@ -33,10 +33,11 @@ from engine.evaluation.explain_text import (
     ExplainError,
     TokenInfluence,
     explain_mode,
-    text_problem,
     token_influence,
 )
 from engine.evaluation.predict import Predictor
+from engine.modalities import modality_of
+from engine.models.classifier import Classifier
 
 __all__ = [
     "ExplainError",
@@ -104,8 +105,9 @@ def can_explain(predictor: Predictor) -> str:
         import captum.attr  # noqa: F401
     except ImportError:
         return "Explanations need the captum package; install it with: pip install captum."
-    if predictor.modality == "text":
-        return text_problem(predictor)
+    own = modality_of(predictor).explain_problem(predictor)
+    if own is not None:
+        return own
     if _spot(predictor) is None:
         return (
             f"{predictor.model.entry.display_name} gives neither a spatial feature map nor patch "
@@ -124,8 +126,9 @@ def image_heatmaps(
     """
     from engine.data import load_image
 
-    if predictor.modality != "image":
-        raise ExplainError("Heatmaps explain image runs; this run reads texts.")
+    modality = modality_of(predictor)
+    if not modality.heatmaps:
+        raise ExplainError(f"Heatmaps explain image runs; this run reads {modality.noun}.")
     if target is not None and not 0 <= target < len(predictor.classes):
         raise ExplainError(
             f"There is no class number {target}; the run has {len(predictor.classes)}."
@@ -171,7 +174,7 @@ def overlay(hm: Heatmap, alpha: float = 0.45) -> Image.Image:
 
 
 def _grad_cam(
-    model: nn.Module, spot: _Spot, x: torch.Tensor, target: int | None
+    model: Classifier, spot: _Spot, x: torch.Tensor, target: int | None
 ) -> tuple[np.ndarray, list[int], list[float]]:
     """Grad-CAMs [B, h, w] after ReLU, the target class of each image and its probability."""
     from captum.attr import LayerGradCam

@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from engine.modalities import modality_of
+from engine.models.classifier import Classifier
+
 # captum imports matplotlib.pyplot; a headless backend keeps it away from the app's Qt (and from
 # a display on a server). Set before captum is first imported; a user's own choice wins.
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -82,8 +85,9 @@ def token_influence(
     """
     from captum.attr import LayerIntegratedGradients
 
-    if predictor.modality != "text":
-        raise ExplainError("Word influence explains text runs; this run reads images.")
+    modality = modality_of(predictor)
+    if not modality.word_influence:
+        raise ExplainError(f"Word influence explains text runs; this run reads {modality.noun}.")
     if not text.strip():
         raise ExplainError("The text is empty; type or paste a text to explain.")
     if target is not None and not 0 <= target < len(predictor.classes):
@@ -172,7 +176,7 @@ def _blank_id(tokenizer: Any) -> int:
     return 0
 
 
-def _embeddings(model: nn.Module) -> nn.Module | None:
+def _embeddings(model: Classifier) -> nn.Module | None:
     """The token (word) embedding layer of a text backbone, inside a LoRA wrapper too."""
     inner = getattr(model.backbone, "model", None)
     getter = getattr(inner, "get_input_embeddings", None)

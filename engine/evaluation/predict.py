@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.modalities import modality_of
 from engine.runs import RunDir
 from engine.training.checkpoint import CheckpointError, load_weights
 from engine.training.checkpoint_files import weights_file
@@ -31,6 +32,10 @@ class Predictor:
     Raises CheckpointError with a sentence when that checkpoint is missing or damaged; the
     other checkpoint is never used in its place.
     """
+
+    # Set by the modality (prepare_predictor): images a transform, texts a token limit.
+    transform: Any
+    max_length: int
 
     def __init__(
         self,
@@ -68,29 +73,12 @@ class Predictor:
         self.channels_last = False
         self.frozen: Any = None  # a FrozenForward once prepare_runtime() chose onnxruntime
         self.runtime_notes: list[str] = []
-        if self.modality == "text":
-            from engine.models.text import token_limit
-
-            self.max_length = token_limit(
-                self.model.tokenizer, self.model.backbone, config.data.max_length
-            )
-        else:
-            import dataclasses
-
-            from engine.data import build_transform
-            from engine.data.intensity import stored_intensity
-
-            # The run's resolved intensity stretch: prediction, evaluation, Try it and export
-            # all see the pixels the model was trained on.
-            self.model.preprocess = dataclasses.replace(
-                self.model.preprocess, intensity=stored_intensity(run.state())
-            )
-            self.transform = build_transform(self.model.preprocess, train=False)
+        modality_of(self.modality).prepare_predictor(self)
 
     def prepare_runtime(self, rows: int) -> None:
         """Choose where images run for a job of about ``rows`` images (see
         :func:`engine.frozen.predictor_forward`); texts always run in torch."""
-        if self.modality != "image" or self.frozen is not None:
+        if not modality_of(self.modality).runs_frozen_in_onnxruntime or self.frozen is not None:
             return
         from engine.frozen.predicting import predictor_forward
 
@@ -195,7 +183,7 @@ def classify_images(
     unreadable files get an error sentence instead of a crash."""
     from engine.data import ImageError, load_image
 
-    paths = [str(p) for p in paths]
+    names = [str(p) for p in paths]
     results: dict[str, Prediction] = {}
     batch: list[tuple[str, torch.Tensor]] = []
     min_size = getattr(transform, "min_size", None)
@@ -208,7 +196,7 @@ def classify_images(
             results[p] = Prediction(path=p, top=top)
         batch.clear()
 
-    for p in paths:
+    for p in names:
         try:
             image = load_image(p, min_size=min_size)
         except (ImageError, OSError) as exc:
@@ -218,7 +206,7 @@ def classify_images(
         if len(batch) >= batch_size:
             flush()
     flush()
-    return [results[p] for p in paths]
+    return [results[p] for p in names]
 
 
 def texts_of_files(files: Iterable[str], text_column: str | None = None) -> list[tuple[str, str]]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ import numpy as np
 
 from engine.data.problems import DatasetError
 from engine.files import write_bytes_atomic
+from engine.modalities import modality_of
 from engine.runs import RunDir
 from engine.task import Task, as_task
 
@@ -179,13 +178,9 @@ def predict_split(
             f"The run {run.run_id} records different classes in summary.json and splits.json; "
             "its folder was changed by hand."
         )
-    if data.modality == "text":
-        refs = [s.text for s in samples]
-        probs = _text_probs(predictor, refs, batch_size, as_task(task))
-    else:
-        refs = [resolve_path(data.root, s.path) for s in samples]
-        _channels_last(predictor, run)
-        probs = _image_probs(predictor, refs, batch_size, as_task(task))
+    modality = modality_of(data)
+    refs = modality.refs(data.root, samples)
+    probs = modality.split_probs(predictor, run, refs, batch_size, as_task(task))
     return split_predictions(run, data, split, probs, predictor.checkpoint)
 
 
@@ -195,10 +190,7 @@ def split_predictions(
     """The SplitPredictions of ``probs`` (rows in ``data``'s order of ``split``), tied to the
     checkpoint file ``weights`` as it is now."""
     samples = getattr(data, split)
-    if data.modality == "text":
-        refs = [s.text for s in samples]
-    else:
-        refs = [resolve_path(data.root, s.path) for s in samples]
+    refs = modality_of(data).refs(data.root, samples)
     counts = Counter(s.label for s in data.train)
     return SplitPredictions(
         run_id=run.run_id,
@@ -242,93 +234,11 @@ def split_data(run: RunDir) -> Any:
     return data
 
 
-def resolve_path(root: str, path: str) -> str:
-    """An image path of splits.json as an absolute path (relative ones are under the root)."""
-    p = Path(path)
-    return str(p if p.is_absolute() else Path(root) / p)
-
-
 def checkpoint_stamp(path: Path) -> str:
     """ "<size>:<mtime_ns>" of a checkpoint file: changes whenever the file is rewritten."""
     from engine.files import file_stamp
 
     return file_stamp(path)
-
-
-def _text_probs(
-    predictor: Any,
-    texts: Sequence[str],
-    batch_size: int,
-    task: Task,
-) -> np.ndarray:
-    import torch
-
-    from engine.data.tokens import sorted_batches
-
-    tok = predictor.model.tokenizer
-    encoded = tok(list(texts), truncation=True, max_length=predictor.max_length)["input_ids"]
-    out = np.zeros((len(texts), len(predictor.classes)), np.float32)
-    done, total = 0, len(texts)
-    task.report(0, total)
-    with torch.inference_mode():
-        for idx in sorted_batches([len(ids) for ids in encoded], batch_size):
-            task.check_cancelled()
-            batch = tok.pad({"input_ids": [encoded[j] for j in idx]}, return_tensors="pt")
-            x = {k: batch[k].to(predictor.device) for k in ("input_ids", "attention_mask")}
-            out[idx] = predictor.model(x).float().softmax(dim=1).cpu().numpy()
-            done += len(idx)
-            task.report(done, total)
-    return out
-
-
-def _channels_last(predictor: Any, run: RunDir) -> None:
-    """Conv nets run channels-last as in training (much faster on CPUs as well)."""
-    import torch
-
-    entry = getattr(predictor.model, "entry", None)
-    if getattr(entry, "is_convnet", False) and run.config().device.channels_last:
-        predictor.model.to(memory_format=torch.channels_last)
-        predictor.channels_last = True
-
-
-def _image_probs(
-    predictor: Any,
-    paths: Sequence[str],
-    batch_size: int,
-    task: Task,
-) -> np.ndarray:
-    import torch
-
-    transform = predictor.transform
-    min_size = getattr(transform, "min_size", None)
-
-    def tensor(path: str) -> torch.Tensor:
-        from engine.data import ImageError, load_image
-
-        try:
-            return transform(load_image(path, min_size=min_size))
-        except (ImageError, OSError) as exc:
-            raise PredictionError(
-                f"The image {path} cannot be read any more ({exc}); put it back, or train a new "
-                "run on the data as it is now."
-            ) from exc
-
-    out = np.zeros((len(paths), len(predictor.classes)), np.float32)
-    total = len(paths)
-    task.report(0, total)
-    predictor.prepare_runtime(total)
-    # Decoding releases the GIL: a few threads keep the model fed without worker processes.
-    with (
-        ThreadPoolExecutor(max_workers=4, thread_name_prefix="refit-eval") as pool,
-        torch.inference_mode(),
-    ):
-        for start in range(0, total, batch_size):
-            task.check_cancelled()
-            chunk = paths[start : start + batch_size]
-            x = torch.stack(list(pool.map(tensor, chunk)))
-            out[start : start + len(chunk)] = predictor.image_probs(x)
-            task.report(start + len(chunk), total)
-    return out
 
 
 # -- saved predictions --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 from engine.export.manifest import MODEL_CARD
 from engine.export.markdown import md_code, md_text
 from engine.files import write_bytes_atomic
+from engine.modalities import modality_of
 from engine.runs import RunDir
 from engine.task import Task
 
@@ -136,17 +137,16 @@ def _model(config: Any, state: dict[str, Any], splits: dict[str, Any]) -> str:
         lines.append(
             f"- Trainable parameters: {trainable:,} of {total:,} ({trainable / total:.2%})"
         )
-    modality = splits.get("modality", state.get("modality", "image"))
-    if modality == "text" and state.get("max_length"):
-        lines.append(f"- Input: texts, up to {state['max_length']} tokens (longer ones are cut)")
-    elif modality != "text":
-        lines.append("- Input: RGB images (see refit_model.json for the preprocessing)")
+    modality = modality_of(splits.get("modality", state.get("modality", "image")))
+    line = modality.card_input(state)
+    if line is not None:
+        lines.append(line)
     lines.append("- Output: class logits; their softmax gives one probability per class")
     return "\n".join(lines)
 
 
 def _intended_use(classes: list[str], splits: dict[str, Any]) -> str:
-    what = "texts" if splits.get("modality") == "text" else "images"
+    what = modality_of(splits.get("modality") or "image").noun
     names = ", ".join(md_text(c) for c in classes)
     return (
         "## Intended use\n\n"

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from engine.export.manifest import ExportError
+from engine.modalities import modality_of
 
 TOLERANCE = 1e-4  # largest allowed difference of any softmax probability
 CHECK_EXAMPLES = 32
@@ -29,40 +30,8 @@ class CheckBatch:
 
 def check_batch(predictor: Any, val: tuple[Any, ...], limit: int = CHECK_EXAMPLES) -> CheckBatch:
     """Up to ``limit`` validation examples, transformed exactly as the Predictor does."""
-    if predictor.modality == "text":
-        texts = [s.text for s in val if s.text.strip()][:limit] or ["an example text", "another"]
-        source = f"{len(texts)} validation texts" if val else "2 example texts"
-        enc = predictor.model.tokenizer(
-            texts,
-            truncation=True,
-            max_length=predictor.max_length,
-            padding=True,
-            return_tensors="pt",
-        )
-        inputs: tuple[torch.Tensor, ...] = (enc["input_ids"], enc["attention_mask"])
-    else:
-        inputs, source = _image_inputs(predictor, val, limit)
+    inputs, source = modality_of(predictor).check_inputs(predictor, val, limit)
     return CheckBatch(inputs, reference_probs(predictor.model, inputs), source)
-
-
-def _image_inputs(predictor: Any, val: tuple[Any, ...], limit: int) -> tuple[tuple, str]:
-    from engine.data import ImageError, load_image
-
-    min_size = getattr(predictor.transform, "min_size", None)
-    tensors = []
-    for sample in val:
-        try:
-            tensors.append(predictor.transform(load_image(sample.path, min_size=min_size)))
-        except (ImageError, OSError):
-            continue
-        if len(tensors) >= limit:
-            break
-    if tensors:
-        return (torch.stack(tensors),), f"{len(tensors)} validation images"
-    size = predictor.model.preprocess.input_size
-    generator = torch.Generator().manual_seed(0)
-    noise = torch.randn(4, 3, size, size, generator=generator)
-    return (noise,), "4 random images (the validation images are no longer on this computer)"
 
 
 @torch.inference_mode()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -12,7 +12,6 @@ import torch
 from engine.evaluation.predict import Prediction, classify_images, classify_texts
 from engine.export.checks import softmax
 from engine.export.manifest import (
-    BACKBONE_DIR,
     ONNX_FILE,
     SAFETENSORS_FILE,
     TORCHSCRIPT_FILE,
@@ -20,6 +19,7 @@ from engine.export.manifest import (
     ExportFormat,
     read_manifest,
 )
+from engine.modalities import IMAGE, TEXT, modality_of
 
 
 def _onnx_available() -> bool:
@@ -36,6 +36,8 @@ class ExportedModel:
     transformed, and texts tokenized, exactly as the run's Predictor does.
     """
 
+    transform: Any  # images: set by the modality (open_exported)
+
     def __init__(self, folder: Path, manifest: dict[str, Any], runtime: Any) -> None:
         self.folder = folder
         self.manifest = manifest
@@ -44,18 +46,7 @@ class ExportedModel:
         self.runtime = runtime
         self.tokenizer: Any = None
         self.max_length = 0
-        if self.modality == "text":
-            from engine.models.text import load_tokenizer
-
-            self.tokenizer = load_tokenizer(
-                folder / (manifest.get("text") or {}).get("tokenizer", BACKBONE_DIR),
-                model=str(manifest.get("backbone_name") or folder),
-            )
-            self.max_length = int(manifest["text"]["max_length"])
-        else:
-            from engine.data import build_transform
-
-            self.transform = build_transform(preprocess_of(manifest), train=False)
+        modality_of(self.modality).open_exported(self)
 
     @property
     def format(self) -> str:
@@ -75,8 +66,11 @@ class ExportedModel:
         self, named: Iterable[tuple[str, str]], *, top_k: int = 3, batch_size: int = 32
     ) -> list[Prediction]:
         """Classify texts given as (name, text); an empty text gets an error sentence."""
-        if self.modality != "text":
-            raise ExportError(f"The model in {self.folder} classifies images, not texts.")
+        if modality_of(self.modality) is not TEXT:
+            raise ExportError(
+                f"The model in {self.folder} classifies {modality_of(self.modality).noun}, not "
+                "texts."
+            )
 
         def probs_of(batch: Any) -> np.ndarray:
             return softmax(self.runtime.logits((batch["input_ids"], batch["attention_mask"])))
@@ -95,8 +89,11 @@ class ExportedModel:
         self, paths: Iterable[str | Path], *, top_k: int = 3, batch_size: int = 32
     ) -> list[Prediction]:
         """Classify image files; unreadable files get an error sentence instead of a crash."""
-        if self.modality != "image":
-            raise ExportError(f"The model in {self.folder} classifies texts, not images.")
+        if modality_of(self.modality) is not IMAGE:
+            raise ExportError(
+                f"The model in {self.folder} classifies {modality_of(self.modality).noun}, not "
+                "images."
+            )
 
         def probs_of(images: torch.Tensor) -> np.ndarray:
             return softmax(self.runtime.logits((images,)))
@@ -114,8 +111,8 @@ def preprocess_of(manifest: dict[str, Any]) -> Any:
     try:
         return Preprocess(
             input_size=int(pre["input_size"]),
-            mean=tuple(float(v) for v in pre["mean"]),
-            std=tuple(float(v) for v in pre["std"]),
+            mean=_floats(pre["mean"]),
+            std=_floats(pre["std"]),
             interpolation=str(pre["interpolation"]),
             crop_pct=float(pre["crop_pct"]),
             # Exports from before the intensity choice have no entry: pixels as decoded.
@@ -161,3 +158,8 @@ def _runtime(folder: Path, manifest: dict[str, Any], prefer: str | None) -> Any:
         f"{folder} holds no model file (model.onnx, model.torchscript.pt or model.safetensors); "
         "export the run again with one of those formats."
     )
+
+
+def _floats(values: Any) -> tuple[float, float, float]:
+    """A mean or std per channel of refit_model.json, as numbers (three of them)."""
+    return cast("tuple[float, float, float]", tuple(float(v) for v in values))

@@ -90,7 +90,7 @@ def export_run(
         if "all" not in (n.strip().lower() for n in names):
             raise ExportError(refusal)
         wanted.remove(ExportFormat.HF)  # "all": every format that applies
-    writes = export_names(wanted, hf_backbone=entry.modality == "text" or entry.family == "hf")
+    writes = export_names(wanted, hf_backbone=not hf_refusal(entry))
     target = plan_target(out, writes, protected=protected, overwrite=overwrite)
     say(f"Loading the {checkpoint} checkpoint of {run.run_id}")
     predictor = Predictor(run, checkpoint=checkpoint, device="cpu")

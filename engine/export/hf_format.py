@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from engine.export.checks import CheckBatch, compare, reference_probs
+from engine.modalities import modality_of
 
 HEAD_FILE = "head.safetensors"
 HEAD_INFO = "refit_head.json"
@@ -22,7 +23,7 @@ _PREPROCESSOR = "preprocessor_config.json"
 
 def hf_refusal(entry: Any) -> str:
     """Empty when the backbone comes from transformers; else one sentence saying what works."""
-    if entry.modality == "text" or entry.family == "hf":
+    if modality_of(entry).hf_backbones_only or entry.family == "hf":
         return ""
     library = {"torchvision": "torchvision", "timm": "timm", "starter": "timm"}.get(
         entry.family, entry.family
@@ -38,13 +39,7 @@ def source_folder(entry: Any) -> Path | None:
     from engine.models.errors import ModelError
 
     try:
-        if entry.modality == "text":
-            from engine.models.text import text_folder
-
-            return text_folder(entry, need_weights=False)
-        from engine.models.weights import hf_folder
-
-        return hf_folder(entry.name, need_weights=False)
+        return modality_of(entry).hf_source_folder(entry)
     except ModelError:
         return None
 
@@ -61,14 +56,16 @@ def save_backbone_files(model: Any, folder: Path, *, weights: bool) -> list[Path
     if model.tokenizer is not None:
         model.tokenizer.save_pretrained(str(folder))
     source = source_folder(model.entry)
-    if model.modality == "image" and source is not None and (source / _PREPROCESSOR).is_file():
+    copies = modality_of(model).copies_preprocessor()
+    if copies and source is not None and (source / _PREPROCESSOR).is_file():
         shutil.copyfile(source / _PREPROCESSOR, folder / _PREPROCESSOR)
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
 def _pooling(model: Any) -> str:
-    if model.modality == "text":
-        return "mean of last_hidden_state over the tokens where attention_mask is 1"
+    pooling = modality_of(model).hf_pooling(model)
+    if pooling is not None:
+        return pooling
     if getattr(model.backbone, "use_pooler", False):
         return "pooler_output"
     if model.entry.is_convnet:
@@ -129,12 +126,11 @@ def _check(folder: Path, model: Any, batch: CheckBatch, config: Any) -> tuple[fl
 
     from safetensors.torch import load_file
 
-    from engine.models.hf import HFBackbone, load_hf_model
-    from engine.models.text import HFTextBackbone
+    from engine.models.hf import load_hf_model
 
     cfg = dataclasses.replace(config.model, backbone=str(folder))
     inner, _ = load_hf_model(folder, model.entry, cfg, need_weights=True)
-    wrap = HFTextBackbone if model.modality == "text" else HFBackbone
+    wrap = modality_of(model).hf_backbone_class()
     head = nn.Sequential(nn.Dropout(0.0), nn.Linear(model.num_features, len(batch.reference[0])))
     head.load_state_dict(load_file(str(folder / HEAD_FILE)))
     reloaded = _Reloaded(wrap(inner), head).eval()

@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from engine.modalities import IMAGE, MODALITIES, TEXT, modality_of
 from engine.models.errors import ModelError
 
 MANIFEST = "refit_model.json"
@@ -20,8 +21,8 @@ HF_DIR = "hf"
 BACKBONE_DIR = "backbone"  # Hugging Face backbones: config.json and tokenizer, no weights
 MANIFEST_VERSION = 1
 
-IMAGE_INPUTS = ("pixel_values",)
-TEXT_INPUTS = ("input_ids", "attention_mask")
+IMAGE_INPUTS = IMAGE.input_names
+TEXT_INPUTS = TEXT.input_names
 OUTPUT = "logits"
 
 
@@ -115,43 +116,7 @@ def build_manifest(
 
 def _input_facts(model: Any, max_length: int | None) -> dict[str, Any]:
     """What the model reads: tokenizer facts for texts, the preprocessing for images."""
-    if model.modality == "text":
-        return {
-            "text": {"max_length": int(max_length or 0), "tokenizer": BACKBONE_DIR},
-            "inputs": {
-                name: {"shape": ["batch", "sequence"], "dtype": "int64"} for name in TEXT_INPUTS
-            },
-        }
-    from engine.data.intensity import PERCENTILE, WINDOW
-
-    pre = model.preprocess
-    shape = ["batch", 3, pre.input_size, pre.input_size]
-    stretch = pre.intensity == PERCENTILE
-    first = (
-        f"stretch intensity: take the {WINDOW[0]:g} and {WINDOW[1]:g} percentiles of the "
-        "image's luma (0.299 R + 0.587 G + 0.114 B, 0-255), map them linearly to 0 and 255 and "
-        "clip, the same map for R, G and B; "
-        if stretch
-        else ""
-    )
-    return {
-        "preprocess": {
-            "input_size": pre.input_size,
-            "mean": list(pre.mean),
-            "std": list(pre.std),
-            "interpolation": pre.interpolation,
-            "crop_pct": pre.crop_pct,
-            "resize_size": pre.resize_size,
-            "intensity": pre.intensity,
-            "intensity_window": list(WINDOW) if stretch else None,
-            "steps": (
-                f"RGB; {first}resize the short side to {pre.resize_size} ({pre.interpolation}); "
-                f"center-crop {pre.input_size}x{pre.input_size}; scale to [0, 1]; "
-                "subtract mean and divide by std per channel"
-            ),
-        },
-        "inputs": {IMAGE_INPUTS[0]: {"shape": shape, "dtype": "float32"}},
-    }
+    return modality_of(model).input_facts(model, max_length)
 
 
 MANIFEST_BYTES = 16 * 1024 * 1024  # refit_model.json is a few KB; a bound on memory
@@ -202,7 +167,7 @@ def manifest_problem(data: dict[str, Any]) -> str:
     classes = data.get("classes")
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         return "its classes are not a list of names"
-    if data.get("modality") not in ("image", "text"):
+    if data.get("modality") not in MODALITIES:
         return "its modality is neither image nor text"
     wrong = [k for k in _OBJECTS if not isinstance(data.get(k, {}), dict | None)]
     if wrong:  # the checks below look inside these objects
@@ -216,12 +181,7 @@ def manifest_problem(data: dict[str, Any]) -> str:
     model = (data.get("config") or {}).get("model")
     if not isinstance(model, dict | None):
         wrong.append("config.model")
-    if data["modality"] == "text":
-        text = data.get("text") or {}
-        if not (_whole(text.get("max_length")) and text["max_length"] > 0):
-            wrong.append("text.max_length")
-        if not isinstance(text.get("tokenizer", ""), str):
-            wrong.append("text.tokenizer")
+    wrong += modality_of(data["modality"]).manifest_problems(data)
     if wrong:
         return f"{', '.join(wrong)} {'has' if len(wrong) == 1 else 'have'} the wrong type"
     return ""

@@ -10,18 +10,17 @@ import numpy as np
 import torch
 
 from engine.export.manifest import (
-    IMAGE_INPUTS,
     SAFETENSORS_FILE,
-    TEXT_INPUTS,
     ExportError,
 )
+from engine.modalities import modality_of
 
 Inputs = tuple[torch.Tensor, ...]  # (pixel_values,) or (input_ids, attention_mask)
 
 
 def input_names(modality: str) -> tuple[str, ...]:
     """The names of the exported model's inputs, in order."""
-    return TEXT_INPUTS if modality == "text" else IMAGE_INPUTS
+    return modality_of(modality).input_names
 
 
 class OnnxRuntime:
@@ -124,5 +123,6 @@ def rebuild_classifier(folder: Path, manifest: dict[str, Any], weights: Path | N
 def _dropout(value: object) -> float:
     """The recorded head dropout; 0 for anything that is not a probability (it does not change
     predictions, which run in eval mode)."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1
-    return float(value) if ok else 0.0
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1:
+        return float(value)
+    return 0.0

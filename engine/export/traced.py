@@ -13,6 +13,7 @@ from engine.export.checks import CheckBatch, compare, softmax, trace_inputs
 from engine.export.manifest import OUTPUT, ExportError
 from engine.export.runtimes import OnnxRuntime, TorchScriptRuntime, input_names
 from engine.files import write_atomic
+from engine.modalities import modality_of
 
 OPSET = 18
 _ONNX_LIMIT = 1.9e9  # bytes of weights one ONNX file can hold (protobuf's 2 GB limit)
@@ -43,7 +44,7 @@ class TextLogits(nn.Module):
 
 def logits_module(model: Any) -> nn.Module:
     """The classifier behind a tensors-in, logits-out forward, in eval mode on the CPU."""
-    wrapper = TextLogits(model) if model.modality == "text" else ImageLogits(model)
+    wrapper = modality_of(model).logits_module(model)
     return wrapper.cpu().eval()
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from engine.config import ModelConfig
+from engine.modalities import modality_of
 from engine.models.catalog import CatalogEntry, resolve_entry
 from engine.models.classifier import Classifier
 from engine.models.errors import ModelError
@@ -36,25 +37,10 @@ def build_model(config: ModelConfig, num_classes: int, *, load_weights: bool = T
     if num_classes < 1:
         raise ModelError(f"A classifier needs at least one class, not {num_classes}.")
     entry = resolve_entry(config.backbone)
-    pretrained = load_weights and config.pretrained and not config.weights
-    tokenizer = None
     backbone: nn.Module
-    if entry.modality == "text":
-        from engine.models.text import build_text_backbone
-
-        backbone, num_features, tokenizer = build_text_backbone(
-            entry, config, load_weights=load_weights
-        )
-        spec = repeated_block_groups(backbone)
-    elif entry.family == "torchvision":
-        backbone, num_features, spec = _torchvision(entry.name, pretrained)
-    elif entry.family in ("starter", "timm"):
-        backbone, num_features, spec = _timm(entry, pretrained)
-    else:
-        from engine.models.hf import build_hf_backbone
-
-        backbone, num_features = build_hf_backbone(entry, config, load_weights=load_weights)
-        spec = repeated_block_groups(backbone)
+    backbone, num_features, tokenizer, spec = modality_of(entry).build_backbone(
+        entry, config, load_weights=load_weights
+    )
     if load_weights and config.weights:
         load_into(backbone, load_state_file(config.weights), Path(config.weights).name)
     model = Classifier(
@@ -68,6 +54,24 @@ def build_model(config: ModelConfig, num_classes: int, *, load_weights: bool = T
     )
     model.tokenizer = tokenizer
     return model
+
+
+def build_image_backbone(
+    entry: CatalogEntry, config: ModelConfig, *, load_weights: bool
+) -> tuple[nn.Module, int, None, GroupSpec]:
+    """(backbone, feature width, no tokenizer, layer groups) of an image catalog entry: from
+    torchvision, timm (and the starter) or Hugging Face transformers."""
+    pretrained = load_weights and config.pretrained and not config.weights
+    if entry.family == "torchvision":
+        backbone, num_features, spec = _torchvision(entry.name, pretrained)
+    elif entry.family in ("starter", "timm"):
+        backbone, num_features, spec = _timm(entry, pretrained)
+    else:
+        from engine.models.hf import build_hf_backbone
+
+        backbone, num_features = build_hf_backbone(entry, config, load_weights=load_weights)
+        spec = repeated_block_groups(backbone)
+    return backbone, num_features, None, spec
 
 
 def _torchvision(name: str, pretrained: bool) -> tuple[nn.Module, int, GroupSpec]:

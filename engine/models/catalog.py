@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict, cast
 
+from engine.modalities import IMAGE, TEXT
 from engine.models.errors import ModelError
 from engine.models.hf_files import cached_hf_folder, hf_config, hf_preprocess, is_hf_convnet
 from engine.preprocess import Preprocess
 
-STARTER = "efficientnet_lite0"
-TEXT_STARTER = "all-MiniLM-L6-v2"
+STARTER = IMAGE.starter
+TEXT_STARTER = TEXT.starter
 
 
 class _Normalisation(TypedDict):

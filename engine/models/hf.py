@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from engine.config import ModelConfig
+from engine.modalities import IMAGE, modality_of
 from engine.models.catalog import CatalogEntry
 from engine.models.errors import ModelError, first_line
 from engine.models.hf_files import WEIGHT_FILES
@@ -68,7 +69,7 @@ def build_hf_backbone(
     """The backbone of an 'hf:' or folder entry and its feature width; never downloads."""
     need_weights = load_weights and cfg.pretrained and not cfg.weights
     folder = hf_folder(entry.name, need_weights=need_weights)
-    if entry.modality != "image":
+    if modality_of(entry) is not IMAGE:
         raise ModelError(f"{entry.display_name} reads {entry.modality}, not images.")
     model, _ = load_hf_model(folder, entry, cfg, need_weights=need_weights)
     backbone = HFBackbone(model.float())

@@ -16,6 +16,7 @@ from typing import Any
 from torch import nn
 
 from engine.config import AdaptConfig, Method
+from engine.modalities import modality_of
 from engine.models.classifier import Classifier, ParamCount, count_parameters
 from engine.models.errors import ModelError
 from engine.models.groups import make_groups
@@ -297,7 +298,7 @@ def _mha_names(host: nn.Module) -> list[str]:
 
 
 def _pooling(model: Classifier) -> str:
-    return "mean" if model.modality == "text" else "backbone"
+    return modality_of(model).lora_pooling
 
 
 def describe_targets(model: Classifier) -> dict[str, Any]:

@@ -16,15 +16,16 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from engine.models.catalog import STARTER, TEXT_STARTER, resolve_entry
+from engine.modalities import IMAGE, TEXT, modality_of
+from engine.models.catalog import resolve_entry
 from engine.models.errors import ModelError, WeightsUnavailableError
 from engine.models.hf_files import WEIGHT_FILES, cached_hf_folder, hf_cache_dir, hf_cached_file
 from engine.pickles import is_refused_pickle, load_weights_only, refusal
 
 log = logging.getLogger(__name__)
 
-_ALTERNATIVES = f"choose a checkpoint file instead, or use the offline starter backbone {STARTER}"
-TEXT_ALTERNATIVES = f"use the offline starter text backbone {TEXT_STARTER}"
+_ALTERNATIVES = IMAGE.alternatives
+TEXT_ALTERNATIVES = TEXT.alternatives
 _PREFIXES = ("module.", "model.", "backbone.", "_orig_mod.", "base_model.")
 
 
@@ -51,10 +52,8 @@ def weights_status(name: str, weights_file: str | None = None) -> WeightsStatus:
         )
     entry = resolve_entry(name)
     try:
-        if entry.family == "starter" and entry.modality == "text":
-            return WeightsStatus(True, str(text_starter_folder()), "")
         if entry.family == "starter":
-            return WeightsStatus(True, str(starter_file()), "")
+            return WeightsStatus(True, str(modality_of(entry).starter_weights()), "")
         if entry.family == "torchvision":
             return WeightsStatus(True, str(torchvision_file(entry.name)), "")
         if entry.family == "timm":
@@ -76,7 +75,7 @@ def _unavailable(message: str, expected: str) -> WeightsUnavailableError:
 
 def hf_folder(name: str, *, need_weights: bool, modality: str = "image") -> Path:
     """The local folder of an 'hf:' or folder entry; raises when it or its weights are missing."""
-    alternatives = _ALTERNATIVES if modality == "image" else TEXT_ALTERNATIVES
+    alternatives = modality_of(modality).alternatives
     if name.startswith("hf:"):
         repo = name[len("hf:") :]
         folder = cached_hf_folder(repo)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from engine.config import RunConfig
+from engine.modalities import modality_of
 from engine.task import Task, as_task
 from engine.training.devices import resolve_placement
 
@@ -69,17 +70,16 @@ def estimate_epoch_seconds(
     placement = resolve_placement(config.device)
     model.to(placement.device)
     batch = max(1, min(config.schedule.batch_size, 8))
-    if model.modality == "text":
-        length = text_tokens or min(config.data.max_length, 48)
-        vocab = int(getattr(model.tokenizer, "vocab_size", 1000) or 1000)
-        ids = torch.randint(min(vocab, 1000), vocab, (batch, length), device=placement.device)
-        x: Any = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    else:
-        size = model.preprocess.input_size
-        x = torch.randn(batch, 3, size, size, device=placement.device)
-        if config.device.channels_last and model.entry.is_convnet:
-            model.to(memory_format=torch.channels_last)
-            x = x.contiguous(memory_format=torch.channels_last)
+    channels_last = config.device.channels_last and model.entry.is_convnet
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    x: Any = modality_of(model).random_batch(
+        model,
+        batch,
+        tokens=text_tokens or min(config.data.max_length, 48),
+        device=placement.device,
+        channels_last=channels_last,
+    )
 
     def once() -> None:
         if cached:

@@ -14,6 +14,8 @@ import math
 
 import torch
 
+from engine.modalities import modality_of
+
 Z_ONE_SIDED_5PCT = 1.645
 
 _TRY = (
@@ -24,7 +26,7 @@ _INTENSITY = "data.intensity 'percentile' if the images look dark or flat, "
 
 
 def _what_to_try(modality: str) -> str:
-    return _TRY.format(intensity=_INTENSITY if modality == "image" else "")
+    return _TRY.format(intensity=_INTENSITY if modality_of(modality).has_intensity else "")
 
 
 def chance_bar(counts: list[int]) -> float:
@@ -57,7 +59,7 @@ def run_warnings(
     """Sentences saying the model learned nothing useful, with what to try ([] when it did);
     ``modality`` ("image" or "text") names what was classified."""
     k = len(classes)
-    items = "texts" if modality == "text" else "images"
+    items = modality_of(modality).noun
     to_try = _what_to_try(modality)
     targets = targets.cpu()
     if k < 2 or len(torch.unique(targets)) < 2:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import cast
 
 import torch
@@ -17,9 +16,6 @@ from engine.data import (
     Sample,
     TextSample,
     detect_modality,
-    prefetch,
-    scan_folder,
-    scan_text_source,
     split_samples,
 )
 from engine.data.intensity import (
@@ -29,8 +25,8 @@ from engine.data.intensity import (
     stored_intensity,
 )
 from engine.data.split import missing_class_problems
+from engine.modalities import modality_of
 from engine.runs import REMEDY, RunDir, RunFileError
-from engine.task import Task
 from engine.training.control import RunControl
 
 AnySample = Sample | TextSample
@@ -63,10 +59,7 @@ class RunData:
     intensity: IntensityReport | None = None  # from the scan; not stored in splits.json
 
     def to_dict(self) -> dict:
-        def rows(samples: tuple[AnySample, ...]) -> list[list]:
-            if self.modality == "text":
-                return [[s.text, s.label, s.digest, s.origin] for s in text_samples(samples)]
-            return [[s.path, s.label, s.digest] for s in image_samples(samples)]
+        rows = modality_of(self.modality).rows
 
         return {
             "root": self.root,
@@ -80,17 +73,10 @@ class RunData:
     @classmethod
     def from_dict(cls, data: dict) -> RunData:
         modality = data.get("modality", "image")
+        kind = modality_of(modality)
 
         def samples(split: str) -> tuple[AnySample, ...]:
-            if modality == "text":
-                return tuple(
-                    TextSample(text=t, label=int(label), split=split, digest=d, origin=o)
-                    for t, label, d, o in data.get(split, [])
-                )
-            return tuple(
-                Sample(path=p, label=int(label), split=split, digest=d)
-                for p, label, d in data.get(split, [])
-            )
+            return kind.samples(data.get(split, []), split)
 
         return cls(
             root=data["root"],
@@ -128,22 +114,10 @@ def prepare_data(
         raise DatasetError(
             "No dataset was given; choose a folder of labeled images or texts, or a table file."
         )
-    modality = detect_modality(config.data.path)
-    if modality == "text":
-        index = scan_text_source(
-            config.data.path,
-            text_column=config.data.text_column or None,
-            label_column=config.data.label_column or None,
-            min_per_class=config.data.min_per_class,
-        )
-    else:
-        report = (lambda p: on_progress(p.done, p.total)) if on_progress else None
-        task = (control or Task()).stage(0.0, 1.0, report)
-        index = prefetch.take_index(
-            config.data.path, min_per_class=config.data.min_per_class, task=task
-        ) or scan_folder(config.data.path, min_per_class=config.data.min_per_class, task=task)
+    modality = modality_of(detect_modality(config.data.path))
+    index = modality.scan_for_run(config, task=control, on_progress=on_progress)
     index.raise_if_unusable()
-    what = "texts" if modality == "text" else "images"
+    what = modality.noun
     splits = split_samples(
         index,
         val_fraction=config.data.val_fraction,
@@ -164,7 +138,7 @@ def prepare_data(
         val=splits.val,
         test=splits.test,
         problems=index.problems + tuple(missing_class_problems(splits, index.classes)),
-        modality=modality,
+        modality=modality.name,
         intensity=getattr(index, "intensity", None),
     )
 
@@ -190,14 +164,7 @@ def load_run_data(run: RunDir) -> RunData:
     rd = RunData.read(run)
     if rd is None:
         raise DatasetError(f"The run {run.run_id} has no splits.json; it cannot be resumed.")
-    if rd.modality == "text":
-        return rd
-    missing = [s.path for s in image_samples(rd.train + rd.val) if not Path(s.path).is_file()]
-    if missing:
-        raise DatasetError(
-            f"{len(missing)} images of this run are gone (first: {missing[0]}); the run cannot "
-            "be resumed on the same data."
-        )
+    modality_of(rd.modality).check_resumable(rd, run.run_id)
     return rd
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from engine.config import Method, Optimizer, RunConfig
+from engine.modalities import modality_of
 from engine.models.classifier import Classifier
 from engine.training.devices import Placement, resolve_placement
 
@@ -183,14 +184,13 @@ def _random_inputs(
     channels_last: bool,
     tokens: int | None,
 ) -> Any:
-    if model.modality == "text":
-        length = tokens or config.data.max_length
-        vocab = int(getattr(model.tokenizer, "vocab_size", 1000) or 1000)
-        ids = torch.randint(min(vocab - 1, 1000), vocab, (batch, length), device=device)
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    size = model.preprocess.input_size
-    x = torch.randn(batch, 3, size, size, device=device)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    return modality_of(model).random_batch(
+        model,
+        batch,
+        tokens=tokens or config.data.max_length,
+        device=device,
+        channels_last=channels_last,
+    )
 
 
 def _saved_bytes(model: Classifier, x: Any, placement: Placement) -> int:

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from engine.events import RunStatus
+from engine.modalities import modality_of
 from engine.training.checkpoint_files import has_last_checkpoint
 from engine.training.context import RunContext
 from engine.training.provenance import error_sentence
@@ -51,7 +52,7 @@ def summary(ctx: RunContext, status: RunStatus, error: str) -> dict[str, Any]:
             val_size=len(data.val),
             test_size=len(data.test),
         )
-        if data.modality == "image":
+        if modality_of(data).has_intensity:
             result["intensity"] = ctx.intensity
     return result
 

@@ -12,10 +12,11 @@ import torch
 from torch.utils.data import ConcatDataset
 
 from engine.config import AugmentPreset
-from engine.data import ImageDataset, build_transform
+from engine.data import ImageDataset
 from engine.events import StageProgressed
 from engine.frozen import FrozenForward
 from engine.frozen.keys import backbone_parts, weights_stamp
+from engine.modalities import modality_of
 from engine.training.context import RunContext
 from engine.training.features import (
     FeedTiming,
@@ -54,13 +55,9 @@ class Pipeline(ABC):
         self.inference = MicroBatcher(
             self.device, what="validation", on_shrink=self._on_inference_shrink
         )
-        if self.model.modality == "image":
-            pre = self.model.preprocess
-            aug = self.config.augment
-            self.eval_transform = build_transform(pre, train=False)
-            self.train_transform = build_transform(
-                pre, train=True, preset=aug.preset, hflip=aug.hflip, vflip=aug.vflip
-            )
+        transforms = modality_of(self.model).transforms(self.model.preprocess, self.config.augment)
+        if transforms is not None:
+            self.eval_transform, self.train_transform = transforms
 
     @property
     def steps_per_epoch(self) -> int:

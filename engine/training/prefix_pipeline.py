@@ -18,6 +18,7 @@ from engine.advice.record import Recording, record
 from engine.advice.split import Boundary, dummy_input, suffix_only, verified_boundaries
 from engine.data import ImageDataset, build_transform
 from engine.frozen.taps import run_taps
+from engine.modalities import Modality
 from engine.training.context import RunContext
 from engine.training.inputs import image_samples
 from engine.training.loaders import batches_of, epoch_permutation
@@ -40,11 +41,14 @@ def prefix_cut(ctx: RunContext, model: Any, frozen: list[str]) -> tuple[Boundary
     return None
 
 
-def uncached(method: str, model: Any, frozen: list[str], text: bool) -> str:
+def uncached(method: str, model: Any, frozen: list[str], modality: Modality) -> str:
     """Why ``adapt.cache_prefix`` caches nothing for this run (the warning the run logs)."""
     end = "; every epoch runs the whole network."
-    if text:
-        return "adapt.cache_prefix applies to images only; every epoch runs the whole text model."
+    if not modality.caches_prefix:
+        return (
+            f"adapt.cache_prefix applies to images only; every epoch runs the whole "
+            f"{modality.name} model."
+        )
     if str(method) == "lora":
         return (
             "adapt.cache_prefix is ignored with lora: the adapters sit inside the frozen layers"

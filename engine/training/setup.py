@@ -13,6 +13,7 @@ from torch import nn
 from engine.config import Method, RunConfig
 from engine.events import AdviceGiven, RunStarted, StageProgressed
 from engine.files import write_json_atomic
+from engine.modalities import modality_of
 from engine.models.classifier import ParamCount
 from engine.task import Cancelled
 from engine.training.checkpoint_files import CheckpointError
@@ -27,7 +28,7 @@ from engine.training.inputs import (
 from engine.training.loaders import auto_workers
 from engine.training.oom import free_device_memory
 from engine.training.optim import build_optimizer, build_scheduler, param_groups
-from engine.training.pipeline import FeaturePipeline, ImagePipeline, Pipeline
+from engine.training.pipeline import FeaturePipeline, Pipeline
 from engine.training.provenance import environment_facts
 
 ADVICE_FILE = "advice.json"
@@ -43,15 +44,14 @@ def seed_everything(config: RunConfig) -> None:
 
 def check_modality(entry: Any, data: RunData) -> None:
     """A text dataset needs a text backbone and images an image backbone; say which to pick."""
-    if entry.modality == data.modality:
+    if modality_of(entry) is modality_of(data):
         return
     from engine.models import ModelError
-    from engine.models.catalog import STARTER, TEXT_STARTER
 
-    starter = TEXT_STARTER if data.modality == "text" else STARTER
+    wanted = modality_of(data)
     raise ModelError(
-        f"The dataset holds {data.modality}s but {entry.display_name} is a {entry.modality} "
-        f"model; choose a {data.modality} backbone, for example {starter}."
+        f"The dataset holds {wanted.noun} but {entry.display_name} is a {entry.modality} "
+        f"model; choose a {wanted.name} backbone, for example {wanted.starter}."
     )
 
 
@@ -80,7 +80,8 @@ def build_run_model(ctx: RunContext) -> tuple[list[str], ParamCount]:
     cfg, data = ctx.config, ctx.data
     check_modality(resolve_entry(cfg.model.backbone), data)
     model = build_model(cfg.model, len(data.classes))
-    if model.modality == "image":
+    modality = modality_of(model)
+    if modality.has_intensity:
         ctx.intensity, why = run_intensity(cfg, data, ctx.run, resuming=ctx.resuming)
         model.preprocess = dataclasses.replace(model.preprocess, intensity=ctx.intensity)
         if why:
@@ -99,10 +100,7 @@ def build_run_model(ctx: RunContext) -> tuple[list[str], ParamCount]:
     frozen, count = adapt_model(model, cfg.adapt)
     if count.trainable == 0:
         raise ValueError("Every layer is frozen, so nothing would train; unfreeze the head.")
-    if model.modality == "text":
-        from engine.models.text import token_limit
-
-        ctx.max_length = token_limit(model.tokenizer, model.backbone, cfg.data.max_length)
+    ctx.max_length = modality.token_limit(model, cfg.data.max_length)
     place(ctx, model)
     ctx.model = model
     return frozen, count
@@ -165,19 +163,16 @@ def choose_pipeline(ctx: RunContext, frozen: list[str]) -> Pipeline:
 
 
 def _pipeline(ctx: RunContext, frozen_backbone: bool, frozen: list[str]) -> Pipeline:
-    text = ctx.model.modality == "text"
+    modality = modality_of(ctx.model)
     if not frozen_backbone and ctx.config.adapt.cache_prefix:
         from engine.training.prefix_pipeline import PrefixPipeline, prefix_cut, uncached
 
-        cut = None if text else prefix_cut(ctx, ctx.model, frozen)
+        cut = prefix_cut(ctx, ctx.model, frozen) if modality.caches_prefix else None
         if cut is not None:
             return PrefixPipeline(ctx, *cut)
-        ctx.log(uncached(ctx.config.adapt.method, ctx.model, frozen, text), level="warning")
-    if text:
-        from engine.training.text_pipeline import TextFeaturePipeline, TextPipeline
-
-        return TextFeaturePipeline(ctx) if frozen_backbone else TextPipeline(ctx)
-    return FeaturePipeline(ctx) if frozen_backbone else ImagePipeline(ctx)
+        ctx.log(uncached(ctx.config.adapt.method, ctx.model, frozen, modality), level="warning")
+    pipeline: Pipeline = modality.pipeline(frozen_backbone)(ctx)
+    return pipeline
 
 
 def log_memory_estimate(ctx: RunContext) -> None:
@@ -203,7 +198,7 @@ def log_memory_estimate(ctx: RunContext) -> None:
 
 def mark_running(ctx: RunContext, frozen: list[str], count: ParamCount) -> None:
     """state.json: running, with the run's resolved facts."""
-    text = ctx.model.modality == "text"
+    facts = modality_of(ctx.model).state_facts(max_length=ctx.max_length, intensity=ctx.intensity)
     ctx.run.update_state(
         status="running",
         resumable=False,
@@ -214,7 +209,7 @@ def mark_running(ctx: RunContext, frozen: list[str], count: ParamCount) -> None:
         frozen_groups=frozen,
         modality=ctx.data.modality,
         method=str(ctx.config.adapt.method),
-        **({"max_length": ctx.max_length} if text else {"intensity": ctx.intensity}),
+        **facts,
     )
 
 

@@ -197,9 +197,10 @@ def test_json_at_a_folder_is_refused_before_any_work(tmp_path: Path) -> None:
     ],
 )
 def test_cache_prefix_that_cannot_apply_says_why(method, frozen, text, says) -> None:
+    from engine.modalities import IMAGE, TEXT
     from engine.training.prefix_pipeline import uncached
 
-    assert says in uncached(method, _model(), frozen, text)
+    assert says in uncached(method, _model(), frozen, TEXT if text else IMAGE)
 
 
 def test_frozen_groups_listed_in_any_order_are_still_a_cacheable_prefix(tmp_path: Path) -> None:
