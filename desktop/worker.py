@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Callable, Hashable
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QDeadlineTimer, QObject, QThread, Signal, Slot
 
 from engine import Cancelled, Event, Progress, StageProgressed, StepEnded, Task
@@ -156,8 +157,14 @@ class _Relay(QObject):
 
     def _call(self, name: str, *args: Any) -> None:
         callback = self.callbacks.get(name)
-        if callback is not None and not self.dropped:
-            callback(*args)
+        if callback is None or self.dropped:
+            return
+        # A Qt connection to a deleted receiver is gone with it; a callback that is a method of
+        # a widget closed while its job ran must go the same way (its child widgets are gone).
+        receiver = getattr(callback, "__self__", None)
+        if isinstance(receiver, QObject) and not shiboken6.isValid(receiver):
+            return
+        callback(*args)
 
     @Slot(object)
     def on_progress(self, progress: Progress) -> None:

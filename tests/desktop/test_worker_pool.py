@@ -96,3 +96,34 @@ def test_without_on_cancelled_a_cancel_is_an_error(qtbot, pool):
 
     pool.submit(job, lambda _r: None, on_error=errors.append)
     qtbot.waitUntil(lambda: bool(errors), timeout=10000)
+
+
+def test_a_result_for_a_widget_closed_meanwhile_is_dropped(qtbot, pool):
+    """As a Qt connection goes with its receiver: the Results page closed while its job ran."""
+    import shiboken6
+    from PySide6.QtWidgets import QCheckBox, QWidget
+
+    class Panel(QWidget):
+        def __init__(self) -> None:
+            super().__init__()
+            self.box = QCheckBox(self)
+            self.shown: list[object] = []
+
+        def on_result(self, value: object) -> None:
+            self.box.setEnabled(bool(value))  # raises if the box is gone
+            self.shown.append(value)
+
+    release = threading.Event()
+    done: list[bool] = []
+    panel = Panel()
+    shown = panel.shown
+    pool.submit(lambda task: release.wait(10), panel.on_result, on_done=lambda: done.append(True))
+    shiboken6.delete(panel)  # the C++ widget and its children are gone, the Python object stays
+    release.set()
+    qtbot.waitUntil(lambda: bool(done), timeout=10000)
+    assert shown == []  # not called (and nothing raised in the event loop)
+
+    alive = Panel()
+    pool.submit(lambda task: True, alive.on_result, on_done=lambda: done.append(True))
+    qtbot.waitUntil(lambda: len(done) == 2, timeout=10000)
+    assert alive.shown == [True]
