@@ -154,7 +154,11 @@ class Trainer:
             if isinstance(exc, OSError) and error != error_sentence(exc):
                 raise StorageError(exc.errno, error) from exc
             raise
-        status, error = self._finish(status, error, started)
+        try:
+            status, error = self._finish(status, error, started)
+        except KeyboardInterrupt:  # a second Ctrl+C while the run writes its end
+            self._abort()
+            raise
         best = ctx.best
         return RunResult(
             ctx.run.path,

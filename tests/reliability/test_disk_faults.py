@@ -424,3 +424,30 @@ def test_a_second_ctrl_c_mid_step_cancels_and_resumes(data, straight, tmp_path):
     result = resume(run.path, workspace=ws)
     assert result.status is RunStatus.COMPLETED
     assert_same_weights(final_weights(run), final_weights(straight))
+
+
+def test_a_second_ctrl_c_while_the_run_ends_leaves_it_cancelled(data, tmp_path, monkeypatch):
+    """The first Ctrl+C cancels; the second lands while the run writes its final checkpoint: the
+    run is cancelled (not left "running" with no summary) and resumes to the end."""
+    from engine.task import Task
+    from engine.training.checkpointing import Checkpointer
+
+    task = Task()
+
+    def cancel(event):
+        if isinstance(event, StepEnded) and event.step == 7:
+            task.cancel()
+
+    def interrupted(self, ctx, status):
+        raise KeyboardInterrupt
+
+    ws = tmp_path / "ws"
+    with monkeypatch.context() as patch:
+        patch.setattr(Checkpointer, "finish", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_config(data), workspace=ws, on_event=cancel, control=task)
+    run = RunDir(next((ws / "runs").iterdir()))
+    state = run.state()
+    assert state["status"] == "cancelled" and state["resumable"] is True
+    assert (run.path / "summary.json").is_file()
+    assert resume(run.path, workspace=ws).status is RunStatus.COMPLETED
