@@ -83,6 +83,7 @@ if TYPE_CHECKING:
     from engine.export.hf_format import hf_refusal
     from engine.export.manifest import MODEL_CARD
     from engine.files import write_atomic, write_bytes_atomic
+    from engine.modalities import Modality, modality_of
     from engine.models import (
         ModelError,
         build_model,
@@ -143,6 +144,8 @@ _LAZY = {
     "Problem": "engine.data",
     "TextIndex": "engine.data",
     "detect_modality": "engine.data",
+    "Modality": "engine.modalities",
+    "modality_of": "engine.modalities",
     "load_image": "engine.data",
     "scan_folder": "engine.data",
     "scan_text_source": "engine.data",
@@ -265,6 +268,7 @@ __all__ = [
     "IntensityStretch",
     "LogMessage",
     "Method",
+    "Modality",
     "ModelError",
     "OperatingPoint",
     "Predictor",
@@ -319,6 +323,7 @@ __all__ = [
     "load_predictions",
     "lora_candidates",
     "lora_param_count",
+    "modality_of",
     "model_folder",
     "operating_point",
     "overlay",

@@ -22,6 +22,7 @@ from desktop.data.image_preview import ImagePreviewDialog
 from desktop.data.problem_list import ProblemListWidget
 from desktop.data.split_settings import SplitSettingsWidget
 from desktop.data.text_view import TextDataView
+from desktop.modalities import views_of
 from desktop.state import ConfigState
 from desktop.widgets.thumbnails import Thumb, ThumbnailGridWidget
 
@@ -94,17 +95,27 @@ class DatasetViewWidget(QSplitter):
         right.addWidget(problems)
         right.setStretchFactor(0, 3)
         right.setStretchFactor(1, 1)
-        self.set_modality("image", is_file=False)
+        # Before a scan: images. The words are written here, not asked of the engine's Modality,
+        # so that opening the app does not import the engine's data layer (engine.modalities).
+        self.examples_stack.setCurrentIndex(IMAGES)
+        self._show_unit("images", is_file=False)
         return right
 
     # -- public -----------------------------------------------------------------------------------
 
+    @property
+    def _words(self) -> bool:
+        """The data is texts (the text examples), not pictures (the thumbnail grid)."""
+        return views_of(self.modality).text_views
+
     def set_modality(self, modality: str, *, is_file: bool) -> None:
         """Images or texts; ``is_file`` for one table file rather than a folder."""
         self.modality = modality
-        text = modality == "text"
-        self.examples_stack.setCurrentIndex(TEXTS if text else IMAGES)
-        unit = "texts" if text else "images"
+        views = views_of(modality)
+        self.examples_stack.setCurrentIndex(TEXTS if views.text_views else IMAGES)
+        self._show_unit(views.modality.noun, is_file=is_file)
+
+    def _show_unit(self, unit: str, *, is_file: bool) -> None:
         self.classes_title.setText(f"<b>Classes</b> (double-click one to see its {unit})")
         self.class_table.unit = unit.capitalize()
         self.chart.unit = unit
@@ -115,7 +126,7 @@ class DatasetViewWidget(QSplitter):
         counts = index.class_counts()
         classes = list(index.classes)
         self.show_counts(classes, counts)
-        if self.modality == "text":
+        if self._words:
             self.grid.clear()
             self.text_view.set_index(index)
         else:
@@ -160,7 +171,7 @@ class DatasetViewWidget(QSplitter):
     def _on_problem_list_problem_activated(self, problem: Problem) -> None:
         if not problem.path:
             return
-        if self.modality == "text":
+        if self._words:
             self.text_view.show_problem(problem)
             return
         if self.grid.select_path(problem.path):
@@ -178,7 +189,7 @@ class DatasetViewWidget(QSplitter):
 
     def _on_class_table_item_double_clicked(self, item: QTableWidgetItem) -> None:
         name = self.class_table.class_at(item.row())
-        if self.modality == "text":
+        if self._words:
             self.text_view.examples.show_class(name)
             return
         combo = self.grid.filter_combo

@@ -26,6 +26,7 @@ from desktop.data.dataset_states import (
 from desktop.data.dataset_view import DatasetViewWidget, plural
 from desktop.data.image_preview import ImagePreviewDialog
 from desktop.data.source import SourceScan, is_table_file, scan_source_job
+from desktop.modalities import views_of
 from desktop.page import Page
 
 if TYPE_CHECKING:
@@ -208,12 +209,13 @@ class DataPage(Page):
     def _show_index(self, index: Any) -> None:
         counts = index.class_counts()
         splits = {s for s in counts if s != "all"}
-        unit = "text" if self.modality == "text" else "image"
+        views = views_of(self.modality)
+        unit = views.modality.singular
         summary = f"{plural(len(index.samples), unit)} in {plural(len(index.classes), 'class')}"
         if index.has_splits:
             names = "/".join(s for s in ("train", "val", "test") if s in splits)
             summary += f" · uses the folder's {names} split"
-        if self.modality == "text" and getattr(index, "text_column", None):
+        if views.text_views and getattr(index, "text_column", None):
             summary += f" · text from '{index.text_column}', labels from '{index.label_column}'"
         self.summary_label.setText(summary)
         self.view.show_index(index)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from desktop.modalities import views_of
+
 if TYPE_CHECKING:
     from engine import Table, Task
 
@@ -34,9 +36,9 @@ def detect_modality(path: str | Path) -> str:
 
 def index_modality(index: Any) -> str:
     """ "text" for an ``engine.data.text.TextIndex``, else "image"."""
-    from engine import TextIndex
+    from desktop.modalities import index_views
 
-    return "text" if isinstance(index, TextIndex) else "image"
+    return index_views(index).name
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,10 @@ def scan_source_job(
     def job(task: Task) -> SourceScan:
         from engine import scan_folder
 
-        modality = detect_modality(path)
-        if modality != "text":
+        views = views_of(detect_modality(path))
+        if not views.text_views:
             index = scan_folder(path, min_per_class=min_per_class, task=task)
-            return SourceScan(path=path, modality="image", index=index)
+            return SourceScan(path=path, modality=views.name, index=index)
         return _scan_text(path, min_per_class, text_column, label_column, read_table, task)
 
     return job

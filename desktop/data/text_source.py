@@ -91,7 +91,7 @@ class TablePreviewModel(QAbstractTableModel):
             return None if value is None else str(value)[:TIP_CHARS]
         if role == Qt.ItemDataRole.BackgroundRole and self.role_of(column):
             color = QColor(QApplication.palette().color(QPalette.ColorRole.Highlight))
-            color.setAlpha(45 if self.role_of(column) == "text" else 80)
+            color.setAlpha(45 if column == self.text_column else 80)
             return color
         return None
 

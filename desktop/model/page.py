@@ -22,13 +22,13 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.context import AppContext
+from desktop.modalities import DESKTOP_MODALITIES, DesktopModality, index_views, views_of
 from desktop.model.remote_code_box import RemoteCodeCheckBox
 from desktop.page import Page
 from engine import Task
 
 COLUMNS = ("Backbone", "Source", "Parameters", "Input", "Offline", "Description")
 CHECKPOINT_FILTER = "Checkpoints (*.safetensors *.pt *.pth *.bin);;All files (*)"
-DATA_WORDS = {"image": "images", "text": "texts"}
 
 
 def _catalog_job(_task: Task) -> list[tuple[Any, Any]]:
@@ -46,9 +46,9 @@ class ModelPage(Page):
         super().__init__(ctx)
         self._rows: list[tuple[Any, Any]] = []
         self._loading = False
-        self._modality = ""  # of the scanned data; "" before a scan
+        self._data: DesktopModality | None = None  # of the scanned data; None before a scan
         self._preselect = False  # choose a backbone for the data once the catalog is loaded
-        self._known: dict[str, str] = {}  # modality of backbones chosen by name
+        self._known: dict[str, DesktopModality] = {}  # modality of backbones chosen by name
         self.mismatch = ""
         layout = QVBoxLayout(self)
         heading = QLabel(
@@ -158,7 +158,7 @@ class ModelPage(Page):
                 entry.name,
                 entry.family,
                 params,
-                "text" if entry.modality == "text" else f"{entry.preprocess.input_size} px",
+                views_of(entry).reads(entry),
                 "✓ offline" if status.available else "needs weights",
                 entry.description,
             )
@@ -205,7 +205,7 @@ class ModelPage(Page):
             self.info.setText(str(exc))
             return
         self.table.clearSelection()
-        self._known[entry.name] = str(entry.modality)
+        self._known[entry.name] = views_of(entry)
         self.ctx.state.update("model", backbone=entry.name, weights=None)
 
     def _on_file_button_clicked(self) -> None:
@@ -223,24 +223,21 @@ class ModelPage(Page):
 
     def _apply_filter(self, text: str) -> None:
         needle = text.strip().lower()
-        other_kinds = self.show_all.isChecked() or not self._modality
+        other_kinds = self.show_all.isChecked() or self._data is None
         for r, (entry, _status) in enumerate(self._rows):
             hay = f"{entry.name} {entry.display_name} {entry.family} {entry.description}".lower()
-            fits = other_kinds or entry.modality == self._modality
+            fits = other_kinds or views_of(entry) is self._data
             self.table.setRowHidden(r, not fits or (bool(needle) and needle not in hay))
 
     # -- the data's kind ----------------------------------------------------------------------
 
     def _on_dataset_scanned(self, index: Any) -> None:
-        from desktop.data.source import index_modality
-
-        modality = index_modality(index)
-        if modality != self._modality:
-            self._modality = modality
+        data = index_views(index)
+        if data is not self._data:
+            self._data = data
             self._preselect = True
-        self.show_all.setText(
-            f"Show backbones for {'images' if modality == 'text' else 'texts'} too"
-        )
+        others = [m.modality.noun for m in DESKTOP_MODALITIES.values() if m is not data]
+        self.show_all.setText(f"Show backbones for {' and '.join(others)} too")
         self.show_all.show()
         if self._rows:
             self._apply_modality()
@@ -256,32 +253,32 @@ class ModelPage(Page):
             return
         self._preselect = False
         current = self._modality_of(self.ctx.state.config.model.backbone)
-        if current in ("", self._modality):
+        if current is None or current is self._data:
             return
-        fitting = [(e, s) for e, s in self._rows if e.modality == self._modality]
+        fitting = [(e, s) for e, s in self._rows if views_of(e) is self._data]
         if fitting:
             entry = next((e for e, s in fitting if s.available), fitting[0][0])
             self.ctx.state.update("model", backbone=entry.name, weights=None)
             self._select_current()
 
-    def _modality_of(self, name: str) -> str:
-        """ "image", "text", or "" when not known without building the model."""
+    def _modality_of(self, name: str) -> DesktopModality | None:
+        """The modality a backbone reads, or None when not known without building the model."""
         for entry, _status in self._rows:
             if entry.name == name:
-                return str(entry.modality)
-        return self._known.get(name, "")
+                return views_of(entry)
+        return self._known.get(name)
 
     def _mismatch_sentence(self) -> str:
         backbone = self.ctx.state.config.model.backbone
         kind = self._modality_of(backbone)
-        if not self._modality or not kind or kind == self._modality:
+        data = self._data
+        if data is None or kind is None or kind is data:
             return ""
-        starter = next((e.name for e, s in self._rows if e.modality == self._modality), "")
+        starter = next((e.name for e, s in self._rows if views_of(e) is data), "")
         such = f" such as {starter}" if starter else ""
         return (
-            f"{backbone} is made for {DATA_WORDS.get(kind, kind)}, but the data holds "
-            f"{DATA_WORDS.get(self._modality, self._modality)}; choose a backbone for "
-            f"{DATA_WORDS.get(self._modality, self._modality)}{such}."
+            f"{backbone} is made for {kind.modality.noun}, but the data holds "
+            f"{data.modality.noun}; choose a backbone for {data.modality.noun}{such}."
         )
 
     def _on_state_changed(self, _config: Any) -> None:

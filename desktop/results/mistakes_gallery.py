@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.context import AppContext
+from desktop.modalities import views_of
 from desktop.results.evaluation_jobs import HeatmapImage, heatmaps_job, influence_job
 from desktop.results.text_mistakes import Example, TextMistakesView, influence_colors
 from desktop.widgets.image_loader import ImageLoader
@@ -192,17 +193,21 @@ class MistakesGallery(QWidget):
 
     # -- public ---------------------------------------------------------------------------------
 
+    @property
+    def _words(self) -> bool:
+        """The run's examples are texts (the text list, influential words), not pictures."""
+        return views_of(self.modality).text_views
+
     def set_run(self, run_path: Path, modality: str) -> None:
         """The run whose examples are shown next (explanations are cached per run)."""
         self.run_path = Path(run_path)
         self.modality = modality
-        self.stack.setCurrentWidget(self.text_view if modality == "text" else self.image_view)
-        self.toggle.setText(
-            "Highlight influential words" if modality == "text" else "Show heatmaps"
-        )
+        words = self._words
+        self.stack.setCurrentWidget(self.text_view if words else self.image_view)
+        self.toggle.setText("Highlight influential words" if words else "Show heatmaps")
         self.toggle.setToolTip(
             "Color the words that pushed the model towards its answer (computed a few at a time)."
-            if modality == "text"
+            if words
             else "Overlay Grad-CAM: where in each image the model looked for the class it "
             "predicted (computed a few at a time)."
         )
@@ -257,7 +262,7 @@ class MistakesGallery(QWidget):
             self._update_status()
             return
         chunk, self._queue = self._queue[:CHUNK], self._queue[CHUNK:]
-        if self.modality == "text":
+        if self._words:
             job = influence_job(self.run_path, chunk)
         else:
             job = heatmaps_job(self.run_path, chunk, THUMB)
@@ -302,7 +307,7 @@ class MistakesGallery(QWidget):
     def _refresh_explanations(self) -> None:
         show = self.toggle.isChecked()
         run_key = str(self.run_path)
-        if self.modality == "text":
+        if self._words:
             found = {ref: v for (k, ref), v in self._explained.items() if k == run_key}
             self.text_view.set_influence(found, show)
         else:
@@ -319,7 +324,7 @@ class MistakesGallery(QWidget):
         if not show or not self.examples:
             self.legend.clear()
             return
-        if self.modality == "text":
+        if self._words:
             towards, away = influence_colors(self.palette())
             swatch = "<span style='background-color: rgb({},{},{});'>&nbsp;&nbsp;&nbsp;</span>"
             self.legend.setText(

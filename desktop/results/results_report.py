@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMarginsF, QUrl
 from PySide6.QtGui import QImage, QPageLayout, QPageSize, QPdfWriter, QTextDocument
 
+from desktop.modalities import views_of
 from desktop.results.evaluation_jobs import RunFacts
 from desktop.results.metrics_view import decimal as _dec
 from desktop.results.metrics_view import percent as _pct
@@ -174,7 +175,7 @@ def _facts_table(facts: RunFacts, ev: Evaluation) -> str:
         ("Run", facts.run_id),
         ("Backbone", facts.backbone),
         ("Method", facts.method),
-        ("Data", "texts" if facts.modality == "text" else "images"),
+        ("Data", views_of(facts.modality).modality.noun),
         ("Classes", ", ".join(ev.classes)),
         ("Checkpoint", ev.checkpoint),
         ("Examples evaluated", f"{ev.n} ({SPLIT_NAMES.get(ev.split, ev.split).lower()} split)"),

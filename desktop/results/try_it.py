@@ -11,6 +11,7 @@ from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QCheckBox, QFileDialog, QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 from desktop.context import AppContext
+from desktop.modalities import views_of
 from desktop.results.probability_bars import ProbabilityBarsWidget
 from desktop.results.try_it_jobs import (
     Analysis,
@@ -28,7 +29,7 @@ from desktop.results.try_it_panels import (
 )
 from desktop.widgets.palette_colors import level_color
 
-EMPTY, IMAGE, TEXT = range(3)
+EMPTY = 0  # the stack's page of the empty label; the panels follow it
 
 
 class TryItWidget(QWidget):
@@ -128,7 +129,7 @@ class TryItWidget(QWidget):
 
     def try_image(self, path: str) -> None:
         """Classify the image file at ``path`` (dropped, chosen or pasted)."""
-        if self.modality != "image":
+        if self.facts is None or self._panel() is not self.image_panel:
             return
         self._source = str(path)
         self.analysis = None
@@ -141,7 +142,7 @@ class TryItWidget(QWidget):
 
     def classify_text(self, text: str | None = None) -> None:
         """Classify ``text`` (or what the text box holds)."""
-        if self.modality != "text":
+        if self.facts is None or self._panel() is not self.text_panel:
             return
         if text is not None:
             self.text_panel.editor.setPlainText(text)
@@ -165,13 +166,15 @@ class TryItWidget(QWidget):
 
     # -- requests -----------------------------------------------------------------------------
 
+    def _panel(self) -> ImagePanel | TextPanel:
+        """The panel that shows this run's modality (the image panel before a run loads)."""
+        return self.text_panel if views_of(self.modality).text_views else self.image_panel
+
     def _explain_box(self) -> QCheckBox:
-        if self.modality == "text":
-            return self.text_panel.influence_box
-        return self.image_panel.heatmap_box
+        return self._panel().explain_box
 
     def _bars(self) -> ProbabilityBarsWidget:
-        return self.text_panel.bars if self.modality == "text" else self.image_panel.bars
+        return self._panel().bars
 
     def _request(self, target: str | None, *, new_input: bool = True) -> None:
         if self.run_dir is None or not self._source:
@@ -230,27 +233,14 @@ class TryItWidget(QWidget):
     def _show_facts(self, facts: RunFacts) -> None:
         self.facts = facts
         name = html.escape(facts.run_dir.name)
-        text = facts.modality == "text"
-        box = self._explain_box()
+        panel = self._panel()
+        box = panel.explain_box
         box.setEnabled(not facts.explain_reason)
-        box.setToolTip(facts.explain_reason or self._explain_tip())
-        if text:
-            self.status_label.setText(
-                f"Try <b>{name}</b>: paste or type a text and press Classify (Ctrl+Enter)."
-            )
-            self.stack.setCurrentIndex(TEXT)
-        else:
-            self.status_label.setText(
-                f"Try <b>{name}</b>: drop an image below, choose one, or paste one (Ctrl+V)."
-            )
-            self.image_panel.drop_zone.hint = DROP_HINT
-            self.stack.setCurrentIndex(IMAGE)
+        box.setToolTip(facts.explain_reason or panel.explain_tip)
+        self.status_label.setText(f"Try <b>{name}</b>: {panel.prompt}")
+        panel.ready()
+        self.stack.setCurrentWidget(panel)
         self.loaded.emit(facts.modality)
-
-    def _explain_tip(self) -> str:
-        if self.modality == "text":
-            return "Tint the words by how much each pushed the model toward the chosen class."
-        return "Overlay a Grad-CAM heatmap: where in the image the model found the chosen class."
 
     def _show_analysis(self, result: Analysis) -> None:
         if result.error:
@@ -278,7 +268,7 @@ class TryItWidget(QWidget):
             self._request(target=bars.selected or None, new_input=False)
 
     def _show_explanation(self, result: Analysis) -> None:
-        panel = self.text_panel if self.modality == "text" else self.image_panel
+        panel = self._panel()
         if panel.show_result(result):
             self.explained.emit(result.explained)
 

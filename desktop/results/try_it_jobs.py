@@ -14,6 +14,8 @@ from typing import Any
 
 from PySide6.QtGui import QImage
 
+from desktop.modalities import views_of
+
 DISPLAY_SIZE = 480  # pixels: the longest side of the picture the widget shows
 TOP_K = 5
 NO_EXPLAIN_MODULE = "Explanations are not part of this version of Refit Studio."
@@ -109,7 +111,7 @@ def analyse_job(cache: PredictorCache, request: Request, *, modality: str) -> Ta
 
     def job(_task: Any) -> Analysis:
         predictor, reason = cache.get(request.run_dir)
-        if modality == "text":
+        if views_of(modality).text_views:
             return _analyse_text(predictor, request, reason)
         return _analyse_image(predictor, request, reason)
 

@@ -143,6 +143,11 @@ class DropZone(QFrame):
 class ImagePanel(QWidget):
     """Drop zone and buttons on the left; probability bars and the heatmap toggle on the right."""
 
+    #: what the status line asks the user to do, after "Try <run>: "
+    prompt = "drop an image below, choose one, or paste one (Ctrl+V)."
+    #: the explain toggle's tooltip when the run can be explained
+    explain_tip = "Overlay a Grad-CAM heatmap: where in the image the model found the chosen class."
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         layout = QHBoxLayout(self)
@@ -202,6 +207,15 @@ class ImagePanel(QWidget):
         self.scale.setVisible(False)
         return self.scale
 
+    @property
+    def explain_box(self) -> QCheckBox:
+        """The toggle that shows the explanation (the heatmap)."""
+        return self.heatmap_box
+
+    def ready(self) -> None:
+        """A run's model is loaded: the drop zone says what to do again."""
+        self.drop_zone.hint = DROP_HINT
+
     def show_result(self, result: Analysis) -> bool:
         """Show the picture, or its Grad-CAM overlay when the toggle is on; True for the latter."""
         show_overlay = self.heatmap_box.isChecked() and result.overlay is not None
@@ -228,6 +242,11 @@ class TextPanel(QWidget):
     """A text box with Classify (Ctrl+Enter), the bars, and the text with its influential words."""
 
     classify_requested = Signal()  # Ctrl+Enter in the text box
+
+    #: what the status line asks the user to do, after "Try <run>: "
+    prompt = "paste or type a text and press Classify (Ctrl+Enter)."
+    #: the explain toggle's tooltip when the run can be explained
+    explain_tip = "Tint the words by how much each pushed the model toward the chosen class."
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -281,6 +300,14 @@ class TextPanel(QWidget):
                 self.classify_requested.emit()
                 return True
         return super().eventFilter(watched, event)
+
+    @property
+    def explain_box(self) -> QCheckBox:
+        """The toggle that shows the explanation (the influential words)."""
+        return self.influence_box
+
+    def ready(self) -> None:
+        """A run's model is loaded (the text box needs nothing)."""
 
     def show_result(self, result: Analysis) -> bool:
         """Show the classified text, tinted when the toggle is on; True for the latter."""

@@ -397,15 +397,16 @@ class TrainPage(Page):
             self._show_message(sentence)
 
     def _on_signals_dataset_scanned(self, index: Any) -> None:
-        from desktop.data.source import index_modality
+        from desktop.modalities import index_views
 
-        text = index_modality(index) == "text"
+        views = index_views(index)
+        text = views.text_views
         self.text_section.setVisible(text)
         # Augmentation crops and flips pictures; it means nothing to a text model.
         augment = self.basic_form.editors["augment.preset"]
         self.basic_form.layout().setRowVisible(augment, not text)
         intensity = self.advanced_form.editors["data.intensity"]
-        self.advanced_form.layout().setRowVisible(intensity, not text)
+        self.advanced_form.layout().setRowVisible(intensity, views.modality.has_intensity)
 
     # -- helpers --------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.modalities import views_of
 from desktop.widgets.palette_colors import level_color
 from desktop.widgets.plots import EpochPlot, SeriesPlot, step_loss_plot
 from desktop.widgets.run_history import Ema, HistoryLoaded, RunHistory
@@ -232,7 +233,7 @@ class RunMonitorWidget(QWidget):
         self.epoch_label.setText(f"Epoch {event.start_epoch + 1}/{event.epochs}")
         self.set_phase("Paused" if self._paused else "Training")
         cache = " Frozen backbone: features are cached." if event.feature_cache else ""
-        samples = "texts" if event.modality == "text" else "images"
+        samples = views_of(event.modality).modality.noun
         # On cached features a step is a tiny matrix product; "images/s" would mislead.
         self._speed_unit = "cached features/s" if event.feature_cache else f"{samples}/s"
         self.log(

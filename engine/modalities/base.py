@@ -29,6 +29,8 @@ class Modality(Protocol):
     name: str
     #: what the user reads, plural: "images", "texts"
     noun: str
+    #: one of them: "image", "text"
+    singular: str
     #: the offline starter backbone of the catalog
     starter: str
     #: what to suggest when a backbone's weights are missing (a clause after "or")

@@ -19,6 +19,7 @@ class ImageModality:
 
     name = "image"
     noun = "images"
+    singular = "image"
     starter = STARTER
     alternatives = (
         f"choose a checkpoint file instead, or use the offline starter backbone {STARTER}"

@@ -18,6 +18,7 @@ class TextModality:
 
     name = "text"
     noun = "texts"
+    singular = "text"
     starter = STARTER
     alternatives = f"use the offline starter text backbone {STARTER}"
     input_names: tuple[str, ...] = ("input_ids", "attention_mask")

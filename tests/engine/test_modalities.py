@@ -86,6 +86,7 @@ def test_each_modality_implements_the_whole_protocol(modality: Modality) -> None
 
 def test_the_words_the_user_reads() -> None:
     assert (IMAGE.noun, TEXT.noun) == ("images", "texts")
+    assert (IMAGE.singular, TEXT.singular) == ("image", "text")
     assert IMAGE.input_names == ("pixel_values",)
     assert TEXT.input_names == ("input_ids", "attention_mask")
 
