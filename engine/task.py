@@ -149,3 +149,25 @@ class Task:
 def as_task(task: Task | None) -> Task:
     """``task``, or a task nobody cancels or watches (for callers that pass none)."""
     return task if task is not None else Task()
+
+
+def counting(
+    task: Task | None,
+    on_counts: Callable[[int, int], None] | None,
+    *,
+    offset: int = 0,
+    total: int | None = None,
+) -> Task:
+    """A stage of ``task`` (of a task nobody cancels when None) for code whose progress is counts
+    (training's ``StageProgressed`` events): every report with counts goes, unthrottled, to
+    ``on_counts`` as ``(offset + done, total)`` (the report's own total when ``total`` is None).
+    Sentences without counts are not passed on; ``on_counts`` None: the stage reports nowhere.
+    The stage shares ``task``'s cancel and pause."""
+
+    def forward(progress: Progress) -> None:
+        if on_counts is not None and progress.total > 0:
+            on_counts(offset + progress.done, progress.total if total is None else total)
+
+    child = as_task(task).stage(0.0, 1.0, on_progress=forward)
+    child._interval = 0.0  # whoever throttled the counts before still does
+    return child

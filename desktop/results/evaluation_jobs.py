@@ -176,7 +176,7 @@ def heatmaps_job(path: Path, refs: Sequence[str], size: int) -> TaskJob:
     cancelled task keeps the ones already made."""
 
     def job(task: Task) -> list[HeatmapImage]:
-        from engine import can_explain, image_heatmaps, overlay
+        from engine import Cancelled, can_explain, image_heatmaps, overlay
 
         predictor = cached_predictor(path)
         reason = can_explain(predictor)
@@ -184,10 +184,10 @@ def heatmaps_job(path: Path, refs: Sequence[str], size: int) -> TaskJob:
             return [HeatmapImage(ref, None, error=reason) for ref in refs]
         out = []
         for ref in refs:
-            if task.cancelled:
-                break
             try:
-                (heatmap,) = image_heatmaps(predictor, [ref])
+                (heatmap,) = image_heatmaps(predictor, [ref], task=task)
+            except Cancelled:
+                break
             except Exception as exc:  # one unreadable image must not stop the others
                 out.append(HeatmapImage(ref, None, error=_sentence(exc)))
                 continue
@@ -202,7 +202,7 @@ def influence_job(path: Path, texts: Sequence[str]) -> TaskJob:
     cancelled task keeps the ones already found."""
 
     def job(task: Task) -> list[TokenInfluence | str]:
-        from engine import can_explain, token_influence
+        from engine import Cancelled, can_explain, token_influence
 
         predictor = cached_predictor(path)
         reason = can_explain(predictor)
@@ -210,10 +210,10 @@ def influence_job(path: Path, texts: Sequence[str]) -> TaskJob:
             return [reason for _ in texts]
         out: list[TokenInfluence | str] = []
         for text in texts:
-            if task.cancelled:
-                break
             try:
-                out.append(token_influence(predictor, text))
+                out.append(token_influence(predictor, text, task=task))
+            except Cancelled:
+                break
             except Exception as exc:
                 out.append(_sentence(exc))
         return out

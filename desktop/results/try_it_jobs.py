@@ -15,6 +15,7 @@ from typing import Any
 from PySide6.QtGui import QImage
 
 from desktop.modalities import views_of
+from engine import Cancelled
 
 DISPLAY_SIZE = 480  # pixels: the longest side of the picture the widget shows
 TOP_K = 5
@@ -93,7 +94,7 @@ def _explain_reason(predictor: Any) -> str:
         return f"Explanations do not work for this run ({type(exc).__name__}: {exc})."
 
 
-TaskJob = Callable[[Any], Any]  # job(task): these jobs never stop half-way
+TaskJob = Callable[[Any], Any]  # job(task): only an explanation stops at a cancel (app quit)
 
 
 def load_job(cache: PredictorCache, run_dir: Path) -> TaskJob:
@@ -109,11 +110,11 @@ def load_job(cache: PredictorCache, run_dir: Path) -> TaskJob:
 def analyse_job(cache: PredictorCache, request: Request, *, modality: str) -> TaskJob:
     """A worker job that classifies (and explains) ``request.source`` with the cached run."""
 
-    def job(_task: Any) -> Analysis:
+    def job(task: Any) -> Analysis:
         predictor, reason = cache.get(request.run_dir)
         if views_of(modality).text_views:
-            return _analyse_text(predictor, request, reason)
-        return _analyse_image(predictor, request, reason)
+            return _analyse_text(predictor, request, reason, task)
+        return _analyse_image(predictor, request, reason, task)
 
     return job
 
@@ -127,7 +128,7 @@ def _target_index(predictor: Any, request: Request, top: list[tuple[str, float]]
     return list(predictor.classes).index(name)
 
 
-def _analyse_image(predictor: Any, request: Request, reason: str) -> Analysis:
+def _analyse_image(predictor: Any, request: Request, reason: str, task: Any = None) -> Analysis:
     from desktop.widgets.image_loader import decode_for_display
 
     prediction = predictor.predict([request.source], top_k=_top_k(predictor))[0]
@@ -146,8 +147,10 @@ def _analyse_image(predictor: Any, request: Request, reason: str) -> Analysis:
         from engine import image_heatmaps, overlay
 
         target = _target_index(predictor, request, prediction.top)
-        heatmap = image_heatmaps(predictor, [request.source], target=target)[0]
+        heatmap = image_heatmaps(predictor, [request.source], target=target, task=task)[0]
         shown = overlay(heatmap)
+    except Cancelled:
+        raise
     except Exception as exc:
         return _with(result, explain_error=_sentence("The heatmap failed", exc))
     return _with(
@@ -160,7 +163,7 @@ def _analyse_image(predictor: Any, request: Request, reason: str) -> Analysis:
     )
 
 
-def _analyse_text(predictor: Any, request: Request, reason: str) -> Analysis:
+def _analyse_text(predictor: Any, request: Request, reason: str, task: Any = None) -> Analysis:
     prediction = predictor.predict_texts([("text", request.source)], top_k=_top_k(predictor))[0]
     if prediction.error:
         return Analysis(request, error=prediction.error)
@@ -173,7 +176,9 @@ def _analyse_text(predictor: Any, request: Request, reason: str) -> Analysis:
         from engine import token_influence
 
         target = _target_index(predictor, request, prediction.top)
-        influence = token_influence(predictor, request.source, target=target)
+        influence = token_influence(predictor, request.source, target=target, task=task)
+    except Cancelled:
+        raise
     except Exception as exc:
         return _with(result, explain_error=_sentence("Finding the influential words failed", exc))
     return _with(

@@ -142,7 +142,9 @@ def load_context(ctx: _FinderContext) -> Any:
     def progress(done: int, total: int) -> None:
         ctx.emit(StageProgressed(stage="scan", done=done, total=total))
 
-    ctx.data = prepare_data(cfg, control=ctx.control, on_progress=progress)
+    ctx.data = prepare_data(
+        cfg, task=ctx.control.stage(0.0, 1.0, lambda p: progress(p.done, p.total))
+    )
     if ctx.control.cancelled:
         raise Cancelled()
     for problem in ctx.data.problems:

@@ -52,6 +52,7 @@ from engine.advice.trials import (
 from engine.config import Method, RunConfig, Schedule
 from engine.frozen.taps import run_taps
 from engine.modalities import modality_of
+from engine.task import counting
 from engine.training.features import FeedTiming
 from engine.training.logistic import C_GRID
 
@@ -194,7 +195,7 @@ class ImageAdvisor:
             boundaries=self.bounds,
             cuts=cuts,
             views=views,
-            on_progress=progress,
+            task=counting(ctx.task, progress),
             timing=timing,
             **self._pass(),
         )
@@ -212,8 +213,8 @@ class ImageAdvisor:
 
         n = len(ctx.data.train)
 
-        def progress(done: int, total: int) -> None:  # after the clean view's n images
-            ctx.emit(StageProgressed(stage="advice", done=n + done, total=n + total))
+        def progress(done: int, total: int) -> None:
+            ctx.emit(StageProgressed(stage="advice", done=done, total=total))
 
         timing = FeedTiming()
         rec = add_views(
@@ -223,7 +224,8 @@ class ImageAdvisor:
             train_transform=self.transforms[1],
             cuts=cuts,
             views=1 + AUGMENTED_VIEWS,
-            on_progress=progress,
+            # counted after the clean view's n images
+            task=counting(ctx.task, progress, offset=n, total=n + n * AUGMENTED_VIEWS),
             timing=timing,
             **self._pass(),
         )
@@ -238,7 +240,6 @@ class ImageAdvisor:
             "placement": ctx.placement,
             "channels_last": ctx.channels_last,
             "workers": ctx.workers,
-            "control": ctx.task,
             "taps": self.taps,
         }
 

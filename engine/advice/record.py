@@ -25,7 +25,7 @@ from torch.utils.data import ConcatDataset
 from engine.advice.split import Boundary, pool
 from engine.data import ImageDataset
 from engine.frozen.taps import TapForward
-from engine.training.control import RunControl
+from engine.task import Task, counting
 from engine.training.devices import Placement
 from engine.training.features import FeedTiming, extract_features
 
@@ -129,8 +129,7 @@ def record(
     channels_last: bool,
     workers: int,
     batch_size: int = 64,
-    control: RunControl | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
+    task: Task | None = None,
     taps: TapForward | None = None,
     timing: FeedTiming | None = None,
 ) -> Recording:
@@ -138,7 +137,9 @@ def record(
 
     ``taps``: the forward pass to use (see :func:`engine.frozen.taps.run_taps`; it must tap the
     ``boundaries`` and keep the ``cuts`` whole); torch with forward hooks when None. ``timing``,
-    when given, adds up where the pass spent its time."""
+    when given, adds up where the pass spent its time. ``task`` gets ``(done, total)`` images
+    of both passes together, and a pause or cancel holds or stops them (see
+    :func:`engine.training.features.extract_features`)."""
     eval_t, train_t = transforms
     n = len(train)
     parts: list[Any] = [ImageDataset(train, eval_t, seed=seed)]
@@ -149,15 +150,16 @@ def record(
     run = _runner(model, taps, cut_names, pooled_names, placement, channels_last)
     total = n * views + len(val)
 
-    def progress(offset: int) -> Callable[[int, int], None]:
-        return lambda done, _t: on_progress(offset + done, total) if on_progress else None
+    def progress(offset: int) -> Task:
+        report = task.report if task is not None else None
+        return counting(task, report, offset=offset, total=total)
 
-    common = _pass_settings(placement, batch_size, workers, control, timing)
+    common = _pass_settings(placement, batch_size, workers, timing)
     collect = _Collector(run, pooled_names, cut_names, n, n * views, batch_size)
     features = extract_features(
         run,
         ConcatDataset(parts),
-        on_progress=progress(0),
+        task=progress(0),
         after_batch=collect,
         on_retry=collect.retry,
         **common,
@@ -166,7 +168,7 @@ def record(
     val_features = extract_features(
         run,
         ImageDataset(val, eval_t, seed=seed),
-        on_progress=progress(n * views),
+        task=progress(n * views),
         after_batch=val_collect,
         on_retry=val_collect.retry,
         **common,
@@ -189,7 +191,6 @@ def _pass_settings(
     placement: Placement,
     batch_size: int,
     workers: int,
-    control: RunControl | None,
     timing: FeedTiming | None,
 ) -> dict[str, Any]:
     """The extract_features arguments every recording pass shares."""
@@ -198,7 +199,6 @@ def _pass_settings(
         "channels_last": False,  # the runner lays the batch out for its runtime
         "batch_size": batch_size,
         "workers": workers,
-        "control": control,
         "timing": timing,
     }
 
@@ -216,15 +216,15 @@ def add_views(
     channels_last: bool,
     workers: int,
     batch_size: int = 64,
-    control: RunControl | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
+    task: Task | None = None,
     taps: TapForward | None = None,
     timing: FeedTiming | None = None,
 ) -> Recording:
     """``clean`` (a one-view recording holding the ``cuts``) with ``views - 1`` augmented views
     of each training image added. Only the new views run through the network (in ``taps`` when
     given, the runner that recorded ``clean``); the result is the recording :func:`record`
-    would make with ``views`` (the same datasets and draws)."""
+    would make with ``views`` (the same datasets and draws). ``task`` gets ``(done, total)`` of
+    the new views only."""
     n = len(train)
     names = [c.module for c in cuts]
     run = _runner(model, taps, names, [], placement, channels_last)
@@ -232,10 +232,10 @@ def add_views(
     features = extract_features(
         run,
         ImageDataset(train, train_transform, seed=seed, views=views - 1),
-        on_progress=on_progress,
+        task=task,
         after_batch=collect,
         on_retry=collect.retry,
-        **_pass_settings(placement, batch_size, workers, control, timing),
+        **_pass_settings(placement, batch_size, workers, timing),
     )
     activations = {}
     for m in names:

@@ -7,12 +7,13 @@ in the same batch (length bucketing) means short texts do not pay for long ones.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from engine.data.text import TextSample
+from engine.task import Task
 
 # Texts are sorted by length within windows of this many batches, then the batches are shuffled:
 # batches stay random from epoch to epoch while their texts have similar lengths.
@@ -29,7 +30,7 @@ class TokenizedTexts:
         tokenizer: Any,
         max_length: int,
         *,
-        on_progress: Callable[[int, int], None] | None = None,
+        task: Task | None = None,
     ) -> None:
         self.ids: list[list[int]] = []
         total = len(samples)
@@ -37,8 +38,8 @@ class TokenizedTexts:
             chunk = [s.text for s in samples[start : start + _CHUNK]]
             encoded = tokenizer(chunk, truncation=True, max_length=max_length, padding=False)
             self.ids.extend(list(map(list, encoded["input_ids"])))
-            if on_progress is not None:
-                on_progress(min(start + _CHUNK, total), total)
+            if task is not None:
+                task.report(min(start + _CHUNK, total), total)
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = int(pad) if pad is not None else 0
         self.lengths = [len(i) for i in self.ids]

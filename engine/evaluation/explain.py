@@ -38,6 +38,7 @@ from engine.evaluation.explain_text import (
 from engine.evaluation.predict import Predictor
 from engine.modalities import modality_of
 from engine.models.classifier import Classifier
+from engine.task import Task, as_task
 
 __all__ = [
     "ExplainError",
@@ -117,14 +118,22 @@ def can_explain(predictor: Predictor) -> str:
 
 
 def image_heatmaps(
-    predictor: Predictor, paths: Sequence[str], *, target: int | None = None
+    predictor: Predictor,
+    paths: Sequence[str],
+    *,
+    target: int | None = None,
+    task: Task | None = None,
 ) -> list[Heatmap]:
     """One Grad-CAM heatmap per image, for class index ``target`` (None: the predicted class).
 
     Raises ImageError (one sentence naming the file) for an unreadable image and ExplainError
-    for a text run or a backbone with no map to read.
+    for a text run or a backbone with no map to read. ``task`` gets ``(done, total)`` images
+    and is checked before the first image and between batches (raising Cancelled).
     """
     from engine.data import load_image
+
+    task = as_task(task)
+    task.check_cancelled()
 
     modality = modality_of(predictor)
     if not modality.heatmaps:
@@ -140,6 +149,7 @@ def image_heatmaps(
     min_size = getattr(predictor.transform, "min_size", None)
     out: list[Heatmap] = []
     for batch in _batched([str(p) for p in paths], _BATCH):
+        task.check_cancelled()
         originals = [load_image(p, min_size=min_size) for p in batch]
         seen = [view(im) for im in originals]
         x = torch.stack([predictor.transform.finish(im) for im in seen]).to(predictor.device)
@@ -155,6 +165,7 @@ def image_heatmaps(
                     method=_method(spot),
                 )
             )
+            task.report(len(out), len(paths))
     return out
 
 

@@ -22,6 +22,7 @@ from torch import nn
 
 from engine.modalities import modality_of
 from engine.models.classifier import Classifier
+from engine.task import Task, as_task
 
 # captum imports matplotlib.pyplot; a headless backend keeps it away from the app's Qt (and from
 # a display on a server). Set before captum is first imported; a user's own choice wins.
@@ -76,14 +77,23 @@ def text_problem(predictor: Predictor) -> str:
 
 
 def token_influence(
-    predictor: Predictor, text: str, *, target: int | None = None, n_steps: int = N_STEPS
+    predictor: Predictor,
+    text: str,
+    *,
+    target: int | None = None,
+    n_steps: int = N_STEPS,
+    task: Task | None = None,
 ) -> TokenInfluence:
     """Signed influence of each word of ``text`` on class index ``target`` (None: predicted).
 
     Words past the model's token limit are not read and score 0. Raises ExplainError with one
-    sentence for an image run, an empty text or a model that cannot be explained.
+    sentence for an image run, an empty text or a model that cannot be explained. ``task`` is
+    checked before the text is read (raising Cancelled) and gets ``(1, 1)`` when it is done.
     """
     from captum.attr import LayerIntegratedGradients
+
+    task = as_task(task)
+    task.check_cancelled()
 
     modality = modality_of(predictor)
     if not modality.word_influence:
@@ -139,6 +149,7 @@ def token_influence(
         )
     scores = attributions.detach().float().sum(dim=-1)[0].cpu().tolist()
     words = _words(text, enc["offset_mapping"], special, scores)
+    task.report(1, 1)
     return TokenInfluence(
         text=text,
         target=predictor.classes[chosen],

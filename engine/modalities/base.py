@@ -12,7 +12,7 @@ points one way: the layers above import ``engine.modalities``, never the reverse
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from engine.config import RunConfig
@@ -76,7 +76,6 @@ class Modality(Protocol):
         config: RunConfig,
         *,
         task: Task | None,
-        on_progress: Callable[[int, int], None] | None,
     ) -> Any:
         """The index a run trains on (the prefetching child's scan where there is one)."""
         ...

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from engine.config import RunConfig
 from engine.data import DatasetError, Sample, prefetch, scan_folder
 from engine.modalities.base import parts
-from engine.task import Task
+from engine.task import Task, as_task
 
 STARTER = "efficientnet_lite0"
 
@@ -57,10 +57,8 @@ class ImageModality:
         config: RunConfig,
         *,
         task: Task | None,
-        on_progress: Callable[[int, int], None] | None,
     ) -> Any:
-        report = (lambda p: on_progress(p.done, p.total)) if on_progress else None
-        staged = (task or Task()).stage(0.0, 1.0, report)
+        staged = as_task(task)
         path, least = config.data.path, config.data.min_per_class
         return prefetch.take_index(path, min_per_class=least, task=staged) or scan_folder(
             path, min_per_class=least, task=staged

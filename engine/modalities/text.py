@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from engine.config import RunConfig
@@ -60,7 +60,6 @@ class TextModality:
         config: RunConfig,
         *,
         task: Task | None,
-        on_progress: Callable[[int, int], None] | None,
     ) -> Any:
         return scan_text_source(
             config.data.path,

@@ -17,7 +17,7 @@ from torch import nn
 
 from engine.files import write_atomic
 from engine.safe_read import WEIGHTS_LIMIT, check_capped
-from engine.training.control import Cancelled, RunControl
+from engine.task import Task
 from engine.training.devices import Placement
 from engine.training.loaders import deterministic, make_loader, threaded_batches
 from engine.training.oom import MicroBatcher, inference_shrink_sentence
@@ -58,8 +58,7 @@ def extract_features(
     channels_last: bool,
     batch_size: int,
     workers: int,
-    control: RunControl | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
+    task: Task | None = None,
     on_log: Callable[[str], None] | None = None,
     after_batch: Callable[[], None] | None = None,
     on_retry: Callable[[], None] | None = None,
@@ -73,6 +72,9 @@ def extract_features(
     ``decode_threads`` > 0: items are made by that many threads of this process instead of
     ``workers`` loader processes (only for datasets without random draws, see
     :func:`engine.training.loaders.deterministic`).
+
+    ``task`` gets ``(done, total)`` images about ten times a second and at the end, and is
+    checked before each batch: a pause holds the pass there, a cancel raises :class:`Cancelled`.
 
     On a CUDA or MPS out-of-memory the batch is run in halves (and ``on_log`` says so).
     ``after_batch`` is called after each forward pass that succeeded (to collect what forward
@@ -130,10 +132,8 @@ def extract_features(
             x = batch[0]
             timing.waited_s += time.monotonic() - started
             started = time.monotonic()
-            if control is not None:
-                control.wait_while_paused()
-                if control.cancelled:
-                    raise Cancelled()
+            if task is not None:
+                task.check()
             x = x.to(placement.device, non_blocking=True)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -142,8 +142,8 @@ def extract_features(
             timing.rows += len(x)
             timing.computed_s += time.monotonic() - started
             now = time.monotonic()
-            if on_progress is not None and (now - last_report > 0.1 or done == total):
-                on_progress(done, total)
+            if task is not None and (now - last_report > 0.1 or done == total):
+                task.report(done, total)
                 last_report = now
     finally:
         if module is not None:

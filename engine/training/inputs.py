@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -27,7 +27,7 @@ from engine.data.intensity import (
 from engine.data.split import missing_class_problems
 from engine.modalities import modality_of
 from engine.runs import REMEDY, RunDir, RunFileError
-from engine.training.control import RunControl
+from engine.task import Task
 
 AnySample = Sample | TextSample
 
@@ -106,16 +106,16 @@ class RunData:
 def prepare_data(
     config: RunConfig,
     *,
-    control: RunControl | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
+    task: Task | None = None,
 ) -> RunData:
-    """Scan the dataset folder and split it; raises DatasetError with one sentence if unusable."""
+    """Scan the dataset folder and split it; raises DatasetError with one sentence if unusable.
+    ``task`` gets the scan's progress."""
     if not config.data.path:
         raise DatasetError(
             "No dataset was given; choose a folder of labeled images or texts, or a table file."
         )
     modality = modality_of(detect_modality(config.data.path))
-    index = modality.scan_for_run(config, task=control, on_progress=on_progress)
+    index = modality.scan_for_run(config, task=task)
     index.raise_if_unusable()
     what = modality.noun
     splits = split_samples(

@@ -17,6 +17,7 @@ from engine.events import StageProgressed
 from engine.frozen import FrozenForward
 from engine.frozen.keys import backbone_parts, weights_stamp
 from engine.modalities import modality_of
+from engine.task import counting
 from engine.training.context import RunContext
 from engine.training.features import (
     FeedTiming,
@@ -232,8 +233,7 @@ class FeaturePipeline(Pipeline):
             channels_last=False,
             batch_size=max(64, self.batch_size),
             workers=self.workers,
-            control=t.task,
-            on_progress=progress,
+            task=counting(t.task, progress),
             on_log=lambda text: t.log(text, level="warning"),
             timing=timing,
             decode_threads=threads,

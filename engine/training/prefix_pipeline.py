@@ -19,6 +19,7 @@ from engine.advice.split import Boundary, dummy_input, suffix_only, verified_bou
 from engine.data import ImageDataset, build_transform
 from engine.frozen.taps import run_taps
 from engine.modalities import Modality
+from engine.task import counting
 from engine.training.context import RunContext
 from engine.training.inputs import image_samples
 from engine.training.loaders import batches_of, epoch_permutation
@@ -97,7 +98,7 @@ class PrefixPipeline(Pipeline):
                 placement=self.placement,
                 channels_last=t.channels_last,
                 workers=self.workers,
-                control=t.task,
+                task=counting(t.task, None),  # the pass reports no progress
                 taps=run_taps(  # onnxruntime runs only the frozen layers, up to the cut
                     t, self.model, full=[self.cut.module], pooled=[], what=what, features=False
                 ),

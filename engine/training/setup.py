@@ -63,7 +63,9 @@ def load_data(ctx: RunContext) -> RunData:
     def progress(done: int, total: int) -> None:
         ctx.emit(StageProgressed(stage="scan", done=done, total=total))
 
-    data = prepare_data(ctx.config, control=ctx.task, on_progress=progress)
+    data = prepare_data(
+        ctx.config, task=ctx.task.stage(0.0, 1.0, lambda p: progress(p.done, p.total))
+    )
     if ctx.task.cancelled:
         raise Cancelled()
     for problem in data.problems:

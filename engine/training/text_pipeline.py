@@ -9,6 +9,7 @@ import torch
 
 from engine.data.tokens import TokenizedTexts, length_batches, sorted_batches
 from engine.events import StageProgressed
+from engine.task import counting
 from engine.training.features import cache_key, cached
 from engine.training.inputs import text_samples
 from engine.training.loaders import epoch_permutation
@@ -173,16 +174,20 @@ def tokenize_splits(pipeline: Pipeline) -> tuple[TokenizedTexts, TokenizedTexts]
     n_train = len(pipeline.data.train)
     total = n_train + len(pipeline.data.val)
 
-    def progress(offset: int) -> Any:
-        return lambda done, _n: t.emit(
-            StageProgressed(stage="tokenize", done=offset + done, total=total)
-        )
+    def progress(done: int, total: int) -> None:
+        t.emit(StageProgressed(stage="tokenize", done=done, total=total))
 
     train = TokenizedTexts(
-        text_samples(pipeline.data.train), tokenizer, limit, on_progress=progress(0)
+        text_samples(pipeline.data.train),
+        tokenizer,
+        limit,
+        task=counting(t.task, progress, total=total),
     )
     val = TokenizedTexts(
-        text_samples(pipeline.data.val), tokenizer, limit, on_progress=progress(n_train)
+        text_samples(pipeline.data.val),
+        tokenizer,
+        limit,
+        task=counting(t.task, progress, offset=n_train, total=total),
     )
     cut = sum(1 for n in train.lengths + val.lengths if n >= limit)
     if cut:

@@ -126,6 +126,19 @@ def test_heatmap_is_what_the_model_saw_normalised_to_one(starter_blobs, tmp_path
     assert torch.allclose(seen, starter_blobs.transform(load_image(path)), atol=1e-5)
 
 
+def test_heatmaps_report_each_image_and_stop_when_cancelled(starter_blobs, tmp_path):
+    from engine.task import Cancelled, Task
+
+    paths = [blob_image(tmp_path / f"{c}.png", c, 224) for c in ("tl", "br")]
+    seen = []
+    image_heatmaps(starter_blobs, paths, task=Task(seen.append, rate_hz=0))
+    assert [(p.done, p.total) for p in seen] == [(1, 2), (2, 2)]
+    task = Task()
+    task.cancel()
+    with pytest.raises(Cancelled):
+        image_heatmaps(starter_blobs, paths, task=task)
+
+
 def test_vision_transformer_heatmap_reads_the_patch_grid(tmp_path):
     predictor = blob_detector("timm:test_vit", tmp_path, pretrained=False)
     size = predictor.model.preprocess.input_size

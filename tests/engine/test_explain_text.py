@@ -109,6 +109,18 @@ def test_the_deciding_word_has_the_most_influence(refund_bert):
     assert dict(against.words)["refund"] == pytest.approx(-1.0)  # pushes away from "other"
 
 
+def test_influence_reports_when_done_and_stops_when_cancelled(refund_bert):
+    from engine.task import Cancelled, Task
+
+    seen = []
+    token_influence(refund_bert, "please refund my order", task=Task(seen.append))
+    assert [(p.done, p.total) for p in seen] == [(1, 1)]
+    task = Task()
+    task.cancel()
+    with pytest.raises(Cancelled):
+        token_influence(refund_bert, "please refund my order", task=task)
+
+
 def test_sub_word_tokens_merge_into_the_words_of_the_text(refund_bert):
     text = "  Unbelievably,   my REFUND (order #12) wasn't processed!!  "
     result = token_influence(refund_bert, text)

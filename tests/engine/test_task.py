@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from engine.task import Cancelled, Progress, Task, as_task
+from engine.task import Cancelled, Progress, Task, as_task, counting
 
 
 def test_report_gives_fractions_and_the_last_one_always() -> None:
@@ -78,3 +78,63 @@ def test_check_cancelled_never_waits_while_paused() -> None:
     task.cancel()
     with pytest.raises(Cancelled):
         task.check_cancelled()
+
+
+def test_counting_passes_every_count_on_with_an_offset_and_shares_the_flags() -> None:
+    counts: list[tuple[int, int]] = []
+    parent = Task(rate_hz=1e-9)
+    stage = counting(parent, lambda done, total: counts.append((done, total)), offset=5, total=20)
+    for done in range(1, 4):
+        stage.report(done, 3)
+    stage.say("a sentence without counts")
+    assert counts == [(6, 20), (7, 20), (8, 20)]
+    parent.cancel()
+    with pytest.raises(Cancelled):
+        stage.check()
+    silent = counting(None, None)
+    silent.report(1, 1)
+    silent.check()
+
+
+def test_the_feature_pass_reports_counts_holds_on_pause_and_stops_on_cancel() -> None:
+    import torch
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    from engine.config import Precision
+    from engine.training.devices import Placement
+    from engine.training.features import extract_features
+
+    data = TensorDataset(torch.randn(12, 3), torch.zeros(12))
+    counts: list[tuple[int, int]] = []
+    task = Task()
+    common = {
+        "placement": Placement(torch.device("cpu"), Precision.FP32, "CPU"),
+        "channels_last": False,
+        "batch_size": 4,
+        "workers": 0,
+    }
+    out = extract_features(
+        nn.Linear(3, 2), data, task=counting(task, lambda d, t: counts.append((d, t))), **common
+    )
+    assert out.shape == (12, 2)
+    assert counts[-1] == (12, 12)
+
+    task.pause()
+    finished = threading.Event()
+
+    def run() -> None:
+        extract_features(nn.Linear(3, 2), data, task=task, **common)
+        finished.set()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    time.sleep(0.3)
+    assert not finished.is_set()  # held before its first batch
+    task.resume()
+    worker.join(5)
+    assert finished.is_set()
+
+    task.cancel()
+    with pytest.raises(Cancelled):
+        extract_features(nn.Linear(3, 2), data, task=task, **common)
