@@ -117,14 +117,24 @@ class Task:
         """A sentence on its own (a stage begins), with a fraction when one is known."""
         self._send(fraction, message, 0, 0)
 
-    def stage(self, start: float, stop: float, on_progress: ProgressCallback | None = None) -> Task:
+    def stage(
+        self,
+        start: float,
+        stop: float,
+        on_progress: ProgressCallback | None = None,
+        *,
+        rate_hz: float | None = None,
+    ) -> Task:
         """A task for one stage of this one: its fraction 0..1 fills ``start``..``stop`` of this
-        task's; it reports through this task's callback (or ``on_progress`` when given) and
-        shares its cancel and pause."""
+        task's; it reports through this task's callback (or ``on_progress`` when given), at this
+        task's rate (or ``rate_hz``; 0: every report), and shares its cancel and pause."""
         child = Task.__new__(Task)
         child._flags = self._flags
         child._on_progress = on_progress or self._on_progress
-        child._interval = self._interval
+        if rate_hz is None:
+            child._interval = self._interval
+        else:
+            child._interval = 1.0 / rate_hz if rate_hz > 0 else 0.0
         width = self._stop - self._start
         child._start = self._start + width * start
         child._stop = self._start + width * stop
@@ -168,6 +178,5 @@ def counting(
         if on_counts is not None and progress.total > 0:
             on_counts(offset + progress.done, progress.total if total is None else total)
 
-    child = as_task(task).stage(0.0, 1.0, on_progress=forward)
-    child._interval = 0.0  # whoever throttled the counts before still does
-    return child
+    # Unthrottled: whoever throttled the counts before still does.
+    return as_task(task).stage(0.0, 1.0, on_progress=forward, rate_hz=0)
