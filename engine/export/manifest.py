@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from engine.modalities import IMAGE, MODALITIES, TEXT, modality_of
+from engine.modalities import MODALITIES, modality_of
 from engine.models.errors import ModelError
 
 MANIFEST = "refit_model.json"
@@ -21,8 +21,6 @@ HF_DIR = "hf"
 BACKBONE_DIR = "backbone"  # Hugging Face backbones: config.json and tokenizer, no weights
 MANIFEST_VERSION = 1
 
-IMAGE_INPUTS = IMAGE.input_names
-TEXT_INPUTS = TEXT.input_names
 OUTPUT = "logits"
 
 

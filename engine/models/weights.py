@@ -16,7 +16,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from engine.modalities import IMAGE, TEXT, modality_of
+from engine.modalities import IMAGE, modality_of
 from engine.models.catalog import resolve_entry
 from engine.models.errors import ModelError, WeightsUnavailableError
 from engine.models.hf_files import WEIGHT_FILES, cached_hf_folder, hf_cache_dir, hf_cached_file
@@ -25,7 +25,6 @@ from engine.pickles import is_refused_pickle, load_weights_only, refusal
 log = logging.getLogger(__name__)
 
 _ALTERNATIVES = IMAGE.alternatives
-TEXT_ALTERNATIVES = TEXT.alternatives
 _PREFIXES = ("module.", "model.", "backbone.", "_orig_mod.", "base_model.")
 
 
