@@ -30,11 +30,14 @@ def text_run(tmp_path_factory):
 @pytest.fixture
 def widget(qtbot, ctx):
     w = TryItWidget(ctx)
-    qtbot.addWidget(w)
+    # Wait for the widget's jobs before pytest-qt closes and deletes it (it does so before
+    # fixture teardown): a job ending after that is dropped with its widget, and w.busy stays.
+    qtbot.addWidget(
+        w, before_close_func=lambda w: qtbot.waitUntil(lambda: not w.busy, timeout=30000)
+    )
     w.resize(900, 560)
     w.show()
-    yield w
-    qtbot.waitUntil(lambda: not w.busy, timeout=30000)
+    return w
 
 
 def load(qtbot, widget, run: Path, modality: str) -> None:
