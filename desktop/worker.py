@@ -5,7 +5,7 @@ Most jobs go through :meth:`WorkerPool.submit`: ``job(task)`` runs with an engin
 progress and result come back to callbacks in the GUI thread, and a later submit with the same
 ``key`` cancels the earlier job and drops whatever it still sends. Training (and other jobs with
 an engine event stream) runs in an :class:`EngineWorker` started with :meth:`WorkerPool.start`;
-its control is the same Task."""
+its task is the same Task."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def running_threads() -> list[QThread]:
 
 
 class EngineWorker(QObject):
-    """Runs ``job(on_event, control)`` in its thread.
+    """Runs ``job(on_event, task)`` in its thread.
 
     Events reach the GUI thread in batches (``events``, a list) through one queued signal: step
     and progress events are coalesced to about ``rate_hz`` batches a second, anything else is sent
@@ -56,7 +56,7 @@ class EngineWorker(QObject):
     """
 
     events = Signal(list)
-    progress = Signal(object)  # an engine.task.Progress of the control's reports
+    progress = Signal(object)  # an engine.task.Progress of the task's reports
     succeeded = Signal(object)
     failed = Signal(str)
     done = Signal()
@@ -66,14 +66,14 @@ class EngineWorker(QObject):
         job: Job,
         *,
         rate_hz: float = 15.0,
-        control: Task | None = None,
+        task: Task | None = None,
         interruptible: bool = True,
     ):
         super().__init__()
         self.job = job
         #: False for training: it must stop at a step boundary and save its checkpoint
         self.interruptible = interruptible
-        self.control = control or Task(self.progress.emit)
+        self.task = task or Task(self.progress.emit)
         self._interval = 1.0 / rate_hz
         self._pending: list[Event] = []
         self._last_emit = 0.0
@@ -127,7 +127,7 @@ class EngineWorker(QObject):
         with self._lock:
             self._thread_id = threading.get_ident()
         try:
-            return self.job(self._on_event, self.control)
+            return self.job(self._on_event, self.task)
         finally:
             with self._lock:  # from here on, interrupt() leaves this thread alone
                 self._thread_id = None
@@ -244,7 +244,7 @@ class WorkerPool(QObject):
         if key is not None:
             self._keyed[key] = relay
         self.start(worker)
-        return worker.control
+        return worker.task
 
     def drop(self, key: Hashable | None) -> bool:
         """Cancel the job submitted under ``key`` and drop whatever it still sends; True when
@@ -255,7 +255,7 @@ class WorkerPool(QObject):
         if relay is None:
             return False
         relay.dropped = True
-        relay.worker.control.cancel()
+        relay.worker.task.cancel()
         return True
 
     def running(self, key: Hashable) -> bool:
@@ -301,7 +301,7 @@ class WorkerPool(QObject):
         thread has ended."""
         running = list(self._running.items())
         for worker, thread in running:
-            worker.control.cancel()
+            worker.task.cancel()
             thread.quit()  # the thread's loop ends as soon as the job returns
         first = QDeadlineTimer(timeout_ms // 2)
         if not all([thread.wait(first) for _, thread in running]):

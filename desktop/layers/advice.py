@@ -142,7 +142,7 @@ class AdviceSection(QWidget):
     def cancel(self) -> None:
         if self._worker is not None:
             self._cancelled = True
-            self._worker.control.cancel()  # a flag the job checks; never a queued slot
+            self._worker.task.cancel()  # a flag the job checks; never a queued slot
             self.status_label.setText("Cancelling…")
 
     def sync(self, config: RunConfig) -> None:

@@ -25,10 +25,10 @@ class LrPointFound:
 def advise_job(config: RunConfig, workspace: Path) -> Job:
     """A worker job that runs the Recommended analysis on ``config``; returns Advice.to_dict()."""
 
-    def job(on_event: Callable[[Event], None], control: Task) -> dict:
+    def job(on_event: Callable[[Event], None], task: Task) -> dict:
         from engine import advise
 
-        return advise(config, workspace=workspace, on_event=on_event, control=control).to_dict()
+        return advise(config, workspace=workspace, on_event=on_event, task=task).to_dict()
 
     return job
 
@@ -37,14 +37,14 @@ def lr_find_job(config: RunConfig, workspace: Path) -> Job:
     """A worker job that runs the range test on ``config``, streaming LrPointFound events;
     returns LrCurve.to_dict()."""
 
-    def job(on_event: Callable[[Event], None], control: Task) -> dict:
+    def job(on_event: Callable[[Event], None], task: Task) -> dict:
         from engine import find_learning_rate
 
         def on_point(lr: float, loss: float) -> None:
             on_event(LrPointFound(float(lr), float(loss)))  # type: ignore[arg-type]
 
         curve = find_learning_rate(
-            config, workspace=workspace, on_event=on_event, control=control, on_point=on_point
+            config, workspace=workspace, on_event=on_event, task=task, on_point=on_point
         )
         return curve.to_dict()
 

@@ -143,7 +143,7 @@ def train_base_job(workspace: Path, path: Path) -> TaskJob:
             elif isinstance(event, StepEnded):
                 task.report(event.step, event.total_steps)
 
-        base = train_base(Workspace(workspace), RunDir(Path(path)), on_event=on_event, control=task)
+        base = train_base(Workspace(workspace), RunDir(Path(path)), on_event=on_event, task=task)
         return Path(base.path)
 
     return job

@@ -261,7 +261,7 @@ class TrainPage(Page):
         if self._worker is None or self._stopping:
             return
         self._stopping = True
-        self._worker.control.cancel()  # a flag the loop checks; never a queued slot
+        self._worker.task.cancel()  # a flag the loop checks; never a queued slot
         self.monitor.set_phase("Stopping after the current step…")
         self._update_actions()
 
@@ -351,9 +351,9 @@ class TrainPage(Page):
         if self._worker is None:
             return
         if paused:
-            self._worker.control.pause()
+            self._worker.task.pause()
         else:
-            self._worker.control.resume()
+            self._worker.task.resume()
         self.monitor.set_paused(paused)
 
     def _on_resume_button_clicked(self) -> None:

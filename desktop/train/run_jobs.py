@@ -15,10 +15,10 @@ from engine import Event, RunConfig, RunStarted, Task
 def train_job(config: RunConfig, workspace: Path) -> Job:
     """A worker job that trains ``config``."""
 
-    def job(on_event: Callable[[Event], None], control: Task) -> Any:
+    def job(on_event: Callable[[Event], None], task: Task) -> Any:
         from engine import train
 
-        return train(config, workspace=workspace, on_event=on_event, control=control)
+        return train(config, workspace=workspace, on_event=on_event, task=task)
 
     return job
 
@@ -26,7 +26,7 @@ def train_job(config: RunConfig, workspace: Path) -> Job:
 def resume_job(run_dir: str, workspace: Path) -> Job:
     """A worker job that continues a stopped run; its earlier curves are sent first."""
 
-    def job(on_event: Callable[[Event], None], control: Task) -> Any:
+    def job(on_event: Callable[[Event], None], task: Task) -> Any:
         from engine import RunDir, resume
 
         def forward(event: Event) -> None:
@@ -35,6 +35,6 @@ def resume_job(run_dir: str, workspace: Path) -> Job:
                 on_event(HistoryLoaded(RunHistory.from_records(records)))  # type: ignore[arg-type]
             on_event(event)
 
-        return resume(run_dir, workspace=workspace, on_event=forward, control=control)
+        return resume(run_dir, workspace=workspace, on_event=forward, task=task)
 
     return job

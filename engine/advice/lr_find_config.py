@@ -22,7 +22,7 @@ from engine.config import Method, RunConfig
 from engine.events import Event, LogMessage, StageProgressed
 from engine.modalities import modality_of
 from engine.runs import Workspace
-from engine.training.control import Cancelled, RunControl
+from engine.task import Cancelled, Task
 
 PROBE_REASON = (
     "The linear probe uses no learning rate: it fits the head to convergence with L-BFGS and "
@@ -39,13 +39,12 @@ class _FinderContext:
         config: RunConfig,
         workspace: str | Path | None,
         on_event: Callable[[Event], Any] | None,
-        control: RunControl,
+        task: Task,
     ) -> None:
         self.config = config
         self.workspace = Workspace(workspace)
         self.on_event = on_event
-        self.control = control
-        self.task = control  # what the training pipelines call it (engine/training/context.py)
+        self.task = task  # the name the training pipelines read (engine/training/context.py)
         self.model: Any = None
         self.data: Any = None
         self.placement: Any = None
@@ -67,7 +66,7 @@ def find_learning_rate(
     *,
     workspace: str | Path | None = None,
     on_event: Callable[[Event], Any] | None = None,
-    control: RunControl | None = None,
+    task: Task | None = None,
     on_point: Callable[[float, float], Any] | None = None,
     start_lr: float = 1e-7,
     end_lr: float = 10.0,
@@ -82,7 +81,7 @@ def find_learning_rate(
     config.validate()
     if Method(config.adapt.method) is Method.LINEAR_PROBE:
         return LrCurve(reason=PROBE_REASON)
-    ctx = _FinderContext(config, workspace, on_event, control or RunControl())
+    ctx = _FinderContext(config, workspace, on_event, task or Task())
     model = _prepare(ctx)
     if model is None:
         return LrCurve(reason=PROBE_REASON)
@@ -115,7 +114,7 @@ def find_learning_rate(
         start_lr=start_lr,
         end_lr=end_lr,
         steps=steps,
-        control=ctx.control,
+        task=ctx.task,
         on_point=point,
         make_optimizer=lambda groups: build_optimizer(groups, config.optim),
         grad_clip=config.optim.grad_clip,
@@ -142,10 +141,8 @@ def load_context(ctx: _FinderContext) -> Any:
     def progress(done: int, total: int) -> None:
         ctx.emit(StageProgressed(stage="scan", done=done, total=total))
 
-    ctx.data = prepare_data(
-        cfg, task=ctx.control.stage(0.0, 1.0, lambda p: progress(p.done, p.total))
-    )
-    if ctx.control.cancelled:
+    ctx.data = prepare_data(cfg, task=ctx.task.stage(0.0, 1.0, lambda p: progress(p.done, p.total)))
+    if ctx.task.cancelled:
         raise Cancelled()
     for problem in ctx.data.problems:
         ctx.log(problem.message, level="warning")

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.training.control import Cancelled, RunControl
+from engine.task import Cancelled, Task
 
 Batch = tuple[Any, torch.Tensor]
 BatchSource = Callable[[], Iterable[Batch]] | Iterable[Batch]
@@ -117,7 +117,7 @@ def lr_range_test(
     start_lr: float = 1e-7,
     end_lr: float = 10.0,
     steps: int = 100,
-    control: RunControl | None = None,
+    task: Task | None = None,
     on_point: Callable[[float, float], Any] | None = None,
     make_optimizer: Callable[[list[dict]], torch.optim.Optimizer] | None = None,
     grad_clip: float = 0.0,
@@ -144,7 +144,7 @@ def lr_range_test(
             criterion,
             groups=groups,
             rates=exponential_rates(start_lr, end_lr, steps),
-            control=control,
+            task=task,
             on_point=on_point,
             make_optimizer=make_optimizer or _adamw,
             grad_clip=grad_clip,
@@ -179,7 +179,7 @@ def _run(
     *,
     groups: list[dict],
     rates: list[float],
-    control: RunControl | None,
+    task: Task | None,
     on_point: Callable[[float, float], Any] | None,
     make_optimizer: Callable[[list[dict]], torch.optim.Optimizer],
     grad_clip: float,
@@ -195,9 +195,9 @@ def _run(
     average, lowest = 0.0, math.inf
     source = _cycle(batches)
     for i, lr in enumerate(rates):
-        if control is not None:
-            control.wait_while_paused()
-            if control.cancelled:
+        if task is not None:
+            task.wait_while_paused()
+            if task.cancelled:
                 raise Cancelled()
         for group, scale in zip(optimizer.param_groups, scales, strict=True):
             group["lr"] = lr * scale

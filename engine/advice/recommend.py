@@ -297,7 +297,7 @@ class ImageAdvisor:
             start_lr=1e-6,
             end_lr=1.0,
             steps=40,
-            control=self.ctx.task,
+            task=self.ctx.task,
         )
         lr = float(np.clip(curve.suggestion or 1e-3, 1e-4, 1e-2))
         correct = np.zeros(TRIAL_EPOCHS + 1)
@@ -316,7 +316,7 @@ class ImageAdvisor:
                 lr=lr,
                 epochs=TRIAL_EPOCHS,
                 steps_per_epoch=steps_for(len(fit_idx)),
-                control=self.ctx.task,
+                task=self.ctx.task,
                 after_epoch=after_epoch,
             )
             acc, loss = evaluate(fold, held, held_y)

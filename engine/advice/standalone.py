@@ -18,7 +18,7 @@ from engine.advice.lr_find_config import _FinderContext, load_context
 from engine.advice.recommend import Advice, recommend
 from engine.config import Method, RunConfig
 from engine.events import Event
-from engine.training.control import RunControl
+from engine.task import Task
 
 
 def advise(
@@ -26,13 +26,13 @@ def advise(
     *,
     workspace: str | Path | None = None,
     on_event: Callable[[Event], Any] | None = None,
-    control: RunControl | None = None,
+    task: Task | None = None,
 ) -> Advice:
     """The recipe the Recommended method would choose for ``config`` (whatever its method),
     and the evidence: depth scores, trials, the range test. Raises Cancelled on cancel."""
     config = config.replace(adapt=dataclasses.replace(config.adapt, method=Method.AUTO))
     config.validate()
-    ctx = _FinderContext(config, workspace, on_event, control or RunControl())
+    ctx = _FinderContext(config, workspace, on_event, task or Task())
     ctx.started_at = time.monotonic()
     model = load_context(ctx)
     model.to(ctx.placement.device)

@@ -19,7 +19,7 @@ from torch import nn
 
 from engine.advice.split import Boundary, dummy_input, suffix_only
 from engine.config import OptimConfig
-from engine.training.control import Cancelled, RunControl
+from engine.task import Cancelled, Task
 from engine.training.optim import param_groups
 
 #: Head learning rate and backbone scale of the suffix trials (the range test moves the head's
@@ -122,7 +122,7 @@ def train_suffix(
     lr: float,
     epochs: int,
     steps_per_epoch: int,
-    control: RunControl | None = None,
+    task: Task | None = None,
     after_epoch: Callable[[int], None] | None = None,
 ) -> None:
     """AdamW with a one-cycle schedule over ``epochs``, as the final run would train."""
@@ -137,9 +137,9 @@ def train_suffix(
     suffix.model.train()
     for e in range(epochs):
         for x, y in batches(e):
-            if control is not None:
-                control.wait_while_paused()
-                if control.cancelled:
+            if task is not None:
+                task.wait_while_paused()
+                if task.cancelled:
                     raise Cancelled()
             loss = criterion(suffix(x).float(), y.to(suffix.device))
             optimizer.zero_grad(set_to_none=True)

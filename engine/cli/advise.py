@@ -52,7 +52,7 @@ def _run(config: Any, args: argparse.Namespace) -> Any:
     try:
         return run_cancellable(
             lambda on_event, task: advise(
-                config, workspace=args.workspace, on_event=on_event, control=task
+                config, workspace=args.workspace, on_event=on_event, task=task
             ),
             quiet=args.quiet,
             message="Stopping (Ctrl+C again to abort)…",

@@ -60,7 +60,7 @@ def _run(config: RunConfig, args: argparse.Namespace) -> Any:
                 config,
                 workspace=args.workspace,
                 on_event=on_event,
-                control=task,
+                task=task,
                 start_lr=args.start_lr,
                 end_lr=args.end_lr,
                 steps=args.steps,

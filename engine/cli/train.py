@@ -44,7 +44,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     check_model(config.model.backbone, asked=config.model.allow_remote_code)  # before a run exists
     return run_with_progress(
-        lambda cb, control: train(config, workspace=args.workspace, on_event=cb, control=control),
+        lambda cb, task: train(config, workspace=args.workspace, on_event=cb, task=task),
         quiet=args.quiet,
     )
 
@@ -87,8 +87,6 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     config = Workspace(args.workspace).open_run(args.run).config()
     check_model(config.model.backbone, asked=config.model.allow_remote_code)  # run untouched
     return run_with_progress(
-        lambda cb, control: resume(
-            args.run, workspace=args.workspace, on_event=cb, control=control
-        ),
+        lambda cb, task: resume(args.run, workspace=args.workspace, on_event=cb, task=task),
         quiet=args.quiet,
     )

@@ -18,6 +18,7 @@ from engine.config import (
     ScheduleConfig,
 )
 from engine.runs import RunDir, RunFileError, Workspace
+from engine.task import Task
 
 BASE_SUFFIX = " · base"
 
@@ -87,19 +88,17 @@ def train_base(
     run: RunDir,
     *,
     on_event: Callable[[Any], Any] | None = None,
-    control: Any = None,
+    task: Task | None = None,
 ) -> RunDir:
     """Train ``run``'s base in ``workspace`` and return its folder (``run`` itself for a linear
-    probe). Raises engine.training.control.Cancelled when the user stops it."""
+    probe). Raises engine.task.Cancelled when the user stops it."""
     config = run.config()
     if is_linear_probe(config):
         return run
-    from engine.training.control import Cancelled
+    from engine.task import Cancelled
     from engine.training.trainer import train
 
-    result = train(
-        base_config(config), workspace=workspace.root, on_event=on_event, control=control
-    )
+    result = train(base_config(config), workspace=workspace.root, on_event=on_event, task=task)
     if str(result.status) != "completed":
         raise Cancelled()
     return RunDir(result.run_dir)
@@ -110,13 +109,13 @@ def find_or_train_base(
     run: RunDir,
     *,
     on_event: Callable[[Any], Any] | None = None,
-    control: Any = None,
+    task: Task | None = None,
 ) -> tuple[RunDir, bool]:
     """(the base run, whether it had to be trained now)."""
     found = find_base_run(workspace, run)
     if found is not None:
         return found, False
-    return train_base(workspace, run, on_event=on_event, control=control), True
+    return train_base(workspace, run, on_event=on_event, task=task), True
 
 
 __all__ = [

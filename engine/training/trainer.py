@@ -59,13 +59,13 @@ def train(
     workspace: str | Path | None = None,
     callbacks: Iterable[Callback] = (),
     on_event: Callable[[Event], Any] | None = None,
-    control: Task | None = None,
+    task: Task | None = None,
 ) -> RunResult:
     """Start a new run of ``config`` in ``workspace``."""
     config.validate()
     run = Workspace(workspace).create_run(config)
     with run.lock():
-        trainer = Trainer(config, run, Workspace(workspace), callbacks, on_event, control)
+        trainer = Trainer(config, run, Workspace(workspace), callbacks, on_event, task)
         return trainer.fit()
 
 
@@ -75,7 +75,7 @@ def resume(
     workspace: str | Path | None = None,
     callbacks: Iterable[Callback] = (),
     on_event: Callable[[Event], Any] | None = None,
-    control: Task | None = None,
+    task: Task | None = None,
 ) -> RunResult:
     """Continue a stopped run from its last checkpoint, with the same split and config.
 
@@ -88,7 +88,7 @@ def resume(
     with run.lock():
         config = run.intact_config()  # a damaged file stops here, with the run untouched
         check_resumable(run)
-        trainer = Trainer(config, run, ws, callbacks, on_event, control, resuming=True)
+        trainer = Trainer(config, run, ws, callbacks, on_event, task, resuming=True)
         return trainer.fit()
 
 
@@ -105,7 +105,7 @@ class Trainer:
         workspace: Workspace,
         callbacks: Iterable[Callback] = (),
         on_event: Callable[[Event], Any] | None = None,
-        control: Task | None = None,
+        task: Task | None = None,
         *,
         resuming: bool = False,
     ) -> None:
@@ -115,7 +115,7 @@ class Trainer:
             stock.append(EarlyStopping(config.schedule.early_stopping_patience))
         extra = [EventFunction(on_event)] if on_event else []
         self.callbacks = sorted([*stock, *callbacks, *extra], key=lambda c: c.order)
-        task = control or Task()
+        task = task or Task()
         self.ctx = RunContext(config, run, workspace, task, resuming=resuming, sink=self._dispatch)
         self.evaluation_file = ""
 

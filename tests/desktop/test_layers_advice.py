@@ -128,7 +128,7 @@ def test_analyse_my_data_runs_advise_as_a_job(layers, ctx, qtbot, monkeypatch):
         def to_dict(self) -> dict:
             return ADVICE
 
-    def fake_advise(config, *, workspace, on_event, control):
+    def fake_advise(config, *, workspace, on_event, task):
         seen["method"] = config.adapt.method
         on_event(StageProgressed(stage="advice", done=1, total=2))
         return FakeAdvice()
@@ -154,7 +154,7 @@ def test_find_learning_rate_streams_points_and_use_sets_the_rate(layers, ctx, qt
     import engine
     import engine.advice.lr_find_config as finder
 
-    def fake_find(config, *, workspace, on_event, control, on_point):
+    def fake_find(config, *, workspace, on_event, task, on_point):
         lrs = [1e-5, 1e-4, 1e-3, 1e-2]
         for lr, loss in zip(lrs, [0.7, 0.6, 0.4, 0.9], strict=True):
             on_point(lr, loss)
@@ -211,10 +211,10 @@ def test_train_page_greys_what_recommended_chooses(qtbot, ctx):
 
 def test_cancel_stops_the_analysis_and_says_so(layers, qtbot, monkeypatch):
     import engine
-    from engine.training.control import Cancelled
+    from engine.task import Cancelled
 
-    def slow_advise(config, *, workspace, on_event, control):
-        control.cancel_event.wait(20)
+    def slow_advise(config, *, workspace, on_event, task):
+        task.cancel_event.wait(20)
         raise Cancelled()
 
     monkeypatch.setattr(engine, "advise", slow_advise)

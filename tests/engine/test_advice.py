@@ -294,20 +294,18 @@ def test_inner_folds_hold_every_image_out_once_and_decline_tiny_classes() -> Non
 def test_a_run_stopped_while_choosing_its_recipe_is_not_resumed(tmp_path: Path) -> None:
     """Resuming it says why in one sentence and leaves the run's files as they were."""
     from engine.events import StageProgressed
+    from engine.task import Task
     from engine.training.checkpoint import CheckpointError
-    from engine.training.control import RunControl
     from engine.training.trainer import resume, train
 
     data = make_shapes_folder(tmp_path / "shapes", per_class=8)
-    control = RunControl()
+    task = Task()
 
     def stop_in_advice(event: object) -> None:
         if isinstance(event, StageProgressed) and event.stage == "advice":
-            control.cancel()
+            task.cancel()
 
-    result = train(
-        _config(data), workspace=tmp_path / "ws", on_event=stop_in_advice, control=control
-    )
+    result = train(_config(data), workspace=tmp_path / "ws", on_event=stop_in_advice, task=task)
     run = Path(result.run_dir)
     assert result.status == "cancelled"
     before = (run / "config.json").read_bytes()

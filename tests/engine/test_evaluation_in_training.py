@@ -15,8 +15,8 @@ from engine.evaluation.predictions import predict_split, predictions_path, saved
 from engine.evaluation.report import evaluate, evaluation_path, load_evaluation
 from engine.events import RunStatus, StepEnded
 from engine.runs import RunDir
+from engine.task import Task
 from engine.training import epoch as epoch_module
-from engine.training.control import RunControl
 from engine.training.trainer import resume, train
 
 
@@ -92,21 +92,21 @@ def test_the_best_epochs_predictions_are_kept_not_the_last(shapes, tmp_path, mon
     assert not np.allclose(saved_predictions(run, "val").probs, last.probs, atol=1e-4)
 
 
-def cancel_at_step(control: RunControl, step: int):
+def cancel_at_step(task: Task, step: int):
     def on_event(event):
         if isinstance(event, StepEnded) and event.step >= step:
-            control.cancel()
+            task.cancel()
 
     return on_event
 
 
 def test_a_run_cancelled_before_its_first_best_saves_nothing(shapes, tmp_path):
-    control = RunControl()
+    task = Task()
     result = train(
         tiny_config(shapes),
         workspace=tmp_path / "ws",
-        on_event=cancel_at_step(control, 1),
-        control=control,
+        on_event=cancel_at_step(task, 1),
+        task=task,
     )
     assert result.status is RunStatus.CANCELLED and result.evaluation == ""
     assert not (result.run_dir / "evaluation").exists()
@@ -116,11 +116,11 @@ def test_cancel_then_resume_leaves_the_final_best_checkpoints_predictions(
     shapes, tmp_path, monkeypatch
 ):
     fake_accuracy(monkeypatch, itertools.count(1))  # every epoch is a new best
-    control = RunControl()
+    task = Task()
     cfg = tiny_config(shapes, epochs=3)
     steps = 3  # 18 training images, batch 8: cancelled in the second epoch
     stopped = train(
-        cfg, workspace=tmp_path / "ws", on_event=cancel_at_step(control, steps + 1), control=control
+        cfg, workspace=tmp_path / "ws", on_event=cancel_at_step(task, steps + 1), task=task
     )
     assert stopped.status is RunStatus.CANCELLED
     run = RunDir(stopped.run_dir)

@@ -11,7 +11,7 @@ from test_training import tiny_config
 from engine.config import Method, OptimConfig
 from engine.events import EpochEnded, LogMessage, RunStarted, RunStatus, StepEnded
 from engine.runs import RunDir
-from engine.training.control import RunControl
+from engine.task import Task
 from engine.training.logistic import (
     C_GRID,
     CrossValidation,
@@ -149,14 +149,14 @@ def test_cross_validation_never_looks_at_the_validation_features(shapes, tmp_pat
 def test_a_cancelled_probe_resumes_to_a_complete_valid_run(shapes, tmp_path):
     cfg = tiny_config(shapes, method=Method.LINEAR_PROBE)
     straight = train(cfg, workspace=tmp_path / "a")
-    control = RunControl()
+    task = Task()
 
     def cancel_in_the_third_grid_point(event):
         if isinstance(event, EpochEnded) and event.epoch == 2:
-            control.cancel()
+            task.cancel()
 
     stopped = train(
-        cfg, workspace=tmp_path / "b", on_event=cancel_in_the_third_grid_point, control=control
+        cfg, workspace=tmp_path / "b", on_event=cancel_in_the_third_grid_point, task=task
     )
     assert stopped.status is RunStatus.CANCELLED
     assert RunDir(stopped.run_dir).state()["resumable"] is True

@@ -17,7 +17,7 @@ from engine.advice.lr_finder import FALLBACK_REASON, VALLEY_REASON
 from engine.cli import main
 from engine.config import AdaptConfig, DataConfig, Method, RunConfig
 from engine.runs import Workspace
-from engine.training.control import Cancelled, RunControl
+from engine.task import Cancelled, Task
 
 
 def gaussian_problem(n: int = 256, d: int = 8, seed: int = 0):
@@ -168,30 +168,30 @@ def test_cancel_raises_and_restores_and_pause_waits():
     _x, _y, batches = gaussian_problem()
     model = mlp()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    control = RunControl()
+    task = Task()
     points = []
 
     def on_point(lr, loss):
         points.append(lr)
         if len(points) == 5:
-            control.cancel()
+            task.cancel()
 
     with pytest.raises(Cancelled):
-        run_test(model, batches, steps=50, control=control, on_point=on_point)
+        run_test(model, batches, steps=50, task=task, on_point=on_point)
     assert len(points) == 5
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
-    control = RunControl()
+    task = Task()
     paused_at = []
 
     def pause_once(lr, loss):
         if not paused_at:
             paused_at.append(lr)
-            control.pause()
-            threading.Timer(0.3, control.resume).start()
+            task.pause()
+            threading.Timer(0.3, task.resume).start()
 
-    curve = run_test(model, batches, steps=20, control=control, on_point=pause_once)
-    assert len(curve.lrs) == 20 and not control.paused
+    curve = run_test(model, batches, steps=20, task=task, on_point=pause_once)
+    assert len(curve.lrs) == 20 and not task.paused
 
 
 def test_suggestion_falls_back_and_handles_empty_curves():

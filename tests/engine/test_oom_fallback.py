@@ -22,8 +22,8 @@ from engine.config import (
 )
 from engine.events import LogMessage, RunEnded, RunStatus, StepEnded
 from engine.runs import RunDir
+from engine.task import Task
 from engine.training.checkpoint_files import weights_file
-from engine.training.control import RunControl
 from engine.training.devices import Placement
 from engine.training.features import extract_features
 from engine.training.oom import MemoryExhausted, MicroBatcher, accumulate_gradients, is_device_oom
@@ -110,14 +110,14 @@ def test_oom_halves_the_micro_batch_and_keeps_the_effective_batch(shapes, tmp_pa
 @pytest.mark.slow  # two ViT trainings
 def test_a_resumed_run_starts_at_the_recorded_micro_batch(shapes, tmp_path, monkeypatch):
     cfg = vit_config(shapes, epochs=3)
-    control = RunControl()
+    task = Task()
 
     def cancel_after_two_steps(event):
         if isinstance(event, StepEnded) and event.step == 2:
-            control.cancel()
+            task.cancel()
 
     monkeypatch.setattr(ImagePipeline, "forward", oom_above(4))
-    stopped = train(cfg, workspace=tmp_path, on_event=cancel_after_two_steps, control=control)
+    stopped = train(cfg, workspace=tmp_path, on_event=cancel_after_two_steps, task=task)
     assert stopped.status is RunStatus.CANCELLED
 
     seen: list[int] = []

@@ -18,8 +18,8 @@ from engine.evaluation import Predictor
 from engine.events import RunStarted, StepEnded
 from engine.models import ModelError
 from engine.runs import RunDir
+from engine.task import Task
 from engine.training.checkpoint_files import weights_file
-from engine.training.control import RunControl
 from engine.training.trainer import resume, train
 
 
@@ -126,13 +126,13 @@ def test_the_starter_learns_a_text_task_and_lora_beats_chance(tmp_path):
 def test_cancelled_lora_run_resumes_to_the_same_weights(table, tiny_bert, tmp_path):
     cfg = text_config(table, tiny_bert, epochs=3)
     straight = train(cfg, workspace=tmp_path / "a")
-    control = RunControl()
+    task = Task()
 
     def cancel_at_step_5(event):
         if isinstance(event, StepEnded) and event.step == 5:
-            control.cancel()
+            task.cancel()
 
-    stopped = train(cfg, workspace=tmp_path / "b", on_event=cancel_at_step_5, control=control)
+    stopped = train(cfg, workspace=tmp_path / "b", on_event=cancel_at_step_5, task=task)
     assert str(stopped.status) == "cancelled"
     resumed = resume(stopped.run_dir.name, workspace=tmp_path / "b")
     a = load_file(str(weights_file(RunDir(straight.run_dir), "last")))

@@ -32,8 +32,8 @@ from engine.events import (
     StepEnded,
 )
 from engine.runs import RunDir, Workspace
+from engine.task import Task
 from engine.training.checkpoint_files import has_last_checkpoint, last_checkpoint, weights_file
-from engine.training.control import RunControl
 from engine.training.trainer import resume, train
 
 TINY = "timm:test_efficientnet"  # ~0.1M parameters, random init: fast and needs no weights
@@ -142,15 +142,15 @@ def test_cancel_then_resume_equals_an_uninterrupted_run(shapes, tmp_path, method
     cfg = tiny_config(shapes, method=method, epochs=3)
     straight = train(cfg, workspace=tmp_path / "a")
 
-    control = RunControl()
+    task = Task()
     seen = []
 
     def cancel_mid_epoch(event):
         seen.append(event)
         if isinstance(event, StepEnded) and event.step == 4:
-            control.cancel()
+            task.cancel()
 
-    stopped = train(cfg, workspace=tmp_path / "b", on_event=cancel_mid_epoch, control=control)
+    stopped = train(cfg, workspace=tmp_path / "b", on_event=cancel_mid_epoch, task=task)
     assert stopped.status is RunStatus.CANCELLED
     steps = [e for e in seen if isinstance(e, StepEnded)]
     assert steps[-1].step == 4, "cancel returns within one step"
@@ -170,25 +170,25 @@ def test_cancel_then_resume_equals_an_uninterrupted_run(shapes, tmp_path, method
 
 
 def test_pause_blocks_the_loop_until_resumed(shapes, tmp_path):
-    control = RunControl()
+    task = Task()
     paused_at = []
     released = threading.Event()
 
     def on_event(event):
         if isinstance(event, StepEnded) and event.step == 2 and not paused_at:
-            control.pause()
+            task.pause()
             paused_at.append(event.step)
 
             def release():
                 released.set()
-                control.resume()
+                task.resume()
 
             threading.Timer(0.3, release).start()
         if isinstance(event, StepEnded) and event.step == 3:
             assert released.is_set(), "step 3 ran while paused"
 
     result = train(
-        tiny_config(shapes, epochs=1), workspace=tmp_path / "ws", on_event=on_event, control=control
+        tiny_config(shapes, epochs=1), workspace=tmp_path / "ws", on_event=on_event, task=task
     )
     assert result.status is RunStatus.COMPLETED and paused_at == [2]
 

@@ -24,6 +24,7 @@ from engine.evaluation.report import evaluate_run
 from engine.events import RunStatus, StepEnded
 from engine.export import export_run
 from engine.runs import RunDir
+from engine.task import Task
 from engine.training.callbacks import Callback
 from engine.training.checkpoint_files import (
     BEST,
@@ -31,7 +32,6 @@ from engine.training.checkpoint_files import (
     generations,
     last_checkpoint,
 )
-from engine.training.control import RunControl
 from engine.training.divergence import FACTOR, Diverged, DivergenceGuard
 from engine.training.provenance import StorageError, storage_sentence
 from engine.training.trainer import resume, train
@@ -54,14 +54,14 @@ def straight(data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def stopped(data, tmp_path_factory):
     """A run cancelled in its third epoch: a best, a last checkpoint, resumable."""
-    control = RunControl()
+    task = Task()
 
     def stop(event):
         if isinstance(event, StepEnded) and event.step == 7:
-            control.cancel()
+            task.cancel()
 
     ws = tmp_path_factory.mktemp("stopped")
-    result = train(tiny_config(data), workspace=ws, on_event=stop, control=control)
+    result = train(tiny_config(data), workspace=ws, on_event=stop, task=task)
     assert result.status is RunStatus.CANCELLED
     return RunDir(result.run_dir)
 
@@ -445,7 +445,7 @@ def test_a_second_ctrl_c_while_the_run_ends_leaves_it_cancelled(data, tmp_path, 
     with monkeypatch.context() as patch:
         patch.setattr(Checkpointer, "finish", interrupted)
         with pytest.raises(KeyboardInterrupt):
-            train(tiny_config(data), workspace=ws, on_event=cancel, control=task)
+            train(tiny_config(data), workspace=ws, on_event=cancel, task=task)
     run = RunDir(next((ws / "runs").iterdir()))
     state = run.state()
     assert state["status"] == "cancelled" and state["resumable"] is True

@@ -231,21 +231,21 @@ def test_a_run_stopped_in_any_advisor_phase_is_cancelled_and_not_resumed(
 ) -> None:
     from engine.advice import recommend
     from engine.events import LogMessage
+    from engine.task import Task
     from engine.training.checkpoint import CheckpointError
-    from engine.training.control import RunControl
     from engine.training.trainer import resume, train
 
     monkeypatch.setattr(recommend, "PROBE_GOOD_ENOUGH", 1.01)
     monkeypatch.setattr(recommend, "TRIAL_EPOCHS", 1)
     monkeypatch.setattr(recommend, "AUGMENTED_VIEWS", 1)
     data = make_shapes_folder(tmp_path / "shapes", per_class=8, size=32)
-    control = RunControl()
+    task = Task()
 
     def stop(event: object) -> None:
         if isinstance(event, LogMessage) and phase in event.text:
-            control.cancel()
+            task.cancel()
 
-    result = train(_config(data), workspace=tmp_path / "ws", on_event=stop, control=control)
+    result = train(_config(data), workspace=tmp_path / "ws", on_event=stop, task=task)
     run = Path(result.run_dir)
     assert result.status == "cancelled"
     assert json.loads((run / "config.json").read_text())["adapt"]["method"] == "auto"

@@ -288,7 +288,7 @@ def test_a_resumed_run_keeps_its_resolved_stretch_and_warnings(tmp_path: Path) -
     )
     from engine.events import EpochEnded
     from engine.runs import RunDir
-    from engine.training.control import RunControl
+    from engine.task import Task
     from engine.training.trainer import resume, train
 
     scans = make_scans_folder(tmp_path / "scans", per_class=8)
@@ -299,17 +299,15 @@ def test_a_resumed_run_keeps_its_resolved_stretch_and_warnings(tmp_path: Path) -
         optim=OptimConfig(lr=1e-7),
         schedule=ScheduleConfig(epochs=2, batch_size=8, warmup_fraction=0.0),
     ).validate()
-    control = RunControl()
+    task = Task()
 
     def stop_after_first_epoch(event) -> None:
         if isinstance(event, EpochEnded):
-            control.cancel()
+            task.cancel()
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("REFIT_HOME", str(tmp_path / "home"))
-        first = train(
-            config, workspace=tmp_path / "ws", on_event=stop_after_first_epoch, control=control
-        )
+        first = train(config, workspace=tmp_path / "ws", on_event=stop_after_first_epoch, task=task)
         assert str(first.status) == "cancelled" and first.warnings
         run = RunDir(Path(first.run_dir))
         assert run.state()["intensity"] == "off"

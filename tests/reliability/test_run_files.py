@@ -198,21 +198,21 @@ def test_commands_on_a_damaged_run_say_which_file_and_rewrite_nothing(
 
 
 def test_resume_after_garbage_in_metrics_rewrites_it_from_the_readable_lines(tmp_path):
+    from engine.task import Task
     from engine.training.callbacks import Callback
-    from engine.training.control import RunControl
     from engine.training.trainer import resume, train
 
     good = RunDir(train_image_run(tmp_path / "first"))
-    control = RunControl()
+    task = Task()
 
     class StopAtStep2(Callback):
         def on_step_ended(self, event, ctx):
             if event.step == 2:
-                control.cancel()
+                task.cancel()
 
     config = good.config()
     ws = tmp_path / "ws2"
-    stopped = train(config, workspace=ws, callbacks=[StopAtStep2()], control=control)
+    stopped = train(config, workspace=ws, callbacks=[StopAtStep2()], task=task)
     assert str(stopped.status) == "cancelled"
     run = RunDir(stopped.run_dir)
     with open(run.metrics_path, "ab") as fh:
