@@ -80,6 +80,7 @@ def test_image_run_exports_safetensors_and_onnx_with_the_check(
     assert dialog.close_button.text() == "Close" and dialog.export_button.isEnabled()
 
 
+@pytest.mark.slow
 def test_a_folder_inside_the_dataset_is_refused_with_the_engine_sentence(
     qtbot, open_dialog, image_run
 ):

@@ -57,6 +57,7 @@ def run(trained_run, ctx) -> RunDir:
     return RunDir(target)
 
 
+@pytest.mark.slow
 def test_a_finished_run_opens_with_the_evaluation_training_saved(trained_run, ctx, qtbot):
     from engine.evaluation import load_evaluation
 
@@ -273,6 +274,7 @@ def test_report_is_written_as_html_or_pdf(page, ctx, run, qtbot, tmp_path, monke
     assert pdf.startswith(b"%PDF") and pdf.count(b"/Subtype /Image") >= 4
 
 
+@pytest.mark.slow
 def test_compare_trains_the_base_and_tells_mcnemar(page, ctx, run, qtbot):
     evaluated(qtbot, page, ctx)
     view = page.view

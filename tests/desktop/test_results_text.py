@@ -36,6 +36,7 @@ def page(qtbot, ctx, trained_text_run):
     qtbot.waitUntil(lambda: not ctx.pool.busy, timeout=WAIT)
 
 
+@pytest.mark.slow
 def test_text_cells_list_their_texts_and_highlight_influential_words(page, ctx, qtbot):
     from engine.evaluation import examples_in_cell, load_evaluation, load_predictions
 

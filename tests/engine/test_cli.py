@@ -83,6 +83,7 @@ def test_train_predict_runs_and_replay(shapes, tmp_path, capsys):
     assert RunConfig.load(runs[0].path / "config.json") == cfg
 
 
+@pytest.mark.slow
 def test_predict_reports_unreadable_file_without_crashing(shapes, tmp_path, capsys):
     ws = str(tmp_path / "ws")
     assert (
@@ -139,6 +140,7 @@ def test_save_config_writes_a_replayable_file(shapes, tmp_path, capsys):
     assert cfg.augment.preset == "strong" and cfg.data.path == str(shapes.resolve())
 
 
+@pytest.mark.slow
 def test_workspace_is_accepted_before_and_after_the_command(shapes, tmp_path, capsys):
     """`refit train DIR --workspace W` and `refit --workspace W train DIR` are the same; given
     in both places, the one after the command wins (it is the nearer)."""

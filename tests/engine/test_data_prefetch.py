@@ -129,6 +129,7 @@ def _run(folder: Path, *args: object, script: str = CHECK) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_the_childs_scan_and_images_are_the_runs_own(tmp_path) -> None:
     out = _run(_folder(tmp_path / "data"), 256, "normal")
     assert out["started"] and out["index_from_child"] and out["same_index"]
@@ -141,6 +142,7 @@ def test_the_childs_scan_and_images_are_the_runs_own(tmp_path) -> None:
     assert len(out["fds"]) <= 5, out["fds"]  # stdin/out/err (+ the listing itself)
 
 
+@pytest.mark.slow
 def test_the_childs_views_are_the_runs_own(tmp_path) -> None:
     out = _run(_folder(tmp_path / "data"), "auto", script=VIEW_CHECK)
     assert out["started"] and not out["stretch"]
@@ -149,6 +151,7 @@ def test_the_childs_views_are_the_runs_own(tmp_path) -> None:
     assert out["children_left"] == 0
 
 
+@pytest.mark.slow
 def test_the_child_decides_the_intensity_stretch_as_the_run_does(tmp_path) -> None:
     """Dark scans with a few grey levels: `auto` stretches them, in the child's view too."""
     out = _run(make_scans_folder(tmp_path / "scans", per_class=4), "auto", script=VIEW_CHECK)

@@ -30,6 +30,7 @@ def _torchvision(image: Image.Image, resize: int, crop: int, interpolation: str)
     return v2.Compose([*steps, v2.CenterCrop(crop)])(image)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
 def test_the_view_is_torchvisions_resize_and_centre_crop_pixel_for_pixel(interpolation) -> None:
     rng = np.random.default_rng(0)

@@ -57,6 +57,7 @@ def section(card: str, title: str) -> str:
     return card.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
 
 
+@pytest.mark.slow
 def test_class_counts_and_fingerprints_are_those_of_the_split(run, tmp_path):
     card = write_model_card(run, tmp_path).read_text()
     data = RunData.from_dict(run.splits())

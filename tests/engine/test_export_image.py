@@ -70,6 +70,7 @@ def assert_same_predictions(got, want, tol=1e-4):
         assert dict(g.top) == pytest.approx(dict(w.top), abs=tol)
 
 
+@pytest.mark.slow
 def test_all_means_every_format_but_hf_and_each_is_checked(exported):
     out, results, messages = exported
     assert [r.format for r in results] == [

@@ -64,6 +64,7 @@ def assert_same_predictions(got, want, tol=1e-4):
         assert dict(g.top) == pytest.approx(dict(w.top), abs=tol)
 
 
+@pytest.mark.slow
 def test_every_format_is_written_and_checked_on_validation_texts(exported):
     out, results, _, _, _ = exported
     assert [r.format for r in results] == list(ExportFormat)
@@ -112,6 +113,7 @@ def test_cli_predict_on_the_exported_folder(exported, capsys):
     assert dict(row["top"]) == pytest.approx(dict(reference[0].top), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_lora_run_exports_adapter_and_merged_model_that_reproduce_it(tmp_path):
     from transformers import AutoModel
 

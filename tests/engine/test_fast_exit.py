@@ -7,6 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -55,6 +57,7 @@ def test_a_running_thread_is_waited_for(tmp_path):
     assert done.returncode == 0 and marker.read_text() == "done"
 
 
+@pytest.mark.slow
 def test_the_cli_module_exits_with_mains_code():
     done = subprocess.run(
         [sys.executable, "-m", "engine", "train", "/no/such/folder"],
@@ -67,6 +70,7 @@ def test_the_cli_module_exits_with_mains_code():
     assert done.stderr.startswith("refit: ") and "/no/such/folder" in done.stderr
 
 
+@pytest.mark.slow
 def test_a_reader_that_leaves_early_is_not_an_error():
     listing = subprocess.Popen(
         [sys.executable, "-m", "engine", "backbones"],

@@ -32,6 +32,7 @@ def logs(events: list) -> list[str]:
     return [e.text for e in events if isinstance(e, LogMessage)]
 
 
+@pytest.mark.slow
 def test_a_probe_in_onnxruntime_equals_one_in_torch(shapes, tmp_path):
     events: list = []
     fast = probe(shapes, tmp_path / "a", Runtime.ONNXRUNTIME, events)

@@ -15,6 +15,7 @@ import pytest
         "engine.training.trainer, engine.models, engine.data, engine.evaluation",
     ],
 )
+@pytest.mark.slow
 def test_importing_the_engine_loads_no_qt(modules):
     code = (
         f"import sys, {modules}\n"

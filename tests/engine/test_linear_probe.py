@@ -99,6 +99,7 @@ def _epochs(run_dir):
     return [r for r in RunDir(run_dir).metrics() if r["type"] == "epoch"]
 
 
+@pytest.mark.slow
 def test_probe_run_streams_one_epoch_per_c_and_ends_with_the_chosen_fit(shapes, tmp_path):
     events = []
     cfg = tiny_config(shapes, method=Method.LINEAR_PROBE).replace(
@@ -126,6 +127,7 @@ def test_probe_run_streams_one_epoch_per_c_and_ends_with_the_chosen_fit(shapes, 
     assert any("validation split played no part" in t for t in logs)
 
 
+@pytest.mark.slow
 def test_cross_validation_never_looks_at_the_validation_features(shapes, tmp_path, monkeypatch):
     cfg = tiny_config(shapes, method=Method.LINEAR_PROBE)
     honest = train(cfg, workspace=tmp_path / "a")
@@ -146,6 +148,7 @@ def test_cross_validation_never_looks_at_the_validation_features(shapes, tmp_pat
     assert [r["val_loss"] for r in a] != [r["val_loss"] for r in b], "the poison took effect"
 
 
+@pytest.mark.slow
 def test_a_cancelled_probe_resumes_to_a_complete_valid_run(shapes, tmp_path):
     cfg = tiny_config(shapes, method=Method.LINEAR_PROBE)
     straight = train(cfg, workspace=tmp_path / "a")

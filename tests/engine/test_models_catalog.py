@@ -89,6 +89,7 @@ def test_weights_file_status(tmp_path):
     assert weights_status("resnet18", str(f)).available
 
 
+@pytest.mark.slow
 def test_importing_models_loads_no_model_library():
     code = (
         "import sys, engine.models\n"

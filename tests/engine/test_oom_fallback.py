@@ -129,6 +129,7 @@ def test_a_resumed_run_starts_at_the_recorded_micro_batch(shapes, tmp_path, monk
     assert any("Continuing with micro-batches of 4" in line for line in logs(events))
 
 
+@pytest.mark.slow
 def test_oom_at_micro_batch_one_fails_with_a_sentence(shapes, tmp_path, monkeypatch):
     monkeypatch.setattr(ImagePipeline, "forward", oom_above(0))
     events: list = []
@@ -158,6 +159,7 @@ def test_validation_runs_in_halves_on_oom(shapes, tmp_path, monkeypatch):
     assert any("during validation with batch" in line for line in logs(events))
 
 
+@pytest.mark.slow
 def test_feature_extraction_runs_in_halves_on_oom():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(12, 5))

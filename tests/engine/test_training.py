@@ -112,6 +112,7 @@ def test_full_fine_tune_learns_the_shapes(tmp_path):
     assert result.best_metrics["val_accuracy"] >= 0.75
 
 
+@pytest.mark.slow
 def test_linear_probe_trains_only_the_head_on_cached_features(shapes, tmp_path):
     events = []
     cfg = tiny_config(shapes, method=Method.LINEAR_PROBE, epochs=3)
@@ -138,6 +139,7 @@ def _final_weights(run_dir) -> dict[str, torch.Tensor]:
     "method",
     [pytest.param(Method.FULL, marks=pytest.mark.slow), Method.LINEAR_PROBE],  # full: 3 trainings
 )
+@pytest.mark.slow
 def test_cancel_then_resume_equals_an_uninterrupted_run(shapes, tmp_path, method):
     cfg = tiny_config(shapes, method=method, epochs=3)
     straight = train(cfg, workspace=tmp_path / "a")

@@ -39,6 +39,7 @@ def users_folder(root: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_a_folder_with_the_users_files_is_refused_and_left_byte_for_byte(
     hostile_run, tmp_path, capsys
 ):

@@ -324,6 +324,7 @@ def test_an_early_stopped_run_keeps_its_best_epochs_evaluation_and_leaves_test_a
         {"train": "int"},
     ],
 )
+@pytest.mark.slow
 def test_planted_feature_cache_files_are_computed_again(tmp_path, planted):
     from synthetic import make_shapes_folder
     from test_training import tiny_config
@@ -386,6 +387,7 @@ def text_probe_config(tmp_path, **data):
     ).validate()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("planted", [("val", (3, 7)), ("train", "wide"), ("val", "nan")])
 def test_planted_text_feature_cache_files_are_computed_again(tmp_path, planted, monkeypatch):
 
@@ -403,6 +405,7 @@ def test_planted_text_feature_cache_files_are_computed_again(tmp_path, planted, 
     assert again.best_metrics["val_loss"] == pytest.approx(first.best_metrics["val_loss"], abs=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("planted", ["garbage", "symlink"])
 def test_a_planted_text_encoder_export_is_not_kept(tmp_path, monkeypatch, planted):
     from engine.events import LogMessage

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 TRUST_MODULE = "engine/trust.py"
 PICKLE_MODULE = "engine/pickles.py"
@@ -73,6 +75,7 @@ def source_files() -> list[Path]:
     return sorted(p for d in ("engine", "desktop") for p in (ROOT / d).rglob("*.py"))
 
 
+@pytest.mark.slow
 def test_engine_and_desktop_load_nothing_unsafely():
     files = source_files()
     assert len(files) > 50 and (ROOT / TRUST_MODULE) in files and (ROOT / PICKLE_MODULE) in files
