@@ -38,6 +38,8 @@ from engine import (
 
 STAGE_WORDS = {"scan": "checking the data", "features": "computing features"}
 LOG_LINES = 5000
+# The linear probe fits its head with L-BFGS: its steps have no learning rate to draw.
+PROBE_LR_NOTE = "No learning rate: the linear probe fits its head with L-BFGS"
 
 
 class ProgressClock:
@@ -93,6 +95,7 @@ class RunMonitorWidget(QWidget):
         self._ema = Ema(0.9)
         self._speed = Ema(0.8)
         self._speed_unit = "images/s"
+        self._lr_note = ""  # why the learning-rate plot stays empty ("" when it does not)
         self._build()
         self.reset()
 
@@ -155,6 +158,7 @@ class RunMonitorWidget(QWidget):
         """Empty curves and counters for a new run (the log is kept)."""
         for plot in (self.loss_plot, self.val_plot, self.lr_plot):
             plot.clear_data()
+        self._set_lr_note("")
         self._ema.reset()
         self._speed.reset()
         self._clock.reset()
@@ -166,6 +170,13 @@ class RunMonitorWidget(QWidget):
         for label in (self.epoch_label, self.speed_label, self.eta_label):
             label.clear()
         self.set_phase("Ready")
+
+    def _set_lr_note(self, note: str) -> None:
+        """Say in the learning-rate plot why it stays empty ("" : draw the learning rate)."""
+        self._lr_note = note
+        self.lr_plot.setTitle(note or None)
+        if note:
+            self.lr_plot.clear_data()
 
     def set_phase(self, text: str) -> None:
         self.phase_label.setText(text)
@@ -226,6 +237,7 @@ class RunMonitorWidget(QWidget):
         self._epochs = event.epochs
         self._total_steps = max(1, event.epochs * event.steps_per_epoch)
         self._step = event.start_epoch * event.steps_per_epoch
+        self._set_lr_note(PROBE_LR_NOTE if event.feature_cache else "")
         self.progress.setRange(0, self._total_steps)
         self.progress.setValue(min(self._step, self._total_steps))
         self.progress.setFormat("step %v/%m · %p%")
@@ -247,7 +259,8 @@ class RunMonitorWidget(QWidget):
         losses = np.fromiter((e.loss for e in events), float, len(events))
         self.loss_plot.append("raw", steps, losses)
         self.loss_plot.append("smooth", steps, self._ema.push(losses))
-        self.lr_plot.append("lr", steps, [e.lr for e in events])
+        if not self._lr_note:
+            self.lr_plot.append("lr", steps, [e.lr for e in events])
         last = events[-1]
         self._step = last.step
         self._total_steps = max(self._total_steps, last.total_steps)
@@ -310,7 +323,10 @@ class RunMonitorWidget(QWidget):
         self.loss_plot.set_data("raw", history.steps, history.losses)
         self._ema.reset()
         self.loss_plot.set_data("smooth", history.steps, self._ema.push(history.losses))
-        self.lr_plot.set_data("lr", history.steps, history.lrs)
+        probe = len(history.lrs) > 0 and not any(history.lrs)
+        self._set_lr_note(PROBE_LR_NOTE if probe else "")
+        if not probe:
+            self.lr_plot.set_data("lr", history.steps, history.lrs)
         self.val_plot.set_data("val_loss", history.epochs, history.val_loss)
         self.val_plot.set_data("train_loss", history.epochs, history.train_loss)
         self.val_plot.set_data("val_accuracy", history.epochs, history.val_accuracy)

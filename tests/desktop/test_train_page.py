@@ -249,6 +249,28 @@ def test_an_epoch_without_steps_still_advances_the_epoch_count(page):
     assert page.monitor.epoch_label.text() == "Epoch 2/2"
 
 
+def test_a_linear_probe_says_it_has_no_learning_rate_instead_of_drawing_zeros(page):
+    def started(probe: bool) -> RunStarted:
+        return RunStarted(
+            run_dir="x", epochs=1, steps_per_epoch=2, start_epoch=0, device="CPU",
+            precision="fp32", trainable_params=1, total_params=1, train_size=4, val_size=2,
+            classes=("a", "b"), feature_cache=probe,
+        )  # fmt: skip
+
+    def step(i: int, lr: float) -> StepEnded:
+        return StepEnded(step=i, epoch=0, total_steps=2, loss=0.5, lr=lr, samples_per_sec=8.0)
+
+    monitor = page.monitor
+    monitor.feed([started(True), step(1, 0.0), step(2, 0.0)])
+    title = monitor.lr_plot.getPlotItem().titleLabel
+    assert len(monitor.lr_plot.data("lr")[0]) == 0
+    assert title.isVisible() and "L-BFGS" in title.text
+    monitor.reset()  # the next run fine-tunes: its learning rate is drawn, the note goes
+    monitor.feed([started(False), step(1, 1e-3), step(2, 5e-4)])
+    assert list(monitor.lr_plot.data("lr")[1]) == [1e-3, 5e-4]
+    assert not title.isVisible()
+
+
 def test_the_runtime_of_frozen_layers_is_an_advanced_setting(page, ctx):
     from engine.config import Runtime
 
