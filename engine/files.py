@@ -7,7 +7,7 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,11 +80,16 @@ def write_json_atomic(path: str | Path, obj: Any) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def jsonl_bytes(records: Iterable[Mapping[str, Any]]) -> bytes:
+    """``records`` as JSON lines (UTF-8), one object a line."""
+    return "".join(json.dumps(r, default=str) + "\n" for r in records).encode("utf-8")
+
+
 def append_jsonl(path: str | Path, records: list[dict[str, Any]]) -> None:
     """Append whole JSON lines; a reader skips a torn last line after a crash."""
     if not records:
         return
-    data = "".join(json.dumps(r, default=str) + "\n" for r in records).encode("utf-8")
+    data = jsonl_bytes(records)
     with open(path, "ab") as fh:
         fh.write(data)
         fh.flush()

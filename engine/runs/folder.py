@@ -21,6 +21,7 @@ from engine.files import (
     JsonLines,
     UnreadableFileError,
     append_jsonl,
+    jsonl_bytes,
     read_json_object,
     scan_jsonl,
     write_bytes_atomic,
@@ -28,7 +29,7 @@ from engine.files import (
 )
 from engine.runs.errors import CHOOSE, REMEDY, RunFileError, WorkspaceError
 from engine.runs.health import splits_problem
-from engine.runs.metrics import encode, is_metrics_record, records_until
+from engine.runs.metrics import is_metrics_record, records_until
 from engine.runs.records import RunSplits, RunState, RunSummary, schema_problem, stamped
 
 RUNS_DIR = "runs"
@@ -207,7 +208,7 @@ class RunDir:
         """Rewrite metrics.jsonl without the lines written after the checkpoint a resume
         continues from (``global_step``, ``epoch``)."""
         kept = records_until(self.metrics(), global_step, epoch)
-        write_bytes_atomic(self.metrics_path, encode(kept))
+        write_bytes_atomic(self.metrics_path, jsonl_bytes(kept))
 
 
 def write_failure(folder: Path, exc: OSError) -> str:

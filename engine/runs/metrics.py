@@ -5,7 +5,6 @@ and the curves the app draws from them.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -62,11 +61,6 @@ def records_until(
         for r in records
         if r.get("step", 0) <= global_step and (r.get("type") != EPOCH or r.get("epoch", 0) < epoch)
     ]
-
-
-def encode(records: Iterable[Mapping[str, Any]]) -> bytes:
-    """The file's bytes for ``records``."""
-    return "".join(json.dumps(r) + "\n" for r in records).encode("utf-8")
 
 
 @dataclass(frozen=True)

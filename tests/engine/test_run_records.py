@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import RunConfig
+from engine.files import jsonl_bytes
 from engine.runs import (
     SCHEMA,
     RunDir,
@@ -168,7 +169,7 @@ def test_a_resume_keeps_the_metrics_up_to_its_checkpoint(tmp_path):
         ("epoch", 2),
         ("step", 3),
     ]
-    assert run.metrics_path.read_bytes() == metrics_file.encode(run.metrics())
+    assert run.metrics_path.read_bytes() == jsonl_bytes(run.metrics())
 
 
 def test_curves_parse_the_records():
