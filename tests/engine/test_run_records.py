@@ -215,24 +215,25 @@ def _checkpoint(run: RunDir) -> None:
     (folder / "manifest.json").write_text("{}")
 
 
+# case: (state.json, a last checkpoint, resumable on the Runs page, on the Train page)
 STATES = {
-    "created": ({"status": "created"}, False),
-    "completed": ({"status": "completed", "resumable": False}, True),
-    "cancelled, resumable": ({"status": "cancelled", "resumable": True}, True),
-    "cancelled, no checkpoint": ({"status": "cancelled", "resumable": False}, False),
-    "failed, resumable": ({"status": "failed", "resumable": True}, True),
-    "diverged": ({"status": "diverged", "resumable": False}, True),
-    "killed mid-run, checkpoint": ({"status": "running", "resumable": False}, True),
-    "killed mid-run, no checkpoint": ({"status": "running"}, False),
-    "forged status": ({"status": 5, "resumable": True}, True),
-    "resumable is text": ({"status": "cancelled", "resumable": "yes"}, True),
-    "damaged state": (None, True),
+    "created": ({"status": "created"}, False, False, False),
+    "completed": ({"status": "completed", "resumable": False}, True, False, False),
+    "cancelled, resumable": ({"status": "cancelled", "resumable": True}, True, True, True),
+    "cancelled, no checkpoint": ({"status": "cancelled", "resumable": False}, False, False, False),
+    "failed, resumable": ({"status": "failed", "resumable": True}, True, True, True),
+    "diverged": ({"status": "diverged", "resumable": False}, True, False, False),
+    "killed mid-run, checkpoint": ({"status": "running", "resumable": False}, True, True, False),
+    "killed mid-run, no checkpoint": ({"status": "running"}, False, False, False),
+    "forged status": ({"status": 5, "resumable": True}, True, False, True),
+    "resumable is text": ({"status": "cancelled", "resumable": "yes"}, True, True, True),
+    "damaged state": (None, True, False, False),
 }
 
 
 @pytest.mark.parametrize("case", list(STATES))
 def test_is_resumable_matches_both_former_call_sites(tmp_path, case):
-    state, checkpoint = STATES[case]
+    state, checkpoint, on_runs_page, on_train_page = STATES[case]
     run = Workspace(tmp_path / "ws").create_run(RunConfig(name=case))
     if state is None:
         run.state_path.write_bytes(os.urandom(64) + b"\xff")
@@ -241,5 +242,5 @@ def test_is_resumable_matches_both_former_call_sites(tmp_path, case):
     if checkpoint:
         _checkpoint(run)
     info = run_info(run)
-    assert is_resumable(run, status=info.status) == _runs_page_before(run)
-    assert is_resumable(run) == _train_page_before(run)
+    assert is_resumable(run, status=info.status) == _runs_page_before(run) == on_runs_page
+    assert is_resumable(run) == _train_page_before(run) == on_train_page
