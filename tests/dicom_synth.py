@@ -64,8 +64,9 @@ def dicom_dataset(
     if voi_lut is not None:
         first, lut_bits, entries = voi_lut
         item = Dataset()
-        item.LUTDescriptor = [len(entries), first, lut_bits]
-        item.LUTData = list(entries)
+        # Both tags have an ambiguous VR (US or SS / OW): name it.
+        item.add_new(0x00283002, "US", [len(entries), first, lut_bits])  # LUT Descriptor
+        item.add_new(0x00283006, "US", list(entries))  # LUT Data
         ds.VOILUTSequence = [item]
     for key, value in tags.items():
         setattr(ds, key, value)

@@ -177,6 +177,14 @@ def _read(data: bytes, name: str) -> Any:
             ProblemKind.UNREADABLE,
             "is a damaged DICOM file (its tags cannot be read); re-export it",
         ) from None
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or "TransferSyntaxUID" not in meta:
+        # A Part 10 file (the "DICM" marker) always names its transfer syntax.
+        raise _fail(
+            name,
+            ProblemKind.UNREADABLE,
+            "is a damaged DICOM file (its header names no Transfer Syntax); re-export it",
+        )
     if not any(tag in ds for tag in _PIXEL_TAGS):
         raise _fail(
             name,
