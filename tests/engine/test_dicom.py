@@ -153,6 +153,41 @@ def test_rle_lossless_decodes_like_uncompressed(tmp_path):
     assert np.array_equal(grey(plain, "lung"), grey(rle, "lung"))
 
 
+@pytest.mark.parametrize(
+    ("photometric", "syntax", "fmt", "tolerance"),
+    [
+        ("MONOCHROME2", "1.2.840.10008.1.2.4.50", "JPEG", 2),  # JPEG Baseline 8-bit, grey
+        ("YBR_FULL_422", "1.2.840.10008.1.2.4.50", "JPEG", 12),  # colour, chroma subsampled
+        ("MONOCHROME2", "1.2.840.10008.1.2.4.90", "JPEG2000", 0),  # JPEG 2000 Lossless
+    ],
+)
+def test_jpeg_and_jpeg_2000_decode_through_pillow(tmp_path, photometric, syntax, fmt, tolerance):
+    import io
+
+    from PIL import Image, features
+    from pydicom.encaps import encapsulate
+
+    if fmt == "JPEG2000" and not features.check("jpg_2000"):
+        pytest.skip("this Pillow has no OpenJPEG")
+    yy, xx = np.mgrid[:32, :40]
+    rgb = np.stack([xx * 6, yy * 7, np.full_like(xx, 128)], -1).astype(np.uint8)
+    pixels = rgb if photometric.startswith("YBR") else rgb[..., 0]
+    buffer = io.BytesIO()
+    options = {"quality": 95} if fmt == "JPEG" else {"irreversible": False}
+    Image.fromarray(pixels).save(buffer, fmt, **options)  # Pillow writes YCbCr JPEGs
+    window = None if pixels.ndim == 3 else (128.0, 256.0)
+    ds = dicom_dataset(pixels, photometric=photometric, window=window)
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds["PixelData"].VR = "OB"
+    path = tmp_path / "compressed.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    out = np.asarray(load_image(path)).astype(int)
+    expected = pixels if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, axis=2)
+    # A window of 128/256 on 8-bit values is within a grey level of the identity.
+    assert np.abs(out - expected).max() <= max(tolerance, 1)
+
+
 # -- files that are not usable --------------------------------------------------------------------
 
 
@@ -261,10 +296,9 @@ def decode_as(path, window: str) -> np.ndarray:
     return np.asarray(decode_dicom(path.read_bytes(), path.name, window=window))[..., 0]
 
 
-def test_the_window_is_a_config_field_and_reaches_transforms_and_exports():
+@pytest.mark.slow  # engine.export imports torch
+def test_the_window_is_a_config_field_and_is_written_in_exports():
     from engine.config import ConfigError, DicomWindow, RunConfig
-    from engine.data import build_transform
-    from engine.data.dataset import ImageDataset
     from engine.export.exported import preprocess_of
     from engine.modalities.image import IMAGE
     from engine.preprocess import Preprocess
@@ -276,10 +310,6 @@ def test_the_window_is_a_config_field_and_reaches_transforms_and_exports():
         RunConfig.from_dict({"data": {"dicom_window": "sideways"}})
 
     pre = Preprocess(input_size=32, dicom_window="lung")
-    for train in (True, False):
-        transform = build_transform(pre, train=train)
-        assert transform.dicom_window == "lung"
-        assert ImageDataset([], transform).dicom_window == "lung"
 
     class Model:
         preprocess = pre
@@ -289,6 +319,26 @@ def test_the_window_is_a_config_field_and_reaches_transforms_and_exports():
     assert preprocess_of(manifest).dicom_window == "lung"
     del manifest["preprocess"]["dicom_window"]  # an export from before DICOM intake
     assert preprocess_of(manifest).dicom_window == "file"
+    manifest["preprocess"]["dicom_window"] = "sideways"  # a newer app's window
+    with pytest.raises(Exception, match="sideways"):
+        preprocess_of(manifest)
+
+
+@pytest.mark.slow  # imports torch and torchvision
+def test_transforms_and_datasets_carry_the_window():
+    from engine.data import build_transform
+    from engine.data.dataset import ImageDataset
+    from engine.preprocess import Preprocess
+
+    pre = Preprocess(input_size=32, dicom_window="lung")
+    for train in (True, False):
+        transform = build_transform(pre, train=train)
+        assert transform.dicom_window == "lung"
+        assert ImageDataset([], transform).dicom_window == "lung"
+    with default_window_set("bone"):  # no window in the transform: the process's, fixed now
+        transform.dicom_window = None
+        dataset = ImageDataset([], transform)
+    assert dataset.dicom_window == "bone"
 
 
 @pytest.mark.slow
