@@ -22,12 +22,16 @@ plugin): RLE Lossless (pydicom itself), JPEG Baseline 8-bit, JPEG 2000 and JPEG 
 HTJ2K files get a sentence naming their Transfer Syntax UID instead.
 
 Privacy: no sentence this module writes quotes a tag's value or a pydicom message (which could
-quote one), so patient names, IDs and birth dates never reach a log or a problem list.
+quote one), and pydicom's own warnings and log records are kept out of every log
+(:func:`_quiet_pydicom`), so patient names, IDs and birth dates never reach a log or a problem
+list.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import logging
 import threading
 import warnings
 from collections.abc import Iterator
@@ -151,12 +155,26 @@ def _fail(name: str, kind: ProblemKind, reason: str) -> ImageError:
     return ImageError(f"{name} {reason}.", kind, reason)
 
 
+@functools.cache
+def _quiet_pydicom() -> None:
+    """Keep pydicom's own words out of every log: its warnings and log records may quote a
+    tag's value (an invalid PatientName or PatientBirthDate, say). Values are not validated
+    either: a file is judged by whether its pixels decode."""
+    import pydicom.config
+
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    log = logging.getLogger("pydicom")
+    log.propagate = False
+    log.handlers[:] = [logging.NullHandler()]
+    # A filter, not catch_warnings: that is not thread-safe, and the scan decodes in threads.
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+
+
 def _parse(data: bytes, *, stop_before_pixels: bool = False) -> Any:
     import pydicom
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pydicom warns about odd tags; the sentence is ours
-        return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=stop_before_pixels)
+    _quiet_pydicom()
+    return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=stop_before_pixels)
 
 
 def _read(data: bytes, name: str) -> Any:
@@ -235,9 +253,7 @@ def _frame(ds: Any, name: str) -> tuple[np.ndarray, str]:
         )
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            array = pixel_array(ds, index=frames // 2, as_rgb=False)
+        array = pixel_array(ds, index=frames // 2, as_rgb=False)
     except MemoryError:
         raise
     except Exception:

@@ -200,6 +200,24 @@ def _error(path, **kw) -> ImageError:
     return info.value
 
 
+def test_pydicom_says_nothing_in_logs_or_warnings(tmp_path, caplog, recwarn):
+    import logging
+
+    ds = dicom_dataset(np.zeros((4, 4), np.uint8))
+    ds.PatientBirthDate = "Doe-1970"  # invalid for its VR (DA): pydicom would quote it
+    path = tmp_path / "odd.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    damaged = tmp_path / "damaged.dcm"
+    damaged.write_bytes(path.read_bytes()[:-10])
+    with caplog.at_level(logging.DEBUG):
+        load_image(path)
+        with pytest.raises(ImageError):
+            load_image(damaged)
+    said = " ".join(r.getMessage() for r in caplog.records)
+    said += " ".join(str(w.message) for w in recwarn)
+    assert not any(word in said for word in PHI)
+
+
 def test_missing_pixel_data(tmp_path):
     ds = dicom_dataset(np.zeros((4, 4), np.uint8))
     del ds.PixelData
