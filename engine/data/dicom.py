@@ -166,14 +166,26 @@ def _quiet_pydicom() -> None:
     log = logging.getLogger("pydicom")
     log.propagate = False
     log.handlers[:] = [logging.NullHandler()]
-    # A filter, not catch_warnings: that is not thread-safe, and the scan decodes in threads.
-    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+
+
+_WARNINGS = r"pydicom(\.|$)"
+
+
+def _silence_warnings() -> None:
+    """A filter, not ``catch_warnings`` (not thread-safe; the scan decodes in threads); re-added
+    when a ``catch_warnings`` block elsewhere restored older filters."""
+    if not any(
+        f[0] == "ignore" and f[3] is not None and f[3].pattern == _WARNINGS
+        for f in warnings.filters
+    ):
+        warnings.filterwarnings("ignore", module=_WARNINGS)
 
 
 def _parse(data: bytes, *, stop_before_pixels: bool = False) -> Any:
     import pydicom
 
     _quiet_pydicom()
+    _silence_warnings()
     return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=stop_before_pixels)
 
 
