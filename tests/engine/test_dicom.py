@@ -395,3 +395,49 @@ def test_train_and_predict_on_dicom_from_the_cli(tmp_path, capsys):
         assert main(["predict", str(run.path / "export"), str(new), "--json"]) == 0
     (from_export,) = json.loads(capsys.readouterr().out)
     assert dict(from_export["top"]) == pytest.approx(dict(from_run["top"]), abs=1e-4)
+
+
+# Runs in a fresh interpreter: prefetch.start refuses to fork once threads run.
+PREFETCH_CHECK = r"""
+import json, sys, time
+import numpy as np
+from engine.data import prefetch
+from engine.data.images import load_image
+
+root = sys.argv[1]
+assert prefetch.start(root, min_per_class=2, min_size=32, dicom_window="lung")
+index = prefetch.take_index(root, min_per_class=2)
+time.sleep(1.0)  # let the child decode
+hits = lung = bone = 0
+for sample in index.samples:
+    got = prefetch.take_image(sample.path, 32)
+    if got is None:
+        continue
+    hits += 1
+    lung += np.array_equal(np.asarray(got), np.asarray(load_image(sample.path, window="lung")))
+    bone += np.array_equal(np.asarray(got), np.asarray(load_image(sample.path, window="bone")))
+print(json.dumps({"samples": len(index.samples), "hits": hits, "lung": lung, "bone": bone}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("sys").platform != "linux", reason="prefetching forks (Linux)")
+def test_the_prefetching_child_decodes_with_the_runs_window(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = dicom_class_folder(tmp_path / "data", per_class=3)
+    done = subprocess.run(
+        [sys.executable, "-c", PREFETCH_CHECK, str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])),
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["samples"] == 6 and out["hits"] == 6
+    assert out["lung"] == 6 and out["bone"] == 0
