@@ -69,6 +69,18 @@ class Intensity(StrEnum):
     PERCENTILE = "percentile"
 
 
+class DicomWindow(StrEnum):
+    """Which band of DICOM values becomes grey (engine/data/dicom.py holds the numbers)."""
+
+    FILE = "file"
+    PERCENTILE = "percentile"
+    BRAIN = "brain"
+    SUBDURAL = "subdural"
+    LUNG = "lung"
+    BONE = "bone"
+    SOFT_TISSUE = "soft-tissue"
+
+
 class Device(StrEnum):
     AUTO = "auto"
     CPU = "cpu"
@@ -162,6 +174,14 @@ class DataConfig:
         "0-255 range (for exports that use a few grey levels, 12-bit data in 16-bit files, very "
         "dark or washed-out images); auto does so when the scan finds at least 20% of such "
         "images; off uses the pixels as they are.",
+    )
+    dicom_window: DicomWindow = _f(
+        DicomWindow.FILE,
+        help="DICOM images: the window that maps their values (e.g. Hounsfield units) to grey. "
+        "file uses each file's own VOI LUT or window centre/width (percentile when it has none); "
+        "percentile spans each image's 0.5-99.5% values; brain (40/80), subdural (75/215), lung "
+        "(-600/1500), bone (400/1800) and soft-tissue (40/400) are the usual CT windows "
+        "(centre/width in HU). Multi-frame files give their middle frame.",
     )
 
 

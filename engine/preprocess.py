@@ -17,6 +17,9 @@ class Preprocess:
     # "percentile": each image's 0.5-99.5 % luma window is stretched to 0-255 first (a run's
     # resolved data.intensity, see engine.data.intensity); "off": pixels are used as decoded.
     intensity: str = "off"
+    # DICOM images: the window of data.dicom_window (engine.data.dicom.WINDOWS), so training,
+    # evaluation, prediction and an export decode them the same way.
+    dicom_window: str = "file"
 
     @property
     def resize_size(self) -> int:

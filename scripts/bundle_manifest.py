@@ -24,6 +24,10 @@ HIDDEN_IMPORTS: tuple[str, ...] = (
     # Cython modules scikit-learn imports from C, invisible to the import scan.
     "sklearn.utils._typedefs",
     "sklearn.neighbors._partition_nodes",
+    # pydicom finds its pixel decoders by module name (engine/data/dicom.py): RLE Lossless in
+    # pydicom itself, JPEG and JPEG 2000 through Pillow.
+    "pydicom.pixels.decoders.rle",
+    "pydicom.pixels.decoders.pillow",
 )
 
 #: Packages whose data files are read at run time: collected whole (``collect_data_files``).

@@ -76,6 +76,7 @@ def _prefetch_while_importing(config: RunConfig) -> None:
             min_size=pre.resize_size,
             view=EvalView(pre.resize_size, pre.input_size, pre.interpolation),
             intensity=str(config.data.intensity),
+            dicom_window=str(config.data.dicom_window),
         )
 
 

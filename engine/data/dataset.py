@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from engine.data import prefetch
+from engine.data.dicom import default_window
 from engine.data.images import load_image
 from engine.data.index import Sample
 
@@ -40,6 +41,9 @@ class ImageDataset(Dataset):
         self.views = int(views)
         self.epoch = 0
         self.min_size: int | None = getattr(transform, "min_size", None)
+        #: The DICOM window, fixed now so that spawned DataLoader workers (which do not share
+        #: this process's default window) decode as this process would.
+        self.dicom_window: str = getattr(transform, "dicom_window", None) or default_window()
         #: Whether the transform draws random numbers (an evaluation transform does not; items
         #: can then be made in several threads at once).
         self.random = bool(getattr(transform, "train", True))
@@ -68,7 +72,7 @@ class ImageDataset(Dataset):
                 finish = cast(Any, self.transform).finish  # an evaluation transform has one
                 return finish(seen), sample.label
         image = prefetch.take_image(sample.path, self.min_size) or load_image(
-            sample.path, min_size=self.min_size
+            sample.path, min_size=self.min_size, window=self.dicom_window
         )
         if not self.random:
             return self.transform(image), sample.label

@@ -15,6 +15,9 @@ Choices worth knowing:
   but cannot be decoded is TRUNCATED or UNREADABLE.
 - Files are read through :func:`engine.data.safe_read.read_capped`: regular files only, at most
   ``IMAGE_LIMIT`` bytes, never blocking on a named pipe or a device.
+- DICOM files (``.dcm``, ``.dicom``, or any file with the "DICM" marker at byte 128) go
+  through :mod:`engine.data.dicom`: modality LUT, the run's window, MONOCHROME1 inverted.
+  ``window`` names the window; None is the process's default (a run sets it from its config).
 - Pillow's DecompressionBombWarning is silenced: every image past ``Image.MAX_IMAGE_PIXELS`` is
   refused with a sentence (``_refuse_bombs``), so the warning would only be noise on stderr.
 """
@@ -31,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from engine.data.dicom import decode_dicom, is_dicom, is_volume_name
 from engine.data.problems import ImageError, ProblemKind
 from engine.data.safe_read import IMAGE_LIMIT, FileReadError, read_capped
 
@@ -54,6 +58,8 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
         ".pbm",
         ".pnm",
         ".avif",
+        ".dcm",
+        ".dicom",
     }
 )
 
@@ -81,26 +87,35 @@ _SIGNATURES = (
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
-def load_image(path: str | Path, *, min_size: int | None = None) -> Image.Image:
+def load_image(
+    path: str | Path, *, min_size: int | None = None, window: str | None = None
+) -> Image.Image:
     """Read ``path`` as an RGB image with EXIF orientation applied.
 
     ``min_size``: the caller resizes so the short side is at least this; JPEGs are then decoded
     at a reduced scale that still leaves the short side >= ``min_size`` (much faster on photos).
+    ``window``: the DICOM window (engine.data.dicom.WINDOWS; None: the process's default).
     Raises ImageError with a sentence naming the file.
     """
     name = str(path)
+    if is_volume_name(name):
+        raise volume_error(name)
     try:
         data = read_capped(path, IMAGE_LIMIT, what="image")
     except FileReadError as exc:
         raise ImageError(f"{name} {exc.reason}.", exc.kind, exc.reason) from None
-    return decode_image(data, name, min_size=min_size)
+    return decode_image(data, name, min_size=min_size, window=window)
 
 
-def decode_image(data: bytes, name: str, *, min_size: int | None = None) -> Image.Image:
+def decode_image(
+    data: bytes, name: str, *, min_size: int | None = None, window: str | None = None
+) -> Image.Image:
     """Decode the bytes of one image file (see :func:`load_image`); ``name`` is used in errors."""
     if not data:
         reason = "is empty (0 bytes)"
         raise ImageError(f"{name} {reason}.", ProblemKind.EMPTY_FILE, reason)
+    if is_dicom(data) or name.lower().endswith((".dcm", ".dicom")):
+        return decode_dicom(data, name, window=window)
     try:
         return _decode(data, min_size)
     except ImageError as exc:
@@ -110,6 +125,15 @@ def decode_image(data: bytes, name: str, *, min_size: int | None = None) -> Imag
     except Exception as exc:  # image decoders raise many types on bad input
         kind, reason = classify_error(exc, data)
         raise ImageError(f"{name} {reason}.", kind, reason) from exc
+
+
+def volume_error(name: str) -> ImageError:
+    """The sentence for a 3-D volume file (NIfTI and the like), which is not read yet."""
+    reason = (
+        "is a 3-D volume (NIfTI, MGH, NRRD or MetaImage), which Refit Studio does not read yet; "
+        "export its slices as DICOM or PNG files"
+    )
+    return ImageError(f"{name} {reason}.", ProblemKind.NOT_IMAGE, reason)
 
 
 def _silence_bomb_warning() -> None:

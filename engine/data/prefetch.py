@@ -38,6 +38,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from engine.data.dicom import set_default_window
 from engine.data.images import load_image
 from engine.data.index import DatasetIndex
 from engine.data.intensity import PERCENTILE, resolve_intensity
@@ -150,10 +151,12 @@ def start(
     min_size: int,
     view: EvalView | None = None,
     intensity: str = "off",
+    dicom_window: str = "file",
 ) -> bool:
     """Fork a child that scans ``root``, decodes its images for ``min_size`` and, given
     ``view``, makes that view of each (its stretch decided by ``intensity`` and the scan, as a
-    run decides it); False when prefetching is not possible here. Call before importing torch
+    run decides it), DICOM files windowed by ``dicom_window``; False when prefetching is not
+    possible here. Call before importing torch
     (no threads may run yet)."""
     if not possible() or threading.active_count() > 1:
         return False
@@ -173,6 +176,7 @@ def start(
     pid = os.fork()
     if pid == 0:  # the child: never returns
         recv_end.close()
+        set_default_window(dicom_window)  # the child's scan and decoding, as the run's
         _child_main(parent, key, min_size, view, intensity, send_end, fd)
     send_end.close()
     with _lock:

@@ -1,5 +1,8 @@
 """Scanning a labeled folder: which images are usable, under which class, and what is wrong.
 
+DICOM files (``.dcm``, ``.dicom``, or no extension and the "DICM" marker) are images like any
+other; 3-D volumes (NIfTI and the like) are reported as not read yet.
+
 Layouts: ``root/<class>/...`` (flat), or ``root/train/<class>/...`` with ``val/`` and optionally
 ``test/`` beside it (split folders, names matched case-insensitively). Images may sit in
 sub-folders of a class folder. Nothing is ever written inside ``root``. Links are followed only
@@ -20,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.data.classes import keep_classes
-from engine.data.images import IMAGE_EXTENSIONS, decode_image
+from engine.data.dicom import is_dicom, is_volume_name
+from engine.data.images import IMAGE_EXTENSIONS, decode_image, volume_error
 from engine.data.index import DatasetIndex, Sample
 from engine.data.intensity import IntensityReport, IntensityStats, image_stats
 from engine.data.modality import unusable_source
@@ -32,7 +36,7 @@ from engine.data.problems import (
     file_problem,
 )
 from engine.data.review import Reviewed, review_samples
-from engine.data.safe_read import IMAGE_LIMIT, FileReadError, read_capped
+from engine.data.safe_read import IMAGE_LIMIT, FileReadError, read_capped, read_head
 from engine.data.walk import SPLIT_NAMES, DatasetWalk, is_hidden
 from engine.task import Task, as_task
 
@@ -148,13 +152,26 @@ def _visit(
     for path in safe.files(entry.path):
         rel = safe.rel(path)
         ext = Path(path).suffix.lower()
-        if ext not in IMAGE_EXTENSIONS:
+        if is_volume_name(path):
+            walk.problems.append(
+                file_problem(rel, path, ProblemKind.NOT_IMAGE, volume_error(rel).reason)
+            )
+            continue
+        if ext not in IMAGE_EXTENSIONS and not (not ext and _starts_like_dicom(path)):
             why = f"{ext} files are not read" if ext else "it has no file extension"
             walk.problems.append(
                 file_problem(rel, path, ProblemKind.NOT_IMAGE, f"is not an image file ({why})")
             )
             continue
         walk.candidates.append(_Candidate(path=path, rel=rel, cls=cls, split=split))
+
+
+def _starts_like_dicom(path: str) -> bool:
+    """Whether a file without an extension is a DICOM file (many scanners write them so)."""
+    try:
+        return is_dicom(read_head(path, 132))
+    except FileReadError:
+        return False
 
 
 def _stray(walk: _Walk, root: Path, entry: os.DirEntry, what: str) -> None:

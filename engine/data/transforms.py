@@ -29,7 +29,8 @@ class ImageTransform:
     ``min_size`` is the short side an image needs so that no crop is upsampled; loaders pass it
     to ``load_image`` so that JPEGs can be decoded at a reduced scale. An evaluation transform is
     ``view`` (Pillow only: what the network sees) then ``finish`` (to a normalised tensor); a
-    process without torch can make the view (engine/data/prefetch.py).
+    process without torch can make the view (engine/data/prefetch.py). ``dicom_window``: the
+    window loaders decode DICOM files with (the backbone's Preprocess; None: the process's).
     """
 
     def __init__(
@@ -40,18 +41,29 @@ class ImageTransform:
         train: bool,
         view: EvalView | None = None,
         finish: v2.Compose | None = None,
+        dicom_window: str | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.dicom_window = dicom_window
         self.min_size = min_size
         self.train = train
         self.view = view
         self.finish = finish
 
     @classmethod
-    def evaluation(cls, view: EvalView, finish: v2.Compose, *, train: bool) -> ImageTransform:
+    def evaluation(
+        cls,
+        view: EvalView,
+        finish: v2.Compose,
+        *,
+        train: bool,
+        dicom_window: str | None = None,
+    ) -> ImageTransform:
         """``view`` then ``finish``: the whole pipeline is made of the two parts."""
         pipeline = v2.Compose([view, *finish.transforms])
-        return cls(pipeline, view.resize, train=train, view=view, finish=finish)
+        return cls(
+            pipeline, view.resize, train=train, view=view, finish=finish, dicom_window=dicom_window
+        )
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         return self.pipeline(image)
@@ -89,7 +101,9 @@ def build_transform(
             interpolation=preprocess.interpolation,
             stretch=preprocess.intensity == PERCENTILE,
         )
-        return ImageTransform.evaluation(view, v2.Compose(tail), train=train)
+        return ImageTransform.evaluation(
+            view, v2.Compose(tail), train=train, dicom_window=preprocess.dicom_window
+        )
 
     scale = _CROP_SCALE[preset]
     steps = [
@@ -109,4 +123,6 @@ def build_transform(
         steps.append(v2.RandomErasing(p=0.25))
     # A crop of the smallest area share spans about sqrt(scale) of the short side.
     min_size = math.ceil(size / math.sqrt(scale[0]))
-    return ImageTransform(v2.Compose(steps), min_size, train=True)
+    return ImageTransform(
+        v2.Compose(steps), min_size, train=True, dicom_window=preprocess.dicom_window
+    )

@@ -98,9 +98,13 @@ class ExportedModel:
         def probs_of(images: torch.Tensor) -> np.ndarray:
             return softmax(self.runtime.logits((images,)))
 
-        return classify_images(
-            paths, self.transform, probs_of, self.classes, top_k=top_k, batch_size=batch_size
-        )
+        from engine.data.dicom import default_window_set
+
+        # DICOM files decode with the window the model was trained with (refit_model.json).
+        with default_window_set(getattr(self.transform, "dicom_window", None) or "file"):
+            return classify_images(
+                paths, self.transform, probs_of, self.classes, top_k=top_k, batch_size=batch_size
+            )
 
 
 def preprocess_of(manifest: dict[str, Any]) -> Any:
@@ -117,6 +121,8 @@ def preprocess_of(manifest: dict[str, Any]) -> Any:
             crop_pct=float(pre["crop_pct"]),
             # Exports from before the intensity choice have no entry: pixels as decoded.
             intensity="percentile" if pre.get("intensity") == "percentile" else "off",
+            # Exports from before DICOM intake have none: each file's own window.
+            dicom_window=_dicom_window(pre.get("dicom_window")),
         )
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ExportError(
@@ -158,6 +164,18 @@ def _runtime(folder: Path, manifest: dict[str, Any], prefer: str | None) -> Any:
         f"{folder} holds no model file (model.onnx, model.torchscript.pt or model.safetensors); "
         "export the run again with one of those formats."
     )
+
+
+def _dicom_window(value: Any) -> str:
+    """refit_model.json's DICOM window ("file" when it has none; ValueError for an unknown
+    one, which preprocess_of turns into its sentence)."""
+    from engine.data.dicom import WINDOWS
+
+    if value is None:
+        return "file"
+    if value not in WINDOWS:
+        raise ValueError(f"its DICOM window {value!r} is unknown to this version")
+    return str(value)
 
 
 def _floats(values: Any) -> tuple[float, float, float]:

@@ -138,12 +138,18 @@ class ImageModality:
         import dataclasses
 
         from engine.data import build_transform
+        from engine.data.dicom import set_default_window
         from engine.data.intensity import stored_intensity
 
-        # The run's resolved intensity stretch: prediction, evaluation, Try it and export all
-        # see the pixels the model was trained on.
+        # The run's resolved intensity stretch and DICOM window: prediction, evaluation, Try it
+        # and export all see the pixels the model was trained on. The window is also made this
+        # process's default, for the loaders that are handed no transform.
+        window = str(predictor.config.data.dicom_window)
+        set_default_window(window)
         predictor.model.preprocess = dataclasses.replace(
-            predictor.model.preprocess, intensity=stored_intensity(predictor.run.state())
+            predictor.model.preprocess,
+            intensity=stored_intensity(predictor.run.state()),
+            dicom_window=window,
         )
         predictor.transform = build_transform(predictor.model.preprocess, train=False)
 
@@ -178,7 +184,8 @@ class ImageModality:
         tensors = []
         for sample in val:
             try:
-                tensors.append(predictor.transform(load_image(sample.path, min_size=min_size)))
+                image = load_image(sample.path, min_size=min_size, window=_window(predictor))
+                tensors.append(predictor.transform(image))
             except (ImageError, OSError):
                 continue
             if len(tensors) >= limit:
@@ -216,6 +223,8 @@ class ImageModality:
                 "resize_size": pre.resize_size,
                 "intensity": pre.intensity,
                 "intensity_window": list(WINDOW) if stretch else None,
+                # DICOM inputs: the window (engine/data/dicom.py) applied before everything.
+                "dicom_window": pre.dicom_window,
                 "steps": (
                     f"RGB; {first}resize the short side to {pre.resize_size} "
                     f"({pre.interpolation}); center-crop {pre.input_size}x{pre.input_size}; "
@@ -265,6 +274,11 @@ def _channels_last(predictor: Any, run: Any) -> None:
         predictor.channels_last = True
 
 
+def _window(predictor: Any) -> str | None:
+    """The DICOM window of a predictor's transform (None: the process's default)."""
+    return getattr(predictor.transform, "dicom_window", None)
+
+
 def _image_probs(predictor: Any, paths: Sequence[str], batch_size: int, task: Task) -> Any:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -278,7 +292,7 @@ def _image_probs(predictor: Any, paths: Sequence[str], batch_size: int, task: Ta
         from engine.data import ImageError, load_image
 
         try:
-            return transform(load_image(path, min_size=min_size))
+            return transform(load_image(path, min_size=min_size, window=_window(predictor)))
         except (ImageError, OSError) as exc:
             raise parts().PredictionError(
                 f"The image {path} cannot be read any more ({exc}); put it back, or train a new "
