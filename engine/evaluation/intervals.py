@@ -80,7 +80,8 @@ class Interval:
         return not (math.isnan(self.low) or math.isnan(self.high))
 
     def text(self, percent: bool = False) -> str:
-        """ "95% CI 0.871-0.941" (or "95% CI 87.1-94.1%"), or "no 95% CI: <why>"."""
+        """The interval as a reader sees it: '95% CI 0.871-0.941' (or '95% CI 87.1-94.1%'),
+        or 'no 95% CI: <why>'."""
         head = f"{self.level:.0%} CI"
         if not self.measured:
             return f"no {head}: {self.note or 'not measured'}"
@@ -174,6 +175,30 @@ class Intervals:
             "sensitivity, specificity, PPV and NPV; bootstrap percentile intervals for ROC AUC "
             f"and balanced accuracy ({self.resamples} resamples of {what}, seed {self.seed})."
         )
+
+    def notes(self, measured: Sequence[str] = ()) -> list[str]:
+        """One sentence per interval that is missing (or whose bootstrap left resamples out),
+        without repeats; per-class ones only for the classes ``measured`` (a class without
+        examples has its own warning)."""
+        named: list[tuple[str, Interval]] = [
+            ("accuracy", self.accuracy),
+            ("balanced accuracy", self.balanced_accuracy),
+        ]
+        named += [(f"ROC AUC of '{k}'", v) for k, v in self.roc_auc.items()]
+        if self.macro_roc_auc is not None:
+            named.append(("mean ROC AUC", self.macro_roc_auc))
+        for c in self.per_class:
+            if c.name in measured:
+                for label, attr in (("specificity", "specificity"), ("PPV", "ppv"), ("NPV", "npv")):
+                    named.append((f"{label} of '{c.name}'", getattr(c, attr)))
+        seen: set[str] = set()
+        out = []
+        for label, interval in named:
+            if interval.note and interval.note not in seen:
+                seen.add(interval.note)
+                verb = "no interval" if not interval.measured else "note"
+                out.append(f"{label}: {verb}, {interval.note}.")
+        return out
 
     def of_class(self, name: str) -> ClassIntervals | None:
         """The intervals of class ``name`` (None when there are none)."""
