@@ -257,3 +257,28 @@ def test_the_report_prints_an_interval_beside_every_number_and_never_nan():
     text = "\n".join(evaluation_lines(one)) + _metrics(one, "Validation metrics", "validation")
     assert "nan" not in text.lower()
     assert "no interval, the split needs examples of both sides to rank" in text
+
+
+@pytest.mark.slow  # trains a tiny run (once per test process)
+def test_refit_evaluate_prints_intervals_on_a_trained_run(tmp_path, capsys):
+    from trained_runs import train_image_run
+
+    from engine.cli import main
+    from engine.evaluation.report import load_evaluation
+    from engine.runs import RunDir
+
+    run = train_image_run(tmp_path)
+    ws = run.parent.parent
+    assert main(["--workspace", str(ws), "evaluate", run.name]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    ev = load_evaluation(RunDir(run), "val")
+    i = ev.intervals
+    assert f"accuracy {ev.accuracy:.1%} ({i.accuracy.text(True)})" in out
+    assert i.accuracy.low <= ev.accuracy <= i.accuracy.high
+    assert "Each class vs the rest, 95% CI in brackets" in out
+    assert "1000 resamples of the images, seed 0" in out
+    assert "nan" not in out.lower()
+    # saved with the evaluation: --json carries them too
+    assert main(["--workspace", str(ws), "evaluate", run.name, "--json"]) == 0
+    saved = json.loads(capsys.readouterr().out)["intervals"]
+    assert saved["accuracy"]["method"] == "wilson" and saved["resamples"] == 1000
