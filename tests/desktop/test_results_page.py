@@ -126,7 +126,10 @@ def test_evaluate_shows_the_numbers_the_engine_saved(page, ctx, run, qtbot):
     assert view.cards.text("sensitivity") == percent(ev.operating.sensitivity)
     assert view.cards.text("specificity") == percent(ev.operating.specificity)
     for row, metrics in enumerate(ev.per_class):
-        assert view.table.row_texts(row) == [
+        texts = view.table.row_texts(row)
+        assert "95% CI" in view.cards.cards["accuracy"].interval
+        assert texts[2].endswith("%)")  # recall (sensitivity) with its interval in brackets
+        assert [t.split(" (")[0] for t in texts] == [
             metrics.name,
             percent(metrics.precision),
             percent(metrics.recall),
