@@ -86,3 +86,32 @@ def test_the_table_puts_intervals_beside_precision_and_recall_and_says_why_one_i
     cards.set_evaluation(one)
     assert cards.cards["auc"].interval == "no 95% CI"
     assert "both sides" in cards.cards["auc"].interval_label.toolTip()
+
+
+def test_the_html_report_gives_intervals_and_how_they_were_computed(qtbot):
+    from desktop.results.results_report import (
+        _headline_table,
+        _interval_method,
+        _per_class_table,
+    )
+
+    preds = noisy(120, 2)
+    ev = evaluate(preds, groups=[f"p{i // 3}" for i in range(120)])
+    iv = ev.intervals
+    head = _headline_table(ev, None)
+    low, high = 100 * iv.accuracy.low, 100 * iv.accuracy.high
+    assert f"{percent(ev.accuracy)} (95% CI {low:.1f}–{high:.1f}%)" in head
+    auc = iv.roc_auc[ev.positive]
+    assert f"(95% CI {auc.low:.3f}–{auc.high:.3f})" in head
+    # a moved threshold: its sensitivity interval is counted from its own counts
+    strict = operating_point(preds, ev.positive, 0.9)
+    from engine import class_intervals
+
+    sens = class_intervals("x", strict.tp, strict.fp, strict.tn, strict.fn).sensitivity
+    moved = _headline_table(ev, strict)
+    assert f"(95% CI {100 * sens.low:.1f}–{100 * sens.high:.1f}%)" in moved
+    assert "40 patients (groups)" in _interval_method(ev)
+    ci = iv.per_class[1]
+    assert f"(95% CI {100 * ci.sensitivity.low:.1f}–" in _per_class_table(ev)
+    three = evaluate(noisy(90, 3, seed=2))
+    assert "ROC AUC (mean over classes)" in _headline_table(three, None)
