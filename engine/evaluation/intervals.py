@@ -328,8 +328,15 @@ def _percentile(stats: np.ndarray, level: float, resamples: int) -> Interval:
         )
     alpha = (1 - level) / 2
     low, high = np.quantile(kept, [alpha, 1 - alpha])
-    note = f"{dropped} of {resamples} resamples lacked a class and were left out" if dropped else ""
-    return Interval(float(low), float(high), BOOTSTRAP, level, note)
+    notes = []
+    if dropped:
+        notes.append(f"{dropped} of {resamples} resamples lacked a class and were left out")
+    if low == high:  # e.g. a perfect AUC on a handful of examples: no resample differs
+        notes.append(
+            "every resample gave the same value, which shows too few examples (or patients) "
+            "to measure the uncertainty, not that there is none"
+        )
+    return Interval(float(low), float(high), BOOTSTRAP, level, "; ".join(notes))
 
 
 def _auc_stats(

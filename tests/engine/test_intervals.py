@@ -172,13 +172,20 @@ def test_resamples_without_a_class_are_left_out_and_counted():
     # one patient has every 'sick' image: a third of the resamples draw no sick image at all
     labels = np.array([0] * 40 + [1] * 5)
     groups = [f"p{i // 5}" for i in range(45)]
-    score = np.linspace(0, 1, 45)
+    score = np.random.default_rng(0).random(45)
     result = iv.bootstrap_auc(labels == 1, score, groups)
     assert result.measured
     dropped = int(result.note.split(" of ")[0])
-    assert 200 < dropped < 500 and result.note.endswith(
-        "resamples lacked a class and were left out"
-    )
+    assert 200 < dropped < 500
+    assert result.note == f"{dropped} of 1000 resamples lacked a class and were left out"
+
+
+def test_a_perfect_score_on_few_examples_says_its_interval_is_not_certainty():
+    perfect = iv.bootstrap_auc(np.arange(8) >= 4, np.linspace(0, 1, 8))
+    assert perfect.measured and perfect.low == perfect.high == 1.0
+    assert "too few examples (or patients)" in perfect.note
+    p = noisy(60)
+    assert "too few" not in iv.bootstrap_auc(p.labels == 1, p.probs[:, 1]).note
 
 
 def test_one_class_or_one_patient_has_no_bootstrap_interval():
