@@ -378,13 +378,21 @@ def bootstrap_auc(
 
 
 def _auc_interval(
-    truth: np.ndarray, score: np.ndarray, group: np.ndarray, resamples: int, seed: int, level: float
+    truth: np.ndarray,
+    score: np.ndarray,
+    group: np.ndarray,
+    resamples: int,
+    seed: int,
+    level: float,
+    stats: np.ndarray | None = None,
 ) -> Interval:
+    """The AUC interval from the resamples' AUCs (``stats``, computed when not given)."""
     if truth.all() or not truth.any():
         return unmeasured(BOOTSTRAP, "the split needs examples of both sides to rank", level)
     if int(group.max()) + 1 < 2:
         return unmeasured(BOOTSTRAP, "the bootstrap needs at least two patients (groups)", level)
-    stats = _auc_stats(truth, score, group, resamples, seed)
+    if stats is None:
+        stats = _auc_stats(truth, score, group, resamples, seed)
     return _percentile(stats, level, resamples)
 
 
@@ -446,26 +454,19 @@ def _balanced_interval(
 
 def _macro_auc(
     labels: np.ndarray,
-    probs: np.ndarray,
     group: np.ndarray,
+    stats: dict[int, np.ndarray],
     resamples: int,
-    seed: int,
     level: float,
 ) -> Interval:
-    """Interval of the mean one-vs-rest AUC over the classes the split has (and not all of it),
-    the same resamples for every class."""
-    k = probs.shape[1]
-    usable = [c for c in range(k) if 0 < np.count_nonzero(labels == c) < len(labels)]
+    """Interval of the mean one-vs-rest AUC over the classes the split has (and not all of it):
+    ``stats`` holds each class's AUC on the same resamples."""
+    usable = [c for c in stats if 0 < np.count_nonzero(labels == c) < len(labels)]
     if not usable:
         return unmeasured(BOOTSTRAP, "the split needs examples of two classes to rank", level)
-    stats = np.mean(
-        [
-            _auc_stats(labels == c, probs[:, c].astype(np.float64), group, resamples, seed)
-            for c in usable
-        ],
-        axis=0,
-    )
-    return _percentile(stats, level, resamples)
+    if int(group.max()) + 1 < 2:
+        return unmeasured(BOOTSTRAP, "the bootstrap needs at least two patients (groups)", level)
+    return _percentile(np.mean([stats[c] for c in usable], axis=0), level, resamples)
 
 
 def intervals_of(
@@ -487,18 +488,15 @@ def intervals_of(
     labels, probs = np.asarray(preds.labels, np.int64), np.asarray(preds.probs)
     group = group_index(groups, len(labels))
     accuracy, per_class = confusion_intervals(classes, confusion, level=level)
-    roc = {
-        name: _auc_interval(
-            labels == classes.index(name),
-            probs[:, classes.index(name)].astype(np.float64),
-            group,
-            resamples,
-            seed,
-            level,
-        )
-        for name in curve_classes
-    }
-    macro = _macro_auc(labels, probs, group, resamples, seed, level) if len(classes) > 2 else None
+    stats: dict[int, np.ndarray] = {}  # each class's AUC per resample, computed once
+    roc = {}
+    for name in curve_classes:
+        c = classes.index(name)
+        truth, score = labels == c, probs[:, c].astype(np.float64)
+        if truth.any() and not truth.all() and len(group) and group.max() > 0:
+            stats[c] = _auc_stats(truth, score, group, resamples, seed)
+        roc[name] = _auc_interval(truth, score, group, resamples, seed, level, stats.get(c))
+    macro = _macro_auc(labels, group, stats, resamples, level) if len(classes) > 2 else None
     op = None
     if operating is not None and len(classes) == 2:
         positive = next(iter(curve_classes))
