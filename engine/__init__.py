@@ -60,6 +60,7 @@ if TYPE_CHECKING:
         overlay,
         token_influence,
     )
+    from engine.evaluation.intervals import Interval, class_intervals
     from engine.evaluation.predictions import SplitPredictions
     from engine.evaluation.report import (
         Calibration,
@@ -208,6 +209,8 @@ _LAZY = {
     "operating_point": "engine.evaluation",
     "train_base": "engine.evaluation",
     "Comparison": "engine.evaluation.compare",
+    "Interval": "engine.evaluation.intervals",
+    "class_intervals": "engine.evaluation.intervals",
     "TokenInfluence": "engine.evaluation.explain",
     "can_explain": "engine.evaluation.explain",
     "image_heatmaps": "engine.evaluation.explain",
@@ -266,6 +269,7 @@ __all__ = [
     "FileReadError",
     "ImageError",
     "IntensityStretch",
+    "Interval",
     "LogMessage",
     "Method",
     "Modality",
@@ -294,6 +298,7 @@ __all__ = [
     "build_model",
     "bundle_dir",
     "can_explain",
+    "class_intervals",
     "code_requests",
     "compare_runs",
     "current_edition",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QPalette
@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 if TYPE_CHECKING:
-    from engine import ClassMetrics, Evaluation, OperatingPoint
+    from engine import ClassMetrics, Evaluation, Interval, OperatingPoint
 
 TABLE_COLUMNS = ("Class", "Precision", "Recall", "F1", "Support")
 NO_EXAMPLES = "no examples"
@@ -37,6 +37,31 @@ def decimal(value: float | None) -> str:
     if value is None or value != value:
         return "—"
     return f"{value:.3f}"
+
+
+def interval_text(interval: Interval | None, as_percent: bool = True) -> str:
+    """'95% CI 87.1–94.1%' (or '95% CI 0.871–0.941'); 'no 95% CI' when it cannot be measured
+    (the tooltip, :func:`interval_tip`, says why); '' when there is none at all."""
+    if interval is None:
+        return ""
+    if not interval.measured:
+        return f"no {interval.level:.0%} CI"
+    if as_percent:
+        return f"{interval.level:.0%} CI {100 * interval.low:.1f}–{100 * interval.high:.1f}%"
+    return f"{interval.level:.0%} CI {interval.low:.3f}–{interval.high:.3f}"
+
+
+def interval_tip(interval: Interval | None) -> str:
+    """How the interval was computed, and why it is missing or what it left out."""
+    if interval is None:
+        return ""
+    how = {
+        "wilson": "Wilson score interval",
+        "bootstrap percentile": "bootstrap percentile interval (resampling patients, or images "
+        "when no patient groups are known)",
+    }.get(interval.method, interval.method)
+    tip = f"{interval.level:.0%} confidence interval: {how}."
+    return f"{tip} {interval.note[:1].upper()}{interval.note[1:]}." if interval.note else tip
 
 
 class MetricCard(QFrame):
@@ -56,10 +81,15 @@ class MetricCard(QFrame):
         self.caption = QLabel(caption)
         self.caption.setObjectName("caption")
         self.caption.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self.interval_label = QLabel("")  # the 95% confidence interval, under the number
+        self.interval_label.setObjectName("interval")
+        self.interval_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self.interval_label.hide()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 6, 10, 6)
         layout.setSpacing(0)
         layout.addWidget(self.value_label)
+        layout.addWidget(self.interval_label)
         layout.addWidget(self.caption)
         self.setAccessibleName(caption)
 
@@ -69,9 +99,22 @@ class MetricCard(QFrame):
             self.caption.setText(caption)
         self.setAccessibleDescription(f"{self.caption.text()}: {text}")
 
+    def set_interval(self, interval: Interval | None, as_percent: bool = True) -> None:
+        """Show ``interval`` under the number (hidden when None)."""
+        text = interval_text(interval, as_percent)
+        self.interval_label.setText(text)
+        self.interval_label.setToolTip(interval_tip(interval))
+        self.interval_label.setVisible(bool(text))
+        what = f"{self.caption.text()}: {self.value_label.text()}"
+        self.setAccessibleDescription(f"{what}, {text}" if text else what)
+
     @property
     def text(self) -> str:
         return self.value_label.text()
+
+    @property
+    def interval(self) -> str:
+        return self.interval_label.text()
 
 
 CARDS = (
@@ -124,6 +167,9 @@ class MetricCards(QWidget):
         self.cards["balanced_accuracy"].set_value(percent(evaluation.balanced_accuracy))
         self.cards["macro_f1"].set_value(decimal(evaluation.macro_f1))
         self.cards["ece"].set_value(decimal(evaluation.calibration.ece))
+        iv = evaluation.intervals
+        self.cards["accuracy"].set_interval(iv.accuracy if iv else None)
+        self.cards["balanced_accuracy"].set_interval(iv.balanced_accuracy if iv else None)
         two_class = evaluation.positive is not None
         for key in TWO_CLASS_ONLY:
             self.cards[key].setVisible(two_class)
@@ -132,17 +178,27 @@ class MetricCards(QWidget):
             self.cards["auc"].set_value(
                 decimal(curve.auc if curve else None), f"ROC AUC ({evaluation.positive})"
             )
+            auc = iv.roc_auc.get(evaluation.positive or "") if iv else None
+            self.cards["auc"].set_interval(auc, as_percent=False)
             if evaluation.operating is not None:
                 self.set_operating_point(evaluation.operating)
         else:
             aucs = [c.auc for c in evaluation.roc.values() if c.auc == c.auc]
             mean = sum(aucs) / len(aucs) if aucs else None
             self.cards["auc"].set_value(decimal(mean), "ROC AUC (mean over classes)")
+            self.cards["auc"].set_interval(iv.macro_roc_auc if iv else None, as_percent=False)
 
     def set_operating_point(self, point: OperatingPoint) -> None:
+        """Sensitivity and specificity at the point's threshold, with their Wilson intervals
+        (counted again at each threshold: a fraction of a millisecond)."""
+        from engine import class_intervals
+
         at = f" at {point.threshold:.2f}"
+        ci = class_intervals("positive", point.tp, point.fp, point.tn, point.fn)
         self.cards["sensitivity"].set_value(percent(point.sensitivity), "Sensitivity" + at)
+        self.cards["sensitivity"].set_interval(ci.sensitivity)
         self.cards["specificity"].set_value(percent(point.specificity), "Specificity" + at)
+        self.cards["specificity"].set_interval(ci.specificity)
 
     def text(self, key: str) -> str:
         return self.cards[key].text
@@ -157,6 +213,16 @@ class _NumberItem(QTableWidgetItem):
         self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
 
+def _with_interval(value: float, interval: Interval | None) -> _NumberItem:
+    """A percentage with its interval in brackets, e.g. '88.9% (76.5–95.2%)'."""
+    text = percent(value)
+    if interval is not None and interval.measured:
+        text += f" ({100 * interval.low:.1f}–{100 * interval.high:.1f}%)"
+    item = _NumberItem(text, value)
+    item.setToolTip(interval_tip(interval))
+    return item
+
+
 class PerClassTable(QTableWidget):
     """Precision, recall, F1 and support of each class, plus the macro average."""
 
@@ -166,6 +232,10 @@ class PerClassTable(QTableWidget):
         self.setMinimumWidth(300)
         self.setAccessibleName("Per-class metrics")
         self.setHorizontalHeaderLabels(TABLE_COLUMNS)
+        for column in (1, 2):  # precision (PPV) and recall (sensitivity)
+            self.horizontalHeaderItem(column).setToolTip(
+                "In brackets: the 95% confidence interval (Wilson score)."
+            )
         self.verticalHeader().setVisible(False)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -175,13 +245,22 @@ class PerClassTable(QTableWidget):
         for column in range(1, len(TABLE_COLUMNS)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
 
-    def set_metrics(self, rows: Sequence[ClassMetrics], macro_f1: float | None = None) -> None:
+    def set_metrics(
+        self,
+        rows: Sequence[ClassMetrics],
+        macro_f1: float | None = None,
+        intervals: Sequence[Any] = (),
+    ) -> None:
+        """One row per class and the macro average; ``intervals`` (the evaluation's per-class
+        ClassIntervals) puts each precision and recall's 95% interval beside it."""
+        by_name = {c.name: c for c in intervals}
         self.setRowCount(len(rows) + 1)
         for r, m in enumerate(rows):
             self.setItem(r, 0, QTableWidgetItem(m.name))
+            ci = by_name.get(m.name)
             if m.measured:
-                self.setItem(r, 1, _NumberItem(percent(m.precision), m.precision))
-                self.setItem(r, 2, _NumberItem(percent(m.recall), m.recall))
+                self.setItem(r, 1, _with_interval(m.precision, ci.ppv if ci else None))
+                self.setItem(r, 2, _with_interval(m.recall, ci.sensitivity if ci else None))
                 self.setItem(r, 3, _NumberItem(decimal(m.f1), m.f1))
             else:  # 0% would read as "always wrong"; the split just has none of the class
                 for column in (1, 2, 3):

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMarginsF, QUrl
 from PySide6.QtGui import QImage, QPageLayout, QPageSize, QPdfWriter, QTextDocument
@@ -20,10 +20,11 @@ from PySide6.QtGui import QImage, QPageLayout, QPageSize, QPdfWriter, QTextDocum
 from desktop.modalities import views_of
 from desktop.results.evaluation_jobs import RunFacts
 from desktop.results.metrics_view import decimal as _dec
+from desktop.results.metrics_view import interval_text
 from desktop.results.metrics_view import percent as _pct
 
 if TYPE_CHECKING:
-    from engine import ClassMetrics, Evaluation, OperatingPoint
+    from engine import ClassMetrics, Evaluation, Interval, OperatingPoint
 
 SPLIT_NAMES = {"val": "VALIDATION", "test": "TEST"}
 SPLIT_NOTES = {
@@ -135,6 +136,7 @@ def build_report(
         _facts_table(facts, evaluation),
         "<h2>Headline numbers</h2>",
         _headline_table(evaluation, point),
+        _interval_method(evaluation),
         "<h2>Per class</h2>",
         _per_class_table(evaluation),
         "<h2>Confusion matrix</h2>",
@@ -188,46 +190,84 @@ def _facts_table(facts: RunFacts, ev: Evaluation) -> str:
     return _rows(pairs)
 
 
+def _with_ci(text: str, interval: Interval | None, as_percent: bool = True) -> str:
+    """A number with its 95% interval in brackets, e.g. '91.2% (95% CI 87.1–94.1%)'."""
+    ci = interval_text(interval, as_percent)
+    return f"{text} ({ci})" if ci else text
+
+
 def _headline_table(ev: Evaluation, point: OperatingPoint | None) -> str:
+    iv = getattr(ev, "intervals", None)
     pairs = [
-        ("Accuracy", _pct(ev.accuracy)),
-        ("Balanced accuracy", _pct(ev.balanced_accuracy)),
+        ("Accuracy", _with_ci(_pct(ev.accuracy), iv and iv.accuracy)),
+        ("Balanced accuracy", _with_ci(_pct(ev.balanced_accuracy), iv and iv.balanced_accuracy)),
         ("Macro F1", _dec(ev.macro_f1)),
         ("Expected calibration error (ECE)", _dec(ev.calibration.ece)),
     ]
     point = point or ev.operating
     if ev.positive is not None and point is not None:
+        from engine import class_intervals
+
         curve = ev.roc.get(ev.positive)
+        ci = class_intervals(ev.positive, point.tp, point.fp, point.tn, point.fn)
+        auc = iv.roc_auc.get(ev.positive) if iv else None
         pairs += [
             ("Positive class", ev.positive),
             ("Threshold on P(positive)", f"{point.threshold:.2f}"),
-            ("Sensitivity", _pct(point.sensitivity)),
-            ("Specificity", _pct(point.specificity)),
-            ("Precision", _pct(point.precision)),
+            ("Sensitivity", _with_ci(_pct(point.sensitivity), ci.sensitivity)),
+            ("Specificity", _with_ci(_pct(point.specificity), ci.specificity)),
+            ("Precision (PPV)", _with_ci(_pct(point.precision), ci.ppv)),
+            ("NPV", _with_ci(_pct(_ratio(point.tn, point.tn + point.fn)), ci.npv)),
             ("TP / FN / FP / TN", f"{point.tp} / {point.fn} / {point.fp} / {point.tn}"),
-            ("ROC AUC", _dec(curve.auc if curve else None)),
+            ("ROC AUC", _with_ci(_dec(curve.auc if curve else None), auc, False)),
         ]
     else:
         for name, curve in ev.roc.items():
-            pairs.append((f"ROC AUC ({name} vs rest)", _dec(curve.auc)))
+            auc = iv.roc_auc.get(name) if iv else None
+            pairs.append((f"ROC AUC ({name} vs rest)", _with_ci(_dec(curve.auc), auc, False)))
+        if iv is not None and iv.macro_roc_auc is not None:
+            aucs = [c.auc for c in ev.roc.values() if c.auc == c.auc]
+            mean = sum(aucs) / len(aucs) if aucs else None
+            pairs.append(
+                ("ROC AUC (mean over classes)", _with_ci(_dec(mean), iv.macro_roc_auc, False))
+            )
     return _rows(pairs)
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return a / b if b else None
+
+
+def _interval_method(ev: Evaluation) -> str:
+    """How the intervals were computed, and why any is missing."""
+    iv = getattr(ev, "intervals", None)
+    if iv is None:
+        return ""
+    notes = iv.notes([c.name for c in ev.per_class if c.measured])
+    text = " ".join([iv.method, *notes])
+    return f'<p class="note">{html.escape(text)}</p>'
 
 
 def _per_class_table(ev: Evaluation) -> str:
     head = "".join(f"<th>{h}</th>" for h in ("Class", "Precision", "Recall", "F1", "Support"))
+    iv = getattr(ev, "intervals", None)
     rows = "".join(
-        f"<tr><td>{html.escape(m.name)}</td>{_class_numbers(m)}<td class='num'>{m.support}</td>"
-        "</tr>"
+        f"<tr><td>{html.escape(m.name)}</td>"
+        f"{_class_numbers(m, iv.of_class(m.name) if iv else None)}"
+        f"<td class='num'>{m.support}</td></tr>"
         for m in ev.per_class
     )
     return f"{TABLE}<tr>{head}</tr>{rows}</table>"
 
 
-def _class_numbers(m: ClassMetrics) -> str:
+def _class_numbers(m: ClassMetrics, ci: Any = None) -> str:
+    """Precision and recall with their 95% intervals (when known), and F1."""
     if not m.measured:  # a class the split has no example of: no numbers, not 0%
         return "<td class='num' colspan='3'>no examples</td>"
+    precision = html.escape(_with_ci(_pct(m.precision), ci.ppv if ci else None))
+    recall = html.escape(_with_ci(_pct(m.recall), ci.sensitivity if ci else None))
     return (
-        f"<td class='num'>{_pct(m.precision)}</td><td class='num'>{_pct(m.recall)}</td>"
+        f"<td class='num'>{precision}</td><td class='num'>{recall}</td>"
         f"<td class='num'>{_dec(m.f1)}</td>"
     )
 

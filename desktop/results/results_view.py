@@ -193,7 +193,9 @@ class ResultsView(QWidget):
         split = SPLIT_WORDS.get(ev.split, ev.split)
         self.cards.set_evaluation(ev)
         self._show_warnings(ev.warnings)
-        self.table.set_metrics(ev.per_class, ev.macro_f1)
+        self.table.set_metrics(
+            ev.per_class, ev.macro_f1, ev.intervals.per_class if ev.intervals else ()
+        )
         self.matrix.set_matrix(
             ev.classes, ev.confusion, f"Confusion matrix · {ev.n} {split} examples"
         )

@@ -18,9 +18,11 @@ def saved_evaluation_lines(path: str) -> list[str]:
 
     ev = Evaluation.from_dict(read_json_object(path))
     what = modality_of(ev.modality).noun
+    iv = ev.intervals
     return [
         f"Evaluated the {ev.checkpoint} checkpoint on the validation split ({ev.n} {what}): "
-        f"accuracy {ev.accuracy:.1%}, balanced accuracy {ev.balanced_accuracy:.1%}, "
+        f"accuracy {ev.accuracy:.1%}{_ci(iv and iv.accuracy, True)}, balanced accuracy "
+        f"{ev.balanced_accuracy:.1%}{_ci(iv and iv.balanced_accuracy, True)}, "
         f"macro F1 {ev.macro_f1:.3f}",
         f"Saved {path} (`refit evaluate {ev.run_id}` prints the full report)",
     ]
@@ -31,28 +33,111 @@ def evaluation_lines(ev: Any) -> list[str]:
     from engine.modalities import modality_of
 
     what = modality_of(ev.modality).noun
+    iv = ev.intervals
     lines = [
         f"Run {ev.run_id}, {ev.split} split ({ev.n} {what}), {ev.checkpoint} checkpoint",
-        f"  accuracy {ev.accuracy:.1%}   balanced accuracy {ev.balanced_accuracy:.1%}   "
-        f"macro F1 {ev.macro_f1:.3f}   calibration error (ECE) {ev.calibration.ece:.3f}",
+        f"  accuracy {ev.accuracy:.1%}{_ci(iv and iv.accuracy, True)}   balanced accuracy "
+        f"{ev.balanced_accuracy:.1%}{_ci(iv and iv.balanced_accuracy, True)}",
+        f"  macro F1 {ev.macro_f1:.3f}   calibration error (ECE) {ev.calibration.ece:.3f}",
         "",
     ]
     lines += [f"Warning: {w}" for w in ev.warnings] + ([""] if ev.warnings else [])
     lines += _class_table(ev)
+    if iv is not None:
+        lines += ["", *_interval_table(ev, iv)]
     if ev.positive is not None and ev.operating is not None:
         op, roc, pr = ev.operating, ev.roc[ev.positive], ev.pr[ev.positive]
         negative = next(c for c in ev.classes if c != ev.positive)
+        o = iv.operating if iv is not None else None
         lines += [
             "",
             f"Positive class '{ev.positive}' when P({ev.positive}) >= {op.threshold:g}:",
-            f"  sensitivity {op.sensitivity:.1%} ({op.tp} of {op.tp + op.fn}), specificity "
-            f"{op.specificity:.1%} ({op.tn} of {op.tn + op.fp}), precision {op.precision:.1%}",
-            f"  ROC AUC {_num(roc.auc)}, average precision {_num(pr.auc)} "
-            f"({ev.positive} vs {negative})",
+            f"  sensitivity {op.sensitivity:.1%} ({op.tp} of {op.tp + op.fn}"
+            f"{_ci(o and o.sensitivity, True, '; ')})",
+            f"  specificity {op.specificity:.1%} ({op.tn} of {op.tn + op.fp}"
+            f"{_ci(o and o.specificity, True, '; ')})",
+            f"  precision (PPV) {op.precision:.1%}{_ci(o and o.ppv, True)}",
+            f"  ROC AUC {_num(roc.auc)}{_ci(iv and iv.roc_auc.get(ev.positive))}, average "
+            f"precision {_num(pr.auc)} ({ev.positive} vs {negative})",
         ]
+    if iv is not None:
+        lines += ["", *_wrapped(iv.method), *_interval_notes(ev, iv)]
     lines += ["", "Confusion matrix (rows: true class, columns: predicted class)"]
     lines += confusion_lines(ev.classes, ev.confusion)
     return lines
+
+
+def _ci(interval: Any, percent: bool = False, inside: str = "") -> str:
+    """The text beside a number: ' (95% CI 0.871-0.941)', or with ``inside`` (e.g. '; ') that
+    text joined to a bracket already open; '' when there is no interval (notes say why)."""
+    if interval is None or not interval.measured:
+        return ""
+    return f"{inside}{interval.text(percent)}" if inside else f" ({interval.text(percent)})"
+
+
+def _cell(value: float, interval: Any) -> str:
+    """A number and its interval in a table cell: '0.912 (0.871-0.941)'."""
+    if value is None or math.isnan(value):
+        return "-"
+    if interval is None or not interval.measured:
+        return f"{value:.3f} (no CI)"
+    return f"{value:.3f} ({interval.low:.3f}-{interval.high:.3f})"
+
+
+def _interval_table(ev: Any, iv: Any) -> list[str]:
+    """Each class against the rest with its 95% intervals: sensitivity, specificity, PPV, NPV
+    (counted from the confusion matrix); with more than two classes also ROC AUC."""
+    m, total = ev.confusion, ev.n
+    w = max(5, *(len(c) for c in ev.classes))
+    heads = ["sensitivity", "specificity", "PPV", "NPV"]
+    aucs = ev.positive is None
+    if aucs:
+        heads.append("ROC AUC")
+    cw = 19
+    out = [
+        f"Each class vs the rest, {iv.level:.0%} CI in brackets (sensitivity = recall, "
+        "PPV = precision):",
+        f"{'class':<{w}}  " + "  ".join(f"{h:>{cw}}" for h in heads),
+    ]
+    for i, c in enumerate(ev.per_class):
+        ci = iv.of_class(c.name)
+        if not c.measured or ci is None:
+            out.append(f"{c.name:<{w}}  {'no examples':>{cw}}")
+            continue
+        tp = m[i][i]
+        fn = sum(m[i]) - tp
+        fp = sum(row[i] for row in m) - tp
+        tn = total - tp - fn - fp
+        cells = [
+            _cell(_rate(tp, tp + fn), ci.sensitivity),
+            _cell(_rate(tn, tn + fp), ci.specificity),
+            _cell(_rate(tp, tp + fp), ci.ppv),
+            _cell(_rate(tn, tn + fn), ci.npv),
+        ]
+        if aucs:
+            cells.append(_cell(ev.roc[c.name].auc, iv.roc_auc.get(c.name)))
+        out.append(f"{c.name:<{w}}  " + "  ".join(f"{v:>{cw}}" for v in cells))
+    if aucs and iv.macro_roc_auc is not None:
+        aucs_measured = [v.auc for v in ev.roc.values() if not math.isnan(v.auc)]
+        macro = sum(aucs_measured) / len(aucs_measured) if aucs_measured else math.nan
+        out.append(f"mean ROC AUC over the classes: {_num(macro)}{_ci(iv.macro_roc_auc)}")
+    return out
+
+
+def _interval_notes(ev: Any, iv: Any) -> list[str]:
+    """Why an interval is missing (or what a bootstrap left out), one line each."""
+    notes = iv.notes([c.name for c in ev.per_class if c.measured])
+    return ["Intervals not given or worth a note:", *(f"  {n}" for n in notes)] if notes else []
+
+
+def _wrapped(text: str, width: int = 100) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width)
+
+
+def _rate(a: int, b: int) -> float:
+    return a / b if b else math.nan
 
 
 def _class_table(ev: Any) -> list[str]:

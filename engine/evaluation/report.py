@@ -7,8 +7,10 @@ split) is stored as null and read back as NaN.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ from engine.evaluation.curves import (
     pr_of,
     roc_of,
 )
+from engine.evaluation.intervals import Intervals, counted_intervals, intervals_of
 from engine.evaluation.predictions import (
     PredictionError,
     SplitPredictions,
@@ -41,6 +44,7 @@ __all__ = [
     "ClassMetrics",
     "Curve",
     "Evaluation",
+    "Intervals",
     "OperatingPoint",
     "evaluate",
     "evaluate_run",
@@ -87,7 +91,11 @@ class OperatingPoint:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """How well a run does on one split."""
+    """How well a run does on one split.
+
+    ``intervals`` holds the 95 % confidence interval of every number (None only when built by
+    hand); an evaluation saved before intervals existed gets the Wilson ones from its counts
+    when read, and notes saying to evaluate again for the bootstrap ones."""
 
     run_id: str
     split: str
@@ -106,6 +114,7 @@ class Evaluation:
     positive: str | None
     operating: OperatingPoint | None
     modality: str = "image"
+    intervals: Intervals | None = None
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -135,13 +144,14 @@ class Evaluation:
             "positive": self.positive,
             "operating": _plain(self.operating) if self.operating else None,
             "warnings": list(self.warnings),  # derived; from_dict recomputes it
+            "intervals": self.intervals.to_dict() if self.intervals else None,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Evaluation:
         """The inverse of :meth:`to_dict`."""
         cal = d["calibration"]
-        return cls(
+        ev = cls(
             run_id=d["run_id"],
             split=d["split"],
             checkpoint=d["checkpoint"],
@@ -176,6 +186,7 @@ class Evaluation:
             if d.get("operating")
             else None,
         )
+        return dataclasses.replace(ev, intervals=_intervals_in(d.get("intervals"), ev))
 
     def metrics_of(self, name: str) -> ClassMetrics:
         """The per-class metrics of class ``name``."""
@@ -201,12 +212,19 @@ def missing_classes_warning(split: str, names: list[str]) -> str:
 # -- computing ----------------------------------------------------------------------------------
 
 
-def evaluate(preds: SplitPredictions, *, positive: str | None = None) -> Evaluation:
-    """Every metric of the report from one set of predictions.
+def evaluate(
+    preds: SplitPredictions,
+    *,
+    positive: str | None = None,
+    groups: Sequence[str] | None = None,
+) -> Evaluation:
+    """Every metric of the report, with its 95 % confidence interval, from one set of
+    predictions.
 
     Two-class problems get a positive class: ``positive``, else the minority class of the run's
     training split (ties: the second class), with ROC/PR curves for it only and the operating
-    point at threshold 0.5.
+    point at threshold 0.5. ``groups`` (one id per example, in the predictions' order, e.g. a
+    patient) is what the bootstrap intervals resample; without it each example is its own group.
     """
     from sklearn.metrics import (
         accuracy_score,
@@ -225,6 +243,8 @@ def evaluate(preds: SplitPredictions, *, positive: str | None = None) -> Evaluat
         balanced = float(balanced_accuracy_score(y, p))
     prec, rec, f1, support = precision_recall_fscore_support(y, p, labels=labels, zero_division=0)
     curve_classes = [pos] if pos is not None else list(preds.classes)
+    confusion = tuple(tuple(int(v) for v in row) for row in confusion_matrix(y, p, labels=labels))
+    operating = operating_point(preds, pos, 0.5) if pos is not None else None
     return Evaluation(
         run_id=preds.run_id,
         split=preds.split,
@@ -240,14 +260,13 @@ def evaluate(preds: SplitPredictions, *, positive: str | None = None) -> Evaluat
             ClassMetrics(name, float(prec[i]), float(rec[i]), float(f1[i]), int(support[i]))
             for i, name in enumerate(preds.classes)
         ),
-        confusion=tuple(
-            tuple(int(v) for v in row) for row in confusion_matrix(y, p, labels=labels)
-        ),
+        confusion=confusion,
         roc={c: roc_of(preds, c) for c in curve_classes},
         pr={c: pr_of(preds, c) for c in curve_classes},
         calibration=calibration(preds),
         positive=pos,
-        operating=operating_point(preds, pos, 0.5) if pos is not None else None,
+        operating=operating,
+        intervals=intervals_of(preds, confusion, curve_classes, operating, groups),
     )
 
 
@@ -324,10 +343,11 @@ def evaluate_run(
     task: Task | None = None,
     reuse: bool = True,
     runtime: str = "auto",
+    groups: Sequence[str] | None = None,
 ) -> Evaluation:
     """Predict ``split``, evaluate and save runs/<id>/evaluation/<split>.json and
     <split>-predictions.npz. With ``reuse``, predictions saved from the same checkpoint file are
-    used instead of predicting again."""
+    used instead of predicting again. ``groups``: see :func:`evaluate`."""
     from engine.evaluation.predictions import predict_split
 
     check_split(run, split, allow_test=allow_test)
@@ -343,14 +363,18 @@ def evaluate_run(
             runtime=runtime,
         )
         preds.save(predictions_path(run, split))
-    return save_evaluation(run, preds, positive=positive)
+    return save_evaluation(run, preds, positive=positive, groups=groups)
 
 
 def save_evaluation(
-    run: RunDir, preds: SplitPredictions, *, positive: str | None = None
+    run: RunDir,
+    preds: SplitPredictions,
+    *,
+    positive: str | None = None,
+    groups: Sequence[str] | None = None,
 ) -> Evaluation:
     """Evaluate ``preds`` and write runs/<id>/evaluation/<split>.json (atomically)."""
-    result = evaluate(preds, positive=positive)
+    result = evaluate(preds, positive=positive, groups=groups)
     write_json_atomic(evaluation_path(run, preds.split), result.to_dict())
     return result
 
@@ -386,6 +410,17 @@ def _plain(obj: Any) -> dict[str, Any]:
     for key, value in vars(obj).items():
         out[key] = [_out(v) for v in value] if isinstance(value, list) else _out(value)
     return out
+
+
+def _intervals_in(d: Any, ev: Evaluation) -> Intervals:
+    """The saved intervals; for an evaluation saved before them (or with them damaged), the
+    Wilson ones from its counts, the bootstrap ones marked as needing a new evaluation."""
+    if isinstance(d, dict):
+        try:
+            return Intervals.from_dict(d)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass
+    return counted_intervals(ev.classes, ev.confusion, list(ev.roc), ev.operating)
 
 
 def _curve(c: dict[str, Any]) -> Curve:

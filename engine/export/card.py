@@ -185,42 +185,65 @@ def _num(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
 
 
+def _ci(interval: Any) -> str:
+    """' (95% CI 0.871-0.941)' beside a number; '' without one (the notes below say why)."""
+    return f" ({interval.text()})" if interval is not None and interval.measured else ""
+
+
 def _metrics(ev: Any, title: str, split_name: str) -> str:
     if ev is None:
         return f"## {title}\n\nThe {split_name} split has not been evaluated."
     if isinstance(ev, str):
         return f"## {title}\n\n{ev}"
+    iv = ev.intervals
     lines = [
         f"## {title}",
         "",
         f"On {ev.n} {split_name} examples ({ev.checkpoint} checkpoint, evaluated {ev.created}):",
         "",
-        f"- Accuracy: {_num(ev.accuracy)}",
-        f"- Balanced accuracy: {_num(ev.balanced_accuracy)}",
+        f"- Accuracy: {_num(ev.accuracy)}{_ci(iv and iv.accuracy)}",
+        f"- Balanced accuracy: {_num(ev.balanced_accuracy)}{_ci(iv and iv.balanced_accuracy)}",
         f"- Macro F1: {_num(ev.macro_f1)}",
         f"- Expected calibration error: {_num(ev.calibration.ece)}",
     ]
     if ev.positive and ev.operating is not None:
         op = ev.operating
+        o = iv.operating if iv is not None else None
         lines.append(
             f"- Positive class {md_text(ev.positive)} at threshold {op.threshold:g}: sensitivity "
-            f"{_num(op.sensitivity)}, specificity {_num(op.specificity)}, precision "
-            f"{_num(op.precision)}"
+            f"{_num(op.sensitivity)}{_ci(o and o.sensitivity)}, specificity "
+            f"{_num(op.specificity)}{_ci(o and o.specificity)}, precision (PPV) "
+            f"{_num(op.precision)}{_ci(o and o.ppv)}"
         )
+    if iv is not None and iv.macro_roc_auc is not None:
+        aucs = [c.auc for c in ev.roc.values() if not math.isnan(c.auc)]
+        mean = sum(aucs) / len(aucs) if aucs else math.nan
+        lines.append(f"- Mean ROC AUC over the classes: {_num(mean)}{_ci(iv.macro_roc_auc)}")
     lines += [f"\n**Warning:** {md_text(w)}" for w in ev.warnings]
     lines += ["", "| class | precision | recall | F1 | ROC AUC | support |"]
     lines.append("| --- | ---: | ---: | ---: | ---: | ---: |")
     lines += [_class_row(ev, c) for c in ev.per_class]
+    if iv is not None:
+        lines += ["", md_text(iv.method)]
+        notes = iv.notes([c.name for c in ev.per_class if c.measured])
+        lines += [""] + [f"- {md_text(n)}" for n in notes] if notes else []
     return "\n".join(lines)
 
 
 def _class_row(ev: Any, c: Any) -> str:
-    """One row of the per-class table; a class without examples says so instead of 0s."""
+    """One row of the per-class table (each number with its interval in brackets); a class
+    without examples says so instead of 0s."""
     if not c.measured:
         return f"| {md_text(c.name)} | no examples | no examples | no examples | - | 0 |"
+    iv = ev.intervals
+    ci = iv.of_class(c.name) if iv is not None else None
     curve = ev.roc.get(c.name)
-    auc = _num(curve.auc) if curve is not None else "-"
-    numbers = f"{_num(c.precision)} | {_num(c.recall)} | {_num(c.f1)} | {auc}"
+    auc = "-"
+    if curve is not None:
+        auc = _num(curve.auc) + _ci(iv.roc_auc.get(c.name) if iv is not None else None)
+    precision = _num(c.precision) + _ci(ci and ci.ppv)
+    recall = _num(c.recall) + _ci(ci and ci.sensitivity)
+    numbers = f"{precision} | {recall} | {_num(c.f1)} | {auc}"
     return f"| {md_text(c.name)} | {numbers} | {c.support} |"
 
 

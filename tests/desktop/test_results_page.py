@@ -126,7 +126,10 @@ def test_evaluate_shows_the_numbers_the_engine_saved(page, ctx, run, qtbot):
     assert view.cards.text("sensitivity") == percent(ev.operating.sensitivity)
     assert view.cards.text("specificity") == percent(ev.operating.specificity)
     for row, metrics in enumerate(ev.per_class):
-        assert view.table.row_texts(row) == [
+        texts = view.table.row_texts(row)
+        assert "95% CI" in view.cards.cards["accuracy"].interval
+        assert texts[2].endswith("%)")  # recall (sensitivity) with its interval in brackets
+        assert [t.split(" (")[0] for t in texts] == [
             metrics.name,
             percent(metrics.precision),
             percent(metrics.recall),
@@ -264,7 +267,7 @@ def test_report_is_written_as_html_or_pdf(page, ctx, run, qtbot, tmp_path, monke
     page.report_button.click()
     text = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "VALIDATION SPLIT" in text and run.run_id in text
-    assert f"<th>Accuracy</th><td>{percent(ev.accuracy)}</td>" in text
+    assert f"<th>Accuracy</th><td>{percent(ev.accuracy)} (95% CI " in text
     assert f"<th>Macro F1</th><td>{decimal(ev.macro_f1)}</td>" in text
     assert text.count("data:image/png;base64,") == 4  # matrix, ROC, PR, reliability
     for metrics in ev.per_class:

@@ -86,7 +86,8 @@ def test_a_text_linear_probe_compared_with_itself(text_run, capsys):
     assert refit(["--workspace", str(ws.root), "evaluate", run.run_id]) == 0
     out = capsys.readouterr().out
     assert "val split (9 texts)" in out and "ROC AUC" in out and "avg precision" in out
-    assert "sensitivity" not in out  # three classes: no positive class
+    assert "Positive class" not in out  # three classes: no positive class
+    assert "mean ROC AUC over the classes" in out and "95% CI" in out
     assert refit(["--workspace", str(ws.root), "evaluate", run.run_id, "--test", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["split"] == "test" and data["positive"] is None and data["operating"] is None

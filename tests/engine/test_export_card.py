@@ -90,9 +90,11 @@ def test_metrics_are_the_evaluations_and_test_metrics_only_once_evaluated(run, t
     rows = table(val, "| class | precision")
     for row, metrics in zip(rows, evaluation.per_class, strict=True):
         assert row[0] == metrics.name and int(row[-1]) == metrics.support
-        assert [float(v) for v in row[1:4]] == pytest.approx(
+        assert [float(v.split(" (")[0]) for v in row[1:4]] == pytest.approx(
             [metrics.precision, metrics.recall, metrics.f1], abs=5e-5
         )
+        ci = evaluation.intervals.of_class(metrics.name).sensitivity
+        assert row[2].endswith(f"({ci.text()})") or not ci.measured
 
     test = evaluate_run(run, "test", allow_test=True)
     card = write_model_card(run, tmp_path).read_text()
