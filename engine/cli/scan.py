@@ -19,6 +19,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--min-per-class", type=int, default=2)
     s.add_argument("--text-column", help="Table files: the column holding the text.")
     s.add_argument("--label-column", help="Table files: the column holding the label.")
+    s.add_argument(
+        "--group-by",
+        default="",
+        help="Images: keep each patient's images together and count patients: 'dicom', "
+        "'manifest' or 'pattern:<regex>' (see data.group_by).",
+    )
     s.add_argument("--json", action="store_true", help="Print the result as JSON.")
     s.set_defaults(func=_cmd_scan)
 
@@ -38,6 +44,18 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             label_column=args.label_column,
             task=Task(bar.report) if modality.scan_progress else None,
         )
+    if args.group_by:
+        from engine.data.groups import GroupSpecError, regroup
+
+        if modality.name != "image":
+            print(f"error: --group-by applies to images; {args.folder} holds {modality.noun}.")
+            return 2
+        try:
+            index = regroup(index, args.group_by)
+        except GroupSpecError as exc:
+            print(f"error: {exc}")
+            return 2
+    grouped = any(getattr(s, "group", None) is not None for s in index.samples)
     if args.json:
         print(
             json.dumps(
@@ -45,6 +63,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
                     "root": index.root,
                     "classes": list(index.classes),
                     "counts": index.class_counts(),
+                    "groups": index.group_counts() if grouped else None,
                     "has_splits": index.has_splits,
                     "modality": modality.name,
                     "text_column": getattr(index, "text_column", None),
@@ -90,6 +109,22 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         for cls in index.classes:
             per = ", ".join(f"{split} {n[cls]}" for split, n in counts.items() if cls in n)
             print(f"  {terminal_safe(cls)}: {per}")
+        if grouped:
+            _print_groups(index)
         for problem in index.problems:
             print(f"{problem.severity}: {terminal_safe(problem.message)}")
     return 2 if index.fatal_problem() else 0
+
+
+def _print_groups(index: Any) -> None:
+    """Patients (groups) and images per split: the numbers a clinical reviewer asks for first."""
+    for split, per_class in index.group_counts().items():
+        units = {s.group or s.path for s in index.samples if (s.split or "all") == split}
+        images = sum(c["images"] for c in per_class.values())
+        detail = ", ".join(
+            f"{terminal_safe(cls)} {c['groups']}" for cls, c in per_class.items() if c["images"]
+        )
+        print(
+            f"  {split}: {len(units)} patients (groups), {images} images; patients per class: "
+            f"{detail}"
+        )
