@@ -47,6 +47,7 @@ FIELD_FLAGS: dict[str, tuple[str, str]] = {
     "label_column": ("data", "label_column"),
     "max_length": ("data", "max_length"),
     "intensity": ("data", "intensity"),
+    "group_by": ("data", "group_by"),
     "lora_rank": ("adapt", "lora_rank"),
     "lora_alpha": ("adapt", "lora_alpha"),
     "lora_dropout": ("adapt", "lora_dropout"),

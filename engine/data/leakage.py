@@ -32,6 +32,7 @@ from engine.task import Task, as_task
 THRESHOLD = 6  # of 64 bits: re-encoded or resized copies land at 0-3
 MIN_CORRELATION = 0.98  # of the 32x32 grey thumbnails, confirming a candidate pair
 _THUMB = 32
+_FLAT = 2.0  # grey levels of standard deviation below which a thumbnail shows nothing to compare
 MAX_REPORTED = 50  # pairs told one by one; the rest are counted in one more sentence
 _BLOCK = 2048  # rows of the distance matrix computed at once (2048 x m bytes)
 _SPLIT_ORDER = ("train", "val", "test")
@@ -46,12 +47,14 @@ def dhash(image: Image.Image) -> int:
 
 
 def thumbnail(image: Image.Image) -> np.ndarray:
-    """The 32x32 grey thumbnail, centred and scaled to unit length (float32, 1024 values)."""
+    """The 32x32 grey thumbnail, centred and scaled to unit length (float32, 1024 values); all
+    zeros for a (nearly) flat picture."""
     grey = image.convert("L").resize((_THUMB, _THUMB), Image.Resampling.BOX)
     values = np.asarray(grey, dtype=np.float32).ravel()
     values -= values.mean()
-    norm = float(np.linalg.norm(values))
-    return values / norm if norm > 0 else values
+    if float(values.std()) < _FLAT:
+        return np.zeros_like(values)
+    return values / float(np.linalg.norm(values))
 
 
 Fingerprint = tuple[int, np.ndarray]
@@ -67,7 +70,10 @@ def fingerprint_files(paths: Sequence[str], task: Task | None = None) -> list[Fi
             image = load_image(path, min_size=_THUMB)
         except (ImageError, OSError):
             return None
-        return dhash(image), thumbnail(image)
+        thumb = thumbnail(image)
+        if not thumb.any():  # a flat picture: every flat picture would look like a copy
+            return None
+        return dhash(image), thumb
 
     out: list[Fingerprint | None] = []
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="refit-dhash") as pool:
