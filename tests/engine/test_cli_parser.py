@@ -43,6 +43,7 @@ FIELD_OPTIONS = [
     "--label-column",
     "--max-length",
     "--intensity",
+    "--group-by",
     "--lora-rank",
     "--lora-alpha",
     "--lora-dropout",
