@@ -34,7 +34,7 @@ MIN_CORRELATION = 0.98  # of the 32x32 grey thumbnails, confirming a candidate p
 _THUMB = 32
 _FLAT = 2.0  # grey levels of standard deviation below which a thumbnail shows nothing to compare
 MAX_REPORTED = 50  # pairs told one by one; the rest are counted in one more sentence
-_BLOCK = 2048  # rows of the distance matrix computed at once (2048 x m bytes)
+_BLOCK_CELLS = 4_000_000  # cells of the distance matrix computed at once (32 MB of uint64)
 _SPLIT_ORDER = ("train", "val", "test")
 
 
@@ -86,8 +86,9 @@ def fingerprint_files(paths: Sequence[str], task: Task | None = None) -> list[Fi
 def close_pairs(a: np.ndarray, b: np.ndarray, threshold: int) -> list[tuple[int, int, int]]:
     """(i, j, distance) for every hash a[i] and b[j] (uint64 arrays) within ``threshold`` bits."""
     found: list[tuple[int, int, int]] = []
-    for start in range(0, len(a), _BLOCK):
-        block = a[start : start + _BLOCK]
+    rows = max(1, _BLOCK_CELLS // max(1, len(b)))
+    for start in range(0, len(a), rows):
+        block = a[start : start + rows]
         dist = np.bitwise_count(block[:, None] ^ b[None, :])
         rows, cols = np.nonzero(dist <= threshold)
         found.extend(

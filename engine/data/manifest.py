@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,7 +106,9 @@ def read_manifest(csv_path: str | Path) -> Manifest:
             has_group="group" in header,
             has_split="split" in header,
         )
-        col = {c: header.index(c) for c in ("file", "label", "group", "split") if c in header}
+        col: dict[str, int] = {
+            c: header.index(c) for c in ("file", "label", "group", "split") if c in header
+        }
         _read_rows(manifest, reader, col)
     except csv.Error as exc:
         raise DatasetError(
@@ -120,7 +123,7 @@ _FIX = (
 )
 
 
-def _read_rows(manifest: Manifest, reader: csv.reader, col: dict[str, int]) -> None:  # type: ignore[valid-type]
+def _read_rows(manifest: Manifest, reader: Iterator[list[str]], col: dict[str, int]) -> None:
     folder = Path(manifest.folder)
     real_folder = os.path.realpath(folder)
     seen: dict[str, int] = {}  # absolute path -> row number

@@ -237,3 +237,15 @@ def test_plain_names_give_no_identifier_warning(tmp_path):
     root = _patient_folder(tmp_path / "ds", {"": {"a": ["P1", "P2"], "b": ["P3", "P4"]}})
     index = check_groups(scan_folder(root, workers=1))
     assert not [p for p in index.problems if p.kind is ProblemKind.IDENTIFIER_NAME]
+
+
+def test_adding_a_class_leaves_the_other_classes_split_alone():
+    samples = [s for s in _patients(5, n_patients=60) if s.label < 2]
+    before = split_samples(_index(samples), val_fraction=0.2, seed=1)
+    extra = [
+        Sample(path=f"/data/new{i}.png", label=2, split=None, digest=f"n{i}", group=f"new{i // 2}")
+        for i in range(20)
+    ]
+    after = split_samples(_index(samples + extra), val_fraction=0.2, seed=1)
+    assert [s for s in after.val if s.label < 2] == list(before.val)
+    assert any(s.label == 2 for s in after.val)
