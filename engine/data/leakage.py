@@ -86,9 +86,9 @@ def fingerprint_files(paths: Sequence[str], task: Task | None = None) -> list[Fi
 def close_pairs(a: np.ndarray, b: np.ndarray, threshold: int) -> list[tuple[int, int, int]]:
     """(i, j, distance) for every hash a[i] and b[j] (uint64 arrays) within ``threshold`` bits."""
     found: list[tuple[int, int, int]] = []
-    rows = max(1, _BLOCK_CELLS // max(1, len(b)))
-    for start in range(0, len(a), rows):
-        block = a[start : start + rows]
+    step = max(1, _BLOCK_CELLS // max(1, len(b)))
+    for start in range(0, len(a), step):
+        block = a[start : start + step]
         dist = np.bitwise_count(block[:, None] ^ b[None, :])
         rows, cols = np.nonzero(dist <= threshold)
         found.extend(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from engine.data import scan_folder
@@ -71,7 +72,11 @@ def test_dhash_survives_resizing_and_jpeg(tmp_path):
     assert bin(dhash(original) ^ dhash(photo(12))).count("1") > 10
 
 
-def test_close_pairs_matches_brute_force():
+@pytest.mark.parametrize("cells", [4_000_000, 1000])  # one block, and blocks of 5 rows
+def test_close_pairs_matches_brute_force(monkeypatch, cells):
+    import engine.data.leakage as leakage
+
+    monkeypatch.setattr(leakage, "_BLOCK_CELLS", cells)
     rng = random.Random(0)
     a = np.array([rng.getrandbits(64) for _ in range(300)], dtype=np.uint64)
     b = np.array([rng.getrandbits(64) for _ in range(200)], dtype=np.uint64)
