@@ -117,9 +117,29 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _print_groups(index: Any) -> None:
-    """Patients (groups) and images per split: the numbers a clinical reviewer asks for first."""
-    for split, per_class in index.group_counts().items():
-        units = {s.group or s.path for s in index.samples if (s.split or "all") == split}
+    """Patients (groups) and images per split: the numbers a clinical reviewer asks for first.
+    Without split folders, also those of the split a run would make with the default fractions."""
+    from engine.config import DataConfig
+    from engine.data import split_samples
+    from engine.data.index import split_group_counts
+
+    _print_group_lines(index.group_counts(), index.samples)
+    if index.has_splits or index.fatal_problem():
+        return
+    data = DataConfig()
+    splits = split_samples(index, val_fraction=data.val_fraction, seed=data.split_seed)
+    print(
+        f"  split a run makes by default (val {data.val_fraction:.0%}, seed {data.split_seed}; "
+        "each patient on one side):"
+    )
+    named = {"train": splits.train, "val": splits.val}
+    _print_group_lines(split_group_counts(named, index.classes), index.samples, named)
+
+
+def _print_group_lines(counts: dict, samples: Any, named: dict | None = None) -> None:
+    for split, per_class in counts.items():
+        members = named[split] if named else [s for s in samples if (s.split or "all") == split]
+        units = {s.group or s.path for s in members}
         images = sum(c["images"] for c in per_class.values())
         detail = ", ".join(
             f"{terminal_safe(cls)} {c['groups']}" for cls, c in per_class.items() if c["images"]

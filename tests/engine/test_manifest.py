@@ -4,6 +4,7 @@ sentence; a run trained from one keeps no raw group key."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from data_fixtures import image, save
@@ -165,6 +166,21 @@ def test_refit_scan_counts_patients_per_split(tmp_path, capsys):
     assert main(["scan", str(csv), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["groups"]["val"]["cat"] == {"images": 2, "groups": 2}
+
+
+def test_refit_scan_previews_the_default_group_split(tmp_path, capsys):
+    names = _images(tmp_path, 20)
+    rows = [f"{n},{'cat' if i % 2 else 'dog'},MRN66{i // 2:04d}" for i, n in enumerate(names)]
+    csv = _write(tmp_path, "file,label,group\n" + "\n".join(rows) + "\n")
+    assert main(["scan", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert "all: 10 patients (groups), 20 images" in out
+    assert "split a run makes by default (val 20%, seed 0; each patient on one side)" in out
+    train = re.search(r"train: (\d+) patients \(groups\), (\d+) images", out)
+    val = re.search(r"val: (\d+) patients \(groups\), (\d+) images", out)
+    assert train and val
+    assert int(train[1]) + int(val[1]) == 10 and int(train[2]) + int(val[2]) == 20
+    assert int(val[2]) == 4  # 20% of each class: two cats, two dogs, from whole patients
 
 
 @pytest.mark.slow
