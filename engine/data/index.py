@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.data.intensity import IntensityReport
@@ -70,7 +70,7 @@ class DatasetIndex:
 
 
 def split_group_counts(
-    splits: dict[str, Sequence[Sample]], classes: Sequence[str]
+    splits: Mapping[str, Sequence[Sample]], classes: Sequence[str]
 ) -> dict[str, dict[str, dict[str, int]]]:
     """Images and groups (patients) per class of each named list of samples. A group that spans
     classes counts once in each of its classes; an image without a group is a group of its own."""
