@@ -30,31 +30,32 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from engine.data import detect_modality
+    from engine.data import DatasetError, detect_modality
     from engine.modalities import modality_of
     from engine.task import Task
 
     modality = modality_of(detect_modality(args.folder))
     index: Any  # a TextIndex or a DatasetIndex: the report reads what each has
-    with Progress("Scanning", quiet=args.json or not modality.scan_progress) as bar:
-        index = modality.scan(
-            args.folder,
-            min_per_class=args.min_per_class,
-            text_column=args.text_column,
-            label_column=args.label_column,
-            task=Task(bar.report) if modality.scan_progress else None,
+    if args.group_by and modality.name != "image":
+        raise DatasetError(
+            f"--group-by applies to images; {args.folder} holds {modality.noun}. Leave it out."
         )
-    if args.group_by:
-        from engine.data.groups import GroupSpecError, regroup
+    with Progress("Scanning", quiet=args.json or not modality.scan_progress) as bar:
+        task = Task(bar.report) if modality.scan_progress else None
+        if args.group_by:  # images only: the one image scan, with the groups asked for
+            from engine.data.manifest_scan import scan_image_source
 
-        if modality.name != "image":
-            print(f"error: --group-by applies to images; {args.folder} holds {modality.noun}.")
-            return 2
-        try:
-            index = regroup(index, args.group_by)
-        except GroupSpecError as exc:
-            print(f"error: {exc}")
-            return 2
+            index = scan_image_source(
+                args.folder, min_per_class=args.min_per_class, group_by=args.group_by, task=task
+            )
+        else:
+            index = modality.scan(
+                args.folder,
+                min_per_class=args.min_per_class,
+                text_column=args.text_column,
+                label_column=args.label_column,
+                task=task,
+            )
     grouped = any(getattr(s, "group", None) is not None for s in index.samples)
     if args.json:
         print(

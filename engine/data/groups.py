@@ -26,7 +26,7 @@ from pathlib import Path
 
 from engine.data.index import DatasetIndex, Sample
 from engine.data.leakage import index_near_duplicates
-from engine.data.problems import Problem, ProblemKind, plural
+from engine.data.problems import DatasetError, Problem, ProblemKind, plural
 from engine.task import Task
 
 DICOM = "dicom"
@@ -36,7 +36,7 @@ _HASH_CHARS = 12
 _MAX_KEY = 256  # longer "keys" are not identifiers; they are cut before hashing
 
 
-class GroupSpecError(ValueError):
+class GroupSpecError(DatasetError):
     """A ``group_by`` value that cannot be used; the message says what to write instead."""
 
 
@@ -280,13 +280,3 @@ def check_groups(
     if not found:
         return index
     return dataclasses.replace(index, problems=index.problems + tuple(found))
-
-
-def regroup(index: DatasetIndex, group_by: str) -> DatasetIndex:
-    """An already checked index grouped by ``group_by`` (for `refit scan --group-by`): the keys
-    and the groups that cross split folders. GroupSpecError for a bad spec."""
-    if not parse_group_by(group_by)[0]:
-        return index
-    index = attach_groups(index, group_by)
-    crossing = crossing_groups_problems(index)
-    return dataclasses.replace(index, problems=index.problems + tuple(crossing))

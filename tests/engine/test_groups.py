@@ -249,3 +249,20 @@ def test_adding_a_class_leaves_the_other_classes_split_alone():
     after = split_samples(_index(samples + extra), val_fraction=0.2, seed=1)
     assert [s for s in after.val if s.label < 2] == list(before.val)
     assert any(s.label == 2 for s in after.val)
+
+
+def test_refit_scan_group_by_counts_patients_and_refuses_a_bad_pattern(tmp_path, capsys):
+    from engine.cli import main
+
+    root = _patient_folder(
+        tmp_path / "ds",
+        {"train": {"a": ["P1", "P1", "P2"], "b": ["P3", "P4"]}, "val": {"a": ["P5"], "b": ["P6"]}},
+    )
+    assert main(["scan", str(root), "--group-by", r"pattern:(P\d+)_"]) == 0
+    out = capsys.readouterr().out
+    assert "train: 4 patients (groups), 5 images" in out
+    assert "val: 2 patients (groups), 2 images" in out
+    assert main(["scan", str(root), "--group-by", "pattern:P1"]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("refit:")]
+    assert len(lines) == 1 and "capture group" in lines[0]

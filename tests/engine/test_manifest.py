@@ -71,6 +71,21 @@ def test_split_column_gives_split_folders(tmp_path):
     }
 
 
+def test_a_patient_in_two_split_values_is_leakage(tmp_path):
+    names = _images(tmp_path, 8)
+    sides = ["train", "train", "train", "val"] * 2
+    rows = [
+        f"{n},{'a' if i < 4 else 'b'},MRN4{i // 3},{s}"
+        for i, (n, s) in enumerate(zip(names, sides, strict=True))
+    ]
+    csv = _write(tmp_path, "file,label,group,split\n" + "\n".join(rows) + "\n")
+    index = scan_image_source(csv)
+    leaks = [p for p in index.problems if p.kind is ProblemKind.GROUP_LEAKAGE]
+    # MRN40: rows 0-2 (train); MRN41: rows 3 (val), 4-5 (train); MRN42: rows 6 (train), 7 (val).
+    assert len(leaks) == 2
+    assert all("train and val" in p.message and "MRN" not in p.message for p in leaks)
+
+
 def test_each_bad_row_is_one_sentence_with_its_number(tmp_path):
     names = _images(tmp_path, 6)
     outside = tmp_path.parent / "outside.png"
