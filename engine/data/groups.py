@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 from engine.data.index import DatasetIndex, Sample
 from engine.data.leakage import index_near_duplicates
 from engine.data.problems import DatasetError, Problem, ProblemKind, plural
+from engine.data.safe_read import MIB, read_head
 from engine.task import Task
 
 DICOM = "dicom"
@@ -34,6 +36,7 @@ MANIFEST = "manifest"
 PATTERN_PREFIX = "pattern:"
 _HASH_CHARS = 12
 _MAX_KEY = 256  # longer "keys" are not identifiers; they are cut before hashing
+_DICOM_HEAD = 4 * MIB  # a DICOM header (before the pixels) is a few kilobytes
 
 
 class GroupSpecError(DatasetError):
@@ -77,14 +80,18 @@ def hash_group(salt: str, key: str) -> str:
 
 def group_key_from_dicom(path: str | Path) -> str | None:
     """The file's PatientID, or its StudyInstanceUID when it has none; None when the file is not
-    DICOM or has neither. Reads the header only (never the pixels) and never raises on bad input.
-    """
+    DICOM or has neither. Reads the first 4 MiB of a regular file only (the header; never the
+    pixels, never a pipe) and never raises on bad input."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
+        head = read_head(path, _DICOM_HEAD)
+    except OSError:
+        return None
+    try:
         ds = pydicom.dcmread(
-            str(path),
+            io.BytesIO(head),
             stop_before_pixels=True,
             specific_tags=["PatientID", "StudyInstanceUID"],
         )

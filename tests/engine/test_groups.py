@@ -251,18 +251,55 @@ def test_adding_a_class_leaves_the_other_classes_split_alone():
     assert any(s.label == 2 for s in after.val)
 
 
-def test_refit_scan_group_by_counts_patients_and_refuses_a_bad_pattern(tmp_path, capsys):
-    from engine.cli import main
-
-    root = _patient_folder(
+def _two_split_patients(tmp_path):
+    return _patient_folder(
         tmp_path / "ds",
         {"train": {"a": ["P1", "P1", "P2"], "b": ["P3", "P4"]}, "val": {"a": ["P5"], "b": ["P6"]}},
     )
+
+
+def test_refit_scan_group_by_counts_patients(tmp_path, capsys):
+    from engine.cli import main
+
+    root = _two_split_patients(tmp_path)
     assert main(["scan", str(root), "--group-by", r"pattern:(P\d+)_"]) == 0
     out = capsys.readouterr().out
     assert "train: 4 patients (groups), 5 images" in out
     assert "val: 2 patients (groups), 2 images" in out
+
+
+@pytest.mark.slow  # the error path imports torch (the error sentence knows CUDA errors)
+def test_refit_scan_refuses_a_bad_pattern_in_one_line(tmp_path, capsys):
+    from engine.cli import main
+
+    root = _two_split_patients(tmp_path)
     assert main(["scan", str(root), "--group-by", "pattern:P1"]) == 2
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("refit:")]
     assert len(lines) == 1 and "capture group" in lines[0]
+
+
+def test_dicom_groups_of_a_scanned_index_and_a_fifo_is_not_opened(tmp_path):
+    import os
+
+    paths = [_dicom(tmp_path / f"{i}.dcm", f"PAT{i % 2}") for i in range(4)]
+    fifo = tmp_path / "pipe.dcm"
+    os.mkfifo(fifo)
+    assert group_key_from_dicom(fifo) is None  # returns at once: pipes are never read
+    samples = [
+        Sample(path=str(p), label=i % 2, split=None, digest=str(i)) for i, p in enumerate(paths)
+    ]
+    index = attach_groups(
+        DatasetIndex(
+            root=str(tmp_path),
+            classes=("a", "b"),
+            samples=tuple(samples),
+            problems=(),
+            has_splits=False,
+        ),
+        "dicom",
+    )
+    groups = [s.group for s in index.samples]
+    assert groups[0] == groups[2] != groups[1] == groups[3]
+    assert groups[0] == hash_group(f"refit-group:{tmp_path.name}", "PAT0")
+    assert not index.problems
