@@ -150,6 +150,13 @@ def _key_function(
     source: str, pattern: re.Pattern[str] | None, root: Path, manifest: Mapping[str, str]
 ) -> Callable[[str], str | None]:
     if source == DICOM:
+        try:
+            import pydicom  # noqa: F401  (the header reader; asked for once, before any file)
+        except ImportError:
+            raise DatasetError(
+                "Grouping by DICOM PatientID needs the pydicom package, which is not installed; "
+                "install it (pip install pydicom) or choose another group_by."
+            ) from None
         return group_key_from_dicom
     if source == MANIFEST:
         return manifest.get
