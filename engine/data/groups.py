@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from engine.data.index import DatasetIndex, Sample
-from engine.data.leakage import index_near_duplicates
+from engine.data.leakage import index_near_duplicates, near_duplicate_twins, twins_problem
 from engine.data.problems import DatasetError, Problem, ProblemKind, plural
 from engine.data.safe_read import MIB, read_head
 from engine.task import Task
@@ -285,9 +285,18 @@ def check_groups(
 ) -> DatasetIndex:
     """A scanned index with its group keys and what the patients-not-files checks find: groups
     that cross the split folders, near-duplicate images across them, identifier-like names.
-    Every image scan goes through here; with ``group_by`` "" only the last two apply."""
+    Without split folders and with groups, near-duplicates become ``twins`` that the split keeps
+    together. Every image scan goes through here; with ``group_by`` "" and no manifest groups
+    only the near-duplicates across split folders and the names are checked."""
     index = attach_groups(index, group_by, manifest_keys=manifest_keys)
     found = crossing_groups_problems(index) + index_near_duplicates(index, task)
+    if not index.has_splits and has_groups(index.samples):
+        # Patients in use and the split still to be made: keep near-duplicates together.
+        twins = near_duplicate_twins(index.samples, task=task)
+        notice = twins_problem(twins, index.root)
+        if notice is not None:
+            index = dataclasses.replace(index, twins=tuple(twins))
+            found.append(notice)
     named = identifier_name_problem(index)
     if named is not None:
         found.append(named)

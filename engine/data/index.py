@@ -32,6 +32,9 @@ class DatasetIndex:
     problems: tuple[Problem, ...]
     has_splits: bool
     intensity: IntensityReport | None = None  # images only: how much range the pixels use
+    # Pairs of paths of near-duplicate images (resized or re-encoded copies) that the split keeps
+    # on one side; found when groups are in use and there are no split folders.
+    twins: tuple[tuple[str, str], ...] = ()
 
     def class_counts(self) -> dict[str, dict[str, int]]:
         """Usable images per class: ``{"all": {...}}``, or one entry per split folder."""

@@ -111,16 +111,7 @@ def near_duplicate_problems(
     )
     if len(names) < 2:
         return []
-    hashed: dict[str, tuple[list[Sample], np.ndarray, np.ndarray]] = {}
-    for name in names:
-        samples = list(splits[name])
-        values = fingerprint_files([s.path for s in samples], task)
-        kept = [(s, v) for s, v in zip(samples, values, strict=True) if v is not None]
-        hashed[name] = (
-            [s for s, _ in kept],
-            np.array([v[0] for _, v in kept], dtype=np.uint64),
-            np.array([v[1] for _, v in kept], dtype=np.float32).reshape(len(kept), -1),
-        )
+    hashed = {name: _fingerprints(splits[name], task) for name in names}
     pairs: list[tuple[Sample, str, Sample, str, int]] = []
     for i, first in enumerate(names):
         for second in names[i + 1 :]:
@@ -143,6 +134,51 @@ def near_duplicate_problems(
             )
         )
     return problems
+
+
+def _fingerprints(
+    samples: Sequence[Sample], task: Task | None
+) -> tuple[list[Sample], np.ndarray, np.ndarray]:
+    """(the samples that decode, their dHashes, their thumbnails)."""
+    values = fingerprint_files([s.path for s in samples], task)
+    kept = [(s, v) for s, v in zip(samples, values, strict=True) if v is not None]
+    return (
+        [s for s, _ in kept],
+        np.array([v[0] for _, v in kept], dtype=np.uint64),
+        np.array([v[1] for _, v in kept], dtype=np.float32).reshape(len(kept), -1),
+    )
+
+
+def near_duplicate_twins(
+    samples: Sequence[Sample], *, threshold: int = THRESHOLD, task: Task | None = None
+) -> list[tuple[str, str]]:
+    """Pairs of paths of near-duplicate images among ``samples`` (exact copies left out: the
+    scan keeps one of each), for a split to keep on one side."""
+    kept, hashes, thumbs = _fingerprints(samples, task)
+    pairs = []
+    for i, j, _ in close_pairs(hashes, hashes, threshold):
+        same = float(thumbs[i] @ thumbs[j]) >= MIN_CORRELATION
+        if i < j and same and kept[i].digest != kept[j].digest:
+            pairs.append((kept[i].path, kept[j].path))
+    return sorted(pairs)
+
+
+def twins_problem(twins: Sequence[tuple[str, str]], root: str | Path) -> Problem | None:
+    """ONE notice that near-duplicates are kept on one side of the split, naming a few."""
+    if not twins:
+        return None
+    base = Path(str(root))
+    shown = "; ".join(f"{_rel(a, base)} and {_rel(b, base)}" for a, b in twins[:3])
+    more = f" and {len(twins) - 3} more" if len(twins) > 3 else ""
+    n = len(twins)
+    return Problem(
+        kind=ProblemKind.NEAR_DUPLICATE,
+        path=twins[0][1],
+        message=f"{n} {'pair' if n == 1 else 'pairs'} of images "
+        f"{'shows' if n == 1 else 'show'} nearly the same picture "
+        f"({shown}{more}); the split keeps each pair on one side. Remove the copies you did not "
+        "mean to keep.",
+    )
 
 
 def index_near_duplicates(index: DatasetIndex, task: Task | None = None) -> list[Problem]:

@@ -9,7 +9,8 @@ StratifiedShuffleSplit / StratifiedGroupKFold can leave a small class without a 
 image and only approximate the fraction, so they are not used here.)
 
 When samples carry group keys (patients, :mod:`engine.data.groups`), the unit is the group
-instead: a group and every copy of its images go to one side. Groups may span classes, so the
+instead: a group and every copy of its images (near-duplicates the scan found included) go to
+one side. Groups may span classes, so the
 per-class shares are met greedily: groups are taken in the order of a hash of (seed, group), and
 each goes to test or validation when that brings the split's per-class image counts closer to
 their targets, else to train. Without any group key the split is exactly the one above.
@@ -17,6 +18,7 @@ their targets, else to train. Without any group key the split is exactly the one
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections import Counter
@@ -51,7 +53,12 @@ def split_samples(
             raise ValueError(f"{name} is {value}; it must be at least 0 and below 1.")
     if val_fraction + test_fraction >= 1.0:
         raise ValueError("val_fraction + test_fraction must leave some images for training.")
-    carve = _carve_groups if has_groups(index.samples) else _carve
+    twins = getattr(index, "twins", ())  # a text index has none
+    carve = (
+        functools.partial(_carve_groups, twins=twins)
+        if twins or has_groups(index.samples)
+        else _carve
+    )
     if not index.has_splits:
         return carve(index.samples, val_fraction, test_fraction, seed)
     given: dict[str | None, list[Sample]] = {"train": [], "val": [], "test": []}
@@ -94,10 +101,16 @@ def _carve(
 
 
 def _carve_groups(
-    samples: Sequence[Sample], val_fraction: float, test_fraction: float, seed: int
+    samples: Sequence[Sample],
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    *,
+    twins: Sequence[tuple[str, str]] = (),
 ) -> Splits:
-    """The stratified group split (see the module docstring)."""
-    units = _units(samples)
+    """The stratified group split (see the module docstring); ``twins`` are pairs of paths of
+    near-duplicate images that go together like copies."""
+    units = _units(samples, twins)
     per_class: Counter[int] = Counter(s.label for s in samples)
     targets = {
         name: {label: _target(n, fraction) for label, n in per_class.items()}
@@ -145,7 +158,7 @@ class _Units(dict[str, Counter[int]]):
     of: dict[str, str]
 
 
-def _units(samples: Sequence[Sample]) -> _Units:
+def _units(samples: Sequence[Sample], twins: Sequence[tuple[str, str]] = ()) -> _Units:
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -155,10 +168,17 @@ def _units(samples: Sequence[Sample]) -> _Units:
             x = parent[x]
         return x
 
-    for s in samples:  # copies of one image under two groups join them: they go together
-        a, b = find(unit_of(s)), find(f"d:{s.digest}")
+    def join(x: str, y: str) -> None:
+        a, b = find(x), find(y)
         if a != b:
             parent[max(a, b)] = min(a, b)
+
+    for s in samples:  # copies of one image under two groups join them: they go together
+        join(unit_of(s), f"d:{s.digest}")
+    by_path = {s.path: s for s in samples}
+    for first, second in twins:
+        if first in by_path and second in by_path:
+            join(unit_of(by_path[first]), unit_of(by_path[second]))
     units = _Units()
     units.of = {}
     for s in samples:

@@ -108,3 +108,32 @@ def test_many_pairs_are_summed_up(tmp_path, monkeypatch):
     problems = near_duplicate_problems({"train": train, "val": val}, tmp_path)
     assert len(problems) == 2
     assert problems[1].message.startswith(f"{n_pairs - 1} more pairs of near-duplicate images")
+
+
+def test_near_duplicates_of_two_patients_stay_on_one_side_of_a_made_split(tmp_path):
+    import dataclasses
+
+    from engine.data import split_samples
+
+    root = tmp_path / "ds"
+    for p in range(12):
+        for k in range(2):
+            path = root / ("a" if p % 2 else "b") / f"P{p}_{k}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            photo(100 + 2 * p + k).save(path)
+    copy = root / "a" / "P11_copy.jpg"
+    photo(100).resize((140, 140)).save(copy, quality=80)  # P0's first image, filed under P11
+    index = check_groups(scan_folder(root, workers=1), r"pattern:(P\d+)_")
+    (notice,) = [p for p in index.problems if p.kind is ProblemKind.NEAR_DUPLICATE]
+    assert notice.message.startswith("1 pair of images shows nearly the same picture (")
+    assert "b/P0_0.png" in notice.message and "a/P11_copy.jpg" in notice.message
+    original = str(root / "b" / "P0_0.png")
+    apart = 0
+    for seed in range(12):
+        splits = split_samples(index, val_fraction=0.3, seed=seed)
+        val = {s.path for s in splits.val}
+        assert (original in val) == (str(copy) in val), seed
+        plain = split_samples(dataclasses.replace(index, twins=()), val_fraction=0.3, seed=seed)
+        plain_val = {s.path for s in plain.val}
+        apart += (original in plain_val) != (str(copy) in plain_val)
+    assert apart  # without the twins the two patients are split apart for some seeds
