@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -182,6 +183,14 @@ class DataConfig:
         "percentile spans each image's 0.5-99.5% values; brain (40/80), subdural (75/215), lung "
         "(-600/1500), bone (400/1800) and soft-tissue (40/400) are the usual CT windows "
         "(centre/width in HU). Multi-frame files give their middle frame.",
+    )
+    group_by: str = _f(
+        "",
+        help="Images: what keeps images of one patient on one side of the split. '' none (a "
+        "manifest's group column is still used); 'dicom' the PatientID (or StudyInstanceUID); "
+        "'manifest' the group column of a manifest CSV (file,label[,group][,split]); "
+        "'pattern:<regex>' the first capture group of a regex on the path below the dataset "
+        "folder, e.g. pattern:(P\\d+)_. Keys are kept only as salted hashes.",
     )
 
 
@@ -424,11 +433,33 @@ class RunConfig:
         _validate(self, "")
         if self.adapt.method is Method.CUSTOM and not isinstance(self.adapt.frozen_groups, list):
             raise ConfigError("adapt.frozen_groups must be a list of layer-group names.")
+        _check_group_by(self.data.group_by)
         if self.data.val_fraction + self.data.test_fraction >= 0.9:
             raise ConfigError(
                 "data.val_fraction + data.test_fraction must leave at least 10% for training."
             )
         return self
+
+
+def _check_group_by(spec: str) -> None:
+    """ConfigError for a data.group_by that is none of the forms (the pattern must compile)."""
+    spec = spec.strip()
+    if spec in ("", "dicom", "manifest"):
+        return
+    if not spec.startswith("pattern:"):
+        raise ConfigError(
+            f"data.group_by is {spec!r}; use '' (no groups), 'dicom', 'manifest' or "
+            "'pattern:<regex>'."
+        )
+    try:
+        groups = re.compile(spec[len("pattern:") :]).groups
+    except re.error as exc:
+        raise ConfigError(f"data.group_by's pattern is not a valid regex ({exc}).") from None
+    if groups < 1:
+        raise ConfigError(
+            "data.group_by's pattern needs a capture group around the patient's part of the "
+            "path, e.g. pattern:(P\\d+)_"
+        )
 
 
 def field_help(cls: type, name: str) -> dict[str, Any]:

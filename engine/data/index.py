@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.data.intensity import IntensityReport
@@ -10,12 +12,14 @@ from engine.data.problems import DatasetError, Problem
 
 @dataclass(frozen=True)
 class Sample:
-    """One usable image: absolute path, class index, split folder (or None) and content hash."""
+    """One usable image: absolute path, class index, split folder (or None), content hash and
+    the salted hash of its group (patient) key, or None (see :mod:`engine.data.groups`)."""
 
     path: str
     label: int
     split: str | None
     digest: str
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,9 @@ class DatasetIndex:
     problems: tuple[Problem, ...]
     has_splits: bool
     intensity: IntensityReport | None = None  # images only: how much range the pixels use
+    # Pairs of paths of near-duplicate images (resized or re-encoded copies) that the split keeps
+    # on one side; found when groups are in use and there are no split folders.
+    twins: tuple[tuple[str, str], ...] = ()
 
     def class_counts(self) -> dict[str, dict[str, int]]:
         """Usable images per class: ``{"all": {...}}``, or one entry per split folder."""
@@ -42,6 +49,18 @@ class DatasetIndex:
             counts[key][self.classes[sample.label]] += 1
         return counts
 
+    def group_counts(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Images and groups (patients) per class, per split folder (``"all"`` without them):
+        ``{"train": {"cat": {"images": 10, "groups": 4}, ...}, ...}``. An image without a group
+        counts as a group of its own."""
+        return split_group_counts(
+            {
+                key: [s for s in self.samples if (s.split or "all") == key]
+                for key in self.class_counts()
+            },
+            self.classes,
+        )
+
     def fatal_problem(self) -> Problem | None:
         """The first problem that makes the dataset unusable, if any."""
         return next((p for p in self.problems if p.severity == "error"), None)
@@ -51,3 +70,23 @@ class DatasetIndex:
         fatal = self.fatal_problem()
         if fatal is not None:
             raise DatasetError(fatal.message)
+
+
+def split_group_counts(
+    splits: Mapping[str, Sequence[Sample]], classes: Sequence[str]
+) -> dict[str, dict[str, dict[str, int]]]:
+    """Images and groups (patients) per class of each named list of samples. A group that spans
+    classes counts once in each of its classes; an image without a group is a group of its own."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for name, samples in splits.items():
+        images: Counter[int] = Counter()
+        groups: dict[int, set[str]] = {}
+        for s in samples:
+            images[s.label] += 1
+            unit = f"g:{s.group}" if s.group is not None else f"p:{s.path}"
+            groups.setdefault(s.label, set()).add(unit)
+        out[name] = {
+            cls: {"images": images[i], "groups": len(groups.get(i, ()))}
+            for i, cls in enumerate(classes)
+        }
+    return out

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from engine.data.images import IMAGE_EXTENSIONS
+from engine.data.manifest import is_image_manifest
 from engine.data.text_read import TABLE_EXTENSIONS
 
 TEXT_FILE_EXTENSIONS = (".txt",)
@@ -25,6 +26,8 @@ def detect_modality(source: str | Path) -> str:
     "image" (also for a missing path: the image scan then says what is wrong)."""
     path = Path(source).expanduser()
     if path.exists() and not path.is_dir():  # a named pipe called data.csv is still a table
+        if is_image_manifest(path):  # file,label[,group][,split]: a manifest of images
+            return "image"
         return "text" if path.suffix.lower() in TABLE_EXTENSIONS + TEXT_FILE_EXTENSIONS else "image"
     images = texts = seen = 0
     for _, dirs, files in os.walk(path):

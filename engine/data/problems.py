@@ -28,6 +28,11 @@ class ProblemKind(StrEnum):
     LINK_LOOP = "link-loop"
     MISSING_IN_SPLIT = "class-missing-in-split"
     NARROW_INTENSITY = "narrow-intensity"
+    NO_GROUP = "no-group-key"
+    GROUP_LEAKAGE = "group-leakage"
+    NEAR_DUPLICATE = "near-duplicate-leakage"
+    IDENTIFIER_NAME = "identifier-in-name"
+    MANIFEST = "manifest"
 
 
 class DatasetError(ValueError):

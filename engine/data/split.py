@@ -7,15 +7,25 @@ copies of an image together, and is stable: adding images to one class, renaming
 folder, or adding another class does not reshuffle anything else. (scikit-learn's
 StratifiedShuffleSplit / StratifiedGroupKFold can leave a small class without a validation
 image and only approximate the fraction, so they are not used here.)
+
+When samples carry group keys (patients, :mod:`engine.data.groups`), the unit is the group
+instead: a group and every copy of its images (near-duplicates the scan found included) go to
+one side. Groups may span classes, so the
+per-class shares are met greedily: groups are taken in the order of a hash of (seed, group), and
+each goes to test or validation when that brings the split's per-class image counts closer to
+their targets, else to train. Without any group key the split is exactly the one above.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from engine.data.groups import has_groups, unit_of
 from engine.data.index import DatasetIndex, Sample
 from engine.data.problems import Problem, ProblemKind
 
@@ -43,12 +53,18 @@ def split_samples(
             raise ValueError(f"{name} is {value}; it must be at least 0 and below 1.")
     if val_fraction + test_fraction >= 1.0:
         raise ValueError("val_fraction + test_fraction must leave some images for training.")
+    twins = getattr(index, "twins", ())  # a text index has none
+    carve = (
+        functools.partial(_carve_groups, twins=twins)
+        if twins or has_groups(index.samples)
+        else _carve
+    )
     if not index.has_splits:
-        return _carve(index.samples, val_fraction, test_fraction, seed)
+        return carve(index.samples, val_fraction, test_fraction, seed)
     given: dict[str | None, list[Sample]] = {"train": [], "val": [], "test": []}
     for s in index.samples:
         given.setdefault(s.split, []).append(s)
-    carved = _carve(
+    carved = carve(
         given["train"],
         0.0 if given["val"] else val_fraction,
         0.0 if given["test"] else test_fraction,
@@ -82,6 +98,99 @@ def _carve(
         val=tuple(s for s in samples if s.digest in to_val),
         test=tuple(s for s in samples if s.digest in to_test),
     )
+
+
+def _carve_groups(
+    samples: Sequence[Sample],
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    *,
+    twins: Sequence[tuple[str, str]] = (),
+) -> Splits:
+    """The stratified group split (see the module docstring); ``twins`` are pairs of paths of
+    near-duplicate images that go together like copies."""
+    units = _units(samples, twins)
+    per_class: Counter[int] = Counter(s.label for s in samples)
+    targets = {
+        name: {label: _target(n, fraction) for label, n in per_class.items()}
+        for name, fraction in (("test", test_fraction), ("val", val_fraction))
+    }
+    got: dict[str, Counter[int]] = {"test": Counter(), "val": Counter()}
+    left: Counter[int] = Counter(per_class)  # images of each class not yet sent to val or test
+    side: dict[str, str] = {}
+    for unit in sorted(units, key=lambda u: _rank(seed, u)):
+        counts = units[unit]
+        best, gain = "train", 0
+        for name in ("test", "val"):
+            if any(left[label] - n < 1 for label, n in counts.items()):
+                break  # every class keeps at least one training image
+            change = sum(
+                abs(targets[name][label] - got[name][label] - n)
+                - abs(targets[name][label] - got[name][label])
+                for label, n in counts.items()
+            )
+            if change < gain:
+                best, gain = name, change
+        side[unit] = best
+        if best != "train":
+            got[best].update(counts)
+            left.subtract(counts)
+    chosen = [side[_root_unit(units, s)] for s in samples]
+    return Splits(
+        train=tuple(s for s, c in zip(samples, chosen, strict=True) if c == "train"),
+        val=tuple(s for s, c in zip(samples, chosen, strict=True) if c == "val"),
+        test=tuple(s for s, c in zip(samples, chosen, strict=True) if c == "test"),
+    )
+
+
+def _target(n: int, fraction: float) -> int:
+    """Images of a class with ``n`` images that a split of ``fraction`` should get."""
+    if fraction <= 0 or n < 2:
+        return 0
+    return max(1, math.floor(n * fraction + 0.5))
+
+
+class _Units(dict[str, Counter[int]]):
+    """Units (a group joined with every group that shares an image content) -> images per
+    class; ``of`` maps each sample's own unit to its joined unit."""
+
+    of: dict[str, str]
+
+
+def _units(samples: Sequence[Sample], twins: Sequence[tuple[str, str]] = ()) -> _Units:
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def join(x: str, y: str) -> None:
+        a, b = find(x), find(y)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
+    for s in samples:  # copies of one image under two groups join them: they go together
+        join(unit_of(s), f"d:{s.digest}")
+    by_path = {s.path: s for s in samples}
+    for first, second in twins:
+        if first in by_path and second in by_path:
+            join(unit_of(by_path[first]), unit_of(by_path[second]))
+    units = _Units()
+    units.of = {}
+    for s in samples:
+        own = unit_of(s)
+        root = find(own)
+        units.of[own] = root
+        units.setdefault(root, Counter())[s.label] += 1
+    return units
+
+
+def _root_unit(units: _Units, sample: Sample) -> str:
+    return units.of[unit_of(sample)]
 
 
 def _rank(seed: int, digest: str) -> bytes:

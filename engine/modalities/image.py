@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import RunConfig
-from engine.data import DatasetError, Sample, prefetch, scan_folder
+from engine.data import DatasetError, Sample, prefetch
+from engine.data.manifest_scan import scan_image_source
 from engine.modalities.base import parts
 from engine.task import Task, as_task
 
@@ -50,7 +51,7 @@ class ImageModality:
         label_column: str | None = None,
         task: Task | None = None,
     ) -> Any:
-        return scan_folder(source, min_per_class=min_per_class, task=task)
+        return scan_image_source(source, min_per_class=min_per_class, task=task)
 
     def scan_for_run(
         self,
@@ -60,8 +61,12 @@ class ImageModality:
     ) -> Any:
         staged = as_task(task)
         path, least = config.data.path, config.data.min_per_class
-        return prefetch.take_index(path, min_per_class=least, task=staged) or scan_folder(
-            path, min_per_class=least, task=staged
+        return scan_image_source(
+            path,
+            min_per_class=least,
+            group_by=config.data.group_by,
+            task=staged,
+            index=prefetch.take_index(path, min_per_class=least, task=staged),
         )
 
     def rows(self, samples: Sequence[Any]) -> list[list]:

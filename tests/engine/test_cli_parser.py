@@ -44,6 +44,7 @@ FIELD_OPTIONS = [
     "--max-length",
     "--intensity",
     "--dicom-window",
+    "--group-by",
     "--lora-rank",
     "--lora-alpha",
     "--lora-dropout",

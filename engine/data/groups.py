@@ -1,0 +1,305 @@
+"""Which patient (or study, or other unit) each image belongs to, kept only as a salted hash.
+
+Several images of one patient must stay on one side of a split, or validation measures how well
+the model recognises patients rather than disease. A group key comes from one of the sources that
+``DataConfig.group_by`` names:
+
+- ``""``: no groups (every image is its own unit, as before);
+- ``"dicom"``: the file's PatientID, or its StudyInstanceUID when it has none (header only);
+- ``"pattern:<regex>"``: the first capture group of the regex searched in the image's path
+  relative to the dataset root, e.g. ``pattern:(P\\d+)_``;
+- ``"manifest"``: the ``group`` column of a manifest CSV (:mod:`engine.data.manifest`).
+
+Raw keys (PatientIDs are protected health information) never leave this module: a sample holds
+``sha256(salt + key)`` cut to 12 hex characters, and only that appears in messages and files. The
+salt is per dataset (its folder name, see :func:`dataset_salt`), so the same patient gets different
+hashes in different datasets, and the split stays the same when the folder is moved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+from engine.data.index import DatasetIndex, Sample
+from engine.data.leakage import index_near_duplicates, near_duplicate_twins, twins_problem
+from engine.data.problems import DatasetError, Problem, ProblemKind, plural
+from engine.data.safe_read import MIB, read_head
+from engine.task import Task
+
+DICOM = "dicom"
+MANIFEST = "manifest"
+PATTERN_PREFIX = "pattern:"
+_HASH_CHARS = 12
+_MAX_KEY = 256  # longer "keys" are not identifiers; they are cut before hashing
+_DICOM_HEAD = 4 * MIB  # a DICOM header (before the pixels) is a few kilobytes
+
+
+class GroupSpecError(DatasetError):
+    """A ``group_by`` value that cannot be used; the message says what to write instead."""
+
+
+def parse_group_by(spec: str) -> tuple[str, re.Pattern[str] | None]:
+    """(source, compiled regex or None) of a ``group_by`` value; GroupSpecError if unusable."""
+    spec = spec.strip()
+    if spec in ("", DICOM, MANIFEST):
+        return spec, None
+    if spec.startswith(PATTERN_PREFIX):
+        text = spec[len(PATTERN_PREFIX) :]
+        try:
+            pattern = re.compile(text)
+        except re.error as exc:
+            raise GroupSpecError(
+                f"The group pattern {text!r} is not a valid regular expression ({exc}); write "
+                "one with a capture group, e.g. pattern:(P\\d+)_"
+            ) from None
+        if pattern.groups < 1:
+            raise GroupSpecError(
+                f"The group pattern {text!r} has no capture group; put the part of the file "
+                "name that names the patient in parentheses, e.g. pattern:(P\\d+)_"
+            )
+        return "pattern", pattern
+    raise GroupSpecError(
+        f"group_by is {spec!r}; use '' (no groups), 'dicom', 'manifest' or 'pattern:<regex>'."
+    )
+
+
+def dataset_salt(root: str | Path) -> str:
+    """The per-dataset salt of the group hashes: the dataset folder's (or manifest's) name."""
+    return f"refit-group:{Path(str(root)).name}"
+
+
+def hash_group(salt: str, key: str) -> str:
+    """The salted hash that stands for a raw group key everywhere (12 hex characters)."""
+    return hashlib.sha256(f"{salt}\x00{key[:_MAX_KEY]}".encode()).hexdigest()[:_HASH_CHARS]
+
+
+def group_key_from_dicom(path: str | Path) -> str | None:
+    """The file's PatientID, or its StudyInstanceUID when it has none; None when the file is not
+    DICOM or has neither. Reads the first 4 MiB of a regular file only (the header; never the
+    pixels, never a pipe) and never raises on bad input."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        head = read_head(path, _DICOM_HEAD)
+    except OSError:
+        return None
+    try:
+        ds = pydicom.dcmread(
+            io.BytesIO(head),
+            stop_before_pixels=True,
+            specific_tags=["PatientID", "StudyInstanceUID"],
+        )
+    except InvalidDicomError:
+        return None
+    except Exception:  # a hostile header breaks the parser in many ways; never a crash
+        return None
+    for keyword in ("PatientID", "StudyInstanceUID"):
+        value = str(getattr(ds, keyword, "") or "").strip()
+        if value:
+            return value
+    return None
+
+
+def key_from_pattern(pattern: re.Pattern[str], rel: str) -> str | None:
+    """The first capture group of ``pattern`` found in ``rel`` (a path relative to the root)."""
+    match = pattern.search(rel[:4096])
+    if match is None:
+        return None
+    value = match.group(1)
+    return value or None
+
+
+def attach_groups(
+    index: DatasetIndex,
+    group_by: str,
+    *,
+    manifest_keys: Mapping[str, str] | None = None,
+    salt: str | None = None,
+) -> DatasetIndex:
+    """The index with each sample's hashed group key, and a warning for the images that have none.
+
+    ``manifest_keys`` maps absolute paths to raw group keys (the manifest's ``group`` column).
+    With ``group_by`` "" the index comes back unchanged. Raises GroupSpecError for a bad spec.
+    """
+    source, pattern = parse_group_by(group_by)
+    if not source:
+        return index
+    root = Path(index.root)
+    salt = dataset_salt(root) if salt is None else salt
+    key_of = _key_function(source, pattern, root, manifest_keys or {})
+    samples = []
+    missing: list[str] = []
+    for s in index.samples:
+        key = key_of(s.path)
+        if key is None:
+            missing.append(s.path)
+        samples.append(dataclasses.replace(s, group=None if key is None else hash_group(salt, key)))
+    problems = list(index.problems)
+    if missing:
+        problems.append(_missing_problem(source, missing, root))
+    return dataclasses.replace(index, samples=tuple(samples), problems=tuple(problems))
+
+
+def _key_function(
+    source: str, pattern: re.Pattern[str] | None, root: Path, manifest: Mapping[str, str]
+) -> Callable[[str], str | None]:
+    if source == DICOM:
+        try:
+            import pydicom  # noqa: F401  (the header reader; asked for once, before any file)
+        except ImportError:
+            raise DatasetError(
+                "Grouping by DICOM PatientID needs the pydicom package, which is not installed; "
+                "install it (pip install pydicom) or choose another group_by."
+            ) from None
+        return group_key_from_dicom
+    if source == MANIFEST:
+        return manifest.get
+    assert pattern is not None
+
+    def from_pattern(path: str) -> str | None:
+        try:
+            rel = Path(path).relative_to(root).as_posix()
+        except ValueError:
+            rel = Path(path).name
+        return key_from_pattern(pattern, rel)
+
+    return from_pattern
+
+
+def _missing_problem(source: str, missing: list[str], root: Path) -> Problem:
+    why = {
+        DICOM: "no PatientID or StudyInstanceUID (or are not DICOM files)",
+        MANIFEST: "an empty group column in the manifest",
+    }.get(source, "a path the group pattern does not match")
+    first = _rel(missing[0], root)
+    return Problem(
+        kind=ProblemKind.NO_GROUP,
+        path=missing[0],
+        message=f"{plural(len(missing), 'image')} ({first} first) {_have(len(missing))} {why}; "
+        "each of them is "
+        "split on its own as if it were a patient. Fix the source of the group keys if they "
+        "belong to patients with other images.",
+    )
+
+
+def _have(n: int) -> str:
+    return "has" if n == 1 else "have"
+
+
+def _rel(path: str, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
+def crossing_groups_problems(index: DatasetIndex) -> list[Problem]:
+    """LEAKAGE warnings for groups whose images lie in more than one of the train/val/test
+    folders: the model is validated on patients it was trained on. Not fixed, only told."""
+    if not index.has_splits:
+        return []
+    by_group: dict[str, dict[str, list[str]]] = {}
+    for s in index.samples:
+        if s.group is not None and s.split is not None:
+            by_group.setdefault(s.group, {}).setdefault(s.split, []).append(s.path)
+    root = Path(index.root)
+    problems = []
+    for group in sorted(by_group):
+        splits = by_group[group]
+        if len(splits) < 2:
+            continue
+        order = [name for name in ("train", "val", "test") if name in splits]
+        named = "; ".join(
+            f"{name}: "
+            + ", ".join(_rel(p, root) for p in sorted(splits[name])[:2])
+            + (f" and {len(splits[name]) - 2} more" if len(splits[name]) > 2 else "")
+            for name in order
+        )
+        problems.append(
+            Problem(
+                kind=ProblemKind.GROUP_LEAKAGE,
+                path=sorted(splits[order[-1]])[0],
+                message=f"Patient (group) #{group} has images in {' and '.join(order)} ({named}); "
+                "the validation result will be too optimistic. Move all of this patient's images "
+                "into one split folder.",
+            )
+        )
+    return problems
+
+
+def has_groups(samples: Iterable[object]) -> bool:
+    """Whether any of the samples carries a group key (text samples have none)."""
+    return any(getattr(s, "group", None) is not None for s in samples)
+
+
+def unit_of(sample: Sample) -> str:
+    """The unit a split keeps together: the sample's group, else its content digest."""
+    return f"g:{sample.group}" if sample.group is not None else f"d:{sample.digest}"
+
+
+# Names that look like identifiers: a date (1980-03-14, 19800314, 14.03.1980), a run of six or
+# more digits (a medical record number), or "DOB" / "birth" as a word.
+_IDENTIFIER = re.compile(
+    r"(?<!\d)(?:19|20)\d\d[-_.]?(?:0[1-9]|1[0-2])[-_.]?(?:0[1-9]|[12]\d|3[01])(?!\d)"
+    r"|(?<!\d)(?:0[1-9]|[12]\d|3[01])[-_.](?:0[1-9]|1[0-2])[-_.](?:19|20)\d\d(?!\d)"
+    r"|(?<!\d)\d{6,}(?!\d)"
+    r"|(?<![a-z])(?:dob|birth)(?![a-z])",
+    re.IGNORECASE,
+)
+_SHOWN_NAMES = 3
+
+
+def identifier_name_problem(index: DatasetIndex) -> Problem | None:
+    """ONE warning when file or folder names look like they hold dates of birth or record
+    numbers (protected health information travels with the names into logs and exports)."""
+    root = Path(index.root)
+    flagged = [
+        (rel, s.path) for s in index.samples if _IDENTIFIER.search(rel := _rel(s.path, root))
+    ]
+    if not flagged:
+        return None
+    names = [rel for rel, _ in flagged[:_SHOWN_NAMES]]
+    shown = ", ".join(names) + (", …" if len(flagged) > _SHOWN_NAMES else "")
+    n = len(flagged)
+    return Problem(
+        kind=ProblemKind.IDENTIFIER_NAME,
+        path=flagged[0][1],
+        message=f"{plural(n, 'image')} {_have(n)} file or folder names that look like dates "
+        f"or record numbers ({shown}); if they identify patients, rename them (e.g. with "
+        "study codes) before sharing runs or models, which keep the file names.",
+    )
+
+
+def check_groups(
+    index: DatasetIndex,
+    group_by: str = "",
+    *,
+    manifest_keys: Mapping[str, str] | None = None,
+    task: Task | None = None,
+) -> DatasetIndex:
+    """A scanned index with its group keys and what the patients-not-files checks find: groups
+    that cross the split folders, near-duplicate images across them, identifier-like names.
+    Without split folders and with groups, near-duplicates become ``twins`` that the split keeps
+    together. Every image scan goes through here; with ``group_by`` "" and no manifest groups
+    only the near-duplicates across split folders and the names are checked."""
+    index = attach_groups(index, group_by, manifest_keys=manifest_keys)
+    found = crossing_groups_problems(index) + index_near_duplicates(index, task)
+    if not index.has_splits and has_groups(index.samples):
+        # Patients in use and the split still to be made: keep near-duplicates together.
+        twins = near_duplicate_twins(index.samples, task=task)
+        notice = twins_problem(twins, index.root)
+        if notice is not None:
+            index = dataclasses.replace(index, twins=tuple(twins))
+            found.append(notice)
+    named = identifier_name_problem(index)
+    if named is not None:
+        found.append(named)
+    if not found:
+        return index
+    return dataclasses.replace(index, problems=index.problems + tuple(found))

@@ -1,0 +1,214 @@
+"""Reading a manifest CSV of images: ``file,label[,group][,split]``, one image per row.
+
+A manifest is a general intake for images that do not sit in one folder per class: the paths are
+relative to the CSV's folder, and ``group`` (a patient, a study) and ``split`` (train, val, test)
+are optional. It is chosen by pointing ``data.path`` at the CSV: a .csv whose header names a
+``file`` and a ``label`` column (and no ``text`` column) is a manifest of images, any other .csv
+a table of texts (:func:`is_image_manifest`).
+
+Every file here may be hostile: the CSV is read up to a size cap and a row cap, and a row whose
+path leaves the CSV's folder (``../``, an absolute path elsewhere, a link pointing out) is
+refused. Each bad row is one sentence with its row number; the rows that are fine are kept.
+This module only reads the CSV; :mod:`engine.data.manifest_scan` checks the images.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.data.images import IMAGE_EXTENSIONS
+from engine.data.problems import DatasetError, Problem, ProblemKind
+from engine.data.safe_read import MIB, FileReadError, read_capped, read_head
+
+MANIFEST_LIMIT = 64 * MIB  # a path, a label and a key per row: millions of rows fit
+MAX_ROWS = 1_000_000
+MAX_ROW_PROBLEMS = 100  # told one by one; the rest are counted in one more sentence
+SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+_REQUIRED = ("file", "label")
+_SNIFF = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One usable row: the image's absolute path, its path as written, label, raw group key (or
+    None) and split (or None)."""
+
+    number: int  # 1 is the header, so the first image is row 2, as a spreadsheet shows it
+    path: str
+    rel: str
+    label: str
+    group: str | None
+    split: str | None
+
+
+@dataclass
+class Manifest:
+    """The usable rows of a manifest and one problem per row that is not."""
+
+    csv_path: str
+    folder: str
+    rows: list[ManifestRow] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    has_group: bool = False
+    has_split: bool = False
+
+
+def _header_columns(line: str) -> list[str]:
+    return [c.strip().lower() for c in next(csv.reader([line]), [])]
+
+
+def is_image_manifest(path: str | Path) -> bool:
+    """Whether the .csv at ``path`` is a manifest of images (its header names ``file`` and
+    ``label`` and no ``text``). Reads the first 64 KiB only; False for anything unreadable."""
+    if Path(path).suffix.lower() != ".csv":
+        return False
+    try:
+        head = read_head(path, _SNIFF).decode("utf-8-sig", errors="replace")
+    except OSError:
+        return False
+    columns = _header_columns(head.splitlines()[0] if head else "")
+    return all(c in columns for c in _REQUIRED) and "text" not in columns
+
+
+def read_manifest(csv_path: str | Path) -> Manifest:
+    """The rows of the manifest at ``csv_path``; DatasetError (one sentence) when the file as a
+    whole cannot be used: unreadable, too large, not UTF-8, not CSV, or missing a column."""
+    path = Path(os.path.abspath(Path(csv_path).expanduser()))
+    name = path.name
+    try:
+        data = read_capped(path, MANIFEST_LIMIT, what="manifest")
+    except FileReadError as exc:
+        raise DatasetError(f"The manifest {path} {exc.reason}; {_FIX}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DatasetError(
+            f"The manifest {name} is not UTF-8 text; save it as CSV (UTF-8) and choose it again."
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [c.strip().lower() for c in next(reader, [])]
+        missing = [c for c in _REQUIRED if c not in header]
+        if missing:
+            shown = ", ".join(header[:8]) or "nothing"
+            raise DatasetError(
+                f"The manifest {name} has no '{missing[0]}' column (its first row reads: {shown}); "
+                f"{_FIX}"
+            )
+        manifest = Manifest(
+            csv_path=str(path),
+            folder=str(path.parent),
+            has_group="group" in header,
+            has_split="split" in header,
+        )
+        col: dict[str, int] = {
+            c: header.index(c) for c in ("file", "label", "group", "split") if c in header
+        }
+        _read_rows(manifest, reader, col)
+    except csv.Error as exc:
+        raise DatasetError(
+            f"The manifest {name} is not valid CSV at row {reader.line_num} ({exc}); {_FIX}"
+        ) from None
+    return manifest
+
+
+_FIX = (
+    "a manifest is a CSV whose first row names the columns file,label (and optionally group and "
+    "split), with image paths relative to the CSV's folder."
+)
+
+
+def _read_rows(manifest: Manifest, reader: Iterator[list[str]], col: dict[str, int]) -> None:
+    folder = Path(manifest.folder)
+    real_folder = os.path.realpath(folder)
+    seen: dict[str, int] = {}  # absolute path -> row number
+    bad: list[Problem] = []
+    name = Path(manifest.csv_path).name
+    for number, row in enumerate(reader, start=2):
+        if number - 1 > MAX_ROWS:
+            raise DatasetError(
+                f"The manifest {name} has more than {MAX_ROWS:,} rows, the most read; split it "
+                "into several datasets."
+            )
+        if not any(cell.strip() for cell in row):
+            continue  # a blank line
+        cells = {key: (row[i].strip() if i < len(row) else "") for key, i in col.items()}
+        why, path = _check_row(cells, folder, real_folder)
+        if why is None and path is not None and path in seen:
+            why = f"lists {cells['file']} again (first in row {seen[path]}); this row is ignored."
+        if why is not None or path is None:
+            bad.append(
+                Problem(
+                    kind=ProblemKind.MANIFEST,
+                    path=manifest.csv_path,
+                    message=f"Row {number} of {name} {why}",
+                )
+            )
+            continue
+        seen[path] = number
+        split = cells.get("split", "").lower()
+        manifest.rows.append(
+            ManifestRow(
+                number=number,
+                path=path,
+                rel=cells["file"].replace("\\", "/"),
+                label=cells["label"],
+                group=cells.get("group") or None,
+                split=SPLITS.get(split) if split else None,
+            )
+        )
+    manifest.problems.extend(bad[:MAX_ROW_PROBLEMS])
+    if len(bad) > MAX_ROW_PROBLEMS:
+        manifest.problems.append(
+            Problem(
+                kind=ProblemKind.MANIFEST,
+                path=manifest.csv_path,
+                message=f"{len(bad) - MAX_ROW_PROBLEMS} more rows of {name} cannot be used "
+                "either; fix the rows above and scan again to see them.",
+            )
+        )
+
+
+def _check_row(
+    cells: dict[str, str], folder: Path, real_folder: str
+) -> tuple[str | None, str | None]:
+    """(None, absolute path) for a usable row, else (the rest of its sentence, None)."""
+    file, label = cells["file"], cells["label"]
+    if not file:
+        return "has no file; fill in the image's path relative to the CSV's folder.", None
+    if not label:
+        return f"has no label for {file}; fill in its class.", None
+    split = cells.get("split", "").lower()
+    if split and split not in SPLITS:
+        return (
+            f"has the split '{cells['split']}', which is not train, val or test; fix it or "
+            "leave it empty.",
+            None,
+        )
+    if "\x00" in file:
+        return "has a file name with a NUL character; fix the path.", None
+    candidate = os.path.normpath(os.path.join(folder, file.replace("\\", "/")))
+    real = os.path.realpath(candidate)
+    if not _inside(candidate, str(folder)) or not _inside(real, real_folder):
+        return (
+            f"points outside the CSV's folder ({file}); it is refused. Put the images in the "
+            "CSV's folder or below it and use paths relative to it.",
+            None,
+        )
+    if Path(candidate).suffix.lower() not in IMAGE_EXTENSIONS:
+        return f"names {file}, which is not an image file; it is ignored.", None
+    if not os.path.lexists(candidate):
+        return f"names {file}, which does not exist; fix the path or remove the row.", None
+    return None, candidate
+
+
+def _inside(path: str, folder: str) -> bool:
+    try:
+        return os.path.commonpath([path, folder]) == os.path.normpath(folder)
+    except ValueError:  # another drive on Windows
+        return False
