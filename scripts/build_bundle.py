@@ -158,6 +158,41 @@ def make_images(folder: Path, per_class: int = 24, side: int = 96) -> list[Path]
     return made
 
 
+def make_dicoms(folder: Path, per_class: int = 10) -> list[Path]:
+    """Two classes of generated 12-bit CT-like DICOM slices (a bright disc or none): plain,
+    RLE Lossless and JPEG 2000 files, so that pydicom's decoders found by name run in the
+    bundle (the generator is the tests' own, tests/dicom_synth.py)."""
+    import io
+
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from dicom_synth import dicom_dataset, disc_slice, write_dicom
+
+    made = []
+    for label, disc in (("disc", True), ("none", False)):
+        for i in range(per_class):
+            pixels = disc_slice(i + (100 if disc else 0), disc=disc)
+            path = folder / label / f"img{i:02d}.dcm"
+            common = {"bits_stored": 12, "slope": 1.0, "intercept": -1024.0}
+            if i == 0:  # JPEG 2000 Lossless through Pillow
+                ds = dicom_dataset(pixels, **common)
+                buffer = io.BytesIO()
+                picture = Image.fromarray(pixels.astype("uint16"))
+                picture.save(buffer, "JPEG2000", irreversible=False)
+                ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+                ds.PixelData = encapsulate([buffer.getvalue()])
+                ds["PixelData"].VR = "OB"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                ds.save_as(path, enforce_file_format=True)
+            else:
+                write_dicom(path, pixels, rle=i % 2 == 1, **common)
+            made.append(path)
+    return made
+
+
 def make_texts(path: Path, per_class: int = 30) -> None:
     rng = random.Random(1)
     good = ["great", "excellent", "lovely", "works well", "very happy", "recommend it"]
@@ -342,6 +377,13 @@ def smoke_test(bundle: Path, edition: str, report: Report) -> None:
             "refit export (text run)", "export", text_run, "--format", "all", "--out",
             str(scratch / "text-exported"),
         )  # fmt: skip
+        dicoms = make_dicoms(scratch / "dicom")
+        s.refit_cmd("refit scan (DICOM)", "scan", str(scratch / "dicom"), expect="usable images")
+        s.refit_cmd(
+            "refit train DICOM --dicom-window lung", "train", str(scratch / "dicom"), "--method",
+            "linear-probe", "--dicom-window", "lung", expect="Run completed",
+        )  # fmt: skip
+        s.refit_cmd("refit predict (DICOM)", "predict", s.newest_run(), str(dicoms[0]))
         s.refit_cmd("refit runs", "runs", expect=probe)
         s.app_starts_and_closes()
     finally:
