@@ -88,7 +88,9 @@ def build_env(
         # torch first, alone: the project's own "torch>=2.10" is then already satisfied.
         index = ["--extra-index-url", torch_index] if torch_index else []
         run([str(python), "-m", "pip", "install", "-q", *index, torch_req or torch, vision])
-        run([str(python), "-m", "pip", "install", "-q", "-e", str(ROOT), "pyinstaller>=6.11"])
+    # Every build, not only a new environment's first: a dependency the project added since
+    # (pydicom, once) was otherwise missing from the bundle, found only by its smoke test.
+    run([str(python), "-m", "pip", "install", "-q", "-e", str(ROOT), "pyinstaller>=6.11"])
     check = subprocess.run(
         [str(python), "-c", "import torch; print(torch.__version__, torch.version.cuda)"],
         capture_output=True,
