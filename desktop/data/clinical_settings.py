@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -13,6 +14,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QWidget,
@@ -22,7 +24,7 @@ from desktop.state import ConfigState
 from desktop.widgets.image_loader import ImageLoader
 from engine import ConfigError, DataConfig, DicomWindow, field_help
 
-PREVIEW_SIZE = 180
+PREVIEW_SIZE = 160
 PATTERN_PREFIX = "pattern:"
 NONE, DICOM, MANIFEST, PATTERN = "", "dicom", "manifest", "pattern"
 GROUP_CHOICES = (
@@ -118,7 +120,16 @@ class ClinicalSettingsWidget(QGroupBox):
         self.preview.setFixedSize(PREVIEW_SIZE + 8, PREVIEW_SIZE + 8)
         self.preview.setFrameShape(QLabel.Shape.StyledPanel)
         self.preview.setWordWrap(True)
-        form.addRow(self.preview)
+        self.preview_caption = QLabel()
+        self.preview_caption.setObjectName("windowPreviewCaption")
+        self.preview_caption.setWordWrap(True)
+        self.preview_caption.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.preview_row = QWidget()
+        row = QHBoxLayout(self.preview_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.preview, 0, Qt.AlignmentFlag.AlignTop)
+        row.addWidget(self.preview_caption, 1)
+        form.addRow(self.preview_row)
 
         self._sync_from_config()
         self.set_dicom(False)
@@ -142,7 +153,7 @@ class ClinicalSettingsWidget(QGroupBox):
         """Show the window choice and its preview only for data with DICOM files."""
         self._dicom = dicom
         self._form.setRowVisible(self.window_combo, dicom)
-        self._form.setRowVisible(self.preview, dicom)
+        self._form.setRowVisible(self.preview_row, dicom)
         if not dicom:
             self.set_preview_path("")
 
@@ -177,7 +188,8 @@ class ClinicalSettingsWidget(QGroupBox):
         spec = group_spec(choice, pattern)
         problem = _group_by_problem(self.state.config, spec)
         if problem:
-            self._show_hint(f"{problem} Until then the previous choice is used.", error=True)
+            stop = "" if problem.endswith(".") else "."
+            self._show_hint(f"{problem}{stop} Until then, the earlier choice is used.", error=True)
             return
         self._show_hint(GROUP_HINTS[choice], error=False)
         self._written = spec
@@ -228,7 +240,10 @@ class ClinicalSettingsWidget(QGroupBox):
         self.preview.setPixmap(QPixmap())
         if not self.preview_path:
             self.preview.setText("Double-click an image to preview it here.")
+            self.preview_caption.setText("")
             return
+        words = WINDOW_WORDS.get(self.window, self.window)
+        self.preview_caption.setText(f"Shown: {Path(self.preview_path).name}, {words}.")
         self.preview.setText("Loading…")
         self._loader.request(self.preview_path, PREVIEW_SIZE, self._token, window=self.window)
 
@@ -251,5 +266,6 @@ def _group_by_problem(config: Any, spec: str) -> str:
         candidate.validate()
     except ConfigError as exc:
         if "group_by" in str(exc):
-            return str(exc).replace("data.group_by's pattern", "The pattern")
+            sentence = str(exc).replace("data.group_by's pattern", "The pattern")
+            return sentence.replace("pattern:(", "(")
     return ""

@@ -61,11 +61,12 @@ class DatasetViewWidget(QSplitter):
         self._preview: ImagePreviewDialog | None = None
         self.addWidget(self._build_left(state))
         self.addWidget(self._build_right())
+        self.grid.model.set_window(self.clinical.window)  # thumbnails in the chosen window
         self.setStretchFactor(0, 2)
         self.setStretchFactor(1, 3)
         self.setChildrenCollapsible(False)
 
-    def _build_left(self, state: ConfigState) -> QWidget:
+    def _build_left(self, state: ConfigState) -> QScrollArea:
         left = QWidget()
         layout = QVBoxLayout(left)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -86,7 +87,14 @@ class DatasetViewWidget(QSplitter):
         self.clinical.window_changed.connect(self._on_clinical_window_changed)
         layout.addWidget(self.clinical)
         layout.addStretch(1)
-        return left
+        # On a short screen the settings scroll rather than squeeze the class table.
+        self.left_scroll = QScrollArea()
+        self.left_scroll.setObjectName("dataSettingsScroll")
+        self.left_scroll.setWidgetResizable(True)
+        self.left_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.left_scroll.setWidget(left)
+        return self.left_scroll
 
     def _build_right(self) -> QWidget:
         right = QSplitter(Qt.Orientation.Vertical)
@@ -209,6 +217,7 @@ class DatasetViewWidget(QSplitter):
         self.show_preview(problem.path, problem=problem.message, severity=problem.severity)
 
     def _on_clinical_window_changed(self, window: str) -> None:
+        self.grid.model.set_window(window)
         if self._preview is not None:
             self._preview.set_window(window)
 

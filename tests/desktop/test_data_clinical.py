@@ -90,6 +90,8 @@ def test_window_choice_only_for_dicom_and_it_changes_preview_and_config(qtbot, p
     lung = wait_for_preview(qtbot, clinical)
     assert lung.size() == first.size()
     assert lung != first  # -300 HU: black in the file's 40/400 window, grey in the lung window
+    assert "Lung" in clinical.preview_caption.text()
+    assert page.grid.model.window == "lung"  # the thumbnails follow the window too
 
     # The preview window decodes in the chosen window too, and again when it changes.
     dialog = page.show_preview(clinical.preview_path)
