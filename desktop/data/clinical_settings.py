@@ -141,7 +141,7 @@ class ClinicalSettingsWidget(QGroupBox):
     # -- public ---------------------------------------------------------------------------------
 
     @property
-    def window(self) -> str:
+    def dicom_window(self) -> str:
         return str(self.state.config.data.dicom_window)
 
     @property
@@ -242,10 +242,10 @@ class ClinicalSettingsWidget(QGroupBox):
             self.preview.setText("Double-click an image to preview it here.")
             self.preview_caption.setText("")
             return
-        words = WINDOW_WORDS.get(self.window, self.window)
+        words = WINDOW_WORDS.get(self.dicom_window, self.dicom_window)
         self.preview_caption.setText(f"Shown: {Path(self.preview_path).name}, {words}.")
         self.preview.setText("Loading…")
-        self._loader.request(self.preview_path, PREVIEW_SIZE, self._token, window=self.window)
+        self._loader.request(self.preview_path, PREVIEW_SIZE, self._token, window=self.dicom_window)
 
     def _on_loader_loaded(
         self, _path: str, _size: int, token: int, image: QImage | None, sentence: str

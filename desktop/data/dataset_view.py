@@ -61,7 +61,7 @@ class DatasetViewWidget(QSplitter):
         self._preview: ImagePreviewDialog | None = None
         self.addWidget(self._build_left(state))
         self.addWidget(self._build_right())
-        self.grid.model.set_window(self.clinical.window)  # thumbnails in the chosen window
+        self.grid.model.set_window(self.clinical.dicom_window)  # thumbnails in the chosen window
         self.setStretchFactor(0, 2)
         self.setStretchFactor(1, 3)
         self.setChildrenCollapsible(False)
@@ -197,7 +197,7 @@ class DatasetViewWidget(QSplitter):
         """The preview window for one image file (decoded in the background)."""
         if self._preview is None:
             self._preview = ImagePreviewDialog(self)
-        self._preview.set_window(self.clinical.window)
+        self._preview.set_window(self.clinical.dicom_window)
         self._preview.show_file(path, **kwargs)
         if self.clinical.dicom:
             self.clinical.set_preview_path(path)  # the window's preview follows the choice

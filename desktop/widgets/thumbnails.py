@@ -90,7 +90,7 @@ class ThumbnailModel(QAbstractListModel):
         self._pending: set[str] = set()
         self._generation = 0
         self._class_filter: str | None = None
-        self.window: str | None = None  # the DICOM window DICOM files are shown with
+        self.dicom_window: str | None = None  # the DICOM window DICOM files are shown with
         self._placeholder: tuple[int, QPixmap] | None = None
         self._broken: tuple[int, QPixmap] | None = None
 
@@ -109,9 +109,9 @@ class ThumbnailModel(QAbstractListModel):
     def set_window(self, window: str | None) -> None:
         """Show DICOM files in ``window`` (a DICOM window name); the thumbnails are decoded
         again as they are painted."""
-        if window == self.window:
+        if window == self.dicom_window:
             return
-        self.window = window
+        self.dicom_window = window
         self._generation += 1
         self.loader.clear()
         self._pending.clear()
@@ -180,7 +180,9 @@ class ThumbnailModel(QAbstractListModel):
             return pixmap
         if path not in self._pending:
             self._pending.add(path)
-            self.loader.request(path, self.size, self._generation, square=True, window=self.window)
+            self.loader.request(
+                path, self.size, self._generation, square=True, window=self.dicom_window
+            )
         return self.placeholder()
 
     def _on_loader_loaded(

@@ -91,7 +91,7 @@ def test_window_choice_only_for_dicom_and_it_changes_preview_and_config(qtbot, p
     assert lung.size() == first.size()
     assert lung != first  # -300 HU: black in the file's 40/400 window, grey in the lung window
     assert "Lung" in clinical.preview_caption.text()
-    assert page.grid.model.window == "lung"  # the thumbnails follow the window too
+    assert page.grid.model.dicom_window == "lung"  # the thumbnails follow the window too
 
     # The preview window decodes in the chosen window too, and again when it changes.
     dialog = page.show_preview(clinical.preview_path)
@@ -105,7 +105,7 @@ def test_window_choice_only_for_dicom_and_it_changes_preview_and_config(qtbot, p
         ),
         timeout=20000,
     )
-    assert dialog.window == "file"
+    assert dialog.dicom_window == "file"
     assert snapshot(folder) == before  # the user's data is read-only
 
 
