@@ -152,6 +152,7 @@ class DatasetViewWidget(QSplitter):
         classes = list(index.classes)
         groups = index.group_counts() if not self._words and is_grouped(index) else None
         self.show_counts(classes, counts, groups)
+        self.split_settings.set_grouped(groups is not None)
         if self._words:
             self.grid.clear()
             self.text_view.set_index(index)

@@ -126,6 +126,7 @@ def test_group_pattern_shows_patients_per_split(qtbot, page, ctx, tmp_path):
     open_and_wait(qtbot, page, root)
     table = page.class_table
     assert table.patient_columns == []
+    assert "patient" not in page.split_settings.mode_label.text()
     assert "patient" not in page.summary_label.text()
 
     set_group_pattern(qtbot, page, r"(P\d+)_")
@@ -137,6 +138,7 @@ def test_group_pattern_shows_patients_per_split(qtbot, page, ctx, tmp_path):
             for r in range(table.rowCount())}  # fmt: skip
     assert rows == {"a": ("5", "2"), "b": ("5", "2")}
     assert page.summary_label.text().startswith("10 images in 2 classes from 4 patients")
+    assert "Each patient's images stay on one side" in page.split_settings.mode_label.text()
 
 
 def test_pattern_without_a_group_is_explained_and_not_used(qtbot, page, ctx, tmp_path):
