@@ -208,7 +208,6 @@ class ClinicalSettingsWidget(QGroupBox):
         if not error and self.group_combo.currentData() != NONE:
             text = f"{text} {_PRIVATE}"
         self.group_hint.setText(text)
-        self.group_hint.setProperty("severity", "error" if error else "")
         self.group_hint.setStyleSheet("color: #c33;" if error else "")
 
     def _sync_from_config(self) -> None:
