@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         AdaptConfig,
         ConfigError,
         DataConfig,
+        DicomWindow,
         Method,
         RunConfig,
         field_help,
@@ -36,7 +37,9 @@ if TYPE_CHECKING:
         scan_folder,
         scan_text_source,
     )
+    from engine.data.dicom import is_dicom
     from engine.data.intensity import IntensityStretch, image_stats
+    from engine.data.manifest_scan import scan_image_source
     from engine.data.safe_read import FileReadError, read_head
     from engine.data.text_read import BinaryFileError, Table, decode_text, read_table
     from engine.edition import EDITIONS, bundle_dir, version_line
@@ -136,6 +139,7 @@ _LAZY = {
     "AdaptConfig": "engine.config",
     "ConfigError": "engine.config",
     "DataConfig": "engine.config",
+    "DicomWindow": "engine.config",
     "Method": "engine.config",
     "RunConfig": "engine.config",
     "field_help": "engine.config",
@@ -149,6 +153,8 @@ _LAZY = {
     "modality_of": "engine.modalities",
     "load_image": "engine.data",
     "scan_folder": "engine.data",
+    "scan_image_source": "engine.data.manifest_scan",
+    "is_dicom": "engine.data.dicom",
     "scan_text_source": "engine.data",
     "IntensityStretch": "engine.data.intensity",
     "image_stats": "engine.data.intensity",
@@ -262,6 +268,7 @@ __all__ = [
     "Curves",
     "DataConfig",
     "DatasetError",
+    "DicomWindow",
     "EpochEnded",
     "Evaluation",
     "Event",
@@ -320,6 +327,7 @@ __all__ = [
     "hf_refusal",
     "image_heatmaps",
     "image_stats",
+    "is_dicom",
     "is_resumable",
     "is_trusted",
     "list_catalog",
@@ -340,6 +348,7 @@ __all__ = [
     "run_details",
     "run_facts",
     "scan_folder",
+    "scan_image_source",
     "scan_text_source",
     "token_influence",
     "train",

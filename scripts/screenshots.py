@@ -16,6 +16,10 @@ influential words of its mistakes highlighted (12-results-text).
 15-layers-advice: the Layers page with Recommended after "Analyse my data" on a generated
 out-of-domain scans folder (three grey levels, benchmarks/make_scans.py): accuracy per depth with
 the freeze point, the fine-tuning trials and the reason. --advice-only makes just that one.
+
+16-data-dicom: the Data page on generated CT-like DICOM slices of several patients, grouped by
+DICOM patient, in the lung window (thumbnails and the window's preview). --dicom-only makes just
+that one.
 """
 
 from __future__ import annotations
@@ -143,6 +147,7 @@ def main() -> int:
     only.add_argument("--text-only", action="store_true")
     only.add_argument("--images-only", action="store_true")
     only.add_argument("--advice-only", action="store_true")
+    only.add_argument("--dicom-only", action="store_true")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -191,7 +196,8 @@ def main() -> int:
         pump(600, until=lambda: not window.train_page.is_running)
         pump(2)
 
-    if not args.text_only and not args.advice_only:
+    rest = not args.dicom_only
+    if rest and not args.text_only and not args.advice_only:
         window.open_folder(str(data))
         pump(60, until=lambda: not window.ctx.pool.busy)
         pump(3)
@@ -210,9 +216,9 @@ def main() -> int:
         pump(3)
         shot("5-runs")
         results_image_demo(window, pump, shot)
-    if not args.text_only:
+    if rest and not args.text_only:
         advice_demo(window, tmp / "scans", pump, shot)
-    if not args.images_only and not args.advice_only:
+    if rest and not args.images_only and not args.advice_only:
         text_demo(window, make_tickets_csv(tmp / "tickets.csv"), pump, shot, train, args)
         two_class = make_tickets_csv(
             tmp / "tickets-billing-login.csv",
@@ -221,8 +227,33 @@ def main() -> int:
             mislabeled=0.12,
         )
         results_text_demo(window, two_class, pump, shot, train)
+    if args.dicom_only or not (args.text_only or args.images_only or args.advice_only):
+        dicom_demo(window, tmp / "head-ct", pump, shot)
     window.close()
     return 0
+
+
+def dicom_demo(window, root: Path, pump, shot) -> None:
+    """16-data-dicom: a folder of DICOM slices, patients from PatientID, the lung window."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from dicom_synth import disc_slice, write_dicom
+
+    for i in range(36):
+        cls = "bleed" if i % 2 else "normal"
+        write_dicom(
+            root / cls / f"IMG{i:04d}.dcm",
+            disc_slice(i, disc=bool(i % 2), size=96),
+            bits_stored=12,
+            slope=1.0,
+            intercept=-1024.0,
+            window=(40.0, 400.0),
+            PatientID=f"MRN-{i // 3:03d}",
+        )
+    window.ctx.state.update("data", group_by="dicom", dicom_window="lung")
+    window.open_folder(str(root))
+    pump(60, until=lambda: window.data_page.index is not None and not window.ctx.pool.busy)
+    pump(3)
+    shot("16-data-dicom")
 
 
 def evaluate_newest_run(window, pump) -> None:

@@ -1,4 +1,5 @@
-"""A table of classes with their number of usable images (or texts) in each split."""
+"""A table of classes with their number of usable images (or texts) in each split, and of
+patients beside the images when the images are grouped by patient."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class ClassTableWidget(QTableWidget):
         self.setObjectName("classTable")
         self.setAccessibleName("Examples per class")
         self.unit = "Images"  # the header of the one count column: "Images" or "Texts"
+        self.patient_columns: list[int] = []  # the columns of patients per split, if any
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -31,13 +33,28 @@ class ClassTableWidget(QTableWidget):
         self.setHorizontalHeaderLabels(["Class", "Images"])
         self._fit_height()
 
-    def set_counts(self, classes: list[str], counts: dict[str, dict[str, int]]) -> None:
-        """``counts`` as ``DatasetIndex.class_counts()`` gives it."""
+    def set_counts(
+        self,
+        classes: list[str],
+        counts: dict[str, dict[str, int]],
+        groups: dict[str, dict[str, dict[str, int]]] | None = None,
+    ) -> None:
+        """``counts`` as ``DatasetIndex.class_counts()`` gives it; ``groups`` as
+        ``DatasetIndex.group_counts()`` does, when the images have patients: then each split's
+        image column is followed by its patients column."""
         splits = list(counts)
         names = {**SPLIT_HEADERS, "all": self.unit}
-        headers = ["Class"] + [names.get(s, s) for s in splits]
+        columns: list[tuple[str, str]] = []  # (split, "images" or "groups")
+        headers = ["Class"]
+        for split in splits:
+            columns.append((split, "images"))
+            headers.append(names.get(split, split))
+            if groups is not None:
+                columns.append((split, "groups"))
+                headers.append("Patients" if split == "all" else f"{headers[-1]}\npatients")
         if len(splits) > 1:
             headers.append("Total")
+        self.patient_columns = [1 + i for i, (_, what) in enumerate(columns) if what == "groups"]
         self.clearContents()
         self.setColumnCount(len(headers))
         self.setHorizontalHeaderLabels(headers)
@@ -46,9 +63,14 @@ class ClassTableWidget(QTableWidget):
             item = QTableWidgetItem(name)
             item.setToolTip(name)
             self.setItem(row, 0, item)
-            values = [counts[s].get(name, 0) for s in splits]
+            values = [
+                counts[s].get(name, 0)
+                if what == "images"
+                else (groups or {}).get(s, {}).get(name, {}).get("groups", 0)
+                for s, what in columns
+            ]
             if len(splits) > 1:
-                values.append(sum(values))
+                values.append(sum(counts[s].get(name, 0) for s in splits))
             for col, value in enumerate(values, start=1):
                 cell = QTableWidgetItem(f"{value:,}")
                 cell.setData(Qt.ItemDataRole.UserRole, value)

@@ -1,5 +1,6 @@
 """The Data page's content once a source is scanned: classes, chart and split settings on the
-left; thumbnails (images) or the text view (texts) and the problem list on the right."""
+left (and, for images, the patients and DICOM settings); thumbnails (images) or the text view
+(texts) and the problem list on the right."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from desktop.data.class_chart import ClassChartWidget
 from desktop.data.class_table import ClassTableWidget
+from desktop.data.clinical_settings import ClinicalSettingsWidget
 from desktop.data.image_preview import ImagePreviewDialog
 from desktop.data.problem_list import ProblemListWidget
 from desktop.data.split_settings import SplitSettingsWidget
@@ -39,6 +41,16 @@ def plural(n: int, word: str) -> str:
     return f"{n:,} {word}es" if word.endswith("s") else f"{n:,} {word}s"
 
 
+def is_grouped(index: Any) -> bool:
+    """Some samples of the index have a group (patient) key."""
+    return any(getattr(s, "group", None) is not None for s in index.samples)
+
+
+def patient_count(index: Any) -> int:
+    """Distinct patients of a grouped index (an image without a key counts as one)."""
+    return len({s.group if s.group is not None else f"p:{s.path}" for s in index.samples})
+
+
 class DatasetViewWidget(QSplitter):
     """Shows one scan (``show_index``); clicking a problem or an example shows it."""
 
@@ -49,11 +61,12 @@ class DatasetViewWidget(QSplitter):
         self._preview: ImagePreviewDialog | None = None
         self.addWidget(self._build_left(state))
         self.addWidget(self._build_right())
+        self.grid.model.set_window(self.clinical.dicom_window)  # thumbnails in the chosen window
         self.setStretchFactor(0, 2)
         self.setStretchFactor(1, 3)
         self.setChildrenCollapsible(False)
 
-    def _build_left(self, state: ConfigState) -> QWidget:
+    def _build_left(self, state: ConfigState) -> QScrollArea:
         left = QWidget()
         layout = QVBoxLayout(left)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -70,8 +83,18 @@ class DatasetViewWidget(QSplitter):
         layout.addWidget(self.chart_scroll, 1)
         self.split_settings = SplitSettingsWidget(state)
         layout.addWidget(self.split_settings)
+        self.clinical = ClinicalSettingsWidget(state)
+        self.clinical.window_changed.connect(self._on_clinical_window_changed)
+        layout.addWidget(self.clinical)
         layout.addStretch(1)
-        return left
+        # On a short screen the settings scroll rather than squeeze the class table.
+        self.left_scroll = QScrollArea()
+        self.left_scroll.setObjectName("dataSettingsScroll")
+        self.left_scroll.setWidgetResizable(True)
+        self.left_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.left_scroll.setWidget(left)
+        return self.left_scroll
 
     def _build_right(self) -> QWidget:
         right = QSplitter(Qt.Orientation.Vertical)
@@ -113,6 +136,7 @@ class DatasetViewWidget(QSplitter):
         self.modality = modality
         views = views_of(modality)
         self.examples_stack.setCurrentIndex(TEXTS if views.text_views else IMAGES)
+        self.clinical.setVisible(not views.text_views)  # patients and windows: images only
         self._show_unit(views.modality.noun, is_file=is_file)
 
     def _show_unit(self, unit: str, *, is_file: bool) -> None:
@@ -121,11 +145,14 @@ class DatasetViewWidget(QSplitter):
         self.chart.unit = unit
         self.split_settings.set_unit(unit, is_file=is_file)
 
-    def show_index(self, index: Any) -> None:
-        """Counts, examples and problems of a DatasetIndex or TextIndex."""
+    def show_index(self, index: Any, *, dicom: bool = False) -> None:
+        """Counts (and patients, when grouped), examples and problems of a DatasetIndex or
+        TextIndex; ``dicom``: it holds DICOM files, so the window choice is shown."""
         counts = index.class_counts()
         classes = list(index.classes)
-        self.show_counts(classes, counts)
+        groups = index.group_counts() if not self._words and is_grouped(index) else None
+        self.show_counts(classes, counts, groups)
+        self.split_settings.set_grouped(groups is not None)
         if self._words:
             self.grid.clear()
             self.text_view.set_index(index)
@@ -133,10 +160,18 @@ class DatasetViewWidget(QSplitter):
             self.grid.set_dataset(
                 [Thumb(s.path, classes[s.label], s.split) for s in index.samples], classes
             )
+        self.clinical.set_dicom(dicom and not self._words)
+        if self.clinical.dicom:
+            self.clinical.set_preview_path(index.samples[0].path if index.samples else "")
         self.show_problems(index.problems)
 
-    def show_counts(self, classes: list[str], counts: dict[str, dict[str, int]]) -> None:
-        self.class_table.set_counts(classes, counts)
+    def show_counts(
+        self,
+        classes: list[str],
+        counts: dict[str, dict[str, int]],
+        groups: dict[str, dict[str, dict[str, int]]] | None = None,
+    ) -> None:
+        self.class_table.set_counts(classes, counts, groups)
         self.chart.set_counts(classes, counts)
         self.chart_scroll.setMaximumHeight(self.chart.height() + 2)  # scrolls when space is short
         self.split_settings.set_folder_splits({s for s in counts if s != "all"})
@@ -163,7 +198,10 @@ class DatasetViewWidget(QSplitter):
         """The preview window for one image file (decoded in the background)."""
         if self._preview is None:
             self._preview = ImagePreviewDialog(self)
+        self._preview.set_window(self.clinical.dicom_window)
         self._preview.show_file(path, **kwargs)
+        if self.clinical.dicom:
+            self.clinical.set_preview_path(path)  # the window's preview follows the choice
         return self._preview
 
     # -- behaviour --------------------------------------------------------------------------------
@@ -178,6 +216,11 @@ class DatasetViewWidget(QSplitter):
             self.grid.view.setFocus()
             return
         self.show_preview(problem.path, problem=problem.message, severity=problem.severity)
+
+    def _on_clinical_window_changed(self, window: str) -> None:
+        self.grid.model.set_window(window)
+        if self._preview is not None:
+            self._preview.set_window(window)
 
     def _on_grid_image_activated(self, path: str) -> None:
         row = self.grid.model.row_of(path)

@@ -35,6 +35,7 @@ class ImagePreviewDialog(QDialog):
         self.setObjectName("ImagePreviewDialog")
         self.setWindowTitle("Image preview")
         self.path = ""
+        self.dicom_window: str | None = None  # the DICOM window DICOM files are shown with
         self._token = 0
         self._loader = ImageLoader(self, max_threads=1)
         self._loader.loaded.connect(self._on_loader_loaded)
@@ -85,12 +86,21 @@ class ImagePreviewDialog(QDialog):
         self.image_label.setPixmap(QPixmap())
         if Path(path).is_file():
             self.image_label.setText("Loading the image…")
-            self._loader.request(path, PREVIEW_SIZE, self._token)
+            self._loader.request(path, PREVIEW_SIZE, self._token, window=self.dicom_window)
         else:
             self.image_label.setText("This is a folder or a missing file; there is no picture.")
         self.show()
         self.raise_()
         self.activateWindow()
+
+    def set_window(self, window: str) -> None:
+        """Show DICOM files with ``window`` from now on; the image shown is decoded again."""
+        if window == self.dicom_window:
+            return
+        self.dicom_window = window
+        if self.isVisible() and self.path and Path(self.path).is_file():
+            self._token += 1
+            self._loader.request(self.path, PREVIEW_SIZE, self._token, window=window)
 
     def wait_for_image(self, msecs: int = -1) -> bool:
         return self._loader.wait_for_done(msecs)

@@ -1,5 +1,6 @@
 """Data page: open labeled images or texts, see what is in them and what is wrong, choose the
-split (and, for a table file, its text and label columns)."""
+split (and, for a table file, its text and label columns; for images, what groups them by
+patient and, for DICOM files, their window)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from desktop.data.dataset_states import (
     MessageBannerWidget,
     ScanProgressWidget,
 )
-from desktop.data.dataset_view import DatasetViewWidget, plural
+from desktop.data.dataset_view import DatasetViewWidget, is_grouped, patient_count, plural
 from desktop.data.image_preview import ImagePreviewDialog
 from desktop.data.source import SourceScan, is_table_file, scan_source_job
 from desktop.modalities import views_of
@@ -64,6 +65,8 @@ class DataPage(Page):
         self._scan_key = object()  # the pool's key of this page's scan
         self._scanned_min = ctx.state.config.data.min_per_class
         self._scanned_columns = ("", "")
+        self._scanned_group_by = ctx.state.config.data.group_by
+        self.dicom = False  # the last scan found DICOM files
         self._rescan_timer = QTimer(self)
         self._rescan_timer.setSingleShot(True)
         self._rescan_timer.setInterval(RESCAN_DELAY_MS)
@@ -145,12 +148,14 @@ class DataPage(Page):
         self.index = None
         self._scanned_min = data.min_per_class
         self._scanned_columns = (data.text_column, data.label_column)
+        self._scanned_group_by = data.group_by
         job = scan_source_job(
             path,
             min_per_class=data.min_per_class,
             text_column=data.text_column,
             label_column=data.label_column,
             read_table=self.text_view.source.table is None,
+            group_by=data.group_by,
         )
         # A scan started before this one is cancelled and its late results are ignored.
         self.ctx.pool.submit(
@@ -177,6 +182,7 @@ class DataPage(Page):
 
     def _on_scan_succeeded(self, scan: SourceScan) -> None:
         self.modality = scan.modality
+        self.dicom = scan.dicom
         self.view.set_modality(scan.modality, is_file=is_table_file(scan.path))
         if scan.table is not None:
             self.text_view.set_source(scan.path, scan.table)
@@ -212,13 +218,17 @@ class DataPage(Page):
         views = views_of(self.modality)
         unit = views.modality.singular
         summary = f"{plural(len(index.samples), unit)} in {plural(len(index.classes), 'class')}"
+        if not views.text_views and is_grouped(index):
+            summary += f" from {plural(patient_count(index), 'patient')}"
+        if self.dicom and not views.text_views:
+            summary += " · DICOM"
         if index.has_splits:
             names = "/".join(s for s in ("train", "val", "test") if s in splits)
             summary += f" · uses the folder's {names} split"
         if views.text_views and getattr(index, "text_column", None):
             summary += f" · text from '{index.text_column}', labels from '{index.label_column}'"
         self.summary_label.setText(summary)
-        self.view.show_index(index)
+        self.view.show_index(index, dicom=self.dicom)
         fatal = index.fatal_problem()
         if fatal is not None:
             self._show_message(f"{fatal.message} Then press Scan again.", "error")
@@ -277,7 +287,7 @@ class DataPage(Page):
             return
         if (data.text_column, data.label_column) != self._scanned_columns:
             self._start_scan(self.folder, new_source=False)  # a column was chosen: at once
-        elif data.min_per_class != self._scanned_min:
+        elif data.min_per_class != self._scanned_min or data.group_by != self._scanned_group_by:
             self._rescan_timer.start()  # debounced: typing 25 must not scan for 2 first
 
     # -- building -----------------------------------------------------------------------------
@@ -303,7 +313,10 @@ class DataPage(Page):
         self.open_button.clicked.connect(self.ctx.signals.choose_folder_requested)
         self.open_file_button = QPushButton("Open &Table File…")
         self.open_file_button.setObjectName("openFileButton")
-        self.open_file_button.setToolTip("A .csv, .tsv or .jsonl file of texts and their labels.")
+        self.open_file_button.setToolTip(
+            "A .csv, .tsv or .jsonl file of texts and their labels, or a manifest .csv of "
+            "images (columns file,label and optionally group and split)."
+        )
         self.open_file_button.clicked.connect(self.ctx.signals.choose_file_requested)
         for button in (self.rescan_button, self.open_button, self.open_file_button):
             row.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
@@ -322,12 +335,13 @@ class DataPage(Page):
         return row
 
     def _set_tab_order(self) -> None:
-        s, t = self.split_settings, self.text_view
+        s, t, c = self.split_settings, self.text_view, self.view.clinical
         chain = [
             self.empty_state.open_button, self.empty_state.open_file_button,
             self.empty_state.sample_button, self.rescan_button, self.open_button,
             self.open_file_button, self.scan_progress.stop_button, self.class_table, s.val_spin,
-            s.test_spin, s.seed_spin, s.min_spin, self.grid.filter_combo, self.grid.view,
+            s.test_spin, s.seed_spin, s.min_spin, c.group_combo, c.pattern_edit, c.window_combo,
+            self.grid.filter_combo, self.grid.view,
             t.source.text_combo, t.source.label_combo, t.source.view, t.examples.filter_combo,
             t.examples.table, self.problem_list, self.continue_button,
         ]  # fmt: skip

@@ -6,7 +6,7 @@ thread only looks at file name suffixes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from engine import Table, Task
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl")
-TABLE_FILTER = "Text tables (*.csv *.tsv *.jsonl);;All files (*)"
+TABLE_FILTER = "Text tables or image manifests (*.csv *.tsv *.jsonl);;All files (*)"
 
 
 def is_table_file(path: str | Path) -> bool:
@@ -26,10 +26,12 @@ def is_table_file(path: str | Path) -> bool:
 
 
 def detect_modality(path: str | Path) -> str:
-    """ "text" or "image" for a dataset source (reads the folder: call it in a worker)."""
-    if is_table_file(path):
-        return "text"  # also when it is missing: the text scan's sentence says so
+    """ "text" or "image" for a dataset source (reads the folder: call it in a worker). A .csv
+    whose header names ``file`` and ``label`` is a manifest of images."""
     from engine import detect_modality as engine_detect
+
+    if is_table_file(path) and not Path(path).is_file():
+        return "text"  # a missing table: the text scan's sentence says so
 
     return str(engine_detect(path))
 
@@ -52,6 +54,30 @@ class SourceScan:
     index: Any | None
     table: Table | None = None
     error: str = ""
+    #: some of its images are DICOM files (the page then offers the DICOM window)
+    dicom: bool = False
+
+
+DICOM_SUFFIXES = (".dcm", ".dicom")
+#: at most this many file heads are read to tell whether a scan holds DICOM files
+DICOM_SNIFF = 200
+_DICOM_HEAD = 132  # the 128-byte preamble and "DICM"
+
+
+def has_dicom(paths: Sequence[str]) -> bool:
+    """Whether any of ``paths`` is a DICOM file: by name, else by the first bytes of up to
+    DICOM_SNIFF of them (call in a worker; unreadable files count as not DICOM)."""
+    if any(p.lower().endswith(DICOM_SUFFIXES) for p in paths):
+        return True
+    from engine import FileReadError, is_dicom, read_head
+
+    for path in paths[:DICOM_SNIFF]:
+        try:
+            if is_dicom(read_head(path, _DICOM_HEAD)):
+                return True
+        except (OSError, FileReadError):
+            continue
+    return False
 
 
 def scan_source_job(
@@ -61,17 +87,32 @@ def scan_source_job(
     text_column: str = "",
     label_column: str = "",
     read_table: bool = True,
+    group_by: str = "",
 ) -> Callable[[Task], SourceScan]:
     """The background job of one scan (engine.data is imported in the worker, not the GUI);
-    image scans report their counts on the task and stop when it is cancelled."""
+    image scans report their counts on the task and stop when it is cancelled. ``group_by``
+    (data.group_by) gives images their patients and the leakage checks, as ``refit scan
+    --group-by`` does."""
 
     def job(task: Task) -> SourceScan:
-        from engine import scan_folder
+        from engine import scan_folder, scan_image_source
 
         views = views_of(detect_modality(path))
         if not views.text_views:
-            index = scan_folder(path, min_per_class=min_per_class, task=task)
-            return SourceScan(path=path, modality=views.name, index=index)
+            # A folder is scanned as before; the patients and leakage checks come on top. A
+            # manifest .csv is the image scan's own business.
+            found = (
+                None
+                if is_table_file(path)
+                else scan_folder(path, min_per_class=min_per_class, task=task)
+            )
+            index = scan_image_source(
+                path, min_per_class=min_per_class, group_by=group_by, task=task, index=found
+            )
+            dicom = has_dicom(
+                [s.path for s in index.samples] + [p.path for p in index.problems if p.path]
+            )
+            return SourceScan(path=path, modality=views.name, index=index, dicom=dicom)
         return _scan_text(path, min_per_class, text_column, label_column, read_table, task)
 
     return job

@@ -42,6 +42,7 @@ class SplitSettingsWidget(QGroupBox):
         self._splits: set[str] = set()
         self._unit = "images"
         self._is_file = False
+        self._grouped = False
         form = QFormLayout(self)
 
         self.mode_label = QLabel()
@@ -83,6 +84,11 @@ class SplitSettingsWidget(QGroupBox):
         self.min_spin.setSuffix(f" {unit}")
         self.set_folder_splits(self._splits)
 
+    def set_grouped(self, grouped: bool) -> None:
+        """The images have patients: the split keeps each patient's images on one side."""
+        self._grouped = grouped
+        self.set_folder_splits(self._splits)
+
     def set_folder_splits(self, splits: set[str]) -> None:
         """The split folders the dataset has ({"train", "val"}, ...); empty for a flat folder."""
         self._splits = set(splits)
@@ -106,6 +112,8 @@ class SplitSettingsWidget(QGroupBox):
                 f"{what}, so each class is split by the shares below (the same seed always "
                 "gives the same split)."
             )
+            if self._grouped:
+                text += " Each patient's images stay on one side, so the shares are approximate."
         self.mode_label.setText(text)
         self._show_train_share()
 

@@ -90,6 +90,7 @@ class ThumbnailModel(QAbstractListModel):
         self._pending: set[str] = set()
         self._generation = 0
         self._class_filter: str | None = None
+        self.dicom_window: str | None = None  # the DICOM window DICOM files are shown with
         self._placeholder: tuple[int, QPixmap] | None = None
         self._broken: tuple[int, QPixmap] | None = None
 
@@ -104,6 +105,21 @@ class ThumbnailModel(QAbstractListModel):
         self._all = list(thumbs)
         self._class_filter = None
         self._refilter()
+
+    def set_window(self, window: str | None) -> None:
+        """Show DICOM files in ``window`` (a DICOM window name); the thumbnails are decoded
+        again as they are painted."""
+        if window == self.dicom_window:
+            return
+        self.dicom_window = window
+        self._generation += 1
+        self.loader.clear()
+        self._pending.clear()
+        self.cache.clear()
+        if self._rows:
+            self.dataChanged.emit(
+                self.index(0), self.index(len(self._rows) - 1), [Qt.ItemDataRole.DecorationRole]
+            )
 
     def set_class_filter(self, class_name: str | None) -> None:
         if class_name != self._class_filter:
@@ -164,7 +180,9 @@ class ThumbnailModel(QAbstractListModel):
             return pixmap
         if path not in self._pending:
             self._pending.add(path)
-            self.loader.request(path, self.size, self._generation, square=True)
+            self.loader.request(
+                path, self.size, self._generation, square=True, window=self.dicom_window
+            )
         return self.placeholder()
 
     def _on_loader_loaded(
