@@ -16,16 +16,22 @@ class _LoaderSignals(QObject):
 
 class _DecodeRunnable(QRunnable):
     def __init__(
-        self, path: str, size: int, token: int, square: bool, signals: _LoaderSignals
+        self,
+        path: str,
+        size: int,
+        token: int,
+        square: bool,
+        signals: _LoaderSignals,
+        window: str | None = None,
     ) -> None:
         super().__init__()
         self.path, self.size, self.token, self.square = path, size, token, square
-        self.signals = signals
+        self.signals, self.window = signals, window
 
     def run(self) -> None:
         image, sentence = None, ""
         try:
-            image = decode_for_display(self.path, self.size, square=self.square)
+            image = decode_for_display(self.path, self.size, square=self.square, window=self.window)
         except Exception as exc:  # ImageError reads as a sentence; anything else is named
             from engine import ImageError
 
@@ -33,9 +39,13 @@ class _DecodeRunnable(QRunnable):
         self.signals.loaded.emit(self.path, self.size, self.token, image, sentence)
 
 
-def decode_for_display(path: str, size: int, *, square: bool = False) -> QImage:
+def decode_for_display(
+    path: str, size: int, *, square: bool = False, window: str | None = None
+) -> QImage:
     """The image at ``path`` fitted into ``size`` x ``size`` pixels (call off the GUI thread);
-    ``square`` centres it on a transparent square, so a grid of them lines up.
+    ``square`` centres it on a transparent square, so a grid of them lines up. ``window``: the
+    DICOM window to show it with (a run's ``data.dicom_window``; None: the file's own), passed
+    explicitly so a run training in another thread never changes what a page shows.
 
     An image that uses a narrow part of its intensity range (a thresholded export with a few grey
     levels looks black) is shown stretched, as data.intensity 'auto' trains on it."""
@@ -43,7 +53,7 @@ def decode_for_display(path: str, size: int, *, square: bool = False) -> QImage:
 
     from engine import IntensityStretch, image_stats, load_image
 
-    picture = ImageOps.contain(load_image(path, min_size=size), (size, size))
+    picture = ImageOps.contain(load_image(path, min_size=size, window=window), (size, size))
     if image_stats(picture).narrow:
         picture = IntensityStretch()(picture)
     data = picture.tobytes("raw", "RGB")
@@ -77,8 +87,18 @@ class ImageLoader(QObject):
         self._signals.loaded.connect(self._on_signals_loaded)
         self._priority = itertools.count()
 
-    def request(self, path: str, size: int, token: int = 0, *, square: bool = False) -> None:
-        runnable = _DecodeRunnable(path, size, token, square, self._signals)
+    def request(
+        self,
+        path: str,
+        size: int,
+        token: int = 0,
+        *,
+        square: bool = False,
+        window: str | None = None,
+    ) -> None:
+        """Decode ``path`` for ``size`` in the pool (DICOM files with ``window``; None: the
+        file's own); the result arrives as ``loaded``."""
+        runnable = _DecodeRunnable(path, size, token, square, self._signals, window)
         self._pool.start(runnable, min(next(self._priority), 2**31 - 1))
 
     def clear(self) -> None:

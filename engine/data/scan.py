@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.data.classes import keep_classes
-from engine.data.dicom import is_dicom, is_volume_name
+from engine.data.dicom import DEFAULT_WINDOW, is_dicom, is_volume_name
 from engine.data.images import IMAGE_EXTENSIONS, decode_image, volume_error
 from engine.data.index import DatasetIndex, Sample
 from engine.data.intensity import IntensityReport, IntensityStats, image_stats
@@ -63,8 +63,12 @@ def scan_folder(
     min_per_class: int = 2,
     task: Task | None = None,
     workers: int | None = None,
+    window: str = DEFAULT_WINDOW,
 ) -> DatasetIndex:
     """Index the images under ``root``; every file is decoded once to prove it is usable.
+
+    DICOM files are decoded with ``window`` (a run's ``data.dicom_window``), so the intensity
+    statistics are those of the pixels the run will see.
 
     Raises DatasetError when ``root`` is missing, not a folder or unreadable, and Cancelled when
     ``task`` is cancelled; everything else is reported in ``DatasetIndex.problems``. The task's
@@ -95,7 +99,7 @@ def scan_folder(
             for sub in safe.entries(entry.path):
                 _visit(walk, safe, sub, split, safe.kind(sub))
 
-    digests = _check_files(walk, root_path, task, workers)
+    digests = _check_files(walk, root_path, task, workers, window=window)
     samples, review_problems = review_samples(walk.candidates, digests)
     walk.problems.extend(review_problems)
     return _finish(root_path, walk, samples, min_per_class, has_splits=bool(split_dirs))
@@ -189,7 +193,7 @@ _STATS_SIDE = 64
 _Checked = tuple[str | None, Problem | None, IntensityStats | None]
 
 
-def _check_file(path: str, rel: str) -> _Checked:
+def _check_file(path: str, rel: str, window: str = DEFAULT_WINDOW) -> _Checked:
     """Read, hash and decode one file: (digest, None, pixel statistics) or (None, problem, None).
 
     The statistics come from the picture decoded anyway (JPEGs at a reduced scale): no second
@@ -201,7 +205,7 @@ def _check_file(path: str, rel: str) -> _Checked:
     try:
         # JPEGs are decoded at a reduced scale, but never below a 64-pixel short side: the
         # intensity statistics of a few dozen averaged pixels would call a photo flat.
-        image = decode_image(data, rel, min_size=_STATS_SIDE)
+        image = decode_image(data, rel, min_size=_STATS_SIDE, window=window)
     except ImageError as exc:
         return None, file_problem(rel, path, exc.kind, exc.reason), None
     return hashlib.blake2b(data, digest_size=16).hexdigest(), None, image_stats(image)
@@ -212,8 +216,11 @@ def _check_files(
     root: Path,
     task: Task,
     workers: int | None,
+    *,
+    window: str = DEFAULT_WINDOW,
 ) -> list[str | None]:
-    """Digest of every candidate (None when unusable; its problem is added to ``walk``)."""
+    """Digest of every candidate (None when unusable; its problem is added to ``walk``); DICOM
+    files decoded with ``window``."""
     items = walk.candidates
     total = len(items)
     results: list[_Checked] = [(None, None, None)] * total
@@ -222,7 +229,7 @@ def _check_files(
     if n_workers <= 1:
         for i, c in enumerate(items):
             task.check_cancelled()
-            results[i] = _check_file(c.path, c.rel)
+            results[i] = _check_file(c.path, c.rel, window)
             reporter.update(i + 1)
     else:
         # A bounded window of files in flight: cancel stays quick and wait() stays cheap.
@@ -234,7 +241,7 @@ def _check_files(
             while done < total:
                 while next_i < total and len(pending) < window:
                     c = items[next_i]
-                    pending[pool.submit(_check_file, c.path, c.rel)] = next_i
+                    pending[pool.submit(_check_file, c.path, c.rel, window)] = next_i
                     next_i += 1
                 finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                 task.check_cancelled()

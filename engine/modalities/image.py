@@ -59,14 +59,21 @@ class ImageModality:
         *,
         task: Task | None,
     ) -> Any:
+        from engine.data.manifest import is_image_manifest
+        from engine.data.scan import scan_folder
+
         staged = as_task(task)
         path, least = config.data.path, config.data.min_per_class
+        # The scan decodes DICOM files with the run's window (its intensity statistics are those
+        # of the pixels the run trains on); nothing process-wide is set.
+        window = str(config.data.dicom_window)
+        index = None
+        if not is_image_manifest(path):
+            index = prefetch.take_index(path, min_per_class=least, window=window, task=staged)
+            if index is None:
+                index = scan_folder(path, min_per_class=least, task=staged, window=window)
         return scan_image_source(
-            path,
-            min_per_class=least,
-            group_by=config.data.group_by,
-            task=staged,
-            index=prefetch.take_index(path, min_per_class=least, task=staged),
+            path, min_per_class=least, group_by=config.data.group_by, task=staged, index=index
         )
 
     def rows(self, samples: Sequence[Any]) -> list[list]:
@@ -143,14 +150,12 @@ class ImageModality:
         import dataclasses
 
         from engine.data import build_transform
-        from engine.data.dicom import set_default_window
         from engine.data.intensity import stored_intensity
 
         # The run's resolved intensity stretch and DICOM window: prediction, evaluation, Try it
-        # and export all see the pixels the model was trained on. The window is also made this
-        # process's default, for the loaders that are handed no transform.
+        # and export all see the pixels the model was trained on. The window travels in the
+        # transform (every decode of this predictor passes it), never through process state.
         window = str(predictor.config.data.dicom_window)
-        set_default_window(window)
         predictor.model.preprocess = dataclasses.replace(
             predictor.model.preprocess,
             intensity=stored_intensity(predictor.run.state()),
@@ -279,9 +284,11 @@ def _channels_last(predictor: Any, run: Any) -> None:
         predictor.channels_last = True
 
 
-def _window(predictor: Any) -> str | None:
-    """The DICOM window of a predictor's transform (None: the process's default)."""
-    return getattr(predictor.transform, "dicom_window", None)
+def _window(predictor: Any) -> str:
+    """The DICOM window of a predictor's transform (its run's ``data.dicom_window``)."""
+    from engine.data.images import window_of
+
+    return window_of(predictor.transform)
 
 
 def _image_probs(predictor: Any, paths: Sequence[str], batch_size: int, task: Task) -> Any:

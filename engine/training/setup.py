@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from engine.config import Method, RunConfig
-from engine.data.dicom import set_default_window
 from engine.events import AdviceGiven, RunStarted, StageProgressed
 from engine.files import write_json_atomic
 from engine.modalities import modality_of
@@ -64,8 +63,8 @@ def load_data(ctx: RunContext) -> RunData:
     def progress(done: int, total: int) -> None:
         ctx.emit(StageProgressed(stage="scan", done=done, total=total))
 
-    # The scan decodes DICOM files already: with the run's window, like everything after it.
-    set_default_window(str(ctx.config.data.dicom_window))
+    # The scan decodes DICOM files with the run's window (the modality's scan_for_run passes
+    # data.dicom_window), like everything after it.
     data = prepare_data(
         ctx.config, task=ctx.task.stage(0.0, 1.0, lambda p: progress(p.done, p.total))
     )
@@ -88,8 +87,7 @@ def build_run_model(ctx: RunContext) -> tuple[list[str], ParamCount]:
     modality = modality_of(model)
     if modality.has_intensity:
         ctx.intensity, why = run_intensity(cfg, data, ctx.run, resuming=ctx.resuming)
-        window = str(cfg.data.dicom_window)
-        set_default_window(window)  # a resumed run scans nothing: set here too
+        window = str(cfg.data.dicom_window)  # travels in the transforms built from this
         model.preprocess = dataclasses.replace(
             model.preprocess, intensity=ctx.intensity, dicom_window=window
         )
