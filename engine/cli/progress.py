@@ -7,6 +7,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 from engine.cli.reports import print_advice, saved_evaluation_lines
@@ -65,12 +66,30 @@ def run_with_progress(start: Any, *, quiet: bool) -> int:
             f"Best epoch {int(best['epoch']) + 1}: val_accuracy {best['val_accuracy']:.4f}, "
             f"val_loss {best['val_loss']:.4f}, val_macro_f1 {best['val_macro_f1']:.4f}"
         )
+    patients = _patients_line(result)
+    if patients:
+        print(patients)
     if getattr(result, "evaluation", ""):
         print("\n".join(saved_evaluation_lines(result.evaluation)))
     for warning in getattr(result, "warnings", ()):  # last: what the user must not miss
         print(f"Warning: {warning}")
     print(f"Run {result.status}: {result.run_dir}")
     return 0 if str(result.status) == "completed" else 1
+
+
+def _patients_line(result: Any) -> str:
+    """ "Split by patient: ..." from the run's summary.json ("" for a run without groups)."""
+    from engine.runs import RunDir
+    from engine.training.patients import patients_sentence
+
+    run_dir = getattr(result, "run_dir", "")
+    if not run_dir:
+        return ""
+    try:
+        counts = RunDir(Path(run_dir)).summary().get("patients")
+    except (OSError, ValueError):
+        return ""
+    return patients_sentence(counts) if isinstance(counts, dict) and counts else ""
 
 
 class Progress:

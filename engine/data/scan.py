@@ -233,13 +233,13 @@ def _check_files(
             reporter.update(i + 1)
     else:
         # A bounded window of files in flight: cancel stays quick and wait() stays cheap.
-        window = 4 * n_workers
+        in_flight = 4 * n_workers
         pool = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="refit-scan")
         pending: dict[Future, int] = {}
         next_i = done = 0
         try:
             while done < total:
-                while next_i < total and len(pending) < window:
+                while next_i < total and len(pending) < in_flight:
                     c = items[next_i]
                     pending[pool.submit(_check_file, c.path, c.rel, window)] = next_i
                     next_i += 1

@@ -77,12 +77,15 @@ class ImageModality:
         )
 
     def rows(self, samples: Sequence[Any]) -> list[list]:
-        return [[s.path, s.label, s.digest] for s in samples]
+        # A grouped sample keeps its salted group hash (never the raw key) as a fourth item, so
+        # an evaluation can resample patients; rows of ungrouped samples stay as before.
+        return [
+            [s.path, s.label, s.digest] + ([s.group] if s.group is not None else [])
+            for s in samples
+        ]
 
     def samples(self, rows: Sequence[Sequence[Any]], split: str) -> tuple[Any, ...]:
-        return tuple(
-            Sample(path=p, label=int(label), split=split, digest=d) for p, label, d in rows
-        )
+        return tuple(_sample(row, split) for row in rows)
 
     def check_resumable(self, data: Any, run_id: str) -> None:
         missing = [s.path for s in data.train + data.val if not Path(s.path).is_file()]
@@ -266,6 +269,21 @@ class ImageModality:
         from engine.data import build_transform
 
         exported.transform = build_transform(parts().preprocess_of(exported.manifest), train=False)
+
+
+def _sample(row: Sequence[Any], split: str) -> Sample:
+    """One image row of splits.json ([path, label, digest] or [path, label, digest, group]);
+    ValueError for a row of another length (RunData.read names the damaged file)."""
+    if len(row) not in (3, 4):
+        raise ValueError(f"an image row holds {len(row)} items, not 3 or 4")
+    group = row[3] if len(row) == 4 else None
+    return Sample(
+        path=row[0],
+        label=int(row[1]),
+        split=split,
+        digest=row[2],
+        group=None if group is None else str(group),
+    )
 
 
 def resolve_path(root: str, path: str) -> str:

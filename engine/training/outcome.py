@@ -9,6 +9,7 @@ from engine.events import RunStatus
 from engine.modalities import modality_of
 from engine.training.checkpoint_files import has_last_checkpoint
 from engine.training.context import RunContext
+from engine.training.patients import split_patients
 from engine.training.provenance import error_sentence
 
 
@@ -54,6 +55,9 @@ def summary(ctx: RunContext, status: RunStatus, error: str) -> dict[str, Any]:
         )
         if modality_of(data).has_intensity:
             result["intensity"] = ctx.intensity
+        patients = split_patients(data)
+        if patients is not None:  # split by patient: counts per split, never a key or hash
+            result["patients"] = patients
     return result
 
 

@@ -28,6 +28,7 @@ from engine.training.inputs import (
 from engine.training.loaders import auto_workers
 from engine.training.oom import free_device_memory
 from engine.training.optim import build_optimizer, build_scheduler, param_groups
+from engine.training.patients import patients_sentence, split_patients
 from engine.training.pipeline import FeaturePipeline, Pipeline
 from engine.training.provenance import environment_facts
 
@@ -58,7 +59,9 @@ def check_modality(entry: Any, data: RunData) -> None:
 def load_data(ctx: RunContext) -> RunData:
     """A resumed run's stored splits, or a new run's data scanned and split (splits.json)."""
     if ctx.resuming:
-        return load_run_data(ctx.run)
+        data = load_run_data(ctx.run)
+        _log_patients(ctx, data)
+        return data
 
     def progress(done: int, total: int) -> None:
         ctx.emit(StageProgressed(stage="scan", done=done, total=total))
@@ -73,7 +76,15 @@ def load_data(ctx: RunContext) -> RunData:
     for problem in data.problems:
         ctx.log(problem.message, level="warning")
     ctx.run.write_splits(data.to_dict())
+    _log_patients(ctx, data)
     return data
+
+
+def _log_patients(ctx: RunContext, data: RunData) -> None:
+    """A run split by patient logs its patients and images per split (counts only)."""
+    counts = split_patients(data)
+    if counts is not None:
+        ctx.log(patients_sentence(counts))
 
 
 def build_run_model(ctx: RunContext) -> tuple[list[str], ParamCount]:

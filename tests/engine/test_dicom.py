@@ -11,9 +11,9 @@ from pydicom.uid import JPEGLSLossless
 
 from engine.data import ImageError, load_image, scan_folder
 from engine.data.dicom import (
+    DEFAULT_WINDOW,
     PRESETS,
     declares_deidentified,
-    DEFAULT_WINDOW,
     decode_dicom,
     is_dicom,
 )
