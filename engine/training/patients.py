@@ -1,4 +1,5 @@
-"""Patients (groups) and images per split of a run, for its log and its summary.
+"""Patients (groups) and images per split of a run, and whether its DICOM files declared
+themselves de-identified: for its log and its summary.
 
 A run split by patient (``data.group_by``) says so in numbers a reviewer can check: how many
 patients and how many images each side holds. Only counts leave this module: the group hashes
@@ -46,3 +47,20 @@ def patients_sentence(counts: Mapping[str, Mapping[str, int]]) -> str:
             f"({images} image{'s' if images != 1 else ''}) {word}"
         )
     return "Split by patient: " + ", ".join(parts) + "."
+
+
+def dicom_record(data: Any) -> dict[str, int] | None:
+    """``{"files": 40, "declare_deidentified": 12}`` of a run's scanned data (None when it
+    holds no DICOM file, or was not scanned in this process: a resumed run)."""
+    files = int(getattr(data, "dicom_files", 0) or 0)
+    if files <= 0:
+        return None
+    return {"files": files, "declare_deidentified": int(getattr(data, "dicom_deidentified", 0))}
+
+
+def deidentified_sentence(record: Mapping[str, int]) -> str:
+    """ "12 of 40 DICOM files declare PatientIdentityRemoved=YES." for a report or a log."""
+    files, declared = int(record.get("files", 0)), int(record.get("declare_deidentified", 0))
+    verb = "declares" if declared == 1 and files == 1 else "declare"
+    noun = "file" if files == 1 else "files"
+    return f"{declared} of {files} DICOM {noun} {verb} PatientIdentityRemoved=YES."

@@ -28,7 +28,12 @@ from engine.training.inputs import (
 from engine.training.loaders import auto_workers
 from engine.training.oom import free_device_memory
 from engine.training.optim import build_optimizer, build_scheduler, param_groups
-from engine.training.patients import patients_sentence, split_patients
+from engine.training.patients import (
+    deidentified_sentence,
+    dicom_record,
+    patients_sentence,
+    split_patients,
+)
 from engine.training.pipeline import FeaturePipeline, Pipeline
 from engine.training.provenance import environment_facts
 
@@ -77,6 +82,9 @@ def load_data(ctx: RunContext) -> RunData:
         ctx.log(problem.message, level="warning")
     ctx.run.write_splits(data.to_dict())
     _log_patients(ctx, data)
+    dicom = dicom_record(data)
+    if dicom is not None:
+        ctx.log(deidentified_sentence(dicom))
     return data
 
 

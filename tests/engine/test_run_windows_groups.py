@@ -109,6 +109,32 @@ def test_patients_per_split_count_groups_and_lone_images():
     assert split_patients(SimpleNamespace(train=[s(None, 0)], val=[s(None, 1)], test=[])) is None
 
 
+def test_the_scan_counts_dicom_files_that_declare_themselves_deidentified(tmp_path):
+    from PIL import Image
+    from synthetic import make_shapes_folder
+
+    from engine.training.patients import deidentified_sentence, dicom_record
+
+    root = dicom_class_folder(tmp_path / "data", per_class=3)
+    for i in range(2):  # two more, marked; and a PNG that is not DICOM at all
+        write_dicom(
+            root / "none" / f"marked{i}.dcm",
+            disc_slice(50 + i, disc=False),
+            bits_stored=12,
+            intercept=-1024.0,
+            PatientIdentityRemoved="YES",
+        )
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(root / "disc" / "photo.png")
+    index = scan_folder(root, workers=2)
+    assert len(index.samples) == 9
+    assert (index.dicom_files, index.dicom_deidentified) == (8, 2)
+    record = dicom_record(index)
+    assert record == {"files": 8, "declare_deidentified": 2}
+    assert deidentified_sentence(record) == "2 of 8 DICOM files declare PatientIdentityRemoved=YES."
+    photos = scan_folder(make_shapes_folder(tmp_path / "shapes", per_class=2), workers=1)
+    assert photos.dicom_files == 0 and dicom_record(photos) is None
+
+
 # -- whole runs -----------------------------------------------------------------------------------
 
 
@@ -136,7 +162,11 @@ def test_two_runs_with_different_windows_each_decode_their_own_pixels(
 
     root = dicom_class_folder(tmp_path / "data", per_class=6)
     ws = str(tmp_path / "ws")
-    lung_run, _ = _train_cli(capsys, ws, root, "--dicom-window", "lung")
+    lung_run, printed = _train_cli(capsys, ws, root, "--dicom-window", "lung")
+    summary = json.loads((lung_run.path / "summary.json").read_text())
+    assert summary["dicom"] == {"files": 12, "declare_deidentified": 0}
+    # The training log's line and the end-of-run summary's.
+    assert printed.count("0 of 12 DICOM files declare PatientIdentityRemoved=YES.") == 2
     bone_run, _ = _train_cli(capsys, ws, root, "--dicom-window", "bone")
     new = write_dicom(
         tmp_path / "new.dcm", disc_slice(999, disc=True), bits_stored=12, intercept=-1024.0
