@@ -26,8 +26,7 @@ class _DecodeRunnable(QRunnable):
     ) -> None:
         super().__init__()
         self.path, self.size, self.token, self.square = path, size, token, square
-        self.signals = signals
-        self.window = window
+        self.signals, self.window = signals, window
 
     def run(self) -> None:
         image, sentence = None, ""
@@ -45,7 +44,8 @@ def decode_for_display(
 ) -> QImage:
     """The image at ``path`` fitted into ``size`` x ``size`` pixels (call off the GUI thread);
     ``square`` centres it on a transparent square, so a grid of them lines up. ``window``: the
-    DICOM window a DICOM file is shown with (None: the process's default).
+    DICOM window to show it with (a run's ``data.dicom_window``; None: the file's own), passed
+    explicitly so a run training in another thread never changes what a page shows.
 
     An image that uses a narrow part of its intensity range (a thresholded export with a few grey
     levels looks black) is shown stretched, as data.intensity 'auto' trains on it."""
@@ -96,7 +96,8 @@ class ImageLoader(QObject):
         square: bool = False,
         window: str | None = None,
     ) -> None:
-        """Decode ``path`` fitted into ``size`` pixels (DICOM files with ``window``)."""
+        """Decode ``path`` for ``size`` in the pool (DICOM files with ``window``; None: the
+        file's own); the result arrives as ``loaded``."""
         runnable = _DecodeRunnable(path, size, token, square, self._signals, window)
         self._pool.start(runnable, min(next(self._priority), 2**31 - 1))
 

@@ -7,6 +7,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 from engine.cli.reports import print_advice, saved_evaluation_lines
@@ -65,12 +66,36 @@ def run_with_progress(start: Any, *, quiet: bool) -> int:
             f"Best epoch {int(best['epoch']) + 1}: val_accuracy {best['val_accuracy']:.4f}, "
             f"val_loss {best['val_loss']:.4f}, val_macro_f1 {best['val_macro_f1']:.4f}"
         )
+    for line in _data_lines(result):
+        print(line)
     if getattr(result, "evaluation", ""):
         print("\n".join(saved_evaluation_lines(result.evaluation)))
     for warning in getattr(result, "warnings", ()):  # last: what the user must not miss
         print(f"Warning: {warning}")
     print(f"Run {result.status}: {result.run_dir}")
     return 0 if str(result.status) == "completed" else 1
+
+
+def _data_lines(result: Any) -> list[str]:
+    """What summary.json records about the data a reviewer asks for first: patients per split
+    ("Split by patient: ...") and how many DICOM files declared themselves de-identified."""
+    from engine.runs import RunDir
+    from engine.training.patients import deidentified_sentence, patients_sentence
+
+    run_dir = getattr(result, "run_dir", "")
+    if not run_dir:
+        return []
+    try:
+        summary = RunDir(Path(run_dir)).summary()
+    except (OSError, ValueError):
+        return []
+    lines = []
+    patients, dicom = summary.get("patients"), summary.get("dicom")
+    if isinstance(patients, dict) and patients:
+        lines.append(patients_sentence(patients))
+    if isinstance(dicom, dict) and dicom:
+        lines.append(deidentified_sentence(dicom))
+    return lines
 
 
 class Progress:

@@ -11,8 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from engine.data import prefetch
-from engine.data.dicom import default_window
-from engine.data.images import load_image
+from engine.data.images import load_image, window_of
 from engine.data.index import Sample
 
 
@@ -41,9 +40,9 @@ class ImageDataset(Dataset):
         self.views = int(views)
         self.epoch = 0
         self.min_size: int | None = getattr(transform, "min_size", None)
-        #: The DICOM window, fixed now so that spawned DataLoader workers (which do not share
-        #: this process's default window) decode as this process would.
-        self.dicom_window: str = getattr(transform, "dicom_window", None) or default_window()
+        #: The DICOM window of the run (its transform's), passed to every decode: nothing
+        #: process-wide, so spawned DataLoader workers and other runs' threads agree.
+        self.dicom_window: str = window_of(transform)
         #: Whether the transform draws random numbers (an evaluation transform does not; items
         #: can then be made in several threads at once).
         self.random = bool(getattr(transform, "train", True))
@@ -67,11 +66,11 @@ class ImageDataset(Dataset):
         sample = self.samples[index]
         if not self.random and self.view is not None:
             # Made by `refit train`'s prefetching child while this process started.
-            seen = prefetch.take_view(sample.path, self.view)
+            seen = prefetch.take_view(sample.path, self.view, self.dicom_window)
             if seen is not None:
                 finish = cast(Any, self.transform).finish  # an evaluation transform has one
                 return finish(seen), sample.label
-        image = prefetch.take_image(sample.path, self.min_size) or load_image(
+        image = prefetch.take_image(sample.path, self.min_size, self.dicom_window) or load_image(
             sample.path, min_size=self.min_size, window=self.dicom_window
         )
         if not self.random:

@@ -32,10 +32,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
-import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -78,8 +75,10 @@ _PREAMBLE = 128
 _MAGIC = b"DICM"
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
-_lock = threading.Lock()
-_window = "file"
+#: The window of a decode that names none: the file's own. A constant that nothing changes; a
+#: run's window travels explicitly (its transform's ``dicom_window``, the scan's ``window``), so
+#: two runs in one process (a training thread beside an evaluation) never see each other's.
+DEFAULT_WINDOW = "file"
 
 
 def is_dicom(data: bytes) -> bool:
@@ -99,34 +98,10 @@ def check_window(window: str) -> str:
     return window
 
 
-def default_window() -> str:
-    """The window this process decodes DICOM files with when a caller names none."""
-    return _window
-
-
-def set_default_window(window: str) -> None:
-    """Decode DICOM files with ``window`` from now on in this process, where a caller names no
-    window (a run's training, evaluation and prediction set it from their config)."""
-    global _window
-    with _lock:
-        _window = check_window(str(window))
-
-
-@contextmanager
-def default_window_set(window: str) -> Iterator[None]:
-    """:func:`set_default_window` for the ``with`` block, the earlier window restored after."""
-    before = default_window()
-    set_default_window(window)
-    try:
-        yield
-    finally:
-        set_default_window(before)
-
-
 def decode_dicom(data: bytes, name: str, *, window: str | None = None) -> Image.Image:
     """The RGB picture of the DICOM file ``data`` (its middle frame), windowed by ``window``
-    (None: :func:`default_window`). Raises ImageError with one sentence naming ``name``."""
-    chosen = check_window(window or default_window())
+    (None: :data:`DEFAULT_WINDOW`). Raises ImageError with one sentence naming ``name``."""
+    chosen = check_window(window or DEFAULT_WINDOW)
     ds = _read(data, name)
     array, photometric = _frame(ds, name)
     if array.ndim == 3:

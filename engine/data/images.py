@@ -17,7 +17,8 @@ Choices worth knowing:
   ``IMAGE_LIMIT`` bytes, never blocking on a named pipe or a device.
 - DICOM files (``.dcm``, ``.dicom``, or any file with the "DICM" marker at byte 128) go
   through :mod:`engine.data.dicom`: modality LUT, the run's window, MONOCHROME1 inverted.
-  ``window`` names the window; None is the process's default (a run sets it from its config).
+  ``window`` names the window; None is the file's own (``DEFAULT_WINDOW``). A run passes its
+  window to every decode (:func:`window_of` its transform): no process-wide setting exists.
 - Pillow's DecompressionBombWarning is silenced: every image past ``Image.MAX_IMAGE_PIXELS`` is
   refused with a sentence (``_refuse_bombs``), so the warning would only be noise on stderr.
 """
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from engine.data.dicom import decode_dicom, is_dicom, is_volume_name
+from engine.data.dicom import DEFAULT_WINDOW, decode_dicom, is_dicom, is_volume_name
 from engine.data.problems import ImageError, ProblemKind
 from engine.data.safe_read import IMAGE_LIMIT, FileReadError, read_capped
 
@@ -94,7 +95,7 @@ def load_image(
 
     ``min_size``: the caller resizes so the short side is at least this; JPEGs are then decoded
     at a reduced scale that still leaves the short side >= ``min_size`` (much faster on photos).
-    ``window``: the DICOM window (engine.data.dicom.WINDOWS; None: the process's default).
+    ``window``: the DICOM window (engine.data.dicom.WINDOWS; None: the file's own).
     Raises ImageError with a sentence naming the file.
     """
     name = str(path)
@@ -125,6 +126,13 @@ def decode_image(
     except Exception as exc:  # image decoders raise many types on bad input
         kind, reason = classify_error(exc, data)
         raise ImageError(f"{name} {reason}.", kind, reason) from exc
+
+
+def window_of(transform: object) -> str:
+    """The DICOM window a transform carries (its run's ``data.dicom_window``), or
+    :data:`~engine.data.dicom.DEFAULT_WINDOW` for one that carries none: every decode for a run
+    names the run's window, so no run depends on (or changes) what another run decodes with."""
+    return getattr(transform, "dicom_window", None) or DEFAULT_WINDOW
 
 
 def volume_error(name: str) -> ImageError:

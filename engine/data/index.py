@@ -35,6 +35,10 @@ class DatasetIndex:
     # Pairs of paths of near-duplicate images (resized or re-encoded copies) that the split keeps
     # on one side; found when groups are in use and there are no split folders.
     twins: tuple[tuple[str, str], ...] = ()
+    # Usable DICOM files among the samples, and how many of them declare themselves
+    # de-identified (PatientIdentityRemoved YES), for the run's record and its report.
+    dicom_files: int = 0
+    dicom_deidentified: int = 0
 
     def class_counts(self) -> dict[str, dict[str, int]]:
         """Usable images per class: ``{"all": {...}}``, or one entry per split folder."""

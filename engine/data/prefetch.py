@@ -38,7 +38,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from engine.data.dicom import set_default_window
+from engine.data.dicom import DEFAULT_WINDOW
 from engine.data.images import load_image
 from engine.data.index import DatasetIndex
 from engine.data.intensity import PERCENTILE, resolve_intensity
@@ -49,7 +49,7 @@ from engine.task import Cancelled, Progress, Task
 
 CAP_BYTES = 768 * 2**20
 _CHUNK = 16  # images per message: the run can use the first ones before the child is done
-_Key = tuple[str, int]
+_Key = tuple[str, int, str]  # root, min_per_class, DICOM window
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +60,9 @@ class _Entry:
     length: int
 
 
-def _key(root: str | Path, min_per_class: int) -> _Key:
-    return os.path.abspath(Path(root).expanduser()), int(min_per_class)
+def _key(root: str | Path, min_per_class: int, window: str) -> _Key:
+    """A child is found by what it was asked for: another run's window never takes its scan."""
+    return os.path.abspath(Path(root).expanduser()), int(min_per_class), str(window)
 
 
 class _Child:
@@ -151,7 +152,7 @@ def start(
     min_size: int,
     view: EvalView | None = None,
     intensity: str = "off",
-    dicom_window: str = "file",
+    dicom_window: str = DEFAULT_WINDOW,
 ) -> bool:
     """Fork a child that scans ``root``, decodes its images for ``min_size`` and, given
     ``view``, makes that view of each (its stretch decided by ``intensity`` and the scan, as a
@@ -160,7 +161,7 @@ def start(
     (no threads may run yet)."""
     if not possible() or threading.active_count() > 1:
         return False
-    key = _key(root, min_per_class)
+    key = _key(root, min_per_class, dicom_window)
     with _lock:
         if key in _children:
             return True
@@ -176,7 +177,6 @@ def start(
     pid = os.fork()
     if pid == 0:  # the child: never returns
         recv_end.close()
-        set_default_window(dicom_window)  # the child's scan and decoding, as the run's
         _child_main(parent, key, min_size, view, intensity, send_end, fd)
     send_end.close()
     with _lock:
@@ -214,7 +214,7 @@ def _child_main(
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl+C ends the child at once
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         _die_with(parent)
-        root, min_per_class = key
+        root, min_per_class, window = key
         # Every core but the one the parent's imports keep busy (a large folder on a many-core
         # machine must not scan slower than the run itself would have).
         workers = max(1, (os.cpu_count() or 1) - 1)
@@ -223,13 +223,15 @@ def _child_main(
             conn.send(("progress", (p.done, p.total)))
 
         task = Task(progress, rate_hz=0)
-        index = scan_folder(root, min_per_class=min_per_class, workers=workers, task=task)
+        index = scan_folder(
+            root, min_per_class=min_per_class, workers=workers, task=task, window=window
+        )
         conn.send(("index", index))
         if view is not None:
             stretch = resolve_intensity(intensity, index.intensity) == PERCENTILE
             view = dataclasses.replace(view, stretch=stretch)
             conn.send(("view", view))
-        _decode(index, min_size, view, conn, fd)
+        _decode(index, min_size, view, window, conn, fd)
         conn.send(("done", None))
     except BaseException:
         code = 1
@@ -239,13 +241,15 @@ def _child_main(
         os._exit(code)
 
 
-def _decode(index: DatasetIndex, min_size: int, view: EvalView | None, conn, fd: int) -> None:
+def _decode(
+    index: DatasetIndex, min_size: int, view: EvalView | None, window: str, conn, fd: int
+) -> None:
     offset = 0
     chunk: dict[str, _Entry] = {}
     with os.fdopen(fd, "wb", closefd=False) as out:
         for sample in index.samples:
             try:
-                image = load_image(sample.path, min_size=min_size)
+                image = load_image(sample.path, min_size=min_size, window=window)
             except ImageError:
                 continue  # the run meets the same file and says what is wrong with it
             if view is not None:
@@ -269,12 +273,14 @@ def take_index(
     root: str | Path,
     *,
     min_per_class: int,
+    window: str = DEFAULT_WINDOW,
     task: Task | None = None,
 ) -> DatasetIndex | None:
-    """The child's scan of ``root`` (waiting for it), or None when there is no usable one; its
-    progress goes to ``task.report``. Raises Cancelled when ``task`` is cancelled while waiting."""
+    """The child's scan of ``root`` with DICOM ``window`` (waiting for it), or None when there is
+    no usable one; its progress goes to ``task.report``. Raises Cancelled when ``task`` is
+    cancelled while waiting."""
     with _lock:
-        child = _children.get(_key(root, min_per_class))
+        child = _children.get(_key(root, min_per_class, window))
     if child is None:
         return None
     shown = (0, 0)
@@ -297,16 +303,20 @@ def take_index(
     return index
 
 
-def take_image(path: str, min_size: int | None) -> Image.Image | None:
-    """The child's decoding of ``path`` for ``min_size`` (each image is handed out once), or
-    None. The first call stops a child that is still decoding."""
-    return _take(path, lambda child: child.min_size == min_size and child.view is None)
+def take_image(path: str, min_size: int | None, window: str = DEFAULT_WINDOW) -> Image.Image | None:
+    """The child's decoding of ``path`` for ``min_size`` and DICOM ``window`` (each image is
+    handed out once), or None. The first call stops a child that is still decoding."""
+    return _take(
+        path,
+        lambda child: child.min_size == min_size and child.view is None and child.key[2] == window,
+    )
 
 
-def take_view(path: str, view: EvalView) -> Image.Image | None:
-    """``view`` of ``path`` as the child made it (each image is handed out once), or None when
-    it made no view or another one. The first call stops a child that is still decoding."""
-    return _take(path, lambda child: child.view == view)
+def take_view(path: str, view: EvalView, window: str = DEFAULT_WINDOW) -> Image.Image | None:
+    """``view`` of ``path`` as the child made it with DICOM ``window`` (each image is handed out
+    once), or None when it made no view or another one. The first call stops a child that is
+    still decoding."""
+    return _take(path, lambda child: child.view == view and child.key[2] == window)
 
 
 def _take(path: str, wanted: Callable[[_Child], bool]) -> Image.Image | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.data.classes import keep_classes
-from engine.data.dicom import is_dicom, is_volume_name
+from engine.data.dicom import DEFAULT_WINDOW, declares_deidentified, is_dicom, is_volume_name
 from engine.data.images import IMAGE_EXTENSIONS, decode_image, volume_error
 from engine.data.index import DatasetIndex, Sample
 from engine.data.intensity import IntensityReport, IntensityStats, image_stats
@@ -55,6 +55,8 @@ class _Walk:
     problems: list[Problem] = field(default_factory=list)
     folders: dict[tuple[str | None, str], str] = field(default_factory=dict)  # -> folder path
     stats: dict[str, IntensityStats] = field(default_factory=dict)  # digest -> pixel statistics
+    # digest of each DICOM file -> whether it declares PatientIdentityRemoved YES
+    deidentified: dict[str, bool] = field(default_factory=dict)
 
 
 def scan_folder(
@@ -63,8 +65,12 @@ def scan_folder(
     min_per_class: int = 2,
     task: Task | None = None,
     workers: int | None = None,
+    window: str = DEFAULT_WINDOW,
 ) -> DatasetIndex:
     """Index the images under ``root``; every file is decoded once to prove it is usable.
+
+    DICOM files are decoded with ``window`` (a run's ``data.dicom_window``), so the intensity
+    statistics are those of the pixels the run will see.
 
     Raises DatasetError when ``root`` is missing, not a folder or unreadable, and Cancelled when
     ``task`` is cancelled; everything else is reported in ``DatasetIndex.problems``. The task's
@@ -95,7 +101,7 @@ def scan_folder(
             for sub in safe.entries(entry.path):
                 _visit(walk, safe, sub, split, safe.kind(sub))
 
-    digests = _check_files(walk, root_path, task, workers)
+    digests = _check_files(walk, root_path, task, workers, window=window)
     samples, review_problems = review_samples(walk.candidates, digests)
     walk.problems.extend(review_problems)
     return _finish(root_path, walk, samples, min_per_class, has_splits=bool(split_dirs))
@@ -186,25 +192,29 @@ def _stray(walk: _Walk, root: Path, entry: os.DirEntry, what: str) -> None:
 
 
 _STATS_SIDE = 64
-_Checked = tuple[str | None, Problem | None, IntensityStats | None]
+_Checked = tuple[str | None, Problem | None, IntensityStats | None, bool | None]
 
 
-def _check_file(path: str, rel: str) -> _Checked:
-    """Read, hash and decode one file: (digest, None, pixel statistics) or (None, problem, None).
+def _check_file(path: str, rel: str, window: str = DEFAULT_WINDOW) -> _Checked:
+    """Read, hash and decode one file: (digest, None, pixel statistics, de-identified) or
+    (None, problem, None, None); de-identified is None for a file that is not DICOM, else
+    whether it declares PatientIdentityRemoved YES.
 
     The statistics come from the picture decoded anyway (JPEGs at a reduced scale): no second
     pass over the folder."""
     try:
         data = read_capped(path, IMAGE_LIMIT, what="image")
     except FileReadError as exc:
-        return None, file_problem(rel, path, exc.kind, exc.reason), None
+        return None, file_problem(rel, path, exc.kind, exc.reason), None, None
     try:
         # JPEGs are decoded at a reduced scale, but never below a 64-pixel short side: the
         # intensity statistics of a few dozen averaged pixels would call a photo flat.
-        image = decode_image(data, rel, min_size=_STATS_SIDE)
+        image = decode_image(data, rel, min_size=_STATS_SIDE, window=window)
     except ImageError as exc:
-        return None, file_problem(rel, path, exc.kind, exc.reason), None
-    return hashlib.blake2b(data, digest_size=16).hexdigest(), None, image_stats(image)
+        return None, file_problem(rel, path, exc.kind, exc.reason), None, None
+    declared = declares_deidentified(data) if is_dicom(data) else None
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    return digest, None, image_stats(image), declared
 
 
 def _check_files(
@@ -212,29 +222,32 @@ def _check_files(
     root: Path,
     task: Task,
     workers: int | None,
+    *,
+    window: str = DEFAULT_WINDOW,
 ) -> list[str | None]:
-    """Digest of every candidate (None when unusable; its problem is added to ``walk``)."""
+    """Digest of every candidate (None when unusable; its problem is added to ``walk``); DICOM
+    files decoded with ``window``."""
     items = walk.candidates
     total = len(items)
-    results: list[_Checked] = [(None, None, None)] * total
+    results: list[_Checked] = [(None, None, None, None)] * total
     reporter = _Progress(task, total)
     n_workers = min(8, os.cpu_count() or 1) if workers is None else workers
     if n_workers <= 1:
         for i, c in enumerate(items):
             task.check_cancelled()
-            results[i] = _check_file(c.path, c.rel)
+            results[i] = _check_file(c.path, c.rel, window)
             reporter.update(i + 1)
     else:
         # A bounded window of files in flight: cancel stays quick and wait() stays cheap.
-        window = 4 * n_workers
+        in_flight = 4 * n_workers
         pool = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="refit-scan")
         pending: dict[Future, int] = {}
         next_i = done = 0
         try:
             while done < total:
-                while next_i < total and len(pending) < window:
+                while next_i < total and len(pending) < in_flight:
                     c = items[next_i]
-                    pending[pool.submit(_check_file, c.path, c.rel)] = next_i
+                    pending[pool.submit(_check_file, c.path, c.rel, window)] = next_i
                     next_i += 1
                 finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                 task.check_cancelled()
@@ -246,12 +259,14 @@ def _check_files(
             # On cancel or Ctrl+C, return at once: queued files are dropped and the few in
             # flight (each a regular file under the size cap) finish on their own.
             pool.shutdown(wait=False, cancel_futures=True)
-    for digest, problem, stats in results:
+    for digest, problem, stats, declared in results:
         if problem is not None:
             walk.problems.append(problem)
         if digest is not None and stats is not None:
             walk.stats[digest] = stats
-    return [digest for digest, _, _ in results]
+        if digest is not None and declared is not None:
+            walk.deidentified[digest] = declared
+    return [digest for digest, _, _, _ in results]
 
 
 class _Progress:
@@ -301,6 +316,7 @@ def _finish(
     notice = intensity.problem(example)
     if notice is not None:
         problems.append(notice)
+    declared = [walk.deidentified[s.digest] for s in final if s.digest in walk.deidentified]
     return DatasetIndex(
         root=str(root),
         classes=tuple(kept),
@@ -308,6 +324,8 @@ def _finish(
         problems=tuple(problems),
         has_splits=has_splits,
         intensity=intensity,
+        dicom_files=len(declared),
+        dicom_deidentified=sum(declared),
     )
 
 

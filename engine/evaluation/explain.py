@@ -131,6 +131,7 @@ def image_heatmaps(
     and is checked before the first image and between batches (raising Cancelled).
     """
     from engine.data import load_image
+    from engine.data.images import window_of
 
     task = as_task(task)
     task.check_cancelled()
@@ -147,10 +148,11 @@ def image_heatmaps(
         raise ExplainError(can_explain(predictor))
     view = predictor.transform.view  # what the model sees, before it becomes a tensor
     min_size = getattr(predictor.transform, "min_size", None)
+    window = window_of(predictor.transform)  # the run's DICOM window
     out: list[Heatmap] = []
     for batch in _batched([str(p) for p in paths], _BATCH):
         task.check_cancelled()
-        originals = [load_image(p, min_size=min_size) for p in batch]
+        originals = [load_image(p, min_size=min_size, window=window) for p in batch]
         seen = [view(im) for im in originals]
         x = torch.stack([predictor.transform.finish(im) for im in seen]).to(predictor.device)
         cams, targets, probs = _grad_cam(predictor.model, spot, x, target)

@@ -180,13 +180,16 @@ def classify_images(
     batch_size: int = 32,
 ) -> list[Prediction]:
     """Decode and transform image files in batches and classify them with ``probs_of``;
-    unreadable files get an error sentence instead of a crash."""
+    unreadable files get an error sentence instead of a crash. DICOM files are decoded with the
+    window the transform carries (its run's or export's), never a process-wide one."""
     from engine.data import ImageError, load_image
+    from engine.data.images import window_of
 
     names = [str(p) for p in paths]
     results: dict[str, Prediction] = {}
     batch: list[tuple[str, torch.Tensor]] = []
     min_size = getattr(transform, "min_size", None)
+    window = window_of(transform)
 
     def flush() -> None:
         if not batch:
@@ -198,7 +201,7 @@ def classify_images(
 
     for p in names:
         try:
-            image = load_image(p, min_size=min_size)
+            image = load_image(p, min_size=min_size, window=window)
         except (ImageError, OSError) as exc:
             results[p] = Prediction(path=p, error=str(exc))
             continue

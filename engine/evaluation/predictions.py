@@ -207,6 +207,23 @@ def split_predictions(
     )
 
 
+def split_groups(run: RunDir, preds: SplitPredictions) -> list[str] | None:
+    """The salted group (patient) hash of each example of ``preds``, in its order, from the
+    run's splits.json; None when the run has no groups (or its split no longer matches the
+    predictions). An example without a group is a group of its own. Only hashes: raw keys never
+    reach a run folder."""
+    try:
+        samples = getattr(split_data(run), preds.split, ())
+    except (PredictionError, OSError, ValueError):
+        return None
+    groups = [getattr(s, "group", None) for s in samples]
+    if not any(g is not None for g in groups):
+        return None
+    if tuple(s.digest for s in samples) != tuple(preds.digests):
+        return None
+    return [g if g is not None else f"image {i}" for i, g in enumerate(groups)]
+
+
 def check_split(run: RunDir, split: str, *, allow_test: bool) -> None:
     """Raise for an unknown split, TestSplitLocked for a locked test split, and RunFileError for
     a run with a damaged file (saved predictions could otherwise hide it)."""

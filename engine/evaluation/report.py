@@ -34,6 +34,7 @@ from engine.evaluation.predictions import (
     load_predictions,
     predictions_path,
     saved_predictions,
+    split_groups,
 )
 from engine.files import read_json_object, write_json_atomic
 from engine.runs import RunDir
@@ -373,7 +374,12 @@ def save_evaluation(
     positive: str | None = None,
     groups: Sequence[str] | None = None,
 ) -> Evaluation:
-    """Evaluate ``preds`` and write runs/<id>/evaluation/<split>.json (atomically)."""
+    """Evaluate ``preds`` and write runs/<id>/evaluation/<split>.json (atomically).
+
+    ``groups`` None: the run's own patient groups (the salted hashes of splits.json), so the
+    bootstrap intervals resample patients, not images, whenever the run was split by group."""
+    if groups is None:
+        groups = split_groups(run, preds)
     result = evaluate(preds, positive=positive, groups=groups)
     write_json_atomic(evaluation_path(run, preds.split), result.to_dict())
     return result

@@ -98,13 +98,11 @@ class ExportedModel:
         def probs_of(images: torch.Tensor) -> np.ndarray:
             return softmax(self.runtime.logits((images,)))
 
-        from engine.data.dicom import default_window_set
-
-        # DICOM files decode with the window the model was trained with (refit_model.json).
-        with default_window_set(getattr(self.transform, "dicom_window", None) or "file"):
-            return classify_images(
-                paths, self.transform, probs_of, self.classes, top_k=top_k, batch_size=batch_size
-            )
+        # DICOM files decode with the window the model was trained with (refit_model.json),
+        # which the transform carries to classify_images.
+        return classify_images(
+            paths, self.transform, probs_of, self.classes, top_k=top_k, batch_size=batch_size
+        )
 
 
 def preprocess_of(manifest: dict[str, Any]) -> Any:
@@ -169,10 +167,10 @@ def _runtime(folder: Path, manifest: dict[str, Any], prefer: str | None) -> Any:
 def _dicom_window(value: Any) -> str:
     """refit_model.json's DICOM window ("file" when it has none; ValueError for an unknown
     one, which preprocess_of turns into its sentence)."""
-    from engine.data.dicom import WINDOWS
+    from engine.data.dicom import DEFAULT_WINDOW, WINDOWS
 
     if value is None:
-        return "file"
+        return DEFAULT_WINDOW
     if value not in WINDOWS:
         raise ValueError(f"its DICOM window {value!r} is unknown to this version")
     return str(value)

@@ -59,23 +59,33 @@ class ImageModality:
         *,
         task: Task | None,
     ) -> Any:
+        from engine.data.manifest import is_image_manifest
+        from engine.data.scan import scan_folder
+
         staged = as_task(task)
         path, least = config.data.path, config.data.min_per_class
+        # The scan decodes DICOM files with the run's window (its intensity statistics are those
+        # of the pixels the run trains on); nothing process-wide is set.
+        window = str(config.data.dicom_window)
+        index = None
+        if not is_image_manifest(path):
+            index = prefetch.take_index(path, min_per_class=least, window=window, task=staged)
+            if index is None:
+                index = scan_folder(path, min_per_class=least, task=staged, window=window)
         return scan_image_source(
-            path,
-            min_per_class=least,
-            group_by=config.data.group_by,
-            task=staged,
-            index=prefetch.take_index(path, min_per_class=least, task=staged),
+            path, min_per_class=least, group_by=config.data.group_by, task=staged, index=index
         )
 
     def rows(self, samples: Sequence[Any]) -> list[list]:
-        return [[s.path, s.label, s.digest] for s in samples]
+        # A grouped sample keeps its salted group hash (never the raw key) as a fourth item, so
+        # an evaluation can resample patients; rows of ungrouped samples stay as before.
+        return [
+            [s.path, s.label, s.digest] + ([s.group] if s.group is not None else [])
+            for s in samples
+        ]
 
     def samples(self, rows: Sequence[Sequence[Any]], split: str) -> tuple[Any, ...]:
-        return tuple(
-            Sample(path=p, label=int(label), split=split, digest=d) for p, label, d in rows
-        )
+        return tuple(_sample(row, split) for row in rows)
 
     def check_resumable(self, data: Any, run_id: str) -> None:
         missing = [s.path for s in data.train + data.val if not Path(s.path).is_file()]
@@ -143,14 +153,12 @@ class ImageModality:
         import dataclasses
 
         from engine.data import build_transform
-        from engine.data.dicom import set_default_window
         from engine.data.intensity import stored_intensity
 
         # The run's resolved intensity stretch and DICOM window: prediction, evaluation, Try it
-        # and export all see the pixels the model was trained on. The window is also made this
-        # process's default, for the loaders that are handed no transform.
+        # and export all see the pixels the model was trained on. The window travels in the
+        # transform (every decode of this predictor passes it), never through process state.
         window = str(predictor.config.data.dicom_window)
-        set_default_window(window)
         predictor.model.preprocess = dataclasses.replace(
             predictor.model.preprocess,
             intensity=stored_intensity(predictor.run.state()),
@@ -263,6 +271,21 @@ class ImageModality:
         exported.transform = build_transform(parts().preprocess_of(exported.manifest), train=False)
 
 
+def _sample(row: Sequence[Any], split: str) -> Sample:
+    """One image row of splits.json ([path, label, digest] or [path, label, digest, group]);
+    ValueError for a row of another length (RunData.read names the damaged file)."""
+    if len(row) not in (3, 4):
+        raise ValueError(f"an image row holds {len(row)} items, not 3 or 4")
+    group = row[3] if len(row) == 4 else None
+    return Sample(
+        path=row[0],
+        label=int(row[1]),
+        split=split,
+        digest=row[2],
+        group=None if group is None else str(group),
+    )
+
+
 def resolve_path(root: str, path: str) -> str:
     """An image path of splits.json as an absolute path (relative ones are under the root)."""
     p = Path(path)
@@ -279,9 +302,11 @@ def _channels_last(predictor: Any, run: Any) -> None:
         predictor.channels_last = True
 
 
-def _window(predictor: Any) -> str | None:
-    """The DICOM window of a predictor's transform (None: the process's default)."""
-    return getattr(predictor.transform, "dicom_window", None)
+def _window(predictor: Any) -> str:
+    """The DICOM window of a predictor's transform (its run's ``data.dicom_window``)."""
+    from engine.data.images import window_of
+
+    return window_of(predictor.transform)
 
 
 def _image_probs(predictor: Any, paths: Sequence[str], batch_size: int, task: Task) -> Any:

@@ -57,6 +57,10 @@ class RunData:
     problems: tuple[Problem, ...] = ()
     modality: str = "image"
     intensity: IntensityReport | None = None  # from the scan; not stored in splits.json
+    # From the scan (not stored in splits.json): usable DICOM files, and how many of them
+    # declare themselves de-identified (PatientIdentityRemoved YES).
+    dicom_files: int = 0
+    dicom_deidentified: int = 0
 
     def to_dict(self) -> dict:
         rows = modality_of(self.modality).rows
@@ -140,6 +144,8 @@ def prepare_data(
         problems=index.problems + tuple(missing_class_problems(splits, index.classes)),
         modality=modality.name,
         intensity=getattr(index, "intensity", None),
+        dicom_files=int(getattr(index, "dicom_files", 0)),
+        dicom_deidentified=int(getattr(index, "dicom_deidentified", 0)),
     )
 
 

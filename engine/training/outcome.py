@@ -9,6 +9,7 @@ from engine.events import RunStatus
 from engine.modalities import modality_of
 from engine.training.checkpoint_files import has_last_checkpoint
 from engine.training.context import RunContext
+from engine.training.patients import dicom_record, split_patients
 from engine.training.provenance import error_sentence
 
 
@@ -54,7 +55,27 @@ def summary(ctx: RunContext, status: RunStatus, error: str) -> dict[str, Any]:
         )
         if modality_of(data).has_intensity:
             result["intensity"] = ctx.intensity
+        patients = split_patients(data)
+        if patients is not None:  # split by patient: counts per split, never a key or hash
+            result["patients"] = patients
+        dicom = dicom_record(data) or _earlier_dicom_record(ctx)
+        if dicom is not None:  # whether the sources declared themselves de-identified
+            result["dicom"] = dicom
     return result
+
+
+def _earlier_dicom_record(ctx: RunContext) -> dict[str, int] | None:
+    """A resumed run scans nothing: the DICOM record its first part wrote, if any."""
+    try:
+        record = ctx.run.summary().get("dicom")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    try:
+        return {k: int(record[k]) for k in ("files", "declare_deidentified")}
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
 
 
 def _write_summary(ctx: RunContext, status: RunStatus, error: str) -> None:

@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from engine.config import Method, RunConfig
-from engine.data.dicom import set_default_window
 from engine.events import AdviceGiven, RunStarted, StageProgressed
 from engine.files import write_json_atomic
 from engine.modalities import modality_of
@@ -29,6 +28,12 @@ from engine.training.inputs import (
 from engine.training.loaders import auto_workers
 from engine.training.oom import free_device_memory
 from engine.training.optim import build_optimizer, build_scheduler, param_groups
+from engine.training.patients import (
+    deidentified_sentence,
+    dicom_record,
+    patients_sentence,
+    split_patients,
+)
 from engine.training.pipeline import FeaturePipeline, Pipeline
 from engine.training.provenance import environment_facts
 
@@ -59,13 +64,15 @@ def check_modality(entry: Any, data: RunData) -> None:
 def load_data(ctx: RunContext) -> RunData:
     """A resumed run's stored splits, or a new run's data scanned and split (splits.json)."""
     if ctx.resuming:
-        return load_run_data(ctx.run)
+        data = load_run_data(ctx.run)
+        _log_patients(ctx, data)
+        return data
 
     def progress(done: int, total: int) -> None:
         ctx.emit(StageProgressed(stage="scan", done=done, total=total))
 
-    # The scan decodes DICOM files already: with the run's window, like everything after it.
-    set_default_window(str(ctx.config.data.dicom_window))
+    # The scan decodes DICOM files with the run's window (the modality's scan_for_run passes
+    # data.dicom_window), like everything after it.
     data = prepare_data(
         ctx.config, task=ctx.task.stage(0.0, 1.0, lambda p: progress(p.done, p.total))
     )
@@ -74,7 +81,18 @@ def load_data(ctx: RunContext) -> RunData:
     for problem in data.problems:
         ctx.log(problem.message, level="warning")
     ctx.run.write_splits(data.to_dict())
+    _log_patients(ctx, data)
+    dicom = dicom_record(data)
+    if dicom is not None:
+        ctx.log(deidentified_sentence(dicom))
     return data
+
+
+def _log_patients(ctx: RunContext, data: RunData) -> None:
+    """A run split by patient logs its patients and images per split (counts only)."""
+    counts = split_patients(data)
+    if counts is not None:
+        ctx.log(patients_sentence(counts))
 
 
 def build_run_model(ctx: RunContext) -> tuple[list[str], ParamCount]:
@@ -88,8 +106,7 @@ def build_run_model(ctx: RunContext) -> tuple[list[str], ParamCount]:
     modality = modality_of(model)
     if modality.has_intensity:
         ctx.intensity, why = run_intensity(cfg, data, ctx.run, resuming=ctx.resuming)
-        window = str(cfg.data.dicom_window)
-        set_default_window(window)  # a resumed run scans nothing: set here too
+        window = str(cfg.data.dicom_window)  # travels in the transforms built from this
         model.preprocess = dataclasses.replace(
             model.preprocess, intensity=ctx.intensity, dicom_window=window
         )

@@ -11,11 +11,10 @@ from pydicom.uid import JPEGLSLossless
 
 from engine.data import ImageError, load_image, scan_folder
 from engine.data.dicom import (
+    DEFAULT_WINDOW,
     PRESETS,
     declares_deidentified,
     decode_dicom,
-    default_window,
-    default_window_set,
     is_dicom,
 )
 from engine.data.problems import ProblemKind
@@ -301,11 +300,10 @@ def test_scan_takes_dcm_and_extensionless_dicom_and_names_the_rest(tmp_path):
 def test_default_window_and_explicit_window(tmp_path):
     stored, _ = ct_slice()
     path = write_dicom(tmp_path / "ct.dcm", stored, bits_stored=12, slope=1.0, intercept=-1024.0)
-    assert default_window() == "file"
-    with default_window_set("bone"):
-        assert np.array_equal(grey(path), grey(path, "bone"))
-        assert np.array_equal(grey(path, "lung"), decode_as(path, "lung"))
-    assert default_window() == "file"
+    assert DEFAULT_WINDOW == "file"
+    assert np.array_equal(grey(path), grey(path, "file"))
+    assert not np.array_equal(grey(path), grey(path, "bone"))
+    assert np.array_equal(grey(path, "lung"), decode_as(path, "lung"))
     with pytest.raises(ValueError, match="not one of"):
         load_image(path, window="sideways")
 
@@ -353,10 +351,8 @@ def test_transforms_and_datasets_carry_the_window():
         transform = build_transform(pre, train=train)
         assert transform.dicom_window == "lung"
         assert ImageDataset([], transform).dicom_window == "lung"
-    with default_window_set("bone"):  # no window in the transform: the process's, fixed now
-        transform.dicom_window = None
-        dataset = ImageDataset([], transform)
-    assert dataset.dicom_window == "bone"
+    transform.dicom_window = None  # no window in the transform: the file's own
+    assert ImageDataset([], transform).dicom_window == "file"
 
 
 @pytest.mark.slow
@@ -391,8 +387,7 @@ def test_train_and_predict_on_dicom_from_the_cli(tmp_path, capsys):
     capsys.readouterr()
     manifest = json.loads((run.path / "export" / "refit_model.json").read_text())
     assert manifest["preprocess"]["dicom_window"] == "lung"
-    with default_window_set("bone"):  # the export's window wins over the process's
-        assert main(["predict", str(run.path / "export"), str(new), "--json"]) == 0
+    assert main(["predict", str(run.path / "export"), str(new), "--json"]) == 0
     (from_export,) = json.loads(capsys.readouterr().out)
     assert dict(from_export["top"]) == pytest.approx(dict(from_run["top"]), abs=1e-4)
 
@@ -406,11 +401,13 @@ from engine.data.images import load_image
 
 root = sys.argv[1]
 assert prefetch.start(root, min_per_class=2, min_size=32, dicom_window="lung")
-index = prefetch.take_index(root, min_per_class=2)
+assert prefetch.take_index(root, min_per_class=2, window="bone") is None  # another run's window
+index = prefetch.take_index(root, min_per_class=2, window="lung")
 time.sleep(1.0)  # let the child decode
 hits = lung = bone = 0
 for sample in index.samples:
-    got = prefetch.take_image(sample.path, 32)
+    assert prefetch.take_image(sample.path, 32, "bone") is None
+    got = prefetch.take_image(sample.path, 32, "lung")
     if got is None:
         continue
     hits += 1

@@ -31,10 +31,10 @@ from pathlib import Path
 import engine.data.scan as scan
 from engine.cli import main
 original = scan._check_file
-def slow(path, rel):
+def slow(*args):
     Path(sys.argv[2]).touch()
     time.sleep(0.5)
-    return original(path, rel)
+    return original(*args)
 scan._check_file = slow
 sys.exit(main(["scan", sys.argv[1], "--json"]))
 """
