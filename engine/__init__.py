@@ -64,7 +64,7 @@ if TYPE_CHECKING:
         token_influence,
     )
     from engine.evaluation.intervals import Interval, class_intervals
-    from engine.evaluation.predictions import SplitPredictions
+    from engine.evaluation.predictions import SplitPredictions, split_groups
     from engine.evaluation.report import (
         Calibration,
         ClassMetrics,
@@ -212,6 +212,7 @@ _LAZY = {
     "find_base_run": "engine.evaluation",
     "load_evaluation": "engine.evaluation",
     "load_predictions": "engine.evaluation",
+    "split_groups": "engine.evaluation.predictions",
     "operating_point": "engine.evaluation",
     "train_base": "engine.evaluation",
     "Comparison": "engine.evaluation.compare",
@@ -350,6 +351,7 @@ __all__ = [
     "scan_folder",
     "scan_image_source",
     "scan_text_source",
+    "split_groups",
     "token_influence",
     "train",
     "train_base",

@@ -93,13 +93,17 @@ def evaluate_job(path: Path, split: str, *, allow_test: bool = False) -> TaskJob
     return job
 
 
-def reevaluate_job(predictions: SplitPredictions, positive: str) -> TaskJob:
-    """A job that recomputes an evaluation with another positive class (curves change)."""
+def reevaluate_job(
+    predictions: SplitPredictions, positive: str, run_path: Path | None = None
+) -> TaskJob:
+    """A job that recomputes an evaluation with another positive class (curves change); the
+    intervals resample the run's patients (groups) when it has them."""
 
     def job(_task: Task) -> Evaluation:
-        from engine import evaluate
+        from engine import RunDir, evaluate, split_groups
 
-        return evaluate(predictions, positive=positive)
+        groups = split_groups(RunDir(run_path), predictions) if run_path else None
+        return evaluate(predictions, positive=positive, groups=groups)
 
     return job
 

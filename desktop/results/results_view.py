@@ -243,7 +243,7 @@ class ResultsView(QWidget):
         if self.predictions is None or self._reevaluating is not None:
             return
         self._reevaluating = self.ctx.pool.submit(
-            reevaluate_job(self.predictions, positive),
+            reevaluate_job(self.predictions, positive, self.facts.path if self.facts else None),
             self._on_reevaluate_succeeded,
             on_error=self._on_reevaluate_failed,
             on_done=self._on_reevaluate_done,

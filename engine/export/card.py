@@ -83,7 +83,7 @@ def _saved(run: RunDir, split: str) -> Any:
 def _validation(run: RunDir, checkpoint: str, task: Task | None) -> Any:
     """The saved validation evaluation of this checkpoint; else one made now (saved when the
     run had none, so the app's Results page shows the same numbers); else a sentence why not."""
-    from engine.evaluation.predictions import predict_split
+    from engine.evaluation.predictions import predict_split, split_groups
     from engine.evaluation.report import evaluate, evaluate_run
     from engine.training.provenance import error_sentence
 
@@ -96,7 +96,8 @@ def _validation(run: RunDir, checkpoint: str, task: Task | None) -> Any:
     try:
         if saved is None:
             return evaluate_run(run, "val", checkpoint=checkpoint)
-        return evaluate(predict_split(run, "val", checkpoint=checkpoint))
+        preds = predict_split(run, "val", checkpoint=checkpoint)
+        return evaluate(preds, groups=split_groups(run, preds))
     except Exception as exc:  # the card is still useful without metrics; it says why
         return f"The validation split could not be evaluated: {error_sentence(exc)}"
 
