@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from engine.data.dicom import parse_header
 from engine.data.index import DatasetIndex, Sample
 from engine.data.leakage import index_near_duplicates, near_duplicate_twins, twins_problem
 from engine.data.problems import DatasetError, Problem, ProblemKind, plural
@@ -82,21 +82,16 @@ def group_key_from_dicom(path: str | Path) -> str | None:
     """The file's PatientID, or its StudyInstanceUID when it has none; None when the file is not
     DICOM or has neither. Reads the first 4 MiB of a regular file only (the header; never the
     pixels, never a pipe) and never raises on bad input."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     try:
         head = read_head(path, _DICOM_HEAD)
     except OSError:
         return None
     try:
-        ds = pydicom.dcmread(
-            io.BytesIO(head),
-            stop_before_pixels=True,
-            specific_tags=["PatientID", "StudyInstanceUID"],
+        # Through dicom.parse_header: quiet, and a deflated dataset (a possible zip bomb) is
+        # refused before pydicom would inflate all of it.
+        ds = parse_header(
+            head, stop_before_pixels=True, specific_tags=["PatientID", "StudyInstanceUID"]
         )
-    except InvalidDicomError:
-        return None
     except Exception:  # a hostile header breaks the parser in many ways; never a crash
         return None
     for keyword in ("PatientID", "StudyInstanceUID"):
