@@ -186,3 +186,97 @@ def test_big_endian_decodes(tmp_path):
     assert declared_syntax(path.read_bytes()) == "1.2.840.10008.1.2.2"
     grey = np.asarray(load_image(path, window="percentile"))[..., 0]
     assert grey[:, 0].max() < 10 and grey[:, -1].min() > 245
+
+
+# -- the folder around the files: pipes, link loops, DICOMDIRs, patient data in the tags ---------
+
+
+def _dicom_patients(root, patient_id: str) -> None:
+    """disc/ and none/ of generated slices, two patients whose PatientID starts with
+    ``patient_id`` (the rest: the patient's number)."""
+    from dicom_synth import disc_slice, write_dicom
+
+    for label, disc in (("disc", True), ("none", False)):
+        for i in range(4):
+            write_dicom(
+                root / label / f"img{i}.dcm",
+                disc_slice(i + (100 if disc else 0), disc=disc),
+                bits_stored=12,
+                slope=1.0,
+                intercept=-1024.0,
+                PatientID=f"{patient_id}{i % 2}",
+            )
+
+
+def test_cli_scan_of_hostile_dicom_folder_never_prints_patient_data(tmp_path, capsys):
+    import os
+    import warnings
+
+    from engine.cli import main
+
+    root = tmp_path / "received"
+    evil = "EVIL\x1b]0;pwned\x07\nSECRET" + "Z" * 3000  # escapes, a newline, far too long
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns that the value is too long for LO
+        _dicom_patients(root, evil)
+    os.mkfifo(root / "disc" / "fifo.dcm")
+    os.symlink("loop.dcm", root / "disc" / "loop.dcm")
+    meta_only = dicom_dataset(np.zeros((4, 4), np.uint8))
+    del meta_only.PixelData
+    meta_only.save_as(root / "disc" / "DICOMDIR", enforce_file_format=True)
+    assert main(["scan", str(root), "--group-by", "dicom"]) == 0
+    out = capsys.readouterr()
+    said = out.out + out.err
+    for secret in ("EVIL", "SECRET", "pwned", "\x1b", *PHI):
+        assert secret not in said
+    assert "2 patients (groups), 8 images" in said
+    assert "fifo.dcm is a named pipe" in said and "loop.dcm is a link in a loop" in said
+    assert "DICOMDIR is a DICOM file without pixel data" in said
+
+
+def test_patient_ids_differing_only_after_256_characters_stay_two_patients(tmp_path):
+    from engine.data.groups import attach_groups
+    from engine.data.scan import scan_folder
+
+    root = tmp_path / "long"
+    _dicom_patients(root, "P" * 300)  # PatientID P...P0 and P...P1
+    index = attach_groups(scan_folder(root, workers=1), "dicom")
+    assert len({s.group for s in index.samples}) == 2
+
+
+# -- group patterns that backtrack for hours ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"(a+)+$", r"(a|ab)+c", r"(a{1,3})*$", r"(.*)_(.*)_(.*)_x", r"(?:x(\w+))*$"],
+)
+def test_catastrophic_group_patterns_are_refused_before_any_file(tmp_path, pattern, capsys):
+    from engine.cli import main
+    from engine.data.groups import GroupSpecError, parse_group_by
+
+    with pytest.raises(GroupSpecError, match="can take hours"):
+        parse_group_by(f"pattern:{pattern}")
+    root = tmp_path / "d"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / ("a" * 200 + "!.png")).write_bytes(b"")  # the name that would hang it
+    assert main(["scan", str(root), "--group-by", f"pattern:{pattern}"]) == 2
+    said = capsys.readouterr().err
+    assert "can take hours" in said and "Traceback" not in said
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "key"),
+    [
+        (r"(P\d+)_", "P17_slice3.png", "P17"),
+        (r"^(\w+)_(\d+)_", "site4_0012_x.png", "site4"),
+        (r"([A-Z]+)-(\d{1,8})-(\d+)", "scan/ABC-12-3.png", "ABC"),
+    ],
+)
+def test_ordinary_group_patterns_still_work_and_return_on_long_names(pattern, name, key):
+    from engine.data.groups import key_from_pattern, parse_group_by
+
+    _, compiled = parse_group_by(f"pattern:{pattern}")
+    assert compiled is not None
+    assert key_from_pattern(compiled, name) == key
+    assert key_from_pattern(compiled, "x-" * 5000) is None  # long and unmatched: returns
