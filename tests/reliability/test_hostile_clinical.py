@@ -14,6 +14,7 @@ import pytest
 from dicom_synth import dicom_dataset
 from pydicom.dataset import Dataset
 
+from engine.cli import main  # imported once here: the first import takes seconds
 from engine.data import ImageError, load_image
 from engine.data.dicom import declared_syntax, declares_deidentified
 from engine.data.groups import group_key_from_dicom
@@ -212,8 +213,6 @@ def test_cli_scan_of_hostile_dicom_folder_never_prints_patient_data(tmp_path, ca
     import os
     import warnings
 
-    from engine.cli import main
-
     root = tmp_path / "received"
     evil = "EVIL\x1b]0;pwned\x07\nSECRET" + "Z" * 3000  # escapes, a newline, far too long
     with warnings.catch_warnings():
@@ -251,16 +250,26 @@ def test_patient_ids_differing_only_after_256_characters_stay_two_patients(tmp_p
     "pattern",
     [r"(a+)+$", r"(a|ab)+c", r"(a{1,3})*$", r"(.*)_(.*)_(.*)_x", r"(?:x(\w+))*$"],
 )
-def test_catastrophic_group_patterns_are_refused_before_any_file(tmp_path, pattern, capsys):
-    from engine.cli import main
+def test_catastrophic_group_patterns_are_refused(pattern):
     from engine.data.groups import GroupSpecError, parse_group_by
 
     with pytest.raises(GroupSpecError, match="can take hours"):
         parse_group_by(f"pattern:{pattern}")
+
+
+@pytest.mark.slow  # the CLI's error path imports torch: seconds on a cold process
+def test_refit_scan_refuses_a_catastrophic_pattern_before_any_file(tmp_path, capsys, monkeypatch):
+    from engine.data import scan as folder_scan
+
     root = tmp_path / "d"
     (root / "a").mkdir(parents=True)
     (root / "a" / ("a" * 200 + "!.png")).write_bytes(b"")  # the name that would hang it
-    assert main(["scan", str(root), "--group-by", f"pattern:{pattern}"]) == 2
+
+    def no_scan(*args, **kw):
+        raise AssertionError("the folder was scanned before the pattern was checked")
+
+    monkeypatch.setattr(folder_scan, "_check_files", no_scan)
+    assert main(["scan", str(root), "--group-by", "pattern:(a+)+$"]) == 2
     said = capsys.readouterr().err
     assert "can take hours" in said and "Traceback" not in said
 
@@ -280,3 +289,87 @@ def test_ordinary_group_patterns_still_work_and_return_on_long_names(pattern, na
     assert compiled is not None
     assert key_from_pattern(compiled, name) == key
     assert key_from_pattern(compiled, "x-" * 5000) is None  # long and unmatched: returns
+
+
+# -- manifest CSVs ------------------------------------------------------------------------------
+
+
+def _pictures(folder, names) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in names:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(path)
+
+
+def test_hostile_manifest_rows_are_one_sentence_each_and_nothing_outside_is_read(tmp_path):
+    from engine.data.manifest import read_manifest
+
+    folder, outside = tmp_path / "study", tmp_path / "elsewhere"
+    _pictures(folder, [f"img/{c}{i}.png" for c in "ab" for i in range(3)])
+    _pictures(outside, ["x.png"])
+    (folder / "folder.png").mkdir()
+    rows = [f"img/{c}{i}.png,{c},P{i}" for c in "ab" for i in range(3)]
+    hostile = [
+        "../elsewhere/x.png",
+        str(outside / "x.png"),
+        "img\\..\\..\\elsewhere\\x.png",  # Windows separators climbing out
+        f"file://{outside / 'x.png'}",
+        "manifest.csv",  # itself
+        "folder.png",  # a folder with an image's name
+        "img/a0.png\x00.png",
+        "img/" + "é" * 3000 + ".png",  # longer than any file system allows
+        "img\\a0.png",  # a listed image again, Windows style
+    ]
+    text = "\ufeff" + "\r\n".join(["file,label,group", *rows] + [f"{h},a,P9" for h in hostile])
+    (folder / "manifest.csv").write_text(text + "\r\n", encoding="utf-8", newline="")
+    manifest = read_manifest(folder / "manifest.csv")
+    assert sorted(r.rel for r in manifest.rows) == sorted(r.split(",")[0] for r in rows)
+    messages = [p.message for p in manifest.problems]
+    assert len(messages) == len(hostile)
+    for number, message in enumerate(messages, start=len(rows) + 2):
+        assert message.startswith(f"Row {number} of manifest.csv ") and len(message) < 400
+    assert [m.count("outside the CSV's folder") for m in messages[:3]] == [1, 1, 1]
+    assert "URL" in messages[3] and "nothing is downloaded" in messages[3]
+    assert "not an image file" in messages[4] and "is a folder" in messages[5]
+    assert "NUL" in messages[6] and "…" in messages[7] and "again" in messages[8]
+
+
+def test_a_semicolon_manifest_from_a_european_spreadsheet_is_a_manifest(tmp_path):
+    from engine.data.manifest import is_image_manifest
+    from engine.data.manifest_scan import scan_image_source
+
+    _pictures(tmp_path, [f"{c}{i}.png" for c in "ab" for i in range(3)])
+    lines = ["file;label;group"] + [f"{c}{i}.png;{c};P{i}" for c in "ab" for i in range(3)]
+    (tmp_path / "list.csv").write_text("\r\n".join(lines), encoding="utf-8-sig")
+    assert is_image_manifest(tmp_path / "list.csv")  # before: read as a table of texts
+    index = scan_image_source(tmp_path / "list.csv", group_by="manifest")
+    assert len(index.samples) == 6 and len({s.group for s in index.samples}) == 3
+
+
+def test_a_manifest_of_many_bad_rows_keeps_a_hundred_sentences_and_can_be_cancelled(tmp_path):
+    from engine.data.manifest import MAX_ROW_PROBLEMS, read_manifest
+    from engine.task import Cancelled, Task
+
+    path = tmp_path / "m.csv"
+    path.write_text("file,label\n" + "".join(f"{i}.png,a\n" for i in range(25_000)))
+    manifest = read_manifest(path)
+    assert len(manifest.problems) == MAX_ROW_PROBLEMS + 1
+    assert "24,900 more rows" in manifest.problems[-1].message
+    task = Task()
+    task.cancel()
+    with pytest.raises(Cancelled):
+        read_manifest(path, task)
+
+
+def test_a_cell_beyond_the_csv_field_limit_is_one_sentence(tmp_path):
+    from engine.data import DatasetError
+    from engine.data.manifest import read_manifest
+
+    path = tmp_path / "m.csv"
+    path.write_text("file,label\na.png,x\nb.png," + "L" * 200_000 + "\n")
+    with pytest.raises(DatasetError, match=r"not valid CSV at line 3") as info:
+        read_manifest(path)
+    assert "L" * 200 not in str(info.value)
