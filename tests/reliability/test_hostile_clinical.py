@@ -373,3 +373,58 @@ def test_a_cell_beyond_the_csv_field_limit_is_one_sentence(tmp_path):
     with pytest.raises(DatasetError, match=r"not valid CSV at line 3") as info:
         read_manifest(path)
     assert "L" * 200 not in str(info.value)
+
+
+# -- thousands of look-alike images ----------------------------------------------------------------
+
+
+def _look_alikes(monkeypatch, n: int):
+    """``n`` samples whose fingerprints are all the same picture (one dHash, thumbnails that
+    correlate above 0.99): the worst case of the near-duplicate check."""
+    import engine.data.leakage as leakage
+    from engine.data.index import Sample
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=1024).astype(np.float32)
+    thumbs = base + 0.01 * rng.normal(size=(n, 1024)).astype(np.float32)
+    thumbs /= np.linalg.norm(thumbs, axis=1, keepdims=True)
+    samples = [
+        Sample(path=f"/d/img{i:05d}.png", label=0, split=None, digest=f"d{i}") for i in range(n)
+    ]
+    rows = {s.path: i for i, s in enumerate(samples)}
+
+    def fingerprints(chosen, task):
+        idx = [rows[s.path] for s in chosen]
+        return list(chosen), np.full(len(idx), 0xF0F0, dtype=np.uint64), thumbs[idx]
+
+    monkeypatch.setattr(leakage, "_fingerprints", fingerprints)
+    return samples
+
+
+def test_a_thousand_look_alikes_give_a_spanning_set_of_twins_not_half_a_million(monkeypatch):
+    from engine.data.leakage import near_duplicate_twins
+
+    samples = _look_alikes(monkeypatch, 1200)
+    twins = near_duplicate_twins(samples)
+    assert len(twins) == 1199  # before: 719,400 pairs held in memory and handed to the split
+    parent = {s.path: s.path for s in samples}
+
+    def root(p):
+        while parent[p] != p:
+            p = parent[p]
+        return p
+
+    for a, b in twins:
+        parent[root(b)] = root(a)
+    assert len({root(s.path) for s in samples}) == 1  # still all kept together
+
+
+def test_look_alikes_across_splits_are_counted_not_listed(monkeypatch, tmp_path):
+    import engine.data.leakage as leakage
+    from engine.data.leakage import near_duplicate_problems
+
+    monkeypatch.setattr(leakage, "MAX_KEPT", 200)
+    samples = _look_alikes(monkeypatch, 1000)
+    problems = near_duplicate_problems({"train": samples[:500], "val": samples[500:]}, "/d")
+    assert len(problems) == leakage.MAX_REPORTED + 1
+    assert f"{500 * 500 - leakage.MAX_REPORTED:,} more pairs" in problems[-1].message
