@@ -325,6 +325,22 @@ _IDENTIFIER = re.compile(
     re.IGNORECASE,
 )
 _SHOWN_NAMES = 3
+# Not identifiers, cut out before the check: a date followed by a time of day is when a camera,
+# phone or scanner took the picture (IMG_20230514_123456, PXL_20230514_123456789, "Screenshot
+# 2023-05-14 at 12.34.56"), not a birth date; a zero-padded counter (frame_000123, 00000042)
+# has at most four significant digits, where a record number has six or more.
+_NOT_IDENTIFIER = re.compile(
+    r"(?<!\d)(?:19|20)\d\d[-_.]?(?:0[1-9]|1[0-2])[-_.]?(?:0[1-9]|[12]\d|3[01])"
+    r"(?:[-_ T]|[ _-]at[ _-])(?:[01]\d|2[0-3])[-_.:]?[0-5]\d[-_.:]?[0-5]\d\d{0,3}(?!\d)"
+    r"|(?<!\d)00+\d{1,4}(?!\d)",
+    re.IGNORECASE,
+)
+
+
+def looks_like_identifier(name: str) -> bool:
+    """Whether a file or folder name holds something like a date of birth or a record number
+    (see ``_IDENTIFIER``), once capture timestamps and zero-padded counters are set aside."""
+    return _IDENTIFIER.search(_NOT_IDENTIFIER.sub(" ", name)) is not None
 
 
 def identifier_name_problem(index: DatasetIndex) -> Problem | None:
@@ -332,7 +348,7 @@ def identifier_name_problem(index: DatasetIndex) -> Problem | None:
     numbers (protected health information travels with the names into logs and exports)."""
     root = Path(index.root)
     flagged = [
-        (rel, s.path) for s in index.samples if _IDENTIFIER.search(rel := _rel(s.path, root))
+        (rel, s.path) for s in index.samples if looks_like_identifier(rel := _rel(s.path, root))
     ]
     if not flagged:
         return None

@@ -428,3 +428,43 @@ def test_look_alikes_across_splits_are_counted_not_listed(monkeypatch, tmp_path)
     problems = near_duplicate_problems({"train": samples[:500], "val": samples[500:]}, "/d")
     assert len(problems) == leakage.MAX_REPORTED + 1
     assert f"{500 * 500 - leakage.MAX_REPORTED:,} more pairs" in problems[-1].message
+
+
+# -- identifier-like names: quiet on camera names, still loud on dates of birth ---------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "IMG_20230514_123456.jpg",
+        "PXL_20230514_123456789.jpg",
+        "Screenshot 2023-05-14 at 12.34.56.png",
+        "WhatsApp Image 2023-05-14 at 12.34.56.jpeg",
+        "photo_2023-05-14_12-34-56.jpg",
+        "20230514T123456.png",
+        "frame_000123.png",
+        "00000042.png",
+        "DSC01234.JPG",
+    ],
+)
+def test_camera_and_counter_names_are_not_identifiers(name):
+    from engine.data.groups import looks_like_identifier
+
+    assert not looks_like_identifier(name)  # before: every one was warned about
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "P123456_1980-03-14.png",
+        "scan_19800314.png",
+        "john_14.03.1980.png",
+        "DOB_x.png",
+        "mrn_00123456.png",  # six significant digits: a record number
+        "jane_19800314/IMG_20230514_123456.jpg",  # a timestamp does not hide a birth date
+    ],
+)
+def test_dates_of_birth_and_record_numbers_are_still_identifiers(name):
+    from engine.data.groups import looks_like_identifier
+
+    assert looks_like_identifier(name)
