@@ -192,20 +192,20 @@ def test_big_endian_decodes(tmp_path):
 # -- the folder around the files: pipes, link loops, DICOMDIRs, patient data in the tags ---------
 
 
-def _dicom_patients(root, patient_id: str) -> None:
-    """disc/ and none/ of generated slices, two patients whose PatientID starts with
-    ``patient_id`` (the rest: the patient's number)."""
+def _dicom_patients(root, patient_id: str, patients: int = 2) -> None:
+    """disc/ and none/ of generated slices (two per patient and class), ``patients`` patients
+    whose PatientID starts with ``patient_id`` (the rest: the patient's number)."""
     from dicom_synth import disc_slice, write_dicom
 
     for label, disc in (("disc", True), ("none", False)):
-        for i in range(4):
+        for i in range(2 * patients):
             write_dicom(
                 root / label / f"img{i}.dcm",
                 disc_slice(i + (100 if disc else 0), disc=disc),
                 bits_stored=12,
                 slope=1.0,
                 intercept=-1024.0,
-                PatientID=f"{patient_id}{i % 2}",
+                PatientID=f"{patient_id}{i % patients}",
             )
 
 
@@ -430,7 +430,7 @@ def test_look_alikes_across_splits_are_counted_not_listed(monkeypatch, tmp_path)
     assert f"{500 * 500 - leakage.MAX_REPORTED:,} more pairs" in problems[-1].message
 
 
-# -- identifier-like names: quiet on camera names, still loud on dates of birth ---------------------
+# -- identifier-like names: quiet on camera names, still loud on dates of birth -----------------
 
 
 @pytest.mark.parametrize(
@@ -468,3 +468,68 @@ def test_dates_of_birth_and_record_numbers_are_still_identifiers(name):
     from engine.data.groups import looks_like_identifier
 
     assert looks_like_identifier(name)
+
+
+# -- too few patients for a validation split -------------------------------------------------------
+
+
+def _three_patient_manifest(folder):
+    _pictures(folder, [f"img/{c}{i}.png" for c in "ab" for i in range(6)])
+    rows = ["file,label,group"] + [f"img/{c}{i}.png,{c},P{i % 3}" for i in range(6) for c in "ab"]
+    (folder / "m.csv").write_text("\n".join(rows) + "\n")
+    return folder / "m.csv"
+
+
+def test_refit_scan_warns_when_the_default_split_leaves_no_patient_for_validation(tmp_path, capsys):
+    path = _three_patient_manifest(tmp_path)
+    assert main(["scan", str(path), "--group-by", "manifest"]) == 0
+    out = capsys.readouterr().out
+    assert "val: 0 patients" in out  # the preview, as before; now also said plainly:
+    assert "warning: with 3 patients (groups) the default split leaves none for validation" in out
+
+
+@pytest.mark.slow  # imports the training stack (torch): seconds in a cold process
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine/training/inputs.py (another helper's) says 'add ... more images per class' "
+    "when groups leave no patient for validation; more images of the same patients cannot help",
+)
+def test_training_names_patients_when_groups_leave_no_validation(tmp_path):
+    from engine.config import DataConfig, RunConfig
+    from engine.data import DatasetError
+    from engine.training.inputs import prepare_data
+
+    path = _three_patient_manifest(tmp_path)
+    config = RunConfig(data=DataConfig(path=str(path), group_by="manifest"))
+    with pytest.raises(DatasetError) as info:
+        prepare_data(config)
+    assert "patient" in str(info.value).replace(str(path), "")  # the test's folder says it
+
+
+@pytest.mark.slow  # trains a tiny model end to end (several seconds)
+def test_training_on_a_hostile_dicom_folder_keeps_patient_data_out_of_the_run(tmp_path, capsys):
+    import os
+    import warnings
+
+    root, ws = tmp_path / "received", tmp_path / "ws"
+    evil = "EVIL\x1b[31m\nSECRET" + "Z" * 300
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _dicom_patients(root, evil, patients=5)
+    os.mkfifo(root / "disc" / "fifo.dcm")
+    palette = _slice()
+    palette.PhotometricInterpretation = "PALETTE COLOR"  # without a palette
+    _save(palette, root / "none" / "palette.dcm")
+    argv = ["--workspace", str(ws), "train", str(root), "--backbone", "timm:test_efficientnet"]
+    argv += ["--no-pretrained", "--workers", "0", "--method", "linear-probe"]
+    argv += ["--group-by", "dicom"]
+    code = main(argv)
+    out = capsys.readouterr()
+    assert code == 0, out.err[-2000:]
+    assert "palette.dcm has pixel tags that contradict each other" in out.out + out.err
+    said = out.out + out.err
+    for path in ws.rglob("*"):
+        if path.is_file():
+            said += path.read_bytes().decode("utf-8", "replace")
+    for secret in ("EVIL", "SECRET", "\x1b[31m", *PHI):
+        assert secret not in said
