@@ -75,6 +75,11 @@ SUPPORTED_SYNTAXES: dict[str, str] = {
     "1.2.840.10008.1.2.4.90": "JPEG 2000 Image Compression (Lossless Only)",
     "1.2.840.10008.1.2.4.91": "JPEG 2000 Image Compression",
 }
+#: Pixels of one DICOM frame at most: its measurements pass through float64 arrays (the modality
+#: and VOI LUTs), about 30 bytes a pixel at the peak, so Pillow's 89-million limit would let one
+#: file take 2.5 GB (and the scan decodes several at once). 40 million holds the largest
+#: mammograms (4096 x 5625) and radiographs.
+MAX_PIXELS = 40_000_000
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".mgz", ".nrrd", ".mha", ".mhd")
 
 _PREAMBLE = 128
@@ -312,7 +317,7 @@ def _frame(ds: Any, name: str) -> tuple[np.ndarray, str]:
         raise _fail(
             name, ProblemKind.UNREADABLE, "is a DICOM image without a readable size (Rows/Columns)"
         ) from None
-    limit = Image.MAX_IMAGE_PIXELS or 0
+    limit = min(Image.MAX_IMAGE_PIXELS or MAX_PIXELS, MAX_PIXELS)
     if rows < 1 or columns < 1 or frames < 1 or samples not in (1, 3):
         raise _fail(name, ProblemKind.UNREADABLE, "is a DICOM image with an impossible size")
     if limit and rows * columns > limit:

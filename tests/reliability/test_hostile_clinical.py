@@ -533,3 +533,13 @@ def test_training_on_a_hostile_dicom_folder_keeps_patient_data_out_of_the_run(tm
             said += path.read_bytes().decode("utf-8", "replace")
     for secret in ("EVIL", "SECRET", "\x1b[31m", *PHI):
         assert secret not in said
+
+
+def test_a_dicom_frame_past_40_million_pixels_is_refused_before_decoding(tmp_path):
+    # Within Pillow's 89-million limit, yet one such frame took 2.5 GB through the LUTs.
+    ds = _slice()
+    ds.Rows, ds.Columns = 7000, 6000  # 42 million pixels declared, 2 KB of data
+    message = _one_sentence(_save(ds, tmp_path / "wide.dcm"), ProblemKind.TOO_LARGE)
+    assert "6000x7000" in message and "40,000,000" in message
+    ds.Rows, ds.Columns = 5625, 4096  # a large mammogram's size passes the size check
+    assert "cannot be decoded" in _one_sentence(_save(ds, tmp_path / "mammo.dcm"))
