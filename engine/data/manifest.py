@@ -30,6 +30,7 @@ from engine.task import Task
 
 MANIFEST_LIMIT = 64 * MIB  # a path, a label and a key per row: millions of rows fit
 MAX_ROWS = 1_000_000
+MAX_LABEL = 200  # characters of a class name
 MAX_ROW_PROBLEMS = 100  # told one by one; the rest are counted in one more sentence
 SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 _REQUIRED = ("file", "label")
@@ -120,6 +121,11 @@ def read_manifest(csv_path: str | Path, task: Task | None = None) -> Manifest:
         header = [c.strip().lower() for c in next(reader, [])]
         missing = [c for c in _REQUIRED if c not in header]
         if missing:
+            if any(os.path.splitext(c)[1] in IMAGE_EXTENSIONS for c in header):
+                # A data row, not a header: its other cells may be a patient's; not quoted.
+                raise DatasetError(
+                    f"The manifest {name} has no header row (its first row lists an image); {_FIX}"
+                )
             shown = _quoted(", ".join(header[:8])) or "nothing"
             raise DatasetError(
                 f"The manifest {name} has no '{missing[0]}' column (its first row reads: {shown}); "
@@ -219,6 +225,13 @@ def _check_row(
         return "has no file; fill in the image's path relative to the CSV's folder.", None
     if not label:
         return f"has no label for {shown}; fill in its class.", None
+    if len(label) > MAX_LABEL:
+        # A label is a class name shown in every table and export; this is another column.
+        return (
+            f"has a label of {len(label):,} characters for {shown}; a label is a class name "
+            f"(at most {MAX_LABEL}): check the columns.",
+            None,
+        )
     split = cells.get("split", "").lower()
     if split and split not in SPLITS:
         return (

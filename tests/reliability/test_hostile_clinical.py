@@ -364,6 +364,17 @@ def test_a_manifest_of_many_bad_rows_keeps_a_hundred_sentences_and_can_be_cancel
         read_manifest(path, task)
 
 
+def test_a_label_longer_than_a_class_name_is_refused_without_quoting_it(tmp_path):
+    from engine.data.manifest import read_manifest
+
+    _pictures(tmp_path, ["a.png", "b.png"])
+    (tmp_path / "m.csv").write_text("file,label\na.png,x\nb.png," + "L" * 5000 + "\n")
+    manifest = read_manifest(tmp_path / "m.csv")
+    assert [r.rel for r in manifest.rows] == ["a.png"]
+    (problem,) = manifest.problems
+    assert "a label of 5,000 characters" in problem.message and "LLLL" not in problem.message
+
+
 def test_a_cell_beyond_the_csv_field_limit_is_one_sentence(tmp_path):
     from engine.data import DatasetError
     from engine.data.manifest import read_manifest
@@ -543,3 +554,14 @@ def test_a_dicom_frame_past_40_million_pixels_is_refused_before_decoding(tmp_pat
     assert "6000x7000" in message and "40,000,000" in message
     ds.Rows, ds.Columns = 5625, 4096  # a large mammogram's size passes the size check
     assert "cannot be decoded" in _one_sentence(_save(ds, tmp_path / "mammo.dcm"))
+
+
+def test_a_manifest_without_a_header_row_is_told_without_quoting_its_first_row(tmp_path):
+    from engine.data import DatasetError
+    from engine.data.manifest import read_manifest
+
+    path = tmp_path / "m.csv"
+    path.write_text("img1.png,cancer,Doe^Jane,MRN-00417\nimg2.png,benign,Roe^Ann,MRN-00418\n")
+    with pytest.raises(DatasetError, match="has no header row") as info:
+        read_manifest(path)
+    assert not any(word in str(info.value) for word in PHI)  # before: the row was quoted
