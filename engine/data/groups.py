@@ -36,7 +36,9 @@ DICOM = "dicom"
 MANIFEST = "manifest"
 PATTERN_PREFIX = "pattern:"
 _HASH_CHARS = 12
-_DICOM_HEAD = 4 * MIB  # a DICOM header (before the pixels) is a few kilobytes
+_DICOM_FIRST = 64 * 1024  # a DICOM header (before the pixels) is a few kilobytes
+_DICOM_HEAD = 4 * MIB  # read when the first 64 KiB end before the keys do
+_LAST_KEY_TAG = 0x0020000D  # StudyInstanceUID, after PatientID (0010,0020)
 
 
 class GroupSpecError(DatasetError):
@@ -156,24 +158,27 @@ def hash_group(salt: str, key: str) -> str:
 
 def group_key_from_dicom(path: str | Path) -> str | None:
     """The file's PatientID, or its StudyInstanceUID when it has none; None when the file is not
-    DICOM or has neither. Reads the first 4 MiB of a regular file only (the header; never the
-    pixels, never a pipe) and never raises on bad input."""
-    try:
-        head = read_head(path, _DICOM_HEAD)
-    except OSError:
-        return None
-    try:
-        # Through dicom.parse_header: quiet, and a deflated dataset (a possible zip bomb) is
-        # refused before pydicom would inflate all of it.
-        ds = parse_header(
-            head, stop_before_pixels=True, specific_tags=["PatientID", "StudyInstanceUID"]
-        )
-    except Exception:  # a hostile header breaks the parser in many ways; never a crash
-        return None
-    for keyword in ("PatientID", "StudyInstanceUID"):
-        value = str(getattr(ds, keyword, "") or "").strip()
-        if value:
-            return value
+    DICOM or has neither. Reads the first 64 KiB of a regular file (the header; never a pipe),
+    or the first 4 MiB when the header is longer, and never raises on bad input."""
+    for size in (_DICOM_FIRST, _DICOM_HEAD):
+        try:
+            head = read_head(path, size)
+        except OSError:
+            return None
+        try:
+            # Through dicom.parse_header: quiet, and a deflated dataset (a possible zip bomb)
+            # is refused before pydicom would inflate all of it.
+            ds = parse_header(head, stop_before_pixels=True)
+        except Exception:  # a hostile or cut header breaks the parser in many ways
+            continue
+        # A cut header may end inside the PatientID: trust it only when the file ended or a
+        # later tag was read whole (tags come in ascending order).
+        if len(head) < size or max(ds.keys(), default=0) > _LAST_KEY_TAG:
+            for keyword in ("PatientID", "StudyInstanceUID"):
+                value = str(getattr(ds, keyword, "") or "").strip()
+                if value:
+                    return value
+            return None
     return None
 
 

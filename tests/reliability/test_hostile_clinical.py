@@ -565,3 +565,31 @@ def test_a_manifest_without_a_header_row_is_told_without_quoting_its_first_row(t
     with pytest.raises(DatasetError, match="has no header row") as info:
         read_manifest(path)
     assert not any(word in str(info.value) for word in PHI)  # before: the row was quoted
+
+
+def test_dicom_group_keys_read_64_kib_unless_the_header_is_longer(tmp_path, monkeypatch):
+    import engine.data.groups as groups
+
+    slice_ = _slice()
+    slice_.PatientID = "P-one"
+    plain = _save(slice_, tmp_path / "plain.dcm")
+    padded = _slice()
+    padded.PatientID = "P-two"
+    padded.add_new(0x00091010, "OB", b"\x00" * 100_000)  # a private blob before PatientID
+    padded.PixelData = b"\x00" * 300_000  # the file goes on well past 64 KiB
+    padded.Rows, padded.Columns = 300, 500
+    long_header = _save(padded, tmp_path / "long_header.dcm")
+    reads: list[int] = []
+    real = groups.read_head
+
+    def counted(path, n):
+        reads.append(n)
+        return real(path, n)
+
+    monkeypatch.setattr(groups, "read_head", counted)
+    assert groups.group_key_from_dicom(plain) == "P-one" and reads == [64 * 1024]
+    reads.clear()
+    # The first 64 KiB end inside the private blob: the key is read from the longer head,
+    # never from a cut one.
+    assert groups.group_key_from_dicom(long_header) == "P-two"
+    assert reads == [64 * 1024, 4 * 1024 * 1024]
