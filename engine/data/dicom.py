@@ -351,6 +351,13 @@ def _frame(ds: Any, name: str) -> tuple[np.ndarray, str]:
 def _grey(array: np.ndarray, ds: Any, photometric: str, window: str, name: str) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut
 
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        # Float pixel data (parametric maps) may mark background as NaN: it becomes the lowest
+        # finite value; a frame with no finite value at all shows nothing.
+        finite = np.isfinite(array)
+        if not finite.any():
+            raise _fail(name, ProblemKind.UNREADABLE, "has no pixel value that is a finite number")
+        array = np.where(finite, array, array[finite].min())
     values = apply_modality_lut(array, ds)
     if values.dtype.kind == "f" and not np.isfinite(values).all():
         # A NaN or infinite RescaleSlope / Intercept: every pixel would be the same grey.

@@ -593,3 +593,20 @@ def test_dicom_group_keys_read_64_kib_unless_the_header_is_longer(tmp_path, monk
     # never from a cut one.
     assert groups.group_key_from_dicom(long_header) == "P-two"
     assert reads == [64 * 1024, 4 * 1024 * 1024]
+
+
+def _float_dicom(path, values: np.ndarray):
+    ds = dicom_dataset(np.zeros(values.shape, np.uint16))
+    del ds.PixelData, ds.BitsStored, ds.HighBit, ds.PixelRepresentation
+    ds.BitsAllocated = 32
+    ds.FloatPixelData = values.astype("<f4").tobytes()
+    return _save(ds, path)
+
+
+def test_float_pixels_with_nan_background_decode_and_all_nan_is_one_sentence(tmp_path):
+    values = np.full((32, 32), np.nan, np.float32)
+    values[:, 16:] = np.linspace(0, 1, 16, dtype=np.float32)
+    grey = np.asarray(load_image(_float_dicom(tmp_path / "map.dcm", values)))[..., 0]
+    assert grey[:, :16].max() == 0 and grey[:, -1].min() == 255  # NaN: the lowest value
+    message = _one_sentence(_float_dicom(tmp_path / "nan.dcm", values * np.nan))
+    assert "no pixel value that is a finite number" in message
