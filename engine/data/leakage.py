@@ -73,7 +73,7 @@ def fingerprint_files(paths: Sequence[str], task: Task | None = None) -> list[Fi
         thumb = thumbnail(image)
         if not thumb.any():  # a flat picture: every flat picture would look like a copy
             return None
-        return dhash(image), thumb
+        return dhash(image), thumb.astype(np.float16)  # half the memory of a large scan
 
     out: list[Fingerprint | None] = []
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="refit-dhash") as pool:
@@ -122,7 +122,8 @@ def confirmed_pairs(
         rows, cols = np.nonzero(mask)
         for first in range(0, len(rows), _GATHER):
             r, c = rows[first : first + _GATHER], cols[first : first + _GATHER]
-            same = np.einsum("ij,ij->i", ta[start + r], tb[c]) >= MIN_CORRELATION
+            left, right = ta[start + r].astype(np.float32), tb[c].astype(np.float32)
+            same = np.einsum("ij,ij->i", left, right) >= MIN_CORRELATION
             if same.any():
                 yield start + r[same], c[same], dist[r[same], c[same]]
 
@@ -182,7 +183,8 @@ def _fingerprints(
     return (
         [s for s, _ in kept],
         np.array([v[0] for _, v in kept], dtype=np.uint64),
-        np.array([v[1] for _, v in kept], dtype=np.float32).reshape(len(kept), -1),
+        # float16: 2 KB an image (100,000 images: 200 MB), ample for a 0.98 correlation
+        np.array([v[1] for _, v in kept], dtype=np.float16).reshape(len(kept), -1),
     )
 
 
