@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -150,7 +151,9 @@ def dataset_salt(root: str | Path) -> str:
 def hash_group(salt: str, key: str) -> str:
     """The salted hash that stands for a raw group key everywhere (12 hex characters). The whole
     key is hashed: two keys that differ only late (long IDs, paths) stay two patients. Keys are
-    bounded by what reads them (a 4 MiB DICOM header, a CSV cell)."""
+    bounded by what reads them (a 4 MiB DICOM header, a CSV cell). Unicode is normalised (NFC)
+    first: "José" typed on a Mac and on Windows is one patient, not two across the split."""
+    key = unicodedata.normalize("NFC", key)
     return hashlib.sha256(f"{salt}\x00{key}".encode("utf-8", "surrogatepass")).hexdigest()[
         :_HASH_CHARS
     ]
