@@ -135,6 +135,13 @@ def _print_groups(index: Any) -> None:
     )
     named = {"train": splits.train, "val": splits.val}
     _print_group_lines(split_group_counts(named, index.classes), index.samples, named)
+    if not splits.val:
+        patients = len({s.group or s.path for s in index.samples})
+        print(
+            f"warning: with {patients} patients (groups) the default split leaves none for "
+            "validation (each patient stays on one side); add patients, or give a split column "
+            "or split folders."
+        )
 
 
 def _print_group_lines(counts: dict, samples: Any, named: dict | None = None) -> None:

@@ -19,7 +19,10 @@ Multi-frame files give their middle frame (only that frame is decoded). Compress
 syntaxes are decoded only by what pydicom does with numpy and Pillow (permissive licences, no GPL
 plugin): RLE Lossless (pydicom itself), JPEG Baseline 8-bit, JPEG 2000 and JPEG 2000 Lossless
 (Pillow). JPEG-LS, JPEG Lossless (process 14), JPEG Extended 12-bit, deflate-compressed and
-HTJ2K files get a sentence naming their Transfer Syntax UID instead.
+HTJ2K files get a sentence naming their Transfer Syntax UID instead; a deflated file is refused
+from its file meta alone (:func:`declared_syntax`), before pydicom would inflate all of it. Tags
+that contradict each other (LUT descriptors longer than their data, a palette file without a
+palette, a NaN rescale) are one sentence too, never pydicom's exception.
 
 Privacy: no sentence this module writes quotes a tag's value or a pydicom message (which could
 quote one), and pydicom's own warnings and log records are kept out of every log
@@ -69,6 +72,11 @@ SUPPORTED_SYNTAXES: dict[str, str] = {
     "1.2.840.10008.1.2.4.90": "JPEG 2000 Image Compression (Lossless Only)",
     "1.2.840.10008.1.2.4.91": "JPEG 2000 Image Compression",
 }
+#: Pixels of one DICOM frame at most: its measurements pass through float64 arrays (the modality
+#: and VOI LUTs), about 30 bytes a pixel at the peak, so Pillow's 89-million limit would let one
+#: file take 2.5 GB (and the scan decodes several at once). 40 million holds the largest
+#: mammograms (4096 x 5625) and radiographs.
+MAX_PIXELS = 40_000_000
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".mgz", ".nrrd", ".mha", ".mhd")
 
 _PREAMBLE = 128
@@ -84,6 +92,43 @@ DEFAULT_WINDOW = "file"
 def is_dicom(data: bytes) -> bool:
     """Whether ``data`` starts like a DICOM Part 10 file ("DICM" after the 128-byte preamble)."""
     return data[_PREAMBLE : _PREAMBLE + 4] == _MAGIC
+
+
+#: Deflated Explicit VR Little Endian: the whole dataset is zlib-compressed, and pydicom inflates
+#: it in one call with no size limit (a 1 MiB file can hold gigabytes), so it is refused from its
+#: file meta alone, before any parsing.
+DEFLATED = "1.2.840.10008.1.2.1.99"
+_LONG_VRS = (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT")
+_META_LIMIT = 64 * 1024  # a file meta group is a few hundred bytes
+
+
+def declared_syntax(data: bytes) -> str | None:
+    """The Transfer Syntax UID named in the file meta group of a Part 10 file, read by hand
+    (explicit VR little endian, at most 64 KiB, no parser involved); None when it names none."""
+    if not is_dicom(data):
+        return None
+    pos, end = _PREAMBLE + 4, min(len(data), _PREAMBLE + 4 + _META_LIMIT)
+    while pos + 8 <= end:
+        group, element = int.from_bytes(data[pos : pos + 2], "little"), data[pos + 2 : pos + 4]
+        if group != 2:
+            return None
+        vr = data[pos + 4 : pos + 6]
+        if vr in _LONG_VRS:
+            length, start = int.from_bytes(data[pos + 8 : pos + 12], "little"), pos + 12
+        else:
+            length, start = int.from_bytes(data[pos + 6 : pos + 8], "little"), pos + 8
+        if element == b"\x10\x00":  # (0002,0010) TransferSyntaxUID
+            return data[start : start + min(length, 64)].rstrip(b"\x00 ").decode("ascii", "replace")
+        pos = start + length
+    return None
+
+
+def parse_header(data: bytes, **kw: Any) -> Any:
+    """pydicom's parse of ``data`` (keyword arguments go to ``dcmread``), quiet, and refusing a
+    deflated dataset before inflating it (ValueError); the group keys read headers through here."""
+    if declared_syntax(data) == DEFLATED:
+        raise ValueError("a deflated DICOM dataset is not inflated")
+    return _parse(data, **kw)
 
 
 def is_volume_name(name: str) -> bool:
@@ -104,12 +149,23 @@ def decode_dicom(data: bytes, name: str, *, window: str | None = None) -> Image.
     chosen = check_window(window or DEFAULT_WINDOW)
     ds = _read(data, name)
     array, photometric = _frame(ds, name)
-    if array.ndim == 3:
-        rgb = _colour(array, ds, photometric)
-    elif photometric == "PALETTE COLOR":
-        rgb = palette_to_rgb(array, ds)
-    else:
-        rgb = np.repeat(_grey(array, ds, photometric, chosen)[..., None], 3, axis=2)
+    try:
+        with np.errstate(all="ignore"):
+            if array.ndim == 3:
+                rgb = _colour(array, ds, photometric)
+            elif photometric == "PALETTE COLOR":
+                rgb = palette_to_rgb(array, ds)
+            else:
+                rgb = np.repeat(_grey(array, ds, photometric, chosen, name)[..., None], 3, axis=2)
+    except (ImageError, MemoryError):
+        raise
+    except Exception:  # pydicom's LUT code raises many types on contradictory tags
+        raise _fail(
+            name,
+            ProblemKind.UNREADABLE,
+            "has pixel tags that contradict each other (its photometric interpretation, "
+            "rescale, LUT or window tags); re-export it",
+        ) from None
     return Image.fromarray(np.ascontiguousarray(rgb), mode="RGB")
 
 
@@ -117,7 +173,7 @@ def declares_deidentified(data: bytes) -> bool | None:
     """Whether a DICOM file declares PatientIdentityRemoved "YES" (None: not a readable DICOM
     file). Only this flag is read; no identifying tag is looked at."""
     try:
-        ds = _parse(data, stop_before_pixels=True)
+        ds = parse_header(data, stop_before_pixels=True)
     except Exception:
         return None
     return str(ds.get("PatientIdentityRemoved", "")).strip().upper() == "YES"
@@ -156,12 +212,12 @@ def _silence_warnings() -> None:
         warnings.filterwarnings("ignore", module=_WARNINGS)
 
 
-def _parse(data: bytes, *, stop_before_pixels: bool = False) -> Any:
+def _parse(data: bytes, **kw: Any) -> Any:
     import pydicom
 
     _quiet_pydicom()
     _silence_warnings()
-    return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=stop_before_pixels)
+    return pydicom.dcmread(io.BytesIO(data), **kw)
 
 
 def _read(data: bytes, name: str) -> Any:
@@ -171,6 +227,13 @@ def _read(data: bytes, name: str) -> Any:
             name,
             ProblemKind.NOT_IMAGE,
             'is not a DICOM file (it lacks the "DICM" marker at byte 128)',
+        )
+    if declared_syntax(data) == DEFLATED:
+        raise _fail(
+            name,
+            ProblemKind.UNREADABLE,
+            f"is compressed with Transfer Syntax {DEFLATED} (Deflated Explicit VR Little Endian), "
+            "which Refit Studio cannot decode; convert it to uncompressed DICOM or PNG first",
         )
     try:
         ds = _parse(data)
@@ -229,7 +292,7 @@ def _frame(ds: Any, name: str) -> tuple[np.ndarray, str]:
         raise _fail(
             name, ProblemKind.UNREADABLE, "is a DICOM image without a readable size (Rows/Columns)"
         ) from None
-    limit = Image.MAX_IMAGE_PIXELS or 0
+    limit = min(Image.MAX_IMAGE_PIXELS or MAX_PIXELS, MAX_PIXELS)
     if rows < 1 or columns < 1 or frames < 1 or samples not in (1, 3):
         raise _fail(name, ProblemKind.UNREADABLE, "is a DICOM image with an impossible size")
     if limit and rows * columns > limit:
@@ -260,10 +323,25 @@ def _frame(ds: Any, name: str) -> tuple[np.ndarray, str]:
 # -- grey images: modality LUT -> VOI LUT -> MONOCHROME1 -> 8 bits --------------------------------
 
 
-def _grey(array: np.ndarray, ds: Any, photometric: str, window: str) -> np.ndarray:
+def _grey(array: np.ndarray, ds: Any, photometric: str, window: str, name: str) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut
 
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        # Float pixel data (parametric maps) may mark background as NaN: it becomes the lowest
+        # finite value; a frame with no finite value at all shows nothing.
+        finite = np.isfinite(array)
+        if not finite.any():
+            raise _fail(name, ProblemKind.UNREADABLE, "has no pixel value that is a finite number")
+        array = np.where(finite, array, array[finite].min())
     values = apply_modality_lut(array, ds)
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        # A NaN or infinite RescaleSlope / Intercept: every pixel would be the same grey.
+        raise _fail(
+            name,
+            ProblemKind.UNREADABLE,
+            "has a rescale (RescaleSlope / RescaleIntercept) that is not a finite number; "
+            "re-export it",
+        )
     unit = window_unit(values, ds, window)
     if photometric == "MONOCHROME1":
         unit = 1.0 - unit
@@ -279,7 +357,10 @@ def window_unit(values: np.ndarray, ds: Any, window: str) -> np.ndarray:
         if ds.get("VOILUTSequence"):
             return _lut(values, ds)
         if "WindowCenter" in ds and "WindowWidth" in ds and _first(ds.WindowWidth) >= 1:
-            return _windowed(values, ds)
+            # Through the small dataset: pydicom refuses to window a file whose (one-sample)
+            # photometric interpretation is not MONOCHROME, which the grey path already decided.
+            center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+            return _windowed(values, _window_dataset(ds, center, width))
     return percentile_unit(values)
 
 
@@ -312,7 +393,7 @@ def _window_dataset(ds: Any, center: float, width: float) -> Any:
     out.PhotometricInterpretation = "MONOCHROME2"
     out.BitsStored = int(ds.get("BitsStored", 16) or 16)
     out.PixelRepresentation = int(ds.get("PixelRepresentation", 0) or 0)
-    for tag in ("RescaleSlope", "RescaleIntercept", "ModalityLUTSequence"):
+    for tag in ("RescaleSlope", "RescaleIntercept", "ModalityLUTSequence", "VOILUTFunction"):
         if tag in ds:
             out[tag] = ds[tag]
     out.WindowCenter = center

@@ -7,7 +7,8 @@ the model recognises patients rather than disease. A group key comes from one of
 - ``""``: no groups (every image is its own unit, as before);
 - ``"dicom"``: the file's PatientID, or its StudyInstanceUID when it has none (header only);
 - ``"pattern:<regex>"``: the first capture group of the regex searched in the image's path
-  relative to the dataset root, e.g. ``pattern:(P\\d+)_``;
+  relative to the dataset root (its first 256 characters), e.g. ``pattern:(P\\d+)_``; patterns
+  whose backtracking can explode (nested repeats, more than two unbounded ones) are refused;
 - ``"manifest"``: the ``group`` column of a manifest CSV (:mod:`engine.data.manifest`).
 
 Raw keys (PatientIDs are protected health information) never leave this module: a sample holds
@@ -20,11 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from engine.data.dicom import parse_header
 from engine.data.index import DatasetIndex, Sample
 from engine.data.leakage import index_near_duplicates, near_duplicate_twins, twins_problem
 from engine.data.problems import DatasetError, Problem, ProblemKind, plural
@@ -35,8 +37,9 @@ DICOM = "dicom"
 MANIFEST = "manifest"
 PATTERN_PREFIX = "pattern:"
 _HASH_CHARS = 12
-_MAX_KEY = 256  # longer "keys" are not identifiers; they are cut before hashing
-_DICOM_HEAD = 4 * MIB  # a DICOM header (before the pixels) is a few kilobytes
+_DICOM_FIRST = 64 * 1024  # a DICOM header (before the pixels) is a few kilobytes
+_DICOM_HEAD = 4 * MIB  # read when the first 64 KiB end before the keys do
+_LAST_KEY_TAG = 0x0020000D  # StudyInstanceUID, after PatientID (0010,0020)
 
 
 class GroupSpecError(DatasetError):
@@ -54,18 +57,90 @@ def parse_group_by(spec: str) -> tuple[str, re.Pattern[str] | None]:
             pattern = re.compile(text)
         except re.error as exc:
             raise GroupSpecError(
-                f"The group pattern {text!r} is not a valid regular expression ({exc}); write "
-                "one with a capture group, e.g. pattern:(P\\d+)_"
+                f"The group pattern {_shown(text)} is not a valid regular expression ({exc}); "
+                "write one with a capture group, e.g. pattern:(P\\d+)_"
             ) from None
+        slow = _slow_pattern(text)
+        if slow:
+            raise GroupSpecError(
+                f"The group pattern {_shown(text)} {slow}, which can take hours on one long "
+                "file name; write a simpler one (bounded counts like \\d{1,8} are fine), e.g. "
+                "pattern:(P\\d+)_"
+            )
         if pattern.groups < 1:
             raise GroupSpecError(
-                f"The group pattern {text!r} has no capture group; put the part of the file "
+                f"The group pattern {_shown(text)} has no capture group; put the part of the file "
                 "name that names the patient in parentheses, e.g. pattern:(P\\d+)_"
             )
         return "pattern", pattern
     raise GroupSpecError(
-        f"group_by is {spec!r}; use '' (no groups), 'dicom', 'manifest' or 'pattern:<regex>'."
+        f"group_by is {_shown(spec)}; use '' (no groups), 'dicom', 'manifest' or 'pattern:<regex>'."
     )
+
+
+_MAX_SUBJECT = 256  # characters of the relative path a pattern searches (a file name's limit)
+_LONG_REPEAT = 16  # a repeat that may match more than this many times counts as unbounded
+_MAX_UNBOUNDED = 2  # unbounded repeats in one pattern: search time grows as length ** (n + 1)
+
+
+def _shown(text: str) -> str:
+    """A user's spec quoted in a sentence: repr (no control characters), cut to 80 characters."""
+    return repr(text[:80] + ("…" if len(text) > 80 else ""))
+
+
+def _slow_pattern(text: str) -> str | None:
+    """Why the regex ``text`` could backtrack for hours (the rest of a sentence), or None.
+
+    Python's ``re`` has no timeout, so the shapes that make backtracking explode are refused
+    from the parsed pattern: a repeat inside a repeat (``(a+)+``, ``(a{1,3})*``) or an
+    alternation inside a repeat (``(a|ab)+``), both exponential in the length searched, and more
+    than two unbounded repeats (``.*_.*_.*``), polynomial of a degree that hangs on 256
+    characters. With these refused and the subject cut to 256 characters, a search stays
+    within about length ** 3 steps."""
+    from re import _parser  # type: ignore[attr-defined]  # the parser behind re.compile
+
+    counts = {"unbounded": 0}
+
+    def walk(items: object, in_repeat: bool) -> str | None:
+        for op, av in items:  # type: ignore[attr-defined]
+            name = str(op)
+            if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+                _low, high, body = av
+                repeats = high > 1
+                if repeats and in_repeat:
+                    return "has a repeat inside a repeat (like (a+)+)"
+                if high > _LONG_REPEAT:
+                    counts["unbounded"] += 1
+                why = walk(body, in_repeat or repeats)
+            elif name == "BRANCH":
+                if in_repeat:
+                    return "repeats an alternation (like (a|ab)+)"
+                why = _first_reason(walk(branch, in_repeat) for branch in av[1])
+            elif name == "SUBPATTERN":
+                why = walk(av[3], in_repeat)
+            elif name in ("ASSERT", "ASSERT_NOT"):
+                why = walk(av[1], in_repeat)
+            elif name == "ATOMIC_GROUP":
+                why = walk(av, in_repeat)
+            elif name == "GROUPREF_EXISTS":
+                why = _first_reason(walk(p, in_repeat) for p in av[1:] if p is not None)
+            else:
+                why = None
+            if why:
+                return why
+        return None
+
+    try:
+        why = walk(_parser.parse(text), False)
+    except Exception:  # re.compile accepted it; a parser detail we do not know is not fatal
+        return None
+    if why is None and counts["unbounded"] > _MAX_UNBOUNDED:
+        why = f"has {counts['unbounded']} unbounded repeats (like .* or \\d+; at most 2)"
+    return why
+
+
+def _first_reason(reasons: Iterable[str | None]) -> str | None:
+    return next((r for r in reasons if r), None)
 
 
 def dataset_salt(root: str | Path) -> str:
@@ -74,41 +149,46 @@ def dataset_salt(root: str | Path) -> str:
 
 
 def hash_group(salt: str, key: str) -> str:
-    """The salted hash that stands for a raw group key everywhere (12 hex characters)."""
-    return hashlib.sha256(f"{salt}\x00{key[:_MAX_KEY]}".encode()).hexdigest()[:_HASH_CHARS]
+    """The salted hash that stands for a raw group key everywhere (12 hex characters). The whole
+    key is hashed: two keys that differ only late (long IDs, paths) stay two patients. Keys are
+    bounded by what reads them (a 4 MiB DICOM header, a CSV cell). Unicode is normalised (NFC)
+    first: "José" typed on a Mac and on Windows is one patient, not two across the split."""
+    key = unicodedata.normalize("NFC", key)
+    return hashlib.sha256(f"{salt}\x00{key}".encode("utf-8", "surrogatepass")).hexdigest()[
+        :_HASH_CHARS
+    ]
 
 
 def group_key_from_dicom(path: str | Path) -> str | None:
     """The file's PatientID, or its StudyInstanceUID when it has none; None when the file is not
-    DICOM or has neither. Reads the first 4 MiB of a regular file only (the header; never the
-    pixels, never a pipe) and never raises on bad input."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        head = read_head(path, _DICOM_HEAD)
-    except OSError:
-        return None
-    try:
-        ds = pydicom.dcmread(
-            io.BytesIO(head),
-            stop_before_pixels=True,
-            specific_tags=["PatientID", "StudyInstanceUID"],
-        )
-    except InvalidDicomError:
-        return None
-    except Exception:  # a hostile header breaks the parser in many ways; never a crash
-        return None
-    for keyword in ("PatientID", "StudyInstanceUID"):
-        value = str(getattr(ds, keyword, "") or "").strip()
-        if value:
-            return value
+    DICOM or has neither. Reads the first 64 KiB of a regular file (the header; never a pipe),
+    or the first 4 MiB when the header is longer, and never raises on bad input."""
+    for size in (_DICOM_FIRST, _DICOM_HEAD):
+        try:
+            head = read_head(path, size)
+        except OSError:
+            return None
+        try:
+            # Through dicom.parse_header: quiet, and a deflated dataset (a possible zip bomb)
+            # is refused before pydicom would inflate all of it.
+            ds = parse_header(head, stop_before_pixels=True)
+        except Exception:  # a hostile or cut header breaks the parser in many ways
+            continue
+        # A cut header may end inside the PatientID: trust it only when the file ended or a
+        # later tag was read whole (tags come in ascending order).
+        if len(head) < size or max(ds.keys(), default=0) > _LAST_KEY_TAG:
+            for keyword in ("PatientID", "StudyInstanceUID"):
+                value = str(getattr(ds, keyword, "") or "").strip()
+                if value:
+                    return value
+            return None
     return None
 
 
 def key_from_pattern(pattern: re.Pattern[str], rel: str) -> str | None:
-    """The first capture group of ``pattern`` found in ``rel`` (a path relative to the root)."""
-    match = pattern.search(rel[:4096])
+    """The first capture group of ``pattern`` found in the first 256 characters of ``rel`` (a
+    path relative to the root; :func:`parse_group_by` refused the patterns that backtrack)."""
+    match = pattern.search(rel[:_MAX_SUBJECT])
     if match is None:
         return None
     value = match.group(1)
@@ -253,6 +333,22 @@ _IDENTIFIER = re.compile(
     re.IGNORECASE,
 )
 _SHOWN_NAMES = 3
+# Not identifiers, cut out before the check: a date followed by a time of day is when a camera,
+# phone or scanner took the picture (IMG_20230514_123456, PXL_20230514_123456789, "Screenshot
+# 2023-05-14 at 12.34.56"), not a birth date; a zero-padded counter (frame_000123, 00000042)
+# has at most four significant digits, where a record number has six or more.
+_NOT_IDENTIFIER = re.compile(
+    r"(?<!\d)(?:19|20)\d\d[-_.]?(?:0[1-9]|1[0-2])[-_.]?(?:0[1-9]|[12]\d|3[01])"
+    r"(?:[-_ T]|[ _-]at[ _-])(?:[01]\d|2[0-3])[-_.:]?[0-5]\d[-_.:]?[0-5]\d\d{0,3}(?!\d)"
+    r"|(?<!\d)00+\d{1,4}(?!\d)",
+    re.IGNORECASE,
+)
+
+
+def looks_like_identifier(name: str) -> bool:
+    """Whether a file or folder name holds something like a date of birth or a record number
+    (see ``_IDENTIFIER``), once capture timestamps and zero-padded counters are set aside."""
+    return _IDENTIFIER.search(_NOT_IDENTIFIER.sub(" ", name)) is not None
 
 
 def identifier_name_problem(index: DatasetIndex) -> Problem | None:
@@ -260,7 +356,7 @@ def identifier_name_problem(index: DatasetIndex) -> Problem | None:
     numbers (protected health information travels with the names into logs and exports)."""
     root = Path(index.root)
     flagged = [
-        (rel, s.path) for s in index.samples if _IDENTIFIER.search(rel := _rel(s.path, root))
+        (rel, s.path) for s in index.samples if looks_like_identifier(rel := _rel(s.path, root))
     ]
     if not flagged:
         return None

@@ -15,8 +15,10 @@ This module only reads the CSV; :mod:`engine.data.manifest_scan` checks the imag
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +26,11 @@ from pathlib import Path
 from engine.data.images import IMAGE_EXTENSIONS
 from engine.data.problems import DatasetError, Problem, ProblemKind
 from engine.data.safe_read import MIB, FileReadError, read_capped, read_head
+from engine.task import Task
 
 MANIFEST_LIMIT = 64 * MIB  # a path, a label and a key per row: millions of rows fit
 MAX_ROWS = 1_000_000
+MAX_LABEL = 200  # characters of a class name
 MAX_ROW_PROBLEMS = 100  # told one by one; the rest are counted in one more sentence
 SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 _REQUIRED = ("file", "label")
@@ -58,8 +62,27 @@ class Manifest:
     has_split: bool = False
 
 
-def _header_columns(line: str) -> list[str]:
-    return [c.strip().lower() for c in next(csv.reader([line]), [])]
+_DELIMITERS = (",", ";", "\t")  # spreadsheets in many European locales save CSV with ";"
+_QUOTED = 120  # characters of a cell quoted in a sentence
+
+
+def _header_columns(line: str, delimiter: str = ",") -> list[str]:
+    return [c.strip().lower() for c in next(csv.reader([line], delimiter=delimiter), [])]
+
+
+def _delimiter(line: str) -> str:
+    """The delimiter the header row ``line`` is written with: the first of comma, semicolon and
+    tab that splits it into columns naming ``file`` and ``label`` (a comma when none does)."""
+    for delimiter in _DELIMITERS:
+        columns = _header_columns(line, delimiter)
+        if all(c in columns for c in _REQUIRED):
+            return delimiter
+    return ","
+
+
+def _quoted(cell: str) -> str:
+    """A cell as a sentence quotes it: cut to 120 characters (the terminal makes it safe)."""
+    return cell if len(cell) <= _QUOTED else cell[:_QUOTED] + "…"
 
 
 def is_image_manifest(path: str | Path) -> bool:
@@ -71,13 +94,15 @@ def is_image_manifest(path: str | Path) -> bool:
         head = read_head(path, _SNIFF).decode("utf-8-sig", errors="replace")
     except OSError:
         return False
-    columns = _header_columns(head.splitlines()[0] if head else "")
+    line = head.splitlines()[0] if head else ""
+    columns = _header_columns(line, _delimiter(line))
     return all(c in columns for c in _REQUIRED) and "text" not in columns
 
 
-def read_manifest(csv_path: str | Path) -> Manifest:
+def read_manifest(csv_path: str | Path, task: Task | None = None) -> Manifest:
     """The rows of the manifest at ``csv_path``; DatasetError (one sentence) when the file as a
-    whole cannot be used: unreadable, too large, not UTF-8, not CSV, or missing a column."""
+    whole cannot be used: unreadable, too large, not UTF-8, not CSV, or missing a column.
+    ``task``: checked for cancel every 10,000 rows (a million rows take seconds)."""
     path = Path(os.path.abspath(Path(csv_path).expanduser()))
     name = path.name
     try:
@@ -90,12 +115,18 @@ def read_manifest(csv_path: str | Path) -> Manifest:
         raise DatasetError(
             f"The manifest {name} is not UTF-8 text; save it as CSV (UTF-8) and choose it again."
         ) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    first_line = text[: text.find("\n")] if "\n" in text else text
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first_line))
     try:
         header = [c.strip().lower() for c in next(reader, [])]
         missing = [c for c in _REQUIRED if c not in header]
         if missing:
-            shown = ", ".join(header[:8]) or "nothing"
+            if any(os.path.splitext(c)[1] in IMAGE_EXTENSIONS for c in header):
+                # A data row, not a header: its other cells may be a patient's; not quoted.
+                raise DatasetError(
+                    f"The manifest {name} has no header row (its first row lists an image); {_FIX}"
+                )
+            shown = _quoted(", ".join(header[:8])) or "nothing"
             raise DatasetError(
                 f"The manifest {name} has no '{missing[0]}' column (its first row reads: {shown}); "
                 f"{_FIX}"
@@ -109,10 +140,10 @@ def read_manifest(csv_path: str | Path) -> Manifest:
         col: dict[str, int] = {
             c: header.index(c) for c in ("file", "label", "group", "split") if c in header
         }
-        _read_rows(manifest, reader, col)
+        _read_rows(manifest, reader, col, task)
     except csv.Error as exc:
         raise DatasetError(
-            f"The manifest {name} is not valid CSV at row {reader.line_num} ({exc}); {_FIX}"
+            f"The manifest {name} is not valid CSV at line {reader.line_num} ({exc}); {_FIX}"
         ) from None
     return manifest
 
@@ -123,13 +154,18 @@ _FIX = (
 )
 
 
-def _read_rows(manifest: Manifest, reader: Iterator[list[str]], col: dict[str, int]) -> None:
+def _read_rows(
+    manifest: Manifest, reader: Iterator[list[str]], col: dict[str, int], task: Task | None
+) -> None:
     folder = Path(manifest.folder)
     real_folder = os.path.realpath(folder)
     seen: dict[str, int] = {}  # absolute path -> row number
     bad: list[Problem] = []
+    bad_rows = 0
     name = Path(manifest.csv_path).name
     for number, row in enumerate(reader, start=2):
+        if number % 10_000 == 0 and task is not None:
+            task.check_cancelled()
         if number - 1 > MAX_ROWS:
             raise DatasetError(
                 f"The manifest {name} has more than {MAX_ROWS:,} rows, the most read; split it "
@@ -140,15 +176,20 @@ def _read_rows(manifest: Manifest, reader: Iterator[list[str]], col: dict[str, i
         cells = {key: (row[i].strip() if i < len(row) else "") for key, i in col.items()}
         why, path = _check_row(cells, folder, real_folder)
         if why is None and path is not None and path in seen:
-            why = f"lists {cells['file']} again (first in row {seen[path]}); this row is ignored."
-        if why is not None or path is None:
-            bad.append(
-                Problem(
-                    kind=ProblemKind.MANIFEST,
-                    path=manifest.csv_path,
-                    message=f"Row {number} of {name} {why}",
-                )
+            why = (
+                f"lists {_quoted(cells['file'])} again (first in row {seen[path]}); this row is "
+                "ignored."
             )
+        if why is not None or path is None:
+            bad_rows += 1
+            if len(bad) < MAX_ROW_PROBLEMS:  # the rest are only counted: a million is no list
+                bad.append(
+                    Problem(
+                        kind=ProblemKind.MANIFEST,
+                        path=manifest.csv_path,
+                        message=f"Row {number} of {name} {why}",
+                    )
+                )
             continue
         seen[path] = number
         split = cells.get("split", "").lower()
@@ -162,13 +203,13 @@ def _read_rows(manifest: Manifest, reader: Iterator[list[str]], col: dict[str, i
                 split=SPLITS.get(split) if split else None,
             )
         )
-    manifest.problems.extend(bad[:MAX_ROW_PROBLEMS])
-    if len(bad) > MAX_ROW_PROBLEMS:
+    manifest.problems.extend(bad)
+    if bad_rows > MAX_ROW_PROBLEMS:
         manifest.problems.append(
             Problem(
                 kind=ProblemKind.MANIFEST,
                 path=manifest.csv_path,
-                message=f"{len(bad) - MAX_ROW_PROBLEMS} more rows of {name} cannot be used "
+                message=f"{bad_rows - MAX_ROW_PROBLEMS:,} more rows of {name} cannot be used "
                 "either; fix the rows above and scan again to see them.",
             )
         )
@@ -179,36 +220,72 @@ def _check_row(
 ) -> tuple[str | None, str | None]:
     """(None, absolute path) for a usable row, else (the rest of its sentence, None)."""
     file, label = cells["file"], cells["label"]
+    shown = _quoted(file)
     if not file:
         return "has no file; fill in the image's path relative to the CSV's folder.", None
     if not label:
-        return f"has no label for {file}; fill in its class.", None
+        return f"has no label for {shown}; fill in its class.", None
+    if len(label) > MAX_LABEL:
+        # A label is a class name shown in every table and export; this is another column.
+        return (
+            f"has a label of {len(label):,} characters for {shown}; a label is a class name "
+            f"(at most {MAX_LABEL}): check the columns.",
+            None,
+        )
     split = cells.get("split", "").lower()
     if split and split not in SPLITS:
         return (
-            f"has the split '{cells['split']}', which is not train, val or test; fix it or "
-            "leave it empty.",
+            f"has the split '{_quoted(cells['split'])}', which is not train, val or test; fix "
+            "it or leave it empty.",
             None,
         )
     if "\x00" in file:
         return "has a file name with a NUL character; fix the path.", None
-    candidate = os.path.normpath(os.path.join(folder, file.replace("\\", "/")))
-    real = os.path.realpath(candidate)
-    if not _inside(candidate, str(folder)) or not _inside(real, real_folder):
+    if "://" in file:
         return (
-            f"points outside the CSV's folder ({file}); it is refused. Put the images in the "
-            "CSV's folder or below it and use paths relative to it.",
+            f"names a URL ({shown}), not a file; nothing is downloaded. Write the image's path "
+            "relative to the CSV's folder.",
             None,
         )
-    if Path(candidate).suffix.lower() not in IMAGE_EXTENSIONS:
-        return f"names {file}, which is not an image file; it is ignored.", None
-    if not os.path.lexists(candidate):
-        return f"names {file}, which does not exist; fix the path or remove the row.", None
+    outside = (
+        f"points outside the CSV's folder ({shown}); it is refused. Put the images in the CSV's "
+        "folder or below it and use paths relative to it.",
+        None,
+    )
+    try:
+        candidate = os.path.normpath(os.path.join(folder, file.replace("\\", "/")))
+        if not _inside(candidate, str(folder)):
+            return outside
+        if os.path.splitext(candidate)[1].lower() not in IMAGE_EXTENSIONS:
+            return f"names {shown}, which is not an image file; it is ignored.", None
+        try:
+            link = stat.S_ISLNK(os.lstat(candidate).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return f"names {shown}, which does not exist; fix the path or remove the row.", None
+        # One stat per row; the folders' real paths are cached (a million rows share a few).
+        parent, base = os.path.split(candidate)
+        real = os.path.realpath(candidate) if link else os.path.join(_real_dir(parent), base)
+        if not _inside(real, real_folder):
+            return outside
+        if os.path.isdir(real):
+            return f"names {shown}, which is a folder, not an image file; list its images.", None
+    except (OSError, ValueError):  # a name too long for the file system, odd characters
+        return f"names {shown}, which cannot be a file here; fix the path.", None
     return None, candidate
 
 
+@functools.lru_cache(maxsize=4096)
+def _real_dir(path: str) -> str:
+    return os.path.realpath(path)
+
+
 def _inside(path: str, folder: str) -> bool:
-    try:
-        return os.path.commonpath([path, folder]) == os.path.normpath(folder)
-    except ValueError:  # another drive on Windows
-        return False
+    """Whether the normalised ``path`` is ``folder`` or below it (a string test: no file system
+    call, a million rows are checked)."""
+    path, folder = os.path.normcase(path), _folder_key(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+@functools.lru_cache(maxsize=64)
+def _folder_key(folder: str) -> str:
+    return os.path.normcase(os.path.normpath(folder))

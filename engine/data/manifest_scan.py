@@ -31,7 +31,9 @@ def scan_image_source(
 ) -> DatasetIndex:
     """Scan an image folder or manifest CSV, attach group keys (``group_by``, see
     :mod:`engine.data.groups`) and add the leakage and identifier checks. ``index``: a folder
-    scan already made (the prefetching child's), so only the checks run."""
+    scan already made (the prefetching child's), so only the checks run. A bad ``group_by`` is
+    refused (GroupSpecError) before any file is read."""
+    parse_group_by(group_by)
     if index is None and is_image_manifest(source):
         found = scan_manifest(source, min_per_class=min_per_class, group_by=group_by, task=task)
         return check_groups(found, "", task=task)
@@ -55,7 +57,7 @@ def scan_manifest(
     Raises DatasetError when the manifest as a whole is unusable, Cancelled on cancel.
     """
     task = as_task(task)
-    manifest = read_manifest(csv_path)
+    manifest = read_manifest(csv_path, task)
     root = Path(manifest.folder)
     walk = _Walk(problems=list(manifest.problems))
     has_splits = manifest.has_split and any(r.split for r in manifest.rows)
