@@ -183,7 +183,9 @@ def declares_deidentified(data: bytes) -> bool | None:
 
 
 def _fail(name: str, kind: ProblemKind, reason: str) -> ImageError:
-    return ImageError(f"{name} {reason}.", kind, reason)
+    # Most reasons end with what to do ("re-export it", "convert it ... first").
+    advised = any(word in reason for word in ("re-export", "convert it", "first"))
+    return ImageError(f"{name} {reason}.", kind, reason, advised=advised)
 
 
 @functools.cache
@@ -239,6 +241,13 @@ def _read(data: bytes, name: str) -> Any:
         ds = _parse(data)
     except MemoryError:
         raise
+    except ImportError:  # a build without pydicom (seen: a bundle built before it was added)
+        raise _fail(
+            name,
+            ProblemKind.UNREADABLE,
+            "cannot be read: this installation lacks DICOM support (the pydicom package); "
+            "reinstall Refit Studio first",
+        ) from None
     except Exception:  # pydicom raises many types on damaged input
         raise _fail(
             name,

@@ -47,15 +47,27 @@ class ImageError(ValueError):
     """
 
     def __init__(
-        self, message: str, kind: ProblemKind = ProblemKind.UNREADABLE, reason: str = ""
+        self,
+        message: str,
+        kind: ProblemKind = ProblemKind.UNREADABLE,
+        reason: str = "",
+        *,
+        advised: bool = False,
     ) -> None:
         super().__init__(message)
         self.kind = ProblemKind(kind)
         self.reason = reason or message
+        #: the reason already says what to do (a DICOM "...; re-export it"): a scan adds only
+        #: that the file is skipped, not its kind's generic advice as a second remedy
+        self.advised = advised
 
     def __reduce__(self) -> tuple:
         # DataLoader workers pickle exceptions back to the main process: keep kind and reason.
-        return (type(self), (str(self), self.kind, self.reason))
+        return (_image_error, (str(self), self.kind, self.reason, self.advised))
+
+
+def _image_error(message: str, kind: ProblemKind, reason: str, advised: bool) -> ImageError:
+    return ImageError(message, kind, reason, advised=advised)
 
 
 @dataclass(frozen=True)
@@ -81,9 +93,12 @@ _FILE_ADVICE = {
 }
 
 
-def file_problem(rel: str, path: str, kind: ProblemKind, reason: str) -> Problem:
-    """The problem of one file that a scan skips: "<rel> <reason>; <what happens>"."""
-    advice = _FILE_ADVICE.get(kind, "it will be skipped.")
+def file_problem(
+    rel: str, path: str, kind: ProblemKind, reason: str, *, advised: bool = False
+) -> Problem:
+    """The problem of one file that a scan skips: "<rel> <reason>; <what happens>" (only "it
+    will be skipped." when the reason already says what to do: ``advised``)."""
+    advice = "it will be skipped." if advised else _FILE_ADVICE.get(kind, "it will be skipped.")
     return Problem(kind=kind, message=f"{rel} {reason}; {advice}", path=path)
 
 

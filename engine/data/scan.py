@@ -211,7 +211,8 @@ def _check_file(path: str, rel: str, window: str = DEFAULT_WINDOW) -> _Checked:
         # intensity statistics of a few dozen averaged pixels would call a photo flat.
         image = decode_image(data, rel, min_size=_STATS_SIDE, window=window)
     except ImageError as exc:
-        return None, file_problem(rel, path, exc.kind, exc.reason), None, None
+        problem = file_problem(rel, path, exc.kind, exc.reason, advised=exc.advised)
+        return None, problem, None, None
     declared = declares_deidentified(data) if is_dicom(data) else None
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     return digest, None, image_stats(image), declared

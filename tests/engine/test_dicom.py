@@ -438,3 +438,22 @@ def test_the_prefetching_child_decodes_with_the_runs_window(tmp_path):
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["samples"] == 6 and out["hits"] == 6
     assert out["lung"] == 6 and out["bone"] == 0
+
+
+def test_a_scan_problem_gives_one_remedy_not_two(tmp_path):
+    """A DICOM reason that says what to do gets only "it will be skipped." after it."""
+    good = dicom_class_folder(tmp_path / "data", per_class=3)
+    (good / "disc" / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\xff" * 64)
+    index = scan_folder(good, min_per_class=2)
+    [problem] = [p for p in index.problems if p.path and p.path.endswith("broken.dcm")]
+    assert problem.message.endswith("re-export it; it will be skipped.")
+    assert "permissions" not in problem.message
+
+
+def test_a_build_without_pydicom_says_so(tmp_path, monkeypatch):
+    import sys
+
+    path = write_dicom(tmp_path / "a.dcm", disc_slice(0, disc=True))
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # import pydicom fails
+    with pytest.raises(ImageError, match="lacks DICOM support"):
+        load_image(path)
