@@ -131,6 +131,14 @@ def prepare_data(
     if not splits.train:
         raise DatasetError(f"The dataset {config.data.path} leaves no {what} for training.")
     if not splits.val:
+        groups = {s.group for s in index.samples if getattr(s, "group", None) is not None}
+        if groups:  # more images of the same patients cannot help
+            raise DatasetError(
+                f"The dataset {config.data.path} leaves no {what} for validation: its "
+                f"{len(groups)} patients (groups) are too few to keep one aside at a "
+                f"{config.data.val_fraction:.0%} validation share; add images of more patients, "
+                "raise the validation share, or give a split column or val/ folder."
+            )
         raise DatasetError(
             f"The dataset {config.data.path} leaves no {what} for validation; add a val/ folder "
             f"or more {what} per class."

@@ -500,11 +500,6 @@ def test_refit_scan_warns_when_the_default_split_leaves_no_patient_for_validatio
 
 
 @pytest.mark.slow  # imports the training stack (torch): seconds in a cold process
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/training/inputs.py (another helper's) says 'add ... more images per class' "
-    "when groups leave no patient for validation; more images of the same patients cannot help",
-)
 def test_training_names_patients_when_groups_leave_no_validation(tmp_path):
     from engine.config import DataConfig, RunConfig
     from engine.data import DatasetError
