@@ -460,6 +460,12 @@ def _check_group_by(spec: str) -> None:
             "data.group_by's pattern needs a capture group around the patient's part of the "
             "path, e.g. pattern:(P\\d+)_"
         )
+    from engine.data.groups import GroupSpecError, parse_group_by
+
+    try:  # the scan's own checks too: a pattern that could take hours is refused here
+        parse_group_by(spec)
+    except GroupSpecError as exc:
+        raise ConfigError(f"data.group_by: {exc}") from None
 
 
 def field_help(cls: type, name: str) -> dict[str, Any]:

@@ -89,3 +89,11 @@ def test_broken_json_file_says_where(tmp_path):
 def test_field_help_exposes_limits_for_the_gui():
     meta = field_help(DataConfig, "val_fraction")
     assert meta["min"] == 0.05 and meta["max"] == 0.5 and "validation" in meta["help"]
+
+
+def test_a_pattern_that_could_take_hours_is_refused_by_validate():
+    """The scan's own pattern checks run when a config is validated (the app, refit train)."""
+    config = RunConfig(data=DataConfig(path="x", group_by="pattern:(a+)+$"))
+    with pytest.raises(ConfigError, match="repeat inside a repeat"):
+        config.validate()
+    RunConfig(data=DataConfig(path="x", group_by=r"pattern:(P\d+)_")).validate()
