@@ -117,8 +117,9 @@ def read_manifest(csv_path: str | Path, task: Task | None = None) -> Manifest:
         ) from None
     first_line = text[: text.find("\n")] if "\n" in text else text
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first_line))
+    rows = _bounded(reader)
     try:
-        header = [c.strip().lower() for c in next(reader, [])]
+        header = [c.strip().lower() for c in next(rows, [])]
         missing = [c for c in _REQUIRED if c not in header]
         if missing:
             if any(os.path.splitext(c)[1] in IMAGE_EXTENSIONS for c in header):
@@ -140,12 +141,25 @@ def read_manifest(csv_path: str | Path, task: Task | None = None) -> Manifest:
         col: dict[str, int] = {
             c: header.index(c) for c in ("file", "label", "group", "split") if c in header
         }
-        _read_rows(manifest, reader, col, task)
+        _read_rows(manifest, rows, col, task)
     except csv.Error as exc:
         raise DatasetError(
             f"The manifest {name} is not valid CSV at line {reader.line_num} ({exc}); {_FIX}"
         ) from None
     return manifest
+
+
+# csv's default field limit. The text-table reader raises the process-wide limit for long
+# documents, so the manifest checks its cells itself: the same answer whatever was read before.
+MAX_CELL = 131072
+
+
+def _bounded(reader: Iterator[list[str]]) -> Iterator[list[str]]:
+    """The rows of ``reader``; csv.Error for a cell longer than MAX_CELL characters."""
+    for row in reader:
+        if any(len(cell) > MAX_CELL for cell in row):
+            raise csv.Error(f"a cell is longer than {MAX_CELL:,} characters")
+        yield row
 
 
 _FIX = (
