@@ -141,8 +141,11 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         for problem in index.problems:
             print(f"{problem.severity}: {terminal_safe(problem.message)}")
         if args.review:
-            _print_review(index, _review(index, args, modality.name))
-    return 2 if index.fatal_problem() else 0
+            review = _review(index, args, modality.name)
+            _print_review(index, review)
+    if index.fatal_problem():
+        return 2
+    return 1 if review is not None and "error" in review else 0
 
 
 def _review(index: Any, args: argparse.Namespace, modality: str) -> dict[str, Any]:
@@ -176,6 +179,10 @@ def _review(index: Any, args: argparse.Namespace, modality: str) -> dict[str, An
         return {"error": str(exc)}
     except Cancelled:
         return {"error": "The label review was stopped by the user."}
+    except Exception as exc:  # an unknown backbone, a file that fails to decode: one sentence
+        from engine.training.provenance import error_sentence
+
+        return {"error": error_sentence(exc)}
 
 
 def _print_review(index: Any, review: dict[str, Any]) -> None:

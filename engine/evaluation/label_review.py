@@ -133,7 +133,7 @@ def out_of_fold_probabilities(
             task.check()
         fit_y = y[train]
         if len(np.unique(fit_y)) == 1:  # one class left: it is all the model can say
-            probs[np.ix_(held, [int(fit_y[0])])] = 1.0
+            probs[np.ix_(held, np.array([int(fit_y[0])]))] = 1.0
         else:
             model = make_pipeline(StandardScaler(), LogisticRegression(C=REVIEW_C, max_iter=2000))
             model.fit(features[train], fit_y)
@@ -145,7 +145,7 @@ def out_of_fold_probabilities(
     return probs
 
 
-def class_thresholds(probs: np.ndarray, labels: Sequence[int]) -> np.ndarray:
+def class_thresholds(probs: np.ndarray, labels: Sequence[int] | np.ndarray) -> np.ndarray:
     """``t_j``: the mean probability of class ``j`` over the examples labeled ``j`` (a class
     without examples gets 1.0, so nothing is suggested into it)."""
     y = np.asarray(labels, dtype=np.int64)
@@ -293,7 +293,7 @@ def _features(
     from the workspace's feature cache or computed and stored there."""
     import torch
 
-    from engine.config import DataConfig, ModelConfig, RunConfig
+    from engine.config import DataConfig, DicomWindow, ModelConfig, RunConfig
     from engine.data import ImageDataset
     from engine.data.intensity import resolve_intensity
     from engine.frozen import FrozenForward
@@ -307,7 +307,9 @@ def _features(
 
     config = RunConfig(
         seed=seed,
-        data=DataConfig(path=str(index.root), num_workers=num_workers, dicom_window=dicom_window),
+        data=DataConfig(
+            path=str(index.root), num_workers=num_workers, dicom_window=DicomWindow(dicom_window)
+        ),
         model=ModelConfig(backbone=backbone, pretrained=pretrained),
     ).validate()
     if modality_of(resolve_entry(backbone)).name != "image":

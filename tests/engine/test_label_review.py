@@ -156,3 +156,15 @@ def test_refit_scan_review_prints_the_planted_files(tmp_path, capsys):
     code = main(["scan", str(root), "--review", "--top", "6", "--workspace", ws, "--json"])
     data = json.loads(capsys.readouterr().out)
     assert set(planted) <= {i["path"] for i in data["label_review"]["issues"]}
+
+
+def test_refit_scan_review_of_texts_says_why_in_one_line(tmp_path, capsys):
+    table = make_text_table(tmp_path / "t.csv", per_class=6)
+    code = main(["scan", str(table), "--review", "--workspace", str(tmp_path / "ws")])
+    out = capsys.readouterr().out
+    assert code == 1
+    (line,) = [line for line in out.splitlines() if line.startswith("review:")]
+    assert "works on images" in line
+    code = main(["scan", str(table), "--review", "--json", "--workspace", str(tmp_path / "ws")])
+    assert "works on images" in json.loads(capsys.readouterr().out)["label_review"]["error"]
+    assert code == 1
