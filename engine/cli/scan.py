@@ -46,7 +46,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--no-pretrained", action="store_true", help="With --review: random backbone weights."
     )
     r.add_argument(
-        "--workers", type=int, default=0, help="With --review: image loader processes (0: auto)."
+        "--workers",
+        type=int,
+        default=0,
+        help="With --review: image loader processes (default 0: decode in this process; "
+        "-1: one per spare core).",
     )
     s.set_defaults(func=_cmd_scan)
 
