@@ -64,6 +64,7 @@ if TYPE_CHECKING:
         token_influence,
     )
     from engine.evaluation.intervals import Interval, class_intervals
+    from engine.evaluation.label_review import LabelIssue, LabelReview, ReviewError, review_labels
     from engine.evaluation.predictions import SplitPredictions, split_groups
     from engine.evaluation.report import (
         Calibration,
@@ -218,6 +219,10 @@ _LAZY = {
     "Comparison": "engine.evaluation.compare",
     "Interval": "engine.evaluation.intervals",
     "class_intervals": "engine.evaluation.intervals",
+    "LabelIssue": "engine.evaluation.label_review",
+    "LabelReview": "engine.evaluation.label_review",
+    "ReviewError": "engine.evaluation.label_review",
+    "review_labels": "engine.evaluation.label_review",
     "TokenInfluence": "engine.evaluation.explain",
     "can_explain": "engine.evaluation.explain",
     "image_heatmaps": "engine.evaluation.explain",
@@ -278,6 +283,8 @@ __all__ = [
     "ImageError",
     "IntensityStretch",
     "Interval",
+    "LabelIssue",
+    "LabelReview",
     "LogMessage",
     "Method",
     "Modality",
@@ -286,6 +293,7 @@ __all__ = [
     "Predictor",
     "Problem",
     "Progress",
+    "ReviewError",
     "RunConfig",
     "RunDetails",
     "RunDir",
@@ -346,6 +354,7 @@ __all__ = [
     "resolve_entry",
     "resolve_frozen_groups",
     "resume",
+    "review_labels",
     "run_details",
     "run_facts",
     "scan_folder",

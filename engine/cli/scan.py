@@ -26,6 +26,32 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "'manifest' or 'pattern:<regex>' (see data.group_by).",
     )
     s.add_argument("--json", action="store_true", help="Print the result as JSON.")
+    r = s.add_argument_group("likely label errors (images)")
+    r.add_argument(
+        "--review",
+        action="store_true",
+        help="After the scan, list the images whose label the data contradicts (out-of-fold "
+        "predictions on a frozen backbone's features, confident learning); nothing is "
+        "relabelled. Features are cached in the workspace.",
+    )
+    r.add_argument(
+        "--top", type=int, default=20, help="With --review: how many to list (default 20)."
+    )
+    r.add_argument(
+        "--backbone",
+        help="With --review: the image backbone whose features are used "
+        "(default: the starter, which works offline).",
+    )
+    r.add_argument(
+        "--no-pretrained", action="store_true", help="With --review: random backbone weights."
+    )
+    r.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="With --review: image loader processes (default 0: decode in this process; "
+        "-1: one per spare core).",
+    )
     s.set_defaults(func=_cmd_scan)
 
 
@@ -57,6 +83,9 @@ def _cmd_scan(args: argparse.Namespace) -> int:
                 task=task,
             )
     grouped = any(getattr(s, "group", None) is not None for s in index.samples)
+    review: dict[str, Any] | None = None
+    if args.review and args.json:
+        review = _review(index, args, modality.name)
     if args.json:
         print(
             json.dumps(
@@ -82,6 +111,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
                         }
                         for p in index.problems
                     ],
+                    **({"label_review": review} if args.review else {}),
                 },
                 indent=2,
             )
@@ -114,7 +144,78 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             _print_groups(index)
         for problem in index.problems:
             print(f"{problem.severity}: {terminal_safe(problem.message)}")
-    return 2 if index.fatal_problem() else 0
+        if args.review:
+            review = _review(index, args, modality.name)
+            _print_review(index, review)
+    if index.fatal_problem():
+        return 2
+    return 1 if review is not None and "error" in review else 0
+
+
+def _review(index: Any, args: argparse.Namespace, modality: str) -> dict[str, Any]:
+    """The label review of a scanned dataset as a dict (``{"error": sentence}`` when it cannot
+    run); Ctrl+C stops it (``{"error": ...}`` too)."""
+    from engine.task import Cancelled
+
+    if modality != "image":
+        return {"error": f"The label review works on images; {index.root} holds {modality}s."}
+    from engine.cli.progress import cancel_on_sigint
+    from engine.evaluation.label_review import ReviewError, review_labels
+
+    try:
+        with (
+            Progress("Reviewing labels", quiet=args.json, unit="%") as bar,
+            cancel_on_sigint(
+                "Stopping the review (Ctrl+C again to abort)…",
+                lambda p: bar.update(round(100 * (p.fraction or 0.0)), 100),
+            ) as task,
+        ):
+            return review_labels(
+                index,
+                backbone=args.backbone,
+                pretrained=not args.no_pretrained,
+                workspace=getattr(args, "workspace", None),
+                top=max(0, args.top),
+                num_workers=args.workers,
+                task=task,
+            ).to_dict()
+    except ReviewError as exc:
+        return {"error": str(exc)}
+    except Cancelled:
+        return {"error": "The label review was stopped by the user."}
+    except Exception as exc:  # an unknown backbone, a file that fails to decode: one sentence
+        from engine.training.provenance import error_sentence
+
+        return {"error": error_sentence(exc)}
+
+
+def _print_review(index: Any, review: dict[str, Any]) -> None:
+    """One line per likely label error, its file first (a terminal makes it clickable)."""
+    from pathlib import Path
+
+    if "error" in review:
+        print(f"review: {terminal_safe(review['error'])}")
+        return
+    how = (
+        f"{review['folds']} {'patient-grouped ' if review['grouped'] else ''}folds on "
+        f"{review['backbone']} features; nothing was relabelled"
+    )
+    if not review["flagged"]:
+        print(f"Likely label errors: none among {review['reviewed']} images ({how}).")
+        return
+    shown = len(review["issues"])
+    print(
+        f"Likely label errors: {review['flagged']} of {review['reviewed']} images ({how})"
+        + (f"; the top {shown}:" if shown < review["flagged"] else ":")
+    )
+    base = Path(index.root)
+    base = base if base.is_dir() else base.parent
+    for issue in review["issues"]:
+        print(
+            f"  {terminal_safe(str(base / issue['path']))}  labeled "
+            f"'{terminal_safe(issue['given'])}', looks like '{terminal_safe(issue['suggested'])}' "
+            f"({issue['confidence']:.0%}; its label {issue['self_confidence']:.0%})"
+        )
 
 
 def _print_groups(index: Any) -> None:
