@@ -350,6 +350,10 @@ def smoke_test(bundle: Path, edition: str, report: Report) -> None:
             report.add("offline image starter listed as offline", 0, False, "not offline")
         s.refit_cmd("refit scan images", "scan", str(scratch / "images"), expect="usable images")
         s.refit_cmd(
+            "refit scan --review (label errors)", "scan", str(scratch / "images"), "--review",
+            expect="nothing was relabelled",
+        )  # fmt: skip
+        s.refit_cmd(
             "refit train --method linear-probe", "train", str(scratch / "images"),
             "--method", "linear-probe", expect="Run completed",
         )  # fmt: skip
