@@ -85,7 +85,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     grouped = any(getattr(s, "group", None) is not None for s in index.samples)
     review: dict[str, Any] | None = None
     if args.review and args.json:
-        review = _review(index, args, modality.name)
+        review = _review(index, args)
     if args.json:
         print(
             json.dumps(
@@ -145,22 +145,19 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         for problem in index.problems:
             print(f"{problem.severity}: {terminal_safe(problem.message)}")
         if args.review:
-            review = _review(index, args, modality.name)
+            review = _review(index, args)
             _print_review(index, review)
     if index.fatal_problem():
         return 2
     return 1 if review is not None and "error" in review else 0
 
 
-def _review(index: Any, args: argparse.Namespace, modality: str) -> dict[str, Any]:
+def _review(index: Any, args: argparse.Namespace) -> dict[str, Any]:
     """The label review of a scanned dataset as a dict (``{"error": sentence}`` when it cannot
     run); Ctrl+C stops it (``{"error": ...}`` too)."""
-    from engine.task import Cancelled
-
-    if modality != "image":
-        return {"error": f"The label review works on images; {index.root} holds {modality}s."}
     from engine.cli.progress import cancel_on_sigint
     from engine.evaluation.label_review import ReviewError, review_labels
+    from engine.task import Cancelled
 
     try:
         with (
