@@ -38,8 +38,13 @@ from engine import (
 
 STAGE_WORDS = {"scan": "checking the data", "features": "computing features"}
 LOG_LINES = 5000
-# The linear probe fits its head with L-BFGS: its steps have no learning rate to draw.
-PROBE_LR_NOTE = "No learning rate: the linear probe fits its head with L-BFGS"
+# The linear probe fits its head with L-BFGS: its steps have no learning rate to draw. Short:
+# the plot is narrow; its tooltip says the rest.
+PROBE_LR_NOTE = "No learning rate (L-BFGS)"
+PROBE_LR_TIP = (
+    "The linear probe fits its head to convergence with L-BFGS and picks its L2 strength by "
+    "cross-validation: there is no learning rate to plot."
+)
 
 
 class ProgressClock:
@@ -175,6 +180,7 @@ class RunMonitorWidget(QWidget):
         """Say in the learning-rate plot why it stays empty ("" : draw the learning rate)."""
         self._lr_note = note
         self.lr_plot.setTitle(note or None)
+        self.lr_plot.setToolTip(PROBE_LR_TIP if note else "")
         if note:
             self.lr_plot.clear_data()
 
