@@ -164,7 +164,8 @@ def decode_dicom(data: bytes, name: str, *, window: str | None = None) -> Image.
             name,
             ProblemKind.UNREADABLE,
             "has pixel tags that contradict each other (its photometric interpretation, "
-            "rescale, LUT or window tags); re-export it",
+            "rescale, LUT or window tags)",
+            remedy="re-export it",
         ) from None
     return Image.fromarray(np.ascontiguousarray(rgb), mode="RGB")
 
@@ -182,10 +183,11 @@ def declares_deidentified(data: bytes) -> bool | None:
 # -- reading --------------------------------------------------------------------------------------
 
 
-def _fail(name: str, kind: ProblemKind, reason: str) -> ImageError:
-    # Most reasons end with what to do ("re-export it", "convert it ... first").
-    advised = any(word in reason for word in ("re-export", "convert it", "first"))
-    return ImageError(f"{name} {reason}.", kind, reason, advised=advised)
+def _fail(name: str, kind: ProblemKind, reason: str, *, remedy: str = "") -> ImageError:
+    """The ImageError of ``name``; ``remedy``: what to do, when this file's problem has its own
+    (a scan then adds only that the file is skipped, not the kind's generic advice)."""
+    reason = f"{reason}; {remedy}" if remedy else reason
+    return ImageError(f"{name} {reason}.", kind, reason, advised=bool(remedy))
 
 
 @functools.cache
@@ -235,7 +237,8 @@ def _read(data: bytes, name: str) -> Any:
             name,
             ProblemKind.UNREADABLE,
             f"is compressed with Transfer Syntax {DEFLATED} (Deflated Explicit VR Little Endian), "
-            "which Refit Studio cannot decode; convert it to uncompressed DICOM or PNG first",
+            "which Refit Studio cannot decode",
+            remedy="convert it to uncompressed DICOM or PNG first",
         )
     try:
         ds = _parse(data)
@@ -245,14 +248,15 @@ def _read(data: bytes, name: str) -> Any:
         raise _fail(
             name,
             ProblemKind.UNREADABLE,
-            "cannot be read: this installation lacks DICOM support (the pydicom package); "
-            "reinstall Refit Studio first",
+            "cannot be read: this installation lacks DICOM support (the pydicom package)",
+            remedy="reinstall Refit Studio first",
         ) from None
     except Exception:  # pydicom raises many types on damaged input
         raise _fail(
             name,
             ProblemKind.UNREADABLE,
-            "is a damaged DICOM file (its tags cannot be read); re-export it",
+            "is a damaged DICOM file (its tags cannot be read)",
+            remedy="re-export it",
         ) from None
     meta = getattr(ds, "file_meta", None)
     if meta is None or "TransferSyntaxUID" not in meta:
@@ -260,7 +264,8 @@ def _read(data: bytes, name: str) -> Any:
         raise _fail(
             name,
             ProblemKind.UNREADABLE,
-            "is a damaged DICOM file (its header names no Transfer Syntax); re-export it",
+            "is a damaged DICOM file (its header names no Transfer Syntax)",
+            remedy="re-export it",
         )
     if not any(tag in ds for tag in _PIXEL_TAGS):
         raise _fail(
@@ -291,7 +296,8 @@ def _frame(ds: Any, name: str) -> tuple[np.ndarray, str]:
             name,
             ProblemKind.UNREADABLE,
             f"is compressed with Transfer Syntax {uid} ({syntax}), which Refit Studio cannot "
-            "decode; convert it to uncompressed DICOM or PNG first",
+            "decode",
+            remedy="convert it to uncompressed DICOM or PNG first",
         )
     try:
         rows, columns = int(ds.Rows), int(ds.Columns)
@@ -320,7 +326,8 @@ def _frame(ds: Any, name: str) -> tuple[np.ndarray, str]:
             name,
             ProblemKind.UNREADABLE,
             f"cannot be decoded (its pixel data, Transfer Syntax {uid} ({syntax}), is damaged "
-            "or shorter than its size says); re-export it",
+            "or shorter than its size says)",
+            remedy="re-export it",
         ) from None
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
@@ -348,8 +355,8 @@ def _grey(array: np.ndarray, ds: Any, photometric: str, window: str, name: str) 
         raise _fail(
             name,
             ProblemKind.UNREADABLE,
-            "has a rescale (RescaleSlope / RescaleIntercept) that is not a finite number; "
-            "re-export it",
+            "has a rescale (RescaleSlope / RescaleIntercept) that is not a finite number",
+            remedy="re-export it",
         )
     unit = window_unit(values, ds, window)
     if photometric == "MONOCHROME1":
