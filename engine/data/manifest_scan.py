@@ -17,7 +17,7 @@ from engine.data.index import DatasetIndex
 from engine.data.manifest import is_image_manifest, read_manifest
 from engine.data.problems import Problem, ProblemKind
 from engine.data.review import review_samples
-from engine.data.scan import _Candidate, _check_files, _finish, _Walk, scan_folder
+from engine.data.scan import Candidate, Walk, check_files, finish_scan, scan_folder
 from engine.task import Task, as_task
 
 
@@ -59,15 +59,15 @@ def scan_manifest(
     task = as_task(task)
     manifest = read_manifest(csv_path, task)
     root = Path(manifest.folder)
-    walk = _Walk(problems=list(manifest.problems))
+    walk = Walk(problems=list(manifest.problems))
     has_splits = manifest.has_split and any(r.split for r in manifest.rows)
     for row in manifest.rows:
         split = (row.split or "train") if has_splits else None
-        walk.candidates.append(_Candidate(path=row.path, rel=row.rel, cls=row.label, split=split))
-    digests = _check_files(walk, root, task, workers)
+        walk.candidates.append(Candidate(path=row.path, rel=row.rel, cls=row.label, split=split))
+    digests = check_files(walk, root, task, workers)
     samples, review_problems = review_samples(walk.candidates, digests)
     walk.problems.extend(review_problems)
-    index = _finish(root, walk, samples, min_per_class, has_splits=has_splits)
+    index = finish_scan(root, walk, samples, min_per_class, has_splits=has_splits)
     index = _manifest_fatal(index, manifest.csv_path)
     source, _ = parse_group_by(group_by)
     if source in ("", "manifest") and manifest.has_group:

@@ -42,7 +42,7 @@ from engine.task import Task, as_task
 
 
 @dataclass
-class _Candidate:
+class Candidate:
     path: str  # absolute
     rel: str  # relative to root, with forward slashes
     cls: str
@@ -50,8 +50,8 @@ class _Candidate:
 
 
 @dataclass
-class _Walk:
-    candidates: list[_Candidate] = field(default_factory=list)
+class Walk:
+    candidates: list[Candidate] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     folders: dict[tuple[str | None, str], str] = field(default_factory=dict)  # -> folder path
     stats: dict[str, IntensityStats] = field(default_factory=dict)  # digest -> pixel statistics
@@ -79,7 +79,7 @@ def scan_folder(
     task = as_task(task)
     root_path = Path(os.path.abspath(Path(root).expanduser()))
     entries = _list_root(root_path)
-    walk = _Walk()
+    walk = Walk()
     safe = DatasetWalk(root_path, walk.problems, task)
     kinds = {entry.name: safe.kind(entry) for entry in entries}  # skipped ones are told here
     split_dirs = _split_dirs(root_path, entries, kinds)
@@ -101,10 +101,10 @@ def scan_folder(
             for sub in safe.entries(entry.path):
                 _visit(walk, safe, sub, split, safe.kind(sub))
 
-    digests = _check_files(walk, root_path, task, workers, window=window)
+    digests = check_files(walk, root_path, task, workers, window=window)
     samples, review_problems = review_samples(walk.candidates, digests)
     walk.problems.extend(review_problems)
-    return _finish(root_path, walk, samples, min_per_class, has_splits=bool(split_dirs))
+    return finish_scan(root_path, walk, samples, min_per_class, has_splits=bool(split_dirs))
 
 
 def _list_root(root: Path) -> list[os.DirEntry]:
@@ -144,7 +144,7 @@ def _split_dirs(
 
 
 def _visit(
-    walk: _Walk, safe: DatasetWalk, entry: os.DirEntry, split: str | None, kind: str | None
+    walk: Walk, safe: DatasetWalk, entry: os.DirEntry, split: str | None, kind: str | None
 ) -> None:
     """One entry of the root (or of a split folder): a class folder, or a stray file."""
     if kind is None:
@@ -169,7 +169,7 @@ def _visit(
                 file_problem(rel, path, ProblemKind.NOT_IMAGE, f"is not an image file ({why})")
             )
             continue
-        walk.candidates.append(_Candidate(path=path, rel=rel, cls=cls, split=split))
+        walk.candidates.append(Candidate(path=path, rel=rel, cls=cls, split=split))
 
 
 def _starts_like_dicom(path: str) -> bool:
@@ -180,7 +180,7 @@ def _starts_like_dicom(path: str) -> bool:
         return False
 
 
-def _stray(walk: _Walk, root: Path, entry: os.DirEntry, what: str) -> None:
+def _stray(walk: Walk, root: Path, entry: os.DirEntry, what: str) -> None:
     rel = Path(entry.path).relative_to(root).as_posix()
     walk.problems.append(
         Problem(
@@ -218,8 +218,8 @@ def _check_file(path: str, rel: str, window: str = DEFAULT_WINDOW) -> _Checked:
     return digest, None, image_stats(image), declared
 
 
-def _check_files(
-    walk: _Walk,
+def check_files(
+    walk: Walk,
     root: Path,
     task: Task,
     workers: int | None,
@@ -284,8 +284,8 @@ class _Progress:
             self.task.report(done, self.total)
 
 
-def _finish(
-    root: Path, walk: _Walk, samples: list[Reviewed], min_per_class: int, *, has_splits: bool
+def finish_scan(
+    root: Path, walk: Walk, samples: list[Reviewed], min_per_class: int, *, has_splits: bool
 ) -> DatasetIndex:
     """Leave out classes that are too small, number the rest, and find fatal problems."""
     per_class = Counter(s.cls for s in samples)
@@ -330,7 +330,7 @@ def _finish(
     )
 
 
-def _class_path(walk: _Walk, cls: str) -> str | None:
+def _class_path(walk: Walk, cls: str) -> str | None:
     """The class's folder (its train folder in the split layout)."""
     paths = {split: path for (split, name), path in walk.folders.items() if name == cls}
     return paths.get("train") or paths.get(None) or next(iter(paths.values()), None)

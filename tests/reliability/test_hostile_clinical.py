@@ -269,7 +269,7 @@ def test_refit_scan_refuses_a_catastrophic_pattern_before_any_file(tmp_path, cap
     def no_scan(*args, **kw):
         raise AssertionError("the folder was scanned before the pattern was checked")
 
-    monkeypatch.setattr(folder_scan, "_check_files", no_scan)
+    monkeypatch.setattr(folder_scan, "check_files", no_scan)
     assert main(["scan", str(root), "--group-by", "pattern:(a+)+$"]) == 2
     said = capsys.readouterr().err
     assert "can take hours" in said and "Traceback" not in said
