@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from engine.cli.common import add_quiet_flag, add_remote_code_flag, add_run_argument
 from engine.cli.config_flags import add_train_flags, config_from_args
@@ -38,7 +39,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         Path(args.save_config).write_text(config.to_json(), encoding="utf-8")
         print(f"Wrote {args.save_config}")
         return 0
-    _prefetch_while_importing(config)
+    _prefetch_while_importing(config, args.workspace)
     from engine.training.trainer import train
     from engine.trust import check_model
 
@@ -49,10 +50,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
 
 
-def _prefetch_while_importing(config: RunConfig) -> None:
+def _prefetch_while_importing(config: RunConfig, workspace: str | None) -> None:
     """Scan an image folder and make what the network sees of each image in a second process
-    while the trainer's libraries import (seconds of one busy core): for the runs whose first
-    pass is the frozen feature pass."""
+    while the trainer's libraries import (seconds of one busy core), and run the backbone's
+    checked export over them when the workspace has one: for the runs whose first pass is the
+    frozen feature pass."""
     from engine.data import detect_modality, prefetch
     from engine.data.view import EvalView
     from engine.modalities import modality_of
@@ -77,7 +79,31 @@ def _prefetch_while_importing(config: RunConfig) -> None:
             view=EvalView(pre.resize_size, pre.input_size, pre.interpolation),
             intensity=str(config.data.intensity),
             dicom_window=str(config.data.dicom_window),
+            early=_early_spec(config, entry, workspace),
         )
+
+
+def _early_spec(config: RunConfig, entry: Any, workspace: str | None) -> Any:
+    """What the prefetching child needs to run the backbone's export (engine/frozen/early.py),
+    or None where the run would not use onnxruntime on the CPU."""
+    import os
+
+    from engine.config import Device, Runtime
+    from engine.frozen.early import EarlySpec
+    from engine.frozen.keys import early_parts
+    from engine.runs import Workspace
+
+    if config.device.runtime is Runtime.TORCH or config.device.device in (Device.CUDA, Device.MPS):
+        return None
+    try:
+        parts = early_parts(config, entry.family, entry.preprocess.input_size)
+        cache = Workspace(workspace).cache_root / "onnx"
+    except Exception:  # weights that are not there: the run says so itself
+        return None
+    if parts is None:
+        return None
+    pre = entry.preprocess
+    return EarlySpec(str(cache), parts, pre.mean, pre.std, max(1, (os.cpu_count() or 1) - 1))
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:

@@ -33,9 +33,12 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
+import numpy as np
 from PIL import Image
 
 from engine.data.dicom import DEFAULT_WINDOW
@@ -45,9 +48,14 @@ from engine.data.intensity import PERCENTILE, resolve_intensity
 from engine.data.problems import ImageError
 from engine.data.scan import scan_folder
 from engine.data.view import EvalView
+from engine.frozen.early import BATCH, EarlyExport, EarlySpec, wait_for_export
 from engine.task import Cancelled, Progress, Task
 
 CAP_BYTES = 768 * 2**20
+#: How long a child waits for the export a backbone's first run makes (then it ends).
+WAIT_EXPORT_S = 120.0
+#: A child running the backbone is waited for when it will be done within this many seconds.
+FINISH_S = 0.5
 _CHUNK = 16  # images per message: the run can use the first ones before the child is done
 _Key = tuple[str, int, str]  # root, min_per_class, DICOM window
 
@@ -83,6 +91,12 @@ class _Child:
         self.finished = False  # the child said it is done, or died (its pipe ended)
         self.pixels_open = True
         self.progress: tuple[int, int] = (0, 0)  # the scan's (done, total), as the child sent it
+        # The backbone's features of the views, when the child found a checked export to run
+        # (engine/frozen/early.py): the export it ran, and a row per path.
+        self.export: EarlyExport | None = None
+        self.features: dict[str, np.ndarray] = {}
+        self.export_arrived = 0.0  # time.monotonic() of the export message
+        self.waiting = False  # it found no export and looks for the one the run will make
         threading.Thread(target=self._read, name="refit-prefetch", daemon=True).start()
 
     def _read(self) -> None:
@@ -114,6 +128,15 @@ class _Child:
             self.view = payload if isinstance(payload, EvalView) else None
         elif kind == "images" and isinstance(payload, dict):
             self.images.update(payload)
+        elif kind == "waiting":
+            self.waiting = True
+        elif kind == "export":
+            self.export = payload if isinstance(payload, EarlyExport) else None
+            self.export_arrived = time.monotonic()
+        elif kind == "features" and self.export is not None and isinstance(payload, tuple):
+            paths, rows = cast(tuple[tuple[str, ...], Any], payload)
+            if isinstance(rows, np.ndarray) and rows.ndim == 2 and len(rows) == len(paths):
+                self.features.update(zip(paths, rows, strict=True))
 
     def stop(self) -> None:
         """(Under ``cond``.) Stop a child that is still at work (it only decodes: nothing of its
@@ -153,12 +176,14 @@ def start(
     view: EvalView | None = None,
     intensity: str = "off",
     dicom_window: str = DEFAULT_WINDOW,
+    early: EarlySpec | None = None,
 ) -> bool:
     """Fork a child that scans ``root``, decodes its images for ``min_size`` and, given
     ``view``, makes that view of each (its stretch decided by ``intensity`` and the scan, as a
-    run decides it), DICOM files windowed by ``dicom_window``; False when prefetching is not
-    possible here. Call before importing torch
-    (no threads may run yet)."""
+    run decides it), DICOM files windowed by ``dicom_window``; then, given ``early`` and a
+    checked export of its backbone in the workspace, runs the backbone over the views
+    (:func:`take_features`). False when prefetching is not possible here. Call before importing
+    torch (no threads may run yet)."""
     if not possible() or threading.active_count() > 1:
         return False
     key = _key(root, min_per_class, dicom_window)
@@ -177,7 +202,7 @@ def start(
     pid = os.fork()
     if pid == 0:  # the child: never returns
         recv_end.close()
-        _child_main(parent, key, min_size, view, intensity, send_end, fd)
+        _child_main(parent, key, min_size, view, intensity, early, send_end, fd)
     send_end.close()
     with _lock:
         _children[key] = _Child(key, min_size, pid, recv_end, fd)
@@ -206,6 +231,7 @@ def _child_main(
     min_size: int,
     view: EvalView | None,
     intensity: str,
+    early: EarlySpec | None,
     conn,
     fd: int,
 ) -> None:
@@ -231,7 +257,9 @@ def _child_main(
             stretch = resolve_intensity(intensity, index.intensity) == PERCENTILE
             view = dataclasses.replace(view, stretch=stretch)
             conn.send(("view", view))
-        _decode(index, min_size, view, window, conn, fd)
+        made = _decode(index, min_size, view, window, conn, fd)
+        if early is not None and view is not None:
+            _run_backbone(early, made, conn, fd)
         conn.send(("done", None))
     except BaseException:
         code = 1
@@ -243,8 +271,10 @@ def _child_main(
 
 def _decode(
     index: DatasetIndex, min_size: int, view: EvalView | None, window: str, conn, fd: int
-) -> None:
+) -> dict[str, _Entry]:
+    """Decode (and view) the images into ``fd``; returns where each went, in the scan's order."""
     offset = 0
+    made: dict[str, _Entry] = {}
     chunk: dict[str, _Entry] = {}
     with os.fdopen(fd, "wb", closefd=False) as out:
         for sample in index.samples:
@@ -258,7 +288,9 @@ def _decode(
             if offset + len(data) > CAP_BYTES:
                 break
             out.write(data)
-            chunk[sample.path] = _Entry(image.mode, image.size, offset, len(data))
+            chunk[sample.path] = made[sample.path] = _Entry(
+                image.mode, image.size, offset, len(data)
+            )
             offset += len(data)
             if len(chunk) >= _CHUNK:
                 out.flush()
@@ -267,6 +299,25 @@ def _decode(
         out.flush()
     if chunk:
         conn.send(("images", chunk))
+    return made
+
+
+def _run_backbone(spec: EarlySpec, made: dict[str, _Entry], conn, fd: int) -> None:
+    """The backbone's features of the views in ``fd``, ``BATCH`` at a time, sent as they come;
+    nothing when there is no checked export to run (the run computes them itself)."""
+    network = wait_for_export(
+        spec, seconds=WAIT_EXPORT_S, waiting=lambda: conn.send(("waiting", None))
+    )
+    if network is None:  # onnxruntime missing, or no export came: the run's usual pass
+        return
+    conn.send(("export", network.export))
+    items = [(path, entry) for path, entry in made.items() if entry.mode == "RGB"]
+    for start in range(0, len(items), BATCH):
+        chunk = items[start : start + BATCH]
+        images = [
+            Image.frombytes(e.mode, e.size, os.pread(fd, e.length, e.offset)) for _, e in chunk
+        ]
+        conn.send(("features", (tuple(path for path, _ in chunk), network(images))))
 
 
 def take_index(
@@ -319,6 +370,27 @@ def take_view(path: str, view: EvalView, window: str = DEFAULT_WINDOW) -> Image.
     return _take(path, lambda child: child.view == view and child.key[2] == window)
 
 
+def peek_view(path: str, view: EvalView, window: str = DEFAULT_WINDOW) -> Image.Image | None:
+    """Like :func:`take_view`, but the child goes on and the view stays to be taken (the run's
+    first images check a new export while the child waits for it)."""
+    with _lock:
+        children = list(_children.values())
+    for child in children:
+        with child.cond:
+            if not child.pixels_open or child.view != view or child.key[2] != window:
+                continue
+            entry = child.images.get(path)
+            if entry is None:
+                continue
+            try:
+                data = os.pread(child.fd, entry.length, entry.offset)
+            except OSError:
+                continue
+        if len(data) == entry.length:
+            return Image.frombytes(entry.mode, entry.size, data)
+    return None
+
+
 def _take(path: str, wanted: Callable[[_Child], bool]) -> Image.Image | None:
     if not _children:
         return None
@@ -341,6 +413,70 @@ def _take(path: str, wanted: Callable[[_Child], bool]) -> Image.Image | None:
         if len(data) == entry.length:
             return Image.frombytes(entry.mode, entry.size, data)
     return None
+
+
+def computing_features(view: EvalView, window: str = DEFAULT_WINDOW) -> bool:
+    """Whether a child is running the backbone over ``view``s (DICOM ``window``) right now: the
+    run may do other work first (see :func:`take_features`)."""
+    with _lock:
+        children = list(_children.values())
+    for child in children:
+        with child.cond:
+            if child.view == view and child.key[2] == window and child.export is not None:
+                return not child.finished
+    return False
+
+
+def waiting_for_export(view: EvalView, window: str = DEFAULT_WINDOW) -> bool:
+    """Whether a child with ``view``s (DICOM ``window``) waits for the backbone's export: the
+    run's first pass with this backbone makes it, and the child runs it as soon as it is there."""
+    with _lock:
+        children = list(_children.values())
+    for child in children:
+        with child.cond:
+            if child.view == view and child.key[2] == window:
+                return child.waiting and child.export is None and not child.finished
+    return False
+
+
+def take_features(
+    view: EvalView, window: str = DEFAULT_WINDOW
+) -> tuple[EarlyExport, dict[str, np.ndarray]] | None:
+    """The backbone's features the child computed for ``view``s of the images (DICOM
+    ``window``), with the export it ran; None when it computed none. Stops the child (the run
+    computes the rest) and hands the features out once; the views behind them are dropped."""
+    with _lock:
+        children = list(_children.values())
+    for child in children:
+        with child.cond:
+            if child.view != view or child.key[2] != window:
+                continue
+            _let_finish(child)
+            child.stop()
+            export, rows = child.export, child.features
+            child.features = {}
+            for path in rows:
+                child.images.pop(path, None)
+            if not child.images:
+                _forget(child)
+            if export is not None and rows:
+                return export, rows
+    return None
+
+
+def _let_finish(child: _Child) -> None:
+    """(Under ``child.cond``.) Wait for a child that runs the backbone when, at the rate it has
+    kept, it will be done within ``FINISH_S``: the run would spend that long opening its own
+    session for the last images."""
+    if child.finished or child.export is None or not child.features:
+        return
+    left = sum(
+        1 for path, e in child.images.items() if e.mode == "RGB" and path not in child.features
+    )
+    elapsed = time.monotonic() - child.export_arrived
+    if elapsed <= 0 or left * elapsed / len(child.features) > FINISH_S:
+        return
+    child.cond.wait_for(lambda: child.finished, timeout=2 * FINISH_S)
 
 
 def _forget(child: _Child) -> None:

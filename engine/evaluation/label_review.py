@@ -297,12 +297,12 @@ def _features(
     from engine.data import ImageDataset
     from engine.data.intensity import resolve_intensity
     from engine.frozen import FrozenForward
-    from engine.frozen.keys import backbone_parts, weights_stamp
+    from engine.frozen.keys import backbone_parts, cache_key, weights_stamp
     from engine.modalities import modality_of
     from engine.models import build_model, resolve_entry
     from engine.runs import Workspace
     from engine.training.devices import resolve_placement
-    from engine.training.features import cache_key, cached, extract_features
+    from engine.training.features import cached, extract_features
     from engine.training.loaders import auto_workers, decode_threads
 
     config = RunConfig(

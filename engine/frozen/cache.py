@@ -13,17 +13,15 @@ weights under the same key) is checked again, and the file removed when it fails
 from __future__ import annotations
 
 import hashlib
-import hmac
-import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from engine.files import read_json_object, write_bytes_atomic, write_json_atomic
 from engine.frozen.onnx import ONNX_LIMIT, OnnxSession, OnnxUnavailable
+from engine.frozen.records import record_path, recorded_difference, signed_record, write_record
 from engine.safe_read import NotReadableError, read_capped
 
 
@@ -37,10 +35,6 @@ class Prepared:
     checked_now: bool  # False: the check recorded for these exact bytes was reused
 
 
-def record_path(path: Path) -> Path:
-    return path.with_suffix(".checked.json")
-
-
 def prepare(
     path: Path,
     *,
@@ -48,12 +42,14 @@ def prepare(
     check: Callable[[OnnxSession], float],
     threads: int,
     weights: str,
+    parts: dict[str, Any] | None = None,
 ) -> Prepared:
     """The session of the export at ``path``: made with ``make(path)`` (returns the exporter's
     name) when missing, checked with ``check(session)`` (returns the difference, raises
     OnnxUnavailable) unless these bytes passed before against the same ``weights``
     (:func:`fingerprint`). On any failure both files are removed and
-    OnnxUnavailable (or OSError) is raised."""
+    OnnxUnavailable (or OSError) is raised. ``parts``: what the export's name is the hash of,
+    kept in its record."""
     try:
         exported = ""
         if not path.is_file():
@@ -66,14 +62,17 @@ def prepare(
             raise OnnxUnavailable(f"{path} {exc.reason}") from None
         digest = hashlib.sha256(data).hexdigest()
         session = OnnxSession(path, threads=threads, data=data)
-        recorded = _recorded_difference(path, digest, weights)
-        if recorded is not None:
+        signed = signed_record(path)
+        recorded = recorded_difference(signed, digest, weights)
+        if signed is not None and recorded is not None:
+            if parts is not None and signed.get("parts") != parts:  # a record made before parts
+                write_record(path, {**signed, "parts": parts})
             return Prepared(session, exported, recorded, checked_now=False)
         difference = check(session)
         record = {"sha256": digest, "weights": weights, "difference": difference}
-        signature = _sign(record)
-        if signature:  # without a key nothing is trusted later: every session checks
-            write_json_atomic(record_path(path), {**record, "signature": signature})
+        if parts is not None:  # what the prefetching child matches (engine/data/prefetch.py)
+            record["parts"] = parts
+        write_record(path, record)
         return Prepared(session, exported, difference, checked_now=True)
     except (OnnxUnavailable, OSError):
         path.unlink(missing_ok=True)  # never kept when it failed: exported again next time
@@ -100,54 +99,6 @@ def _made(make: Callable[[Path], str], path: Path) -> str:
         raise OnnxUnavailable(
             f"torch could not export it to ONNX ({text[0] if text else type(exc).__name__})"
         ) from exc
-
-
-def _recorded_difference(path: Path, digest: str, weights: str) -> float | None:
-    try:
-        record = read_json_object(record_path(path))
-    except (OSError, ValueError):
-        return None
-    difference = record.get("difference")
-    same = record.get("sha256") == digest and record.get("weights") == weights
-    if not same or not isinstance(difference, int | float):
-        return None
-    expected = _sign({"sha256": digest, "weights": weights, "difference": difference})
-    signature = record.get("signature")
-    if not expected or not isinstance(signature, str):
-        return None
-    return float(difference) if hmac.compare_digest(expected, signature) else None
-
-
-KEY_NAME = "onnx-check.key"
-
-
-def _sign(record: dict) -> str:
-    """HMAC-SHA256 of ``record`` with this user's key; "" when there is no key and none can be
-    made (a read-only home folder)."""
-    key = _user_key()
-    if key is None:
-        return ""
-    blob = json.dumps(record, sort_keys=True).encode()
-    return hmac.new(key, blob, hashlib.sha256).hexdigest()
-
-
-def _user_key() -> bytes | None:
-    from engine.trust import allow_list_path
-
-    path = allow_list_path().parent / KEY_NAME
-    try:
-        key = read_capped(path, 64, what="key file")
-        if len(key) == 32:
-            return key
-    except OSError:
-        pass
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(path, os.urandom(32))
-        os.chmod(path, 0o600)
-        return read_capped(path, 64, what="key file")
-    except OSError:
-        return None
 
 
 def sentence(

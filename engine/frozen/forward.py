@@ -18,7 +18,10 @@ from torch import nn
 
 from engine.config import Runtime
 from engine.frozen.cache import fingerprint, prepare, sentence
+from engine.frozen.early import EarlyExport
+from engine.frozen.keys import cache_key
 from engine.frozen.onnx import OnnxSession, OnnxUnavailable, check, export, ort_version
+from engine.frozen.records import recorded_difference, signed_record
 from engine.training.devices import Placement
 
 #: Images of the first batch that torch and onnxruntime both run before onnxruntime is used.
@@ -33,11 +36,14 @@ def use_onnxruntime(runtime: Runtime | str, device: torch.device) -> bool:
     return bool(ort_version())
 
 
+def onnx_parts(parts: dict[str, Any]) -> dict[str, Any]:
+    """``parts`` with the versions of the libraries that make and run the export."""
+    return {**parts, "torch": str(torch.__version__), "onnxruntime": ort_version(), "v": 1}
+
+
 def onnx_key(parts: dict[str, Any]) -> str:
     """A stable file name for an export of the network that ``parts`` describe."""
-    from engine.training.features import cache_key
-
-    return cache_key({**parts, "torch": torch.__version__, "onnxruntime": ort_version(), "v": 1})
+    return cache_key(onnx_parts(parts))
 
 
 class OnnxChoice:
@@ -56,6 +62,7 @@ class OnnxChoice:
         self.placement, self.cache_dir, self.what = placement, cache_dir, what
         self.log = log or (lambda text, level: None)
         self.session: OnnxSession | None = None
+        self.quiet = False  # the runtime in use was said already (see FrozenForward.accept_early)
         wanted = Runtime(runtime)
         self.decided = cache_dir is None or not use_onnxruntime(wanted, placement.device)
         if wanted is Runtime.ONNXRUNTIME and placement.device.type != "cpu":
@@ -86,7 +93,8 @@ class OnnxChoice:
         failure torch runs, after one warning."""
         self.decided = True
         assert self.cache_dir is not None
-        path = self.cache_dir / f"{onnx_key(key_parts)}.onnx"
+        full = onnx_parts(key_parts)
+        path = self.cache_dir / f"{cache_key(full)}.onnx"
         started = time.monotonic()
         try:
             prepared = prepare(
@@ -95,13 +103,15 @@ class OnnxChoice:
                 check=check,
                 threads=torch.get_num_threads(),
                 weights=fingerprint(weights),
+                parts=full,
             )
         except (OnnxUnavailable, OSError) as exc:
             self.log(f"{self.what.capitalize()} runs in torch: {exc}.", "warning")
             return
         self.session = prepared.session
         seconds = time.monotonic() - started
-        self.log(sentence(self.what, prepared, rows, seconds, outputs), "info")
+        if not self.quiet:
+            self.log(sentence(self.what, prepared, rows, seconds, outputs), "info")
 
 
 class FrozenForward(OnnxChoice):
@@ -144,6 +154,43 @@ class FrozenForward(OnnxChoice):
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self.placement.autocast():
             return self.module(x).float().cpu()
+
+    def accept_early(self, export: EarlyExport, rows: int) -> bool:
+        """Whether features the prefetching child computed with ``export`` (engine/frozen/
+        early.py) are this network's: onnxruntime is wanted here, the child ran the very file
+        this network's key names, and its signed record was checked against these weights.
+        Says so in the log (once: a session opened later for the rest does not repeat it)."""
+        if self.cache_dir is None or (self.decided and self.session is None):  # torch runs
+            return False
+        full = onnx_parts(self.key_parts)
+        path = self.cache_dir / f"{cache_key(full)}.onnx"
+        if export.name != path.name:
+            return False
+        weights = fingerprint(self.module)
+        difference = recorded_difference(signed_record(path), export.digest, weights)
+        if difference is None:
+            return False
+        if self.session is not None:  # opened (and said) by this run: the child ran its export
+            self.log(
+                f"{rows} images went through it in a second process while the run loaded its "
+                "libraries.",
+                "info",
+            )
+            return True
+        self.quiet = True
+        self.log(
+            f"{self.what.capitalize()} runs in onnxruntime on the CPU: the export checked against "
+            f"torch when first used (largest difference {difference:.1e}), unchanged since; "
+            f"{rows} images went through it while the run started.",
+            "info",
+        )
+        return True
+
+    def open_session(self, x: torch.Tensor) -> None:
+        """Decide the runtime now, on the batch ``x`` (its first rows check a new export),
+        instead of on the first batch of a pass."""
+        if not self.decided:
+            self._prepare(x)
 
     def _prepare(self, x: torch.Tensor) -> None:
         rows = x[:CHECK_ROWS].cpu()

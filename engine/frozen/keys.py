@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 from engine.files import file_stamp
 from engine.runs import RUNS_DIR, RunDir
+
+
+def cache_key(parts: dict[str, Any]) -> str:
+    """A stable hash of everything that determines an output (features, an export)."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode("utf-8")
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
 def weights_stamp(config: Any) -> str:
@@ -39,3 +47,12 @@ def run_cache_dir(run: RunDir) -> Path | None:
     if run.path.parent.name != RUNS_DIR:
         return None
     return run.path.parent.parent / "cache" / "onnx"
+
+
+def early_parts(config: Any, family: str, input_size: int) -> dict[str, Any] | None:
+    """:func:`backbone_parts`, when they can be known before torch is imported: a weights file
+    named in the config, the starter or a Hugging Face folder; None for torchvision and timm
+    weights (finding their files imports torch or timm: seconds)."""
+    if family in ("torchvision", "timm") and not config.model.weights:
+        return None
+    return backbone_parts(config, input_size)

@@ -27,7 +27,18 @@ import torch
 from torch import nn
 
 from engine.files import write_atomic
-from engine.safe_read import GIB, read_capped
+from engine.frozen.ort import ONNX_LIMIT, OnnxUnavailable, cpu_session, ort_version
+from engine.safe_read import read_capped
+
+__all__ = [
+    "ONNX_LIMIT",
+    "OnnxSession",
+    "OnnxUnavailable",
+    "check",
+    "compare",
+    "export",
+    "ort_version",
+]
 
 OPSET = 18
 INPUT, OUTPUT = "pixels", "features"
@@ -36,23 +47,6 @@ INPUT, OUTPUT = "pixels", "features"
 #: relative to the largest output of torch (at least 1): float32 kernels that sum in another
 #: order differ by about 1e-6 of that.
 TOLERANCE = 1e-3
-
-#: The largest ONNX file read: protobuf cannot hold more than 2 GiB (bigger exports keep their
-#: weights as external data, which is never used here), so a bigger file is not read at all.
-ONNX_LIMIT = 2 * GIB
-
-
-class OnnxUnavailable(RuntimeError):
-    """The network could not be exported, loaded or checked; the message says why."""
-
-
-def ort_version() -> str:
-    """onnxruntime's version, or "" when it is not installed."""
-    try:
-        import onnxruntime
-    except ImportError:
-        return ""
-    return str(onnxruntime.__version__)
 
 
 def export(
@@ -171,24 +165,12 @@ class OnnxSession:
 
     def __init__(self, path: Path, *, threads: int, data: bytes | None = None) -> None:
         """``data``: the file's bytes, when the caller has read them already."""
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise OnnxUnavailable("onnxruntime is not installed") from None
-        try:
-            if data is None:
+        if data is None:
+            try:
                 data = read_capped(path, ONNX_LIMIT, what="ONNX model")
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = max(1, threads)
-            options.inter_op_num_threads = 1
-            options.log_severity_level = 3  # errors only: its warnings go to stderr otherwise
-            # Threads that spin while waiting take the cores the image decoders need.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-        except OnnxUnavailable:
-            raise
-        except Exception as exc:  # a damaged or foreign file: onnxruntime raises its own types
-            raise OnnxUnavailable(f"onnxruntime could not load {path.name} ({exc})") from None
+            except OSError as exc:
+                raise OnnxUnavailable(f"onnxruntime could not load {path.name} ({exc})") from None
+        self.session = cpu_session(data, threads=threads, path=path)
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.input = self.inputs[0]
         self.output = self.session.get_outputs()[0].name

@@ -11,16 +11,17 @@ import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, cast
 
 from engine.modalities import IMAGE, modality_of
 from engine.models.catalog import resolve_entry
 from engine.models.errors import ModelError, WeightsUnavailableError
 from engine.models.hf_files import WEIGHT_FILES, cached_hf_folder, hf_cache_dir, hf_cached_file
 from engine.pickles import is_refused_pickle, load_weights_only, refusal
+
+if TYPE_CHECKING:  # torch is imported where it is used: finding a weights file does not need it
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,8 @@ def torchvision_url(name: str) -> str:
 
 def torchvision_file(name: str) -> Path:
     """The cached file torchvision would download for ``name``; raises if it is not there."""
+    import torch
+
     url = torchvision_url(name)
     path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
     if not path.is_file():
@@ -184,6 +187,8 @@ def timm_file(model_name: str) -> Path:
             f"{where}, or {_ALTERNATIVES}.",
             f"https://huggingface.co/{repo}",
         )
+    import torch
+
     url = cast(str, cfg.url)  # timm types it str | (str, str) | None; one URL here
     path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
     if path.is_file():
@@ -202,6 +207,8 @@ USE_SAFE_WEIGHTS = "use a .safetensors file or a plain PyTorch state dict instea
 
 def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors from a .safetensors file or a weights-only torch pickle; ModelError otherwise."""
+    import torch
+
     from engine.safe_read import IS_MISSING, WEIGHTS_LIMIT, file_problem
 
     path = Path(path).expanduser()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import gc
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,12 +19,6 @@ from engine.task import Task
 from engine.training.devices import Placement
 from engine.training.loaders import deterministic, make_loader, threaded_batches
 from engine.training.oom import MicroBatcher, inference_shrink_sentence
-
-
-def cache_key(parts: dict[str, Any]) -> str:
-    """A stable hash of everything that determines the features."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode("utf-8")
-    return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
 @dataclass

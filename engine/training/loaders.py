@@ -131,11 +131,13 @@ def feeder_text(threads: int, workers: int) -> str:
 
 
 def deterministic(dataset: Any) -> bool:
-    """Whether every item of ``dataset`` (an ImageDataset, or a ConcatDataset of them) is made
-    without random draws, so that several threads may make items at once."""
+    """Whether every item of ``dataset`` (an ImageDataset, or a ConcatDataset or Subset of them)
+    is made without random draws, so that several threads may make items at once."""
     parts = getattr(dataset, "datasets", None)
     if parts is not None:
         return all(deterministic(p) for p in parts)
+    if hasattr(dataset, "indices") and hasattr(dataset, "dataset"):  # a Subset
+        return deterministic(dataset.dataset)
     return getattr(dataset, "random", True) is False
 
 

@@ -6,22 +6,22 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
-from torch.utils.data import ConcatDataset
+from torch.utils.data import ConcatDataset, Subset
 
 from engine.config import AugmentPreset
-from engine.data import ImageDataset
+from engine.data import ImageDataset, prefetch
 from engine.events import StageProgressed
 from engine.frozen import FrozenForward
-from engine.frozen.keys import backbone_parts, weights_stamp
+from engine.frozen.forward import CHECK_ROWS
+from engine.frozen.keys import backbone_parts, cache_key, weights_stamp
 from engine.modalities import modality_of
 from engine.task import counting
 from engine.training.context import RunContext
 from engine.training.features import (
     FeedTiming,
-    cache_key,
     extract_features,
     fitting,
     load_cached,
@@ -180,6 +180,10 @@ class FeaturePipeline(Pipeline):
             store_cached(paths[1], val)
         else:
             val_ds = ImageDataset(image_samples(self.data.val), self.eval_transform, seed=seed)
+            if clean.view is not None and prefetch.computing_features(
+                clean.view, clean.dicom_window
+            ):
+                _import_head_libraries()  # while the prefetching child runs the backbone
             train, val = self._features(paths, (ConcatDataset(parts), val_ds))
         self.train_features = train.view(self.views, n, -1).to(self.device)
         self.train_labels = torch.tensor([s.label for s in self.data.train], device=self.device)
@@ -224,21 +228,33 @@ class FeaturePipeline(Pipeline):
             what="the frozen backbone",
             channels_last=t.channels_last,
         )
+        _export_for_the_child(forward, dataset)
+        early = _early_rows(forward, dataset, self.model.num_features)
+        rest = [i for i in range(len(dataset)) if i not in early]
+        if not rest:
+            progress(len(dataset), len(dataset))
+            return torch.stack([early[i] for i in range(len(dataset))])
+        part = Subset(dataset, rest) if early else dataset
         timing = FeedTiming()
-        threads = decode_threads(self.device, dataset)
-        features = extract_features(
+        threads = decode_threads(self.device, part)
+        computed = extract_features(
             forward,
-            dataset,
+            part,
             placement=self.placement,
             channels_last=False,
             batch_size=max(64, self.batch_size),
             workers=self.workers,
-            task=counting(t.task, progress),
+            task=counting(t.task, lambda done, total: progress(done + len(early), len(dataset))),
             on_log=lambda text: t.log(text, level="warning"),
             timing=timing,
             decode_threads=threads,
         )
         t.log(timing.sentence(forward.name, feeder_text(threads, self.workers)))
+        if not early:
+            return computed
+        features = torch.empty(len(dataset), computed.shape[1], dtype=computed.dtype)
+        features[rest] = computed
+        features[list(early)] = torch.stack(list(early.values())).to(computed.dtype)
         return features
 
     def _key(self, extra_views: int) -> str:
@@ -286,6 +302,74 @@ class FeaturePipeline(Pipeline):
         logits = head(self.val_features).float().cpu()
         head.train()
         return logits, self.val_labels
+
+
+def _import_head_libraries() -> None:
+    """The head's fit and its metrics need scikit-learn (about a second to import on one core):
+    imported while the prefetching child still runs the backbone on the other, not after it."""
+    import sklearn.metrics
+    import sklearn.model_selection  # noqa: F401
+
+
+def _export_for_the_child(forward: FrozenForward, dataset: Any) -> None:
+    """On a backbone's first run, export and check it now (on the pass's first images): the
+    prefetching child, which waits for that export, then runs it over its views on one core while
+    this process imports the head's libraries on the other."""
+    items = _item_paths(dataset)
+    view = _one_view(items)
+    if view is None or not prefetch.waiting_for_export(*view):
+        return
+    first = []
+    for made_by, path in items[:CHECK_ROWS]:  # looked at, not taken: the child goes on
+        image = prefetch.peek_view(path, *view) if made_by is not None else None
+        if made_by is None or image is None:
+            return
+        first.append(cast(Any, made_by.transform).finish(image))  # an evaluation transform
+    forward.open_session(torch.stack(first))
+    if forward.session is not None:
+        _import_head_libraries()
+
+
+def _one_view(items: list[tuple[ImageDataset | None, str]]) -> tuple[Any, str] | None:
+    """The (view, DICOM window) every view-made item of a pass shares, or None."""
+    views = {(d.view, d.dicom_window) for d, _ in items if d is not None}
+    return views.pop() if len(views) == 1 else None
+
+
+def _early_rows(forward: FrozenForward, dataset: Any, width: int) -> dict[int, torch.Tensor]:
+    """The features `refit train`'s prefetching child computed for items of ``dataset``
+    (engine/frozen/early.py), by item, when ``forward`` accepts the export it ran; {} otherwise
+    (then the pass computes every item)."""
+    items = _item_paths(dataset)
+    view = _one_view(items)
+    if view is None:
+        return {}
+    taken = prefetch.take_features(*view)
+    if taken is None:
+        return {}
+    export, rows = taken
+    usable = {p: r for p, r in rows.items() if r.shape == (width,)}
+    found = {
+        i: torch.from_numpy(usable[path])
+        for i, (d, path) in enumerate(items)
+        if d is not None and path in usable
+    }
+    if not found or not forward.accept_early(export, len(found)):
+        return {}
+    return found
+
+
+def _item_paths(dataset: Any) -> list[tuple[ImageDataset | None, str]]:
+    """Per item of ``dataset`` (ImageDatasets, nested in ConcatDatasets): the ImageDataset that
+    makes it and its image's path when the item is the evaluation view of that image, else
+    (None, "")."""
+    parts = getattr(dataset, "datasets", None)
+    if parts is not None:
+        return [item for part in parts for item in _item_paths(part)]
+    if isinstance(dataset, ImageDataset) and not dataset.random and dataset.view is not None:
+        made: list[tuple[ImageDataset | None, str]] = [(dataset, s.path) for s in dataset.samples]
+        return made * dataset.views
+    return [(None, "")] * len(dataset)
 
 
 def _augmented_views(config: Any) -> int:

@@ -9,8 +9,9 @@ import torch
 
 from engine.data.tokens import TokenizedTexts, length_batches, sorted_batches
 from engine.events import StageProgressed
+from engine.frozen.keys import cache_key
 from engine.task import counting
-from engine.training.features import cache_key, cached
+from engine.training.features import cached
 from engine.training.inputs import text_samples
 from engine.training.loaders import epoch_permutation
 from engine.training.pipeline import Batch, FeaturePipeline, Pipeline

@@ -1,0 +1,234 @@
+"""The backbone's features made early by `refit train`'s prefetching child (engine/frozen/early.py):
+made without torch from the pixels the run would make, only with an export this user's key
+signed for these weights, and giving the run the model it would have trained without them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.data.view import normalised_batch
+from engine.frozen.early import EarlySpec, find_export
+from engine.frozen.records import record_path, signed_record, write_record
+
+ROOT = Path(__file__).resolve().parents[2]
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+PARTS = {"cut": "features", "backbone": "b", "pretrained": True, "weights": "w:1", "input_size": 8}
+
+
+def test_the_normalised_batch_has_the_bits_torchvision_makes() -> None:
+    from engine.data.transforms import build_transform
+    from engine.preprocess import Preprocess
+
+    finish = build_transform(Preprocess(input_size=32), train=False).finish
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(3)]
+    images.append(Image.new("RGB", (32, 32), (255, 0, 128)))  # the extremes of the range
+    ours = normalised_batch(images, MEAN, STD)
+    import torch
+
+    theirs = torch.stack([finish(image) for image in images]).numpy()
+    assert ours.dtype == np.float32 and ours.shape == (4, 3, 32, 32)
+    assert np.array_equal(ours, theirs)
+
+
+def _export(folder: Path, name: str, parts: dict, *, data: bytes = b"onnx bytes") -> Path:
+    import hashlib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.onnx"
+    path.write_bytes(data)
+    record = {"sha256": hashlib.sha256(data).hexdigest(), "weights": "fp", "difference": 1e-6}
+    assert write_record(path, {**record, "parts": parts})
+    return path
+
+
+def _spec(folder: Path, **parts: object) -> EarlySpec:
+    return EarlySpec(str(folder), {**PARTS, **parts}, MEAN, STD, 1)
+
+
+def test_the_child_finds_the_export_its_signed_record_describes(tmp_path) -> None:
+    folder = tmp_path / "onnx"
+    path = _export(folder, "k1", {**PARTS, "torch": "2", "onnxruntime": "1.0", "v": 1})
+    _export(folder, "k2", {**PARTS, "input_size": 16, "torch": "2", "onnxruntime": "1.0", "v": 1})
+    found = find_export(_spec(folder), "1.0")
+    assert found is not None and found[0] == path and found[1] == b"onnx bytes"
+    assert find_export(_spec(folder, input_size=16), "1.0")[0].name == "k2.onnx"
+    assert find_export(_spec(folder, backbone="other"), "1.0") is None
+    assert find_export(_spec(folder), "1.1") is None  # another onnxruntime: exported again
+    assert find_export(_spec(tmp_path / "missing"), "1.0") is None
+
+
+def test_the_child_refuses_unsigned_forged_and_replaced_exports(tmp_path) -> None:
+    folder = tmp_path / "onnx"
+    parts = {**PARTS, "torch": "2", "onnxruntime": "1.0", "v": 1}
+    replaced = _export(folder, "replaced", parts)
+    replaced.write_bytes(b"other bytes")  # the record names the bytes that were checked
+    forged = _export(folder, "forged", parts)
+    record = json.loads(record_path(forged).read_text())
+    record["parts"]["backbone"] = "b"  # unchanged parts, but a signature made by nobody
+    record["signature"] = "0" * 64
+    record_path(forged).write_text(json.dumps(record))
+    planted = folder / "planted.onnx"
+    planted.write_bytes(b"onnx bytes")
+    record_path(planted).write_text(json.dumps({"sha256": "x", "parts": parts}))
+    assert signed_record(forged) is None and signed_record(planted) is None
+    assert find_export(_spec(folder), "1.0") is None
+
+
+def test_the_child_makes_no_key_when_there_is_none(tmp_path) -> None:
+    from engine.frozen.records import KEY_NAME
+    from engine.trust import allow_list_path
+
+    key = allow_list_path().parent / KEY_NAME
+    key.unlink(missing_ok=True)
+    folder = tmp_path / "onnx"
+    folder.mkdir()
+    (folder / "a.onnx").write_bytes(b"x")
+    record_path(folder / "a.onnx").write_text(json.dumps({"parts": PARTS, "signature": "s"}))
+    assert find_export(_spec(folder), "1.0") is None
+    assert not key.exists()
+
+
+# A run of `refit train` in a fresh interpreter (prefetching forks only there: pytest has threads).
+TRAIN = r"""
+import sys, runpy
+sys.argv = ['refit'] + sys.argv[1:]
+runpy.run_module('engine', run_name='__main__')
+"""
+
+
+def _train(folder: Path, workspace: Path) -> tuple[str, np.ndarray, Path]:
+    done = subprocess.run(
+        [sys.executable, "-c", TRAIN, "--workspace", str(workspace), "train", str(folder),
+         "--method", "linear-probe"],
+        capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = sorted((workspace / "runs").iterdir())[-1]
+    probs = np.load(run / "evaluation" / "val-predictions.npz")["probs"]
+    return done.stdout + done.stderr, probs, run
+
+
+def _folder(root: Path) -> Path:
+    rng = np.random.default_rng(1)
+    for n, cls in enumerate(("dark", "light")):
+        (root / cls).mkdir(parents=True)
+        for i in range(24):
+            base = 40 + 120 * n
+            pixels = rng.normal(base, 30, (120 + i, 160, 3)).clip(0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / cls / f"{i}.jpg", quality=90)
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="prefetching forks (Linux only)")
+def test_a_run_with_the_export_cached_takes_the_childs_features_and_trains_the_same(
+    tmp_path,
+) -> None:
+    folder = _folder(tmp_path / "data")
+    workspace = tmp_path / "ws"
+    first_log, first, _ = _train(folder, workspace)  # exports, checks and signs the backbone
+    assert "exported" in first_log and "while the run started" not in first_log
+    for cached in (workspace / "cache" / "features").iterdir():
+        cached.unlink()  # the features are computed again; the export is reused
+    second_log, second, _ = _train(folder, workspace)
+    assert "images went through it while the run started" in second_log
+    # The same pixels, the same network: the same predictions (onnxruntime on one thread in the
+    # child, two in the run: equal to float32 rounding).
+    np.testing.assert_allclose(second, first, atol=1e-5)
+    assert np.array_equal(second.argmax(1), first.argmax(1))
+
+    # Records that do not vouch for these weights: the run computes every image itself.
+    (record,) = (workspace / "cache" / "onnx").glob("*.checked.json")
+    export = record.with_name(record.name.replace(".checked.json", ".onnx"))
+    signed = signed_record(export)
+    write_record(export, {**signed, "weights": "other weights"})
+    for cached in (workspace / "cache" / "features").iterdir():
+        cached.unlink()
+    third_log, third, _ = _train(folder, workspace)
+    assert "while the run started" not in third_log
+    assert "checked against torch on" in third_log  # checked again, against these weights
+    np.testing.assert_allclose(third, first, atol=1e-5)
+
+
+# The child waits for a backbone's first export, runs it once the run has made and checked it,
+# and its features are the run's own (a fresh interpreter: prefetching forks only there).
+FIRST_EXPORT = r"""
+import json, sys, time
+from pathlib import Path
+import numpy as np
+from engine.config import RunConfig
+from engine.data import prefetch
+from engine.data.view import EvalView
+from engine.frozen.early import EarlySpec
+from engine.frozen.keys import backbone_parts
+from engine.models.catalog import listed_entry
+
+root, cache = sys.argv[1], Path(sys.argv[2])
+config = RunConfig()
+pre = listed_entry(config.model.backbone).preprocess
+view = EvalView(pre.resize_size, pre.input_size, pre.interpolation)
+spec = EarlySpec(str(cache), backbone_parts(config, pre.input_size), pre.mean, pre.std, 1)
+prefetch.start(root, min_per_class=2, min_size=pre.resize_size, view=view, early=spec)
+index = prefetch.take_index(root, min_per_class=2)
+deadline = time.monotonic() + 60
+while not prefetch.waiting_for_export(view) and time.monotonic() < deadline:
+    time.sleep(0.05)
+out = {"waited": prefetch.waiting_for_export(view)}
+
+import torch
+from engine.data import build_transform
+from engine.frozen import FrozenForward
+from engine.models import build_model
+from engine.training.devices import resolve_placement
+
+from engine.config import Device, DeviceConfig
+from engine.data.images import load_image
+
+model = build_model(config.model, num_classes=2)
+transform = build_transform(model.preprocess, train=False)
+finish = transform.finish
+paths = [s.path for s in index.samples]
+first = torch.stack([finish(prefetch.peek_view(p, view)) for p in paths[:4]])
+cpu = resolve_placement(DeviceConfig(device=Device.CPU))
+parts = backbone_parts(config, pre.input_size)
+forward = FrozenForward(model.backbone, placement=cpu, runtime="auto", cache_dir=cache,
+    key_parts=parts)
+forward.open_session(first)
+child = next(iter(prefetch._children.values()))
+while not child.finished and time.monotonic() < deadline + 60:
+    time.sleep(0.05)
+export, rows = prefetch.take_features(view)
+out["accepted"] = forward.accept_early(export, len(rows))
+out["rows"] = len(rows)
+own = forward(torch.stack([transform(load_image(p, min_size=pre.resize_size)) for p in paths]))
+mine = np.stack([rows[p] for p in paths])
+out["largest"] = float(np.abs(mine - own.numpy()).max())
+out["samples"] = len(paths)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="prefetching forks (Linux only)")
+def test_the_child_runs_the_first_export_as_soon_as_the_run_has_checked_it(tmp_path) -> None:
+    folder = _folder(tmp_path / "data")
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_EXPORT, str(folder), str(tmp_path / "onnx")],
+        capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["waited"] and out["accepted"]
+    assert out["rows"] == out["samples"] == 48
+    assert out["largest"] < 1e-4  # the same pixels through the same export
