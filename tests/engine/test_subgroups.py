@@ -116,7 +116,7 @@ def test_intervals_match_the_interval_functions_for_the_same_counts():
 
 def test_values_with_fewer_than_five_images_are_pooled_and_not_judged():
     labels, probs, sites = _sited(n_a=60, n_b=20)
-    sites = sites[:-7] + ["C", "C", "D", "D", "E", "F", "G"]
+    sites = [*sites[:-7], "C", "C", "D", "D", "E", "F", "G"]
     table = subgroup_table(_preds(labels, probs), sites, "site", "manifest")
     values = [r.value for r in table.rows]
     assert values[-1] == OTHER and "C" not in values
