@@ -358,3 +358,33 @@ def test_dicom_tags_give_rows_per_value_and_age_bands(tmp_path):
         run_subgroups(run, "val", ["PatientBirthDate"])
     text = (run.path / "evaluation" / "val.json").read_text()
     assert "Doe" not in text and "MRN123" not in text and "19700101" not in text
+
+
+def test_refit_evaluate_refuses_an_unknown_or_identifying_subgroup(tmp_path, capsys):
+    from engine.cli import main
+
+    labels, probs, sites = _sited(n_a=10, n_b=10)
+    data = tmp_path / "data"
+    data.mkdir()
+    files = [_png(data / f"{i}.png") for i in range(len(labels))]
+    rows = [f"{f.name},{CLASSES[y]},{s}" for f, y, s in zip(files, labels, sites, strict=True)]
+    (data / "m.csv").write_text("file,label,site\n" + "\n".join(rows) + "\n")
+    run = _fake_run(tmp_path, data / "m.csv", files, labels, probs)
+    ws = str(run.path.parent.parent)
+    assert main(["--workspace", ws, "evaluate", "r1", "--subgroup", "colour"]) == 2
+    err = capsys.readouterr().err
+    assert "'colour' is not an attribute" in err and "available ones are: site." in err
+    assert main(["--workspace", ws, "evaluate", "r1", "--subgroup", "PatientID"]) == 2
+    assert "identifies a patient" in capsys.readouterr().err
+
+
+def test_the_printed_table_shows_each_value_and_the_flag():
+    from engine.cli.evaluate import subgroup_lines
+
+    labels, probs, sites = _sited()
+    table = subgroup_table(_preds(labels, probs), sites, "site", "manifest")
+    text = "\n".join(subgroup_lines(table))
+    b = next(r for r in table.rows if r.value == "B")
+    assert "Subgroups by site (manifest)" in text
+    assert f"{100 * b.accuracy:.0f}% [{100 * b.accuracy_ci[0]:.0f}-" in text
+    assert "LAGS" in text and table.flagged[0] in text and "nan" not in text.lower()
