@@ -204,7 +204,7 @@ def _control(text: str) -> bool:
 
 def _attributes(
     row: list[str], extra: dict[str, int], number: int, name: str, told: set[str]
-) -> tuple[tuple[str, str], tuple[Problem, ...]]:
+) -> tuple[tuple[tuple[str, str], ...], tuple[Problem, ...]]:
     """The usable (column, value) cells of ``row`` (cut to MAX_ATTRIBUTE characters) and one
     sentence for the first cell of each column that holds a control character."""
     out: list[tuple[str, str]] = []

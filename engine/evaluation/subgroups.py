@@ -403,13 +403,14 @@ def subgroup_table(
     correct = preds.preds == preds.labels
     overall = evaluate(preds, positive=positive, groups=groups)
     pos = overall.positive
-    rows, tests = [], []
+    rows: list[SubgroupRow] = []
+    tests: list[tuple[int, float]] = []
     rest_cis: dict[int, tuple[float, float] | None] = {}
     for value in order:
         mask = arr == value
         idx = np.flatnonzero(mask)
         sub = _subset(preds, idx)
-        sub_groups = [groups[i] for i in idx] if groups is not None else None
+        sub_groups = [groups[int(i)] for i in idx] if groups is not None else None
         ev = evaluate(sub, positive=pos, groups=sub_groups)
         k, n = int(correct[idx].sum()), len(idx)
         rest_n = preds.n - n
