@@ -97,6 +97,7 @@ class SubgroupPanel(QWidget):
     def _build(self) -> None:
         self.combo = QComboBox()
         self.combo.setObjectName("subgroupAttribute")
+        self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.combo.setToolTip("A manifest column or DICOM tag to break the metrics down by")
         self.combo.currentIndexChanged.connect(self._on_attribute_chosen)
         self.status = QLabel()
