@@ -54,7 +54,13 @@ from engine.evaluation.predictions import (
     split_data,
     split_groups,
 )
-from engine.evaluation.report import Evaluation, evaluate, evaluation_path, load_evaluation
+from engine.evaluation.report import (
+    Evaluation,
+    evaluate,
+    evaluation_path,
+    load_evaluation,
+    positive_class,
+)
 from engine.files import write_json_atomic
 from engine.runs import RunDir
 from engine.task import Task, as_task
@@ -401,8 +407,7 @@ def subgroup_table(
     order = sorted(set(pooled), key=lambda v: (v in (OTHER, MISSING), -pooled.count(v), v))
     arr = np.asarray(pooled, dtype=object)
     correct = preds.preds == preds.labels
-    overall = evaluate(preds, positive=positive, groups=groups)
-    pos = overall.positive
+    pos = positive_class(preds, positive)
     rows: list[SubgroupRow] = []
     tests: list[tuple[int, float]] = []
     rest_cis: dict[int, tuple[float, float] | None] = {}
