@@ -103,6 +103,7 @@ class SubgroupPanel(QWidget):
         self.status = QLabel()
         self.status.setObjectName("subgroupStatus")
         self.status.setWordWrap(True)
+        self.status.setTextFormat(Qt.TextFormat.PlainText)  # names come from hostile headers
         top = QHBoxLayout()
         top.addWidget(QLabel("Subgroups by"))
         top.addWidget(self.combo)
