@@ -388,3 +388,36 @@ def test_the_printed_table_shows_each_value_and_the_flag():
     assert "Subgroups by site (manifest)" in text
     assert f"{100 * b.accuracy:.0f}% [{100 * b.accuracy_ci[0]:.0f}-" in text
     assert "LAGS" in text and table.flagged[0] in text and "nan" not in text.lower()
+
+
+@pytest.mark.slow  # trains a tiny run (once per test process)
+def test_refit_evaluate_prints_and_saves_the_subgroup_table(tmp_path, capsys):
+    from trained_runs import train_image_run
+
+    from engine.cli import main
+
+    run = train_image_run(tmp_path)
+    data = Path(json.loads((run / "splits.json").read_text())["root"])
+    files = sorted(data.rglob("*.png"))
+    # The copy's splits name the process's private data, which stays as it is: the manifest goes
+    # beside that folder (its paths are relative to the CSV's folder) and is removed after.
+    rows = [
+        f"{p.relative_to(data.parent)},{p.parent.name},{'AB'[i % 2]}" for i, p in enumerate(files)
+    ]
+    manifest = data.parent / f"subgroups-{tmp_path.name}.csv"
+    manifest.write_text("file,label,site\n" + "\n".join(rows) + "\n")
+    try:
+        config = json.loads((run / "config.json").read_text())
+        config["data"]["path"] = str(manifest)
+        (run / "config.json").write_text(json.dumps(config))
+        ws = str(run.parent.parent)
+        assert main(["--workspace", ws, "evaluate", run.name, "--subgroup", "SITE"]) == 0
+        out = capsys.readouterr().out
+        assert "Subgroups by site (manifest), 95% CI in brackets:" in out
+        saved = load_evaluation(RunDir(run), "val").subgroups
+        assert [t["attribute"] for t in saved] == ["site"]
+        assert sum(r["n"] for r in saved[0]["rows"]) == load_evaluation(RunDir(run), "val").n
+        assert main(["--workspace", ws, "evaluate", run.name, "--json", "--subgroup", "site"]) == 0
+        assert json.loads(capsys.readouterr().out)["subgroups"][0]["source"] == "manifest"
+    finally:
+        manifest.unlink()
