@@ -26,6 +26,7 @@ from desktop.results.curves import PrPlot, ReliabilityPlot, RocPlot, operating_x
 from desktop.results.evaluation_jobs import RunFacts, SplitResults, reevaluate_job
 from desktop.results.metrics_view import MetricCards, PerClassTable
 from desktop.results.mistakes_gallery import MistakesGallery
+from desktop.results.subgroup_table import SubgroupPanel
 from desktop.results.text_mistakes import Example
 from desktop.results.threshold_view import ThresholdWidget
 from desktop.results.try_it import TryItWidget
@@ -41,7 +42,7 @@ TABS = ("Overview", "Mistakes", "Compare", "Try it")
 
 class ResultsView(QWidget):
     """Headline cards, the threshold (two classes), and tabs: Overview (confusion matrix,
-    ROC, precision-recall, reliability, per-class table), Mistakes, Compare, Try it."""
+    ROC, precision-recall, reliability, per-class table), Mistakes, Compare, Try it, Subgroups."""
 
     evaluate_requested = Signal()
 
@@ -108,6 +109,8 @@ class ResultsView(QWidget):
             (self.overview_stack, self.gallery, self.compare, self.try_it), TABS, strict=True
         ):
             self.tabs.addTab(widget, title)
+        self.subgroups = SubgroupPanel(self.ctx)
+        self.tabs.addTab(self.subgroups, "Subgroups")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.cards)
@@ -160,6 +163,7 @@ class ResultsView(QWidget):
         self.overview_stack.setCurrentIndex(0)
         self.gallery.show_examples([], None, "Evaluate the run to see the examples it gets wrong.")
         self.compare.set_run(facts, "val", self._others, allow_test=False)
+        self.subgroups.clear()
         if self.tabs.currentWidget() is self.gallery:
             self.tabs.setCurrentWidget(self.overview_stack)
 
@@ -173,6 +177,7 @@ class ResultsView(QWidget):
         split = results.evaluation.split
         self.compare.set_run(facts, split, self._others, allow_test=split == "test")
         self._show_evaluation(results.evaluation)
+        self.subgroups.set_evaluation(facts.path, results.evaluation)
         self.gallery.show_examples(
             [], None, "Click a cell of the confusion matrix to see its examples here."
         )
@@ -332,7 +337,12 @@ class ResultsView(QWidget):
 
     @property
     def busy(self) -> bool:
-        return self._reevaluating is not None or self.gallery.busy or self.compare.busy
+        return (
+            self._reevaluating is not None
+            or self.gallery.busy
+            or self.compare.busy
+            or self.subgroups.busy
+        )
 
 
 def grab_image(widget: QWidget, size: tuple[int, int] = (520, 420)) -> QImage:

@@ -33,6 +33,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="CLASS",
         help="Two-class runs: the positive class (default: the rarer class in training).",
     )
+    e.add_argument(
+        "--subgroup",
+        action="append",
+        default=[],
+        metavar="ATTRIBUTE",
+        help="Metrics per value of a manifest column (sex, site, age) or a DICOM tag "
+        "(PatientSex, PatientAge, Manufacturer, ManufacturerModelName, Modality, "
+        "InstitutionName, BodyPartExamined, ViewPosition); a subgroup that lags the rest is "
+        "flagged. Repeatable.",
+    )
     e.set_defaults(func=_cmd_evaluate)
 
     c = sub.add_parser(
@@ -69,6 +79,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     run = Workspace(args.workspace).open_run(args.run)
     split = "test" if args.test else "val"
+    if args.subgroup:  # an unusable attribute is refused before anything is predicted
+        from engine.evaluation.subgroups import (
+            SubgroupError,
+            resolve_attribute,
+            subgroup_attributes,
+        )
+
+        try:
+            available = subgroup_attributes(run, split)
+            for name in args.subgroup:
+                resolve_attribute(name, available)
+        except SubgroupError as exc:
+            return _refuse(exc)
     # A named runtime predicts again (to compare runtimes): nothing is reused then.
     reused = args.runtime is None and saved_predictions(run, split, args.checkpoint) is not None
     try:
@@ -86,10 +109,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             )
     except TestSplitLocked as exc:
         return _refuse(exc)
+    tables: list[Any] = []
+    if args.subgroup:
+        from engine.evaluation.report import load_evaluation
+        from engine.evaluation.subgroups import SubgroupError, run_subgroups
+
+        try:
+            tables = run_subgroups(run, split, args.subgroup, positive=args.positive)
+        except SubgroupError as exc:
+            return _refuse(exc)
+        ev = load_evaluation(run, split) or ev
     if args.json:
         print(json.dumps(ev.to_dict(), indent=2))
     else:
         print("\n".join(evaluation_lines(ev)))
+        for table in tables:
+            print("\n" + "\n".join(subgroup_lines(table)))
         if reused:
             print(
                 f"\nReused the predictions saved from the {args.checkpoint} checkpoint "
@@ -97,6 +132,43 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             )
         print(f"\nSaved {evaluation_path(run, split)}")
     return 0
+
+
+def subgroup_lines(table: Any) -> list[str]:
+    """The text table of one SubgroupTable: a row per value, then the flag sentences."""
+    lines = [f"Subgroups by {table.attribute} ({table.source}), 95% CI in brackets:"]
+    head = f"  {'value':<22} {'images':>6} {'patients':>8}  {'accuracy':<20} {'ROC AUC':<22}"
+    if table.positive is not None:
+        head += f" sensitivity / specificity ({table.positive})"
+    lines.append(head)
+    for r in table.rows:
+        patients = "" if r.patients is None else str(r.patients)
+        line = (
+            f"  {r.value[:22]:<22} {r.n:>6} {patients:>8}  "
+            f"{_pct(r.accuracy, r.accuracy_ci):<20} {_auc(r.auc, r.auc_ci):<22}"
+        )
+        if table.positive is not None:
+            line += f" {_pct(r.sensitivity, r.sensitivity_ci)} / "
+            line += _pct(r.specificity, r.specificity_ci)
+        if r.lags:
+            line += "  LAGS"
+        elif r.note:
+            line += f"  ({r.note})"
+        lines.append(line.rstrip())
+    lines += [f"  {s}" for s in table.flagged] or ["  No subgroup lags the rest."]
+    return lines
+
+
+def _pct(v: float | None, ci: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{100 * v:.0f}%" + (f" [{100 * ci[0]:.0f}-{100 * ci[1]:.0f}]" if ci else "")
+
+
+def _auc(v: float | None, ci: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" + (f" [{ci[0]:.3f}-{ci[1]:.3f}]" if ci else "")
 
 
 def _refuse(exc: Exception) -> int:

@@ -2,7 +2,10 @@
 
 A manifest is a general intake for images that do not sit in one folder per class: the paths are
 relative to the CSV's folder, and ``group`` (a patient, a study) and ``split`` (train, val, test)
-are optional. It is chosen by pointing ``data.path`` at the CSV: a .csv whose header names a
+are optional. Any other column (sex, age, site: at most :data:`MAX_ATTRIBUTES`) is kept per row
+as an *attribute* the evaluation can break its metrics down by (:mod:`engine.evaluation.subgroups`);
+its cells are cut to :data:`MAX_ATTRIBUTE` characters, and a cell with a control character is left
+out (one sentence). It is chosen by pointing ``data.path`` at the CSV: a .csv whose header names a
 ``file`` and a ``label`` column (and no ``text`` column) is a manifest of images, any other .csv
 a table of texts (:func:`is_image_manifest`).
 
@@ -34,6 +37,9 @@ MAX_LABEL = 200  # characters of a class name
 MAX_ROW_PROBLEMS = 100  # told one by one; the rest are counted in one more sentence
 SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 _REQUIRED = ("file", "label")
+_KNOWN = ("file", "label", "group", "split")
+MAX_ATTRIBUTES = 32  # extra columns kept for subgroups; the rest are ignored (one sentence)
+MAX_ATTRIBUTE = 64  # characters of an attribute cell (a sex, an age, a site name)
 _SNIFF = 64 * 1024
 
 
@@ -48,6 +54,8 @@ class ManifestRow:
     label: str
     group: str | None
     split: str | None
+    #: (column, value) of the extra columns with a usable value, in the header's order
+    attributes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -60,6 +68,8 @@ class Manifest:
     problems: list[Problem] = field(default_factory=list)
     has_group: bool = False
     has_split: bool = False
+    #: the extra columns kept as attributes (lower-case, header order, at most MAX_ATTRIBUTES)
+    attribute_columns: tuple[str, ...] = ()
 
 
 _DELIMITERS = (",", ";", "\t")  # spreadsheets in many European locales save CSV with ";"
@@ -138,10 +148,9 @@ def read_manifest(csv_path: str | Path, task: Task | None = None) -> Manifest:
             has_group="group" in header,
             has_split="split" in header,
         )
-        col: dict[str, int] = {
-            c: header.index(c) for c in ("file", "label", "group", "split") if c in header
-        }
-        _read_rows(manifest, rows, col, task)
+        col: dict[str, int] = {c: header.index(c) for c in _KNOWN if c in header}
+        extra = _attribute_columns(manifest, header)
+        _read_rows(manifest, rows, col, task, extra)
     except csv.Error as exc:
         raise DatasetError(
             f"The manifest {name} is not valid CSV at line {reader.line_num} ({exc}); {_FIX}"
@@ -162,6 +171,65 @@ def _bounded(reader: Iterator[list[str]]) -> Iterator[list[str]]:
         yield row
 
 
+def _attribute_columns(manifest: Manifest, header: list[str]) -> dict[str, int]:
+    """The extra columns of ``header`` kept as attributes (column -> index): named, not one of
+    file/label/group/split, not a repeat, at most MAX_ATTRIBUTES (one sentence about the rest)."""
+    extra: dict[str, int] = {}
+    dropped = 0
+    for i, name in enumerate(header):
+        if not name or name in _KNOWN or name in extra or _control(name):
+            continue
+        if len(extra) >= MAX_ATTRIBUTES or len(name) > MAX_ATTRIBUTE:
+            dropped += 1
+            continue
+        extra[name] = i
+    manifest.attribute_columns = tuple(extra)
+    if dropped:
+        manifest.problems.append(
+            Problem(
+                kind=ProblemKind.MANIFEST,
+                path=manifest.csv_path,
+                message=f"The manifest {Path(manifest.csv_path).name} has {dropped:,} more extra "
+                f"columns than the {MAX_ATTRIBUTES} kept for subgroups (or names longer than "
+                f"{MAX_ATTRIBUTE} characters); those columns are ignored.",
+            )
+        )
+    return extra
+
+
+def _control(text: str) -> bool:
+    """Whether ``text`` holds a NUL or another control character (a newline in a cell too)."""
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+
+
+def _attributes(
+    row: list[str], extra: dict[str, int], number: int, name: str, told: set[str]
+) -> tuple[tuple[tuple[str, str], ...], tuple[Problem, ...]]:
+    """The usable (column, value) cells of ``row`` (cut to MAX_ATTRIBUTE characters) and one
+    sentence for the first cell of each column that holds a control character."""
+    out: list[tuple[str, str]] = []
+    said: list[Problem] = []
+    for column, i in extra.items():
+        value = row[i].strip() if i < len(row) else ""
+        if not value:
+            continue
+        if _control(value):
+            if column not in told:
+                told.add(column)
+                said.append(
+                    Problem(
+                        kind=ProblemKind.MANIFEST,
+                        path=name,
+                        message=f"Row {number} of {Path(name).name} has a control character in "
+                        f"its '{column}' cell; such cells are left out of subgroups (fix the "
+                        "cell to use it).",
+                    )
+                )
+            continue
+        out.append((column, value[:MAX_ATTRIBUTE]))
+    return tuple(out), tuple(said)
+
+
 _FIX = (
     "a manifest is a CSV whose first row names the columns file,label (and optionally group and "
     "split), with image paths relative to the CSV's folder."
@@ -169,7 +237,11 @@ _FIX = (
 
 
 def _read_rows(
-    manifest: Manifest, reader: Iterator[list[str]], col: dict[str, int], task: Task | None
+    manifest: Manifest,
+    reader: Iterator[list[str]],
+    col: dict[str, int],
+    task: Task | None,
+    extra: dict[str, int] | None = None,
 ) -> None:
     folder = Path(manifest.folder)
     real_folder = os.path.realpath(folder)
@@ -177,6 +249,7 @@ def _read_rows(
     bad: list[Problem] = []
     bad_rows = 0
     name = Path(manifest.csv_path).name
+    told: set[str] = set()  # columns whose control characters were told
     for number, row in enumerate(reader, start=2):
         if number % 10_000 == 0 and task is not None:
             task.check_cancelled()
@@ -206,6 +279,10 @@ def _read_rows(
                 )
             continue
         seen[path] = number
+        attributes: tuple[tuple[str, str], ...] = ()
+        if extra:
+            attributes, said = _attributes(row, extra, number, manifest.csv_path, told)
+            manifest.problems.extend(said)
         split = cells.get("split", "").lower()
         manifest.rows.append(
             ManifestRow(
@@ -215,6 +292,7 @@ def _read_rows(
                 label=cells["label"],
                 group=cells.get("group") or None,
                 split=SPLITS.get(split) if split else None,
+                attributes=attributes,
             )
         )
     manifest.problems.extend(bad)

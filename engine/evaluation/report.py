@@ -116,6 +116,9 @@ class Evaluation:
     operating: OperatingPoint | None
     modality: str = "image"
     intervals: Intervals | None = None
+    #: subgroup tables, one JSON-ready dict per attribute (engine.evaluation.subgroups makes
+    #: them; plain dicts here so that the report needs nothing of that module)
+    subgroups: tuple[dict[str, Any], ...] = ()
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -146,6 +149,7 @@ class Evaluation:
             "operating": _plain(self.operating) if self.operating else None,
             "warnings": list(self.warnings),  # derived; from_dict recomputes it
             "intervals": self.intervals.to_dict() if self.intervals else None,
+            "subgroups": [dict(t) for t in self.subgroups],
         }
 
     @classmethod
@@ -187,7 +191,11 @@ class Evaluation:
             if d.get("operating")
             else None,
         )
-        return dataclasses.replace(ev, intervals=_intervals_in(d.get("intervals"), ev))
+        saved = d.get("subgroups")
+        tables = tuple(t for t in saved if isinstance(t, dict)) if isinstance(saved, list) else ()
+        return dataclasses.replace(
+            ev, intervals=_intervals_in(d.get("intervals"), ev), subgroups=tables
+        )
 
     def metrics_of(self, name: str) -> ClassMetrics:
         """The per-class metrics of class ``name``."""
