@@ -340,8 +340,25 @@ def test_the_desktop_report_has_the_sections_and_renders_as_pdf(dicom_run, tmp_p
     calibration = page.split("<h2>7 Calibration</h2>")[1].split("<h2>")[0]
     assert '<img src="data:image/png' in calibration
     assert "<script>" not in page.split("<body>")[1]
+    failures = reviewer_report(dicom_run, ev).failures  # each a thumbnail (the files are there)
+    assert len(re.findall(r"<br>#\d+</td>", page)) == len(failures)
     _no_identifiers(page)
     html_file = report.save(tmp_path / "report.html")
     pdf = report.save(tmp_path / "report.pdf")
     assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 2000
     _no_identifiers(html_file.read_text())
+
+
+def test_the_train_pages_study_fields_edit_the_config(qtbot):
+    from desktop.state import ConfigState
+    from desktop.train.study_form import StudyForm
+
+    state = ConfigState(RunConfig())
+    form = StudyForm(state)
+    qtbot.addWidget(form)
+    edit = form.editors["intended_use"]
+    edit.setText("triage\x07 of <b>CT</b>")
+    edit.editingFinished.emit()
+    assert state.config.study.intended_use == "triage of <b>CT</b>"  # cleaned by the engine
+    state.update("study", reference_standard="biopsy")
+    assert form.editors["reference_standard"].text() == "biopsy"
