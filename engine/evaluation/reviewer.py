@@ -414,7 +414,7 @@ def _subgroups(subgroups: list[dict[str, Any]] | None) -> Section:
         "specificity",
         "flag",
     )
-    tables = []
+    tables: list[tuple[str, tuple[tuple[str, ...], ...]]] = []
     flagged: list[str] = []
     for group in subgroups[:MAX_SUBGROUP_ATTRIBUTES]:
         attribute = _plain(group.get("attribute"), "?")
@@ -610,7 +610,7 @@ def _class_counts(splits: Mapping[str, Any], n: int) -> dict[str, list[int]]:
 def _dates(splits: Mapping[str, Any]) -> str:
     """Earliest and latest file modification, year and month only (a day could help identify a
     patient's visit); from the files still on disk."""
-    stamps = []
+    stamps: list[float] = []
     for key, _ in SPLITS:
         for r in splits.get(key) or []:
             if len(stamps) >= MAX_DATED_FILES:
