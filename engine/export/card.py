@@ -246,9 +246,6 @@ def _class_row(ev: Any, c: Any) -> str:
 
 def _config(config: Any) -> str:
     body = json.dumps(config.to_dict(), indent=2, default=str)
-    # Typed text (the study's intended use) may hold markup: < > & as JSON escapes read back
-    # the same and cannot become a tag in a renderer that ignores the code fence.
-    body = body.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return f"## Training configuration\n\nSeed: {config.seed}\n\n```json\n{body}\n```"
 
 

@@ -316,7 +316,10 @@ def test_a_dicom_run_grouped_by_patient_reports_every_item(dicom_run, tmp_path):
     for title in TITLES:
         assert f"## {title}" in card, title
     assert "## Checklist (CLAIM 2024 / TRIPOD+AI)" in card and "## Validation metrics" in card
-    assert "<script>" not in card and "\\[click\\]" in card
+    # the config is a fenced JSON block (literal text); the Markdown around it escapes the text
+    before, fenced, after = re.split(r"^```(?:json)?$", card, flags=re.MULTILINE)
+    assert "<script>" not in before + after and "\\[click\\]" in before
+    assert json.loads(fenced)["study"]["intended_use"] == HOSTILE_USE
     assert "Dataset: `scans`" in card
     assert "12 of 24 DICOM files declare PatientIdentityRemoved=YES." in card
     _no_identifiers(card)
