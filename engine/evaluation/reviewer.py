@@ -341,7 +341,12 @@ def _model(config: Any, summary: Mapping[str, Any]) -> Section:
         ("Weights", weights),
         ("Method", method),
         ("Frozen layers", frozen),
-        ("Epochs", f"{summary.get('epochs_done', '?')} run of {sched.epochs} planned"),
+        (
+            "Epochs",
+            "not applicable: a logistic-regression head fitted to convergence on cached features"
+            if method == "linear-probe"
+            else f"{summary.get('epochs_done', '?')} run of {sched.epochs} planned",
+        ),
         ("Best epoch", str(best) if best is not None else "not known"),
         ("Optimiser", f"{_value(config.optim.optimizer)}, learning rate {config.optim.lr:g}"),
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from dicom_synth import disc_slice, write_dicom
+from PIL import Image
 
 from engine.config import STUDY_TEXT_MAX, RunConfig, clean_study_text
 from engine.evaluation.predictions import SplitPredictions
@@ -71,6 +72,17 @@ def test_refit_train_flags_set_the_study(tmp_path):
 # -- a run made by hand (fast): a plain image folder, no groups, no DICOM -------------------------
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _catalog() -> None:
+    """The heavy imports once per module: timm (the backbone's preprocessing, the report's
+    section 3) and scikit-learn (the evaluation of the hand-made runs)."""
+    import sklearn.metrics  # noqa: F401
+
+    from engine.models import resolve_entry
+
+    resolve_entry(BACKBONE)
+
+
 def _hand_run(tmp_path: Path, *, study: dict | None = None, subgroups: list | None = None):
     """A run folder as training leaves it, written directly: config, splits, summary, and a
     saved evaluation with its predictions (some confident mistakes)."""
@@ -83,7 +95,10 @@ def _hand_run(tmp_path: Path, *, study: dict | None = None, subgroups: list | No
         for i in range(n):
             f = data / f"{split}{i}.png"
             f.parent.mkdir(parents=True, exist_ok=True)
-            f.write_bytes(b"not really a png")
+            if split == "val" and i < 3:  # the three sure mistakes: real pictures
+                Image.new("RGB", (64, 48), (40 * i, 90, 200)).save(f)
+            else:
+                f.write_bytes(b"not really a png")
             rows[split].append([str(f), i % 2, f"{split}digest{i:04d}"])
     config = RunConfig.from_dict(
         {"data": {"path": str(data)}, "study": study or {}, "model": {"backbone": BACKBONE}}
@@ -365,3 +380,28 @@ def test_the_train_pages_study_fields_edit_the_config(qtbot):
     assert state.config.study.intended_use == "triage of <b>CT</b>"  # cleaned by the engine
     state.update("study", reference_standard="biopsy")
     assert form.editors["reference_standard"].text() == "biopsy"
+
+
+def test_the_desktop_report_shows_the_confident_mistakes_as_thumbnails(tmp_path, qtbot):
+    from desktop.results.results_report import build_report
+    from engine import RunFacts
+
+    run, ev = _hand_run(tmp_path)
+    facts = RunFacts(
+        path=run.path,
+        run_id="r1",
+        label="r1",
+        backbone=BACKBONE,
+        method="linear-probe",
+        modality="image",
+        status="completed",
+        classes=("cat", "dog"),
+        val_size=30,
+        test_size=0,
+    )
+    page = build_report(facts, ev).html()
+    gallery = page.split("<h2>9 Failure gallery</h2>")[1].split("<h2>")[0]
+    # the three sure mistakes have real pictures; the other files are not images: left out
+    assert re.findall(r"<br>#(\d+)</td>", gallery) == ["1", "2", "3"]
+    assert gallery.count("data:image/png;base64,") == 3
+    assert "alice" not in page and "val0.png" not in page
