@@ -372,6 +372,46 @@ class DeviceConfig:
     )
 
 
+STUDY_TEXT_MAX = 2000
+
+
+def clean_study_text(text: str) -> str:
+    """Free text a user typed about the study, safe to keep: control and format characters
+    (bidi overrides, zero-width, escapes) dropped except line breaks and tabs (a tab becomes a
+    space), surrounding blanks trimmed, cut to STUDY_TEXT_MAX characters. Reports escape it
+    again for HTML or Markdown; this only keeps the stored text plain and bounded."""
+    import unicodedata
+
+    kept = []
+    for ch in str(text)[: STUDY_TEXT_MAX * 4]:
+        if ch in "\n\t":
+            kept.append(" " if ch == "\t" else ch)
+        elif unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            kept.append(ch)
+    return "".join(kept).strip()[:STUDY_TEXT_MAX]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyConfig:
+    """What the model is for and how its labels were decided: typed by the user, kept in the
+    run, printed in the report and the model card (CLAIM / TRIPOD+AI ask for both)."""
+
+    intended_use: str = _f(
+        "",
+        help="Intended use: the clinical question, the patients and setting the model is meant "
+        "for, and who acts on its output (free text, shown in the report and model card).",
+    )
+    reference_standard: str = _f(
+        "",
+        help="Reference standard: how the labels were decided, e.g. 'biopsy result' or "
+        "'consensus of two radiologists' (free text, shown in the report and model card).",
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("intended_use", "reference_standard"):
+            object.__setattr__(self, name, clean_study_text(getattr(self, name)))
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
     """Everything that defines a run. Saved as config.json in every run folder."""
@@ -388,6 +428,9 @@ class RunConfig:
         default_factory=AugmentConfig, metadata={"help": "Augmentation."}
     )
     device: DeviceConfig = field(default_factory=DeviceConfig, metadata={"help": "Device."})
+    study: StudyConfig = field(
+        default_factory=StudyConfig, metadata={"help": "Intended use and reference standard."}
+    )
 
     # -- JSON ---------------------------------------------------------------------------------
 

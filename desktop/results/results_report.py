@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -124,35 +125,88 @@ def build_report(
     comparison_html: str = "",
     images: Mapping[str, QImage] | None = None,
 ) -> Report:
-    """The report of ``evaluation`` of ``facts``' run: split, model facts, metrics, per-class
-    table, confusion matrix, curves and comparisons."""
+    """The report of ``evaluation`` of ``facts``' run, in the numbered sections of a reviewer's
+    checklist (CLAIM 2024 / TRIPOD+AI, engine.reviewer_report): intended use, data,
+    preprocessing, split, model, metrics with intervals and curves, calibration, subgroups, the
+    most confident mistakes as thumbnails, limitations, fingerprint; then the checklist and the
+    comparisons made in the Compare tab."""
+    from engine import RunDir, checklist_html, reviewer_report, section_html
+
     images = dict(images or {})
     title = f"Refit Studio report: {facts.label}"
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         _split_banner(evaluation.split),
         *(f'<p class="warning">{html.escape(w)}</p>' for w in evaluation.warnings),
-        "<h2>Model</h2>",
         _facts_table(facts, evaluation),
-        "<h2>Headline numbers</h2>",
-        _headline_table(evaluation, point),
-        _interval_method(evaluation),
-        "<h2>Per class</h2>",
-        _per_class_table(evaluation),
-        "<h2>Confusion matrix</h2>",
-        _confusion_table(evaluation),
     ]
-    for name, caption in IMAGE_TITLES:
-        if name in images:
-            parts.append(
-                f'<p><img src="img-{name}.png" width="{min(560, images[name].width())}"><br>'
-                f'<span class="note">{html.escape(caption)}</span></p>'
-            )
+    review = reviewer_report(RunDir(Path(facts.path)), evaluation)
+    for section in review.sections:
+        if section.number == 6:  # the page's own numbers: the threshold chosen, every class
+            parts += [
+                f"<h2>6 {html.escape(section.title)}</h2>",
+                _headline_table(evaluation, point),
+                _interval_method(evaluation),
+                "<h3>Per class</h3>",
+                _per_class_table(evaluation),
+                "<h3>Confusion matrix</h3>",
+                _confusion_table(evaluation),
+                *_pictures(images, ("confusion", "roc", "pr")),
+            ]
+            continue
+        parts.append(section_html(section))
+        if section.number == 7:
+            parts += _pictures(images, ("reliability",))
+        if section.number == 9:
+            parts.append(_failure_thumbnails(facts, review.failures, images))
+    parts.append(checklist_html(review.checklist))
     if comparison_html:
         parts += ["<h2>Comparisons</h2>", comparison_html]
     stamp = datetime.now().isoformat(sep=" ", timespec="seconds")
     parts.append(f'<p class="note">Written by Refit Studio on {stamp}.</p>')
     return Report(title=title, body="\n".join(parts), images=images)
+
+
+def _pictures(images: Mapping[str, QImage], names: tuple[str, ...]) -> list[str]:
+    captions = dict(IMAGE_TITLES)
+    return [
+        f'<p><img src="img-{name}.png" width="{min(560, images[name].width())}"><br>'
+        f'<span class="note">{html.escape(captions[name])}</span></p>'
+        for name in names
+        if name in images
+    ]
+
+
+THUMB = 128
+
+
+def _failure_thumbnails(facts: RunFacts, failures: Any, images: dict[str, QImage]) -> str:
+    """The mistakes' pictures in a row, numbered as in the table (added to ``images``); a file
+    that is gone or unreadable is left out (the table still lists it)."""
+    from engine import RunDir, load_image
+
+    if not failures:
+        return ""
+    try:
+        window = str(RunDir(Path(facts.path)).config().data.dicom_window.value)
+    except Exception:  # no readable config: each file's own window
+        window = None
+    cells = []
+    for i, failure in enumerate(failures, 1):
+        try:
+            picture = load_image(failure.path, window=window)
+        except Exception:  # gone, moved or unreadable: the table row stays
+            continue
+        picture.thumbnail((THUMB, THUMB))
+        buffer = io.BytesIO()
+        picture.save(buffer, "PNG")
+        image = QImage.fromData(buffer.getvalue(), "PNG")
+        if image.isNull():
+            continue
+        name = f"failure-{i}"
+        images[name] = image
+        cells.append(f'<td><img src="img-{name}.png" width="{image.width()}"><br>#{i}</td>')
+    return f"<table><tr>{''.join(cells)}</tr></table>" if cells else ""
 
 
 def _split_banner(split: str) -> str:

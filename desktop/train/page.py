@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from desktop.context import AppContext
 from desktop.page import Page
 from desktop.train.run_jobs import Job, resume_job, train_job
+from desktop.train.study_form import StudyForm
 from desktop.widgets.config_form import CollapsibleSection, ConfigForm, FieldSpec
 from desktop.widgets.palette_colors import level_color
 from desktop.worker import EngineWorker
@@ -166,6 +167,14 @@ class TrainPage(Page):
         self.text_section.hide()
         box_layout.addWidget(self.text_section)
         box_layout.addWidget(self.advanced)
+        self.study_form = StudyForm(self.ctx.state)
+        self.study_section = CollapsibleSection("Study (for the report)", self.study_form)
+        self.study_section.setObjectName("studySection")
+        self.study_section.setToolTip(
+            "What the model is for and how its labels were decided: kept in the run, printed in "
+            "its report and model card."
+        )
+        box_layout.addWidget(self.study_section)
         self.settings_box = box
         column.addWidget(box)
         column.addLayout(self._build_buttons())

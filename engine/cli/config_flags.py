@@ -55,6 +55,8 @@ FIELD_FLAGS: dict[str, tuple[str, str]] = {
     "device": ("device", "device"),
     "precision": ("device", "precision"),
     "runtime": ("device", "runtime"),
+    "intended_use": ("study", "intended_use"),
+    "reference_standard": ("study", "reference_standard"),
 }
 
 

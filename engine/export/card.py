@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from datetime import datetime
@@ -21,8 +20,11 @@ _SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 
 
 def split_fingerprint(digests: list[str]) -> str:
-    """SHA-256 (hex) over the sorted example digests of a split, one per line."""
-    return hashlib.sha256("\n".join(sorted(digests)).encode("utf-8")).hexdigest()
+    """SHA-256 (hex) over the sorted example digests of a split, one per line (the reviewer
+    report's section 11 computes the same)."""
+    from engine.evaluation.reviewer import split_fingerprint as fingerprint
+
+    return fingerprint(digests)
 
 
 def class_counts(splits: dict[str, Any]) -> dict[str, list[int]]:
@@ -44,26 +46,40 @@ def write_model_card(
     checkpoint: str = "best",
     task: Task | None = None,
 ) -> Path:
-    """Write out/MODEL_CARD.md for ``run``: model, intended use, classes, data fingerprint,
-    class counts, validation metrics (evaluated now if the run has none saved), test metrics
-    when the test split was evaluated, config, environment, date and limitations. A validation
+    """Write out/MODEL_CARD.md for ``run``: the reviewer's numbered sections in short form
+    (engine.evaluation.reviewer: intended use and reference standard, data, preprocessing,
+    split, model, metrics with intervals, calibration, subgroups, mistakes, limitations,
+    fingerprint, the CLAIM / TRIPOD+AI checklist), with the validation metrics (evaluated now if
+    the run has none saved) and test metrics when the test split was evaluated; then config,
+    environment and files. A validation
     evaluated now is said on ``task`` (and a cancelled task raises Cancelled first)."""
+    from engine.evaluation.reviewer import reviewer_report, sections_markdown
+
     config = run.config()
     splits = run.splits()
     state = run.state()
     classes = list(splits.get("classes") or run.summary().get("classes") or [])
     val = _validation(run, checkpoint, task)
     test = _saved(run, "test")
+    review = reviewer_report(run, val if not isinstance(val, str) else None)
+    metrics = [_metrics(val, "Validation metrics", "validation")]
+    if test:
+        metrics.append(_metrics(test, "Test metrics (held-out test split)", "test"))
+    reviewer = sections_markdown(
+        review,
+        after={
+            1: _intended_use(classes, splits),
+            2: _data(splits),
+            5: _model(config, state, splits),
+            6: "\n\n".join(metrics),
+            10: _limitations(splits),
+        },
+    )
     sections = [
         _header(run, config, checkpoint),
-        _model(config, state, splits),
-        _intended_use(classes, splits),
-        _data(splits, classes),
-        _metrics(val, "Validation metrics", "validation"),
-        _metrics(test, "Test metrics (held-out test split)", "test") if test else "",
+        reviewer,
         _config(config),
         _environment(state),
-        _limitations(splits),
         _files(out),
     ]
     text = "\n\n".join(s.strip() for s in sections if s) + "\n"
@@ -132,7 +148,7 @@ def _model(config: Any, state: dict[str, Any], splits: dict[str, Any]) -> str:
         )
     elif method == "last-n":
         method += f" (last {config.adapt.last_n} layer groups)"
-    lines = ["## Model", "", f"- Backbone: {backbone}", f"- Method: {method}"]
+    lines = [f"- Backbone: {backbone}", f"- Method: {method}"]
     trainable, total = state.get("trainable_params"), state.get("total_params")
     if isinstance(trainable, int) and isinstance(total, int) and total:
         lines.append(
@@ -150,36 +166,16 @@ def _intended_use(classes: list[str], splits: dict[str, Any]) -> str:
     what = modality_of(splits.get("modality") or "image").noun
     names = ", ".join(md_text(c) for c in classes)
     return (
-        "## Intended use\n\n"
         f"Sorts {what} like those it was trained on into one of {len(classes)} classes "
         f"({names}), as an aid to a person who checks its answers, not as the sole basis for "
         "a decision."
     )
 
 
-def _data(splits: dict[str, Any], classes: list[str]) -> str:
-    counts = class_counts(splits)
-    lines = [
-        "## Data",
-        "",
-        f"Dataset: {md_code(splits.get('root', 'unknown'))}",
-        "",
-        "Fingerprint: per split, SHA-256 over the sorted content digests of its examples (one "
-        "per line, as stored in the run's splits.json); the same files give the same value.",
-        "",
-        "| split | examples | SHA-256 |",
-        "| --- | ---: | --- |",
-    ]
-    for split in SPLITS:
-        digests = [str(example[2]) for example in splits.get(split, [])]
-        fingerprint = f"`{split_fingerprint(digests)}`" if digests else "-"
-        lines.append(f"| {split} | {len(digests)} | {fingerprint} |")
-    lines += ["", "Examples per class:", "", "| class | train | val | test | total |"]
-    lines.append("| --- | ---: | ---: | ---: | ---: |")
-    for i, name in enumerate(classes):
-        row = [counts[split][i] if i < len(counts[split]) else 0 for split in SPLITS]
-        lines.append(f"| {md_text(name)} | {row[0]} | {row[1]} | {row[2]} | {sum(row)} |")
-    return "\n".join(lines)
+def _data(splits: dict[str, Any]) -> str:
+    """The dataset by its folder's name (a full path may name the user or a patient)."""
+    root = str(splits.get("root") or "")
+    return f"Dataset: {md_code(Path(root).name if root else 'unknown')}"
 
 
 def _num(value: float) -> str:
@@ -275,7 +271,6 @@ def _environment(state: dict[str, Any]) -> str:
 def _limitations(splits: dict[str, Any]) -> str:
     n = sum(len(splits.get(s, [])) for s in SPLITS)
     return (
-        "## Limitations\n\n"
         f"The model learned from {n} examples of one dataset; it can be wrong, and is "
         "likely wrong more often on data unlike it (other sources, devices, populations or "
         "classes it never saw), so measure it on your own data before relying on it."

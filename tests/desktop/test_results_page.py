@@ -3,6 +3,7 @@ compare with the base, report."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -269,7 +270,9 @@ def test_report_is_written_as_html_or_pdf(page, ctx, run, qtbot, tmp_path, monke
     assert "VALIDATION SPLIT" in text and run.run_id in text
     assert f"<th>Accuracy</th><td>{percent(ev.accuracy)} (95% CI " in text
     assert f"<th>Macro F1</th><td>{decimal(ev.macro_f1)}</td>" in text
-    assert text.count("data:image/png;base64,") == 4  # matrix, ROC, PR, reliability
+    thumbnails = len(re.findall(r"<br>#\d+</td>", text))  # the failure gallery's pictures
+    # matrix, ROC, PR, reliability, and the most confident mistakes
+    assert text.count("data:image/png;base64,") == 4 + thumbnails
     for metrics in ev.per_class:
         assert f"<td>{metrics.name}</td>" in text
     page.report_button.click()

@@ -51,6 +51,8 @@ FIELD_OPTIONS = [
     "--device",
     "--precision",
     "--runtime",
+    "--intended-use",
+    "--reference-standard",
 ]
 
 
