@@ -26,6 +26,7 @@ from desktop.data.dataset_states import (
 )
 from desktop.data.dataset_view import DatasetViewWidget, is_grouped, patient_count, plural
 from desktop.data.image_preview import ImagePreviewDialog
+from desktop.data.label_review_view import LabelReviewDialog
 from desktop.data.source import SourceScan, is_table_file, scan_source_job
 from desktop.modalities import views_of
 from desktop.page import Page
@@ -67,6 +68,7 @@ class DataPage(Page):
         self._scanned_columns = ("", "")
         self._scanned_group_by = ctx.state.config.data.group_by
         self.dicom = False  # the last scan found DICOM files
+        self.label_review: LabelReviewDialog | None = None  # made on the first review
         self._rescan_timer = QTimer(self)
         self._rescan_timer.setSingleShot(True)
         self._rescan_timer.setInterval(RESCAN_DELAY_MS)
@@ -252,6 +254,9 @@ class DataPage(Page):
         else:
             self.next_hint.setText("")
         self.rescan_button.setEnabled(bool(self.folder) and not self.scanning)
+        images = not views_of(self.modality).text_views
+        self.review_button.setVisible(images and bool(self.folder))
+        self.review_button.setEnabled(usable and images and not self.scanning)
 
     def _show_state(self, which: int) -> None:
         self.stack.setCurrentIndex(which)
@@ -277,6 +282,18 @@ class DataPage(Page):
     @property
     def _preview(self) -> ImagePreviewDialog | None:
         return self.view._preview
+
+    def review_labels(self) -> LabelReviewDialog | None:
+        """Open the likely-label-errors gallery and review the shown image dataset in the job
+        pool (DICOM files in the chosen window). None when no usable image scan is shown."""
+        if not self.usable or views_of(self.modality).text_views:
+            return None
+        if self.label_review is None:
+            self.label_review = LabelReviewDialog(self.ctx, self)
+        self.label_review.start(self.index, window=str(self.ctx.state.config.data.dicom_window))
+        self.label_review.show()
+        self.label_review.raise_()
+        return self.label_review
 
     def _on_continue_button_clicked(self) -> None:
         self.ctx.signals.show_page_requested.emit("Model")
@@ -318,7 +335,15 @@ class DataPage(Page):
             "images (columns file,label and optionally group and split)."
         )
         self.open_file_button.clicked.connect(self.ctx.signals.choose_file_requested)
-        for button in (self.rescan_button, self.open_button, self.open_file_button):
+        self.review_button = QPushButton("Review &Labels…")
+        self.review_button.setObjectName("reviewLabelsButton")
+        self.review_button.setToolTip(
+            "Find images whose label the data contradicts (a model that has not seen each image "
+            "predicts it from a pretrained network's features). Nothing is relabelled."
+        )
+        self.review_button.clicked.connect(self.review_labels)
+        buttons = (self.review_button, self.rescan_button, self.open_button, self.open_file_button)
+        for button in buttons:
             row.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
         return row
 
@@ -338,7 +363,8 @@ class DataPage(Page):
         s, t, c = self.split_settings, self.text_view, self.view.clinical
         chain = [
             self.empty_state.open_button, self.empty_state.open_file_button,
-            self.empty_state.sample_button, self.rescan_button, self.open_button,
+            self.empty_state.sample_button, self.review_button, self.rescan_button,
+            self.open_button,
             self.open_file_button, self.scan_progress.stop_button, self.class_table, s.val_spin,
             s.test_spin, s.seed_spin, s.min_spin, c.group_combo, c.pattern_edit, c.window_combo,
             self.grid.filter_combo, self.grid.view,
