@@ -34,6 +34,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "statistics and --review's features (default 'file': the file's own; see "
         "data.dicom_window).",
     )
+    s.add_argument(
+        "--dicom-frames",
+        choices=("middle", "all"),
+        default="middle",
+        help="Images: multi-frame DICOM files give their middle frame (default) or every frame "
+        "as a sample, a file's frames kept together (see data.dicom_frames).",
+    )
     s.add_argument("--json", action="store_true", help="Print the result as JSON.")
     r = s.add_argument_group("likely label errors (images)")
     r.add_argument(
@@ -72,7 +79,13 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     modality = modality_of(detect_modality(args.folder))
     index: Any  # a TextIndex or a DatasetIndex: the report reads what each has
     window = getattr(args, "dicom_window", DEFAULT_WINDOW)
-    for flag, used in (("--group-by", args.group_by), ("--dicom-window", window != DEFAULT_WINDOW)):
+    frames = getattr(args, "dicom_frames", "middle")
+    used_flags = (
+        ("--group-by", args.group_by),
+        ("--dicom-window", window != DEFAULT_WINDOW),
+        ("--dicom-frames", frames != "middle"),
+    )
+    for flag, used in used_flags:
         if used and modality.name != "image":
             raise DatasetError(
                 f"{flag} applies to images; {args.folder} holds {modality.noun}. Leave it out."
@@ -88,6 +101,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
                 group_by=args.group_by,
                 task=task,
                 window=window,
+                frames=frames,
             )
         else:
             index = modality.scan(

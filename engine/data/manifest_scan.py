@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 
 from engine.data.dicom import DEFAULT_WINDOW
+from engine.data.frames import check_frames, expand_frames
 from engine.data.groups import attach_groups, check_groups, dataset_salt, parse_group_by
 from engine.data.index import DatasetIndex
 from engine.data.manifest import is_image_manifest, read_manifest
@@ -30,21 +31,25 @@ def scan_image_source(
     task: Task | None = None,
     index: DatasetIndex | None = None,
     window: str = DEFAULT_WINDOW,
+    frames: str = "middle",
 ) -> DatasetIndex:
     """Scan an image folder or manifest CSV, attach group keys (``group_by``, see
     :mod:`engine.data.groups`) and add the leakage and identifier checks. ``index``: a folder
     scan already made (the prefetching child's), so only the checks run. ``window``: the DICOM
     window files are decoded with (data.dicom_window; the intensity statistics are of those
-    pixels). A bad ``group_by`` is refused (GroupSpecError) before any file is read."""
+    pixels). ``frames``: data.dicom_frames ("all": every frame of a multi-frame DICOM file a
+    sample, its frames in one group; :func:`engine.data.frames.expand_frames`). A bad
+    ``group_by`` is refused (GroupSpecError) before any file is read."""
     parse_group_by(group_by)
+    check_frames(frames)
     if index is None and is_image_manifest(source):
         found = scan_manifest(
             source, min_per_class=min_per_class, group_by=group_by, task=task, window=window
         )
-        return check_groups(found, "", task=task)
+        return expand_frames(check_groups(found, "", task=task), frames, task=task)
     if index is None:
         index = scan_folder(source, min_per_class=min_per_class, task=task, window=window)
-    return check_groups(index, group_by, task=task)
+    return expand_frames(check_groups(index, group_by, task=task), frames, task=task)
 
 
 def scan_manifest(

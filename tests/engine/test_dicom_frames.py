@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from dicom_synth import dicom_class_folder
+import numpy as np
+import pytest
+from dicom_synth import dicom_class_folder, write_dicom
 
 from engine.cli import main
+from engine.config import RunConfig
+from engine.data import ImageError, load_image, split_samples
+from engine.data.dicom import MAX_FRAMES_PER_FILE, frame_count, frame_path, split_frame
+from engine.data.frames import chosen_frames, expand_frames
+from engine.data.manifest_scan import scan_image_source
 
 
 def test_refit_scan_decodes_dicom_with_the_window_asked_for(tmp_path, capsys, monkeypatch):
@@ -32,3 +40,122 @@ def test_refit_scan_refuses_a_dicom_window_for_texts(tmp_path, capsys):
     table.write_text("text,label\n" + "".join(f"t{i},{'ab'[i % 2]}\n" for i in range(6)))
     assert main(["scan", str(table), "--dicom-window", "lung"]) != 0
     assert "--dicom-window applies to images" in capsys.readouterr().err
+
+
+# -- multi-frame files ----------------------------------------------------------------------------
+
+
+def cine(path, frames: int = 5, *, size: int = 8, **tags):
+    """A multi-frame file whose frame i is flat grey 40 * i (window 128/256: linear)."""
+    pixels = np.stack([np.full((size, size), 40 * i % 256, dtype=np.uint8) for i in range(frames)])
+    return write_dicom(path, pixels, window=(128.0, 256.0), **tags)
+
+
+def cine_folder(root: Path, *, per_class: int = 3, frames: int = 4) -> Path:
+    for label in ("a", "b"):
+        for i in range(per_class):
+            tags = {"PatientID": f"P{i}"}
+            cine(root / label / f"{label}{i}.dcm", frames, size=8 + i + (4 if label == "b" else 0),
+                 **tags)  # fmt: skip
+    return root
+
+
+def test_a_frame_path_decodes_that_frame_only(tmp_path):
+    path = cine(tmp_path / "c.dcm", 5)
+    middle = np.asarray(load_image(path))[..., 0]
+    third = np.asarray(load_image(frame_path(str(path), 3)))[..., 0]
+    assert int(middle.mean()) == int(
+        np.asarray(load_image(frame_path(str(path), 2)))[..., 0].mean()
+    )
+    assert int(third.mean()) > int(middle.mean())  # frame 3 (120) is brighter than frame 2 (80)
+    with pytest.raises(ImageError, match="has 5 frames, so no frame 7"):
+        load_image(frame_path(str(path), 7))
+    png = tmp_path / "x.png"
+    png.write_bytes(b"\x89PNG not really")
+    with pytest.raises(ImageError, match="not a DICOM file"):
+        load_image(frame_path(str(png), 0))
+
+
+def test_split_frame_round_trips_and_leaves_other_paths_alone():
+    assert split_frame(frame_path("/d/a b.dcm", 12)) == ("/d/a b.dcm", 12)
+    assert split_frame("/d/a.dcm") == ("/d/a.dcm", None)
+    assert split_frame("/d/a.dcm#frame=x") == ("/d/a.dcm#frame=x", None)
+    assert split_frame("#frame=3") == ("#frame=3", None)
+
+
+def test_frame_count_reads_the_header(tmp_path):
+    assert frame_count(cine(tmp_path / "c.dcm", 7).read_bytes()) == 7
+    assert frame_count(b"garbage") == 1
+
+
+def test_all_frames_are_samples_grouped_by_file_and_middle_is_unchanged(tmp_path):
+    root = cine_folder(tmp_path / "cines", per_class=3, frames=4)
+    middle = scan_image_source(root)
+    assert middle == scan_image_source(root, frames="middle")
+    assert len(middle.samples) == 6 and all("#frame=" not in s.path for s in middle.samples)
+    every = scan_image_source(root, frames="all")
+    assert len(every.samples) == 24
+    by_file: dict[str, set] = {}
+    for s in every.samples:
+        file, frame = split_frame(s.path)
+        assert frame is not None and s.group is not None
+        by_file.setdefault(file, set()).add(s.group)
+    assert all(len(groups) == 1 for groups in by_file.values())
+    assert len({next(iter(g)) for g in by_file.values()}) == 6  # one group a file
+    assert len({s.digest for s in every.samples}) == 24
+    for seed in range(4):
+        splits = split_samples(every, val_fraction=0.34, seed=seed)
+        assert splits.val
+        train = {split_frame(s.path)[0] for s in splits.train}
+        val = {split_frame(s.path)[0] for s in splits.val}
+        assert not train & val  # no file's frames on both sides
+
+
+def test_all_frames_keep_the_patient_group_when_grouping_by_patient(tmp_path):
+    # (flat frames: the near-duplicate check fingerprints none of them, which once crashed it)
+    root = cine_folder(tmp_path / "cines", per_class=3, frames=3)
+    every = scan_image_source(root, frames="all", group_by="dicom")
+    groups = {}
+    for s in every.samples:
+        groups.setdefault(Path(split_frame(s.path)[0]).stem[1:], set()).add(s.group)
+    # a0 and b0 are patient P0: all six of their frames share P0's hash
+    assert all(len(g) == 1 for g in groups.values()) and len(groups) == 3
+    assert "P0" not in repr(every)  # only salted hashes
+
+
+def test_caps_on_frames_and_samples(tmp_path):
+    assert chosen_frames(5) == [0, 1, 2, 3, 4]
+    picked = chosen_frames(1000)
+    assert len(picked) == MAX_FRAMES_PER_FILE and picked[0] == 0 and picked[-1] == 999
+    root = cine_folder(tmp_path / "cines", per_class=3, frames=4)
+    index = scan_image_source(root)
+    capped = expand_frames(index, "all", max_samples=12)
+    assert len(capped.samples) <= 12
+    assert any(s.path.endswith(".dcm") for s in capped.samples)  # later files: middle frame
+    assert any("middle frame only" in p.message for p in capped.problems)
+    with pytest.raises(ValueError, match="not one of middle, all"):
+        expand_frames(index, "some")
+
+
+def test_refit_scan_dicom_frames_all_counts_frames(tmp_path, capsys):
+    root = cine_folder(tmp_path / "cines", per_class=2, frames=3)
+    assert main(["scan", str(root), "--json", "--dicom-frames", "all"]) == 0
+    counts = json.loads(capsys.readouterr().out)["counts"]
+    assert counts == {"all": {"a": 6, "b": 6}}
+
+
+def test_dicom_frames_is_a_config_field_and_a_train_flag(tmp_path):
+    import argparse
+
+    from engine.cli.config_flags import add_train_flags, config_from_args
+
+    assert str(RunConfig().data.dicom_frames) == "middle"
+    parser = argparse.ArgumentParser()
+    add_train_flags(parser)
+    root = cine_folder(tmp_path / "cines", per_class=2, frames=2)
+    args = parser.parse_args([str(root), "--dicom-frames", "all"])
+    assert str(config_from_args(args).data.dicom_frames) == "all"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["some/folder", "--dicom-frames", "some"])
+    config = RunConfig.from_dict({"data": {"dicom_frames": "all"}})
+    assert str(config.data.dicom_frames) == "all"
