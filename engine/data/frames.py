@@ -77,7 +77,7 @@ def expand_frames(
     for n, sample in enumerate(index.samples):
         if n % 64 == 0:
             task.check()
-        count = 1 if full else _count(sample.path)
+        count = 1 if full else file_frame_count(sample.path)
         if count <= 1:
             out.append(sample)
             continue
@@ -122,7 +122,7 @@ def expand_frames(
     )
 
 
-def _count(path: str) -> int:
+def file_frame_count(path: str | Path) -> int:
     """Frames of the file at ``path`` (1 when it is not DICOM or cannot be read)."""
     if Path(path).suffix.lower() not in ("", ".dcm", ".dicom"):
         return 1  # the scan reads only these as DICOM

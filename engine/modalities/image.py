@@ -175,6 +175,7 @@ class ImageModality:
             predictor.model.preprocess,
             intensity=stored_intensity(predictor.run.state()),
             dicom_window=window,
+            dicom_frames=str(predictor.config.data.dicom_frames),
         )
         predictor.transform = build_transform(predictor.model.preprocess, train=False)
 
@@ -250,6 +251,8 @@ class ImageModality:
                 "intensity_window": list(WINDOW) if stretch else None,
                 # DICOM inputs: the window (engine/data/dicom.py) applied before everything.
                 "dicom_window": pre.dicom_window,
+                # Multi-frame DICOM inputs: "middle" frame, or the mean over "all" frames.
+                "dicom_frames": pre.dicom_frames,
                 "steps": (
                     f"RGB; {first}resize the short side to {pre.resize_size} "
                     f"({pre.interpolation}); center-crop {pre.input_size}x{pre.input_size}; "

@@ -159,3 +159,54 @@ def test_dicom_frames_is_a_config_field_and_a_train_flag(tmp_path):
         parser.parse_args(["some/folder", "--dicom-frames", "some"])
     config = RunConfig.from_dict({"data": {"dicom_frames": "all"}})
     assert str(config.data.dicom_frames) == "all"
+
+
+class _Brightness:
+    """A stand-in transform: an image becomes its mean grey in [0, 1]."""
+
+    dicom_window = "file"
+    min_size = None
+
+    def __init__(self, frames: str) -> None:
+        self.dicom_frames = frames
+
+    def __call__(self, image):
+        import torch
+
+        return torch.tensor([float(np.asarray(image, dtype=np.float64).mean()) / 255.0])
+
+
+def _probs(batch) -> np.ndarray:
+    b = batch.numpy().astype(np.float64)[:, 0]
+    return np.stack([b, 1.0 - b], axis=1)
+
+
+@pytest.mark.parametrize("frames", ["middle", "all"])
+def test_prediction_of_a_multi_frame_file(tmp_path, frames):
+    from engine.evaluation.predict import classify_images
+
+    path = cine(tmp_path / "c.dcm", 4)  # frames 0, 40, 80, 120 (window 128/256: linear)
+    single = write_dicom(tmp_path / "s.dcm", np.full((8, 8), 200, np.uint8), window=(128.0, 256.0))
+    grey = [float(np.asarray(load_image(frame_path(str(path), f))).mean()) / 255 for f in range(4)]
+    out = classify_images([path, single], _Brightness(frames), _probs, ["bright", "dark"], top_k=2)
+    bright = dict(out[0].top)["bright"]
+    expected = float(np.mean(grey)) if frames == "all" else grey[2]
+    assert bright == pytest.approx(expected, abs=1e-6)
+    if frames == "all":
+        assert bright != pytest.approx(grey[2], abs=1e-3)  # not the middle frame's
+    single_grey = float(np.asarray(load_image(single)).mean()) / 255
+    assert dict(out[1].top)["bright"] == pytest.approx(single_grey, abs=1e-6)
+
+
+def test_exports_record_the_frame_choice():
+    from engine.export.exported import preprocess_of
+
+    pre = {"input_size": 8, "mean": [0, 0, 0], "std": [1, 1, 1], "interpolation": "bilinear"}
+    pre["crop_pct"] = 1.0
+    assert preprocess_of({"preprocess": pre}).dicom_frames == "middle"  # older exports
+    assert preprocess_of({"preprocess": {**pre, "dicom_frames": "all"}}).dicom_frames == "all"
+    from engine.data.transforms import build_transform
+    from engine.preprocess import Preprocess
+
+    transform = build_transform(Preprocess(dicom_frames="all"), train=False)
+    assert transform.dicom_frames == "all"
