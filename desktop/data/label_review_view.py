@@ -183,9 +183,12 @@ class LabelReviewDialog(QDialog):
             self._on_review_done()
 
     def current_path(self) -> str:
-        """The absolute path of the chosen image ("" when none is chosen)."""
+        """The absolute path of the chosen image's file ("" when none is chosen); a frame of a
+        multi-frame DICOM file (``file.dcm#frame=N``) gives its file."""
+        from engine.data.dicom import split_frame
+
         item = self.gallery.currentItem()
-        return str(item.data(PATH_ROLE)) if item is not None else ""
+        return split_frame(str(item.data(PATH_ROLE)))[0] if item is not None else ""
 
     def open_current(self, *, folder: bool = False) -> bool:
         """Open the chosen image (or its folder) with the system's viewer; never edits it."""

@@ -67,6 +67,7 @@ class DataPage(Page):
         self._scanned_min = ctx.state.config.data.min_per_class
         self._scanned_columns = ("", "")
         self._scanned_group_by = ctx.state.config.data.group_by
+        self._scanned_frames = str(ctx.state.config.data.dicom_frames)
         self.dicom = False  # the last scan found DICOM files
         self.label_review: LabelReviewDialog | None = None  # made on the first review
         self._rescan_timer = QTimer(self)
@@ -151,6 +152,7 @@ class DataPage(Page):
         self._scanned_min = data.min_per_class
         self._scanned_columns = (data.text_column, data.label_column)
         self._scanned_group_by = data.group_by
+        self._scanned_frames = str(data.dicom_frames)
         job = scan_source_job(
             path,
             min_per_class=data.min_per_class,
@@ -158,6 +160,7 @@ class DataPage(Page):
             label_column=data.label_column,
             read_table=self.text_view.source.table is None,
             group_by=data.group_by,
+            frames=str(data.dicom_frames),
         )
         # A scan started before this one is cancelled and its late results are ignored.
         self.ctx.pool.submit(
@@ -304,7 +307,11 @@ class DataPage(Page):
             return
         if (data.text_column, data.label_column) != self._scanned_columns:
             self._start_scan(self.folder, new_source=False)  # a column was chosen: at once
-        elif data.min_per_class != self._scanned_min or data.group_by != self._scanned_group_by:
+        elif (
+            data.min_per_class != self._scanned_min
+            or data.group_by != self._scanned_group_by
+            or str(data.dicom_frames) != self._scanned_frames
+        ):
             self._rescan_timer.start()  # debounced: typing 25 must not scan for 2 first
 
     # -- building -----------------------------------------------------------------------------
@@ -367,6 +374,7 @@ class DataPage(Page):
             self.open_button,
             self.open_file_button, self.scan_progress.stop_button, self.class_table, s.val_spin,
             s.test_spin, s.seed_spin, s.min_spin, c.group_combo, c.pattern_edit, c.window_combo,
+            c.frames_combo,
             self.grid.filter_combo, self.grid.view,
             t.source.text_combo, t.source.label_combo, t.source.view, t.examples.filter_combo,
             t.examples.table, self.problem_list, self.continue_button,

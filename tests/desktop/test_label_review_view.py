@@ -17,16 +17,20 @@ from desktop.data.page import DataPage
 from engine.evaluation.label_review import LabelIssue, LabelReview
 
 
-@pytest.fixture
-def page(qtbot, ctx):
-    page = DataPage(ctx)
-    qtbot.addWidget(page)
-    page.resize(1200, 800)
-    yield page
-    qtbot.waitUntil(lambda: not ctx.pool.busy, timeout=60000)
+def _settle(qtbot, page) -> None:
+    """Wait for the page's jobs and decodes (before it is closed: see test_try_it.py)."""
+    qtbot.waitUntil(lambda: not page.ctx.pool.busy, timeout=60000)
     assert page.grid.model.loader.wait_for_done(10000)
     if page.label_review is not None:
         assert page.label_review.wait_for_thumbnails(10000)
+
+
+@pytest.fixture
+def page(qtbot, ctx):
+    page = DataPage(ctx)
+    qtbot.addWidget(page, before_close_func=lambda p: _settle(qtbot, p))
+    page.resize(1200, 800)
+    return page
 
 
 def open_and_wait(qtbot, page: DataPage, folder: Path) -> None:
@@ -165,3 +169,48 @@ def test_planted_label_errors_show_in_the_gallery_and_the_folder_is_untouched(
     shown = {dialog.gallery.item(i).data(PATH_ROLE) for i in range(dialog.gallery.count())}
     assert {str(root / "square" / p.name) for p in moved} <= shown, dialog.status_label.text()
     assert tree_snapshot(root) == before
+
+
+def test_frames_choice_rescans_with_every_frame_a_sample(qtbot, page, tmp_path):
+    import numpy as np
+    from dicom_synth import write_dicom
+
+    root = tmp_path / "cines"
+    for label in ("a", "b"):
+        for i in range(2):
+            frames = np.stack([np.full((8, 8), 30 * f + i, np.uint8) for f in range(3)])
+            write_dicom(root / label / f"{label}{i}.dcm", frames, window=(128.0, 256.0))
+    open_and_wait(qtbot, page, root)
+    clinical = page.view.clinical
+    assert len(page.index.samples) == 4 and not clinical.frames_combo.isHidden()
+    with qtbot.waitSignal(page.ctx.signals.dataset_scanned, timeout=30000):
+        clinical.frames_combo.setCurrentIndex(clinical.frames_combo.findData("all"))
+    qtbot.waitUntil(lambda: not page.ctx.pool.busy, timeout=20000)
+    assert str(page.ctx.state.config.data.dicom_frames) == "all"
+    assert len(page.index.samples) == 12
+    assert all("#frame=" in s.path for s in page.index.samples)
+    assert page.dicom  # the window row stays for frames
+
+
+def test_a_flagged_frame_opens_its_file(qtbot, page, tmp_path, monkeypatch):
+    import numpy as np
+    from dicom_synth import write_dicom
+
+    root = tmp_path / "cines"
+    for label in ("a", "b"):
+        for i in range(2):
+            frames = np.stack([np.full((8, 8), 30 * f + i, np.uint8) for f in range(3)])
+            write_dicom(root / label / f"{label}{i}.dcm", frames, window=(128.0, 256.0))
+    page.ctx.state.update("data", dicom_frames="all")
+    open_and_wait(qtbot, page, root)
+    page.label_review = LabelReviewDialog(
+        page.ctx, page, review=fake_review(lambda index: ["a/a1.dcm#frame=2"])
+    )
+    dialog = page.review_labels()
+    qtbot.waitUntil(lambda: not dialog.busy, timeout=20000)
+    assert "a1.dcm#frame=2" in dialog.gallery.item(0).text()
+    qtbot.waitUntil(lambda: dialog.gallery.item(0).data(THUMB_ROLE), timeout=10000)
+    opened: list[QUrl] = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
+    dialog.open_button.click()
+    assert [u.toLocalFile() for u in opened] == [str(root / "a" / "a1.dcm")]

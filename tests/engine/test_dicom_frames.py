@@ -181,6 +181,7 @@ def _probs(batch) -> np.ndarray:
     return np.stack([b, 1.0 - b], axis=1)
 
 
+@pytest.mark.slow  # imports torch (seconds on a cold start)
 @pytest.mark.parametrize("frames", ["middle", "all"])
 def test_prediction_of_a_multi_frame_file(tmp_path, frames):
     from engine.evaluation.predict import classify_images
@@ -198,6 +199,7 @@ def test_prediction_of_a_multi_frame_file(tmp_path, frames):
     assert dict(out[1].top)["bright"] == pytest.approx(single_grey, abs=1e-6)
 
 
+@pytest.mark.slow  # imports torch and torchvision (seconds on a cold start)
 def test_exports_record_the_frame_choice():
     from engine.export.exported import preprocess_of
 
