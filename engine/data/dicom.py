@@ -18,13 +18,16 @@ must be shown the other the same way. The pipeline follows the standard order (P
 Multi-frame files give their middle frame, or the frame a sample's path names
 (``file.dcm#frame=N``, :func:`split_frame`; ``data.dicom_frames`` "all" makes one sample a frame,
 see :mod:`engine.data.frames`); only that one frame is decoded, never the whole stack. Compressed
-transfer syntaxes are decoded only by what pydicom does with numpy and Pillow (permissive licences,
-no GPL plugin): RLE Lossless (pydicom itself), JPEG Baseline 8-bit, JPEG 2000 and JPEG 2000
-Lossless (Pillow). JPEG-LS, JPEG Lossless (process 14), JPEG Extended 12-bit, deflate-compressed
-and HTJ2K files get a sentence naming their Transfer Syntax UID instead; a deflated file is refused
-from its file meta alone (:func:`declared_syntax`), before pydicom would inflate all of it. Tags
-that contradict each other (LUT descriptors longer than their data, a palette file without a
-palette, a NaN rescale) are one sentence too, never pydicom's exception.
+transfer syntaxes are decoded only by decoders with permissive licences (no GPL plugin): RLE
+Lossless (pydicom itself), JPEG Baseline 8-bit, JPEG 2000 and JPEG 2000 Lossless (Pillow), JPEG-LS
+Lossless and Near-Lossless (pyjpegls, MIT, with CharLS, BSD-3-Clause). JPEG Lossless (process 14)
+and JPEG Extended 12-bit (their decoder, pylibjpeg-libjpeg, is GPL), HTJ2K (a permissive decoder
+exists, pylibjpeg-openjpeg, but no encoder writes a file to test it with), deflate-compressed
+files, and JPEG-LS where pyjpegls is missing, get a sentence naming their Transfer Syntax UID
+instead; a deflated file is refused from its file meta alone (:func:`declared_syntax`), before
+pydicom would inflate all of it. Tags that contradict each other (LUT descriptors longer than their
+data, a palette file without a palette, a NaN rescale) are one sentence too, never pydicom's
+exception.
 
 Privacy: no sentence this module writes quotes a tag's value or a pydicom message (which could
 quote one), and pydicom's own warnings and log records are kept out of every log
@@ -73,6 +76,14 @@ SUPPORTED_SYNTAXES: dict[str, str] = {
     "1.2.840.10008.1.2.4.50": "JPEG Baseline (Process 1)",
     "1.2.840.10008.1.2.4.90": "JPEG 2000 Image Compression (Lossless Only)",
     "1.2.840.10008.1.2.4.91": "JPEG 2000 Image Compression",
+    # Through pyjpegls (MIT; CharLS inside, BSD-3-Clause), pydicom's own JPEG-LS plugin.
+    "1.2.840.10008.1.2.4.80": "JPEG-LS Lossless Image Compression",
+    "1.2.840.10008.1.2.4.81": "JPEG-LS Lossy (Near-Lossless) Image Compression",
+}
+#: The module each plugin-decoded syntax needs (an installation without it names the syntax).
+_DECODER_MODULES: dict[str, str] = {
+    "1.2.840.10008.1.2.4.80": "jpeg_ls",
+    "1.2.840.10008.1.2.4.81": "jpeg_ls",
 }
 #: Pixels of one DICOM frame at most: its measurements pass through float64 arrays (the modality
 #: and VOI LUTs), about 30 bytes a pixel at the peak, so Pillow's 89-million limit would let one
@@ -320,13 +331,22 @@ def _syntax(ds: Any) -> tuple[str, str]:
     return str(uid), str(getattr(uid, "name", "") or "an unknown transfer syntax")
 
 
+@functools.cache
+def _has_decoder(uid: str) -> bool:
+    """Whether the decoder ``uid`` needs beyond pydicom, numpy and Pillow is installed."""
+    import importlib.util
+
+    module = _DECODER_MODULES.get(uid)
+    return module is None or importlib.util.find_spec(module) is not None
+
+
 def _frame(ds: Any, name: str, frame: int | None = None) -> tuple[np.ndarray, str]:
     """Frame ``frame``'s pixels (None: the middle frame's; rows x columns, or x samples) and
     the photometric interpretation they are in; ImageError for an undecodable or oversized file."""
     from pydicom.pixels import pixel_array
 
     uid, syntax = _syntax(ds)
-    if uid not in SUPPORTED_SYNTAXES:
+    if uid not in SUPPORTED_SYNTAXES or not _has_decoder(uid):
         raise _fail(
             name,
             ProblemKind.UNREADABLE,

@@ -212,3 +212,25 @@ def test_exports_record_the_frame_choice():
 
     transform = build_transform(Preprocess(dicom_frames="all"), train=False)
     assert transform.dicom_frames == "all"
+
+
+# -- JPEG-LS (pyjpegls: MIT, CharLS inside: BSD-3-Clause) -----------------------------------------
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_jpeg_ls_decodes_like_uncompressed(tmp_path, frames):
+    pytest.importorskip("jpeg_ls")
+    from dicom_synth import dicom_dataset, disc_slice
+    from pydicom.uid import JPEGLSLossless
+
+    stack = np.stack([disc_slice(i, disc=bool(i % 2), size=32) for i in range(frames)])
+    pixels = stack[0] if frames == 1 else stack
+    plain = write_dicom(tmp_path / "plain.dcm", pixels, bits_stored=12, intercept=-1024.0)
+    ds = dicom_dataset(pixels, bits_stored=12, intercept=-1024.0)
+    ds.compress(JPEGLSLossless)  # pydicom's encoder, through pyjpegls
+    packed = tmp_path / "jls.dcm"
+    ds.save_as(packed, enforce_file_format=True)
+    assert packed.stat().st_size < plain.stat().st_size
+    for f in range(frames):
+        a, b = (str(p) if frames == 1 else frame_path(str(p), f) for p in (plain, packed))
+        assert np.array_equal(np.asarray(load_image(a)), np.asarray(load_image(b)))
