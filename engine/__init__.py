@@ -38,7 +38,7 @@ if TYPE_CHECKING:
         scan_folder,
         scan_text_source,
     )
-    from engine.data.dicom import is_dicom
+    from engine.data.dicom import is_dicom, split_frame
     from engine.data.intensity import IntensityStretch, image_stats
     from engine.data.manifest_scan import scan_image_source
     from engine.data.safe_read import FileReadError, read_head
@@ -158,6 +158,7 @@ _LAZY = {
     "scan_folder": "engine.data",
     "scan_image_source": "engine.data.manifest_scan",
     "is_dicom": "engine.data.dicom",
+    "split_frame": "engine.data.dicom",
     "scan_text_source": "engine.data",
     "IntensityStretch": "engine.data.intensity",
     "image_stats": "engine.data.intensity",
@@ -363,6 +364,7 @@ __all__ = [
     "scan_folder",
     "scan_image_source",
     "scan_text_source",
+    "split_frame",
     "split_groups",
     "token_influence",
     "train",

@@ -49,7 +49,7 @@ def issue_text(name: str, given: str, suggested: str, confidence: float) -> str:
 
 
 def _default_review(index: Any, *, window: str, workspace: Path, task: Any) -> Any:
-    from engine.evaluation.label_review import review_labels
+    from engine import review_labels
 
     return review_labels(index, workspace=workspace, top=TOP, dicom_window=window, task=task)
 
@@ -158,7 +158,7 @@ class LabelReviewDialog(QDialog):
         review, workspace = self._review, Path(self.ctx.workspace)
 
         def job(task: Any) -> Any:
-            from engine.evaluation.label_review import ReviewError
+            from engine import ReviewError
 
             try:
                 return review(index, window=window, workspace=workspace, task=task)
@@ -185,7 +185,7 @@ class LabelReviewDialog(QDialog):
     def current_path(self) -> str:
         """The absolute path of the chosen image's file ("" when none is chosen); a frame of a
         multi-frame DICOM file (``file.dcm#frame=N``) gives its file."""
-        from engine.data.dicom import split_frame
+        from engine import split_frame
 
         item = self.gallery.currentItem()
         return split_frame(str(item.data(PATH_ROLE)))[0] if item is not None else ""

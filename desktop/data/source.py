@@ -115,7 +115,7 @@ def scan_source_job(
                 index=found,
                 frames=frames,
             )
-            from engine.data.dicom import split_frame  # a frame's path names its file
+            from engine import split_frame  # a frame's path names its file
 
             dicom = has_dicom(
                 [split_frame(s.path)[0] for s in index.samples]
