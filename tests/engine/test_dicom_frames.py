@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_synth import dicom_class_folder, write_dicom
+from dicom_synth import dicom_class_folder, disc_slice, write_dicom
 
 from engine.cli import main
 from engine.config import RunConfig
@@ -220,7 +220,7 @@ def test_exports_record_the_frame_choice():
 @pytest.mark.parametrize("frames", [1, 3])
 def test_jpeg_ls_decodes_like_uncompressed(tmp_path, frames):
     pytest.importorskip("jpeg_ls")
-    from dicom_synth import dicom_dataset, disc_slice
+    from dicom_synth import dicom_dataset
     from pydicom.uid import JPEGLSLossless
 
     stack = np.stack([disc_slice(i, disc=bool(i % 2), size=32) for i in range(frames)])
@@ -234,3 +234,42 @@ def test_jpeg_ls_decodes_like_uncompressed(tmp_path, frames):
     for f in range(frames):
         a, b = (str(p) if frames == 1 else frame_path(str(p), f) for p in (plain, packed))
         assert np.array_equal(np.asarray(load_image(a)), np.asarray(load_image(b)))
+
+
+@pytest.mark.slow
+def test_train_split_predict_and_export_with_every_frame(tmp_path, capsys):
+    from engine.runs import Workspace
+
+    root = tmp_path / "data"
+    for label, disc in (("disc", True), ("none", False)):
+        for i in range(4):
+            stack = np.stack([disc_slice(10 * i + f + (100 * disc), disc=disc) for f in range(3)])
+            write_dicom(root / label / f"{label}{i}.dcm", stack, bits_stored=12, intercept=-1024.0)
+    ws = str(tmp_path / "ws")
+    argv = ["--workspace", ws, "train", str(root), "--backbone", "timm:test_efficientnet"]
+    argv += ["--no-pretrained", "--workers", "0", "--method", "linear-probe"]
+    argv += ["--dicom-frames", "all", "--val-fraction", "0.25", "--quiet"]
+    code = main(argv)
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    (run,) = Workspace(ws).list_runs()
+    assert str(RunConfig.load(run.path / "config.json").data.dicom_frames) == "all"
+    splits = json.loads((run.path / "splits.json").read_text())
+    sides = {side: {split_frame(row[0])[0] for row in splits[side]} for side in ("train", "val")}
+    assert sum(len(splits[s]) for s in ("train", "val")) == 24  # 8 files x 3 frames
+    assert sides["val"] and not sides["train"] & sides["val"]  # no file on both sides
+    new = write_dicom(
+        tmp_path / "new.dcm",
+        np.stack([disc_slice(900 + f, disc=True) for f in range(3)]),
+        bits_stored=12,
+        intercept=-1024.0,
+    )
+    assert main(["--workspace", ws, "predict", run.run_id, str(new), "--json"]) == 0
+    (from_run,) = json.loads(capsys.readouterr().out)
+    assert main(["--workspace", ws, "export", run.run_id, "--format", "safetensors"]) == 0
+    capsys.readouterr()
+    manifest = json.loads((run.path / "export" / "refit_model.json").read_text())
+    assert manifest["preprocess"]["dicom_frames"] == "all"
+    assert main(["predict", str(run.path / "export"), str(new), "--json"]) == 0
+    (from_export,) = json.loads(capsys.readouterr().out)
+    assert dict(from_export["top"]) == pytest.approx(dict(from_run["top"]), abs=1e-4)
