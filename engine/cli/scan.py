@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from engine.cli.progress import Progress
-from engine.data.dicom import DEFAULT_WINDOW, WINDOWS
+from engine.config import DicomFrames, DicomWindow
 from engine.terminal_text import terminal_safe
 
 
@@ -28,16 +28,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument(
         "--dicom-window",
-        choices=WINDOWS,
-        default=DEFAULT_WINDOW,
+        choices=[w.value for w in DicomWindow],
+        default=DicomWindow.FILE.value,
         help="Images: the window DICOM files are decoded with, for the scan's intensity "
         "statistics and --review's features (default 'file': the file's own; see "
         "data.dicom_window).",
     )
     s.add_argument(
         "--dicom-frames",
-        choices=("middle", "all"),
-        default="middle",
+        choices=[f.value for f in DicomFrames],
+        default=DicomFrames.MIDDLE.value,
         help="Images: multi-frame DICOM files give their middle frame (default) or every frame "
         "as a sample, a file's frames kept together (see data.dicom_frames).",
     )
@@ -78,12 +78,12 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
     modality = modality_of(detect_modality(args.folder))
     index: Any  # a TextIndex or a DatasetIndex: the report reads what each has
-    window = getattr(args, "dicom_window", DEFAULT_WINDOW)
-    frames = getattr(args, "dicom_frames", "middle")
+    window = getattr(args, "dicom_window", DicomWindow.FILE.value)
+    frames = getattr(args, "dicom_frames", DicomFrames.MIDDLE.value)
     used_flags = (
         ("--group-by", args.group_by),
-        ("--dicom-window", window != DEFAULT_WINDOW),
-        ("--dicom-frames", frames != "middle"),
+        ("--dicom-window", window != DicomWindow.FILE.value),
+        ("--dicom-frames", frames != DicomFrames.MIDDLE.value),
     )
     for flag, used in used_flags:
         if used and modality.name != "image":
@@ -203,7 +203,7 @@ def _review(index: Any, args: argparse.Namespace) -> dict[str, Any]:
                 workspace=getattr(args, "workspace", None),
                 top=max(0, args.top),
                 num_workers=args.workers,
-                dicom_window=getattr(args, "dicom_window", DEFAULT_WINDOW),
+                dicom_window=getattr(args, "dicom_window", DicomWindow.FILE.value),
                 task=task,
             ).to_dict()
     except ReviewError as exc:
