@@ -14,7 +14,8 @@ the file's with the frame number appended (the split and the duplicate checks ke
 
 Guards: at most :data:`MAX_FRAMES_PER_FILE` frames of a file (evenly spaced, first and last
 included) and :data:`MAX_SAMPLES` samples in all; past either, the rest keep fewer frames and a
-warning says so. Only file headers are read here (never pixels).
+warning says so. A file's header gives its frame count; its last chosen frame is decoded once,
+so that a file cut short (a truncated copy) keeps its middle frame instead of failing mid-run.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def expand_frames(
     out: list[Sample] = []
     problems: list[Problem] = []
     capped: list[str] = []
+    short: list[str] = []  # files whose last frame does not decode
     total = len(index.samples)
     full = False
     for n, sample in enumerate(index.samples):
@@ -82,6 +84,10 @@ def expand_frames(
             out.append(sample)
             continue
         chosen = chosen_frames(count)
+        if not _last_frame_decodes(sample.path, chosen[-1]):
+            short.append(_rel(sample.path, base))
+            out.append(sample)  # the scan decoded its middle frame: that one is used
+            continue
         if total + len(chosen) - 1 > max_samples:
             full = True
             out.append(sample)  # its middle frame, as with "middle"
@@ -104,6 +110,18 @@ def expand_frames(
                 message=f"{len(capped)} DICOM file{'s have' if len(capped) > 1 else ' has'} more "
                 f"than {MAX_FRAMES_PER_FILE} frames (first: {capped[0]}); "
                 f"{MAX_FRAMES_PER_FILE} evenly spaced frames of each are used.",
+            )
+        )
+    if short:
+        problems.append(
+            Problem(
+                kind=ProblemKind.TRUNCATED,
+                path=short[0],
+                message=(
+                    f"{len(short)} multi-frame DICOM file(s) hold fewer frames than their header "
+                    f"says (first: {short[0]}); of these only the middle frame is used. Re-export "
+                    "them to use every frame."
+                ),
             )
         )
     if full:
@@ -131,6 +149,19 @@ def file_frame_count(path: str | Path) -> int:
     except FileReadError:
         return 1
     return frame_count(head) if is_dicom(head) else 1
+
+
+def _last_frame_decodes(path: str, frame: int) -> bool:
+    """Whether the last frame to be used decodes: a file cut short loses its last frames first,
+    and the scan decoded only the middle one (one more decode a multi-frame file)."""
+    from engine.data.images import load_image
+    from engine.data.problems import ImageError
+
+    try:
+        load_image(frame_path(path, frame))
+    except (ImageError, OSError):
+        return False
+    return True
 
 
 def _rel(path: str, base: Path) -> str:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_synth import dicom_class_folder, disc_slice, write_dicom
+from dicom_synth import dicom_class_folder, dicom_dataset, disc_slice, write_dicom
+from pydicom.uid import RLELossless
 
 from engine.cli import main
 from engine.config import RunConfig
@@ -220,7 +221,6 @@ def test_exports_record_the_frame_choice():
 @pytest.mark.parametrize("frames", [1, 3])
 def test_jpeg_ls_decodes_like_uncompressed(tmp_path, frames):
     pytest.importorskip("jpeg_ls")
-    from dicom_synth import dicom_dataset
     from pydicom.uid import JPEGLSLossless
 
     stack = np.stack([disc_slice(i, disc=bool(i % 2), size=32) for i in range(frames)])
@@ -273,3 +273,19 @@ def test_train_split_predict_and_export_with_every_frame(tmp_path, capsys):
     assert main(["predict", str(run.path / "export"), str(new), "--json"]) == 0
     (from_export,) = json.loads(capsys.readouterr().out)
     assert dict(from_export["top"]) == pytest.approx(dict(from_run["top"]), abs=1e-4)
+
+
+def test_a_file_cut_short_keeps_its_middle_frame(tmp_path):
+    root = cine_folder(tmp_path / "cines", per_class=2, frames=4)
+    cut = root / "a" / "a1.dcm"
+    frames = np.stack([np.full((9, 9), 30 * f, np.uint8) for f in range(3)])
+    cine_of_3 = dicom_dataset(frames, window=(128.0, 256.0))
+    cine_of_3.compress(RLELossless)  # one fragment a frame: the middle one (2) still decodes
+    cine_of_3.NumberOfFrames = 4  # the header promises a fourth frame that is not there
+    cine_of_3.save_as(cut, enforce_file_format=True)
+    every = scan_image_source(root, frames="all")
+    paths = [s.path for s in every.samples]
+    assert str(cut) in paths and not any(p.startswith(f"{cut}#") for p in paths)
+    assert len(paths) == 1 + 3 * 4
+    (problem,) = [p for p in every.problems if "fewer frames" in p.message]
+    assert "a/a1.dcm" in problem.message and problem.severity == "warning"
