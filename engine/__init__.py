@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         AdaptConfig,
         ConfigError,
         DataConfig,
+        DicomFrames,
         DicomWindow,
         Method,
         RunConfig,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
         scan_folder,
         scan_text_source,
     )
-    from engine.data.dicom import is_dicom
+    from engine.data.dicom import is_dicom, split_frame
     from engine.data.intensity import IntensityStretch, image_stats
     from engine.data.manifest_scan import scan_image_source
     from engine.data.safe_read import FileReadError, read_head
@@ -154,6 +155,7 @@ _LAZY = {
     "AdaptConfig": "engine.config",
     "ConfigError": "engine.config",
     "DataConfig": "engine.config",
+    "DicomFrames": "engine.config",
     "DicomWindow": "engine.config",
     "Method": "engine.config",
     "RunConfig": "engine.config",
@@ -170,6 +172,7 @@ _LAZY = {
     "scan_folder": "engine.data",
     "scan_image_source": "engine.data.manifest_scan",
     "is_dicom": "engine.data.dicom",
+    "split_frame": "engine.data.dicom",
     "scan_text_source": "engine.data",
     "IntensityStretch": "engine.data.intensity",
     "image_stats": "engine.data.intensity",
@@ -298,6 +301,7 @@ __all__ = [
     "Curves",
     "DataConfig",
     "DatasetError",
+    "DicomFrames",
     "DicomWindow",
     "EpochEnded",
     "Evaluation",
@@ -393,6 +397,7 @@ __all__ = [
     "scan_image_source",
     "scan_text_source",
     "section_html",
+    "split_frame",
     "split_groups",
     "subgroup_attributes",
     "token_influence",

@@ -82,6 +82,13 @@ class DicomWindow(StrEnum):
     SOFT_TISSUE = "soft-tissue"
 
 
+class DicomFrames(StrEnum):
+    """Which frames of a multi-frame DICOM file (a cine, a tomosynthesis stack) are samples."""
+
+    MIDDLE = "middle"
+    ALL = "all"
+
+
 class Device(StrEnum):
     AUTO = "auto"
     CPU = "cpu"
@@ -183,6 +190,14 @@ class DataConfig:
         "percentile spans each image's 0.5-99.5% values; brain (40/80), subdural (75/215), lung "
         "(-600/1500), bone (400/1800) and soft-tissue (40/400) are the usual CT windows "
         "(centre/width in HU). Multi-frame files give their middle frame.",
+    )
+    dicom_frames: DicomFrames = _f(
+        DicomFrames.MIDDLE,
+        help="Multi-frame DICOM files: middle makes each file one sample (its middle frame); "
+        "all makes every frame a sample (at most 512 a file, evenly spaced), all frames of a "
+        "file kept on one side of the split (its patient's group, else the file). An exported "
+        "model predicts a multi-frame file from its middle frame (middle) or as the mean of its "
+        "frames' probabilities (all).",
     )
     group_by: str = _f(
         "",

@@ -20,6 +20,9 @@ class Preprocess:
     # DICOM images: the window of data.dicom_window (engine.data.dicom.WINDOWS), so training,
     # evaluation, prediction and an export decode them the same way.
     dicom_window: str = "file"
+    # Multi-frame DICOM files (data.dicom_frames): "middle" predicts a file from its middle
+    # frame; "all" from the mean of its frames' probabilities (engine.evaluation.predict).
+    dicom_frames: str = "middle"
 
     @property
     def resize_size(self) -> int:

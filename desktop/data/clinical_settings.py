@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from desktop.state import ConfigState
 from desktop.widgets.image_loader import ImageLoader
-from engine import ConfigError, DataConfig, DicomWindow, field_help
+from engine import ConfigError, DataConfig, DicomFrames, DicomWindow, field_help
 
 PREVIEW_SIZE = 160
 PATTERN_PREFIX = "pattern:"
@@ -49,6 +49,10 @@ WINDOW_WORDS = {
     "lung": "Lung (−600/1500 HU)",
     "bone": "Bone (400/1800 HU)",
     "soft-tissue": "Soft tissue (40/400 HU)",
+}
+FRAME_WORDS = {
+    "middle": "The middle frame of each file",
+    "all": "Every frame (a file's frames stay together)",
 }
 _PRIVATE = "Only salted hashes of the patient keys are kept."
 
@@ -113,6 +117,12 @@ class ClinicalSettingsWidget(QGroupBox):
             self.window_combo.addItem(WINDOW_WORDS.get(window.value, window.value), window.value)
         self.window_combo.setToolTip(field_help(DataConfig, "dicom_window")["help"])
         form.addRow("DICOM &window:", self.window_combo)
+        self.frames_combo = QComboBox()
+        self.frames_combo.setObjectName("dicomFrames")
+        for frames in DicomFrames:
+            self.frames_combo.addItem(FRAME_WORDS.get(frames.value, frames.value), frames.value)
+        self.frames_combo.setToolTip(field_help(DataConfig, "dicom_frames")["help"])
+        form.addRow("Multi-frame fil&es:", self.frames_combo)
         self.preview = QLabel()
         self.preview.setObjectName("windowPreview")
         self.preview.setAccessibleName("The image in the chosen DICOM window")
@@ -136,6 +146,7 @@ class ClinicalSettingsWidget(QGroupBox):
         self.group_combo.currentIndexChanged.connect(self._on_group_combo_current_index_changed)
         self.pattern_edit.textChanged.connect(self._on_pattern_edit_text_changed)
         self.window_combo.currentIndexChanged.connect(self._on_window_combo_current_index_changed)
+        self.frames_combo.currentIndexChanged.connect(self._on_frames_combo_current_index_changed)
         state.changed.connect(self._on_state_changed)
 
     # -- public ---------------------------------------------------------------------------------
@@ -153,6 +164,7 @@ class ClinicalSettingsWidget(QGroupBox):
         """Show the window choice and its preview only for data with DICOM files."""
         self._dicom = dicom
         self._form.setRowVisible(self.window_combo, dicom)
+        self._form.setRowVisible(self.frames_combo, dicom)
         self._form.setRowVisible(self.preview_row, dicom)
         if not dicom:
             self.set_preview_path("")
@@ -199,6 +211,10 @@ class ClinicalSettingsWidget(QGroupBox):
         window = self.window_combo.currentData()
         self.state.update("data", dicom_window=DicomWindow(window))
 
+    def _on_frames_combo_current_index_changed(self, _row: int) -> None:
+        frames = self.frames_combo.currentData()
+        self.state.update("data", dicom_frames=DicomFrames(frames))
+
     def _on_state_changed(self, _config: Any) -> None:
         self._sync_from_config()
 
@@ -218,6 +234,11 @@ class ClinicalSettingsWidget(QGroupBox):
             self.window_combo.blockSignals(True)
             self.window_combo.setCurrentIndex(row)
             self.window_combo.blockSignals(False)
+        row = self.frames_combo.findData(str(data.dicom_frames))
+        if row >= 0 and row != self.frames_combo.currentIndex():
+            self.frames_combo.blockSignals(True)
+            self.frames_combo.setCurrentIndex(row)
+            self.frames_combo.blockSignals(False)
         if self._shown_window != window:
             self._shown_window = window
             self._request_preview()

@@ -26,6 +26,7 @@ from desktop.data.dataset_states import (
 )
 from desktop.data.dataset_view import DatasetViewWidget, is_grouped, patient_count, plural
 from desktop.data.image_preview import ImagePreviewDialog
+from desktop.data.label_review_view import LabelReviewDialog
 from desktop.data.source import SourceScan, is_table_file, scan_source_job
 from desktop.modalities import views_of
 from desktop.page import Page
@@ -66,7 +67,9 @@ class DataPage(Page):
         self._scanned_min = ctx.state.config.data.min_per_class
         self._scanned_columns = ("", "")
         self._scanned_group_by = ctx.state.config.data.group_by
+        self._scanned_frames = str(ctx.state.config.data.dicom_frames)
         self.dicom = False  # the last scan found DICOM files
+        self.label_review: LabelReviewDialog | None = None  # made on the first review
         self._rescan_timer = QTimer(self)
         self._rescan_timer.setSingleShot(True)
         self._rescan_timer.setInterval(RESCAN_DELAY_MS)
@@ -149,6 +152,7 @@ class DataPage(Page):
         self._scanned_min = data.min_per_class
         self._scanned_columns = (data.text_column, data.label_column)
         self._scanned_group_by = data.group_by
+        self._scanned_frames = str(data.dicom_frames)
         job = scan_source_job(
             path,
             min_per_class=data.min_per_class,
@@ -156,6 +160,7 @@ class DataPage(Page):
             label_column=data.label_column,
             read_table=self.text_view.source.table is None,
             group_by=data.group_by,
+            frames=str(data.dicom_frames),
         )
         # A scan started before this one is cancelled and its late results are ignored.
         self.ctx.pool.submit(
@@ -252,6 +257,9 @@ class DataPage(Page):
         else:
             self.next_hint.setText("")
         self.rescan_button.setEnabled(bool(self.folder) and not self.scanning)
+        images = not views_of(self.modality).text_views
+        self.review_button.setVisible(images and bool(self.folder))
+        self.review_button.setEnabled(usable and images and not self.scanning)
 
     def _show_state(self, which: int) -> None:
         self.stack.setCurrentIndex(which)
@@ -278,6 +286,18 @@ class DataPage(Page):
     def _preview(self) -> ImagePreviewDialog | None:
         return self.view._preview
 
+    def review_labels(self) -> LabelReviewDialog | None:
+        """Open the likely-label-errors gallery and review the shown image dataset in the job
+        pool (DICOM files in the chosen window). None when no usable image scan is shown."""
+        if not self.usable or views_of(self.modality).text_views:
+            return None
+        if self.label_review is None:
+            self.label_review = LabelReviewDialog(self.ctx, self)
+        self.label_review.start(self.index, window=str(self.ctx.state.config.data.dicom_window))
+        self.label_review.show()
+        self.label_review.raise_()
+        return self.label_review
+
     def _on_continue_button_clicked(self) -> None:
         self.ctx.signals.show_page_requested.emit("Model")
 
@@ -287,7 +307,11 @@ class DataPage(Page):
             return
         if (data.text_column, data.label_column) != self._scanned_columns:
             self._start_scan(self.folder, new_source=False)  # a column was chosen: at once
-        elif data.min_per_class != self._scanned_min or data.group_by != self._scanned_group_by:
+        elif (
+            data.min_per_class != self._scanned_min
+            or data.group_by != self._scanned_group_by
+            or str(data.dicom_frames) != self._scanned_frames
+        ):
             self._rescan_timer.start()  # debounced: typing 25 must not scan for 2 first
 
     # -- building -----------------------------------------------------------------------------
@@ -318,7 +342,15 @@ class DataPage(Page):
             "images (columns file,label and optionally group and split)."
         )
         self.open_file_button.clicked.connect(self.ctx.signals.choose_file_requested)
-        for button in (self.rescan_button, self.open_button, self.open_file_button):
+        self.review_button = QPushButton("Review &Labels…")
+        self.review_button.setObjectName("reviewLabelsButton")
+        self.review_button.setToolTip(
+            "Find images whose label the data contradicts (a model that has not seen each image "
+            "predicts it from a pretrained network's features). Nothing is relabelled."
+        )
+        self.review_button.clicked.connect(self.review_labels)
+        buttons = (self.review_button, self.rescan_button, self.open_button, self.open_file_button)
+        for button in buttons:
             row.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
         return row
 
@@ -338,9 +370,11 @@ class DataPage(Page):
         s, t, c = self.split_settings, self.text_view, self.view.clinical
         chain = [
             self.empty_state.open_button, self.empty_state.open_file_button,
-            self.empty_state.sample_button, self.rescan_button, self.open_button,
+            self.empty_state.sample_button, self.review_button, self.rescan_button,
+            self.open_button,
             self.open_file_button, self.scan_progress.stop_button, self.class_table, s.val_spin,
             s.test_spin, s.seed_spin, s.min_spin, c.group_combo, c.pattern_edit, c.window_combo,
+            c.frames_combo,
             self.grid.filter_combo, self.grid.view,
             t.source.text_combo, t.source.label_combo, t.source.view, t.examples.filter_combo,
             t.examples.table, self.problem_list, self.continue_button,

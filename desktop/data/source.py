@@ -88,11 +88,12 @@ def scan_source_job(
     label_column: str = "",
     read_table: bool = True,
     group_by: str = "",
+    frames: str = "middle",
 ) -> Callable[[Task], SourceScan]:
     """The background job of one scan (engine.data is imported in the worker, not the GUI);
     image scans report their counts on the task and stop when it is cancelled. ``group_by``
     (data.group_by) gives images their patients and the leakage checks, as ``refit scan
-    --group-by`` does."""
+    --group-by`` does; ``frames`` (data.dicom_frames) as ``--dicom-frames``."""
 
     def job(task: Task) -> SourceScan:
         from engine import scan_folder, scan_image_source
@@ -107,10 +108,18 @@ def scan_source_job(
                 else scan_folder(path, min_per_class=min_per_class, task=task)
             )
             index = scan_image_source(
-                path, min_per_class=min_per_class, group_by=group_by, task=task, index=found
+                path,
+                min_per_class=min_per_class,
+                group_by=group_by,
+                task=task,
+                index=found,
+                frames=frames,
             )
+            from engine import split_frame  # a frame's path names its file
+
             dicom = has_dicom(
-                [s.path for s in index.samples] + [p.path for p in index.problems if p.path]
+                [split_frame(s.path)[0] for s in index.samples]
+                + [p.path for p in index.problems if p.path]
             )
             return SourceScan(path=path, modality=views.name, index=index, dicom=dicom)
         return _scan_text(path, min_per_class, text_column, label_column, read_table, task)

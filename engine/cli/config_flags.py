@@ -48,6 +48,7 @@ FIELD_FLAGS: dict[str, tuple[str, str]] = {
     "max_length": ("data", "max_length"),
     "intensity": ("data", "intensity"),
     "dicom_window": ("data", "dicom_window"),
+    "dicom_frames": ("data", "dicom_frames"),
     "group_by": ("data", "group_by"),
     "lora_rank": ("adapt", "lora_rank"),
     "lora_alpha": ("adapt", "lora_alpha"),

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from engine.cli.progress import Progress
+from engine.config import DicomFrames, DicomWindow
 from engine.terminal_text import terminal_safe
 
 
@@ -24,6 +25,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default="",
         help="Images: keep each patient's images together and count patients: 'dicom', "
         "'manifest' or 'pattern:<regex>' (see data.group_by).",
+    )
+    s.add_argument(
+        "--dicom-window",
+        choices=[w.value for w in DicomWindow],
+        default=DicomWindow.FILE.value,
+        help="Images: the window DICOM files are decoded with, for the scan's intensity "
+        "statistics and --review's features (default 'file': the file's own; see "
+        "data.dicom_window).",
+    )
+    s.add_argument(
+        "--dicom-frames",
+        choices=[f.value for f in DicomFrames],
+        default=DicomFrames.MIDDLE.value,
+        help="Images: multi-frame DICOM files give their middle frame (default) or every frame "
+        "as a sample, a file's frames kept together (see data.dicom_frames).",
     )
     s.add_argument("--json", action="store_true", help="Print the result as JSON.")
     r = s.add_argument_group("likely label errors (images)")
@@ -62,17 +78,30 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
     modality = modality_of(detect_modality(args.folder))
     index: Any  # a TextIndex or a DatasetIndex: the report reads what each has
-    if args.group_by and modality.name != "image":
-        raise DatasetError(
-            f"--group-by applies to images; {args.folder} holds {modality.noun}. Leave it out."
-        )
+    window = getattr(args, "dicom_window", DicomWindow.FILE.value)
+    frames = getattr(args, "dicom_frames", DicomFrames.MIDDLE.value)
+    used_flags = (
+        ("--group-by", args.group_by),
+        ("--dicom-window", window != DicomWindow.FILE.value),
+        ("--dicom-frames", frames != DicomFrames.MIDDLE.value),
+    )
+    for flag, used in used_flags:
+        if used and modality.name != "image":
+            raise DatasetError(
+                f"{flag} applies to images; {args.folder} holds {modality.noun}. Leave it out."
+            )
     with Progress("Scanning", quiet=args.json or not modality.scan_progress) as bar:
         task = Task(bar.report) if modality.scan_progress else None
-        if args.group_by:  # images only: the one image scan, with the groups asked for
+        if modality.name == "image":  # the one image scan, with the groups and window asked for
             from engine.data.manifest_scan import scan_image_source
 
             index = scan_image_source(
-                args.folder, min_per_class=args.min_per_class, group_by=args.group_by, task=task
+                args.folder,
+                min_per_class=args.min_per_class,
+                group_by=args.group_by,
+                task=task,
+                window=window,
+                frames=frames,
             )
         else:
             index = modality.scan(
@@ -174,6 +203,7 @@ def _review(index: Any, args: argparse.Namespace) -> dict[str, Any]:
                 workspace=getattr(args, "workspace", None),
                 top=max(0, args.top),
                 num_workers=args.workers,
+                dicom_window=getattr(args, "dicom_window", DicomWindow.FILE.value),
                 task=task,
             ).to_dict()
     except ReviewError as exc:

@@ -15,14 +15,19 @@ must be shown the other the same way. The pipeline follows the standard order (P
 4. to 8 bits, then grey copied to RGB. Colour images (RGB, YBR_* converted with
    ``pydicom.pixels.convert_color_space``, PALETTE COLOR through its palette) skip 1-3.
 
-Multi-frame files give their middle frame (only that frame is decoded). Compressed transfer
-syntaxes are decoded only by what pydicom does with numpy and Pillow (permissive licences, no GPL
-plugin): RLE Lossless (pydicom itself), JPEG Baseline 8-bit, JPEG 2000 and JPEG 2000 Lossless
-(Pillow). JPEG-LS, JPEG Lossless (process 14), JPEG Extended 12-bit, deflate-compressed and
-HTJ2K files get a sentence naming their Transfer Syntax UID instead; a deflated file is refused
-from its file meta alone (:func:`declared_syntax`), before pydicom would inflate all of it. Tags
-that contradict each other (LUT descriptors longer than their data, a palette file without a
-palette, a NaN rescale) are one sentence too, never pydicom's exception.
+Multi-frame files give their middle frame, or the frame a sample's path names
+(``file.dcm#frame=N``, :func:`split_frame`; ``data.dicom_frames`` "all" makes one sample a frame,
+see :mod:`engine.data.frames`); only that one frame is decoded, never the whole stack. Compressed
+transfer syntaxes are decoded only by decoders with permissive licences (no GPL plugin): RLE
+Lossless (pydicom itself), JPEG Baseline 8-bit, JPEG 2000 and JPEG 2000 Lossless (Pillow), JPEG-LS
+Lossless and Near-Lossless (pyjpegls, MIT, with CharLS, BSD-3-Clause). JPEG Lossless (process 14)
+and JPEG Extended 12-bit (their decoder, pylibjpeg-libjpeg, is GPL), HTJ2K (a permissive decoder
+exists, pylibjpeg-openjpeg, but no encoder writes a file to test it with), deflate-compressed
+files, and JPEG-LS where pyjpegls is missing, get a sentence naming their Transfer Syntax UID
+instead; a deflated file is refused from its file meta alone (:func:`declared_syntax`), before
+pydicom would inflate all of it. Tags that contradict each other (LUT descriptors longer than their
+data, a palette file without a palette, a NaN rescale) are one sentence too, never pydicom's
+exception.
 
 Privacy: no sentence this module writes quotes a tag's value or a pydicom message (which could
 quote one), and pydicom's own warnings and log records are kept out of every log
@@ -71,6 +76,14 @@ SUPPORTED_SYNTAXES: dict[str, str] = {
     "1.2.840.10008.1.2.4.50": "JPEG Baseline (Process 1)",
     "1.2.840.10008.1.2.4.90": "JPEG 2000 Image Compression (Lossless Only)",
     "1.2.840.10008.1.2.4.91": "JPEG 2000 Image Compression",
+    # Through pyjpegls (MIT; CharLS inside, BSD-3-Clause), pydicom's own JPEG-LS plugin.
+    "1.2.840.10008.1.2.4.80": "JPEG-LS Lossless Image Compression",
+    "1.2.840.10008.1.2.4.81": "JPEG-LS Lossy (Near-Lossless) Image Compression",
+}
+#: The module each plugin-decoded syntax needs (an installation without it names the syntax).
+_DECODER_MODULES: dict[str, str] = {
+    "1.2.840.10008.1.2.4.80": "jpeg_ls",
+    "1.2.840.10008.1.2.4.81": "jpeg_ls",
 }
 #: Pixels of one DICOM frame at most: its measurements pass through float64 arrays (the modality
 #: and VOI LUTs), about 30 bytes a pixel at the peak, so Pillow's 89-million limit would let one
@@ -131,6 +144,36 @@ def parse_header(data: bytes, **kw: Any) -> Any:
     return _parse(data, **kw)
 
 
+#: What joins a multi-frame file's path and a frame number in a sample's path: ``a.dcm#frame=3``.
+FRAME_MARK = "#frame="
+#: Frames of one file that become samples at most (``data.dicom_frames`` "all"): evenly spaced.
+MAX_FRAMES_PER_FILE = 512
+
+
+def frame_path(path: str, frame: int) -> str:
+    """The sample path of frame ``frame`` (from 0) of the DICOM file at ``path``."""
+    return f"{path}{FRAME_MARK}{frame}"
+
+
+def split_frame(path: str) -> tuple[str, int | None]:
+    """(file path, frame number) of a sample path made by :func:`frame_path`; (path, None) for
+    any other path (a file whose own name holds the mark keeps it: the caller checks that)."""
+    head, mark, tail = str(path).rpartition(FRAME_MARK)
+    if mark and head and tail.isascii() and tail.isdigit() and len(tail) <= 9:
+        return head, int(tail)
+    return str(path), None
+
+
+def frame_count(data: bytes) -> int:
+    """NumberOfFrames of the DICOM file ``data`` (its header only; 1 for a single-frame file and
+    for anything unreadable, which the decode then names)."""
+    try:
+        ds = parse_header(data, stop_before_pixels=True)
+        return max(1, int(ds.get("NumberOfFrames", 1) or 1))
+    except Exception:  # a damaged header: the scan's decode says what is wrong with it
+        return 1
+
+
 def is_volume_name(name: str) -> bool:
     """Whether a file name is that of a 3-D volume format (NIfTI, MGH, NRRD, MetaImage)."""
     return name.lower().endswith(VOLUME_SUFFIXES)
@@ -143,12 +186,15 @@ def check_window(window: str) -> str:
     return window
 
 
-def decode_dicom(data: bytes, name: str, *, window: str | None = None) -> Image.Image:
-    """The RGB picture of the DICOM file ``data`` (its middle frame), windowed by ``window``
-    (None: :data:`DEFAULT_WINDOW`). Raises ImageError with one sentence naming ``name``."""
+def decode_dicom(
+    data: bytes, name: str, *, window: str | None = None, frame: int | None = None
+) -> Image.Image:
+    """The RGB picture of the DICOM file ``data``, windowed by ``window`` (None:
+    :data:`DEFAULT_WINDOW`): its frame ``frame`` (from 0), or its middle frame when None. Only
+    that frame is decoded. Raises ImageError with one sentence naming ``name``."""
     chosen = check_window(window or DEFAULT_WINDOW)
     ds = _read(data, name)
-    array, photometric = _frame(ds, name)
+    array, photometric = _frame(ds, name, frame)
     try:
         with np.errstate(all="ignore"):
             if array.ndim == 3:
@@ -285,13 +331,22 @@ def _syntax(ds: Any) -> tuple[str, str]:
     return str(uid), str(getattr(uid, "name", "") or "an unknown transfer syntax")
 
 
-def _frame(ds: Any, name: str) -> tuple[np.ndarray, str]:
-    """The middle frame's pixels (rows x columns, or x samples) and the photometric
-    interpretation they are in; ImageError for an undecodable or oversized file."""
+@functools.cache
+def _has_decoder(uid: str) -> bool:
+    """Whether the decoder ``uid`` needs beyond pydicom, numpy and Pillow is installed."""
+    import importlib.util
+
+    module = _DECODER_MODULES.get(uid)
+    return module is None or importlib.util.find_spec(module) is not None
+
+
+def _frame(ds: Any, name: str, frame: int | None = None) -> tuple[np.ndarray, str]:
+    """Frame ``frame``'s pixels (None: the middle frame's; rows x columns, or x samples) and
+    the photometric interpretation they are in; ImageError for an undecodable or oversized file."""
     from pydicom.pixels import pixel_array
 
     uid, syntax = _syntax(ds)
-    if uid not in SUPPORTED_SYNTAXES:
+    if uid not in SUPPORTED_SYNTAXES or not _has_decoder(uid):
         raise _fail(
             name,
             ProblemKind.UNREADABLE,
@@ -316,9 +371,16 @@ def _frame(ds: Any, name: str) -> tuple[np.ndarray, str]:
             ProblemKind.TOO_LARGE,
             f"has {columns}x{rows} pixels, more than the safety limit of {int(limit):,}",
         )
+    if frame is not None and not 0 <= frame < frames:
+        raise _fail(
+            name,
+            ProblemKind.UNREADABLE,
+            f"has {frames} frame{'s' if frames != 1 else ''}, so no frame {frame}",
+            remedy="scan the folder again",
+        )
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     try:
-        array = pixel_array(ds, index=frames // 2, as_rgb=False)
+        array = pixel_array(ds, index=frames // 2 if frame is None else frame, as_rgb=False)
     except MemoryError:
         raise
     except Exception:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from engine.data.dicom import DEFAULT_WINDOW, decode_dicom, is_dicom, is_volume_name
+from engine.data.dicom import DEFAULT_WINDOW, decode_dicom, is_dicom, is_volume_name, split_frame
 from engine.data.problems import ImageError, ProblemKind
 from engine.data.safe_read import IMAGE_LIMIT, FileReadError, read_capped
 
@@ -96,15 +96,24 @@ def load_image(
     ``min_size``: the caller resizes so the short side is at least this; JPEGs are then decoded
     at a reduced scale that still leaves the short side >= ``min_size`` (much faster on photos).
     ``window``: the DICOM window (engine.data.dicom.WINDOWS; None: the file's own).
-    Raises ImageError with a sentence naming the file.
+    A path ``file.dcm#frame=N`` (a sample of ``data.dicom_frames`` "all") is frame N of that
+    DICOM file. Raises ImageError with a sentence naming the file.
     """
     name = str(path)
-    if is_volume_name(name):
-        raise volume_error(name)
+    file, frame = split_frame(name)
+    if frame is not None and Path(name).exists():
+        file, frame = name, None  # a file whose own name ends like a frame mark
+    if is_volume_name(file):
+        raise volume_error(file)
     try:
-        data = read_capped(path, IMAGE_LIMIT, what="image")
+        data = read_capped(file, IMAGE_LIMIT, what="image")
     except FileReadError as exc:
         raise ImageError(f"{name} {exc.reason}.", exc.kind, exc.reason) from None
+    if frame is not None:
+        if not is_dicom(data):
+            reason = "names a frame of a file that is not a DICOM file"
+            raise ImageError(f"{name} {reason}.", ProblemKind.NOT_IMAGE, reason)
+        return decode_dicom(data, name, window=window, frame=frame)
     return decode_image(data, name, min_size=min_size, window=window)
 
 

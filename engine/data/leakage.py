@@ -184,7 +184,10 @@ def _fingerprints(
         [s for s, _ in kept],
         np.array([v[0] for _, v in kept], dtype=np.uint64),
         # float16: 2 KB an image (100,000 images: 200 MB), ample for a 0.98 correlation
-        np.array([v[1] for _, v in kept], dtype=np.float16).reshape(len(kept), -1),
+        # (no sample that decodes, e.g. all flat images: an empty (0, 0) array, not a crash)
+        np.array([v[1] for _, v in kept], dtype=np.float16).reshape(len(kept), -1)
+        if kept
+        else np.zeros((0, 0), dtype=np.float16),
     )
 
 

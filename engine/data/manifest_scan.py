@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from engine.data.dicom import DEFAULT_WINDOW
+from engine.data.frames import check_frames, expand_frames
 from engine.data.groups import attach_groups, check_groups, dataset_salt, parse_group_by
 from engine.data.index import DatasetIndex
 from engine.data.manifest import is_image_manifest, read_manifest
@@ -28,18 +30,26 @@ def scan_image_source(
     group_by: str = "",
     task: Task | None = None,
     index: DatasetIndex | None = None,
+    window: str = DEFAULT_WINDOW,
+    frames: str = "middle",
 ) -> DatasetIndex:
     """Scan an image folder or manifest CSV, attach group keys (``group_by``, see
     :mod:`engine.data.groups`) and add the leakage and identifier checks. ``index``: a folder
-    scan already made (the prefetching child's), so only the checks run. A bad ``group_by`` is
-    refused (GroupSpecError) before any file is read."""
+    scan already made (the prefetching child's), so only the checks run. ``window``: the DICOM
+    window files are decoded with (data.dicom_window; the intensity statistics are of those
+    pixels). ``frames``: data.dicom_frames ("all": every frame of a multi-frame DICOM file a
+    sample, its frames in one group; :func:`engine.data.frames.expand_frames`). A bad
+    ``group_by`` is refused (GroupSpecError) before any file is read."""
     parse_group_by(group_by)
+    check_frames(frames)
     if index is None and is_image_manifest(source):
-        found = scan_manifest(source, min_per_class=min_per_class, group_by=group_by, task=task)
-        return check_groups(found, "", task=task)
+        found = scan_manifest(
+            source, min_per_class=min_per_class, group_by=group_by, task=task, window=window
+        )
+        return expand_frames(check_groups(found, "", task=task), frames, task=task)
     if index is None:
-        index = scan_folder(source, min_per_class=min_per_class, task=task)
-    return check_groups(index, group_by, task=task)
+        index = scan_folder(source, min_per_class=min_per_class, task=task, window=window)
+    return expand_frames(check_groups(index, group_by, task=task), frames, task=task)
 
 
 def scan_manifest(
@@ -49,8 +59,10 @@ def scan_manifest(
     group_by: str = "",
     task: Task | None = None,
     workers: int | None = None,
+    window: str = DEFAULT_WINDOW,
 ) -> DatasetIndex:
-    """Index the images listed in the manifest at ``csv_path``.
+    """Index the images listed in the manifest at ``csv_path`` (DICOM files decoded with
+    ``window``).
 
     The manifest's ``group`` column gives the groups when ``group_by`` is "" or "manifest";
     another ``group_by`` ("dicom", "pattern:...") is applied to the listed files instead.
@@ -64,7 +76,7 @@ def scan_manifest(
     for row in manifest.rows:
         split = (row.split or "train") if has_splits else None
         walk.candidates.append(Candidate(path=row.path, rel=row.rel, cls=row.label, split=split))
-    digests = check_files(walk, root, task, workers)
+    digests = check_files(walk, root, task, workers, window=window)
     samples, review_problems = review_samples(walk.candidates, digests)
     walk.problems.extend(review_problems)
     index = finish_scan(root, walk, samples, min_per_class, has_splits=has_splits)

@@ -30,7 +30,8 @@ class ImageTransform:
     to ``load_image`` so that JPEGs can be decoded at a reduced scale. An evaluation transform is
     ``view`` (Pillow only: what the network sees) then ``finish`` (to a normalised tensor); a
     process without torch can make the view (engine/data/prefetch.py). ``dicom_window``: the
-    window loaders decode DICOM files with (the backbone's Preprocess; None: the process's).
+    window loaders decode DICOM files with (the backbone's Preprocess; None: the process's);
+    ``dicom_frames``: how a prediction reads a multi-frame file (its middle frame, or "all").
     """
 
     def __init__(
@@ -42,9 +43,11 @@ class ImageTransform:
         view: EvalView | None = None,
         finish: v2.Compose | None = None,
         dicom_window: str | None = None,
+        dicom_frames: str = "middle",
     ) -> None:
         self.pipeline = pipeline
         self.dicom_window = dicom_window
+        self.dicom_frames = dicom_frames
         self.min_size = min_size
         self.train = train
         self.view = view
@@ -58,11 +61,18 @@ class ImageTransform:
         *,
         train: bool,
         dicom_window: str | None = None,
+        dicom_frames: str = "middle",
     ) -> ImageTransform:
         """``view`` then ``finish``: the whole pipeline is made of the two parts."""
         pipeline = v2.Compose([view, *finish.transforms])
         return cls(
-            pipeline, view.resize, train=train, view=view, finish=finish, dicom_window=dicom_window
+            pipeline,
+            view.resize,
+            train=train,
+            view=view,
+            finish=finish,
+            dicom_window=dicom_window,
+            dicom_frames=dicom_frames,
         )
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
@@ -102,7 +112,11 @@ def build_transform(
             stretch=preprocess.intensity == PERCENTILE,
         )
         return ImageTransform.evaluation(
-            view, v2.Compose(tail), train=train, dicom_window=preprocess.dicom_window
+            view,
+            v2.Compose(tail),
+            train=train,
+            dicom_window=preprocess.dicom_window,
+            dicom_frames=preprocess.dicom_frames,
         )
 
     scale = _CROP_SCALE[preset]

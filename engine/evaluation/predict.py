@@ -190,6 +190,7 @@ def classify_images(
     batch: list[tuple[str, torch.Tensor]] = []
     min_size = getattr(transform, "min_size", None)
     window = window_of(transform)
+    every_frame = getattr(transform, "dicom_frames", "middle") == "all"
 
     def flush() -> None:
         if not batch:
@@ -200,6 +201,9 @@ def classify_images(
         batch.clear()
 
     for p in names:
+        if every_frame and (frames := _frame_paths(p)):
+            results[p] = _mean_over_frames(p, frames, transform, probs_of, classes, top_k, window)
+            continue
         try:
             image = load_image(p, min_size=min_size, window=window)
         except (ImageError, OSError) as exc:
@@ -210,6 +214,45 @@ def classify_images(
             flush()
     flush()
     return [results[p] for p in names]
+
+
+def _frame_paths(path: str) -> list[str]:
+    """The frame paths of a multi-frame DICOM file (at most MAX_FRAMES_PER_FILE, evenly
+    spaced); [] for any other file (which is then read as one image)."""
+    from engine.data.dicom import frame_path
+    from engine.data.frames import chosen_frames, file_frame_count
+
+    count = file_frame_count(path)
+    return [frame_path(path, f) for f in chosen_frames(count)] if count > 1 else []
+
+
+def _mean_over_frames(
+    path: str,
+    frames: Sequence[str],
+    transform: Callable[[Any], torch.Tensor],
+    probs_of: Callable[[torch.Tensor], np.ndarray],
+    classes: Sequence[str],
+    top_k: int,
+    window: str,
+    batch_size: int = 16,
+) -> Prediction:
+    """The prediction of a multi-frame file under data.dicom_frames "all": the mean of its
+    frames' probabilities, decoded a batch of frames at a time."""
+    from engine.data import ImageError, load_image
+
+    total = np.zeros(len(classes), np.float64)
+    min_size = getattr(transform, "min_size", None)
+    for start in range(0, len(frames), batch_size):
+        try:
+            batch = [
+                transform(load_image(f, min_size=min_size, window=window))
+                for f in frames[start : start + batch_size]
+            ]
+        except (ImageError, OSError) as exc:
+            return Prediction(path=path, error=str(exc))
+        total += np.asarray(probs_of(torch.stack(batch)), np.float64).sum(axis=0)
+    mean = (total / len(frames))[None, :]
+    return Prediction(path=path, top=top_classes(mean, classes, top_k)[0])
 
 
 def texts_of_files(files: Iterable[str], text_column: str | None = None) -> list[tuple[str, str]]:

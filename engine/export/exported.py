@@ -121,6 +121,8 @@ def preprocess_of(manifest: dict[str, Any]) -> Any:
             intensity="percentile" if pre.get("intensity") == "percentile" else "off",
             # Exports from before DICOM intake have none: each file's own window.
             dicom_window=_dicom_window(pre.get("dicom_window")),
+            # Exports from before multi-frame choice have none: the middle frame.
+            dicom_frames="all" if pre.get("dicom_frames") == "all" else "middle",
         )
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ExportError(

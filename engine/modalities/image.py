@@ -73,7 +73,12 @@ class ImageModality:
             if index is None:
                 index = scan_folder(path, min_per_class=least, task=staged, window=window)
         return scan_image_source(
-            path, min_per_class=least, group_by=config.data.group_by, task=staged, index=index
+            path,
+            min_per_class=least,
+            group_by=config.data.group_by,
+            task=staged,
+            index=index,
+            frames=str(config.data.dicom_frames),
         )
 
     def rows(self, samples: Sequence[Any]) -> list[list]:
@@ -88,7 +93,14 @@ class ImageModality:
         return tuple(_sample(row, split) for row in rows)
 
     def check_resumable(self, data: Any, run_id: str) -> None:
-        missing = [s.path for s in data.train + data.val if not Path(s.path).is_file()]
+        from engine.data.dicom import split_frame
+
+        # A frame's path (data.dicom_frames "all") is its file's with "#frame=N" appended.
+        missing = [
+            s.path
+            for s in data.train + data.val
+            if not Path(s.path).is_file() and not Path(split_frame(s.path)[0]).is_file()
+        ]
         if missing:
             raise DatasetError(
                 f"{len(missing)} images of this run are gone (first: {missing[0]}); the run "
@@ -163,6 +175,7 @@ class ImageModality:
             predictor.model.preprocess,
             intensity=stored_intensity(predictor.run.state()),
             dicom_window=window,
+            dicom_frames=str(predictor.config.data.dicom_frames),
         )
         predictor.transform = build_transform(predictor.model.preprocess, train=False)
 
@@ -238,6 +251,8 @@ class ImageModality:
                 "intensity_window": list(WINDOW) if stretch else None,
                 # DICOM inputs: the window (engine/data/dicom.py) applied before everything.
                 "dicom_window": pre.dicom_window,
+                # Multi-frame DICOM inputs: "middle" frame, or the mean over "all" frames.
+                "dicom_frames": pre.dicom_frames,
                 "steps": (
                     f"RGB; {first}resize the short side to {pre.resize_size} "
                     f"({pre.interpolation}); center-crop {pre.input_size}x{pre.input_size}; "
