@@ -162,13 +162,13 @@ def make_images(folder: Path, per_class: int = 24, side: int = 96) -> list[Path]
 
 def make_dicoms(folder: Path, per_class: int = 10) -> list[Path]:
     """Two classes of generated 12-bit CT-like DICOM slices (a bright disc or none): plain,
-    RLE Lossless and JPEG 2000 files, so that pydicom's decoders found by name run in the
-    bundle (the generator is the tests' own, tests/dicom_synth.py)."""
+    RLE Lossless, JPEG 2000 and JPEG-LS files, so that pydicom's decoders found by name run in
+    the bundle (the generator is the tests' own, tests/dicom_synth.py)."""
     import io
 
     from PIL import Image
     from pydicom.encaps import encapsulate
-    from pydicom.uid import JPEG2000Lossless
+    from pydicom.uid import JPEG2000Lossless, JPEGLSLossless
 
     sys.path.insert(0, str(ROOT / "tests"))
     from dicom_synth import dicom_dataset, disc_slice, write_dicom
@@ -187,6 +187,11 @@ def make_dicoms(folder: Path, per_class: int = 10) -> list[Path]:
                 ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
                 ds.PixelData = encapsulate([buffer.getvalue()])
                 ds["PixelData"].VR = "OB"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                ds.save_as(path, enforce_file_format=True)
+            elif i == 2:  # JPEG-LS Lossless through pyjpegls (its encoder, here; its decoder, frozen)
+                ds = dicom_dataset(pixels, **common)
+                ds.compress(JPEGLSLossless)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 ds.save_as(path, enforce_file_format=True)
             else:

@@ -19,9 +19,17 @@ full ``/dev/shm``) only means the run does that work itself. The child dies with
 parent-death signal). Only where ``os.fork`` is safe before any library has started threads:
 Linux.
 
+Then, given an :class:`engine.frozen.early.EarlySpec`, the child runs the backbone: when the
+workspace holds a checked export of it (every run after a backbone's first), at once, over the
+views it made, on the core the imports leave idle; on a backbone's first run it waits for the
+export the run makes and checks on its first images (the run makes it before importing
+scikit-learn, so the child has that second to work). The run takes the features with
+:func:`take_features` (only for the export its own key names, checked against its own weights:
+engine/frozen/forward.py ``accept_early``) and computes the rest itself.
+
 Measured (docs/benchmarks.md): a second process that also exported the frozen backbone to ONNX
-while the run imported (so the first run of a backbone would not wait for the export) did not
-pay on two cores: importing torch a second time took the time the export saved.
+while the run imported did not pay on two cores (importing torch a second time took the time the
+export saved); running the export the run already has does.
 """
 
 from __future__ import annotations
