@@ -381,13 +381,13 @@ def check_groups(
 ) -> DatasetIndex:
     """A scanned index with its group keys and what the patients-not-files checks find: groups
     that cross the split folders, near-duplicate images across them, identifier-like names.
-    Without split folders and with groups, near-duplicates become ``twins`` that the split keeps
-    together. Every image scan goes through here; with ``group_by`` "" and no manifest groups
+    Without split folders, near-duplicates become ``twins`` that the split keeps together. Every image scan goes through here; with ``group_by`` "" and no manifest groups
     only the near-duplicates across split folders and the names are checked."""
     index = attach_groups(index, group_by, manifest_keys=manifest_keys)
     found = crossing_groups_problems(index) + index_near_duplicates(index, task)
-    if not index.has_splits and has_groups(index.samples):
-        # Patients in use and the split still to be made: keep near-duplicates together.
+    if not index.has_splits:
+        # The split is still to be made: keep near-duplicates (a resized or re-encoded copy of an
+        # image) on one side of it, patients in use or not.
         twins = near_duplicate_twins(index.samples, task=task)
         notice = twins_problem(twins, index.root)
         if notice is not None:

@@ -4,12 +4,13 @@ pictures are not."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from engine.data import scan_folder
+from engine.data import scan_folder, split_samples
 from engine.data.groups import check_groups
 from engine.data.leakage import close_pairs, dhash, near_duplicate_problems
 from engine.data.problems import ProblemKind
@@ -57,11 +58,22 @@ def test_copies_inside_one_split_and_distinct_pictures_are_not_reported(tmp_path
     assert not [p for p in index.problems if p.kind is ProblemKind.NEAR_DUPLICATE]
 
 
-def test_flat_folders_are_not_compared(tmp_path):
-    root = _folder(tmp_path / "ds", {"": {"a": [1, 2], "b": [3, 4]}})
+def test_a_split_the_app_makes_keeps_near_duplicates_on_one_side_without_groups(tmp_path):
+    """No split folders and no patients: a re-encoded copy still never lands on the other side
+    of the split from its original (it would be a copy of a training image in validation)."""
+    root = _folder(tmp_path / "ds", {"": {"a": [1, 2, 5, 6], "b": [3, 4, 7, 8]}})
     photo(1).save(root / "b" / "same_as_1.jpg", quality=80)
     index = check_groups(scan_folder(root, workers=1))
-    assert not [p for p in index.problems if p.kind is ProblemKind.NEAR_DUPLICATE]
+    (notice,) = [p for p in index.problems if p.kind is ProblemKind.NEAR_DUPLICATE]
+    assert "the split keeps each pair on one side" in notice.message
+    assert len(index.twins) == 1 and {Path(p).name for p in index.twins[0]} == {
+        "img_1.png",
+        "same_as_1.jpg",
+    }
+    for seed in range(6):
+        split = split_samples(index, val_fraction=0.4, seed=seed)
+        sides = {Path(s.path).name: side for side in ("train", "val") for s in getattr(split, side)}
+        assert sides["img_1.png"] == sides["same_as_1.jpg"]
 
 
 def test_dhash_survives_resizing_and_jpeg(tmp_path):
