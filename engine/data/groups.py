@@ -12,15 +12,20 @@ the model recognises patients rather than disease. A group key comes from one of
 - ``"manifest"``: the ``group`` column of a manifest CSV (:mod:`engine.data.manifest`).
 
 Raw keys (PatientIDs are protected health information) never leave this module: a sample holds
-``sha256(salt + key)`` cut to 12 hex characters, and only that appears in messages and files. The
-salt is per dataset (its folder name, see :func:`dataset_salt`), so the same patient gets different
-hashes in different datasets, and the split stays the same when the folder is moved.
+``HMAC-SHA256(user key, salt + key)`` cut to 12 hex characters, and only that appears in messages
+and files. The salt is per dataset (its folder name, see :func:`dataset_salt`), so the same
+patient gets different hashes in different datasets, and the split stays the same when the folder
+is moved. The key is this user's secret (engine/secrets.py, outside every workspace): record
+numbers are few enough to try them all, so a plain hash in a shared run folder could be reversed;
+a keyed one cannot without the key. (Where no key can be kept, a read-only home folder, the hash
+is unkeyed.)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import hmac
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
@@ -31,7 +36,11 @@ from engine.data.index import DatasetIndex, Sample
 from engine.data.leakage import index_near_duplicates, near_duplicate_twins, twins_problem
 from engine.data.problems import DatasetError, Problem, ProblemKind, plural
 from engine.data.safe_read import MIB, read_head
+from engine.secrets import user_key
 from engine.task import Task
+
+#: This user's key of the patient hashes (engine/secrets.py).
+GROUP_KEY_NAME = "group-hash.key"
 
 DICOM = "dicom"
 MANIFEST = "manifest"
@@ -154,9 +163,11 @@ def hash_group(salt: str, key: str) -> str:
     bounded by what reads them (a 4 MiB DICOM header, a CSV cell). Unicode is normalised (NFC)
     first: "José" typed on a Mac and on Windows is one patient, not two across the split."""
     key = unicodedata.normalize("NFC", key)
-    return hashlib.sha256(f"{salt}\x00{key}".encode("utf-8", "surrogatepass")).hexdigest()[
-        :_HASH_CHARS
-    ]
+    blob = f"{salt}\x00{key}".encode("utf-8", "surrogatepass")
+    secret = user_key(GROUP_KEY_NAME)
+    if secret is None:
+        return hashlib.sha256(blob).hexdigest()[:_HASH_CHARS]
+    return hmac.new(secret, blob, hashlib.sha256).hexdigest()[:_HASH_CHARS]
 
 
 def group_key_from_dicom(path: str | Path) -> str | None:
@@ -381,8 +392,9 @@ def check_groups(
 ) -> DatasetIndex:
     """A scanned index with its group keys and what the patients-not-files checks find: groups
     that cross the split folders, near-duplicate images across them, identifier-like names.
-    Without split folders, near-duplicates become ``twins`` that the split keeps together. Every image scan goes through here; with ``group_by`` "" and no manifest groups
-    only the near-duplicates across split folders and the names are checked."""
+    Without split folders, near-duplicates become ``twins`` that the split keeps together.
+    Every image scan goes through here; with ``group_by`` "" and no manifest groups no keys
+    are attached and the near-duplicates and names are still checked."""
     index = attach_groups(index, group_by, manifest_keys=manifest_keys)
     found = crossing_groups_problems(index) + index_near_duplicates(index, task)
     if not index.has_splits:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from engine.files import read_json_object, write_bytes_atomic, write_json_atomic
-from engine.safe_read import read_capped
+from engine.files import read_json_object, write_json_atomic
+from engine.secrets import user_key
 
 KEY_NAME = "onnx-check.key"
 SUFFIX = ".checked.json"
@@ -78,21 +77,4 @@ def _sign(record: dict[str, Any], *, create_key: bool = True) -> str:
 
 
 def _user_key(*, create: bool = True) -> bytes | None:
-    from engine.trust import allow_list_path
-
-    path = allow_list_path().parent / KEY_NAME
-    try:
-        key = read_capped(path, 64, what="key file")
-        if len(key) == 32:
-            return key
-    except OSError:
-        pass
-    if not create:
-        return None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(path, os.urandom(32))
-        os.chmod(path, 0o600)
-        return read_capped(path, 64, what="key file")
-    except OSError:
-        return None
+    return user_key(KEY_NAME, create=create)
