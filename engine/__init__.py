@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from engine.evaluation.reviewer import (
         ReviewerReport,
         checklist_html,
+        confident_failures,
         reviewer_report,
         section_html,
     )
@@ -242,6 +243,7 @@ _LAZY = {
     "review_labels": "engine.evaluation.label_review",
     "ReviewerReport": "engine.evaluation.reviewer",
     "checklist_html": "engine.evaluation.reviewer",
+    "confident_failures": "engine.evaluation.reviewer",
     "reviewer_report": "engine.evaluation.reviewer",
     "section_html": "engine.evaluation.reviewer",
     "TokenInfluence": "engine.evaluation.explain",
@@ -350,6 +352,7 @@ __all__ = [
     "class_intervals",
     "code_requests",
     "compare_runs",
+    "confident_failures",
     "current_edition",
     "curves",
     "decode_text",

@@ -124,12 +124,14 @@ def build_report(
     point: OperatingPoint | None = None,
     comparison_html: str = "",
     images: Mapping[str, QImage] | None = None,
+    heatmaps: Mapping[str, QImage] | None = None,
 ) -> Report:
     """The report of ``evaluation`` of ``facts``' run, in the numbered sections of a reviewer's
     checklist (CLAIM 2024 / TRIPOD+AI, engine.reviewer_report): intended use, data,
     preprocessing, split, model, metrics with intervals and curves, calibration, subgroups, the
-    most confident mistakes as thumbnails, limitations, fingerprint; then the checklist and the
-    comparisons made in the Compare tab."""
+    most confident mistakes (their Grad-CAM overlays from ``heatmaps``, by file, else
+    thumbnails), limitations, fingerprint; then the checklist and the comparisons made in the
+    Compare tab."""
     from engine import RunDir, checklist_html, reviewer_report, section_html
 
     images = dict(images or {})
@@ -158,7 +160,7 @@ def build_report(
         if section.number == 7:
             parts += _pictures(images, ("reliability",))
         if section.number == 9:
-            parts.append(_failure_thumbnails(facts, review.failures, images))
+            parts.append(_failure_thumbnails(facts, review.failures, images, heatmaps or {}))
     parts.append(checklist_html(review.checklist))
     if comparison_html:
         parts += ["<h2>Comparisons</h2>", comparison_html]
@@ -180,9 +182,12 @@ def _pictures(images: Mapping[str, QImage], names: tuple[str, ...]) -> list[str]
 THUMB = 128
 
 
-def _failure_thumbnails(facts: RunFacts, failures: Any, images: dict[str, QImage]) -> str:
-    """The mistakes' pictures in a row, numbered as in the table (added to ``images``); a file
-    that is gone or unreadable is left out (the table still lists it)."""
+def _failure_thumbnails(
+    facts: RunFacts, failures: Any, images: dict[str, QImage], heatmaps: Mapping[str, QImage]
+) -> str:
+    """The mistakes' pictures in a row, numbered as in the table (added to ``images``): the
+    heatmap overlay where ``heatmaps`` has one, else a thumbnail; a file that is gone or
+    unreadable is left out (the table still lists it)."""
     from engine import RunDir, load_image
 
     if not failures:
@@ -192,7 +197,15 @@ def _failure_thumbnails(facts: RunFacts, failures: Any, images: dict[str, QImage
     except Exception:  # no readable config: each file's own window
         window = None
     cells = []
+    shown = 0
     for i, failure in enumerate(failures, 1):
+        overlay = heatmaps.get(failure.path)
+        if overlay is not None and not overlay.isNull():
+            name = f"failure-{i}"
+            images[name] = overlay
+            shown += 1
+            cells.append(f'<td><img src="img-{name}.png" width="{overlay.width()}"><br>#{i}</td>')
+            continue
         try:
             picture = load_image(failure.path, window=window)
         except Exception:  # gone, moved or unreadable: the table row stays
@@ -206,7 +219,15 @@ def _failure_thumbnails(facts: RunFacts, failures: Any, images: dict[str, QImage
         name = f"failure-{i}"
         images[name] = image
         cells.append(f'<td><img src="img-{name}.png" width="{image.width()}"><br>#{i}</td>')
-    return f"<table><tr>{''.join(cells)}</tr></table>" if cells else ""
+    if not cells:
+        return ""
+    legend = (
+        f'<p class="note">{shown} of them with a Grad-CAM heatmap of the predicted class (red: '
+        "the regions that pushed the model towards its wrong answer).</p>"
+        if shown
+        else ""
+    )
+    return f"<table><tr>{''.join(cells)}</tr></table>{legend}"
 
 
 def _split_banner(split: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -314,7 +315,7 @@ class ResultsView(QWidget):
 
     # -- report ---------------------------------------------------------------------------------
 
-    def report(self, facts: RunFacts) -> Report:
+    def report(self, facts: RunFacts, heatmaps: Mapping[str, QImage] | None = None) -> Report:
         """The shown results as a report: numbers at the chosen threshold, the matrix and the
         plots as images, and the comparisons made in the Compare tab."""
         from desktop.results.results_report import build_report
@@ -333,6 +334,7 @@ class ResultsView(QWidget):
             point=self.point,
             comparison_html=self.compare.summary_html(),
             images={name: grab_image(widget) for name, widget in widgets.items()},
+            heatmaps=heatmaps,
         )
 
     @property

@@ -670,6 +670,12 @@ def _intensity_words(value: str) -> str:
     }.get(value, value or "not known")
 
 
+def confident_failures(run: Any, evaluation: Any) -> tuple[Failure, ...]:
+    """The most confident mistakes of ``evaluation``'s split of ``run`` (a RunDir), as section 9
+    shows them: what a report makes heatmaps of before it is written."""
+    return _failures(run, evaluation)
+
+
 def _failures(run: Any, ev: Any) -> tuple[Failure, ...]:
     """The most confident mistakes of the evaluated split (from its saved predictions)."""
     if ev is None:

@@ -265,7 +265,8 @@ def test_report_is_written_as_html_or_pdf(page, ctx, run, qtbot, tmp_path, monke
         [(str(tmp_path / "report.html"), HTML_FILTER), (str(tmp_path / "r"), PDF_FILTER)]
     )
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: next(answers))
-    page.report_button.click()
+    page.report_button.click()  # heatmaps of the mistakes first (a worker), then the dialog
+    qtbot.waitUntil(lambda: (tmp_path / "report.html").is_file(), timeout=WAIT)
     text = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "VALIDATION SPLIT" in text and run.run_id in text
     assert f"<th>Accuracy</th><td>{percent(ev.accuracy)} (95% CI " in text
@@ -273,9 +274,13 @@ def test_report_is_written_as_html_or_pdf(page, ctx, run, qtbot, tmp_path, monke
     thumbnails = len(re.findall(r"<br>#\d+</td>", text))  # the failure gallery's pictures
     # matrix, ROC, PR, reliability, and the most confident mistakes
     assert text.count("data:image/png;base64,") == 4 + thumbnails
+    if thumbnails:  # the mistakes are shown with their Grad-CAM heatmaps
+        assert f"{thumbnails} of them with a Grad-CAM heatmap" in text
     for metrics in ev.per_class:
         assert f"<td>{metrics.name}</td>" in text
+    qtbot.waitUntil(lambda: page.report_button.isEnabled(), timeout=WAIT)
     page.report_button.click()
+    qtbot.waitUntil(lambda: (tmp_path / "r.pdf").is_file(), timeout=WAIT)
     pdf = (tmp_path / "r.pdf").read_bytes()
     assert pdf.startswith(b"%PDF") and pdf.count(b"/Subtype /Image") >= 4
 
