@@ -228,32 +228,56 @@ def main() -> int:
         )
         results_text_demo(window, two_class, pump, shot, train)
     if args.dicom_only or not (args.text_only or args.images_only or args.advice_only):
-        dicom_demo(window, tmp / "head-ct", pump, shot)
+        dicom_demo(window, tmp / "head-ct", pump, shot, train)
     window.close()
     return 0
 
 
-def dicom_demo(window, root: Path, pump, shot) -> None:
-    """16-data-dicom: a folder of DICOM slices, patients from PatientID, the lung window."""
+def dicom_demo(window, root: Path, pump, shot, train=None) -> None:
+    """16-data-dicom: a folder of DICOM slices, patients from PatientID, the lung window; then
+    17-label-review (three bleed slices filed as normal) and, trained, 18-results-subgroups."""
     sys.path.insert(0, str(ROOT / "tests"))
     from dicom_synth import disc_slice, write_dicom
 
-    for i in range(36):
-        cls = "bleed" if i % 2 else "normal"
+    for i in range(48):
+        disc = bool(i % 2)
+        cls = "normal" if i in (13, 25, 37) else ("bleed" if disc else "normal")  # 3 mislabelled
         write_dicom(
             root / cls / f"IMG{i:04d}.dcm",
-            disc_slice(i, disc=bool(i % 2), size=96),
+            disc_slice(i, disc=disc, size=96),
             bits_stored=12,
             slope=1.0,
             intercept=-1024.0,
             window=(40.0, 400.0),
             PatientID=f"MRN-{i // 3:03d}",
+            PatientSex="FM"[(i // 3) % 2],
+            Manufacturer=("Siemens", "GE", "Philips")[(i // 3) % 3],
         )
     window.ctx.state.update("data", group_by="dicom", dicom_window="lung")
     window.open_folder(str(root))
     pump(60, until=lambda: window.data_page.index is not None and not window.ctx.pool.busy)
     pump(3)
     shot("16-data-dicom")
+    review = window.data_page.review_labels()
+    pump(300, until=lambda: not review.busy)
+    review.wait_for_thumbnails(5000)
+    pump(1)
+    shot("17-label-review", review)
+    review.close()
+    if train is None:
+        return
+    from engine import Method
+
+    window.ctx.state.update("adapt", method=Method("linear-probe"))
+    train(1)
+    evaluate_newest_run(window, pump)
+    view = window.results_page.view
+    view.tabs.setCurrentWidget(view.subgroups)
+    pump(60, until=lambda: view.subgroups.combo.count() > 0 and not view.subgroups.busy)
+    view.subgroups.choose("Manufacturer")
+    pump(120, until=lambda: not view.subgroups.busy)
+    pump(1)
+    shot("18-results-subgroups")
 
 
 def evaluate_newest_run(window, pump) -> None:
