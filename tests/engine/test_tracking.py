@@ -14,6 +14,7 @@ import sys
 import pytest
 from synthetic import make_shapes_folder
 
+from engine.cli import main
 from engine.config import (
     AdaptConfig,
     AugmentConfig,
@@ -24,13 +25,18 @@ from engine.config import (
     RunConfig,
     ScheduleConfig,
 )
-from engine.events import LogMessage, RunStatus, StepEnded
+from engine.events import LogMessage, RunStatus
+from engine.runs import Workspace
 from engine.tracking import TrackError, check_targets, mask_uri, parse_track, tracking_callbacks
 from engine.tracking.base import MAX_PARAM_VALUE, flatten
 from engine.training.trainer import resume, train
 
 TINY = "timm:test_efficientnet"  # ~0.1M parameters, random init: fast and needs no weights
 EPOCHS = 2
+CLI_TINY = [
+    *("--backbone", TINY, "--no-pretrained", "--workers", "0", "--method", "full"),
+    *("--epochs", str(EPOCHS), "--batch-size", "8", "--seed", "3"),
+]
 
 
 def tiny_config(path, epochs: int = EPOCHS) -> RunConfig:
@@ -97,6 +103,7 @@ def test_flatten_gives_dotted_keys_and_respects_mlflows_value_limit():
     assert all(isinstance(v, str) and len(v) <= MAX_PARAM_VALUE for v in params.values())
 
 
+@pytest.mark.slow  # imports mlflow (seconds)
 def test_file_store_switched_off_is_one_sentence(monkeypatch):
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     with pytest.raises(TrackError, match="MLFLOW_ALLOW_FILE_STORE=true"):
@@ -111,6 +118,30 @@ def test_missing_package_says_how_to_install(monkeypatch):
     assert str(info.value) == (
         "MLflow tracking needs the mlflow-skinny package: pip install 'refit-studio[tracking]'"
     )
+
+
+def test_cli_refuses_a_bad_track_value_before_anything_runs(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--workspace", str(tmp_path / "ws"), "train", str(tmp_path), "--track", "wandb"])
+    assert info.value.code == 2
+    assert "`mlflow:URI`" in capsys.readouterr().err
+    assert not (tmp_path / "ws").exists()
+
+
+@pytest.mark.slow  # the config is built from the folder first (seconds of imports)
+def test_cli_says_what_is_missing_before_a_run_folder_exists(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    data = make_shapes_folder(tmp_path / "shapes", per_class=4)
+    ws = tmp_path / "ws"
+    store = (tmp_path / "mlruns").as_uri()
+    code = main(
+        ["--workspace", str(ws), "train", str(data), *CLI_TINY, "--track", f"mlflow:{store}"]
+    )
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("refit:")]
+    assert code == 2 and len(lines) == 1 and "MLFLOW_ALLOW_FILE_STORE=true" in lines[0], err
+    assert not ws.exists() or not Workspace(ws).list_runs()
+    assert not (tmp_path / "mlruns").exists()
 
 
 def test_other_ranks_do_not_track(monkeypatch):
@@ -136,29 +167,26 @@ def test_importing_the_package_loads_neither_library_nor_torch():
 
 
 @pytest.mark.slow
-def test_tracked_run_reads_back_from_tensorboard_and_mlflow(tmp_path, file_store_on):
+def test_tracked_run_reads_back_from_tensorboard_and_mlflow(tmp_path, file_store_on, capsys):
     from mlflow.tracking import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     data = make_shapes_folder(tmp_path / "shapes", per_class=12)
     store = (tmp_path / "mlruns").as_uri()
-    targets = [parse_track("tensorboard"), parse_track(f"mlflow:{store}")]
-    events: list = []
-    result = train(
-        tiny_config(data),
-        workspace=tmp_path / "ws",
-        callbacks=tracking_callbacks(targets),
-        on_event=events.append,
-    )
-    assert result.status is RunStatus.COMPLETED
-    assert not [e for e in events if isinstance(e, LogMessage) and "tracking" in e.text]
-    steps = [e.step for e in events if isinstance(e, StepEnded)]
-    lines = (result.run_dir / "metrics.jsonl").read_text().splitlines()
-    epochs = [r for r in map(json.loads, lines) if r["type"] == "epoch"]
+    ws = tmp_path / "ws"
+    argv = ["--workspace", str(ws), "train", str(data), *CLI_TINY, "--track", "tensorboard"]
+    code = main([*argv, "--track", f"mlflow:{store}", "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "tracking stopped" not in out + err
+    (run_dir,) = (p.path for p in Workspace(ws).list_runs())
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if r["type"] == "step"]
+    epochs = [r for r in records if r["type"] == "epoch"]
     assert len(steps) >= 2 and len(epochs) == EPOCHS
 
     # TensorBoard: event files in the run folder, scalars at the loop's own step numbers
-    acc = EventAccumulator(str(result.run_dir / "tensorboard"))
+    acc = EventAccumulator(str(run_dir / "tensorboard"))
     acc.Reload()
     scalars = acc.Tags()["scalars"]
     assert [s.step for s in acc.Scalars("train/loss")] == steps
@@ -170,13 +198,13 @@ def test_tracked_run_reads_back_from_tensorboard_and_mlflow(tmp_path, file_store
     assert [s.step for s in acc.Scalars("epoch/train_loss")] == [r["epoch"] for r in epochs]
     last = acc.Scalars("epoch/train_loss")[-1].value
     assert last == pytest.approx(epochs[-1]["train_loss"], rel=1e-5)
-    assert (result.run_dir / "tensorboard" / "hparams").is_dir()
+    assert (run_dir / "tensorboard" / "hparams").is_dir()
 
     # MLflow: one run named by the run id, params = the flattened config, histories, artifacts
     client = MlflowClient(tracking_uri=store)
     experiment = client.get_experiment_by_name("ws")
     (run,) = client.search_runs([experiment.experiment_id])
-    run_id = result.run_dir.name
+    run_id = run_dir.name
     assert run.info.run_name == run_id and run.info.status == "FINISHED"
     assert run.data.tags["refit.run_id"] == run_id
     assert run.data.tags["refit.backbone"] == TINY
