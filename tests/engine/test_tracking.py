@@ -295,3 +295,25 @@ def test_resumed_run_goes_on_in_the_same_mlflow_run(tmp_path, file_store_on):
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
     assert len(client.get_metric_history(run.info.run_id, "epoch/train_loss")) == EPOCHS
+
+
+@pytest.mark.slow
+def test_a_hung_server_never_holds_training_back(tmp_path):
+    from engine.tracking.mlflow_tracker import MlflowTracker
+
+    data = make_shapes_folder(tmp_path / "shapes", per_class=12)
+    with socket.socket() as server:  # accepts connections, never answers a request
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        uri = f"http://127.0.0.1:{server.getsockname()[1]}"
+        events: list = []
+        result = train(
+            tiny_config(data),
+            workspace=tmp_path / "ws",
+            callbacks=[MlflowTracker(uri, end_wait=1.0)],
+            on_event=events.append,
+        )
+    assert result.status is RunStatus.COMPLETED
+    assert (result.run_dir / "summary.json").is_file()
+    warnings = [e.text for e in events if isinstance(e, LogMessage) and "tracking" in e.text]
+    assert len(warnings) == 1 and "did not finish within 1 s" in warnings[0], warnings
