@@ -28,7 +28,8 @@ METRICS_PER_BATCH = 1000
 MAX_PARAMS = 1000
 FLUSH_SECONDS = 10.0
 CONNECT_SECONDS = 5.0
-ARTIFACTS = ("summary.json", "config.json", "splits.json")
+# Not splits.json: it names every file of the dataset, which stays on this machine.
+ARTIFACTS = ("summary.json", "config.json")
 ARTIFACT_FOLDERS = ("evaluation", "export", "exports", "report", "reports")
 ARTIFACT_SUFFIXES = (".json", ".md", ".html", ".pdf", ".csv", ".onnx", ".safetensors", ".pt")
 MAX_ARTIFACT_BYTES = 512 * 1024**2
@@ -216,8 +217,9 @@ class _Sender:
 
 
 def artifacts(run_path: Path) -> list[tuple[Path, str | None]]:
-    """The run's files worth keeping beside its MLflow run: summary, config and splits, and the
-    evaluation, report and export files when the run folder has them (no checkpoints)."""
+    """The run's files worth keeping beside its MLflow run: summary and config, and the
+    evaluation, report and export files when the run folder has them (no checkpoints, no
+    per-example predictions, no list of the dataset's files)."""
     found: list[tuple[Path, str | None]] = []
     for name in ARTIFACTS:
         path = run_path / name

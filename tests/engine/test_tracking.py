@@ -217,6 +217,7 @@ def test_tracked_run_reads_back_from_tensorboard_and_mlflow(tmp_path, file_store
         assert len(client.get_metric_history(run.info.run_id, tag)) == EPOCHS
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"summary.json", "config.json", "evaluation"} <= names
+    assert "splits.json" not in names  # the dataset's file names stay on this machine
     evaluation = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert "evaluation/val.json" in evaluation
     assert not any(p.endswith(".npz") for p in evaluation)
