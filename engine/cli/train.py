@@ -24,12 +24,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="Write the resulting config.json to FILE and exit without training.",
     )
     add_quiet_flag(t)
+    _add_track_flag(t)
     t.set_defaults(func=_cmd_train)
 
     r = sub.add_parser("resume", help="Continue a stopped run from its last checkpoint.")
     add_run_argument(r)
     add_quiet_flag(r, help=None)
     add_remote_code_flag(r)
+    _add_track_flag(r)
     r.set_defaults(func=_cmd_resume)
 
 
@@ -39,13 +41,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         Path(args.save_config).write_text(config.to_json(), encoding="utf-8")
         print(f"Wrote {args.save_config}")
         return 0
+    _check_tracking(args)  # before the prefetching child starts
     _prefetch_while_importing(config, args.workspace)
     from engine.training.trainer import train
     from engine.trust import check_model
 
     check_model(config.model.backbone, asked=config.model.allow_remote_code)  # before a run exists
+    trackers = _trackers(args)
     return run_with_progress(
-        lambda cb, task: train(config, workspace=args.workspace, on_event=cb, task=task),
+        lambda cb, task: train(
+            config, workspace=args.workspace, callbacks=trackers, on_event=cb, task=task
+        ),
         quiet=args.quiet,
     )
 
@@ -111,9 +117,51 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from engine.training.trainer import resume
     from engine.trust import check_model
 
+    _check_tracking(args)
     config = Workspace(args.workspace).open_run(args.run).config()
     check_model(config.model.backbone, asked=config.model.allow_remote_code)  # run untouched
+    trackers = _trackers(args)
     return run_with_progress(
-        lambda cb, task: resume(args.run, workspace=args.workspace, on_event=cb, task=task),
+        lambda cb, task: resume(
+            args.run, workspace=args.workspace, callbacks=trackers, on_event=cb, task=task
+        ),
         quiet=args.quiet,
     )
+
+
+def _add_track_flag(p: argparse.ArgumentParser) -> None:
+    """`--track tensorboard` / `--track mlflow:URI`, repeatable (engine/tracking/)."""
+
+    def target(value: str) -> Any:
+        from engine.tracking import TrackError, parse_track
+
+        try:
+            return parse_track(value)
+        except TrackError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    p.add_argument(
+        "--track",
+        action="append",
+        default=[],
+        type=target,
+        metavar="WHERE",
+        help="Also track the run in TensorBoard (`tensorboard`: event files in the run folder) "
+        "or MLflow (`mlflow:URI`, e.g. mlflow:http://host:5000); repeatable. Needs the "
+        "tracking extra; a tracker that fails warns once and training goes on.",
+    )
+
+
+def _check_tracking(args: argparse.Namespace) -> None:
+    """A tracker that cannot work here (its package missing) stops before a run folder exists."""
+    if args.track:
+        from engine.tracking import check_targets
+
+        check_targets(args.track)
+
+
+def _trackers(args: argparse.Namespace) -> list[Any]:
+    """The tracking callbacks `--track` asks for."""
+    from engine.tracking import tracking_callbacks
+
+    return tracking_callbacks(args.track)
