@@ -44,6 +44,7 @@ FIELD_OPTIONS = [
     "--max-length",
     "--intensity",
     "--dicom-window",
+    "--dicom-frames",
     "--group-by",
     "--lora-rank",
     "--lora-alpha",
