@@ -16,6 +16,7 @@ from engine.cli import (
     backbones,
     evaluate,
     export,
+    export_job,
     lr_find,
     predict,
     runs,
@@ -28,6 +29,7 @@ from engine.terminal_text import safe_terminal, terminal_safe
 
 # The commands in the order `refit --help` lists them.
 COMMAND_MODULES = (scan, train, predict, runs, backbones, evaluate, export, trust, lr_find, advise)
+COMMAND_MODULES += (export_job,)  # issue 16: cluster job files
 
 
 def entry() -> None:
