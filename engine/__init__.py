@@ -100,6 +100,12 @@ if TYPE_CHECKING:
         StepEnded,
     )
     from engine.export import MANIFEST, ExportConflict, export_run
+    from engine.export.cluster_job import (
+        ClusterJob,
+        ClusterJobError,
+        fresh_folder,
+        write_cluster_job,
+    )
     from engine.export.hf_format import hf_refusal
     from engine.export.manifest import MODEL_CARD
     from engine.files import write_atomic, write_bytes_atomic
@@ -267,6 +273,10 @@ _LAZY = {
     "export_run": "engine.export",
     "hf_refusal": "engine.export.hf_format",
     "MODEL_CARD": "engine.export.manifest",
+    "ClusterJob": "engine.export.cluster_job",
+    "ClusterJobError": "engine.export.cluster_job",
+    "fresh_folder": "engine.export.cluster_job",
+    "write_cluster_job": "engine.export.cluster_job",
     # the build: edition, version, bundled files; atomic writes
     "EDITIONS": "engine.edition",
     "bundle_dir": "engine.edition",
@@ -295,6 +305,8 @@ __all__ = [
     "Calibration",
     "Cancelled",
     "ClassMetrics",
+    "ClusterJob",
+    "ClusterJobError",
     "Comparison",
     "ConfigError",
     "Curve",
@@ -366,6 +378,7 @@ __all__ = [
     "field_help",
     "find_base_run",
     "find_learning_rate",
+    "fresh_folder",
     "hf_refusal",
     "image_heatmaps",
     "image_stats",
@@ -410,6 +423,7 @@ __all__ = [
     "weights_status",
     "write_atomic",
     "write_bytes_atomic",
+    "write_cluster_job",
     "write_digits_dataset",
 ]
 
