@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -32,12 +33,16 @@ class Devices:
     mps: bool = False
 
     def describe(self) -> str:
-        """'GPU 0: NVIDIA H100 · GPU 1: NVIDIA H100 · CPU' (the picker's caption)."""
-        parts = [f"GPU {i}: {name}" for i, name in enumerate(self.gpus)]
+        """'2 GPUs (NVIDIA H100), CPU': the picker's caption; the GPU list names each one."""
+        parts = []
+        names = sorted(set(self.gpus))
+        if self.gpus:
+            count = f"{len(self.gpus)} GPU{'s' if len(self.gpus) > 1 else ''}"
+            parts.append(f"{count} ({', '.join(names)})")
         if self.mps:
             parts.append("Apple GPU (MPS)")
         parts.append("CPU")
-        return " · ".join(parts)
+        return ", ".join(parts)
 
 
 def list_devices() -> Devices:
@@ -77,6 +82,11 @@ class ProcessPicker(QWidget):
         self.combo = QComboBox()
         self.combo.setObjectName("processCombo")
         self.combo.setAccessibleName("Processes")
+        # the settings column is narrow: never let a long GPU name widen it
+        self.combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.combo.setMinimumContentsLength(12)
         self.combo.setToolTip(
             "Train in this app with the device set above, or on several GPUs at once: the run "
             "then runs under PyTorch's torchrun in separate processes (same settings, same "
@@ -85,12 +95,15 @@ class ProcessPicker(QWidget):
         self.gpu_list = QListWidget()
         self.gpu_list.setObjectName("gpuList")
         self.gpu_list.setAccessibleName("GPUs to use")
-        self.gpu_list.setMaximumHeight(96)
+        self.gpu_list.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.gpu_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.gpu_list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.gpu_list.hide()
         self.caption = QLabel()
         self.caption.setObjectName("deviceCaption")
         self.caption.setWordWrap(True)
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.combo)
@@ -102,6 +115,11 @@ class ProcessPicker(QWidget):
 
     def set_devices(self, devices: Devices) -> None:
         """Offer what ``devices`` allows; keeps the choice when it is still offered."""
+        unticked = set()  # the same GPUs again (a second probe): keep what the user unticked
+        if devices.gpus == self.devices.gpus:
+            for i in range(self.gpu_list.count()):
+                if self.gpu_list.item(i).checkState() != Qt.CheckState.Checked:
+                    unticked.add(i)
         self.devices = devices
         kept = self.combo.currentData()
         blocked = self.combo.blockSignals(True)
@@ -122,10 +140,17 @@ class ProcessPicker(QWidget):
         for i, name in enumerate(devices.gpus):
             item = QListWidgetItem(f"GPU {i}: {name}")
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Checked)
+            ticked = i not in unticked
+            item.setCheckState(Qt.CheckState.Checked if ticked else Qt.CheckState.Unchecked)
             item.setData(Qt.ItemDataRole.UserRole, i)
             self.gpu_list.addItem(item)
         self.gpu_list.blockSignals(blocked)
+        rows = min(max(1, n), 4)  # room for up to four GPUs; more scroll
+        frame = 2 * self.gpu_list.frameWidth()
+        self.gpu_list.setFixedHeight(rows * self.gpu_list.sizeHintForRow(0) + frame if n else 0)
+        self.gpu_list.setToolTip(
+            "\n".join(f"GPU {i}: {name}" for i, name in enumerate(devices.gpus))
+        )
         self.caption.setText(f"Found: {devices.describe()}")
         self.setVisible(n >= 2 or bool(cpus))
         self._sync()

@@ -114,6 +114,7 @@ class TrainPage(Page):
         self._monitor: RunMonitorWidget | None = None
         self._mismatch = ""  # the Model page's sentence when the backbone does not fit the data
         self._plan = ProcessPlan()  # the processes of the run that trains now
+        self._devices_probed = False
         self._build_actions()
         self._build_layout()
         self.ctx.state.changed.connect(self._on_state_changed)
@@ -253,6 +254,14 @@ class TrainPage(Page):
 
     def on_shown(self) -> None:
         self.monitor  # noqa: B018 - builds it
+        if not self._devices_probed:  # torch is imported in the worker; the picker fills in
+            self._devices_probed = True
+            self.ctx.pool.submit(
+                lambda _task: device_picker.list_devices(),
+                self.process_picker.set_devices,
+                key=("train", "devices"),
+                on_error=lambda _sentence: None,  # nothing to offer: the picker stays hidden
+            )
 
     @property
     def is_running(self) -> bool:
@@ -382,13 +391,6 @@ class TrainPage(Page):
 
     def _on_warm_up_timeout(self) -> None:
         self.monitor  # noqa: B018 - builds it
-        # torch is imported in the worker; the picker fills in when it answers
-        self.ctx.pool.submit(
-            lambda _task: device_picker.list_devices(),
-            self.process_picker.set_devices,
-            key=("train", "devices"),
-            on_error=lambda _sentence: None,  # no GPUs to offer: the picker stays hidden
-        )
 
     def _on_cluster_button_clicked(self) -> None:
         dialog = ClusterJobDialog(self.ctx.state.config, self.process_picker.devices, self)

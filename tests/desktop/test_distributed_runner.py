@@ -99,7 +99,8 @@ def fake_engine(tmp_path, monkeypatch):
 def page(qtbot, ctx, tmp_path, fake_engine):
     widget = TrainPage(ctx)
     qtbot.addWidget(widget, before_close_func=lambda w: _wait_idle(qtbot, w))
-    widget.process_picker.set_devices(TWO_GPUS)
+    widget.on_shown()  # probes the devices (the fake two GPUs) in a worker
+    qtbot.waitUntil(lambda: widget.process_picker.devices == TWO_GPUS, timeout=TIMEOUT_MS)
     widget.process_picker.choose(ProcessPicker.ALL)
     data = tmp_path / "data"
     data.mkdir()
@@ -266,3 +267,15 @@ def test_cluster_job_dialog_writes_a_fresh_folder_each_time(qtbot, tmp_path):
     dialog.folder.setText(str(tmp_path / "a-file"))
     (tmp_path / "a-file").write_text("x")
     assert not dialog.write() and dialog.message.text()  # a sentence, no exception
+
+
+def test_a_second_device_probe_keeps_the_chosen_gpus(qtbot):
+    picker = ProcessPicker()
+    qtbot.addWidget(picker)
+    picker.set_devices(TWO_GPUS)
+    picker.choose(ProcessPicker.CHOSEN, gpus=(1,))
+    picker.set_devices(TWO_GPUS)
+    assert picker.plan() == ProcessPlan(nproc=1, gpus=(1,))
+    assert not picker.gpu_list.isHidden() and "2 GPUs (Fake GPU A, Fake GPU B)" in (
+        picker.caption.text()
+    )
