@@ -180,16 +180,21 @@ def write_control(run_dir: str | Path, state: str) -> None:
 
 def event_from_json(line: str) -> Event | None:
     """The engine event one JSON line spells, or None for anything else (a stray print, a
-    malformed or unknown event). Uses the engine's own parser when it has one."""
+    malformed or unknown event, a field of the wrong type). Uses the engine's own parser when it
+    has one, and checks the field types either way: a plot must never get a string to draw."""
     import engine
 
-    parse = getattr(engine, "event_from_json", None)
-    if parse is not None:
-        try:
-            return parse(line)  # type: ignore[no-any-return]
-        except Exception:
-            return None
-    return _event_from_json(line)
+    parse = getattr(engine, "event_from_json", None) or _event_from_json
+    try:
+        event = parse(line)
+    except Exception:
+        return None
+    if not isinstance(event, tuple(EVENT_CLASSES.values())):
+        return None
+    values = {f.name: _coerce(str(f.type), getattr(event, f.name)) for f in fields(event)}
+    if any(value is _BAD for value in values.values()):
+        return None
+    return replace(event, **values)  # null losses as NaN, whole numbers as floats
 
 
 def _event_from_json(line: str) -> Event | None:
@@ -232,12 +237,14 @@ def _coerce(hint: str, value: Any) -> Any:
     if hint == "float":
         return _number(value)
     if hint == "RunStatus":
+        if isinstance(value, RunStatus):
+            return value
         try:
             return RunStatus(value)
         except ValueError:
             return _BAD
     if hint.startswith("tuple"):
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
         return tuple(value) if ok else _BAD
     if hint == "dict[str, float]":
         if not isinstance(value, dict):
@@ -257,10 +264,13 @@ def _number(value: Any) -> Any:
     return float(value)
 
 
-def crash_sentence(code: int, last_error: str) -> str:
-    """The sentence the Train page shows when the training processes die."""
+def crash_sentence(code: int, last_error: str, *, started: bool = True) -> str:
+    """The sentence the Train page shows when the training processes die (``started``: after
+    the run folder was made; before, they refused the run or could not start)."""
     how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
     detail = f": {last_error.rstrip('.')}" if last_error else ""
+    if not started:
+        return f"The training processes did not start ({how}){detail}."
     return (
         f"The training processes ended unexpectedly ({how}){detail}. Resume continues from the "
         "last checkpoint."
@@ -335,7 +345,7 @@ def run_engine_process(
         last = next((e.strip() for e in reversed(errors) if e.strip()), "")
         status = RunStatus.FAILED
         error = (
-            crash_sentence(code, last[:300])
+            crash_sentence(code, last[:300], started=bool(watch.run_dir))
             if code
             else ("The training processes ended without saying how the run finished.")
         )

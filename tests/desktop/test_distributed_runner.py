@@ -210,7 +210,22 @@ def test_a_stop_the_job_ignores_ends_with_sigterm(fake_engine, tmp_path, monkeyp
     assert json.loads((run / "control.json").read_text()) == {"state": "stop"}
 
 
-def test_event_lines_are_rebuilt_and_hostile_ones_dropped():
+@pytest.fixture(params=["own", "engine"])
+def parser(request, monkeypatch):
+    """Our parser, or a lenient engine.event_from_json (types unchecked) in front of it."""
+    if request.param == "engine":
+        import engine
+
+        def lenient(line):
+            data = json.loads(line)
+            cls = distributed_runner.EVENT_CLASSES[data.pop("event")]
+            return cls(**data)
+
+        monkeypatch.setattr(engine, "event_from_json", lenient, raising=False)
+    return request.param
+
+
+def test_event_lines_are_rebuilt_and_hostile_ones_dropped(parser):
     step = event_from_json(
         '{"event": "StepEnded", "step": 3, "epoch": 0, "total_steps": 9, "loss": null, '
         '"lr": 0.1, "samples_per_sec": 12}'
@@ -234,6 +249,9 @@ def test_event_lines_are_rebuilt_and_hostile_ones_dropped():
 
 def test_crash_sentence_names_the_signal():
     assert "killed by signal 9" in crash_sentence(-9, "")
+    assert crash_sentence(2, "refit: no such folder.", started=False) == (
+        "The training processes did not start (exit code 2): refit: no such folder."
+    )
     assert crash_sentence(1, "boom.") == (
         "The training processes ended unexpectedly (exit code 1): boom. Resume continues from "
         "the last checkpoint."
