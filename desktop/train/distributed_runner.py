@@ -131,7 +131,7 @@ def distributed_train_job(config: RunConfig, workspace: Path, plan: ProcessPlan)
     """A worker job that trains ``config`` with ``plan.nproc`` processes under torchrun."""
 
     def job(on_event: Callable[[Event], None], task: Task) -> Any:
-        device = "cuda" if plan.on_gpus else "cpu"
+        device = type(config.device.device)("cuda" if plan.on_gpus else "cpu")  # the Device enum
         chosen = replace(config, device=replace(config.device, device=device))
         with tempfile.TemporaryDirectory(prefix="refit-job-") as tmp:
             config_file = Path(tmp) / "config.json"
@@ -186,10 +186,10 @@ def event_from_json(line: str) -> Event | None:
 
     parse = getattr(engine, "event_from_json", None) or _event_from_json
     try:
-        event = parse(line)
+        event: Event | None = parse(line)
     except Exception:
         return None
-    if not isinstance(event, tuple(EVENT_CLASSES.values())):
+    if event is None or not isinstance(event, tuple(EVENT_CLASSES.values())):
         return None
     values = {f.name: _coerce(str(f.type), getattr(event, f.name)) for f in fields(event)}
     if any(value is _BAD for value in values.values()):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QKeySequence, QTextDocumentFragment
 from PySide6.QtWidgets import (
+    QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -171,7 +172,9 @@ class TrainPage(Page):
         box_layout.addWidget(self.recipe_note)
         box_layout.addWidget(self.basic_form)
         self.process_picker = ProcessPicker()
-        self.basic_form.layout().addRow("Processes", self.process_picker)  # type: ignore[union-attr]
+        form_layout = self.basic_form.layout()
+        assert isinstance(form_layout, QFormLayout)  # ConfigForm lays its fields out in one
+        form_layout.addRow("Processes", self.process_picker)
         self.text_form = ConfigForm(self.ctx.state, TEXT_FIELDS)
         self.text_section = CollapsibleSection("Text", self.text_form, expanded=True)
         self.text_section.setObjectName("textSection")

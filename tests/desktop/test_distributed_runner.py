@@ -33,7 +33,8 @@ FAKE_JOB = textwrap.dedent(
     run = os.path.join(ws, "runs", "fake-run")
     os.makedirs(run, exist_ok=True)
     with open(os.path.join(run, "argv.json"), "w") as f:
-        json.dump({"argv": args, "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}, f)
+        device = json.load(open(args[1]))["device"]["device"] if args[0] == "train" else ""
+        json.dump({"argv": args, "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "device": device}, f)
     mode = os.environ.get("FAKE_MODE", "")
 
     def say(name, **fields):
@@ -132,7 +133,7 @@ def test_all_gpus_run_in_a_child_and_fill_the_plots(page, ctx, qtbot):
     launched = json.loads((Path(page.run_dir) / "argv.json").read_text())
     assert launched["argv"][0] == "train"
     assert launched["argv"][2:5] == ["--nproc", "2", "--events-jsonl"]
-    assert launched["cuda"] == "0,1"
+    assert launched["cuda"] == "0,1" and launched["device"] == "cuda"
     assert page.start_action.isEnabled()
 
 
@@ -181,7 +182,7 @@ def test_a_crashing_job_leaves_a_sentence_and_the_app_usable(page, ctx, qtbot, m
 
 def test_cpu_processes_are_offered_by_the_environment(qtbot, monkeypatch):
     monkeypatch.setenv("REFIT_CPU_PROCESSES", "2")
-    picker = ProcessPicker()
+    picker = ProcessPicker()  # the page runs this plan exactly as a GPU one (same job, same events)
     qtbot.addWidget(picker)
     picker.set_devices(Devices())
     picker.choose(ProcessPicker.CPU)
