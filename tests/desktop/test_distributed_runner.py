@@ -34,7 +34,8 @@ FAKE_JOB = textwrap.dedent(
     os.makedirs(run, exist_ok=True)
     with open(os.path.join(run, "argv.json"), "w") as f:
         device = json.load(open(args[1]))["device"]["device"] if args[0] == "train" else ""
-        json.dump({"argv": args, "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "device": device}, f)
+        cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
+        json.dump({"argv": args, "cuda": cuda, "device": device}, f)
     mode = os.environ.get("FAKE_MODE", "")
 
     def say(name, **fields):
