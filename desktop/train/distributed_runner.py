@@ -42,8 +42,11 @@ from engine import (
 )
 
 CONTROL_FILE = "control.json"
-STOP_GRACE_S = 60.0  # a stop waits this long for the current step and the checkpoint
-KILL_GRACE_S = 10.0  # after SIGTERM, before SIGKILL
+# A stop waits this long for the current step and the checkpoint, then SIGTERM (the ranks stop
+# after their step too), then SIGKILL: in all under desktop.worker.TRAINING_WAIT_MS (30 s), so
+# that quitting the app never leaves training processes behind.
+STOP_GRACE_S = 18.0
+KILL_GRACE_S = 8.0
 MAX_LINE = 1_000_000  # an event line longer than this is skipped
 STDERR_LINES = 40
 POLL_S = 0.1

@@ -299,3 +299,10 @@ def test_a_second_device_probe_keeps_the_chosen_gpus(qtbot):
     assert not picker.gpu_list.isHidden() and "2 GPUs (Fake GPU A, Fake GPU B)" in (
         picker.caption.text()
     )
+
+
+def test_a_stop_ends_the_processes_before_the_app_stops_waiting():
+    from desktop.worker import TRAINING_WAIT_MS
+
+    total = distributed_runner.STOP_GRACE_S + distributed_runner.KILL_GRACE_S
+    assert total + 2 * distributed_runner.POLL_S < TRAINING_WAIT_MS / 1000
