@@ -159,6 +159,9 @@ def distributed_resume_job(run_dir: str, workspace: Path, plan: ProcessPlan) -> 
                 on_event(HistoryLoaded(RunHistory.from_records(records)))  # type: ignore[arg-type]
             on_event(event)
 
+        # the stop that ended the run is still in its control.json: the job must not read it
+        if (Path(run_dir) / CONTROL_FILE).exists():
+            write_control(run_dir, "run")
         command = resume_command(run_dir, workspace, plan)
         return run_engine_process(command, plan.environment(), forward, task)
 
@@ -386,7 +389,7 @@ class _Control:
         self.proc, self.task = proc, task
         self.stop_grace_s, self.kill_grace_s = stop_grace_s, kill_grace_s
         self.run_dir = ""
-        self._written = "run"  # what control.json says (the job's default)
+        self._written = ""  # what we last wrote to control.json (first: whatever the task says)
         self._stop_at: float | None = None
         self._signalled = 0  # 0, SIGTERM or SIGKILL
 

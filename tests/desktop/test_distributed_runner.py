@@ -84,6 +84,7 @@ FAKE_JOB = textwrap.dedent(
     """
 )
 TIMEOUT_MS = 30_000
+REAL_MS = 300_000
 TWO_GPUS = Devices(gpus=("Fake GPU A", "Fake GPU B"))
 
 
@@ -110,8 +111,8 @@ def page(qtbot, ctx, tmp_path, fake_engine):
     return widget
 
 
-def _wait_idle(qtbot, page: TrainPage) -> None:
-    qtbot.waitUntil(lambda: not page.is_running, timeout=TIMEOUT_MS)
+def _wait_idle(qtbot, page: TrainPage, timeout_ms: int = TIMEOUT_MS) -> None:
+    qtbot.waitUntil(lambda: not page.is_running, timeout=timeout_ms)
 
 
 def _control(page: TrainPage) -> str:
@@ -306,3 +307,62 @@ def test_a_stop_ends_the_processes_before_the_app_stops_waiting():
 
     total = distributed_runner.STOP_GRACE_S + distributed_runner.KILL_GRACE_S
     assert total + 2 * distributed_runner.POLL_S < TRAINING_WAIT_MS / 1000
+
+
+@pytest.fixture
+def real_cpu_page(qtbot, ctx, tmp_path, monkeypatch):
+    """The Train page set to 2 CPU processes over the real engine (issue 16 item 1 needed)."""
+    import importlib.util
+
+    if importlib.util.find_spec("engine.distributed") is None:
+        pytest.skip("engine.distributed is not in this tree yet")
+    from synthetic import make_shapes_folder
+
+    from engine.config import AdaptConfig, Method, ModelConfig, ScheduleConfig
+
+    monkeypatch.setenv("REFIT_CPU_PROCESSES", "2")
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
+    monkeypatch.setattr(device_picker, "list_devices", lambda: Devices())
+    shapes = make_shapes_folder(tmp_path / "shapes", per_class=10)
+    page = TrainPage(ctx)
+    qtbot.addWidget(page, before_close_func=lambda w: _wait_idle(qtbot, w, REAL_MS))
+    page.on_shown()
+    qtbot.waitUntil(lambda: page.process_picker.combo.findData(ProcessPicker.CPU) >= 0)
+    page.process_picker.choose(ProcessPicker.CPU)
+    ctx.state.set_config(
+        RunConfig(
+            data=DataConfig(path=str(shapes), num_workers=0),
+            model=ModelConfig(backbone="timm:test_efficientnet", pretrained=False),
+            adapt=AdaptConfig(method=Method.FULL),
+            schedule=ScheduleConfig(epochs=2, batch_size=4),
+        )
+    )
+    return page
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_train_for_real_through_the_same_path(real_cpu_page, ctx, qtbot):
+    page = real_cpu_page
+    with qtbot.waitSignal(ctx.signals.run_finished, timeout=REAL_MS):
+        page.start()
+    _wait_idle(qtbot, page, REAL_MS)
+    assert "Best val accuracy" in page.result_label.text(), page.result_label.text()
+    assert len(page.monitor.loss_plot.data("raw")[0]) > 0
+    assert len(page.monitor.val_plot.data("val_accuracy")[1]) == 2
+
+
+@pytest.mark.slow
+def test_real_processes_stop_and_resume(real_cpu_page, ctx, qtbot):
+    page = real_cpu_page
+    page.start()
+    page.pause_action.trigger()  # paused at the first step: the stop lands mid-run
+    with qtbot.waitSignal(ctx.signals.run_started, timeout=REAL_MS):
+        pass
+    qtbot.waitUntil(lambda: _control(page) == "pause", timeout=REAL_MS)
+    page.stop()
+    _wait_idle(qtbot, page, REAL_MS)
+    assert "can be resumed" in page.result_label.text(), page.result_label.text()
+    with qtbot.waitSignal(ctx.signals.run_finished, timeout=REAL_MS):
+        page.resume_button.click()
+    _wait_idle(qtbot, page, REAL_MS)
+    assert "Best val accuracy" in page.result_label.text(), page.result_label.text()
