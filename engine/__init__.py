@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from engine.advice.chosen import CHOSEN_FIELDS
     from engine.advice.lr_find_config import find_learning_rate
     from engine.advice.standalone import advise
+    from engine.cluster_job import (
+        ClusterJob,
+        ClusterJobError,
+        fresh_folder,
+        write_cluster_job,
+    )
     from engine.config import (
         AdaptConfig,
         ConfigError,
@@ -100,12 +106,6 @@ if TYPE_CHECKING:
         StepEnded,
     )
     from engine.export import MANIFEST, ExportConflict, export_run
-    from engine.export.cluster_job import (
-        ClusterJob,
-        ClusterJobError,
-        fresh_folder,
-        write_cluster_job,
-    )
     from engine.export.hf_format import hf_refusal
     from engine.export.manifest import MODEL_CARD
     from engine.files import write_atomic, write_bytes_atomic
@@ -273,10 +273,10 @@ _LAZY = {
     "export_run": "engine.export",
     "hf_refusal": "engine.export.hf_format",
     "MODEL_CARD": "engine.export.manifest",
-    "ClusterJob": "engine.export.cluster_job",
-    "ClusterJobError": "engine.export.cluster_job",
-    "fresh_folder": "engine.export.cluster_job",
-    "write_cluster_job": "engine.export.cluster_job",
+    "ClusterJob": "engine.cluster_job",
+    "ClusterJobError": "engine.cluster_job",
+    "fresh_folder": "engine.cluster_job",
+    "write_cluster_job": "engine.cluster_job",
     # the build: edition, version, bundled files; atomic writes
     "EDITIONS": "engine.edition",
     "bundle_dir": "engine.edition",

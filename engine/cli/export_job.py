@@ -34,8 +34,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_export_job(args: argparse.Namespace) -> int:
+    from engine.cluster_job import ClusterJob, write_cluster_job
     from engine.config import RunConfig
-    from engine.export.cluster_job import ClusterJob, write_cluster_job  # torch: not at startup
 
     config = RunConfig.load(args.config)
     job = ClusterJob(

@@ -11,7 +11,7 @@ import pytest
 
 from engine.cli import main as refit
 from engine.config import DataConfig, RunConfig
-from engine.export.cluster_job import (
+from engine.cluster_job import (
     JOB_FILES,
     ClusterJob,
     ClusterJobError,
