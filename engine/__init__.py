@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from engine.advice.chosen import CHOSEN_FIELDS
     from engine.advice.lr_find_config import find_learning_rate
     from engine.advice.standalone import advise
+    from engine.cluster_job import (
+        ClusterJob,
+        ClusterJobError,
+        fresh_folder,
+        write_cluster_job,
+    )
     from engine.config import (
         AdaptConfig,
         ConfigError,
@@ -269,6 +275,10 @@ _LAZY = {
     "export_run": "engine.export",
     "hf_refusal": "engine.export.hf_format",
     "MODEL_CARD": "engine.export.manifest",
+    "ClusterJob": "engine.cluster_job",
+    "ClusterJobError": "engine.cluster_job",
+    "fresh_folder": "engine.cluster_job",
+    "write_cluster_job": "engine.cluster_job",
     # the build: edition, version, bundled files; atomic writes
     "EDITIONS": "engine.edition",
     "bundle_dir": "engine.edition",
@@ -297,6 +307,8 @@ __all__ = [
     "Calibration",
     "Cancelled",
     "ClassMetrics",
+    "ClusterJob",
+    "ClusterJobError",
     "Comparison",
     "ConfigError",
     "Curve",
@@ -369,6 +381,7 @@ __all__ = [
     "field_help",
     "find_base_run",
     "find_learning_rate",
+    "fresh_folder",
     "hf_refusal",
     "image_heatmaps",
     "image_stats",
@@ -413,6 +426,7 @@ __all__ = [
     "weights_status",
     "write_atomic",
     "write_bytes_atomic",
+    "write_cluster_job",
     "write_digits_dataset",
 ]
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QKeySequence, QTextDocumentFragment
 from PySide6.QtWidgets import (
+    QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -23,6 +24,14 @@ from PySide6.QtWidgets import (
 
 from desktop.context import AppContext
 from desktop.page import Page
+from desktop.train import device_picker
+from desktop.train.cluster_export import ClusterJobDialog
+from desktop.train.device_picker import ProcessPicker
+from desktop.train.distributed_runner import (
+    ProcessPlan,
+    distributed_resume_job,
+    distributed_train_job,
+)
 from desktop.train.run_jobs import Job, resume_job, train_job
 from desktop.train.study_form import StudyForm
 from desktop.widgets.config_form import CollapsibleSection, ConfigForm, FieldSpec
@@ -105,6 +114,8 @@ class TrainPage(Page):
         self._result_plain = ""
         self._monitor: RunMonitorWidget | None = None
         self._mismatch = ""  # the Model page's sentence when the backbone does not fit the data
+        self._plan = ProcessPlan()  # the processes of the run that trains now
+        self._devices_probed = False
         self._build_actions()
         self._build_layout()
         self.ctx.state.changed.connect(self._on_state_changed)
@@ -160,6 +171,10 @@ class TrainPage(Page):
         self.recipe_note.setWordWrap(True)
         box_layout.addWidget(self.recipe_note)
         box_layout.addWidget(self.basic_form)
+        self.process_picker = ProcessPicker()
+        form_layout = self.basic_form.layout()
+        assert isinstance(form_layout, QFormLayout)  # ConfigForm lays its fields out in one
+        form_layout.addRow("Processes", self.process_picker)
         self.text_form = ConfigForm(self.ctx.state, TEXT_FIELDS)
         self.text_section = CollapsibleSection("Text", self.text_form, expanded=True)
         self.text_section.setObjectName("textSection")
@@ -215,9 +230,17 @@ class TrainPage(Page):
         self.resume_button.setToolTip("Continue the stopped run from its last checkpoint")
         self.resume_button.clicked.connect(self._on_resume_button_clicked)
         self.resume_button.hide()
+        self.cluster_button = QPushButton("Export as cluster job…")
+        self.cluster_button.setObjectName("clusterJobButton")
+        self.cluster_button.setToolTip(
+            "Write these settings with a torchrun launch script and a SLURM job file, to train "
+            "them on a cluster's GPUs"
+        )
+        self.cluster_button.clicked.connect(self._on_cluster_button_clicked)
         column = QVBoxLayout()
         column.addLayout(row)
         column.addWidget(self.resume_button)
+        column.addWidget(self.cluster_button)
         return column
 
     # -- public ---------------------------------------------------------------------------------
@@ -234,6 +257,14 @@ class TrainPage(Page):
 
     def on_shown(self) -> None:
         self.monitor  # noqa: B018 - builds it
+        if not self._devices_probed:  # torch is imported in the worker; the picker fills in
+            self._devices_probed = True
+            self.ctx.pool.submit(
+                lambda _task: device_picker.list_devices(),
+                self.process_picker.set_devices,
+                key=("train", "devices"),
+                on_error=lambda _sentence: None,  # nothing to offer: the picker stays hidden
+            )
 
     @property
     def is_running(self) -> bool:
@@ -256,14 +287,25 @@ class TrainPage(Page):
             self._show_message(problem)
             self.ctx.signals.status_message.emit(problem)
             return
-        self._launch(train_job(config, self.ctx.workspace), "Starting: loading the engine…")
+        plan = self.process_picker.plan()
+        if plan.in_child:
+            job = distributed_train_job(config, self.ctx.workspace, plan)
+            self._launch(job, f"Starting {plan.describe()} with torchrun…", plan)
+        else:
+            self._launch(train_job(config, self.ctx.workspace), "Starting: loading the engine…")
 
     def resume_run(self, run_dir: str) -> None:
         """Continue a stopped run from its last checkpoint."""
         if self.is_running:
             self._show_message("A run is training; stop it before resuming another.")
             return
-        self._launch(resume_job(run_dir, self.ctx.workspace), f"Resuming {Path(run_dir).name}…")
+        plan = self.process_picker.plan()  # a run resumes with any number of processes
+        name = Path(run_dir).name
+        if plan.in_child:
+            job = distributed_resume_job(run_dir, self.ctx.workspace, plan)
+            self._launch(job, f"Resuming {name} on {plan.describe()}…", plan)
+        else:
+            self._launch(resume_job(run_dir, self.ctx.workspace), f"Resuming {name}…")
 
     def stop(self) -> None:
         """Ask the run to stop after its current step (it stays resumable)."""
@@ -276,13 +318,14 @@ class TrainPage(Page):
 
     # -- run lifecycle --------------------------------------------------------------------------
 
-    def _launch(self, job: Job, phase: str) -> None:
+    def _launch(self, job: Job, phase: str, plan: ProcessPlan | None = None) -> None:
         self._show_message("")
         self.result_label.clear()
         self.monitor.reset()
         self.monitor.set_phase(phase)
         self._run_dir, self._error_shown, self._resumable_dir = "", "", ""
         self._stopping = False
+        self._plan = plan or ProcessPlan()
         # Training stops at its next step and saves a resumable checkpoint; never interrupt it.
         worker = EngineWorker(job, interruptible=False)
         worker.events.connect(self._on_worker_events)
@@ -321,6 +364,9 @@ class TrainPage(Page):
             self._error_shown = event.error
             self._show_result(html.escape(event.error), error=True)
         else:
+            # processes that died keep their last checkpoint: offer to resume it
+            if self._plan.in_child and _is_resumable(self._run_dir, crashed=True):
+                self._resumable_dir = self._run_dir
             self._show_failure(event.error)
 
     def _on_worker_failed(self, sentence: str) -> None:
@@ -348,6 +394,10 @@ class TrainPage(Page):
 
     def _on_warm_up_timeout(self) -> None:
         self.monitor  # noqa: B018 - builds it
+
+    def _on_cluster_button_clicked(self) -> None:
+        dialog = ClusterJobDialog(self.ctx.state.config, self.process_picker.devices, self)
+        dialog.open()
 
     def _on_start_action_triggered(self) -> None:
         self.start()
@@ -456,10 +506,13 @@ def _config_problem(config: RunConfig) -> str:
     return ""
 
 
-def _is_resumable(run_dir: str) -> bool:
+def _is_resumable(run_dir: str, *, crashed: bool = False) -> bool:
+    """Whether the run can continue; ``crashed``: its processes died, so state.json may still
+    say "running" and a last checkpoint is what counts."""
     from engine import RunDir, is_resumable
 
-    return bool(run_dir) and is_resumable(RunDir(Path(run_dir)))
+    status = "interrupted" if crashed else None
+    return bool(run_dir) and is_resumable(RunDir(Path(run_dir)), status=status)
 
 
 def _result_sentence(event: RunEnded, run_dir: str) -> str:

@@ -16,6 +16,7 @@ from engine.cli import (
     backbones,
     evaluate,
     export,
+    export_job,
     lr_find,
     predict,
     runs,
@@ -27,7 +28,19 @@ from engine.cli.common import add_global_options, grant_of, quiet_stdout
 from engine.terminal_text import safe_terminal, terminal_safe
 
 # The commands in the order `refit --help` lists them.
-COMMAND_MODULES = (scan, train, predict, runs, backbones, evaluate, export, trust, lr_find, advise)
+COMMAND_MODULES = (
+    scan,
+    train,
+    predict,
+    runs,
+    backbones,
+    evaluate,
+    export,
+    export_job,
+    trust,
+    lr_find,
+    advise,
+)
 
 
 def entry() -> None:
