@@ -189,7 +189,7 @@ def make_dicoms(folder: Path, per_class: int = 10) -> list[Path]:
                 ds["PixelData"].VR = "OB"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 ds.save_as(path, enforce_file_format=True)
-            elif i == 2:  # JPEG-LS Lossless through pyjpegls (its encoder, here; its decoder, frozen)
+            elif i == 2:  # JPEG-LS through pyjpegls (its encoder here, its decoder frozen)
                 ds = dicom_dataset(pixels, **common)
                 ds.compress(JPEGLSLossless)
                 path.parent.mkdir(parents=True, exist_ok=True)

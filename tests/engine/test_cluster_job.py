@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main as refit
-from engine.config import DataConfig, RunConfig
 from engine.cluster_job import (
     JOB_FILES,
     ClusterJob,
@@ -18,6 +17,7 @@ from engine.cluster_job import (
     fresh_folder,
     write_cluster_job,
 )
+from engine.config import DataConfig, RunConfig
 
 HOSTILE = "evil $(touch PWNED) `touch PWNED2` ${HOME}\nrm -rf ~ ; 'quote\" \\"
 BASH = shutil.which("bash")
