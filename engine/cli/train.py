@@ -60,10 +60,10 @@ def _nproc(args: argparse.Namespace) -> int:
 
 def _run_job(args: argparse.Namespace, *, config_json: str = "", resume: str = "") -> int:
     """A run under torchrun, its events shown like a 1-process run's (or printed as JSON)."""
+    import sys
+
     from engine.cli.progress import run_with_progress
     from engine.distributed.launch import run_job
-
-    import sys
 
     ended: list[Any] = []
 

@@ -76,6 +76,17 @@ class Dist:
         td.all_reduce(t)
         return [float(v) for v in t.cpu()]
 
+    def sync_buffers(self, module: torch.nn.Module) -> None:
+        """Rank 0's buffers (batch-norm running statistics) on every rank: DDP keeps the
+        weights equal, but each rank's last training step updated its own statistics, and the
+        validation each rank computes must be the model rank 0 saves."""
+        if not self.active:
+            return
+        import torch.distributed as td
+
+        for buffer in module.buffers():
+            td.broadcast(buffer.data, src=0)
+
     def shard(self, n: int) -> list[int]:
         """This rank's items of ``n``: every world-th one from its rank (interleaved, so the
         shards differ in size by at most one)."""

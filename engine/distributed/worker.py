@@ -153,7 +153,9 @@ def _device_kind(args: argparse.Namespace, ws: Any) -> bool:
     """Whether the job trains on CUDA (NCCL) or the CPU (Gloo): every rank reads the same
     config before the group exists (a file it cannot read: whether CUDA is there)."""
     try:
-        config = ws.open_run(args.resume).config() if args.resume else read_config(Path(args.config))
+        config = (
+            ws.open_run(args.resume).config() if args.resume else read_config(Path(args.config))
+        )
     except Exception:
         return torch.cuda.is_available()
     return uses_cuda(config)

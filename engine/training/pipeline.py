@@ -140,6 +140,7 @@ class ImagePipeline(Pipeline):
 
     @torch.inference_mode()
     def validation_logits(self) -> Batch:
+        self.ctx.dist.sync_buffers(self.model)  # several processes: rank 0's statistics
         self.model.eval()
         logits, targets = [], []
         for x, y in self.val_loader:
