@@ -62,8 +62,10 @@ class JobResult:
 
 
 def failed_rank(log: str) -> tuple[int, int] | None:
-    """(rank, exit code) of the first failure torchrun reports in its log, or None."""
-    match = _ROOT_CAUSE.search(log)
+    """(rank, exit code) of the first failure torchrun reports in its log ("Root Cause", after
+    the list of the processes it then stopped itself), or None."""
+    cause = log.rfind("Root Cause")
+    match = _ROOT_CAUSE.search(log, cause if cause >= 0 else 0)
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 

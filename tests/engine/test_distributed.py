@@ -217,6 +217,15 @@ torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
 ============================================================
 engine.distributed FAILED
 ------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-12-06_00:51:54
+  host      : box
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 4241)  (SIGTERM)
+  error_file: <N/A>
+  traceback : Signal 15 (SIGTERM) received by PID 4241
+------------------------------------------------------------
 Root Cause (first observed failure):
 [0]:
   time      : 2026-12-06_00:51:54
