@@ -144,7 +144,7 @@ def event_from_json(line: str) -> Event | None:
             fields[key] = tuple(fields[key])
     if cls is RunEnded:
         try:
-            fields["status"] = RunStatus(fields.get("status"))
+            fields["status"] = RunStatus(str(fields.get("status")))
         except ValueError:
             return None
     try:

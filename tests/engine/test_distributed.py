@@ -396,3 +396,32 @@ def test_a_stopped_job_resumes_with_two_processes(shapes, tmp_path):
     assert [r["epoch"] for r in epoch_lines(run)] == list(range(6))
     started = [e for e in events_of(out) if isinstance(e, RunStarted)]
     assert started and started[0].start_epoch >= 2
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_ends_the_job_with_a_checkpoint(shapes, tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(tiny_config(shapes, epochs=8).to_json(), encoding="utf-8")
+    cmd = torchrun_command(path, 2, workspace=tmp_path / "ws")
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.stdout is not None
+    ended = []
+    for line in proc.stdout:
+        event = event_from_json(line)
+        if isinstance(event, StepEnded) and event.step == 4:
+            proc.send_signal(signal.SIGTERM)
+        if isinstance(event, RunEnded):
+            ended.append(event)
+    proc.communicate(timeout=120)
+    assert [e.status for e in ended] == [RunStatus.CANCELLED]
+    run = RunDir(Path(ended[0].run_dir))
+    state = run.state()
+    assert state["status"] == "cancelled" and state["resumable"] is True
+    assert 1 <= state["epochs_done"] < 8
