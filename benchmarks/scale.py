@@ -11,7 +11,7 @@ cores, so 2 processes are not faster than 1. On a machine with GPUs (NCCL), it c
 with all of them (N = the number of GPUs) and prints the scaling efficiency: images/s on N
 divided by N times images/s on 1.
 
-    python benchmarks/scale.py                        # 64 small photos, 2 epochs, CPU
+    python benchmarks/scale.py                        # 128 small photos, 2 epochs, CPU
     python benchmarks/scale.py --per-class 400 --epochs 3 --batch 64     # on a GPU machine
 """
 
@@ -110,7 +110,7 @@ def main() -> None:
     import torch
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--per-class", type=int, default=32)
+    p.add_argument("--per-class", type=int, default=64)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch", type=int, default=16, help="The global batch (both sides).")
     p.add_argument("--backbone", default="efficientnet_lite0")
