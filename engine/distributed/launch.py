@@ -110,7 +110,8 @@ def run_job(
     )
     result = JobResult()
     log: list[str] = []
-    reader = threading.Thread(target=_keep_stderr, args=(proc, log), daemon=True)
+    refusals: list[str] = []
+    reader = threading.Thread(target=_keep_stderr, args=(proc, log, refusals), daemon=True)
     reader.start()
     stopper = threading.Thread(target=_stop_on_cancel, args=(proc, task, result), daemon=True)
     if task is not None:
@@ -133,7 +134,9 @@ def run_job(
     finally:
         reader.join(timeout=5)
         Path(name).unlink(missing_ok=True)
-    if result.exit_code != 0:
+    if result.exit_code != 0 and refusals and not result.run_dir:
+        result.error = refusals[0]  # the job refused to start: rank 0's sentence
+    elif result.exit_code != 0:
         _failed(result, "".join(log), nproc)
     return result
 
@@ -147,13 +150,13 @@ def _note(result: JobResult, event: Event) -> None:
         result.run_dir = event.run_dir or result.run_dir
 
 
-def _keep_stderr(proc: subprocess.Popen, log: list[str]) -> None:
-    """torchrun's log: kept (its failure summary names the rank); the worker's own one-sentence
-    refusals ("refit: error: ...") are passed on at once."""
+def _keep_stderr(proc: subprocess.Popen, log: list[str], refusals: list[str]) -> None:
+    """torchrun's log: kept (its failure summary names the rank), with the worker's own
+    one-sentence refusals ("refit: error: ...") apart."""
     assert proc.stderr is not None
     for line in proc.stderr:
-        if line.startswith("refit:"):
-            print(line.rstrip(), file=sys.stderr)
+        if line.startswith("refit: error: "):
+            refusals.append(line.removeprefix("refit: error: ").strip())
         log.append(line)
         del log[:-STDERR_KEPT]
 

@@ -60,6 +60,13 @@ def train_epoch(ctx: RunContext, pipeline: Pipeline, criterion: nn.CrossEntropyL
             functools.partial(accumulate_gradients, run_step, x, y),
             cleanup=lambda: optimizer.zero_grad(set_to_none=True),
         )
+        n = len(y)
+        if dist.active:  # the global batch's loss and counts, as a 1-process step sees them
+            # (before the divergence check, so that every rank judges the same loss)
+            weighted, correct, n_sum = dist.all_sum(
+                [loss_value / max(share, 1e-12) * local, correct, n], ctx.placement.device
+            )
+            n, loss_value = int(n_sum), weighted / max(total, 1e-12)
         if scaler is not None:
             scaler.unscale_(optimizer)
         if clip:
@@ -71,13 +78,6 @@ def train_epoch(ctx: RunContext, pipeline: Pipeline, criterion: nn.CrossEntropyL
             optimizer.step()
         optimization.scheduler.step()
         ctx.divergence.check_step(loss_value, loop.global_step + 1, optimization.lr)
-        n = len(y)
-        if dist.active:  # the global batch's loss and counts, as a 1-process step sees them
-            loss_sum, correct, n_sum = dist.all_sum(
-                [loss_value * n / max(share, 1e-12), correct, n], ctx.placement.device
-            )
-            n = int(n_sum)
-            loss_value = loss_sum / max(n, 1)
         loop.train_sums["loss"] += loss_value * n
         loop.train_sums["correct"] += correct
         loop.train_sums["seen"] += n

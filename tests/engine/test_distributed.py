@@ -425,3 +425,45 @@ def test_sigterm_to_torchrun_ends_the_job_with_a_checkpoint(shapes, tmp_path):
     state = run.state()
     assert state["status"] == "cancelled" and state["resumable"] is True
     assert 1 <= state["epochs_done"] < 8
+
+
+def test_pause_holds_until_the_control_file_says_run(tmp_path):
+    import threading
+
+    from engine.task import Task
+
+    control = Control(Dist(), torch.device("cpu"))
+    control.path = tmp_path / "control.json"
+    write_control(tmp_path, "pause")
+    task, done = Task(), threading.Event()
+    waiter = threading.Thread(target=lambda: (control.apply(task), done.set()))
+    waiter.start()
+    assert not done.wait(0.8)  # paused: apply() is still waiting
+    write_control(tmp_path, "run")
+    waiter.join(timeout=10)
+    assert done.is_set() and not task.cancelled
+
+
+@pytest.mark.slow
+def test_one_process_events_jsonl_prints_only_events(shapes, tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(tiny_config(shapes, epochs=1).to_json(), encoding="utf-8")
+    proc = refit("train", str(path), "--workspace", str(tmp_path / "ws"), "--events-jsonl")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    lines = [line for line in out.splitlines() if line.strip()]
+    events = [event_from_json(line) for line in lines]
+    assert None not in events
+    assert isinstance(events[-1], RunEnded) and events[-1].status is RunStatus.COMPLETED
+    assert any(isinstance(e, EpochEnded) for e in events)
+
+
+@pytest.mark.slow
+def test_a_job_that_cannot_start_says_why_in_one_sentence(tmp_path):
+    from engine.distributed.launch import run_job
+
+    result = run_job(2, config_json='{"schedule": "not a section"}', workspace=tmp_path / "ws")
+    assert result.exit_code != 0 and result.status is RunStatus.FAILED
+    assert "is not a Refit config.json" in result.error and "pass one" in result.error
+    assert "ended unexpectedly" not in result.error
+    assert not list((tmp_path / "ws" / "runs").glob("*/config.json"))  # no run was created
