@@ -438,7 +438,7 @@ def test_pause_holds_until_the_control_file_says_run(tmp_path):
     task, done = Task(), threading.Event()
     waiter = threading.Thread(target=lambda: (control.apply(task), done.set()))
     waiter.start()
-    assert not done.wait(0.8)  # paused: apply() is still waiting
+    assert not done.wait(0.3)  # paused: apply() is still waiting
     write_control(tmp_path, "run")
     waiter.join(timeout=10)
     assert done.is_set() and not task.cancelled
