@@ -385,6 +385,11 @@ class DeviceConfig:
         "uses onnxruntime on the CPU, checked against torch on your first images (torch if the "
         "export or the check fails), and torch on CUDA and MPS; torch always uses PyTorch.",
     )
+    sync_batchnorm: bool = _f(
+        False,
+        help="On several GPUs (--nproc), compute batch-norm statistics over every process "
+        "(SyncBatchNorm) instead of each process's share of the batch.",
+    )
 
 
 STUDY_TEXT_MAX = 2000

@@ -93,3 +93,61 @@ class AdviceGiven(Event):
     scores, trials, the range test, the reason)."""
 
     advice: dict = field(default_factory=dict)
+
+
+#: The events a JSON line may name (engine.distributed's --events-jsonl).
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        RunStarted,
+        StepEnded,
+        EpochEnded,
+        CheckpointSaved,
+        StageProgressed,
+        LogMessage,
+        RunEnded,
+        AdviceGiven,
+    )
+}
+MAX_EVENT_LINE = 1_000_000  # an AdviceGiven is the largest: tens of kilobytes
+
+
+def event_to_json(event: Event) -> str:
+    """One JSON line: ``{"event": "EpochEnded", ...fields}`` (dataclasses.asdict)."""
+    import dataclasses
+    import json
+
+    return json.dumps({"event": type(event).__name__, **dataclasses.asdict(event)})
+
+
+def event_from_json(line: str) -> Event | None:
+    """The event a line of :func:`event_to_json` describes, or None for any other line (a
+    warning printed by a library, a damaged or oversized line): never raises."""
+    import dataclasses
+    import json
+
+    if len(line) > MAX_EVENT_LINE or not line.lstrip().startswith("{"):
+        return None
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    cls = EVENT_TYPES.get(str(data.pop("event", "")))
+    if cls is None:
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    fields = {k: v for k, v in data.items() if k in names}
+    for key in ("classes", "warnings"):
+        if isinstance(fields.get(key), list):
+            fields[key] = tuple(fields[key])
+    if cls is RunEnded:
+        try:
+            fields["status"] = RunStatus(str(fields.get("status")))
+        except ValueError:
+            return None
+    try:
+        return cls(**fields)
+    except TypeError:
+        return None

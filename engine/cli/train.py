@@ -25,6 +25,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     add_quiet_flag(t)
     _add_track_flag(t)
+    _add_distributed_flags(t)
     t.set_defaults(func=_cmd_train)
 
     r = sub.add_parser("resume", help="Continue a stopped run from its last checkpoint.")
@@ -32,7 +33,72 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_quiet_flag(r, help=None)
     add_remote_code_flag(r)
     _add_track_flag(r)
+    _add_distributed_flags(r)
     r.set_defaults(func=_cmd_resume)
+
+
+def _add_distributed_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="Train with N processes under torchrun (DDP: one per GPU, or Gloo on the CPU); "
+        "the batch size and learning rates stay what the config says (docs/scale-out.md).",
+    )
+    p.add_argument(
+        "--events-jsonl",
+        action="store_true",
+        help="With --nproc: print each engine event as one JSON line on stdout (for programs).",
+    )
+
+
+def _nproc(args: argparse.Namespace) -> int:
+    n = int(getattr(args, "nproc", 1) or 1)
+    if n < 1:
+        raise SystemExit("refit: error: --nproc needs 1 or more processes.")
+    return n
+
+
+def _run_job(args: argparse.Namespace, *, config_json: str = "", resume: str = "") -> int:
+    """A run under torchrun, its events shown like a 1-process run's (or printed as JSON)."""
+    import sys
+
+    from engine.cli.progress import run_with_progress
+    from engine.distributed.launch import run_job
+
+    ended: list[Any] = []
+
+    def start(cb: Any, task: Any) -> Any:
+        result = run_job(
+            args.nproc,
+            config_json=config_json,
+            resume=resume,
+            workspace=args.workspace,
+            on_event=cb,
+            task=task,
+        )
+        ended.append(result)
+        return result
+
+    code = _json_lines(start) if args.events_jsonl else run_with_progress(start, quiet=args.quiet)
+    if ended and ended[0].error:  # a process that died, or rank 0's own sentence
+        print(f"refit: error: {ended[0].error}", file=sys.stderr)
+    return code
+
+
+def _json_lines(start: Any) -> int:
+    """``start(on_event, task)`` with every event printed as one JSON line on stdout (and
+    nothing else there); Ctrl+C stops the run after its step. Exit 0 when it completed."""
+    from engine.cli.progress import cancel_on_sigint
+    from engine.events import Event, event_to_json
+
+    def emit(event: Event) -> None:
+        print(event_to_json(event), flush=True)
+
+    with cancel_on_sigint() as task:
+        result = start(emit, task)
+    return 0 if str(result.status) == "completed" else 1
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -42,12 +108,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"Wrote {args.save_config}")
         return 0
     _check_tracking(args)  # before the prefetching child starts
+    if _nproc(args) > 1:
+        _no_tracking_across_processes(args)
+        from engine.distributed.worker import check_batch
+        from engine.trust import check_model
+
+        refusal = check_batch(config, args.nproc)
+        if refusal:
+            raise SystemExit(f"refit: error: {refusal}")
+        check_model(config.model.backbone, asked=config.model.allow_remote_code)
+        return _run_job(args, config_json=config.to_json())
     _prefetch_while_importing(config, args.workspace)
     from engine.training.trainer import train
     from engine.trust import check_model
 
     check_model(config.model.backbone, asked=config.model.allow_remote_code)  # before a run exists
     trackers = _trackers(args)
+    if args.events_jsonl:
+        return _json_lines(
+            lambda cb, task: train(
+                config, workspace=args.workspace, callbacks=trackers, on_event=cb, task=task
+            )
+        )
     return run_with_progress(
         lambda cb, task: train(
             config, workspace=args.workspace, callbacks=trackers, on_event=cb, task=task
@@ -120,7 +202,16 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     _check_tracking(args)
     config = Workspace(args.workspace).open_run(args.run).config()
     check_model(config.model.backbone, asked=config.model.allow_remote_code)  # run untouched
+    if _nproc(args) > 1:
+        _no_tracking_across_processes(args)
+        return _run_job(args, resume=str(args.run))
     trackers = _trackers(args)
+    if args.events_jsonl:
+        return _json_lines(
+            lambda cb, task: resume(
+                args.run, workspace=args.workspace, callbacks=trackers, on_event=cb, task=task
+            )
+        )
     return run_with_progress(
         lambda cb, task: resume(
             args.run, workspace=args.workspace, callbacks=trackers, on_event=cb, task=task
@@ -158,6 +249,14 @@ def _check_tracking(args: argparse.Namespace) -> None:
         from engine.tracking import check_targets
 
         check_targets(args.track)
+
+
+def _no_tracking_across_processes(args: argparse.Namespace) -> None:
+    if args.track:
+        raise SystemExit(
+            "refit: error: --track does not reach the processes of a --nproc job yet; track a "
+            "1-process run, or point TensorBoard at the run's metrics after the job."
+        )
 
 
 def _trackers(args: argparse.Namespace) -> list[Any]:

@@ -65,6 +65,8 @@ class Checkpointer(Callback):
         self.write(ctx, kind)
 
     def write(self, ctx: RunContext, kind: str) -> None:
+        if not ctx.dist.is_main:  # several processes: rank 0 alone writes the run folder
+            return
         ckpt, loop = ctx.run.checkpoints, ctx.loop
         try:
             if kind == "last":
@@ -109,7 +111,7 @@ def save_adapter(ctx: RunContext) -> None:
     from engine.models.lora import ADAPTER_DIR, MERGED_DIR, is_lora, save_merged
     from engine.models.lora import save_adapter as save_peft_adapter
 
-    if not is_lora(ctx.model):
+    if not is_lora(ctx.model) or not ctx.dist.is_main:
         return
     best = ctx.run.checkpoints / BEST
     model = copy.deepcopy(ctx.model).cpu()

@@ -127,6 +127,11 @@ class RunContext:
         self.feature_cache = False  # the backbone is frozen and its features are cached
         self.pipeline: Any = None  # the Pipeline feeding the model, once set up (for callbacks)
         self.advice_recording: Any = None  # the recipe advisor's recorded activations
+        # Several processes (engine/distributed): who this one is, and rank 0's pause/stop.
+        from engine.distributed import SINGLE
+
+        self.dist = SINGLE
+        self.control: Any = None  # an engine.distributed.Control under torchrun, else None
         # Set once this run's files start changing; a resume that fails before must not
         # record anything but the error.
         self.touched_files = False

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -41,13 +42,31 @@ def train_epoch(ctx: RunContext, pipeline: Pipeline, criterion: nn.CrossEntropyL
     total_steps = pipeline.steps_per_epoch * ctx.config.schedule.epochs
     clip = ctx.config.optim.grad_clip
     t_last = time.perf_counter()
+    dist = ctx.dist
     for x, y in pipeline.train_batches(loop.epoch, loop.step_in_epoch):
+        if ctx.control is not None:  # under torchrun: rank 0's control file, on every rank
+            ctx.control.apply(ctx.task)
+            if ctx.task.cancelled:
+                raise Cancelled()
         ctx.task.wait_while_paused()
+        run_step = step
+        if dist.active:  # DDP averages over ranks: weigh each rank's loss by its share
+            local = _batch_weight(criterion, y)
+            total = dist.all_sum([local], ctx.placement.device)[0]
+            share = local * dist.world / max(total, 1e-12)
+            run_step = dataclasses.replace(step, criterion=cast(Any, _Shared(criterion, share)))
         loss_value, correct = ctx.micro.run(
             len(y),
-            functools.partial(accumulate_gradients, step, x, y),
+            functools.partial(accumulate_gradients, run_step, x, y),
             cleanup=lambda: optimizer.zero_grad(set_to_none=True),
         )
+        n = len(y)
+        if dist.active:  # the global batch's loss and counts, as a 1-process step sees them
+            # (before the divergence check, so that every rank judges the same loss)
+            weighted, correct, n_sum = dist.all_sum(
+                [loss_value / max(share, 1e-12) * local, correct, n], ctx.placement.device
+            )
+            n, loss_value = int(n_sum), weighted / max(total, 1e-12)
         if scaler is not None:
             scaler.unscale_(optimizer)
         if clip:
@@ -59,7 +78,6 @@ def train_epoch(ctx: RunContext, pipeline: Pipeline, criterion: nn.CrossEntropyL
             optimizer.step()
         optimization.scheduler.step()
         ctx.divergence.check_step(loss_value, loop.global_step + 1, optimization.lr)
-        n = len(y)
         loop.train_sums["loss"] += loss_value * n
         loop.train_sums["correct"] += correct
         loop.train_sums["seen"] += n
@@ -79,6 +97,26 @@ def train_epoch(ctx: RunContext, pipeline: Pipeline, criterion: nn.CrossEntropyL
         t_last = now
         if ctx.task.cancelled:
             raise Cancelled()
+
+
+def _batch_weight(criterion: nn.CrossEntropyLoss, y: torch.Tensor) -> float:
+    """What a batch's mean loss divides by: its rows, or the class weights of its rows."""
+    weight = criterion.weight
+    return float(weight[y].sum()) if weight is not None else float(len(y))
+
+
+class _Shared(nn.Module):
+    """The loss of one rank's rows scaled by ``share`` (its part of the global batch times the
+    world size), so that DDP's average of the ranks' gradients is the global batch's."""
+
+    def __init__(self, criterion: nn.CrossEntropyLoss, share: float) -> None:
+        super().__init__()
+        self.criterion = criterion
+        self.weight = criterion.weight
+        self.share = share
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.criterion(logits, y) * self.share
 
 
 def end_epoch(ctx: RunContext, pipeline: Pipeline) -> tuple[int, dict[str, float], bool]:

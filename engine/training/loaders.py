@@ -47,6 +47,36 @@ class EpochSampler(Sampler[tuple[int, int]]):
         return max(0, self.n - self.start)
 
 
+class ShardedBatches(Sampler[list[tuple[int, int]]]):
+    """One rank's part of each global batch: the batches of a 1-process run (the same epoch
+    permutation, cut in ``batch_size`` pieces from ``start``), every ``world``-th row of each
+    from ``rank``. So the global batches stay the very batches of a 1-process run whatever the
+    world size, and a position is a global sample count (a resume may change the world size).
+
+    torch's DistributedSampler would shard a different permutation; this keeps the data order
+    of 1-process runs. A rank whose part of a short last batch is empty gets that batch's first
+    row (counted once more in the average; see docs/scale-out.md)."""
+
+    def __init__(
+        self, n: int, *, seed: int, shuffle: bool, batch_size: int, rank: int, world: int
+    ) -> None:
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.batch_size, self.rank, self.world = batch_size, rank, world
+        self.epoch, self.start = 0, 0
+
+    def set_position(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        order = epoch_permutation(self.n, self.seed, self.epoch) if self.shuffle else range(self.n)
+        for batch in batches_of(list(order)[self.start :], self.batch_size):
+            part = batch[self.rank :: self.world] or batch[:1]
+            yield [(self.epoch, i) for i in part]
+
+    def __len__(self) -> int:
+        return -(-max(0, self.n - self.start) // self.batch_size)
+
+
 class EpochIndexed(Dataset):
     """Wraps a dataset with ``set_epoch``; the epoch travels with each index into the workers."""
 
@@ -72,15 +102,29 @@ def make_loader(
     workers: int,
     pin: bool,
     drop_last: bool = False,
-) -> tuple[DataLoader, EpochSampler]:
-    sampler = EpochSampler(len(dataset), seed=seed, shuffle=shuffle)
+    shard: tuple[int, int] | None = None,
+) -> tuple[DataLoader, Any]:
+    """A loader and its sampler (``set_position(epoch, start)``). ``shard`` (rank, world): this
+    rank's rows of each global batch of ``batch_size`` (:class:`ShardedBatches`)."""
+    sampler: Any
+    if shard is not None:
+        sampler = ShardedBatches(
+            len(dataset),
+            seed=seed,
+            shuffle=shuffle,
+            batch_size=batch_size,
+            rank=shard[0],
+            world=shard[1],
+        )
+        batching: dict[str, Any] = {"batch_sampler": sampler}
+    else:
+        sampler = EpochSampler(len(dataset), seed=seed, shuffle=shuffle)
+        batching = {"batch_size": batch_size, "sampler": sampler, "drop_last": drop_last}
     loader = DataLoader(
         EpochIndexed(dataset),
-        batch_size=batch_size,
-        sampler=sampler,
+        **batching,
         num_workers=workers,
         pin_memory=pin,
-        drop_last=drop_last,
         persistent_workers=workers > 0,
         # A private generator: worker seeding must not consume the global RNG, or a resumed run
         # would draw different dropout masks than an uninterrupted one.

@@ -56,6 +56,7 @@ class Pipeline(ABC):
         self.inference = MicroBatcher(
             self.device, what="validation", on_shrink=self._on_inference_shrink
         )
+        self.wrapped: Any = None  # the DDP-wrapped model a job of several processes trains
         transforms = modality_of(self.model).transforms(self.model.preprocess, self.config.augment)
         if transforms is not None:
             self.eval_transform, self.train_transform = transforms
@@ -103,7 +104,10 @@ class ImagePipeline(Pipeline):
         pin = self.device.type == "cuda"
         seed = self.config.seed
         train_ds = ImageDataset(image_samples(self.data.train), self.train_transform, seed=seed)
-        val_ds = ImageDataset(image_samples(self.data.val), self.eval_transform, seed=seed)
+        val_ds: Any = ImageDataset(image_samples(self.data.val), self.eval_transform, seed=seed)
+        dist = self.ctx.dist
+        if dist.active:  # validation: each rank its interleaved share, gathered back in order
+            val_ds = Subset(val_ds, dist.shard(len(val_ds)))
         self.train_loader, self.train_sampler = make_loader(
             train_ds,
             batch_size=self.batch_size,
@@ -111,6 +115,7 @@ class ImagePipeline(Pipeline):
             shuffle=True,
             workers=self.workers,
             pin=pin,
+            shard=(dist.rank, dist.world) if dist.active else None,
         )
         self.val_loader, _ = make_loader(
             val_ds,
@@ -127,7 +132,7 @@ class ImagePipeline(Pipeline):
             yield self._to_device(x, y)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return (self.model if self.wrapped is None else self.wrapped)(x)
 
     def _eval_forward(self, x: torch.Tensor) -> torch.Tensor:
         with self.placement.autocast():
@@ -135,6 +140,7 @@ class ImagePipeline(Pipeline):
 
     @torch.inference_mode()
     def validation_logits(self) -> Batch:
+        self.ctx.dist.sync_buffers(self.model)  # several processes: rank 0's statistics
         self.model.eval()
         logits, targets = [], []
         for x, y in self.val_loader:
@@ -142,6 +148,9 @@ class ImagePipeline(Pipeline):
             logits.append(self.inference.map(self._eval_forward, x))
             targets.append(y.cpu())
         self.model.train()
+        dist, n = self.ctx.dist, len(self.data.val)
+        if dist.active:
+            return dist.gather_rows(torch.cat(logits), n), dist.gather_rows(torch.cat(targets), n)
         return torch.cat(logits), torch.cat(targets)
 
 
@@ -172,7 +181,7 @@ class FeaturePipeline(Pipeline):
         cache_dir = t.workspace.cache_root / "features"
         paths = (cache_dir / f"{key}-train.safetensors", cache_dir / f"{key}-val.safetensors")
         # The Recommended method's pass over the same images and views already holds them.
-        rec = t.advice_recording
+        rec = t.advice_recording if not t.dist.active else None  # rank 0 alone advised
         t.advice_recording = None
         if rec is not None and rec.views == self.views and rec.val_features is not None:
             train, val = rec.features, rec.val_features
@@ -194,9 +203,12 @@ class FeaturePipeline(Pipeline):
         """The cached features of each dataset; the missing ones computed in one pass (one set of
         loader workers), then cached."""
         width = self.model.num_features  # a file of another network's width is not used
+        dist = self.ctx.dist
         found = [
-            fitting(load_cached(p), len(d), width) for p, d in zip(paths, datasets, strict=True)
+            fitting(load_cached(p), len(d), width) if dist.is_main else None
+            for p, d in zip(paths, datasets, strict=True)
         ]
+        found = dist.broadcast(found)  # several processes: what rank 0 found in the cache
         missing = [i for i, tensor in enumerate(found) if tensor is None]
         if not missing:
             self.ctx.log("Backbone features loaded from the cache; training only the head.")
@@ -204,7 +216,8 @@ class FeaturePipeline(Pipeline):
         together = self._extract(ConcatDataset([datasets[i] for i in missing]))
         sizes = [len(datasets[i]) for i in missing]
         for i, part in zip(missing, together.split(sizes), strict=True):
-            store_cached(paths[i], part)
+            if dist.is_main:
+                store_cached(paths[i], part)
             found[i] = part
         return [t for t in found if t is not None]
 
@@ -228,6 +241,8 @@ class FeaturePipeline(Pipeline):
             what="the frozen backbone",
             channels_last=t.channels_last,
         )
+        if t.dist.active:  # each rank its interleaved share, all gathered in dataset order
+            return self._extract_shard(forward, dataset, progress)
         _export_for_the_child(forward, dataset)
         early = _early_rows(forward, dataset, self.model.num_features)
         rest = [i for i in range(len(dataset)) if i not in early]
@@ -256,6 +271,28 @@ class FeaturePipeline(Pipeline):
         features[rest] = computed
         features[list(early)] = torch.stack(list(early.values())).to(computed.dtype)
         return features
+
+    def _extract_shard(self, forward: FrozenForward, dataset: Any, progress: Any) -> torch.Tensor:
+        """A job of several processes: this rank's rows of ``dataset`` through the backbone,
+        then every rank's rows gathered back in dataset order (the same features a 1-process
+        pass computes, row for row)."""
+        t, dist, n = self.ctx, self.ctx.dist, len(dataset)
+        part = Subset(dataset, dist.shard(n))
+        threads = decode_threads(self.device, part)
+        computed = extract_features(
+            forward,
+            part,
+            placement=self.placement,
+            channels_last=False,
+            batch_size=max(64, self.batch_size),
+            workers=self.workers,
+            task=counting(t.task, lambda done, total: progress(min(n, done * dist.world), n)),
+            on_log=lambda text: t.log(text, level="warning"),
+            decode_threads=threads,
+        )
+        whole = dist.gather_rows(computed, n)
+        progress(n, n)
+        return whole
 
     def _key(self, extra_views: int) -> str:
         cfg = self.config

@@ -67,6 +67,9 @@ def load_data(ctx: RunContext) -> RunData:
         data = load_run_data(ctx.run)
         _log_patients(ctx, data)
         return data
+    if not ctx.dist.is_main:  # several processes: rank 0 scans and writes splits.json
+        ctx.dist.barrier()
+        return load_run_data(ctx.run)
 
     def progress(done: int, total: int) -> None:
         ctx.emit(StageProgressed(stage="scan", done=done, total=total))
@@ -81,6 +84,7 @@ def load_data(ctx: RunContext) -> RunData:
     for problem in data.problems:
         ctx.log(problem.message, level="warning")
     ctx.run.write_splits(data.to_dict())
+    ctx.dist.barrier()  # the other ranks read the split rank 0 wrote
     _log_patients(ctx, data)
     dicom = dicom_record(data)
     if dicom is not None:
@@ -143,6 +147,9 @@ def recommend(ctx: RunContext, model: Any) -> RunConfig:
     holds the resolved recipe (a replay runs it as is) and advice.json the evidence."""
     from engine.advice.recommend import recommend as advise
 
+    if not ctx.dist.is_main:  # several processes: rank 0 chooses, every rank trains its choice
+        ctx.config = RunConfig.from_dict(ctx.dist.broadcast(None))
+        return ctx.config
     advice = advise(ctx, model)
     ctx.config = advice.config
     write_json_atomic(ctx.run.config_path, ctx.config.to_dict())
@@ -150,6 +157,7 @@ def recommend(ctx: RunContext, model: Any) -> RunConfig:
     ctx.advice_recording = advice.recording
     ctx.emit(AdviceGiven(advice=advice.to_dict()))
     ctx.log(f"Recommended recipe: {advice.reason}")
+    ctx.dist.broadcast(ctx.config.to_dict())
     return ctx.config
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from torch import nn
 
 from engine.config import RunConfig
+from engine.distributed import SINGLE, Control, Dist
 from engine.events import EpochEnded, Event, RunEnded, RunStatus
 from engine.runs import RunDir, Workspace
 from engine.task import Cancelled, Task
@@ -108,15 +109,21 @@ class Trainer:
         task: Task | None = None,
         *,
         resuming: bool = False,
+        dist: Dist = SINGLE,
+        control: Control | None = None,
     ) -> None:
         self.metrics_writer, self.checkpointer = MetricsWriter(), Checkpointer()
         stock: list[Callback] = [self.metrics_writer, self.checkpointer]
         if config.schedule.early_stopping_patience:
             stock.append(EarlyStopping(config.schedule.early_stopping_patience))
         extra = [EventFunction(on_event)] if on_event else []
+        if not dist.is_main:  # several processes: rank 0 alone writes files and emits events
+            stock.remove(self.metrics_writer)
+            callbacks, extra = (), []
         self.callbacks = sorted([*stock, *callbacks, *extra], key=lambda c: c.order)
         task = task or Task()
         self.ctx = RunContext(config, run, workspace, task, resuming=resuming, sink=self._dispatch)
+        self.ctx.dist, self.ctx.control = dist, control
         self.evaluation_file = ""
 
     def _dispatch(self, event: Event, ctx: RunContext) -> None:
@@ -198,7 +205,8 @@ class Trainer:
         if status in (RunStatus.FAILED, RunStatus.DIVERGED):
             ctx.best.warnings = []
         # A diverged run keeps the best checkpoint of an epoch before it broke: evaluated too.
-        if status in (RunStatus.COMPLETED, RunStatus.CANCELLED, RunStatus.DIVERGED):
+        ended = (RunStatus.COMPLETED, RunStatus.CANCELLED, RunStatus.DIVERGED)
+        if status in ended and ctx.dist.is_main:
             self.evaluation_file = save_evaluation(ctx)
         for warning in ctx.best.warnings:
             ctx.log(warning, level="warning")
@@ -224,6 +232,10 @@ class Trainer:
         self.criterion = setup.criterion(ctx)
         self.pipeline = ctx.pipeline = setup.choose_pipeline(ctx, frozen)
         ctx.optimization = setup.optimization(ctx, self.pipeline.steps_per_epoch)
+        if ctx.dist.active:
+            from engine.distributed.model import wrap_for_training
+
+            wrap_for_training(ctx, self.pipeline)
         ctx.divergence = DivergenceGuard(len(ctx.data.classes))
         setup.log_memory_estimate(ctx)
         if ctx.resuming:

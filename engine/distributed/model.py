@@ -1,0 +1,47 @@
+"""The model of a job of several processes: DDP around the run's model for the training
+forward pass (the unwrapped model stays ``ctx.model``: checkpoints, validation and export see
+it), with SyncBatchNorm when the config asks for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+
+class DistributedUnsupported(ValueError):
+    """This run's kind cannot train on several processes (yet)."""
+
+
+def wrap_for_training(ctx: Any, pipeline: Any) -> None:
+    """Wrap ``ctx.model`` in DDP for ``pipeline``'s training forward pass. A linear probe on
+    cached features is not wrapped: its features are computed in shards and gathered, and the
+    probe's deterministic fit runs the same on every rank (rank 0's result is the one kept)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from engine.training.pipeline import FeaturePipeline, ImagePipeline
+
+    if isinstance(pipeline, FeaturePipeline):
+        return
+    if type(pipeline) is not ImagePipeline:
+        raise DistributedUnsupported(
+            f"Training on several processes supports image runs through the network and "
+            f"linear probes; this run's {type(pipeline).__name__} trains on one process, so "
+            "start it without --nproc."
+        )
+    model: nn.Module = ctx.model
+    device = ctx.placement.device
+    if ctx.config.device.sync_batchnorm:
+        if device.type == "cuda":
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            ctx.log("SyncBatchNorm: batch-norm statistics are computed over every process.")
+        else:
+            ctx.log(
+                "SyncBatchNorm needs CUDA; on the CPU each process keeps its own batch-norm "
+                "statistics.",
+                level="warning",
+            )
+    ids = [device.index if device.index is not None else ctx.dist.local_rank]
+    pipeline.wrapped = DistributedDataParallel(
+        model, device_ids=ids if device.type == "cuda" else None
+    )
