@@ -710,7 +710,7 @@ def _subgroups_of(run: Any, ev: Any) -> list[dict[str, Any]] | None:
     if ev is None:
         return None
     raw = getattr(ev, "subgroups", None)
-    if raw is None:
+    if not raw:  # none on the object (an Evaluation loaded without them): its saved file's
         try:
             from engine.evaluation.report import evaluation_path
             from engine.files import read_json_object
@@ -718,7 +718,7 @@ def _subgroups_of(run: Any, ev: Any) -> list[dict[str, Any]] | None:
             raw = read_json_object(evaluation_path(run, ev.split)).get("subgroups")
         except Exception:  # no saved file (or a damaged one): no subgroups to show
             raw = None
-    if not isinstance(raw, list):
+    if not isinstance(raw, list | tuple):
         return None
     out = []
     for g in raw:
