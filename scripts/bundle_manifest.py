@@ -25,9 +25,11 @@ HIDDEN_IMPORTS: tuple[str, ...] = (
     "sklearn.utils._typedefs",
     "sklearn.neighbors._partition_nodes",
     # pydicom finds its pixel decoders by module name (engine/data/dicom.py): RLE Lossless in
-    # pydicom itself, JPEG and JPEG 2000 through Pillow.
+    # pydicom itself, JPEG and JPEG 2000 through Pillow, JPEG-LS through pyjpegls (jpeg_ls).
     "pydicom.pixels.decoders.rle",
     "pydicom.pixels.decoders.pillow",
+    "pydicom.pixels.decoders.pyjpegls",
+    "jpeg_ls",
 )
 
 #: Packages whose data files are read at run time: collected whole (``collect_data_files``).
@@ -106,6 +108,10 @@ EXCLUDES: tuple[str, ...] = (
     "pytest",
     # torch.compile's GPU compiler: Refit Studio never compiles (and triton is 0.9 GB).
     "triton",
+    # Tracking (`--track`) is the optional `tracking` extra of a pip install; the packaged app
+    # does not carry it (libraries that probe for MLflow find it absent, which is right).
+    "mlflow",
+    "tensorboard",
 )
 
 #: Linux: libraries of the user's own desktop that the bundle must NOT carry (PyInstaller copies

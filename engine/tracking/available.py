@@ -4,8 +4,6 @@ MLflow file store is switched on where this MLflow keeps it behind a switch."""
 
 from __future__ import annotations
 
-import importlib.util
-
 from engine.tracking.targets import file_store_allowed, is_file_store
 
 MLFLOW_MISSING = (
@@ -23,8 +21,10 @@ FILE_STORE_OFF = (
 
 def check_tensorboard() -> None:
     """Raise ImportError with one sentence when the tensorboard package is missing."""
-    if importlib.util.find_spec("tensorboard") is None:
-        raise ImportError(TENSORBOARD_MISSING)
+    try:
+        import tensorboard  # noqa: F401  (a package of a few small modules: no torch)
+    except ImportError:
+        raise ImportError(TENSORBOARD_MISSING) from None
 
 
 def check_mlflow(uri: str) -> None:
