@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from engine.data.manifest_scan import scan_image_source
     from engine.data.safe_read import FileReadError, read_head
     from engine.data.text_read import BinaryFileError, Table, decode_text, read_table
+    from engine.distributed import write_control
     from engine.edition import EDITIONS, bundle_dir, version_line
     from engine.evaluation import (
         Predictor,
@@ -105,6 +106,7 @@ if TYPE_CHECKING:
         RunStatus,
         StageProgressed,
         StepEnded,
+        event_from_json,
     )
     from engine.export import MANIFEST, ExportConflict, export_run
     from engine.export.hf_format import hf_refusal
@@ -284,6 +286,8 @@ _LAZY = {
     "bundle_dir": "engine.edition",
     "version_line": "engine.edition",
     "write_atomic": "engine.files",
+    "write_control": "engine.distributed",
+    "event_from_json": "engine.events",
     "write_bytes_atomic": "engine.files",
 }
 
@@ -376,6 +380,7 @@ __all__ = [
     "estimate_peak_memory",
     "evaluate",
     "evaluate_run",
+    "event_from_json",
     "examples_in_cell",
     "export_run",
     "field_help",
@@ -427,6 +432,7 @@ __all__ = [
     "write_atomic",
     "write_bytes_atomic",
     "write_cluster_job",
+    "write_control",
     "write_digits_dataset",
 ]
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class RunStatus(StrEnum):
@@ -122,7 +124,9 @@ def event_to_json(event: Event) -> str:
 
 def event_from_json(line: str) -> Event | None:
     """The event a line of :func:`event_to_json` describes, or None for any other line (a
-    warning printed by a library, a damaged or oversized line): never raises."""
+    warning printed by a library, a damaged or oversized line, an unknown event, a field of the
+    wrong type: a plot must never get a string to draw): never raises. JSON has no NaN, so a
+    null number is NaN again; whole numbers in float fields become floats."""
     import dataclasses
     import json
 
@@ -134,20 +138,56 @@ def event_from_json(line: str) -> Event | None:
         return None
     if not isinstance(data, dict):
         return None
-    cls = EVENT_TYPES.get(str(data.pop("event", "")))
+    cls = EVENT_TYPES.get(str(data.get("event", "")))
     if cls is None:
         return None
-    names = {f.name for f in dataclasses.fields(cls)}
-    fields = {k: v for k, v in data.items() if k in names}
-    for key in ("classes", "warnings"):
-        if isinstance(fields.get(key), list):
-            fields[key] = tuple(fields[key])
-    if cls is RunEnded:
-        try:
-            fields["status"] = RunStatus(str(fields.get("status")))
-        except ValueError:
-            return None
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            value = _typed(str(f.type), data[f.name])
+            if value is _BAD:
+                return None
+            values[f.name] = value
     try:
-        return cls(**fields)
-    except TypeError:
+        return cls(**values)
+    except (TypeError, ValueError):
         return None
+
+
+_BAD = object()
+
+
+def _typed(hint: str, value: Any) -> Any:
+    """``value`` as the field type ``hint`` names (the annotations above), or _BAD."""
+    if hint == "str":
+        return value if isinstance(value, str) else _BAD
+    if hint == "bool":
+        return value if isinstance(value, bool) else _BAD
+    if hint == "int":
+        return value if isinstance(value, int) and not isinstance(value, bool) else _BAD
+    if hint == "float":
+        return _number(value)
+    if hint == "RunStatus":
+        try:
+            return RunStatus(value)
+        except ValueError:
+            return _BAD
+    if hint.startswith("tuple"):
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        return tuple(value) if ok else _BAD
+    if hint == "dict[str, float]":
+        if not isinstance(value, dict):
+            return _BAD
+        numbers = {str(k): _number(v) for k, v in value.items()}
+        return _BAD if any(v is _BAD for v in numbers.values()) else numbers
+    if hint == "dict":
+        return value if isinstance(value, dict) else _BAD
+    return _BAD
+
+
+def _number(value: Any) -> Any:
+    if value is None:  # written as null: NaN
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return _BAD
+    return float(value)

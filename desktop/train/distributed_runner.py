@@ -10,8 +10,6 @@ SIGKILL. A child that dies ends the run with one sentence, never an exception in
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import queue
 import signal
@@ -22,23 +20,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, fields, is_dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
 from desktop.worker import Job
 from engine import (
-    AdviceGiven,
-    EpochEnded,
     Event,
-    LogMessage,
     RunConfig,
     RunEnded,
     RunStarted,
     RunStatus,
-    StageProgressed,
-    StepEnded,
     Task,
+    write_control,
 )
 
 CONTROL_FILE = "control.json"
@@ -51,18 +45,6 @@ MAX_LINE = 1_000_000  # an event line longer than this is skipped
 STDERR_LINES = 40
 POLL_S = 0.1
 _SIGKILL = getattr(signal, "SIGKILL", signal.SIGTERM)  # Windows has no SIGKILL
-EVENT_CLASSES: dict[str, type[Event]] = {
-    cls.__name__: cls
-    for cls in (
-        RunStarted,
-        StepEnded,
-        EpochEnded,
-        StageProgressed,
-        LogMessage,
-        RunEnded,
-        AdviceGiven,
-    )
-}
 
 
 @dataclass(frozen=True)
@@ -168,106 +150,12 @@ def distributed_resume_job(run_dir: str, workspace: Path, plan: ProcessPlan) -> 
     return job
 
 
-def write_control(run_dir: str | Path, state: str) -> None:
-    """Write ``{"state": state}`` to the run's control.json through a temporary file and a
-    rename, so the job never reads half a file."""
-    if state not in ("run", "pause", "stop"):
-        raise ValueError(f"unknown control state {state!r}")
-    target = Path(run_dir) / CONTROL_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".control-", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump({"state": state}, handle)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def event_from_json(line: str) -> Event | None:
-    """The engine event one JSON line spells, or None for anything else (a stray print, a
-    malformed or unknown event, a field of the wrong type). Uses the engine's own parser when it
-    has one, and checks the field types either way: a plot must never get a string to draw."""
-    import engine
+    """The engine event one JSON line spells, or None for anything else (the engine's own
+    parser: unknown events and fields of the wrong type are refused)."""
+    from engine import event_from_json as parse
 
-    parse = getattr(engine, "event_from_json", None) or _event_from_json
-    try:
-        event: Event | None = parse(line)
-    except Exception:
-        return None
-    if event is None or not isinstance(event, tuple(EVENT_CLASSES.values())):
-        return None
-    values = {f.name: _coerce(str(f.type), getattr(event, f.name)) for f in fields(event)}
-    if any(value is _BAD for value in values.values()):
-        return None
-    return replace(event, **values)  # null losses as NaN, whole numbers as floats
-
-
-def _event_from_json(line: str) -> Event | None:
-    if len(line) > MAX_LINE or not line.lstrip().startswith("{"):
-        return None
-    try:
-        data = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    cls = EVENT_CLASSES.get(str(data.get("event", "")))
-    if cls is None or not is_dataclass(cls):
-        return None
-    values: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.name in data:
-            value = _coerce(str(f.type), data[f.name])
-            if value is _BAD:
-                return None
-            values[f.name] = value
-    try:
-        return cls(**values)
-    except (TypeError, ValueError):
-        return None
-
-
-_BAD = object()
-
-
-def _coerce(hint: str, value: Any) -> Any:
-    """``value`` as the field type ``hint`` names (the annotations of engine/events.py), or
-    _BAD: a plot must never receive a string where it draws a number."""
-    if hint == "str":
-        return value if isinstance(value, str) else _BAD
-    if hint == "bool":
-        return value if isinstance(value, bool) else _BAD
-    if hint == "int":
-        return value if isinstance(value, int) and not isinstance(value, bool) else _BAD
-    if hint == "float":
-        return _number(value)
-    if hint == "RunStatus":
-        if isinstance(value, RunStatus):
-            return value
-        try:
-            return RunStatus(value)
-        except ValueError:
-            return _BAD
-    if hint.startswith("tuple"):
-        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
-        return tuple(value) if ok else _BAD
-    if hint == "dict[str, float]":
-        if not isinstance(value, dict):
-            return _BAD
-        numbers = {str(k): _number(v) for k, v in value.items()}
-        return _BAD if any(v is _BAD for v in numbers.values()) else numbers
-    if hint == "dict":
-        return value if isinstance(value, dict) else _BAD
-    return _BAD
-
-
-def _number(value: Any) -> Any:
-    if value is None:  # JSON has no NaN: a writer may send null for it
-        return math.nan
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return _BAD
-    return float(value)
+    return parse(line)
 
 
 def crash_sentence(code: int, last_error: str, *, started: bool = True) -> str:

@@ -213,22 +213,7 @@ def test_a_stop_the_job_ignores_ends_with_sigterm(fake_engine, tmp_path, monkeyp
     assert json.loads((run / "control.json").read_text()) == {"state": "stop"}
 
 
-@pytest.fixture(params=["own", "engine"])
-def parser(request, monkeypatch):
-    """Our parser, or a lenient engine.event_from_json (types unchecked) in front of it."""
-    if request.param == "engine":
-        import engine
-
-        def lenient(line):
-            data = json.loads(line)
-            cls = distributed_runner.EVENT_CLASSES[data.pop("event")]
-            return cls(**data)
-
-        monkeypatch.setattr(engine, "event_from_json", lenient, raising=False)
-    return request.param
-
-
-def test_event_lines_are_rebuilt_and_hostile_ones_dropped(parser):
+def test_event_lines_are_rebuilt_and_hostile_ones_dropped():
     step = event_from_json(
         '{"event": "StepEnded", "step": 3, "epoch": 0, "total_steps": 9, "loss": null, '
         '"lr": 0.1, "samples_per_sec": 12}'
