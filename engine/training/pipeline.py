@@ -250,21 +250,9 @@ class FeaturePipeline(Pipeline):
             progress(len(dataset), len(dataset))
             return torch.stack([early[i] for i in range(len(dataset))])
         part = Subset(dataset, rest) if early else dataset
-        timing = FeedTiming()
-        threads = decode_threads(self.device, part)
-        computed = extract_features(
-            forward,
-            part,
-            placement=self.placement,
-            channels_last=False,
-            batch_size=max(64, self.batch_size),
-            workers=self.workers,
-            task=counting(t.task, lambda done, total: progress(done + len(early), len(dataset))),
-            on_log=lambda text: t.log(text, level="warning"),
-            timing=timing,
-            decode_threads=threads,
+        computed = self._pass(
+            forward, part, lambda done, total: progress(done + len(early), len(dataset))
         )
-        t.log(timing.sentence(forward.name, feeder_text(threads, self.workers)))
         if not early:
             return computed
         features = torch.empty(len(dataset), computed.shape[1], dtype=computed.dtype)
@@ -276,8 +264,22 @@ class FeaturePipeline(Pipeline):
         """A job of several processes: this rank's rows of ``dataset`` through the backbone,
         then every rank's rows gathered back in dataset order (the same features a 1-process
         pass computes, row for row)."""
-        t, dist, n = self.ctx, self.ctx.dist, len(dataset)
+        dist, n = self.ctx.dist, len(dataset)
         part = Subset(dataset, dist.shard(n))
+        computed = self._pass(
+            forward, part, lambda done, total: progress(min(n, done * dist.world), n), said=False
+        )
+        whole = dist.gather_rows(computed, n)
+        progress(n, n)
+        return whole
+
+    def _pass(
+        self, forward: FrozenForward, part: Any, progress: Any, *, said: bool = True
+    ) -> torch.Tensor:
+        """``part``'s features through ``forward``, fed by threads or loader workers, its
+        progress to ``progress(done, total)``; ``said``: the pass's feeding goes in the log."""
+        t = self.ctx
+        timing = FeedTiming()
         threads = decode_threads(self.device, part)
         computed = extract_features(
             forward,
@@ -286,13 +288,14 @@ class FeaturePipeline(Pipeline):
             channels_last=False,
             batch_size=max(64, self.batch_size),
             workers=self.workers,
-            task=counting(t.task, lambda done, total: progress(min(n, done * dist.world), n)),
+            task=counting(t.task, progress),
             on_log=lambda text: t.log(text, level="warning"),
+            timing=timing,
             decode_threads=threads,
         )
-        whole = dist.gather_rows(computed, n)
-        progress(n, n)
-        return whole
+        if said:
+            t.log(timing.sentence(forward.name, feeder_text(threads, self.workers)))
+        return computed
 
     def _key(self, extra_views: int) -> str:
         cfg = self.config
