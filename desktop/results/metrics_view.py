@@ -170,6 +170,8 @@ class MetricCards(QWidget):
         iv = evaluation.intervals
         self.cards["accuracy"].set_interval(iv.accuracy if iv else None)
         self.cards["balanced_accuracy"].set_interval(iv.balanced_accuracy if iv else None)
+        self.cards["macro_f1"].set_interval(iv.macro_f1 if iv else None, as_percent=False)
+        self.cards["ece"].set_interval(iv.calibration_error if iv else None, as_percent=False)
         two_class = evaluation.positive is not None
         for key in TWO_CLASS_ONLY:
             self.cards[key].setVisible(two_class)

@@ -276,8 +276,11 @@ def _headline_table(ev: Evaluation, point: OperatingPoint | None) -> str:
     pairs = [
         ("Accuracy", _with_ci(_pct(ev.accuracy), iv and iv.accuracy)),
         ("Balanced accuracy", _with_ci(_pct(ev.balanced_accuracy), iv and iv.balanced_accuracy)),
-        ("Macro F1", _dec(ev.macro_f1)),
-        ("Expected calibration error (ECE)", _dec(ev.calibration.ece)),
+        ("Macro F1", _with_ci(_dec(ev.macro_f1), iv and iv.macro_f1, as_percent=False)),
+        (
+            "Expected calibration error (ECE)",
+            _with_ci(_dec(ev.calibration.ece), iv and iv.calibration_error, as_percent=False),
+        ),
     ]
     point = point or ev.operating
     if ev.positive is not None and point is not None:

@@ -23,7 +23,7 @@ def saved_evaluation_lines(path: str) -> list[str]:
         f"Evaluated the {ev.checkpoint} checkpoint on the validation split ({ev.n} {what}): "
         f"accuracy {ev.accuracy:.1%}{_ci(iv and iv.accuracy, True)}, balanced accuracy "
         f"{ev.balanced_accuracy:.1%}{_ci(iv and iv.balanced_accuracy, True)}, "
-        f"macro F1 {ev.macro_f1:.3f}",
+        f"macro F1 {ev.macro_f1:.3f}{_ci(iv and iv.macro_f1)}",
         f"Saved {path} (`refit evaluate {ev.run_id}` prints the full report)",
     ]
 
@@ -38,7 +38,8 @@ def evaluation_lines(ev: Any) -> list[str]:
         f"Run {ev.run_id}, {ev.split} split ({ev.n} {what}), {ev.checkpoint} checkpoint",
         f"  accuracy {ev.accuracy:.1%}{_ci(iv and iv.accuracy, True)}   balanced accuracy "
         f"{ev.balanced_accuracy:.1%}{_ci(iv and iv.balanced_accuracy, True)}",
-        f"  macro F1 {ev.macro_f1:.3f}   calibration error (ECE) {ev.calibration.ece:.3f}",
+        f"  macro F1 {ev.macro_f1:.3f}{_ci(iv and iv.macro_f1)}   calibration error (ECE) "
+        f"{ev.calibration.ece:.3f}{_ci(iv and iv.calibration_error)}",
         "",
     ]
     lines += [f"Warning: {w}" for w in ev.warnings] + ([""] if ev.warnings else [])

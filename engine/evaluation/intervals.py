@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.evaluation.curves import N_BINS as CALIBRATION_BINS
+
 __all__ = [
     "LEVEL",
     "RESAMPLES",
@@ -161,6 +163,8 @@ class Intervals:
     roc_auc: dict[str, Interval]
     macro_roc_auc: Interval | None = None
     operating: ClassIntervals | None = None
+    macro_f1: Interval | None = None  # None: an evaluation saved before it was computed
+    calibration_error: Interval | None = None
     resamples: int = RESAMPLES
     seed: int = SEED
     groups: int = 0
@@ -172,8 +176,9 @@ class Intervals:
         what = f"the {self.groups} patients (groups)" if self.groups else "the images"
         return (
             f"{self.level:.0%} confidence intervals: Wilson score intervals for accuracy, "
-            "sensitivity, specificity, PPV and NPV; bootstrap percentile intervals for ROC AUC "
-            f"and balanced accuracy ({self.resamples} resamples of {what}, seed {self.seed})."
+            "sensitivity, specificity, PPV and NPV; bootstrap percentile intervals for ROC AUC, "
+            "balanced accuracy, macro F1 and the calibration error "
+            f"({self.resamples} resamples of {what}, seed {self.seed})."
         )
 
     def notes(self, measured: Sequence[str] = ()) -> list[str]:
@@ -187,6 +192,10 @@ class Intervals:
         named += [(f"ROC AUC of '{k}'", v) for k, v in self.roc_auc.items()]
         if self.macro_roc_auc is not None:
             named.append(("mean ROC AUC", self.macro_roc_auc))
+        if self.macro_f1 is not None:
+            named.append(("macro F1", self.macro_f1))
+        if self.calibration_error is not None:
+            named.append(("calibration error", self.calibration_error))
         for c in self.per_class:
             if c.name in measured:
                 for label, attr in (("specificity", "specificity"), ("PPV", "ppv"), ("NPV", "npv")):
@@ -213,6 +222,10 @@ class Intervals:
             "roc_auc": {k: v.to_dict() for k, v in self.roc_auc.items()},
             "macro_roc_auc": self.macro_roc_auc.to_dict() if self.macro_roc_auc else None,
             "operating": self.operating.to_dict() if self.operating else None,
+            "macro_f1": self.macro_f1.to_dict() if self.macro_f1 else None,
+            "calibration_error": (
+                self.calibration_error.to_dict() if self.calibration_error else None
+            ),
             "resamples": self.resamples,
             "seed": self.seed,
             "groups": self.groups,
@@ -223,6 +236,7 @@ class Intervals:
     def from_dict(cls, d: dict[str, Any]) -> Intervals:
         """The inverse of :meth:`to_dict`."""
         macro, op = d.get("macro_roc_auc"), d.get("operating")
+        f1, ece = d.get("macro_f1"), d.get("calibration_error")
         return cls(
             accuracy=Interval.from_dict(d["accuracy"]),
             balanced_accuracy=Interval.from_dict(d["balanced_accuracy"]),
@@ -230,6 +244,8 @@ class Intervals:
             roc_auc={str(k): Interval.from_dict(v) for k, v in d["roc_auc"].items()},
             macro_roc_auc=Interval.from_dict(macro) if macro else None,
             operating=ClassIntervals.from_dict(op) if op else None,
+            macro_f1=Interval.from_dict(f1) if f1 else None,
+            calibration_error=Interval.from_dict(ece) if ece else None,
             resamples=int(d.get("resamples", RESAMPLES)),
             seed=int(d.get("seed", SEED)),
             groups=int(d.get("groups", 0)),
@@ -452,6 +468,56 @@ def _balanced_interval(
     return _percentile(stats, level, resamples)
 
 
+def _macro_f1_stats(
+    labels: np.ndarray, preds: np.ndarray, group: np.ndarray, resamples: int, seed: int
+) -> np.ndarray:
+    """Macro F1 of every resample, over the classes the split's labels or predictions have (as
+    scikit-learn's f1_score(average="macro", zero_division=0) counts them on the split)."""
+    present = np.union1d(labels, preds)
+    out = []
+    for w in _weight_chunks(group, resamples, seed):
+        f1 = []
+        for c in present:
+            is_c, said_c = labels == c, preds == c
+            tp = w @ (is_c & said_c).astype(np.float64)
+            fp = w @ (~is_c & said_c).astype(np.float64)
+            fn = w @ (is_c & ~said_c).astype(np.float64)
+            den = 2 * tp + fp + fn
+            with np.errstate(invalid="ignore", divide="ignore"):
+                f1.append(np.where(den > 0, 2 * tp / np.where(den > 0, den, 1), 0.0))
+        out.append(np.mean(f1, axis=0))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _ece_stats(
+    correct: np.ndarray, confidence: np.ndarray, group: np.ndarray, resamples: int, seed: int
+) -> np.ndarray:
+    """The calibration error of every resample, binned as engine/evaluation/curves.py bins it
+    (15 equal bins of the top probability, a confidence of exactly 1.0 a bin of its own)."""
+    conf = confidence.astype(np.float32)
+    edges = np.linspace(0, 1, CALIBRATION_BINS + 1, dtype=np.float32)
+    bins = np.searchsorted(edges, conf, side="right") - 1
+    onehot = np.zeros((len(conf), CALIBRATION_BINS + 1))
+    onehot[np.arange(len(conf)), bins] = 1.0
+    gap = onehot * (correct.astype(np.float64) - conf.astype(np.float64))[:, None]
+    out = []
+    for w in _weight_chunks(group, resamples, seed):
+        total = w.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out.append(np.abs(w @ gap).sum(axis=1) / np.where(total > 0, total, np.nan))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _bootstrapped(stats: Any, group: np.ndarray, resamples: int, level: float) -> Interval:
+    """The percentile interval of ``stats()`` (the statistic of every resample), or why there is
+    none."""
+    if not len(group):
+        return unmeasured(BOOTSTRAP, "the split has no examples", level)
+    if int(group.max()) + 1 < 2:
+        return unmeasured(BOOTSTRAP, "the bootstrap needs at least two patients (groups)", level)
+    return _percentile(stats(), level, resamples)
+
+
 def _macro_auc(
     labels: np.ndarray,
     group: np.ndarray,
@@ -503,10 +569,24 @@ def intervals_of(
         op = class_intervals(
             positive, operating.tp, operating.fp, operating.tn, operating.fn, level=level
         )
+    predicted = probs.argmax(axis=1) if len(labels) else np.zeros(0, np.int64)
+    confidence = probs.max(axis=1) if len(labels) else np.zeros(0)
     return Intervals(
         accuracy=accuracy,
         balanced_accuracy=_balanced_interval(
-            labels, probs.argmax(axis=1) == labels, len(classes), group, resamples, seed, level
+            labels, predicted == labels, len(classes), group, resamples, seed, level
+        ),
+        macro_f1=_bootstrapped(
+            lambda: _macro_f1_stats(labels, predicted, group, resamples, seed),
+            group,
+            resamples,
+            level,
+        ),
+        calibration_error=_bootstrapped(
+            lambda: _ece_stats(predicted == labels, confidence, group, resamples, seed),
+            group,
+            resamples,
+            level,
         ),
         per_class=per_class,
         roc_auc=roc,

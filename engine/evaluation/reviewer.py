@@ -361,7 +361,7 @@ def _performance(ev: Any) -> Section:
         ("Split", f"{_split_word(ev.split)} ({ev.n} images, {ev.checkpoint} checkpoint)"),
         ("Accuracy", _with(_pct(ev.accuracy), iv and iv.accuracy, True)),
         ("Balanced accuracy", _with(_pct(ev.balanced_accuracy), iv and iv.balanced_accuracy, True)),
-        ("Macro F1", _dec(ev.macro_f1)),
+        ("Macro F1", _with(_dec(ev.macro_f1), iv and iv.macro_f1, False)),
     ]
     if ev.positive is not None and ev.operating is not None:
         op = ev.operating

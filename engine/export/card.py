@@ -200,8 +200,9 @@ def _metrics(ev: Any, title: str, split_name: str) -> str:
         "",
         f"- Accuracy: {_num(ev.accuracy)}{_ci(iv and iv.accuracy)}",
         f"- Balanced accuracy: {_num(ev.balanced_accuracy)}{_ci(iv and iv.balanced_accuracy)}",
-        f"- Macro F1: {_num(ev.macro_f1)}",
-        f"- Expected calibration error: {_num(ev.calibration.ece)}",
+        f"- Macro F1: {_num(ev.macro_f1)}{_ci(iv and iv.macro_f1)}",
+        f"- Expected calibration error: {_num(ev.calibration.ece)}"
+        f"{_ci(iv and iv.calibration_error)}",
     ]
     if ev.positive and ev.operating is not None:
         op = ev.operating

@@ -50,7 +50,9 @@ def test_the_cards_show_intervals_and_follow_the_threshold(qtbot):
     cards.set_operating_point(strict)
     assert cards.cards["sensitivity"].interval != expected
     assert cards.text("sensitivity") == percent(strict.sensitivity)
-    assert cards.cards["macro_f1"].interval == ""  # no interval is claimed for F1
+    # Macro F1 and the calibration error have their bootstrap intervals too (every number).
+    assert cards.cards["macro_f1"].interval.startswith("95% CI 0.")
+    assert cards.cards["ece"].interval.startswith("95% CI 0.")
 
 
 def test_the_table_puts_intervals_beside_precision_and_recall_and_says_why_one_is_missing(

@@ -112,6 +112,45 @@ def test_resampled_auc_and_balanced_accuracy_equal_scikit_learn_with_weights():
         assert balanced[b] == pytest.approx(expected, abs=1e-12)
 
 
+def test_resampled_macro_f1_and_calibration_error_equal_the_evaluations_own_on_each_resample():
+    """Each resample's macro F1 is scikit-learn's f1_score with the drawn weights, and its
+    calibration error the evaluation's own ECE of the resampled examples (three classes,
+    patients drawn with replacement)."""
+    from sklearn.metrics import f1_score
+
+    from engine.evaluation.curves import calibration
+
+    p = noisy(120, k=3, seed=5)
+    groups = np.random.default_rng(5).integers(0, 30, 120)
+    index = iv.group_index(groups, 120)
+    weights = next(iv._weight_chunks(index, 4, seed=3))
+    f1s = iv._macro_f1_stats(p.labels, p.preds, index, 4, seed=3)
+    eces = iv._ece_stats(p.correct, p.confidence, index, 4, seed=3)
+    for b in range(4):
+        expected = f1_score(
+            p.labels, p.preds, average="macro", sample_weight=weights[b], zero_division=0
+        )
+        assert f1s[b] == pytest.approx(expected, abs=1e-12)
+        drawn = np.repeat(np.arange(120), weights[b].astype(int))
+        resample = predictions(p.labels[drawn], p.probs[drawn], p.classes)
+        assert eces[b] == pytest.approx(calibration(resample).ece, abs=1e-6)
+
+
+def test_every_evaluation_number_has_an_interval_macro_f1_and_calibration_error_too():
+    p = noisy(200, k=3, seed=2)
+    ev = evaluate(p, groups=[i // 4 for i in range(200)])
+    assert ev.intervals.groups == 50
+    for interval, value in (
+        (ev.intervals.macro_f1, ev.macro_f1),
+        (ev.intervals.calibration_error, ev.calibration.ece),
+    ):
+        assert interval.measured and interval.low <= value <= interval.high
+    again = Evaluation.from_dict(json.loads(json.dumps(ev.to_dict())))
+    assert again.intervals.macro_f1 == ev.intervals.macro_f1
+    assert again.intervals.calibration_error == ev.intervals.calibration_error
+    assert "macro F1 and the calibration error" in ev.intervals.method
+
+
 def test_the_bootstrap_is_reproducible_for_a_seed_and_covers_the_estimate():
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
