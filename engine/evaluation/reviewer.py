@@ -474,9 +474,14 @@ def _gallery(failures: Sequence[Failure], ev: Any) -> Section:
         9,
         title,
         paragraphs=(
-            f"The {len(failures)} most confident mistakes of the {_split_word(ev.split)} split, "
-            "named by content digest (file names can hold identifiers). The Results page's "
-            "Mistakes tab shows each with its heatmap.",
+            (
+                f"The {len(failures)} most confident mistakes"
+                if len(failures) > 1
+                else "The one mistake"
+            )
+            + f" of the {_split_word(ev.split)} split, named by content digest (file names can "
+            "hold identifiers); the report saved from the Results page shows each with its "
+            "Grad-CAM heatmap, and the page's Mistakes tab shows them all.",
         ),
         table=(head, *body),
     )
