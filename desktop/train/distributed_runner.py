@@ -32,7 +32,6 @@ from engine import (
     RunStarted,
     RunStatus,
     Task,
-    write_control,
 )
 
 CONTROL_FILE = "control.json"
@@ -143,6 +142,8 @@ def distributed_resume_job(run_dir: str, workspace: Path, plan: ProcessPlan) -> 
 
         # the stop that ended the run is still in its control.json: the job must not read it
         if (Path(run_dir) / CONTROL_FILE).exists():
+            from engine import write_control  # engine.distributed imports torch: not at start
+
             write_control(run_dir, "run")
         command = resume_command(run_dir, workspace, plan)
         return run_engine_process(command, plan.environment(), forward, task)
@@ -291,6 +292,8 @@ class _Control:
             self._stop_at = time.monotonic()
         if self.run_dir and wanted != self._written:
             try:
+                from engine import write_control
+
                 write_control(self.run_dir, wanted)
                 self._written = wanted
             except OSError:

@@ -52,6 +52,10 @@ class _FinderContext:
         self.max_length = 0
         self.workers = 0  # set by load_context
         self.started_at = 0.0  # `refit advise`: when the advice began (its time budget)
+        # One process: the pipelines ask who this process is among several (engine/distributed).
+        from engine.distributed import SINGLE
+
+        self.dist = SINGLE
 
     def emit(self, event: Event) -> None:
         if self.on_event is not None:

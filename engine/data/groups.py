@@ -31,7 +31,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from engine.data.dicom import parse_header
+from engine.data.dicom import DEFAULT_WINDOW, parse_header
 from engine.data.index import DatasetIndex, Sample
 from engine.data.leakage import index_near_duplicates, near_duplicate_twins, twins_problem
 from engine.data.problems import DatasetError, Problem, ProblemKind, plural
@@ -389,6 +389,7 @@ def check_groups(
     *,
     manifest_keys: Mapping[str, str] | None = None,
     task: Task | None = None,
+    window: str = DEFAULT_WINDOW,
 ) -> DatasetIndex:
     """A scanned index with its group keys and what the patients-not-files checks find: groups
     that cross the split folders, near-duplicate images across them, identifier-like names.
@@ -396,11 +397,11 @@ def check_groups(
     Every image scan goes through here; with ``group_by`` "" and no manifest groups no keys
     are attached and the near-duplicates and names are still checked."""
     index = attach_groups(index, group_by, manifest_keys=manifest_keys)
-    found = crossing_groups_problems(index) + index_near_duplicates(index, task)
+    found = crossing_groups_problems(index) + index_near_duplicates(index, task, window)
     if not index.has_splits:
         # The split is still to be made: keep near-duplicates (a resized or re-encoded copy of an
         # image) on one side of it, patients in use or not.
-        twins = near_duplicate_twins(index.samples, task=task)
+        twins = near_duplicate_twins(index.samples, task=task, window=window)
         notice = twins_problem(twins, index.root)
         if notice is not None:
             index = dataclasses.replace(index, twins=tuple(twins))

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from engine.data.dicom import DEFAULT_WINDOW
 from engine.data.images import load_image
 from engine.data.index import DatasetIndex, Sample
 from engine.data.problems import ImageError, Problem, ProblemKind
@@ -60,14 +61,16 @@ def thumbnail(image: Image.Image) -> np.ndarray:
 Fingerprint = tuple[int, np.ndarray]
 
 
-def fingerprint_files(paths: Sequence[str], task: Task | None = None) -> list[Fingerprint | None]:
-    """(dHash, thumbnail) of each file; None for a file that cannot be decoded (the scan said
-    why)."""
+def fingerprint_files(
+    paths: Sequence[str], task: Task | None = None, window: str = DEFAULT_WINDOW
+) -> list[Fingerprint | None]:
+    """(dHash, thumbnail) of each file (DICOM files in ``window``, as the run decodes them);
+    None for a file that cannot be decoded (the scan said why)."""
     task = as_task(task)
 
     def one(path: str) -> Fingerprint | None:
         try:
-            image = load_image(path, min_size=_THUMB)
+            image = load_image(path, min_size=_THUMB, window=window)
         except (ImageError, OSError):
             return None
         thumb = thumbnail(image)
@@ -134,6 +137,7 @@ def near_duplicate_problems(
     *,
     threshold: int = THRESHOLD,
     task: Task | None = None,
+    window: str = DEFAULT_WINDOW,
 ) -> list[Problem]:
     """A LEAKAGE warning for each pair of images in different splits that look the same (exact
     copies are left to the scan's IN_TWO_SPLITS)."""
@@ -142,7 +146,7 @@ def near_duplicate_problems(
     )
     if len(names) < 2:
         return []
-    hashed = {name: _fingerprints(splits[name], task) for name in names}
+    hashed = {name: _fingerprints(splits[name], task, window) for name in names}
     pairs: list[tuple[Sample, str, Sample, str, int]] = []
     found = 0
     for i, first in enumerate(names):
@@ -175,10 +179,10 @@ def near_duplicate_problems(
 
 
 def _fingerprints(
-    samples: Sequence[Sample], task: Task | None
+    samples: Sequence[Sample], task: Task | None, window: str = DEFAULT_WINDOW
 ) -> tuple[list[Sample], np.ndarray, np.ndarray]:
     """(the samples that decode, their dHashes, their thumbnails)."""
-    values = fingerprint_files([s.path for s in samples], task)
+    values = fingerprint_files([s.path for s in samples], task, window)
     kept = [(s, v) for s, v in zip(samples, values, strict=True) if v is not None]
     return (
         [s for s, _ in kept],
@@ -192,13 +196,17 @@ def _fingerprints(
 
 
 def near_duplicate_twins(
-    samples: Sequence[Sample], *, threshold: int = THRESHOLD, task: Task | None = None
+    samples: Sequence[Sample],
+    *,
+    threshold: int = THRESHOLD,
+    task: Task | None = None,
+    window: str = DEFAULT_WINDOW,
 ) -> list[tuple[str, str]]:
     """Pairs of paths of near-duplicate images among ``samples`` (exact copies left out: the
     scan keeps one of each), for a split to keep on one side. Only the pairs that join two
     clusters are returned (a spanning forest: at most one pair per image), which keeps the same
     images together as all pairs would: a thousand look-alikes give 999 pairs, not 499,500."""
-    kept, hashes, thumbs = _fingerprints(samples, task)
+    kept, hashes, thumbs = _fingerprints(samples, task, window)
     parent = list(range(len(kept)))
 
     def root(i: int) -> int:
@@ -235,14 +243,16 @@ def twins_problem(twins: Sequence[tuple[str, str]], root: str | Path) -> Problem
     )
 
 
-def index_near_duplicates(index: DatasetIndex, task: Task | None = None) -> list[Problem]:
+def index_near_duplicates(
+    index: DatasetIndex, task: Task | None = None, window: str = DEFAULT_WINDOW
+) -> list[Problem]:
     """Near-duplicates across the train/val/test folders of a scanned index (none without)."""
     if not index.has_splits:
         return []
     by_split: dict[str, list[Sample]] = {}
     for s in index.samples:
         by_split.setdefault(s.split or "train", []).append(s)
-    return near_duplicate_problems(by_split, index.root, task=task)
+    return near_duplicate_problems(by_split, index.root, task=task, window=window)
 
 
 def _pair_problem(pair: tuple[Sample, str, Sample, str, int], root: Path) -> Problem:

@@ -46,10 +46,10 @@ def scan_image_source(
         found = scan_manifest(
             source, min_per_class=min_per_class, group_by=group_by, task=task, window=window
         )
-        return expand_frames(check_groups(found, "", task=task), frames, task=task)
+        return expand_frames(check_groups(found, "", task=task, window=window), frames, task=task)
     if index is None:
         index = scan_folder(source, min_per_class=min_per_class, task=task, window=window)
-    return expand_frames(check_groups(index, group_by, task=task), frames, task=task)
+    return expand_frames(check_groups(index, group_by, task=task, window=window), frames, task=task)
 
 
 def scan_manifest(

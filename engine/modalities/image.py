@@ -79,6 +79,7 @@ class ImageModality:
             task=staged,
             index=index,
             frames=str(config.data.dicom_frames),
+            window=window,
         )
 
     def rows(self, samples: Sequence[Any]) -> list[list]:

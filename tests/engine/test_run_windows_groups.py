@@ -72,7 +72,9 @@ def test_a_runs_scan_uses_its_configs_window(tmp_path, decoded_windows):
         cfg = RunConfig.from_dict({"data": {"path": str(root), "dicom_window": window}})
         index = IMAGE.scan_for_run(cfg, task=None)
         assert len(index.samples) == 6
-        assert decoded_windows == [window] * 6
+        # Every decode of the run's scan (the scan's own, and the near-duplicate fingerprints
+        # of a split still to be made) uses the run's window.
+        assert len(decoded_windows) >= 6 and set(decoded_windows) == {window}
 
 
 # -- groups in splits.json, patients per split --------------------------------------------------

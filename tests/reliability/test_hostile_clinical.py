@@ -411,7 +411,7 @@ def _look_alikes(monkeypatch, n: int):
     ]
     rows = {s.path: i for i, s in enumerate(samples)}
 
-    def fingerprints(chosen, task):
+    def fingerprints(chosen, task, window="file"):
         idx = [rows[s.path] for s in chosen]
         return list(chosen), np.full(len(idx), 0xF0F0, dtype=np.uint64), thumbs[idx]
 
