@@ -270,7 +270,7 @@ def test_report_is_written_as_html_or_pdf(page, ctx, run, qtbot, tmp_path, monke
     text = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "VALIDATION SPLIT" in text and run.run_id in text
     assert f"<th>Accuracy</th><td>{percent(ev.accuracy)} (95% CI " in text
-    assert f"<th>Macro F1</th><td>{decimal(ev.macro_f1)}</td>" in text
+    assert f"<th>Macro F1</th><td>{decimal(ev.macro_f1)} (95% CI " in text
     thumbnails = len(re.findall(r"<br>#\d+</td>", text))  # the failure gallery's pictures
     # matrix, ROC, PR, reliability, and the most confident mistakes
     assert text.count("data:image/png;base64,") == 4 + thumbnails
