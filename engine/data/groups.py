@@ -401,7 +401,11 @@ def check_groups(
     if not index.has_splits:
         # The split is still to be made: keep near-duplicates (a resized or re-encoded copy of an
         # image) on one side of it, patients in use or not.
-        twins = near_duplicate_twins(index.samples, task=task, window=window)
+        twins = (
+            list(index.twins)
+            if index.twins_found
+            else near_duplicate_twins(index.samples, task=task, window=window)
+        )
         notice = twins_problem(twins, index.root)
         if notice is not None:
             index = dataclasses.replace(index, twins=tuple(twins))

@@ -33,8 +33,11 @@ class DatasetIndex:
     has_splits: bool
     intensity: IntensityReport | None = None  # images only: how much range the pixels use
     # Pairs of paths of near-duplicate images (resized or re-encoded copies) that the split keeps
-    # on one side; found when groups are in use and there are no split folders.
+    # on one side; found when there are no split folders.
     twins: tuple[tuple[str, str], ...] = ()
+    # Whether ``twins`` were looked for already (by `refit train`'s prefetching child, in the
+    # run's DICOM window): the checks then take them instead of decoding every image again.
+    twins_found: bool = False
     # Usable DICOM files among the samples, and how many of them declare themselves
     # de-identified (PatientIdentityRemoved YES), for the run's record and its report.
     dicom_files: int = 0

@@ -53,6 +53,7 @@ from engine.data.dicom import DEFAULT_WINDOW
 from engine.data.images import load_image
 from engine.data.index import DatasetIndex
 from engine.data.intensity import PERCENTILE, resolve_intensity
+from engine.data.leakage import near_duplicate_twins
 from engine.data.problems import ImageError
 from engine.data.scan import scan_folder
 from engine.data.view import EvalView
@@ -260,6 +261,9 @@ def _child_main(
         index = scan_folder(
             root, min_per_class=min_per_class, workers=workers, task=task, window=window
         )
+        if not index.has_splits:  # the split is still to be made: its near-duplicates, once
+            twins = near_duplicate_twins(index.samples, window=window)
+            index = dataclasses.replace(index, twins=tuple(twins), twins_found=True)
         conn.send(("index", index))
         if view is not None:
             stretch = resolve_intensity(intensity, index.intensity) == PERCENTILE

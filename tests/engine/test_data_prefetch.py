@@ -200,3 +200,35 @@ def test_train_gives_the_same_model_with_and_without_prefetching(tmp_path) -> No
     assert np.array_equal(results["on"][1], results["off"][1])
     on, off = results["on"][0], results["off"][0]
     assert on.get("val_accuracy") == off.get("val_accuracy")
+
+
+# The child looks for near-duplicates once (the split is still to be made) and the run takes them.
+TWINS_CHECK = r"""
+import json, sys
+from engine.data import prefetch, scan_folder
+from engine.data.leakage import near_duplicate_twins
+
+root = sys.argv[1]
+prefetch.start(root, min_per_class=2, min_size=64)
+index = prefetch.take_index(root, min_per_class=2)
+own = near_duplicate_twins(scan_folder(root, min_per_class=2).samples)
+print(json.dumps({"found": index.twins_found, "twins": [list(t) for t in index.twins],
+                  "own": [list(t) for t in own]}))
+"""
+
+
+def test_the_childs_near_duplicates_are_the_runs_own(tmp_path) -> None:
+    root = tmp_path / "data"
+    y, x = np.mgrid[0:120, 0:160]
+    for cls, shift in (("a", 0), ("b", 60)):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            smooth = ((x * (i + 1) + y * 2 + shift) % 256).astype(np.uint8)
+            Image.fromarray(np.stack([smooth, smooth[::-1], smooth[:, ::-1]], -1)).save(
+                root / cls / f"{i}.png"
+            )
+    original = Image.open(root / "a" / "1.png")
+    original.resize((120, 90)).save(root / "b" / "copy_of_a1.jpg", quality=85)
+    out = _run(root, script=TWINS_CHECK)
+    assert out["found"] and out["twins"] == out["own"]
+    assert any("copy_of_a1.jpg" in pair[1] or "copy_of_a1.jpg" in pair[0] for pair in out["twins"])
