@@ -40,6 +40,12 @@ sys.exit(main(["scan", sys.argv[1], "--json"]))
 """
 
 
+def _default_sigint() -> None:
+    """Ctrl+C's default meaning in the child: a test runner started in the background (`cmd &`
+    in a script) ignores SIGINT, and its children would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(REPO))
 
@@ -63,6 +69,7 @@ def test_ctrl_c_stops_refit_scan_promptly_with_a_sentence(tmp_path):
         text=True,
         env=_env(),
         cwd=REPO,
+        preexec_fn=_default_sigint,  # as a terminal starts it, whoever runs the tests
     )
     try:
         _wait_for(marker, proc)
@@ -93,6 +100,7 @@ def test_ctrl_c_stops_refit_train_with_loader_workers_cleanly(tmp_path):
         text=True,
         env=_env(),
         cwd=REPO,
+        preexec_fn=_default_sigint,  # as a terminal starts it, whoever runs the tests
         start_new_session=True,  # its own process group, as in a terminal
     )
     lines: list[str] = []
