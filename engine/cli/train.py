@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.cli.common import add_quiet_flag, add_remote_code_flag, add_run_argument
 from engine.cli.config_flags import add_train_flags, config_from_args
 from engine.cli.progress import run_with_progress
 from engine.config import RunConfig
+
+if TYPE_CHECKING:
+    from engine.frozen.early import EarlySpec
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -171,7 +174,7 @@ def _prefetch_while_importing(config: RunConfig, workspace: str | None) -> None:
         )
 
 
-def _early_spec(config: RunConfig, entry: Any, workspace: str | None) -> Any:
+def _early_spec(config: RunConfig, entry: Any, workspace: str | None) -> EarlySpec | None:
     """What the prefetching child needs to run the backbone's export (engine/frozen/early.py),
     or None where the run would not use onnxruntime on the CPU."""
     import os
