@@ -83,16 +83,26 @@ class EarlyFeatures:
 
     def __call__(self, images: list[Image.Image]) -> np.ndarray:
         """The float32 features of RGB views (one row each)."""
-        batch = normalised_batch(images, self.spec.mean, self.spec.std)
+        return self.run(normalised_batch(images, self.spec.mean, self.spec.std))
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """The float32 features of a normalised float32 NCHW ``batch`` (one row each)."""
         return np.asarray(self.session.run([self.output], {self.input: batch})[0], np.float32)
 
 
 def wait_for_export(
-    spec: EarlySpec, *, seconds: float, waiting: Callable[[], None]
+    spec: EarlySpec,
+    *,
+    seconds: float,
+    waiting: Callable[[], None],
+    idle: Callable[[], bool] | None = None,
 ) -> EarlyFeatures | None:
     """The checked export of ``spec``'s backbone: at once when the workspace has one, else the
     one the run makes and checks on a backbone's first run (looked for every ``POLL_S``, up to
-    ``seconds``; ``waiting()`` is called once when the looking starts). None when none came."""
+    ``seconds``; ``waiting()`` is called once when the looking starts). None when none came.
+
+    ``idle()``, while waiting, does a short piece of other work and says whether it did (then it
+    is called again instead of sleeping, the export looked for between the pieces)."""
     deadline = time.monotonic() + seconds
     said = False
     while True:
@@ -105,7 +115,8 @@ def wait_for_export(
         if not said:
             waiting()
             said = True
-        time.sleep(POLL_S)
+        if idle is None or not idle():
+            time.sleep(POLL_S)
 
 
 def find_export(spec: EarlySpec, ort_version: str) -> tuple[Path, bytes, str] | None:

@@ -249,15 +249,28 @@ class FeaturePipeline(Pipeline):
         if not rest:
             progress(len(dataset), len(dataset))
             return torch.stack([early[i] for i in range(len(dataset))])
-        part = Subset(dataset, rest) if early else dataset
+        ready = _ready_rows(dataset, rest)  # normalised by the child while it waited
+        if not early and not ready:
+            return self._pass(forward, dataset, progress)
+        if ready:
+            self.ctx.log(
+                f"The second process had made the network's input of {len(ready)} more images "
+                "while it waited for the export; only the network runs on them here."
+            )
+        unready = [i for i in rest if i not in ready]
+        order = [*ready, *unready]
+        parts = [ReadyRows([ready[i] for i in ready])] if ready else []
+        if unready:
+            parts.append(Subset(dataset, unready))
         computed = self._pass(
-            forward, part, lambda done, total: progress(done + len(early), len(dataset))
+            forward,
+            ConcatDataset(parts),
+            lambda done, total: progress(done + len(early), len(dataset)),
         )
-        if not early:
-            return computed
         features = torch.empty(len(dataset), computed.shape[1], dtype=computed.dtype)
-        features[rest] = computed
-        features[list(early)] = torch.stack(list(early.values())).to(computed.dtype)
+        features[order] = computed
+        if early:
+            features[list(early)] = torch.stack(list(early.values())).to(computed.dtype)
         return features
 
     def _extract_shard(self, forward: FrozenForward, dataset: Any, progress: Any) -> torch.Tensor:
@@ -397,6 +410,50 @@ def _early_rows(forward: FrozenForward, dataset: Any, width: int) -> dict[int, t
     if not found or not forward.accept_early(export, len(found)):
         return {}
     return found
+
+
+class ReadyRows(torch.utils.data.Dataset):
+    """Rows that are already the network's input (normalised views the prefetching child made),
+    as a deterministic dataset of (row, 0) items for a feature pass."""
+
+    random = False  # engine.training.loaders.deterministic: threads may take items at once
+
+    def __init__(self, rows: list[torch.Tensor]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.rows[i], 0
+
+
+def _ready_rows(dataset: Any, rest: list[int]) -> dict[int, torch.Tensor]:
+    """The normalised rows the prefetching child made ahead for the items ``rest`` of
+    ``dataset`` (engine/data/prefetch.py ``take_normalised``), by item; {} when it made none or
+    when one of them is not, bit for bit, what the item's own transform makes of its view (then
+    the pass makes every item itself)."""
+    items = _item_paths(dataset)
+    view = _one_view(items)
+    if view is None:
+        return {}
+    wanted: dict[str, list[int]] = {}
+    for i in rest:
+        made_by, path = items[i]
+        if made_by is not None:
+            wanted.setdefault(path, []).append(i)
+    if not wanted:
+        return {}
+    probe = next(iter(wanted))
+    image = prefetch.peek_view(probe, *view)  # before the rows are taken with their views
+    rows = prefetch.take_normalised(list(wanted), *view)
+    if image is None or probe not in rows:
+        return {}
+    made_by = cast(Any, items[wanted[probe][0]][0]).transform
+    if not torch.equal(made_by.finish(image), torch.from_numpy(rows[probe])):
+        return {}
+    ready = {path: torch.from_numpy(row) for path, row in rows.items()}
+    return {i: ready[path] for path, at in wanted.items() if path in ready for i in at}
 
 
 def _item_paths(dataset: Any) -> list[tuple[ImageDataset | None, str]]:

@@ -232,3 +232,111 @@ def test_the_child_runs_the_first_export_as_soon_as_the_run_has_checked_it(tmp_p
     assert out["waited"] and out["accepted"]
     assert out["rows"] == out["samples"] == 48
     assert out["largest"] < 1e-4  # the same pixels through the same export
+
+
+# While it waits for a first export that does not come, the child normalises its views ahead, up
+# to its cap; the rows it hands out are, bit for bit, what the run's transform makes of each image.
+AHEAD = r"""
+import json, sys, time
+from pathlib import Path
+import numpy as np
+from engine.config import RunConfig
+from engine.data import prefetch
+from engine.data.view import EvalView
+from engine.frozen.early import BATCH, EarlySpec
+from engine.frozen.keys import backbone_parts
+from engine.models.catalog import listed_entry
+
+root, cache, cap_batches = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+config = RunConfig()
+pre = listed_entry(config.model.backbone).preprocess
+view = EvalView(pre.resize_size, pre.input_size, pre.interpolation)
+row_bytes = 3 * pre.input_size * pre.input_size * 4
+if cap_batches:
+    prefetch.NORMALISED_CAP = cap_batches * BATCH * row_bytes  # the child inherits it
+spec = EarlySpec(str(cache), backbone_parts(config, pre.input_size), pre.mean, pre.std, 1)
+prefetch.start(root, min_per_class=2, min_size=pre.resize_size, view=view, early=spec)
+index = prefetch.take_index(root, min_per_class=2)
+paths = [s.path for s in index.samples]
+child = next(iter(prefetch._children.values()))
+expected = min(len(paths), cap_batches * BATCH) if cap_batches else len(paths)
+deadline = time.monotonic() + 60
+while len(child.normalised) < expected and time.monotonic() < deadline:
+    time.sleep(0.05)
+time.sleep(0.3)  # a child past its cap makes no more
+rows = prefetch.take_normalised(paths, view)
+
+import torch
+from engine.data import build_transform
+from engine.data.images import load_image
+from engine.models import build_model
+
+transform = build_transform(build_model(config.model, num_classes=2).preprocess, train=False)
+equal = [
+    torch.equal(transform(load_image(p, min_size=pre.resize_size)), torch.from_numpy(rows[p]))
+    for p in paths if p in rows
+]
+again = prefetch.take_normalised(paths, view)
+print(json.dumps({"rows": len(rows), "equal": all(equal) and len(equal) == len(rows),
+                  "again": len(again), "samples": len(paths)}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="prefetching forks (Linux only)")
+@pytest.mark.parametrize("cap_batches", [0, 2])
+def test_a_waiting_child_makes_the_runs_input_rows_ahead_up_to_its_cap(
+    tmp_path, cap_batches: int
+) -> None:
+    folder = _folder(tmp_path / "data")
+    done = subprocess.run(
+        [sys.executable, "-c", AHEAD, str(folder), str(tmp_path / "onnx"), str(cap_batches)],
+        capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["samples"] == 48
+    assert out["rows"] == (48 if cap_batches == 0 else 2 * 16)
+    assert out["equal"]  # the run's own transform, bit for bit
+    assert out["again"] == 0  # handed out once
+
+
+# A run whose child never sees the export (it looks in another folder): the child normalises every
+# view while it waits, the run only runs the network on those rows, and trains the model a run
+# without prefetching trains.
+READY = r"""
+import dataclasses, sys, runpy
+import engine.cli.train as cli
+import engine.data.prefetch as pf
+mode, elsewhere = sys.argv[1], sys.argv[2]
+if mode == "off":
+    pf.start = lambda *a, **k: False
+else:
+    own = cli._early_spec
+    cli._early_spec = lambda *a: dataclasses.replace(own(*a), cache_dir=elsewhere)
+sys.argv = ["refit"] + sys.argv[3:]
+runpy.run_module("engine", run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="prefetching forks (Linux only)")
+def test_a_run_only_runs_the_network_on_rows_the_child_made_ahead(tmp_path) -> None:
+    folder = _folder(tmp_path / "data")
+    out = {}
+    for mode in ("ahead", "off"):
+        workspace = tmp_path / f"ws-{mode}"
+        done = subprocess.run(
+            [sys.executable, "-c", READY, mode, str(tmp_path / "elsewhere"),
+             "--workspace", str(workspace), "train", str(folder), "--method", "linear-probe"],
+            capture_output=True, text=True, timeout=600,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        run = sorted((workspace / "runs").iterdir())[-1]
+        probs = np.load(run / "evaluation" / "val-predictions.npz")["probs"]
+        out[mode] = (done.stdout + done.stderr, probs)
+    assert "network's input of 48 more images while it waited" in out["ahead"][0]
+    assert "while it waited" not in out["off"][0]
+    np.testing.assert_array_equal(out["ahead"][1], out["off"][1])
