@@ -60,6 +60,64 @@ class HeatmapImage:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class ReportMaterial:
+    """What a report needs that reads files, made in a worker before it is written: the
+    reviewer's sections (engine.reviewer_report) and a picture of each of their confident
+    mistakes, by file (a Grad-CAM overlay where the run can explain, else a thumbnail)."""
+
+    review: Any
+    pictures: dict[str, QImage]
+    heatmaps: int  # how many of the pictures are heatmaps
+
+
+def report_material_job(
+    path: Path, evaluation: Evaluation, size: int, *, heatmaps: bool
+) -> TaskJob:
+    """A job that reads what ``evaluation``'s report of the run at ``path`` shows: the reviewer's
+    sections, then a ``size``-pixel picture of each confident mistake (``heatmaps``: Grad-CAM
+    overlays where the run can explain). A cancelled task keeps the pictures made so far."""
+
+    def job(task: Task) -> ReportMaterial:
+        from engine import Cancelled, RunDir, reviewer_report
+
+        review = reviewer_report(RunDir(path), evaluation)
+        refs = [f.path for f in review.failures if f.path]
+        overlays: dict[str, QImage] = {}
+        if heatmaps and refs:
+            try:
+                made = heatmaps_job(path, refs, size)(task)
+            except Cancelled:
+                made = []
+            overlays = {h.ref: h.image for h in made if h.image is not None}
+        pictures = dict(overlays)
+        for ref in refs:
+            if ref not in pictures and not task.cancelled:
+                thumbnail = _thumbnail(path, ref, size)
+                if thumbnail is not None:
+                    pictures[ref] = thumbnail
+        return ReportMaterial(review, pictures, len(overlays))
+
+    return job
+
+
+def _thumbnail(run_path: Path, ref: str, size: int) -> QImage | None:
+    """A ``size``-pixel thumbnail of the image ``ref`` in the run's DICOM window, or None when
+    it is gone, moved or unreadable (the report's table still lists it)."""
+    from engine import RunDir, load_image
+
+    try:
+        window: str | None = str(RunDir(run_path).config().data.dicom_window.value)
+    except Exception:  # no readable config: each file's own window
+        window = None
+    try:
+        picture = load_image(ref, window=window)
+    except Exception:
+        return None
+    image = pil_to_qimage(picture, size)
+    return None if image.isNull() else image
+
+
 def load_results(path: Path) -> RunResults:
     """Facts of a run and its saved evaluations (no prediction is computed here)."""
     from engine import RunDir, load_evaluation, load_predictions, run_facts

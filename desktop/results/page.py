@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -28,12 +28,12 @@ from desktop.context import AppContext
 from desktop.modalities import views_of
 from desktop.page import Page
 from desktop.results.evaluation_jobs import (
-    HeatmapImage,
+    ReportMaterial,
     RunResults,
     SplitResults,
     evaluate_job,
-    heatmaps_job,
     load_results_job,
+    report_material_job,
 )
 from desktop.results.results_dialogs import confirm_test_split, save_report_as
 from desktop.results.results_status import (
@@ -63,7 +63,7 @@ class ResultsPage(Page):
         self._view: ResultsView | None = None
         self._loader_key = object()  # the pool's key of this page's run loading
         self._evaluating: Task | None = None
-        self._report_heatmaps: dict[str, Any] = {}  # Grad-CAM overlays made for the next report
+        self._report_material: ReportMaterial | None = None  # read in a worker for the report
         self._report_info = ""  # the status line shown before they were asked for
         self._wanted: Path | None = None
         self._evaluating_run: Path | None = None
@@ -382,53 +382,43 @@ class ResultsPage(Page):
         dialog.deleteLater()
 
     def _on_report_button_clicked(self) -> None:
-        """Make Grad-CAM heatmaps of the mistakes the report shows (in a worker), then ask where
-        to save it; without heatmaps (texts, a run that cannot explain) it asks at once."""
+        """Read what the report shows in a worker (the reviewer's sections, heatmaps or
+        thumbnails of the most confident mistakes), then ask where to save it."""
         if self.results is None or self._evaluating is not None:
             return
-        facts = self.results.facts
-        refs = self._report_mistakes()
-        self._report_heatmaps = {}
-        if not refs:
-            self._ask_where_to_save()
+        if self.split not in self.results.splits:
             return
+        facts = self.results.facts
+        self._report_material = None
         self._report_info = self.info.text()
         self._evaluating = self.ctx.pool.submit(
-            heatmaps_job(Path(facts.path), refs, REPORT_HEATMAP),
-            self._on_report_heatmaps_made,
-            on_error=self._on_report_heatmaps_failed,
-            on_done=self._on_report_heatmaps_done,
+            report_material_job(
+                Path(facts.path),
+                self.results.splits[self.split].evaluation,
+                REPORT_HEATMAP,
+                heatmaps=views_of(facts.modality).modality.heatmaps,
+            ),
+            self._on_report_material_made,
+            on_error=self._on_report_material_failed,
+            on_done=self._on_report_material_done,
         )
-        self.info.setText("Making heatmaps of the most confident mistakes for the report…")
+        self.info.setText("Preparing the report (its sections, pictures of the mistakes)…")
         self.progress.setRange(0, 0)
         self._set_busy(True)
 
-    def _on_report_heatmaps_made(self, made: list[HeatmapImage]) -> None:
-        self._report_heatmaps = {h.ref: h.image for h in made if h.image is not None}
+    def _on_report_material_made(self, material: ReportMaterial) -> None:
+        self._report_material = material
 
-    def _on_report_heatmaps_failed(self, _sentence: str) -> None:
-        self._report_heatmaps = {}  # the report shows thumbnails instead
+    def _on_report_material_failed(self, sentence: str) -> None:
+        self._report_material = None
+        self.ctx.signals.status_message.emit(f"The report could not be prepared: {sentence}")
 
-    def _on_report_heatmaps_done(self) -> None:
+    def _on_report_material_done(self) -> None:
         self._evaluating = None
         self.info.setText(self._report_info)
         self._set_busy(False)
-        self._ask_where_to_save()
-
-    def _report_mistakes(self) -> list[str]:
-        """The files of the mistakes the report shows, when the run's examples have heatmaps."""
-        from engine import RunDir, confident_failures
-
-        if self.results is None or self.split not in self.results.splits:
-            return []
-        if not views_of(self.results.facts.modality).modality.heatmaps:
-            return []
-        evaluation = self.results.splits[self.split].evaluation
-        try:
-            failures = confident_failures(RunDir(Path(self.results.facts.path)), evaluation)
-        except Exception:  # an unreadable run: the report says what it can without pictures
-            return []
-        return [f.path for f in failures if f.path]
+        if self._report_material is not None:
+            self._ask_where_to_save()
 
     def _ask_where_to_save(self) -> None:
         if self.results is None:
@@ -443,7 +433,7 @@ class ResultsPage(Page):
         made for it, if any)."""
         if self.results is None or self.split not in self.results.splits or self._view is None:
             raise ValueError("There are no results to report; evaluate a run first.")
-        return self._view.report(self.results.facts, self._report_heatmaps).save(path)
+        return self._view.report(self.results.facts, self._report_material).save(path)
 
     # -- other pages ----------------------------------------------------------------------------
 

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMarginsF, QUrl
 from PySide6.QtGui import QImage, QPageLayout, QPageSize, QPdfWriter, QTextDocument
 
 from desktop.modalities import views_of
-from desktop.results.evaluation_jobs import RunFacts
+from desktop.results.evaluation_jobs import ReportMaterial, RunFacts, report_material_job
 from desktop.results.metrics_view import decimal as _dec
 from desktop.results.metrics_view import interval_text
 from desktop.results.metrics_view import percent as _pct
@@ -124,15 +123,15 @@ def build_report(
     point: OperatingPoint | None = None,
     comparison_html: str = "",
     images: Mapping[str, QImage] | None = None,
-    heatmaps: Mapping[str, QImage] | None = None,
+    material: ReportMaterial | None = None,
 ) -> Report:
     """The report of ``evaluation`` of ``facts``' run, in the numbered sections of a reviewer's
     checklist (CLAIM 2024 / TRIPOD+AI, engine.reviewer_report): intended use, data,
     preprocessing, split, model, metrics with intervals and curves, calibration, subgroups, the
-    most confident mistakes (their Grad-CAM overlays from ``heatmaps``, by file, else
-    thumbnails), limitations, fingerprint; then the checklist and the comparisons made in the
-    Compare tab."""
-    from engine import RunDir, checklist_html, reviewer_report, section_html
+    most confident mistakes, limitations, fingerprint; then the checklist and the comparisons
+    made in the Compare tab. ``material``: the sections and the mistakes' pictures read in a
+    worker (report_material_job); without it they are read here."""
+    from engine import checklist_html, section_html
 
     images = dict(images or {})
     title = f"Refit Studio report: {facts.label}"
@@ -142,7 +141,9 @@ def build_report(
         *(f'<p class="warning">{html.escape(w)}</p>' for w in evaluation.warnings),
         _facts_table(facts, evaluation),
     ]
-    review = reviewer_report(RunDir(Path(facts.path)), evaluation)
+    if material is None:
+        material = _material(facts, evaluation)
+    review = material.review
     for section in review.sections:
         if section.number == 6:  # the page's own numbers: the threshold chosen, every class
             parts += [
@@ -160,7 +161,7 @@ def build_report(
         if section.number == 7:
             parts += _pictures(images, ("reliability",))
         if section.number == 9:
-            parts.append(_failure_thumbnails(facts, review.failures, images, heatmaps or {}))
+            parts.append(_failure_pictures(review.failures, images, material))
     parts.append(checklist_html(review.checklist))
     if comparison_html:
         parts += ["<h2>Comparisons</h2>", comparison_html]
@@ -182,45 +183,28 @@ def _pictures(images: Mapping[str, QImage], names: tuple[str, ...]) -> list[str]
 THUMB = 128
 
 
-def _failure_thumbnails(
-    facts: RunFacts, failures: Any, images: dict[str, QImage], heatmaps: Mapping[str, QImage]
-) -> str:
-    """The mistakes' pictures in a row, numbered as in the table (added to ``images``): the
-    heatmap overlay where ``heatmaps`` has one, else a thumbnail; a file that is gone or
-    unreadable is left out (the table still lists it)."""
-    from engine import RunDir, load_image
+def _material(facts: RunFacts, evaluation: Evaluation) -> ReportMaterial:
+    """The report's material read here (a caller without a worker: tests, scripts)."""
+    from engine import Task
 
-    if not failures:
-        return ""
-    try:
-        window = str(RunDir(Path(facts.path)).config().data.dicom_window.value)
-    except Exception:  # no readable config: each file's own window
-        window = None
+    job = report_material_job(Path(facts.path), evaluation, THUMB, heatmaps=False)
+    return cast(ReportMaterial, job(Task()))
+
+
+def _failure_pictures(failures: Any, images: dict[str, QImage], material: ReportMaterial) -> str:
+    """The mistakes' pictures in a row, numbered as in the table (added to ``images``); a file
+    without one (gone, moved, unreadable) is left out (the table still lists it)."""
     cells = []
-    shown = 0
     for i, failure in enumerate(failures, 1):
-        overlay = heatmaps.get(failure.path)
-        if overlay is not None and not overlay.isNull():
-            name = f"failure-{i}"
-            images[name] = overlay
-            shown += 1
-            cells.append(f'<td><img src="img-{name}.png" width="{overlay.width()}"><br>#{i}</td>')
-            continue
-        try:
-            picture = load_image(failure.path, window=window)
-        except Exception:  # gone, moved or unreadable: the table row stays
-            continue
-        picture.thumbnail((THUMB, THUMB))
-        buffer = io.BytesIO()
-        picture.save(buffer, "PNG")
-        image = QImage.fromData(buffer.getvalue(), "PNG")
-        if image.isNull():
+        picture = material.pictures.get(failure.path)
+        if picture is None or picture.isNull():
             continue
         name = f"failure-{i}"
-        images[name] = image
-        cells.append(f'<td><img src="img-{name}.png" width="{image.width()}"><br>#{i}</td>')
+        images[name] = picture
+        cells.append(f'<td><img src="img-{name}.png" width="{picture.width()}"><br>#{i}</td>')
     if not cells:
         return ""
+    shown = material.heatmaps
     legend = (
         f'<p class="note">{shown} of them with a Grad-CAM heatmap of the predicted class (red: '
         "the regions that pushed the model towards its wrong answer).</p>"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +23,12 @@ from desktop.context import AppContext
 from desktop.results.compare_view import ComparePanel
 from desktop.results.confusion_matrix import ConfusionMatrixWidget
 from desktop.results.curves import PrPlot, ReliabilityPlot, RocPlot, operating_xy
-from desktop.results.evaluation_jobs import RunFacts, SplitResults, reevaluate_job
+from desktop.results.evaluation_jobs import (
+    ReportMaterial,
+    RunFacts,
+    SplitResults,
+    reevaluate_job,
+)
 from desktop.results.metrics_view import MetricCards, PerClassTable
 from desktop.results.mistakes_gallery import MistakesGallery
 from desktop.results.subgroup_table import SubgroupPanel
@@ -315,7 +319,7 @@ class ResultsView(QWidget):
 
     # -- report ---------------------------------------------------------------------------------
 
-    def report(self, facts: RunFacts, heatmaps: Mapping[str, QImage] | None = None) -> Report:
+    def report(self, facts: RunFacts, material: ReportMaterial | None = None) -> Report:
         """The shown results as a report: numbers at the chosen threshold, the matrix and the
         plots as images, and the comparisons made in the Compare tab."""
         from desktop.results.results_report import build_report
@@ -334,7 +338,7 @@ class ResultsView(QWidget):
             point=self.point,
             comparison_html=self.compare.summary_html(),
             images={name: grab_image(widget) for name, widget in widgets.items()},
-            heatmaps=heatmaps,
+            material=material,
         )
 
     @property

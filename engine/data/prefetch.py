@@ -380,7 +380,7 @@ class _Ahead:
             self.full = True
             return False
         try:
-            written = os.pwrite(self.fd, memoryview(batch).cast("B"), self.offset)
+            written = os.pwrite(self.fd, batch.data.cast("B"), self.offset)
         except OSError:
             written = -1
         if written != batch.nbytes:

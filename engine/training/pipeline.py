@@ -259,7 +259,7 @@ class FeaturePipeline(Pipeline):
             )
         unready = [i for i in rest if i not in ready]
         order = [*ready, *unready]
-        parts = [ReadyRows([ready[i] for i in ready])] if ready else []
+        parts: list[Any] = [ReadyRows([ready[i] for i in ready])] if ready else []
         if unready:
             parts.append(Subset(dataset, unready))
         computed = self._pass(
