@@ -46,20 +46,6 @@ LAGS = "lags"
 _JOBS = ("attributes", "table")
 
 
-def percent(value: float | None, ci: Any) -> str:
-    """'71% [60-80]', or '–' when there is no value."""
-    if value is None:
-        return "–"
-    return f"{100 * value:.0f}%" + (f" [{100 * ci[0]:.0f}-{100 * ci[1]:.0f}]" if ci else "")
-
-
-def decimal(value: float | None, ci: Any) -> str:
-    """'0.912 [0.871-0.941]', or '–' when there is no value."""
-    if value is None:
-        return "–"
-    return f"{value:.3f}" + (f" [{ci[0]:.3f}-{ci[1]:.3f}]" if ci else "")
-
-
 def _attributes_job(path: Path, split: str) -> Any:
     def job(_task: Task) -> dict[str, str]:
         from engine import RunDir, subgroup_attributes
@@ -280,9 +266,6 @@ def _cells(row: SubgroupRow) -> list[str]:
         row.value,
         str(row.n),
         "–" if row.patients is None else str(row.patients),
-        percent(row.accuracy, row.accuracy_ci),
-        decimal(row.auc, row.auc_ci),
-        percent(row.sensitivity, row.sensitivity_ci),
-        percent(row.specificity, row.specificity_ci),
+        *row.shown(),
         marker,
     ]

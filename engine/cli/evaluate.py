@@ -143,13 +143,10 @@ def subgroup_lines(table: Any) -> list[str]:
     lines.append(head)
     for r in table.rows:
         patients = "" if r.patients is None else str(r.patients)
-        line = (
-            f"  {r.value[:22]:<22} {r.n:>6} {patients:>8}  "
-            f"{_pct(r.accuracy, r.accuracy_ci):<20} {_auc(r.auc, r.auc_ci):<22}"
-        )
+        accuracy, auc, sensitivity, specificity = r.shown(missing="-")
+        line = f"  {r.value[:22]:<22} {r.n:>6} {patients:>8}  {accuracy:<20} {auc:<22}"
         if table.positive is not None:
-            line += f" {_pct(r.sensitivity, r.sensitivity_ci)} / "
-            line += _pct(r.specificity, r.specificity_ci)
+            line += f" {sensitivity} / {specificity}"
         if r.lags:
             line += "  LAGS"
         elif r.note:
@@ -157,18 +154,6 @@ def subgroup_lines(table: Any) -> list[str]:
         lines.append(line.rstrip())
     lines += [f"  {s}" for s in table.flagged] or ["  No subgroup lags the rest."]
     return lines
-
-
-def _pct(v: float | None, ci: Any) -> str:
-    if v is None:
-        return "-"
-    return f"{100 * v:.0f}%" + (f" [{100 * ci[0]:.0f}-{100 * ci[1]:.0f}]" if ci else "")
-
-
-def _auc(v: float | None, ci: Any) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.3f}" + (f" [{ci[0]:.3f}-{ci[1]:.3f}]" if ci else "")
 
 
 def _refuse(exc: Exception) -> int:

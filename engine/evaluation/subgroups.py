@@ -114,6 +114,18 @@ class SubgroupError(ValueError):
     """An attribute that cannot give a subgroup table; the message is one sentence."""
 
 
+def _percent(value: float | None, ci: tuple[float, float] | None, missing: str) -> str:
+    if value is None:
+        return missing
+    return f"{100 * value:.0f}%" + (f" [{100 * ci[0]:.0f}-{100 * ci[1]:.0f}]" if ci else "")
+
+
+def _decimal(value: float | None, ci: tuple[float, float] | None, missing: str) -> str:
+    if value is None:
+        return missing
+    return f"{value:.3f}" + (f" [{ci[0]:.3f}-{ci[1]:.3f}]" if ci else "")
+
+
 @dataclass(frozen=True)
 class SubgroupRow:
     """The metrics of one value of an attribute (None where they cannot be computed)."""
@@ -134,6 +146,16 @@ class SubgroupRow:
     note: str = ""
     rest_accuracy: float | None = None  # accuracy of every other example
     p_value: float | None = None  # Holm-adjusted two-proportion test against the rest
+
+    def shown(self, missing: str = "–") -> tuple[str, str, str, str]:
+        """Accuracy, ROC AUC, sensitivity and specificity as tables show them, each with its
+        interval ('71% [60-80]', '0.912 [0.871-0.941]'; ``missing`` where there is no value)."""
+        return (
+            _percent(self.accuracy, self.accuracy_ci, missing),
+            _decimal(self.auc, self.auc_ci, missing),
+            _percent(self.sensitivity, self.sensitivity_ci, missing),
+            _percent(self.specificity, self.specificity_ci, missing),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (tuples as lists, NaN as null)."""

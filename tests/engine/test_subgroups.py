@@ -421,3 +421,15 @@ def test_refit_evaluate_prints_and_saves_the_subgroup_table(tmp_path, capsys):
         assert json.loads(capsys.readouterr().out)["subgroups"][0]["source"] == "manifest"
     finally:
         manifest.unlink()
+
+
+def test_a_row_is_shown_with_its_intervals_the_same_way_everywhere() -> None:
+    from engine.evaluation.subgroups import SubgroupRow
+
+    row = SubgroupRow(
+        value="F", n=40, patients=12, accuracy=0.705, accuracy_ci=(0.6, 0.8),
+        balanced_accuracy=None, auc=0.9124, auc_ci=(0.8711, 0.9409), sensitivity=None,
+        sensitivity_ci=None, specificity=0.5, specificity_ci=None,
+    )  # fmt: skip
+    assert row.shown() == ("70% [60-80]", "0.912 [0.871-0.941]", "–", "50%")
+    assert row.shown(missing="-")[2] == "-"
