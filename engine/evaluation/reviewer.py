@@ -29,6 +29,9 @@ from engine.export.markdown import md_text
 SPLITS = (("train", "train"), ("val", "validation"), ("test", "test"))
 NOT_KNOWN = "not known to the app — to be completed by the authors"
 MAX_DATED_FILES = 20000  # file dates are read from at most this many files (os.stat each)
+MAX_DICOM_DATED = 500  # DICOM headers read for the study dates (spread over the splits)
+DICOM_PROBE = 20  # files looked at before deciding the data holds no DICOM study dates
+STUDY_DATE = {"StudyDate": 0x00080020}
 MAX_SUBGROUP_ATTRIBUTES = 20
 MAX_SUBGROUP_ROWS = 200
 FAILURES_SHOWN = 8
@@ -618,17 +621,27 @@ def _class_counts(splits: Mapping[str, Any], n: int) -> dict[str, list[int]]:
 
 
 def _dates(splits: Mapping[str, Any]) -> str:
-    """Earliest and latest file modification, year and month only (a day could help identify a
-    patient's visit); from the files still on disk."""
+    """The studies' dates (DICOM StudyDate) where the files are DICOM, else the files' dates;
+    year and month only (a day could help identify a patient's visit); from the files still on
+    disk."""
+    files = [
+        str(r[0]).partition("#frame=")[0]
+        for key, _ in SPLITS
+        for r in splits.get(key) or []
+        if isinstance(r, (list, tuple)) and r and isinstance(r[0], str)
+    ]
+    studies = _study_months(files)
+    if studies:
+        return (
+            f"studies from {min(studies)} to {max(studies)} (the DICOM study dates of "
+            f"{len(studies)} file{'s' if len(studies) != 1 else ''})"
+        )
     stamps: list[float] = []
-    for key, _ in SPLITS:
-        for r in splits.get(key) or []:
-            if len(stamps) >= MAX_DATED_FILES:
-                break
-            try:
-                stamps.append(os.stat(str(r[0])).st_mtime)
-            except (OSError, TypeError, ValueError, IndexError):
-                continue
+    for path in files[:MAX_DATED_FILES]:
+        try:
+            stamps.append(os.stat(path).st_mtime)
+        except (OSError, ValueError):
+            continue
     if not stamps:
         return "not known (the files are no longer where the run found them)"
 
@@ -639,6 +652,23 @@ def _dates(splits: Mapping[str, Any]) -> str:
         f"files modified {month(min(stamps))} to {month(max(stamps))} (file dates, which may "
         "differ from the study dates)"
     )
+
+
+def _study_months(files: list[str]) -> list[str]:
+    """'YYYY-MM' of the StudyDate of up to ``MAX_DICOM_DATED`` of ``files`` (spread over them);
+    none when the first ``DICOM_PROBE`` looked at hold no DICOM study date (photos)."""
+    from engine.evaluation.subgroups import dicom_attributes
+
+    step = max(1, len(files) // MAX_DICOM_DATED)
+    months: list[str] = []
+    for looked, path in enumerate(files[::step][:MAX_DICOM_DATED]):
+        if looked >= DICOM_PROBE and not months:
+            break
+        value = dicom_attributes(path, ("StudyDate",), STUDY_DATE).get("StudyDate", "")
+        real = len(value) == 8 and value.isdigit() and 1900 <= int(value[:4]) <= 2200
+        if real and 1 <= int(value[4:6]) <= 12:
+            months.append(f"{value[:4]}-{value[4:6]}")
+    return months
 
 
 def _patients_total(patients: Mapping[str, Any] | None) -> str:

@@ -36,7 +36,7 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -252,9 +252,11 @@ def _clean(value: Any) -> str | None:
 
 
 def dicom_attributes(
-    path: str, keywords: Sequence[str] = tuple(DICOM_ATTRIBUTES)
+    path: str,
+    keywords: Sequence[str] = tuple(DICOM_ATTRIBUTES),
+    tags: Mapping[str, int] = DICOM_ATTRIBUTES,
 ) -> dict[str, str]:
-    """The values of ``keywords`` (of :data:`DICOM_ATTRIBUTES`) in the header of the DICOM file at
+    """The values of ``keywords`` (of ``tags``: keyword -> tag) in the header of the DICOM file at
     ``path``: the first 64 KiB, or 4 MiB when the header is longer; a value cut off by the read is
     left out. Empty for a file that is not DICOM or cannot be read; never raises."""
     for size in (_FIRST, _HEAD):
@@ -272,7 +274,7 @@ def dicom_attributes(
         whole = len(head) < size
         out: dict[str, str] = {}
         for keyword in keywords:
-            tag = DICOM_ATTRIBUTES[keyword]
+            tag = tags[keyword]
             if not (whole or last > tag):
                 continue
             try:

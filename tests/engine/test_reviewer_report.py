@@ -274,6 +274,7 @@ def _dicom_patients(root: Path, patients_per_class: int = 6, images_each: int = 
                     PatientName=f"Planted^Secret{n}",
                     PatientID=f"PLANTID{n:04d}",
                     PatientBirthDate="19450607",
+                    StudyDate=f"2019{n % 12 + 1:02d}{14 + i:02d}",
                     **({"PatientIdentityRemoved": "YES"} if n % 2 else {}),
                 )
             n += 1
@@ -321,6 +322,9 @@ def test_a_dicom_run_grouped_by_patient_reports_every_item(dicom_run, tmp_path):
     assert "12 of 24 DICOM files do not declare themselves de-identified" in page
     assert "DICOM window</th><td>file: each file&#x27;s own VOI LUT" in page
     assert "(95% CI " in page
+    # the studies' own dates, to the month (never the day of a visit)
+    assert "studies from 2019-01 to 2019-12 (the DICOM study dates of 24 files)" in page
+    assert "20190114" not in page and "2019-01-14" not in page
     _no_identifiers(page)
     _no_identifiers(sections_markdown(review))
     assert str(tmp_path) not in page
