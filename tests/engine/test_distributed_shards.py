@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 from synthetic import make_shapes_folder
 from test_distributed import ROOT, epoch_lines, events_of, refit, tiny_config, two_processes
 
@@ -37,6 +38,15 @@ from engine.runs import RunDir
 from engine.training.trainer import train
 
 HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def one_thread():
+    """The 1-process run computes on one thread, as each torchrun process does."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_noise_folder(root: Path, per_class: int, size: int = 32) -> Path:
@@ -52,7 +62,7 @@ def make_noise_folder(root: Path, per_class: int, size: int = 32) -> Path:
 
 
 @pytest.mark.slow
-def test_the_sharded_recording_passes_gather_a_one_process_recording(tmp_path):
+def test_the_sharded_recording_passes_gather_a_one_process_recording(tmp_path, one_thread):
     from sharded_record_job import recordings
 
     from engine.distributed import SINGLE
@@ -79,12 +89,7 @@ def test_the_sharded_recording_passes_gather_a_one_process_recording(tmp_path):
         timeout=300,
     )
     assert job.returncode == 0, job.stderr[-3000:]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each torchrun process (OMP_NUM_THREADS=1): sums in one order
-    try:
-        want = recordings(data, SINGLE)
-    finally:
-        torch.set_num_threads(threads)
+    want = recordings(data, SINGLE)
     assert want["features"].shape[0] == 3 * 10 and want["val_features"].shape[0] == 3
     ran = []
     for rank in (0, 1):
@@ -98,7 +103,7 @@ def test_the_sharded_recording_passes_gather_a_one_process_recording(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_two_process_recommended_run_chooses_the_one_process_recipe(tmp_path):
+def test_a_two_process_recommended_run_chooses_the_one_process_recipe(tmp_path, one_thread):
     data = make_noise_folder(tmp_path / "noise", per_class=10)
     config = tiny_config(data, method=Method.AUTO)
     one = train(config, workspace=tmp_path / "ws1")
@@ -117,6 +122,16 @@ def test_a_two_process_recommended_run_chooses_the_one_process_recipe(tmp_path):
     assert [p.name for p in run.path.glob("advice*")] == ["advice.json"]
     logs = [e.text for e in events if isinstance(e, LogMessage)]
     assert sum("Recommended recipe" in text for text in logs) == 1  # rank 0 alone said it
+    # Every rank holds the gathered recording: the probe trains on it, with no second pass,
+    # and rank 0 caches the very features a 1-process run caches.
+    assert not any("Computing backbone features" in text for text in logs)
+    caches = [
+        sorted((tmp_path / ws / "cache" / "features").glob("*.safetensors"))
+        for ws in ("ws1", "ws2")
+    ]
+    assert [p.name for p in caches[0]] == [p.name for p in caches[1]] and caches[0]
+    for a, b in zip(*caches, strict=True):
+        torch.testing.assert_close(load_file(str(b))["features"], load_file(str(a))["features"])
 
 
 def prefix_config(data: Path, epochs: int = 2) -> RunConfig:
@@ -125,7 +140,7 @@ def prefix_config(data: Path, epochs: int = 2) -> RunConfig:
 
 
 @pytest.mark.slow
-def test_a_two_process_cached_prefix_run_reaches_the_metrics_of_one(tmp_path):
+def test_a_two_process_cached_prefix_run_reaches_the_metrics_of_one(tmp_path, one_thread):
     data = make_shapes_folder(tmp_path / "shapes", per_class=12)
     config = prefix_config(data)
     lines: list[str] = []
