@@ -15,6 +15,10 @@
 
 Every choice uses the training images only; the validation split is recorded once (for the final
 run's caches) and never looked at.
+
+In a job of several processes the recording passes are shared (each rank records every N-th
+image, all gathered on every rank: :func:`follow` is the other ranks' part); rank 0 alone scores,
+runs the trials and decides (docs/scale-out.md).
 """
 
 from __future__ import annotations
