@@ -15,6 +15,10 @@
 
 Every choice uses the training images only; the validation split is recorded once (for the final
 run's caches) and never looked at.
+
+In a job of several processes the recording passes are shared (each rank records every N-th
+image, all gathered on every rank: :func:`follow` is the other ranks' part); rank 0 alone scores,
+runs the trials and decides (docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from engine.advice.trials import (
     view_batches,
 )
 from engine.config import Method, RunConfig, Schedule
+from engine.distributed import SINGLE, Dist
 from engine.frozen.taps import run_taps
 from engine.modalities import modality_of
 from engine.task import counting
@@ -76,6 +81,8 @@ class ImageAdvisor:
         self.started = time.monotonic()
         self.classes = len(ctx.data.classes)
         self.seed = self.config.seed
+        # A job of several processes shares the recording passes (``refit advise``: one).
+        self.dist: Dist = getattr(ctx, "dist", SINGLE)
 
     # -- steps ---------------------------------------------------------------------------------
 
@@ -85,35 +92,16 @@ class ImageAdvisor:
             "Recommended: looking at your training images to choose what to train (the "
             "validation split plays no part in the choice)."
         )
-        self.bounds, self.shapes = self._boundaries()
-        cuts = self._cuts(self.bounds)
-        self.taps = run_taps(  # one forward (one exported graph) for both recording passes
-            ctx,
-            self.model,
-            full=[c.module for c in cuts],
-            pooled=[b.module for b in self.bounds],
-            what="the recipe advisor's pass",
-        )
+        cuts = self._prepare()
         rec = self._record(cuts, views=1)
         depths = self._depths(rec)
         probe_cv = cv_accuracy(rec.features, rec.labels, self.classes, self.seed, C_GRID)
         ctx.log(_depth_sentence(depths, probe_cv))
-        if not cuts or math.isnan(probe_cv) or probe_cv >= PROBE_GOOD_ENOUGH:
-            why = _probe_reason(probe_cv, bool(cuts))
-            return self._probe(why, depths, probe_cv, None, [], rec)
-        if self._spent(0.3):
-            why = (
-                f"A linear probe reaches {probe_cv:.0%} (cross-validated); the time budget "
-                "leaves no room to try fine-tuning deeper, so only the head is trained."
-            )
-            return self._probe(why, depths, probe_cv, None, [], rec)
-        folds = inner_folds(rec.labels, self.seed, MAX_TRIAL_IMAGES)
-        if folds is None:
-            why = (
-                f"A linear probe reaches {probe_cv:.0%} (cross-validated); too few training "
-                "images per class to try fine-tuning deeper fairly, so only the head is trained."
-            )
-            return self._probe(why, depths, probe_cv, None, [], rec)
+        outcome = self._without_trials(cuts, depths, probe_cv, rec)
+        self.dist.broadcast(not isinstance(outcome, Advice))  # the others: an augmented pass?
+        if isinstance(outcome, Advice):
+            return outcome
+        folds = outcome
         rec = self._augment(rec, cuts)
         probe_ho = holdout_probe(
             rec.features[: len(rec.labels)], rec.labels, self.classes, folds, self.seed
@@ -152,6 +140,51 @@ class ImageAdvisor:
             )
             return self._probe(why, depths, probe_cv, probe_ho, trials, rec)
         return self._partial(best, depths, probe_cv, probe_ho, trials, curves[best.group], rec)
+
+    def follow(self) -> Recording:
+        """A rank other than 0 of a job of several processes: its share of the advisor's
+        passes, rank 0 deciding between them (whether augmented views are recorded) and after
+        them (the recipe, broadcast by the caller); the recording, gathered, as rank 0's."""
+        cuts = self._prepare()
+        rec = self._record(cuts, views=1)
+        if self.dist.broadcast(None):
+            rec = self._augment(rec, cuts)
+        return rec
+
+    def _prepare(self) -> list[Boundary]:
+        """The boundaries, the cut points and the forward pass both recording passes run."""
+        self.bounds, self.shapes = self._boundaries()
+        cuts = self._cuts(self.bounds)
+        self.taps = run_taps(  # one forward (one exported graph) for both recording passes
+            self.ctx,
+            self.model,
+            full=[c.module for c in cuts],
+            pooled=[b.module for b in self.bounds],
+            what="the recipe advisor's pass",
+        )
+        return cuts
+
+    def _without_trials(
+        self, cuts: list[Boundary], depths: list[DepthScore], probe_cv: float, rec: Recording
+    ) -> Advice | list[tuple[np.ndarray, np.ndarray]]:
+        """The linear probe's advice when no trial is to be run, else the trials' folds."""
+        if not cuts or math.isnan(probe_cv) or probe_cv >= PROBE_GOOD_ENOUGH:
+            why = _probe_reason(probe_cv, bool(cuts))
+            return self._probe(why, depths, probe_cv, None, [], rec)
+        if self._spent(0.3):
+            why = (
+                f"A linear probe reaches {probe_cv:.0%} (cross-validated); the time budget "
+                "leaves no room to try fine-tuning deeper, so only the head is trained."
+            )
+            return self._probe(why, depths, probe_cv, None, [], rec)
+        folds = inner_folds(rec.labels, self.seed, MAX_TRIAL_IMAGES)
+        if folds is None:
+            why = (
+                f"A linear probe reaches {probe_cv:.0%} (cross-validated); too few training "
+                "images per class to try fine-tuning deeper fairly, so only the head is trained."
+            )
+            return self._probe(why, depths, probe_cv, None, [], rec)
+        return folds
 
     def _spent(self, share: float) -> bool:
         """Whether the run has used more than ``share`` of schedule.time_budget_min."""
@@ -197,6 +230,7 @@ class ImageAdvisor:
             views=views,
             task=counting(ctx.task, progress),
             timing=timing,
+            shard=self.dist,
             **self._pass(),
         )
         ctx.log("Recipe advisor: " + timing.sentence(self.taps.name, self._feeder()))
@@ -227,6 +261,7 @@ class ImageAdvisor:
             # counted after the clean view's n images
             task=counting(ctx.task, progress, offset=n, total=n + n * AUGMENTED_VIEWS),
             timing=timing,
+            shard=self.dist,
             **self._pass(),
         )
         ctx.log("Augmented views: " + timing.sentence(self.taps.name, self._feeder()))
@@ -431,6 +466,24 @@ def recommend(ctx: Any, model: Any) -> Advice:
     try:
         advice: Advice = modality_of(model).advise(ctx, model)
         return advice
+    finally:
+        apply_freeze(model, [])
+
+
+def follow(ctx: Any, model: Any) -> Recording | None:
+    """A rank other than 0 of a job whose method is auto: its share of the image advisor's
+    passes over the training images (rank 0, running :func:`recommend`, decides); the
+    gathered recording, or None for texts (rank 0 advises alone)."""
+    from engine.models import apply_freeze
+
+    if modality_of(model).name != "image":
+        return None
+    body = [g.name for g in model.groups if g.name != "head"]
+    apply_freeze(model, body)
+    try:
+        transforms = modality_of(model).transforms(model.preprocess, ctx.config.augment)
+        assert transforms is not None, "an image modality has transforms"
+        return ImageAdvisor(ctx, model, transforms).follow()
     finally:
         apply_freeze(model, [])
 

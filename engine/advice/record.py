@@ -11,6 +11,10 @@ the final run's caches only: nothing the advisor chooses looks at them.
 
 The pass runs in a :class:`engine.frozen.taps.TapForward`: torch with those hooks, or, when the
 caller hands one that chose onnxruntime, one exported graph whose outputs are all of them.
+
+In a job of several processes (``shard``, an :class:`engine.distributed.Dist`) each rank runs
+every world-th item of each pass and every rank gets all of them back in dataset order: the
+recording a 1-process pass makes, row for row.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils.data import ConcatDataset
+from torch.utils.data import ConcatDataset, Subset
 
 from engine.advice.split import Boundary, pool
 from engine.data import ImageDataset
+from engine.distributed import SINGLE, Dist
 from engine.frozen.taps import TapForward
 from engine.task import Task, counting
 from engine.training.devices import Placement
@@ -132,6 +137,7 @@ def record(
     task: Task | None = None,
     taps: TapForward | None = None,
     timing: FeedTiming | None = None,
+    shard: Dist = SINGLE,
 ) -> Recording:
     """Record the training images' clean and augmented views (and the validation images).
 
@@ -139,7 +145,8 @@ def record(
     ``boundaries`` and keep the ``cuts`` whole); torch with forward hooks when None. ``timing``,
     when given, adds up where the pass spent its time. ``task`` gets ``(done, total)`` images
     of both passes together, and a pause or cancel holds or stops them (see
-    :func:`engine.training.features.extract_features`)."""
+    :func:`engine.training.features.extract_features`). ``shard``: this process's share of a
+    job's passes, all of them gathered (every rank must call this with the same data)."""
     eval_t, train_t = transforms
     n = len(train)
     parts: list[Any] = [ImageDataset(train, eval_t, seed=seed)]
@@ -150,41 +157,71 @@ def record(
     run = _runner(model, taps, cut_names, pooled_names, placement, channels_last)
     total = n * views + len(val)
 
-    def progress(offset: int) -> Task:
+    def progress(offset: int, dist: Dist) -> Task:
         report = task.report if task is not None else None
-        return counting(task, report, offset=offset, total=total)
+        if report is None or not dist.active:
+            return counting(task, report, offset=offset, total=total)
+        return counting(task, lambda done, _: report(min(total, offset + done * dist.world), total))
 
     common = _pass_settings(placement, batch_size, workers, timing)
-    collect = _Collector(run, pooled_names, cut_names, n, n * views, batch_size)
+    train_dist = _sharding(shard, n * views)
+    mine = train_dist.shard(n * views)
+    clean = len(train_dist.shard(n))  # the clean view's rows come first in every shard
+    collect = _Collector(run, pooled_names, cut_names, clean, len(mine), batch_size)
     features = extract_features(
         run,
-        ConcatDataset(parts),
-        task=progress(0),
+        _part(ConcatDataset(parts), mine, train_dist),
+        task=progress(0, train_dist),
         after_batch=collect,
         on_retry=collect.retry,
         **common,
     )
-    val_collect = _Collector(run, [], cut_names, len(val), len(val), batch_size)
+    val_dist = _sharding(shard, len(val))
+    val_mine = val_dist.shard(len(val))
+    val_collect = _Collector(run, [], cut_names, len(val_mine), len(val_mine), batch_size)
     val_features = extract_features(
         run,
-        ImageDataset(val, eval_t, seed=seed),
-        task=progress(n * views),
+        _part(ImageDataset(val, eval_t, seed=seed), val_mine, val_dist),
+        task=progress(n * views, val_dist),
         after_batch=val_collect,
         on_retry=val_collect.retry,
         **common,
     )
     labels = torch.tensor([s.label for s in train])
+    gather = train_dist.gather_rows
     return Recording(
         views=views,
         labels=labels,
-        pooled={m: torch.cat(v) for m, v in collect.pooled.items()},
-        features=features,
+        pooled={m: gather(torch.cat(v), n) for m, v in collect.pooled.items()},
+        features=gather(features, n * views),
         activations={
-            m: torch.cat(v).view(views, n, *v[0].shape[1:]) for m, v in collect.full.items()
+            m: gather(torch.cat(v), n * views).view(views, n, *v[0].shape[1:])
+            for m, v in collect.full.items()
         },
-        val_features=val_features,
-        val_activations={m: torch.cat(v) for m, v in val_collect.full.items() if v},
+        val_features=val_dist.gather_rows(val_features, len(val)),
+        val_activations={
+            m: val_dist.gather_rows(torch.cat(v), len(val))
+            for m, v in val_collect.full.items()
+            if v
+        },
     )
+
+
+def _sharding(dist: Dist, rows: int) -> Dist:
+    """``dist`` when each of its ranks has at least one of ``rows`` (a pass every rank can
+    share), else a 1-process Dist: every rank then runs the whole (short) pass itself."""
+    return dist if dist.active and rows >= dist.world else SINGLE
+
+
+def _scaled(task: Task, total: int, world: int) -> Task:
+    """``task`` told of a share of a pass of ``total`` items as of the whole pass (each of the
+    ``world`` ranks runs about as many)."""
+    return counting(task, lambda done, _: task.report(min(total, done * world), total))
+
+
+def _part(dataset: Any, mine: list[int], dist: Dist) -> Any:
+    """This rank's items of ``dataset`` (all of them on one process)."""
+    return Subset(dataset, mine) if dist.active else dataset
 
 
 def _pass_settings(
@@ -219,28 +256,34 @@ def add_views(
     task: Task | None = None,
     taps: TapForward | None = None,
     timing: FeedTiming | None = None,
+    shard: Dist = SINGLE,
 ) -> Recording:
     """``clean`` (a one-view recording holding the ``cuts``) with ``views - 1`` augmented views
     of each training image added. Only the new views run through the network (in ``taps`` when
     given, the runner that recorded ``clean``); the result is the recording :func:`record`
     would make with ``views`` (the same datasets and draws). ``task`` gets ``(done, total)`` of
-    the new views only."""
+    the new views only. ``shard``: as for :func:`record`."""
     n = len(train)
     names = [c.module for c in cuts]
     run = _runner(model, taps, names, [], placement, channels_last)
-    collect = _Collector(run, [], names, 0, n * (views - 1), batch_size)
+    added = n * (views - 1)
+    dist = _sharding(shard, added)
+    mine = dist.shard(added)
+    collect = _Collector(run, [], names, 0, len(mine), batch_size)
+    new = ImageDataset(train, train_transform, seed=seed, views=views - 1)
     features = extract_features(
         run,
-        ImageDataset(train, train_transform, seed=seed, views=views - 1),
-        task=task,
+        _part(new, mine, dist),
+        task=task if task is None or not dist.active else _scaled(task, added, dist.world),
         after_batch=collect,
         on_retry=collect.retry,
         **_pass_settings(placement, batch_size, workers, timing),
     )
+    features = dist.gather_rows(features, added)
     activations = {}
     for m in names:
         first = clean.activations[m].reshape(n, *clean.activations[m].shape[2:])
-        both = torch.cat([first, *collect.full[m]])
+        both = torch.cat([first, dist.gather_rows(torch.cat(collect.full[m]), added)])
         activations[m] = both.view(views, n, *first.shape[1:])
     return Recording(
         views=views,

@@ -16,18 +16,21 @@ class DistributedUnsupported(ValueError):
 def wrap_for_training(ctx: Any, pipeline: Any) -> None:
     """Wrap ``ctx.model`` in DDP for ``pipeline``'s training forward pass. A linear probe on
     cached features is not wrapped: its features are computed in shards and gathered, and the
-    probe's deterministic fit runs the same on every rank (rank 0's result is the one kept)."""
+    probe's deterministic fit runs the same on every rank (rank 0's result is the one kept).
+    A run on a cached frozen prefix is wrapped like one through the network: its activations
+    are computed in shards and gathered, and each rank trains on its rows of each batch."""
     from torch.nn.parallel import DistributedDataParallel
 
     from engine.training.pipeline import FeaturePipeline, ImagePipeline
+    from engine.training.prefix_pipeline import PrefixPipeline
 
     if isinstance(pipeline, FeaturePipeline):
         return
-    if type(pipeline) is not ImagePipeline:
+    if type(pipeline) not in (ImagePipeline, PrefixPipeline):
         raise DistributedUnsupported(
-            f"Training on several processes supports image runs through the network and "
-            f"linear probes; this run's {type(pipeline).__name__} trains on one process, so "
-            "start it without --nproc."
+            f"Training on several processes supports image runs (through the network, on a "
+            f"cached frozen prefix, or linear probes); this run's {type(pipeline).__name__} "
+            "trains on one process, so start it without --nproc."
         )
     model: nn.Module = ctx.model
     device = ctx.placement.device

@@ -181,12 +181,13 @@ class FeaturePipeline(Pipeline):
         cache_dir = t.workspace.cache_root / "features"
         paths = (cache_dir / f"{key}-train.safetensors", cache_dir / f"{key}-val.safetensors")
         # The Recommended method's pass over the same images and views already holds them.
-        rec = t.advice_recording if not t.dist.active else None  # rank 0 alone advised
+        rec = t.advice_recording  # gathered on every rank of a job of several processes
         t.advice_recording = None
         if rec is not None and rec.views == self.views and rec.val_features is not None:
             train, val = rec.features, rec.val_features
-            store_cached(paths[0], train)
-            store_cached(paths[1], val)
+            if t.dist.is_main:
+                store_cached(paths[0], train)
+                store_cached(paths[1], val)
         else:
             val_ds = ImageDataset(image_samples(self.data.val), self.eval_transform, seed=seed)
             if clean.view is not None and prefetch.computing_features(

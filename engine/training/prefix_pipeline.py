@@ -5,6 +5,10 @@ each training image's clean view and ``augment.cache_views - 1`` augmented views
 validation images), and every epoch runs only the trainable layers on them. The activations
 stay in memory (half precision); a resumed run computes them again. A run whose recipe came from
 the Recommended method reuses the advisor's recording instead of a second pass.
+
+In a job of several processes each rank computes every world-th image's activations and every
+rank gets all of them back (in dataset order); each trains on its rows of each global batch, the
+rows :class:`engine.training.loaders.ShardedBatches` would give it.
 """
 
 from __future__ import annotations
@@ -102,6 +106,7 @@ class PrefixPipeline(Pipeline):
                 taps=run_taps(  # onnxruntime runs only the frozen layers, up to the cut
                     t, self.model, full=[self.cut.module], pooled=[], what=what, features=False
                 ),
+                shard=t.dist,
             )
         else:
             t.log("Frozen layers' activations reused from the recipe advisor's pass.")
@@ -118,23 +123,31 @@ class PrefixPipeline(Pipeline):
         order = epoch_permutation(n, seed, epoch)
         g = torch.Generator().manual_seed(seed * 7919 + epoch)
         view = torch.randint(self.views, (n,), generator=g)
+        dist = self.ctx.dist
         for idx in batches_of(order, self.batch_size)[start_step:]:
+            if dist.active:  # this rank's rows of the global batch, as ShardedBatches cuts them
+                idx = idx[dist.rank :: dist.world] or idx[:1]
             i = torch.tensor(idx)
             # indexing drops the channels-last layout; _to_device restores it (several times
             # faster convolutions on the CPU)
             yield self._to_device(self.train_acts[view[i], i].float(), self.train_labels[i])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._suffix(self.model if self.wrapped is None else self.wrapped, x)
+
+    def _suffix(self, model: Any, x: torch.Tensor) -> torch.Tensor:
+        """``model`` (the classifier, or DDP around it) run on activations ``x`` at the cut."""
         with suffix_only(self.model, self.cut, x, self.shapes):
-            return self.model(dummy_input(len(x), 8, self.device))
+            return model(dummy_input(len(x), 8, self.device))
 
     @torch.inference_mode()
     def validation_logits(self) -> Batch:
+        self.ctx.dist.sync_buffers(self.model)  # several processes: rank 0's statistics
         self.model.eval()
         logits = []
         for i in range(0, len(self.val_acts), 64):
             x, _ = self._to_device(self.val_acts[i : i + 64].float(), self.val_labels[:0])
             with self.placement.autocast():
-                logits.append(self.forward(x).float().cpu())
+                logits.append(self._suffix(self.model, x).float().cpu())
         self.model.train()
         return torch.cat(logits), self.val_labels

@@ -144,11 +144,16 @@ def place(ctx: RunContext, model: nn.Module) -> None:
 
 def recommend(ctx: RunContext, model: Any) -> RunConfig:
     """Method auto: choose the recipe on the training data; the run's config.json then
-    holds the resolved recipe (a replay runs it as is) and advice.json the evidence."""
+    holds the resolved recipe (a replay runs it as is) and advice.json the evidence (written
+    by rank 0 alone in a job of several processes, whose ranks share the advisor's passes)."""
+    from engine.advice.recommend import follow
     from engine.advice.recommend import recommend as advise
 
-    if not ctx.dist.is_main:  # several processes: rank 0 chooses, every rank trains its choice
+    if not ctx.dist.is_main:  # several processes: each rank runs its share of the advisor's
+        # passes, rank 0 chooses, every rank trains its choice (on the gathered recording)
+        recording = follow(ctx, model)
         ctx.config = RunConfig.from_dict(ctx.dist.broadcast(None))
+        ctx.advice_recording = recording
         return ctx.config
     advice = advise(ctx, model)
     ctx.config = advice.config
