@@ -492,6 +492,25 @@ def test_a_job_that_cannot_start_says_why_in_one_sentence(tmp_path):
     assert not list((tmp_path / "ws" / "runs").glob("*/config.json"))  # no run was created
 
 
+@pytest.mark.slow
+def test_a_job_whose_tracker_cannot_work_says_so_before_a_run_exists(shapes, tmp_path, monkeypatch):
+    """The worker checks --track as the CLI does (a cluster job's launch.sh has no CLI before
+    it): rank 0's one sentence, and no run folder."""
+    from engine.distributed.launch import run_job
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    result = run_job(
+        2,
+        config_json=tiny_config(shapes).to_json(),
+        workspace=tmp_path / "ws",
+        track=[f"mlflow:{(tmp_path / 'mlruns').as_uri()}"],
+    )
+    assert result.exit_code != 0 and "MLFLOW_ALLOW_FILE_STORE=true" in result.error
+    assert "ended unexpectedly" not in result.error
+    assert not list((tmp_path / "ws" / "runs").glob("*/config.json"))
+    assert not (tmp_path / "mlruns").exists()
+
+
 # -- tracking a job -------------------------------------------------------------------------------
 
 
@@ -635,11 +654,19 @@ def test_a_text_run_resumes_with_one_or_two_processes(tmp_path):
     )
     assert result.status is RunStatus.CANCELLED
     # ... and two processes finish it: every epoch and step once.
-    again = refit("resume", run.run_id, "--workspace", str(ws), "--nproc", "2", "--events-jsonl")
+    again = refit(
+        *("resume", run.run_id, "--workspace", str(ws), "--nproc", "2", "--events-jsonl"),
+        *("--track", "tensorboard"),
+    )
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err[-3000:]
     started = [e for e in events_of(out) if isinstance(e, RunStarted)]
     assert started and started[0].start_epoch == 3
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run.path / "tensorboard"))  # `refit resume --nproc --track`
+    acc.Reload()
+    assert [s.step for s in acc.Scalars("epoch/val_loss")] == [3]
     assert [r["epoch"] for r in epoch_lines(run)] == [0, 1, 2, 3]
     counts = Counter(r["step"] for r in run.metrics() if r.get("type") == "step")
     assert sorted(counts) == list(range(1, 4 * 5 + 1)) and set(counts.values()) == {1}
