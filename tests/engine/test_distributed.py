@@ -671,3 +671,20 @@ def test_a_text_run_resumes_with_one_or_two_processes(tmp_path):
     counts = Counter(r["step"] for r in run.metrics() if r.get("type") == "step")
     assert sorted(counts) == list(range(1, 4 * 5 + 1)) and set(counts.values()) == {1}
     assert run.state()["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_a_recommended_text_job_advises_on_rank_0_alone(tmp_path):
+    """Method auto (the text default): rank 0 computes the probe's features by itself (no
+    collective while the others wait for its choice), then every rank trains that choice."""
+    torch.manual_seed(0)
+    bert = str(make_tiny_bert(tmp_path / "tiny-bert"))
+    table = make_text_table(tmp_path / "data" / "messages.csv", per_class=24)
+    config = text_config(table, bert, method=Method.AUTO)
+    one = RunDir(train(config, workspace=tmp_path / "ws1").run_dir)
+    run, events = two_processes(config, tmp_path / "ws2", tmp_path)
+    assert sum(isinstance(e, AdviceGiven) for e in events) == 1
+    assert run.state()["status"] == "completed"
+    assert run.state()["method"] == one.state()["method"] != "auto"
+    assert (run.path / "advice.json").is_file()
+    assert len(epoch_lines(run)) == len(epoch_lines(one))
