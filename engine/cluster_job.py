@@ -35,12 +35,14 @@ class ClusterJobError(ValueError):
 @dataclass(frozen=True, kw_only=True)
 class ClusterJob:
     """The shape of the job: ``nodes`` machines with ``gpus_per_node`` processes each, the run
-    written under ``workspace`` (a path on the cluster), the rendezvous on ``port``."""
+    written under ``workspace`` (a path on the cluster), the rendezvous on ``port``; ``track``:
+    `--track` values (``tensorboard``, ``mlflow:URI``) that rank 0 tracks the run in."""
 
     nodes: int = 1
     gpus_per_node: int = 1
     workspace: str = "workspace"
     port: int = DEFAULT_PORT
+    track: tuple[str, ...] = ()
 
     def check(self) -> None:
         """Raise ClusterJobError with one sentence when a number is out of range."""
@@ -55,6 +57,13 @@ class ClusterJob:
                 )
         if not self.workspace or "\0" in self.workspace:
             raise ClusterJobError("The workspace path of the cluster job is empty or invalid.")
+        from engine.tracking import TrackError, parse_track
+
+        for value in self.track:
+            try:
+                parse_track(value)
+            except TrackError as exc:
+                raise ClusterJobError(str(exc)) from None
 
 
 def job_name(config: RunConfig) -> str:
@@ -68,6 +77,7 @@ def launch_script(job: ClusterJob) -> str:
     """``launch.sh``: torchrun on this node, rendezvous at ``$MASTER_ADDR:$MASTER_PORT``."""
     job.check()
     workspace = shlex.quote(job.workspace)
+    track = "".join(f" --track {shlex.quote(value)}" for value in job.track)
     return f"""#!/usr/bin/env bash
 # Refit Studio cluster job: run this once on every node (job.sbatch does it with srun).
 # Every node needs this folder, the data folder named in config.json and Refit Studio's Python
@@ -86,7 +96,7 @@ exec torchrun \\
   --rdzv-backend c10d \\
   --rdzv-id "${{SLURM_JOB_ID:-refit}}" \\
   --rdzv-endpoint "$MASTER_ADDR:$MASTER_PORT" \\
-  -m engine.distributed "$HERE/{CONFIG}" --workspace "$WORKSPACE"
+  -m engine.distributed "$HERE/{CONFIG}" --workspace "$WORKSPACE"{track}
 """
 
 

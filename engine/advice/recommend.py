@@ -508,7 +508,7 @@ def recommend_text(ctx: Any, model: Any) -> Advice:
 
         ctx.max_length = token_limit(model.tokenizer, model.backbone, cfg.data.max_length)
     ctx.model = model
-    pipe = TextFeaturePipeline(ctx)
+    pipe = TextFeaturePipeline(ctx, alone=True)  # a job's rank 0 advises by itself
     pipe.prepare()  # cached on disk: a linear probe chosen below reuses these features
     feats = pipe.train_features.reshape(-1, pipe.train_features.shape[-1]).cpu()
     labels = pipe.train_labels.cpu()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from engine.tracking import track_argument
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add the export-job command to the `refit` parser."""
@@ -30,6 +32,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "files; REFIT_WORKSPACE overrides it when the job runs).",
     )
     j.add_argument("--port", type=int, default=29500, help="Rendezvous port.")
+    j.add_argument(
+        "--track",
+        action="append",
+        default=[],
+        type=track_argument,
+        metavar="WHERE",
+        help="Rank 0 also tracks the run in TensorBoard (`tensorboard`) or MLflow "
+        "(`mlflow:URI`), as `refit train --track`; repeatable. The value is written into "
+        "launch.sh: put MLflow credentials in the cluster's environment, not in the URI.",
+    )
     j.set_defaults(func=_cmd_export_job)
 
 
@@ -43,6 +55,7 @@ def _cmd_export_job(args: argparse.Namespace) -> int:
         gpus_per_node=args.gpus_per_node,
         workspace=args.cluster_workspace,
         port=args.port,
+        track=tuple(target.argument for target in args.track),
     )
     for path in write_cluster_job(config, Path(args.out), job):
         print(f"Wrote {path}")

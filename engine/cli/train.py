@@ -80,6 +80,7 @@ def _run_job(args: argparse.Namespace, *, config_json: str = "", resume: str = "
             workspace=args.workspace,
             on_event=cb,
             task=task,
+            track=[target.argument for target in args.track],
         )
         ended.append(result)
         return result
@@ -112,7 +113,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     _check_tracking(args)  # before the prefetching child starts
     if _nproc(args) > 1:
-        _no_tracking_across_processes(args)
         from engine.distributed.worker import check_batch
         from engine.trust import check_model
 
@@ -206,7 +206,6 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     config = Workspace(args.workspace).open_run(args.run).config()
     check_model(config.model.backbone, asked=config.model.allow_remote_code)  # run untouched
     if _nproc(args) > 1:
-        _no_tracking_across_processes(args)
         return _run_job(args, resume=str(args.run))
     trackers = _trackers(args)
     if args.events_jsonl:
@@ -226,19 +225,13 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 def _add_track_flag(p: argparse.ArgumentParser) -> None:
     """`--track tensorboard` / `--track mlflow:URI`, repeatable (engine/tracking/)."""
 
-    def target(value: str) -> Any:
-        from engine.tracking import TrackError, parse_track
-
-        try:
-            return parse_track(value)
-        except TrackError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
+    from engine.tracking import track_argument
 
     p.add_argument(
         "--track",
         action="append",
         default=[],
-        type=target,
+        type=track_argument,
         metavar="WHERE",
         help="Also track the run in TensorBoard (`tensorboard`: event files in the run folder) "
         "or MLflow (`mlflow:URI`, e.g. mlflow:http://host:5000); repeatable. Needs the "
@@ -252,14 +245,6 @@ def _check_tracking(args: argparse.Namespace) -> None:
         from engine.tracking import check_targets
 
         check_targets(args.track)
-
-
-def _no_tracking_across_processes(args: argparse.Namespace) -> None:
-    if args.track:
-        raise SystemExit(
-            "refit: error: --track does not reach the processes of a --nproc job yet; track a "
-            "1-process run, or point TensorBoard at the run's metrics after the job."
-        )
 
 
 def _trackers(args: argparse.Namespace) -> list[Any]:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,14 +35,18 @@ def torchrun_command(
     workspace: str | Path | None = None,
     resume: str = "",
     events_jsonl: bool = True,
+    track: Sequence[str] = (),
 ) -> list[str]:
-    """The torchrun command line of a job of ``nproc`` processes on this machine."""
+    """The torchrun command line of a job of ``nproc`` processes on this machine; ``track``:
+    `--track` values (rank 0 tracks the run there)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     cmd += ["--nproc-per-node", str(nproc), "-m", "engine.distributed", str(config_path)]
     if workspace is not None:
         cmd += ["--workspace", str(workspace)]
     if resume:
         cmd += ["--resume", resume]
+    for value in track:
+        cmd += ["--track", value]
     if events_jsonl:
         cmd.append("--events-jsonl")
     return cmd
@@ -86,9 +90,11 @@ def run_job(
     workspace: str | Path | None = None,
     on_event: Callable[[Event], Any] | None = None,
     task: Any = None,
+    track: Sequence[str] = (),
 ) -> JobResult:
     """Run a job of ``nproc`` processes on this machine and return how it ended; the events of
-    rank 0 go to ``on_event``; cancelling ``task`` stops every process after its step."""
+    rank 0 go to ``on_event``; cancelling ``task`` stops every process after its step;
+    ``track``: `--track` values, tracked by rank 0."""
     from engine.runs import Workspace
 
     ws = Workspace(workspace)
@@ -96,7 +102,7 @@ def run_job(
     fd, name = tempfile.mkstemp(prefix=".launch-", suffix=".json", dir=ws.runs_root)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(config_json or "{}")
-    cmd = torchrun_command(name, nproc, workspace=ws.root, resume=resume)
+    cmd = torchrun_command(name, nproc, workspace=ws.root, resume=resume, track=track)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # A session of its own: the terminal's Ctrl+C reaches this process alone, which asks the
     # job to stop through the control file instead of killing it mid-step.

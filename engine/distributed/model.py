@@ -1,6 +1,8 @@
 """The model of a job of several processes: DDP around the run's model for the training
 forward pass (the unwrapped model stays ``ctx.model``: checkpoints, validation and export see
-it), with SyncBatchNorm when the config asks for it."""
+it), with SyncBatchNorm when the config asks for it. A text run's LoRA model is wrapped the same
+way: DDP reduces the gradients of the parameters that train (adapters and head) and skips the
+frozen ones, so it needs no ``find_unused_parameters``."""
 
 from __future__ import annotations
 
@@ -23,14 +25,15 @@ def wrap_for_training(ctx: Any, pipeline: Any) -> None:
 
     from engine.training.pipeline import FeaturePipeline, ImagePipeline
     from engine.training.prefix_pipeline import PrefixPipeline
+    from engine.training.text_pipeline import TextPipeline
 
     if isinstance(pipeline, FeaturePipeline):
         return
-    if type(pipeline) not in (ImagePipeline, PrefixPipeline):
+    if type(pipeline) not in (ImagePipeline, PrefixPipeline, TextPipeline):
         raise DistributedUnsupported(
             f"Training on several processes supports image runs (through the network, on a "
-            f"cached frozen prefix, or linear probes); this run's {type(pipeline).__name__} "
-            "trains on one process, so start it without --nproc."
+            f"cached frozen prefix, or linear probes) and text runs; this run's "
+            f"{type(pipeline).__name__} trains on one process, so start it without --nproc."
         )
     model: nn.Module = ctx.model
     device = ctx.placement.device

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from engine.distributed import CONTROL_FILE, Control, Dist, MirrorRun
+from engine.tracking import track_argument
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -26,6 +27,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workspace", default=None)
     p.add_argument("--resume", metavar="RUN", default="", help="Continue this run instead.")
     p.add_argument("--events-jsonl", action="store_true", help="Rank 0 prints events as JSON.")
+    p.add_argument(
+        "--track",
+        action="append",
+        default=[],
+        type=track_argument,
+        metavar="WHERE",
+        help="`tensorboard` or `mlflow:URI` (as `refit train --track`); rank 0 alone tracks.",
+    )
     return p.parse_args(argv)
 
 
@@ -70,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.config import RunConfig
     from engine.events import Event, event_to_json
     from engine.runs import Workspace
+    from engine.tracking import check_targets, tracking_callbacks
     from engine.training.resume_state import check_resumable
     from engine.training.trainer import Trainer
 
@@ -82,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     config: Any = None
     if dist.is_main:
         try:
+            check_targets(args.track)  # a tracker that cannot work: before a run folder exists
             if args.resume:
                 run = ws.open_run(args.resume)
                 config = run.intact_config()
@@ -118,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         config,
         run,
         ws,
+        # Rank 0 alone tracks (the other ranks' Trainer would drop them anyway): one writer.
+        tracking_callbacks(args.track) if dist.is_main else (),
         on_event=emit if args.events_jsonl and dist.is_main else None,
         resuming=bool(args.resume),
         dist=dist,

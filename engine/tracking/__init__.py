@@ -12,7 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from engine.tracking.targets import TrackError, TrackTarget, is_primary_rank, mask_uri, parse_track
+from engine.tracking.targets import (
+    TrackError,
+    TrackTarget,
+    is_primary_rank,
+    mask_uri,
+    parse_track,
+    track_argument,
+)
 
 if TYPE_CHECKING:
     from engine.training.callbacks import Callback
@@ -23,6 +30,7 @@ __all__ = [
     "check_targets",
     "mask_uri",
     "parse_track",
+    "track_argument",
     "tracking_callbacks",
 ]
 

@@ -35,6 +35,12 @@ class TrackTarget:
         """The target as logs and files may show it: a password in the URI masked."""
         return "tensorboard" if self.kind == "tensorboard" else f"mlflow:{mask_uri(self.uri)}"
 
+    @property
+    def argument(self) -> str:
+        """The `--track` value that parses back to this target (unmasked: for a command line
+        that starts the run, never for a log)."""
+        return "tensorboard" if self.kind == "tensorboard" else f"mlflow:{self.uri}"
+
 
 def mask_uri(uri: str) -> str:
     """``http://user:secret@host`` -> ``http://***@host``: credentials never reach a log."""
@@ -59,6 +65,17 @@ def parse_track(value: str) -> TrackTarget:
             )
         return TrackTarget("mlflow", uri)
     raise TrackError(f"--track takes {FORMS}; {mask_uri(text)!r} is neither.")
+
+
+def track_argument(value: str) -> TrackTarget:
+    """:func:`parse_track` as an argparse ``type``: a bad value is argparse's usage error with
+    the same sentence (the `refit` CLI and the torchrun worker share it)."""
+    import argparse
+
+    try:
+        return parse_track(value)
+    except TrackError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def is_file_store(uri: str) -> bool:

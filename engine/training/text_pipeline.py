@@ -8,10 +8,11 @@ from typing import Any
 import torch
 
 from engine.data.tokens import TokenizedTexts, length_batches, sorted_batches
+from engine.distributed import SINGLE, Dist
 from engine.events import StageProgressed
 from engine.frozen.keys import cache_key
 from engine.task import counting
-from engine.training.features import cached
+from engine.training.features import fitting, load_cached, store_cached
 from engine.training.inputs import text_samples
 from engine.training.loaders import epoch_permutation
 from engine.training.pipeline import Batch, FeaturePipeline, Pipeline
@@ -55,16 +56,20 @@ class TextPipeline(Pipeline):
         )
 
     def train_batches(self, epoch: int, start_step: int) -> Iterator[Batch]:
+        dist = self.ctx.dist
         for idx in self._order(epoch)[start_step:]:
+            if dist.active:  # this rank's rows of the global batch, as ShardedBatches cuts them
+                idx = idx[dist.rank :: dist.world] or idx[:1]
             yield self._batch(self.train_tokens, idx)
 
     def forward(self, x: Any) -> torch.Tensor:
-        return self.model(x)
+        return (self.model if self.wrapped is None else self.wrapped)(x)
 
     @torch.inference_mode()
     def validation_logits(self) -> Batch:
         self.model.eval()
-        logits = run_in_order(self, self.model, self.val_tokens)
+        classes = len(self.data.classes)
+        logits = in_shards(self, self.model, self.val_tokens, self.ctx.dist, width=classes)
         self.model.train()
         return logits, self.val_tokens.labels
 
@@ -78,39 +83,58 @@ class TextFeaturePipeline(FeaturePipeline):
 
     unit = "texts"
 
+    def __init__(self, ctx: Any, *, alone: bool = False) -> None:
+        super().__init__(ctx)
+        #: ``alone``: this process computes every feature itself, with no collective (the
+        #: advisor runs on rank 0 alone); else a job's ranks each compute their share.
+        self.dist: Dist = SINGLE if alone else ctx.dist
+
     def prepare(self) -> None:
-        t = self.ctx
+        t, dist = self.ctx, self.dist
         self.views = 1
         key = self._text_key()
         cache_dir = t.workspace.cache_root / "features"
-        tokens: dict[str, TokenizedTexts] = {}
-        encoders: dict[str, torch.nn.Module] = {}
-
-        def extract(split: str) -> torch.Tensor:
-            if not tokens:
-                tokens["train"], tokens["val"] = tokenize_splits(self)
-            t.log(
-                f"Computing backbone features of {len(tokens[split])} {_SPLIT_WORD[split]} texts "
-                f"once ({self.device.type}); the head then trains on them."
-            )
-            if "encoder" not in encoders:
-                encoders["encoder"] = self._frozen_encoder(tokens["train"])
-            return run_in_order(self, encoders["encoder"], tokens[split], stage="features")
-
-        n, n_val = len(self.data.train), len(self.data.val)
+        paths = (cache_dir / f"{key}-train.safetensors", cache_dir / f"{key}-val.safetensors")
+        rows = (len(self.data.train), len(self.data.val))
         width = self.model.num_features  # a file of another network's width is not used
-        train, hit = cached(
-            cache_dir / f"{key}-train.safetensors", lambda: extract("train"), n, width
-        )
-        val, hit_val = cached(
-            cache_dir / f"{key}-val.safetensors", lambda: extract("val"), n_val, width
-        )
-        if hit and hit_val:
+        found = [
+            fitting(load_cached(p), n, width) if dist.is_main else None
+            for p, n in zip(paths, rows, strict=True)
+        ]
+        found = dist.broadcast(found)  # several processes: what rank 0 found in the cache
+        if all(f is not None for f in found):
             t.log("Backbone features loaded from the cache; training only the head.")
-        self.train_features = train.view(1, n, -1).to(self.device)
+        else:
+            tokens = dict(zip(("train", "val"), tokenize_splits(self), strict=True))
+            encoder = self._shared_encoder(tokens["train"])
+            for i, split in enumerate(("train", "val")):
+                if found[i] is not None:
+                    continue
+                t.log(
+                    f"Computing backbone features of {rows[i]} {_SPLIT_WORD[split]} texts "
+                    f"once ({self.device.type}); the head then trains on them."
+                )
+                found[i] = in_shards(
+                    self, encoder, tokens[split], dist, width=width, stage="features"
+                )
+                if dist.is_main:
+                    store_cached(paths[i], found[i])
+        train, val = found
+        assert train is not None and val is not None
+        self.train_features = train.view(1, rows[0], -1).to(self.device)
         self.train_labels = torch.tensor([s.label for s in self.data.train], device=self.device)
         self.val_features = val.to(self.device)
         self.val_labels = torch.tensor([s.label for s in self.data.val])
+
+    def _shared_encoder(self, tokens: TokenizedTexts) -> torch.nn.Module:
+        """The frozen encoder; in a job, rank 0 makes (exports and checks) it first, so that the
+        other ranks find its export in the workspace cache instead of exporting it again."""
+        if not self.dist.is_main:
+            self.dist.barrier()
+        encoder = self._frozen_encoder(tokens)
+        if self.dist.is_main:
+            self.dist.barrier()
+        return encoder
 
     def _frozen_encoder(self, tokens: TokenizedTexts) -> torch.nn.Module:
         """The backbone in onnxruntime where that is allowed, possible and checked; else torch."""
@@ -194,6 +218,26 @@ def tokenize_splits(pipeline: Pipeline) -> tuple[TokenizedTexts, TokenizedTexts]
     if cut:
         t.log(f"{cut} of {total} texts are longer than {limit} tokens and were cut to that length.")
     return train, val
+
+
+def in_shards(
+    pipeline: Pipeline,
+    module: torch.nn.Module,
+    tokens: TokenizedTexts,
+    dist: Dist,
+    *,
+    width: int,
+    stage: str = "",
+) -> torch.Tensor:
+    """:func:`run_in_order` over every text (``width`` outputs each); in a job, each rank runs
+    its interleaved share and every rank gets all the rows back in the texts' order."""
+    if not dist.active:
+        return run_in_order(pipeline, module, tokens, stage)
+    n = len(tokens)
+    part = run_in_order(pipeline, module, tokens.subset(dist.shard(n)), stage)
+    if part.ndim != 2:  # a rank without texts (fewer texts than ranks)
+        part = torch.empty(0, width)
+    return dist.gather_rows(part, n)
 
 
 @torch.inference_mode()

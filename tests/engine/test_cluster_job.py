@@ -155,3 +155,43 @@ def test_cli_export_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "--nnodes 2" in (out / "launch.sh").read_text()
     assert refit(args) == 2  # a second time: refused, nothing overwritten
     assert "already exists" in capsys.readouterr().err
+
+
+def test_track_values_reach_torchrun_as_literal_words(tmp_path: Path) -> None:
+    uri = "http://host:5000/$(touch PWNED)`touch PWNED2`;'q\" ${HOME}"
+    job = ClusterJob(workspace="/ws", track=("tensorboard", f"mlflow:{uri}"))
+    folder = tmp_path / "job"
+    write_cluster_job(RunConfig(data=DataConfig(path="/data")), folder, job)
+    if not BASH:
+        pytest.skip("no bash to run launch.sh with")
+    _bash_n(folder / "launch.sh")
+    bin_dir, probe = tmp_path / "bin", tmp_path / "probe"
+    bin_dir.mkdir()
+    probe.mkdir()
+    (bin_dir / "torchrun").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGS_OUT"\n')
+    (bin_dir / "torchrun").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(probe), "MASTER_ADDR": "node-a"}
+    env["ARGS_OUT"] = str(tmp_path / "torchrun.args")
+    run = subprocess.run(
+        [BASH, str(folder / "launch.sh")], cwd=probe, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    args = (tmp_path / "torchrun.args").read_text().splitlines()
+    assert args[-4:] == ["--track", "tensorboard", "--track", f"mlflow:{uri}"]
+    for where in (probe, folder, tmp_path):
+        assert not any(p.name.startswith("PWNED") for p in where.iterdir())
+
+
+def test_a_bad_track_value_writes_no_job(tmp_path: Path) -> None:
+    job = ClusterJob(track=("wandb",))
+    with pytest.raises(ClusterJobError, match="`mlflow:URI`"):
+        write_cluster_job(RunConfig(), tmp_path / "j", job)
+    assert not (tmp_path / "j").exists()
+
+
+def test_cli_export_job_takes_track(tmp_path: Path) -> None:
+    config = tmp_path / "c.json"
+    config.write_text(RunConfig(data=DataConfig(path="/data")).to_json())
+    out = tmp_path / "out"
+    assert refit(["export-job", str(config), "--out", str(out), "--track", "tensorboard"]) == 0
+    assert "--track tensorboard" in (out / "launch.sh").read_text()

@@ -41,7 +41,7 @@ from engine.config import (
 )
 from engine.distributed import Control, Dist, read_control, write_control
 from engine.distributed.launch import failed_rank, failure_sentence, torchrun_command
-from engine.distributed.worker import check_batch
+from engine.distributed.worker import check_batch, parse
 from engine.events import (
     AdviceGiven,
     CheckpointSaved,
@@ -245,6 +245,22 @@ Root Cause (first observed failure):
     assert cmd[1:4] == ["-m", "torch.distributed.run", "--standalone"]
     assert cmd[cmd.index("--nproc-per-node") + 1] == "2"
     assert cmd[-3:] == ["--resume", "r", "--events-jsonl"]
+    cmd = torchrun_command("c.json", 2, track=["tensorboard", "mlflow:http://h:5000"])
+    assert cmd[-5:] == [
+        "--track",
+        "tensorboard",
+        "--track",
+        "mlflow:http://h:5000",
+        "--events-jsonl",
+    ]
+
+
+def test_the_worker_validates_track_as_the_cli_does(capsys):
+    args = parse(["c.json", "--track", "tensorboard", "--track", "mlflow:file:///tmp/mlruns"])
+    assert [t.argument for t in args.track] == ["tensorboard", "mlflow:file:///tmp/mlruns"]
+    with pytest.raises(SystemExit) as info:
+        parse(["c.json", "--track", "wandb"])
+    assert info.value.code == 2 and "`mlflow:URI`" in capsys.readouterr().err
 
 
 # -- slow: real torchrun jobs on the CPU ----------------------------------------------------------

@@ -129,18 +129,6 @@ def test_cli_refuses_a_bad_track_value_before_anything_runs(tmp_path, capsys):
 
 
 @pytest.mark.slow  # the config is built from the folder first (seconds of imports)
-def test_tracking_a_job_of_several_processes_is_refused_before_it_starts(tmp_path):
-    """--track does not reach torchrun's processes yet: one sentence, no job, no run folder."""
-    data = make_shapes_folder(tmp_path / "shapes", per_class=4)
-    ws = tmp_path / "ws"
-    argv = ["--workspace", str(ws), "train", str(data), *CLI_TINY, "--nproc", "2"]
-    with pytest.raises(SystemExit) as info:
-        main([*argv, "--track", "tensorboard"])
-    assert "--track does not reach the processes of a --nproc job yet" in str(info.value.code)
-    assert not (ws / "runs").exists() or not any((ws / "runs").iterdir())
-
-
-@pytest.mark.slow  # the config is built from the folder first (seconds of imports)
 def test_cli_says_what_is_missing_before_a_run_folder_exists(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     data = make_shapes_folder(tmp_path / "shapes", per_class=4)
