@@ -59,9 +59,9 @@ class ClusterJob:
             raise ClusterJobError("The workspace path of the cluster job is empty or invalid.")
         from engine.tracking import TrackError, parse_track
 
-        for value in self.track:
+        for target in self.track:
             try:
-                parse_track(value)
+                parse_track(target)
             except TrackError as exc:
                 raise ClusterJobError(str(exc)) from None
 
