@@ -188,8 +188,9 @@ def _stop_on_cancel(proc: subprocess.Popen, task: Any, result: JobResult) -> Non
 def _announced(result: JobResult, failures: list[dict[str, Any]], log: str) -> bool:
     """The job ended non-zero after a process said why. The first process that failed of its
     own is the sentence (the others then lost contact with it); rank 0's own sentence is the
-    one its RunEnded carries. When every process only lost contact (the group's timeout) and
-    none was killed, that is the sentence. False otherwise: torchrun's log names the rank."""
+    one its RunEnded carries. When the processes only lost contact (the group's timeout) and
+    none was killed, rank 0's ending stands, or else the first of those sentences. False
+    otherwise: torchrun's log names the rank."""
     own = [f for f in failures if not f.get("contact")]
     found = failed_rank(log)
     if own:
@@ -197,7 +198,9 @@ def _announced(result: JobResult, failures: list[dict[str, Any]], log: str) -> b
         if first.get("rank") != 0 or not result.error:
             result.error = first["sentence"]
     elif failures and (found is None or found[1] > 0):
-        result.error = result.error or failures[0]["sentence"]
+        if result.error or result.status is not RunStatus.FAILED:
+            return True  # rank 0 ended the run itself (diverged, timed out): its ending stands
+        result.error = failures[0]["sentence"]
     else:
         return False
     result.status = RunStatus.FAILED

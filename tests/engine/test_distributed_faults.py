@@ -90,6 +90,13 @@ def test_the_launcher_tells_the_first_process_that_failed_of_its_own(tmp_path):
     result = JobResult(error="The disk holding /w is full; ...")
     assert _announced(result, [line(0, "other words", False)], "")
     assert result.error == "The disk holding /w is full; ..."
+    # Every process only lost contact (the timeout): rank 0's ending stands, else the first.
+    result = JobResult(error="Process 0 of 2 waited 600 s ...")
+    assert _announced(result, [line(1, "Process 1 of 2 waited", True)], "")
+    assert result.error == "Process 0 of 2 waited 600 s ..."
+    result = JobResult()
+    assert _announced(result, [line(1, "Process 1 of 2 waited", True)], "")
+    assert result.error == "Process 1 of 2 waited"
     # Every process only lost contact and one was killed: torchrun's log names it instead.
     killed = "Root Cause\n  rank      : 1 (local_rank: 1)\n  exitcode  : -9 (pid: 3)"
     assert not _announced(JobResult(), [line(0, "lost", True)], killed)
