@@ -52,15 +52,10 @@ def train_epoch(ctx: RunContext, pipeline: Pipeline, criterion: nn.CrossEntropyL
         ctx.task.wait_while_paused()
         run_step = step
         if dist.active:  # DDP averages over ranks: weigh each rank's loss by its share
-            local = _batch_weight(criterion, batch[1]) if batch is not None else 0.0
-            # The same all-reduce says whether a rank failed to load its batch: then every
-            # rank stops with that rank's sentence instead of waiting for it.
-            total, failed = dist.all_sum([local, float(failure is not None)], ctx.placement.device)
-            sentence = ctx.rank_failure(failure) if failure is not None else ""
-            dist.fail_together(failed, sentence, failure)
+            local, total = _weights(ctx, criterion, batch, failure)
             share = local * dist.world / max(total, 1e-12)
             run_step = dataclasses.replace(step, criterion=cast(Any, _Shared(criterion, share)))
-        assert batch is not None  # a failed batch raised above
+        assert batch is not None  # a batch that failed to load raised in _weights
         x, y = batch
         loss_value, correct = ctx.micro.run(
             len(y),
@@ -124,6 +119,20 @@ def _batches(
             yield None, exc
             return
         yield batch, None
+
+
+def _weights(
+    ctx: RunContext, criterion: nn.CrossEntropyLoss, batch: Any, failure: BaseException | None
+) -> tuple[float, float]:
+    """This rank's batch weight and the global batch's, from one all-reduce that also says
+    whether a rank failed to load its batch: then every rank raises that rank's sentence
+    (ProcessFailed) instead of waiting for it."""
+    local = _batch_weight(criterion, batch[1]) if batch is not None else 0.0
+    flag = float(failure is not None)
+    total, failed = ctx.dist.all_sum([local, flag], ctx.placement.device)
+    sentence = ctx.rank_failure(failure) if failure is not None else ""
+    ctx.dist.fail_together(failed, sentence, failure)
+    return local, total
 
 
 def _batch_weight(criterion: nn.CrossEntropyLoss, y: torch.Tensor) -> float:

@@ -200,6 +200,61 @@ def test_a_batch_that_fails_on_one_rank_ends_every_rank_with_its_sentence(shapes
 
 
 @pytest.mark.slow
+def test_a_validation_share_that_fails_on_one_rank_ends_every_rank(shapes, tmp_path):
+    code, err, run, ended = faulty_job(
+        tmp_path,
+        shapes,
+        """
+        import os
+        if os.environ.get("RANK") == "1":
+            import engine.training.pipeline as p
+            evaluate = p.ImagePipeline._eval_forward
+            def eval_forward(self, x):
+                if self.ctx.loop.epoch == 1:
+                    raise ValueError("validation image 3 cannot be decoded")
+                return evaluate(self, x)
+            p.ImagePipeline._eval_forward = eval_forward
+        """,
+    )
+    assert code != 0
+    sentence = (
+        "Process 1 of 2 failed: ValueError: validation image 3 cannot be decoded; "
+        f"`refit resume {run.run_id}` continues from the last checkpoint."
+    )
+    assert refit_error(err) == sentence and ended.error == sentence
+    assert [r["epoch"] for r in epoch_lines(run)] == [0]
+    assert_resume_finishes(run)
+
+
+@pytest.mark.slow
+def test_a_step_that_raises_on_one_rank_ends_the_job_with_its_sentence(shapes, tmp_path):
+    code, err, run, ended = faulty_job(
+        tmp_path,
+        shapes,
+        """
+        import os
+        if os.environ.get("RANK") == "1":
+            import engine.training.pipeline as p
+            forward = p.ImagePipeline.forward
+            def failing_forward(self, x):
+                if self.ctx.loop.global_step == 4:
+                    raise RuntimeError("injected forward failure")
+                return forward(self, x)
+            p.ImagePipeline.forward = failing_forward
+        """,
+    )
+    assert code != 0
+    sentence = (
+        "Process 1 of 2 failed: RuntimeError: injected forward failure; "
+        f"`refit resume {run.run_id}` continues from the last checkpoint."
+    )
+    # Rank 1 said it and ended; rank 0 lost contact in the step's collective (not Gloo's text).
+    assert refit_error(err) == sentence and run.state()["error"] == sentence
+    assert ended.error.startswith("Process 0 of 2 lost contact with the other processes")
+    assert_resume_finishes(run)
+
+
+@pytest.mark.slow
 def test_a_checkpoint_rank_0_cannot_write_ends_the_job_with_its_own_sentence(shapes, tmp_path):
     code, err, run, ended = faulty_job(
         tmp_path,
