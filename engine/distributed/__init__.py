@@ -87,6 +87,31 @@ class Dist:
         for buffer in module.buffers():
             td.broadcast(buffer.data, src=0)
 
+    def agree(
+        self, sentence: str, device: torch.device, cause: BaseException | None = None
+    ) -> None:
+        """Every rank calls this at the same point with "" (all went well) or the sentence of
+        its own failure; when one failed, every rank raises ProcessFailed (one all-reduce)."""
+        if self.active:
+            self.fail_together(self.all_sum([float(bool(sentence))], device)[0], sentence, cause)
+
+    def fail_together(
+        self, failed: float, sentence: str, cause: BaseException | None = None
+    ) -> None:
+        """After a collective that summed every rank's failure flag: when one rank failed, every
+        rank raises ProcessFailed with the sentence of the lowest failed rank (the sentences
+        are gathered only then)."""
+        if not failed or not self.active:
+            return
+        import torch.distributed as td
+
+        from engine.distributed.failure import ProcessFailed
+
+        said: list[Any] = [None] * self.world
+        td.all_gather_object(said, sentence)
+        rank, first = next((r, s) for r, s in enumerate(said) if s)
+        raise ProcessFailed(first, rank) from cause
+
     def shard(self, n: int) -> list[int]:
         """This rank's items of ``n``: every world-th one from its rank (interleaved, so the
         shards differ in size by at most one)."""

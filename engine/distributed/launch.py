@@ -117,7 +117,10 @@ def run_job(
     result = JobResult()
     log: list[str] = []
     refusals: list[str] = []
-    reader = threading.Thread(target=_keep_stderr, args=(proc, log, refusals), daemon=True)
+    failures: list[dict[str, Any]] = []  # the processes' own sentences (failure.announce)
+    reader = threading.Thread(
+        target=_keep_stderr, args=(proc, log, refusals, failures), daemon=True
+    )
     reader.start()
     stopper = threading.Thread(target=_stop_on_cancel, args=(proc, task, result), daemon=True)
     if task is not None:
@@ -142,7 +145,7 @@ def run_job(
         Path(name).unlink(missing_ok=True)
     if result.exit_code != 0 and refusals and not result.run_dir:
         result.error = refusals[0]  # the job refused to start: rank 0's sentence
-    elif result.exit_code != 0:
+    elif result.exit_code != 0 and not _announced(result, failures, "".join(log)):
         _failed(result, "".join(log), nproc)
     return result
 
@@ -156,13 +159,21 @@ def _note(result: JobResult, event: Event) -> None:
         result.run_dir = event.run_dir or result.run_dir
 
 
-def _keep_stderr(proc: subprocess.Popen, log: list[str], refusals: list[str]) -> None:
+def _keep_stderr(
+    proc: subprocess.Popen, log: list[str], refusals: list[str], failures: list[dict[str, Any]]
+) -> None:
     """torchrun's log: kept (its failure summary names the rank), with the worker's own
-    one-sentence refusals ("refit: error: ...") apart."""
+    one-sentence refusals ("refit: error: ...") and failures (failure.announce) apart."""
+    from engine.distributed.failure import read_announcement
+
     assert proc.stderr is not None
     for line in proc.stderr:
         if line.startswith("refit: error: "):
             refusals.append(line.removeprefix("refit: error: ").strip())
+        announced = read_announcement(line)
+        if announced is not None:
+            failures.append(announced)
+            continue
         log.append(line)
         del log[:-STDERR_KEPT]
 
@@ -178,6 +189,30 @@ def _stop_on_cancel(proc: subprocess.Popen, task: Any, result: JobResult) -> Non
             else:  # still setting up: nothing to checkpoint yet
                 proc.terminate()
             return
+
+
+def _announced(result: JobResult, failures: list[dict[str, Any]], log: str) -> bool:
+    """The job ended non-zero after a process said why. The first process that failed of its
+    own is the sentence (the others then lost contact with it); rank 0's own sentence is the
+    one its RunEnded carries. When the processes only lost contact (the group's timeout) and
+    none was killed, rank 0's ending stands, or else the first of those sentences. False
+    otherwise: torchrun's log names the rank."""
+    own = [f for f in failures if not f.get("contact")]
+    found = failed_rank(log)
+    if own:
+        first = own[0]
+        if first.get("rank") != 0 or not result.error:
+            result.error = first["sentence"]
+    elif failures and (found is None or found[1] > 0):
+        if result.error or result.status is not RunStatus.FAILED:
+            return True  # rank 0 ended the run itself (diverged, timed out): its ending stands
+        result.error = failures[0]["sentence"]
+    else:
+        return False
+    result.status = RunStatus.FAILED
+    if result.run_dir:
+        record_failure(Path(result.run_dir), result.error)
+    return True
 
 
 def _failed(result: JobResult, log: str, world: int) -> None:

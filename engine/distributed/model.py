@@ -48,6 +48,9 @@ def wrap_for_training(ctx: Any, pipeline: Any) -> None:
                 level="warning",
             )
     ids = [device.index if device.index is not None else ctx.dist.local_rank]
+    # No buffer broadcast before each forward: rank 0's buffers (the ones it saves, and that
+    # validation broadcasts) are the same without it, and a forward that ran out of memory on
+    # one rank alone would have broadcast once more than the others, desynchronising the job.
     pipeline.wrapped = DistributedDataParallel(
-        model, device_ids=ids if device.type == "cuda" else None
+        model, device_ids=ids if device.type == "cuda" else None, broadcast_buffers=False
     )

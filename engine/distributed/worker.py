@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from engine.distributed import CONTROL_FILE, Control, Dist, MirrorRun
+from engine.distributed.failure import group_timeout
 from engine.tracking import track_argument
 
 
@@ -51,8 +52,8 @@ def join(dist: Dist, cuda: bool) -> torch.device:
 
     if cuda:
         torch.cuda.set_device(dist.local_rank)
-    if dist.active:
-        td.init_process_group("nccl" if cuda else "gloo")
+    if dist.active:  # a collective that waits past the timeout raises (failure.py)
+        td.init_process_group("nccl" if cuda else "gloo", timeout=group_timeout())
     return torch.device("cuda", dist.local_rank) if cuda else torch.device("cpu")
 
 
@@ -139,8 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with run.lock():
             result = trainer.fit()
-    finally:
-        _leave(dist)
+    except Exception as exc:
+        # Said before this process ends (its peers then fail by losing contact), so the
+        # launcher reads this process's sentence first; no destroy_process_group: with NCCL it
+        # may wait for a collective a peer never joins.
+        if dist.active:
+            _announce(trainer.ctx, exc)
+        raise
+    _leave(dist)
     if dist.is_main and not args.events_jsonl:
         print(f"Run {result.status}: {result.run_dir}")
     return 0 if str(result.status) in ("completed", "cancelled") else 1
@@ -184,6 +191,20 @@ def _on_signals(dist: Dist, control: Control) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop if dist.is_main else signal.SIG_IGN)
+
+
+def _announce(ctx: Any, exc: BaseException) -> None:
+    """Print this process's failure for launch.py: rank 0's own sentence (the one its RunEnded
+    carries), another rank's naming it, or that a collective failed under it."""
+    from engine.distributed.failure import ProcessFailed, announce, is_lost_contact
+
+    dist = ctx.dist
+    contact = is_lost_contact(exc)
+    if isinstance(exc, ProcessFailed) or contact or dist.is_main:
+        sentence = ctx.failure_sentence(exc)
+    else:
+        sentence = ctx.rank_failure(exc)
+    announce(dist.rank, dist.world, sentence, contact=contact)
 
 
 def _leave(dist: Dist) -> None:

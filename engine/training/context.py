@@ -153,8 +153,22 @@ class RunContext:
         self.loop.stop_reason = reason
 
     def failure_sentence(self, exc: BaseException) -> str:
-        """One sentence for ``exc``; a failed write names the disk and says how to resume."""
+        """One sentence for ``exc``; a failed write names the disk and says how to resume; in a
+        job of several processes, a collective that failed says so (not the backend's text)."""
+        if self.dist.active:
+            from engine.distributed.failure import contact_sentence, is_lost_contact
+
+            if is_lost_contact(exc):
+                dist = self.dist
+                return contact_sentence(exc, dist.rank, dist.world, self.run.run_id)
         return storage_sentence(exc, self.workspace.root, self.run.run_id) or error_sentence(exc)
+
+    def rank_failure(self, exc: BaseException) -> str:
+        """The sentence of ``exc`` naming this process of the job (for every rank to read)."""
+        from engine.distributed.failure import rank_sentence
+
+        sentence = self.failure_sentence(exc)
+        return rank_sentence(self.dist.rank, self.dist.world, sentence, self.run.run_id)
 
     # -- what the set-up makes ------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -43,7 +44,7 @@ def train_epoch(ctx: RunContext, pipeline: Pipeline, criterion: nn.CrossEntropyL
     clip = ctx.config.optim.grad_clip
     t_last = time.perf_counter()
     dist = ctx.dist
-    for x, y in pipeline.train_batches(loop.epoch, loop.step_in_epoch):
+    for batch, failure in _batches(ctx, pipeline):
         if ctx.control is not None:  # under torchrun: rank 0's control file, on every rank
             ctx.control.apply(ctx.task)
             if ctx.task.cancelled:
@@ -51,10 +52,11 @@ def train_epoch(ctx: RunContext, pipeline: Pipeline, criterion: nn.CrossEntropyL
         ctx.task.wait_while_paused()
         run_step = step
         if dist.active:  # DDP averages over ranks: weigh each rank's loss by its share
-            local = _batch_weight(criterion, y)
-            total = dist.all_sum([local], ctx.placement.device)[0]
+            local, total = _weights(ctx, criterion, batch, failure)
             share = local * dist.world / max(total, 1e-12)
             run_step = dataclasses.replace(step, criterion=cast(Any, _Shared(criterion, share)))
+        assert batch is not None  # a batch that failed to load raised in _weights
+        x, y = batch
         loss_value, correct = ctx.micro.run(
             len(y),
             functools.partial(accumulate_gradients, run_step, x, y),
@@ -97,6 +99,40 @@ def train_epoch(ctx: RunContext, pipeline: Pipeline, criterion: nn.CrossEntropyL
         t_last = now
         if ctx.task.cancelled:
             raise Cancelled()
+
+
+def _batches(
+    ctx: RunContext, pipeline: Pipeline
+) -> Iterator[tuple[tuple[Any, torch.Tensor] | None, BaseException | None]]:
+    """The epoch's batches as (batch, None). Under torchrun a batch that fails to load on this
+    rank (a corrupt image, a failing augmentation) ends them with (None, the exception), so the
+    step's all-reduce tells every rank; one process raises it at once."""
+    batches = iter(pipeline.train_batches(ctx.loop.epoch, ctx.loop.step_in_epoch))
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as exc:
+            if not ctx.dist.active:
+                raise
+            yield None, exc
+            return
+        yield batch, None
+
+
+def _weights(
+    ctx: RunContext, criterion: nn.CrossEntropyLoss, batch: Any, failure: BaseException | None
+) -> tuple[float, float]:
+    """This rank's batch weight and the global batch's, from one all-reduce that also says
+    whether a rank failed to load its batch: then every rank raises that rank's sentence
+    (ProcessFailed) instead of waiting for it."""
+    local = _batch_weight(criterion, batch[1]) if batch is not None else 0.0
+    flag = float(failure is not None)
+    total, failed = ctx.dist.all_sum([local, flag], ctx.placement.device)
+    sentence = ctx.rank_failure(failure) if failure is not None else ""
+    ctx.dist.fail_together(failed, sentence, failure)
+    return local, total
 
 
 def _batch_weight(criterion: nn.CrossEntropyLoss, y: torch.Tensor) -> float:

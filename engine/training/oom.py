@@ -8,6 +8,7 @@ feature extraction) are simply run in smaller chunks.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -149,18 +150,23 @@ def accumulate_gradients(
     # A weighted cross-entropy averages over the weights of the rows' classes, not the rows.
     total = weight[y].sum() if weight is not None else len(y)
     loss_value, correct = 0.0, 0.0
-    for a, b in pieces(len(y), size):
+    parts = pieces(len(y), size)
+    for k, (a, b) in enumerate(parts):
         xs, ys = (x, y) if b - a == len(y) else (slice_rows(x, a, b), y[a:b])
-        with trainer.placement.autocast():
-            logits = trainer.pipeline.forward(xs)
-        loss = trainer.criterion(logits.float(), ys)
-        if b - a < len(y):
-            share = weight[ys].sum() / total if weight is not None else (b - a) / total
-            loss = loss * share
-        if trainer.scaler is not None:
-            trainer.scaler.scale(loss).backward()
-        else:
-            loss.backward()
+        # Several processes: gradients are all-reduced in the step's last backward alone.
+        last = k == len(parts) - 1
+        quiet = getattr(trainer.pipeline, "no_sync", contextlib.nullcontext)
+        with contextlib.nullcontext() if last else quiet():
+            with trainer.placement.autocast():
+                logits = trainer.pipeline.forward(xs)
+            loss = trainer.criterion(logits.float(), ys)
+            if b - a < len(y):
+                share = weight[ys].sum() / total if weight is not None else (b - a) / total
+                loss = loss * share
+            if trainer.scaler is not None:
+                trainer.scaler.scale(loss).backward()
+            else:
+                loss.backward()
         loss_value += loss.item()
         correct += (logits.argmax(1) == ys).sum().item()
     return loss_value, correct

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -81,6 +82,12 @@ class Pipeline(ABC):
     def validation_logits(self) -> Batch:
         """Implemented by each pipeline."""
 
+    def no_sync(self) -> contextlib.AbstractContextManager[Any]:
+        """Around the forward and backward of every micro-batch but a step's last: DDP then
+        all-reduces the gradients once per step, however many micro-batches this rank runs
+        (after an out-of-memory on its GPU alone)."""
+        return self.wrapped.no_sync() if self.wrapped is not None else contextlib.nullcontext()
+
     def _on_inference_shrink(self, rows: int, size: int) -> None:
         sentence = inference_shrink_sentence(self.device, "validation", rows, size)
         self.ctx.log(sentence, level="warning")
@@ -143,13 +150,21 @@ class ImagePipeline(Pipeline):
         self.ctx.dist.sync_buffers(self.model)  # several processes: rank 0's statistics
         self.model.eval()
         logits, targets = [], []
-        for x, y in self.val_loader:
-            x, y = self._to_device(x, y)
-            logits.append(self.inference.map(self._eval_forward, x))
-            targets.append(y.cpu())
-        self.model.train()
         dist, n = self.ctx.dist, len(self.data.val)
+        try:
+            for x, y in self.val_loader:
+                x, y = self._to_device(x, y)
+                logits.append(self.inference.map(self._eval_forward, x))
+                targets.append(y.cpu())
+        except Exception as exc:
+            if not dist.active:
+                raise
+            # This rank's share failed (a corrupt image): every rank stops with its sentence
+            # instead of waiting for its rows.
+            dist.agree(self.ctx.rank_failure(exc), self.device, exc)
+        self.model.train()
         if dist.active:
+            dist.agree("", self.device)
             return dist.gather_rows(torch.cat(logits), n), dist.gather_rows(torch.cat(targets), n)
         return torch.cat(logits), torch.cat(targets)
 

@@ -30,6 +30,8 @@ _OWN_ERRORS = (
     "Diverged",
     "StorageError",
     "MemoryExhausted",
+    "ProcessFailed",
+    "LostContact",
 )
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
