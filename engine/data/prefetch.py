@@ -411,6 +411,25 @@ class _Ahead:
         return normalised_batch(images, self.spec.mean, self.spec.std)
 
 
+def _mapped(fd: int) -> Any:
+    """The memory file mapped copy-on-write (the rows handed out are then views of its pages,
+    not copies, and stay valid after the file is closed), or None when it cannot be mapped."""
+    import mmap
+
+    try:
+        return mmap.mmap(fd, 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _mapped_rows(mapped: Any, rows: _Rows) -> np.ndarray:
+    """A normalised row as a (writable, copy-on-write) view of the mapped memory file."""
+    if rows.offset < 0 or rows.offset + rows.length > len(mapped):
+        raise ValueError("the row lies outside the memory file")
+    count = rows.length // 4
+    return np.frombuffer(mapped, np.float32, count=count, offset=rows.offset).reshape(rows.shape)
+
+
 def _read_rows(fd: int, rows: _Rows) -> np.ndarray:
     """A normalised row from the memory file (a writable array); OSError when it cannot."""
     buffer = bytearray(rows.length)
@@ -578,12 +597,17 @@ def take_normalised(
                 continue
             child.stop()
             out: dict[str, np.ndarray] = {}
+            mapped = _mapped(child.fd) if child.normalised else None
             for path in paths:
                 place = child.normalised.pop(path, None)
                 if place is None or not isinstance(place, _Rows):
                     continue
                 try:
-                    out[path] = _read_rows(child.fd, place)
+                    out[path] = (
+                        _read_rows(child.fd, place)
+                        if mapped is None
+                        else _mapped_rows(mapped, place)
+                    )
                 except (OSError, ValueError):
                     continue
                 child.images.pop(path, None)
