@@ -225,15 +225,11 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 def _add_track_flag(p: argparse.ArgumentParser) -> None:
     """`--track tensorboard` / `--track mlflow:URI`, repeatable (engine/tracking/)."""
 
-    from engine.tracking import track_argument
+    from engine.tracking import add_track_option
 
-    p.add_argument(
-        "--track",
-        action="append",
-        default=[],
-        type=track_argument,
-        metavar="WHERE",
-        help="Also track the run in TensorBoard (`tensorboard`: event files in the run folder) "
+    add_track_option(
+        p,
+        "Also track the run in TensorBoard (`tensorboard`: event files in the run folder) "
         "or MLflow (`mlflow:URI`, e.g. mlflow:http://host:5000); repeatable. Needs the "
         "tracking extra; a tracker that fails warns once and training goes on.",
     )

@@ -19,7 +19,7 @@ import torch
 
 from engine.distributed import CONTROL_FILE, Control, Dist, MirrorRun
 from engine.distributed.failure import group_timeout
-from engine.tracking import track_argument
+from engine.tracking import add_track_option
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -28,14 +28,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workspace", default=None)
     p.add_argument("--resume", metavar="RUN", default="", help="Continue this run instead.")
     p.add_argument("--events-jsonl", action="store_true", help="Rank 0 prints events as JSON.")
-    p.add_argument(
-        "--track",
-        action="append",
-        default=[],
-        type=track_argument,
-        metavar="WHERE",
-        help="`tensorboard` or `mlflow:URI` (as `refit train --track`); rank 0 alone tracks.",
-    )
+    add_track_option(p, "`tensorboard` or `mlflow:URI` (as `refit train --track`); rank 0 tracks.")
     return p.parse_args(argv)
 
 

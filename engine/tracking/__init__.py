@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from engine.tracking.targets import (
     TrackError,
     TrackTarget,
+    add_track_option,
     is_primary_rank,
     mask_uri,
     parse_track,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TrackError",
     "TrackTarget",
+    "add_track_option",
     "check_targets",
     "mask_uri",
     "parse_track",

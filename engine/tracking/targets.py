@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from engine.config import ConfigError
@@ -76,6 +77,14 @@ def track_argument(value: str) -> TrackTarget:
         return parse_track(value)
     except TrackError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_track_option(parser: Any, help: str) -> None:
+    """The repeatable ``--track WHERE`` option (:func:`track_argument`) on an argparse parser:
+    the `refit` CLI's and the torchrun worker's."""
+    parser.add_argument(
+        "--track", action="append", default=[], type=track_argument, metavar="WHERE", help=help
+    )
 
 
 def is_file_store(uri: str) -> bool:

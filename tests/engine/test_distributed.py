@@ -384,9 +384,10 @@ def test_a_dead_process_stops_the_job_and_resume_finishes_it(shapes, tmp_path):
     assert set(counts.values()) == {1}
 
 
-@pytest.mark.slow
-def test_a_stopped_job_resumes_with_two_processes(shapes, tmp_path):
-    config = tiny_config(shapes, epochs=6)
+def stopped_job(config: RunConfig, tmp_path: Path, *, after_epoch: int) -> tuple[RunDir, Path]:
+    """A 2-process `refit train` of ``config`` stopped through the control file after epoch
+    ``after_epoch`` (checked: cancelled, with its checkpoint); the run and its workspace, the
+    control file removed so that a resume runs on."""
     path = tmp_path / "config.json"
     path.write_text(config.to_json(), encoding="utf-8")
     ws = tmp_path / "ws"
@@ -397,7 +398,7 @@ def test_a_stopped_job_resumes_with_two_processes(shapes, tmp_path):
         event = event_from_json(line)
         if isinstance(event, RunStarted):
             run_dir = event.run_dir
-        if isinstance(event, EpochEnded) and event.epoch == 1:
+        if isinstance(event, EpochEnded) and event.epoch == after_epoch:
             write_control(run_dir, "stop")
             break
     out, err = proc.communicate(timeout=120)
@@ -406,6 +407,12 @@ def test_a_stopped_job_resumes_with_two_processes(shapes, tmp_path):
     run = RunDir(Path(run_dir))
     assert run.state()["status"] == "cancelled"
     (run.path / "control.json").unlink()
+    return run, ws
+
+
+@pytest.mark.slow
+def test_a_stopped_job_resumes_with_two_processes(shapes, tmp_path):
+    run, ws = stopped_job(tiny_config(shapes, epochs=6), tmp_path, after_epoch=1)
     again = refit("resume", run.run_id, "--workspace", str(ws), "--nproc", "2", "--events-jsonl")
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err[-3000:]

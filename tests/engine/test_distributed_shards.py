@@ -29,11 +29,18 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 from synthetic import make_shapes_folder
-from test_distributed import ROOT, epoch_lines, events_of, refit, tiny_config, two_processes
+from test_distributed import (
+    ROOT,
+    epoch_lines,
+    events_of,
+    refit,
+    stopped_job,
+    tiny_config,
+    two_processes,
+)
 
 from engine.config import AdaptConfig, Method, RunConfig
-from engine.distributed import write_control
-from engine.events import EpochEnded, LogMessage, RunEnded, RunStarted, RunStatus, event_from_json
+from engine.events import LogMessage, RunEnded, RunStarted, RunStatus
 from engine.runs import RunDir
 from engine.training.trainer import train
 
@@ -166,24 +173,7 @@ def test_a_two_process_cached_prefix_run_reaches_the_metrics_of_one(tmp_path, on
 @pytest.mark.slow
 def test_a_stopped_cached_prefix_job_resumes_with_two_processes(tmp_path):
     data = make_shapes_folder(tmp_path / "shapes", per_class=12)
-    path = tmp_path / "config.json"
-    path.write_text(prefix_config(data, epochs=5).to_json(), encoding="utf-8")
-    ws = tmp_path / "ws"
-    proc = refit("train", str(path), "--workspace", str(ws), "--nproc", "2", "--events-jsonl")
-    assert proc.stdout is not None
-    run_dir = ""
-    for line in proc.stdout:
-        event = event_from_json(line)
-        if isinstance(event, RunStarted):
-            run_dir = event.run_dir
-        if isinstance(event, EpochEnded) and event.epoch == 1:
-            write_control(run_dir, "stop")
-            break
-    out, err = proc.communicate(timeout=120)
-    ended = [e for e in events_of(out) if isinstance(e, RunEnded)]
-    assert ended and ended[-1].status is RunStatus.CANCELLED, err[-2000:]
-    run = RunDir(Path(run_dir))
-    (run.path / "control.json").unlink()
+    run, ws = stopped_job(prefix_config(data, epochs=5), tmp_path, after_epoch=1)
     again = refit("resume", run.run_id, "--workspace", str(ws), "--nproc", "2", "--events-jsonl")
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err[-3000:]

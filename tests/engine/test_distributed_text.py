@@ -19,12 +19,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from synthetic import make_text_table, make_tiny_bert
-from test_distributed import epoch_lines, events_of, refit, two_processes
+from test_distributed import epoch_lines, events_of, refit, stopped_job, two_processes
 from test_evaluation_in_training import assert_same_as_from_scratch
 
 from engine.config import AdaptConfig, DataConfig, Method, ModelConfig, RunConfig, ScheduleConfig
-from engine.distributed import write_control
-from engine.events import AdviceGiven, EpochEnded, RunEnded, RunStarted, RunStatus, event_from_json
+from engine.events import AdviceGiven, EpochEnded, RunEnded, RunStarted, RunStatus
 from engine.runs import RunDir
 from engine.task import Task
 from engine.training.trainer import resume, train
@@ -95,25 +94,7 @@ def test_a_text_run_resumes_with_one_or_two_processes(tmp_path):
     bert = str(make_tiny_bert(tmp_path / "tiny-bert"))
     table = make_text_table(tmp_path / "data" / "messages.csv", per_class=24)
     config = text_config(table, bert, epochs=4)
-    path = tmp_path / "config.json"
-    path.write_text(config.to_json(), encoding="utf-8")
-    ws = tmp_path / "ws"
-
-    # Two processes, stopped after epoch 0 ...
-    proc = refit("train", str(path), "--workspace", str(ws), "--nproc", "2", "--events-jsonl")
-    assert proc.stdout is not None
-    run_dir = ""
-    for line in proc.stdout:
-        event = event_from_json(line)
-        if isinstance(event, RunStarted):
-            run_dir = event.run_dir
-        if isinstance(event, EpochEnded) and event.epoch == 0:
-            write_control(run_dir, "stop")
-            break
-    out, err = proc.communicate(timeout=120)
-    run = RunDir(Path(run_dir))
-    assert run.state()["status"] == "cancelled", err[-2000:]
-    (run.path / "control.json").unlink()
+    run, ws = stopped_job(config, tmp_path, after_epoch=0)  # two processes, stopped ...
     # ... one process goes on and stops after epoch 2 ...
     task = Task()
     result = resume(
