@@ -28,7 +28,7 @@ import hashlib
 import hmac
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from engine.data.dicom import DEFAULT_WINDOW, parse_header
@@ -410,9 +410,29 @@ def check_groups(
         if notice is not None:
             index = dataclasses.replace(index, twins=tuple(twins))
             found.append(notice)
+    index = dataclasses.replace(index, leakage=leakage_record(index, found))
     named = identifier_name_problem(index)
     if named is not None:
         found.append(named)
     if not found:
         return index
     return dataclasses.replace(index, problems=index.problems + tuple(found))
+
+
+def leakage_record(index: DatasetIndex, found: Sequence[Problem]) -> dict[str, int]:
+    """Counts of what the leakage checks found (``found``: the checks' problems; the scan's
+    exact copies are in ``index.problems``), for a run's summary and its report: with split
+    folders, patients and near-duplicate pairs across them; without, the near-duplicate pairs the
+    split keeps on one side; either way, exact copies left out of a second split."""
+
+    def counted(problems: Iterable[Problem], kind: ProblemKind) -> int:
+        return sum(max(0, int(p.count)) for p in problems if p.kind is kind)
+
+    near = counted(found, ProblemKind.NEAR_DUPLICATE)
+    return {
+        "split_folders": int(index.has_splits),
+        "patients_across": counted(found, ProblemKind.GROUP_LEAKAGE),
+        "near_duplicates_across": near if index.has_splits else 0,
+        "near_duplicates_kept_together": 0 if index.has_splits else near,
+        "copies_left_out": counted(index.problems, ProblemKind.IN_TWO_SPLITS),
+    }

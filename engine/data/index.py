@@ -42,6 +42,9 @@ class DatasetIndex:
     # de-identified (PatientIdentityRemoved YES), for the run's record and its report.
     dicom_files: int = 0
     dicom_deidentified: int = 0
+    # What the leakage checks found (engine/data/groups.py ``leakage_record``: counts only, no
+    # name), for the run's record and its report; None when they did not run (texts).
+    leakage: dict[str, int] | None = None
 
     def class_counts(self) -> dict[str, dict[str, int]]:
         """Usable images per class: ``{"all": {...}}``, or one entry per split folder."""

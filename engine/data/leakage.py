@@ -171,6 +171,7 @@ def near_duplicate_problems(
             Problem(
                 kind=ProblemKind.NEAR_DUPLICATE,
                 path=pairs[MAX_REPORTED][2].path,
+                count=found - MAX_REPORTED,
                 message=f"{found - MAX_REPORTED:,} more pairs of near-duplicate images lie in "
                 "different splits; keep each picture (and its re-saved copies) in one split.",
             )
@@ -236,6 +237,7 @@ def twins_problem(twins: Sequence[tuple[str, str]], root: str | Path) -> Problem
     return Problem(
         kind=ProblemKind.NEAR_DUPLICATE,
         path=twins[0][1],
+        count=n,
         message=f"{n} {'pair' if n == 1 else 'pairs'} of images "
         f"{'shows' if n == 1 else 'show'} nearly the same picture "
         f"({shown}{more}); the split keeps each pair on one side. Remove the copies you did not "

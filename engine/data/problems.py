@@ -78,6 +78,7 @@ class Problem:
     message: str
     path: str | None = None
     severity: str = "warning"
+    count: int = 1  # the findings this one sentence stands for ("1,204 more pairs ...")
 
 
 # What a scan does about each per-file problem, appended to the reason.

@@ -270,6 +270,38 @@ def _preprocessing(config: Any, summary: Mapping[str, Any], splits: Mapping[str,
     return Section(3, "Preprocessing", rows=tuple(rows))
 
 
+def _leakage(record: Any) -> str:
+    """What the scan's leakage checks found before training (counts in the run's summary)."""
+    if not isinstance(record, dict):
+        return (
+            "not recorded in this run (texts, or a run made before the record existed): "
+            "`refit scan` on the dataset folder lists them"
+        )
+
+    def n(key: str) -> int:
+        value = record.get(key)
+        return value if isinstance(value, int) and 0 <= value < 10**12 else 0
+
+    def counted(count: int, one: str, many: str) -> str:
+        return f"no {one}" if count == 0 else f"{count:,} {one if count == 1 else many}"
+
+    copies = counted(n("copies_left_out"), "exact copy", "exact copies")
+    if n("split_folders"):
+        found = (
+            f"{counted(n('patients_across'), 'patient', 'patients')} with images in two split "
+            f"folders, {counted(n('near_duplicates_across'), 'pair', 'pairs')} of near-duplicate "
+            f"images across them, {copies} left out of a second split"
+        )
+        lagging = n("patients_across") + n("near_duplicates_across")
+        caution = "; the held-out results are optimistic until they are moved" if lagging else ""
+        return f"checked by the scan before training: {found}{caution}"
+    kept = counted(n("near_duplicates_kept_together"), "pair", "pairs")
+    return (
+        f"the app made the split: {kept} of near-duplicate images kept on one side of it; "
+        f"{copies} left out of a second split"
+    )
+
+
 def _split(config: Any, splits: Mapping[str, Any], summary: Mapping[str, Any]) -> Section:
     patients = summary.get("patients") if isinstance(summary.get("patients"), dict) else None
     group_by = str(getattr(getattr(config, "data", None), "group_by", "") or "")
@@ -296,12 +328,7 @@ def _split(config: Any, splits: Mapping[str, Any], summary: Mapping[str, Any]) -
             f"{getattr(data, 'test_fraction', 0):.0%} (used when the dataset has no val/ or "
             "test/ folder of its own)",
         ),
-        (
-            "Leakage checks",
-            "made by the scan before training (patients across split folders, near-duplicate "
-            "images); their findings are not kept in the run: `refit scan` on the dataset "
-            "folder lists them",
-        ),
+        ("Leakage checks", _leakage(summary.get("leakage"))),
     ]
     head = ("split", "images", "patients")
     body = []

@@ -61,6 +61,7 @@ class RunData:
     # declare themselves de-identified (PatientIdentityRemoved YES).
     dicom_files: int = 0
     dicom_deidentified: int = 0
+    leakage: dict[str, int] | None = None  # what the scan's leakage checks found (counts)
 
     def to_dict(self) -> dict:
         rows = modality_of(self.modality).rows
@@ -154,6 +155,7 @@ def prepare_data(
         intensity=getattr(index, "intensity", None),
         dicom_files=int(getattr(index, "dicom_files", 0)),
         dicom_deidentified=int(getattr(index, "dicom_deidentified", 0)),
+        leakage=getattr(index, "leakage", None),
     )
 
 

@@ -58,24 +58,39 @@ def summary(ctx: RunContext, status: RunStatus, error: str) -> dict[str, Any]:
         patients = split_patients(data)
         if patients is not None:  # split by patient: counts per split, never a key or hash
             result["patients"] = patients
-        dicom = dicom_record(data) or _earlier_dicom_record(ctx)
+        dicom = dicom_record(data) or _earlier_record(ctx, "dicom", DICOM_KEYS)
         if dicom is not None:  # whether the sources declared themselves de-identified
             result["dicom"] = dicom
+        leakage = getattr(data, "leakage", None) or _earlier_record(ctx, "leakage", LEAKAGE_KEYS)
+        if leakage is not None:  # what the scan's leakage checks found (counts only)
+            result["leakage"] = {k: int(leakage.get(k, 0)) for k in LEAKAGE_KEYS}
     return result
 
 
-def _earlier_dicom_record(ctx: RunContext) -> dict[str, int] | None:
-    """A resumed run scans nothing: the DICOM record its first part wrote, if any."""
+DICOM_KEYS = ("files", "declare_deidentified")
+LEAKAGE_KEYS = (
+    "split_folders",
+    "patients_across",
+    "near_duplicates_across",
+    "near_duplicates_kept_together",
+    "copies_left_out",
+)
+
+
+def _earlier_record(ctx: RunContext, name: str, keys: tuple[str, ...]) -> dict[str, int] | None:
+    """A resumed run scans nothing: the record ``name`` its first part wrote, if any (whole
+    numbers under ``keys``, else none)."""
     try:
-        record = ctx.run.summary().get("dicom")
+        record = ctx.run.summary().get(name)
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict):
         return None
     try:
-        return {k: int(record[k]) for k in ("files", "declare_deidentified")}
+        values = {k: int(record[k]) for k in keys}
     except (KeyError, TypeError, ValueError, OverflowError):
         return None
+    return values if all(0 <= v < 10**12 for v in values.values()) else None
 
 
 def _write_summary(ctx: RunContext, status: RunStatus, error: str) -> None:

@@ -46,6 +46,14 @@ def test_a_resized_jpeg_copy_in_another_split_is_reported(tmp_path):
     message = found[0].message
     assert "train/a/img_2.png (train)" in message and "val/a/copy_of_2.jpg (val)" in message
     assert found[0].path.endswith("copy_of_2.jpg")
+    # the run keeps what was found, as counts (its report says so; no name)
+    assert index.leakage == {
+        "split_folders": 1,
+        "patients_across": 0,
+        "near_duplicates_across": 1,
+        "near_duplicates_kept_together": 0,
+        "copies_left_out": 0,
+    }
 
 
 def test_copies_inside_one_split_and_distinct_pictures_are_not_reported(tmp_path):
@@ -70,6 +78,9 @@ def test_a_split_the_app_makes_keeps_near_duplicates_on_one_side_without_groups(
         "img_1.png",
         "same_as_1.jpg",
     }
+    assert index.leakage is not None and index.leakage["split_folders"] == 0
+    assert index.leakage["near_duplicates_kept_together"] == 1
+    assert index.leakage["near_duplicates_across"] == 0
     for seed in range(6):
         split = split_samples(index, val_fraction=0.4, seed=seed)
         sides = {Path(s.path).name: side for side in ("train", "val") for s in getattr(split, side)}
@@ -120,6 +131,7 @@ def test_many_pairs_are_summed_up(tmp_path, monkeypatch):
     problems = near_duplicate_problems({"train": train, "val": val}, tmp_path)
     assert len(problems) == 2
     assert problems[1].message.startswith(f"{n_pairs - 1} more pairs of near-duplicate images")
+    assert sum(p.count for p in problems) == n_pairs  # what a run's record counts
 
 
 def test_near_duplicates_of_two_patients_stay_on_one_side_of_a_made_split(tmp_path):

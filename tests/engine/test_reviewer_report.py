@@ -322,6 +322,8 @@ def test_a_dicom_run_grouped_by_patient_reports_every_item(dicom_run, tmp_path):
     assert "12 of 24 DICOM files do not declare themselves de-identified" in page
     assert "DICOM window</th><td>file: each file&#x27;s own VOI LUT" in page
     assert "(95% CI " in page
+    # the app made the split; the run recorded what the scan's leakage checks found
+    assert "Leakage checks</th><td>the app made the split: " in page
     # the studies' own dates, to the month (never the day of a visit)
     assert "studies from 2019-01 to 2019-12 (the DICOM study dates of 24 files)" in page
     assert "20190114" not in page and "2019-01-14" not in page
@@ -409,3 +411,28 @@ def test_the_desktop_report_shows_the_confident_mistakes_as_thumbnails(tmp_path,
     assert re.findall(r"<br>#(\d+)</td>", gallery) == ["1", "2", "3"]
     assert gallery.count("data:image/png;base64,") == 3
     assert "alice" not in page and "val0.png" not in page
+
+
+def test_the_leakage_checks_are_reported_from_the_runs_record():
+    from engine.evaluation.reviewer import _leakage
+
+    found = _leakage(
+        {
+            "split_folders": 1,
+            "patients_across": 2,
+            "near_duplicates_across": 1,
+            "near_duplicates_kept_together": 0,
+            "copies_left_out": 3,
+        }
+    )
+    assert found == (
+        "checked by the scan before training: 2 patients with images in two split folders, "
+        "1 pair of near-duplicate images across them, 3 exact copies left out of a second "
+        "split; the held-out results are optimistic until they are moved"
+    )
+    made = _leakage({"split_folders": 0, "near_duplicates_kept_together": 4})
+    assert made.startswith("the app made the split: 4 pairs of near-duplicate images kept")
+    # a summary edited by someone else: no count is believed that is not a whole number
+    odd = _leakage({"split_folders": 1, "patients_across": "9; <b>", "copies_left_out": -5})
+    assert "no patient with images" in odd and "no exact copy" in odd and "<b>" not in odd
+    assert "not recorded in this run" in _leakage(None)
