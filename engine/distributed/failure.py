@@ -144,7 +144,7 @@ def read_announcement(line: str) -> dict[str, Any] | None:
     if not isinstance(record, dict) or not isinstance(record.get("sentence"), str):
         return None
     rank, world = record.get("rank"), record.get("world")
-    if not all(type(n) is int for n in (rank, world)) or not 0 <= rank < world:
+    if not (type(rank) is int and type(world) is int and 0 <= rank < world):
         return None
     if not isinstance(record.get("contact"), bool):
         return None
