@@ -64,6 +64,7 @@ class ResultsPage(Page):
         self._loader_key = object()  # the pool's key of this page's run loading
         self._evaluating: Task | None = None
         self._report_material: ReportMaterial | None = None  # read in a worker for the report
+        self._report_of: tuple[str, object] | None = None  # (split, evaluation) it was read for
         self._report_info = ""  # the status line shown before they were asked for
         self._wanted: Path | None = None
         self._evaluating_run: Path | None = None
@@ -390,6 +391,7 @@ class ResultsPage(Page):
             return
         facts = self.results.facts
         self._report_material = None
+        self._report_of = self._reported()
         self._report_info = self.info.text()
         self._evaluating = self.ctx.pool.submit(
             report_material_job(
@@ -417,8 +419,25 @@ class ResultsPage(Page):
         self._evaluating = None
         self.info.setText(self._report_info)
         self._set_busy(False)
-        if self._report_material is not None:
-            self._ask_where_to_save()
+        if self._report_material is None:
+            return
+        now, then = self._reported(), self._report_of
+        if now is None or then is None or now[0] != then[0] or now[1] is not then[1]:
+            # another split or run shown meanwhile
+            self._report_material = None
+            self.ctx.signals.status_message.emit(
+                "The shown results changed while the report was prepared; click Save report "
+                "again to report them."
+            )
+            return
+        self._ask_where_to_save()
+
+    def _reported(self) -> tuple[str, object] | None:
+        """The split and the evaluation a report would show now (compared by identity: another
+        run's, or the same split evaluated again, is another)."""
+        if self.results is None or self.split not in self.results.splits:
+            return None
+        return self.split, self.results.splits[self.split].evaluation
 
     def _ask_where_to_save(self) -> None:
         if self.results is None:

@@ -29,6 +29,11 @@ from typing import Any
 #: the end of each epoch. docs/scale-out.md says why 10 minutes.
 TIMEOUT_ENV = "REFIT_DIST_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 600
+#: The longest timeout (a year): a larger value, "inf" included, means this one (timedelta and
+#: the process group take no infinity).
+MAX_TIMEOUT_S = 365 * 24 * 3600
+#: A process's sentence as launch.py keeps it (a longer one, forged or not, is cut).
+MAX_SENTENCE = 2000
 #: The stderr line a failing process prints, for launch.py: the prefix, then one JSON object.
 MARKER = "refit: process failed: "
 
@@ -48,14 +53,15 @@ class LostContact(RuntimeError):
 
 
 def group_timeout() -> timedelta:
-    """The process group's timeout: REFIT_DIST_TIMEOUT_S seconds (a positive number), else 10
-    minutes."""
+    """The process group's timeout: REFIT_DIST_TIMEOUT_S seconds (a positive number, at most
+    MAX_TIMEOUT_S), else 10 minutes."""
     raw = os.environ.get(TIMEOUT_ENV, "")
     try:
         seconds = float(raw) if raw else DEFAULT_TIMEOUT_S
     except ValueError:
         seconds = DEFAULT_TIMEOUT_S
-    return timedelta(seconds=seconds if seconds > 0 else DEFAULT_TIMEOUT_S)
+    seconds = seconds if seconds > 0 else DEFAULT_TIMEOUT_S  # nan is not > 0
+    return timedelta(seconds=min(seconds, MAX_TIMEOUT_S))
 
 
 def _resume(run_id: str) -> str:
@@ -120,11 +126,15 @@ def contact_sentence(exc: BaseException, rank: int, world: int, run_id: str) -> 
 def announce(rank: int, world: int, sentence: str, *, contact: bool) -> None:
     """Print the failure's sentence on stderr for launch.py (one line: MARKER, then JSON)."""
     record = {"rank": rank, "world": world, "contact": contact, "sentence": sentence}
-    print(MARKER + json.dumps(record), file=sys.stderr, flush=True)
+    # One write: the other processes' lines on the same pipe cannot cut into it.
+    sys.stderr.write(MARKER + json.dumps(record) + "\n")
+    sys.stderr.flush()
 
 
 def read_announcement(line: str) -> dict[str, Any] | None:
-    """The record of a MARKER line, or None for any other line."""
+    """The record of a MARKER line, or None for any other line and for a record that
+    :func:`announce` cannot have written (a line forged by a file's name or a print); its
+    sentence cut to MAX_SENTENCE, control characters (a terminal's escapes) as spaces."""
     if not line.startswith(MARKER):
         return None
     try:
@@ -133,4 +143,11 @@ def read_announcement(line: str) -> dict[str, Any] | None:
         return None
     if not isinstance(record, dict) or not isinstance(record.get("sentence"), str):
         return None
+    rank, world = record.get("rank"), record.get("world")
+    if not (type(rank) is int and type(world) is int and 0 <= rank < world):
+        return None
+    if not isinstance(record.get("contact"), bool):
+        return None
+    text = record["sentence"][:MAX_SENTENCE]
+    record["sentence"] = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text)
     return record

@@ -84,8 +84,9 @@ def reviewer_report(run: Any, evaluation: Any) -> ReviewerReport:
     ``run`` (a RunDir). Parts of the run that are missing or damaged give 'not known' wording,
     never an exception: a report is still worth writing without them."""
     config = _quiet(run.config, None)
-    splits = _quiet(run.splits, {}) or {}
-    summary = _quiet(run.summary, {}) or {}
+    # Files anyone may have edited: a list where one is expected, else left out.
+    splits = _lists_only(_quiet(run.splits, {}), ("train", "val", "test", "classes"))
+    summary = _lists_only(_quiet(run.summary, {}), ("classes",))
     failures = _failures(run, evaluation)
     subgroups = _subgroups_of(run, evaluation)
     sections = (
@@ -632,6 +633,13 @@ def _quiet(reader: Any, default: Any) -> Any:
         return default
 
 
+def _lists_only(record: Any, keys: Sequence[str]) -> dict[str, Any]:
+    """``record`` (a run file's JSON) as a dict whose ``keys`` are lists where present."""
+    if not isinstance(record, dict):
+        return {}
+    return {k: v for k, v in record.items() if k not in keys or isinstance(v, list)}
+
+
 def _class_counts(splits: Mapping[str, Any], n: int) -> dict[str, list[int]]:
     counts = {}
     for key, _ in SPLITS:
@@ -692,7 +700,9 @@ def _study_months(files: list[str]) -> list[str]:
         if looked >= DICOM_PROBE and not months:
             break
         value = dicom_attributes(path, ("StudyDate",), STUDY_DATE).get("StudyDate", "")
-        real = len(value) == 8 and value.isdigit() and 1900 <= int(value[:4]) <= 2200
+        # isascii: "²" is a digit to isdigit() and not to int().
+        real = len(value) == 8 and value.isascii() and value.isdigit()
+        real = real and 1900 <= int(value[:4]) <= 2200
         if real and 1 <= int(value[4:6]) <= 12:
             months.append(f"{value[:4]}-{value[4:6]}")
     return months

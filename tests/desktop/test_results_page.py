@@ -286,6 +286,34 @@ def test_report_is_written_as_html_or_pdf(page, ctx, run, qtbot, tmp_path, monke
 
 
 @pytest.mark.slow
+def test_a_report_prepared_for_one_split_is_not_saved_over_another(
+    page, ctx, run, qtbot, tmp_path, monkeypatch
+):
+    evaluated(qtbot, page, ctx)
+    page.evaluate("test", allow_test=True)
+    qtbot.waitUntil(lambda: not page.busy and "test" in page.results.splits, timeout=WAIT)
+    page.split_combo.setCurrentIndex(page.split_combo.findData("val"))
+    asked: list[str] = []
+    said: list[str] = []
+    ctx.signals.status_message.connect(said.append)
+
+    def answer(*args, **kwargs):
+        asked.append(args[2] if len(args) > 2 else "")
+        return str(tmp_path / "report.html"), ""
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", answer)
+    page.report_button.click()  # the validation's sections and mistakes, read in a worker
+    page.split_combo.setCurrentIndex(page.split_combo.findData("test"))  # meanwhile: the test
+    qtbot.waitUntil(lambda: not page.busy, timeout=WAIT)
+    # Its validation sections under the test's numbers would be a report of neither.
+    assert not asked and not (tmp_path / "report.html").exists()
+    assert any("changed" in s and "Save report again" in s for s in said), said
+    page.report_button.click()  # asked again on the split shown: saved
+    qtbot.waitUntil(lambda: (tmp_path / "report.html").is_file(), timeout=WAIT)
+    assert "TEST SPLIT" in (tmp_path / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
 def test_compare_trains_the_base_and_tells_mcnemar(page, ctx, run, qtbot):
     evaluated(qtbot, page, ctx)
     view = page.view

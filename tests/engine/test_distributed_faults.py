@@ -21,7 +21,9 @@ from test_distributed import ROOT, epoch_lines, events_of, tiny_config
 
 from engine.distributed.failure import (
     MARKER,
+    MAX_TIMEOUT_S,
     ProcessFailed,
+    announce,
     contact_sentence,
     group_timeout,
     is_lost_contact,
@@ -47,6 +49,50 @@ def test_the_timeout_comes_from_the_environment_or_is_ten_minutes(monkeypatch):
     for bad in ("soon", "-5", "0"):
         monkeypatch.setenv("REFIT_DIST_TIMEOUT_S", bad)
         assert group_timeout().total_seconds() == 600
+
+
+def test_a_timeout_past_any_clock_is_the_longest_one_not_a_crash(monkeypatch):
+    # float("1e309") is inf and 1e15 s is past timedelta's range: both raised OverflowError,
+    # in the worker's init_process_group and again while it said why a collective failed.
+    monkeypatch.setenv("REFIT_DIST_TIMEOUT_S", "nan")
+    assert group_timeout().total_seconds() == 600
+    for huge in ("1e309", "inf", "1e15"):
+        monkeypatch.setenv("REFIT_DIST_TIMEOUT_S", huge)
+        assert group_timeout().total_seconds() == MAX_TIMEOUT_S
+        timed = RuntimeError("Timed out waiting 60000ms for recv")
+        assert f"waited {MAX_TIMEOUT_S} s" in contact_sentence(timed, 0, 2, "r")
+
+
+def test_a_forged_or_damaged_failure_line_is_not_a_processes_sentence():
+    import io
+    import json
+    from contextlib import redirect_stderr
+
+    def forged(**fields) -> str:
+        record = {"rank": 1, "world": 2, "contact": False, "sentence": "X.", **fields}
+        return MARKER + json.dumps(record)
+
+    assert read_announcement(forged()) is not None
+    for bad in ({"rank": "0"}, {"rank": True}, {"rank": -1}, {"rank": 2}, {"world": "2"}):
+        assert read_announcement(forged(**bad)) is None, bad
+    for bad in ({"contact": "yes"}, {"sentence": 5}, {"sentence": ["a"]}, {"world": 0}):
+        assert read_announcement(forged(**bad)) is None, bad
+    # A huge sentence is cut; control characters (a terminal's escapes) become spaces.
+    record = read_announcement(forged(sentence="A\x1b[2J\rB" + "z" * 100_000))
+    assert record is not None
+    assert record["sentence"].startswith("A [2J B") and len(record["sentence"]) <= 2000
+    # A process prints its line in one write: the other ranks' lines cannot cut into it.
+    writes: list[str] = []
+
+    class Stream(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+    with redirect_stderr(Stream()):
+        announce(1, 2, "Process 1 of 2 failed: X.", contact=False)
+    assert len(writes) == 1 and writes[0].endswith("\n")
+    assert read_announcement(writes[0])["sentence"] == "Process 1 of 2 failed: X."
 
 
 def test_a_failure_is_said_of_its_process_once():

@@ -16,6 +16,7 @@ from engine.config import STUDY_TEXT_MAX, RunConfig, clean_study_text
 from engine.evaluation.predictions import SplitPredictions
 from engine.evaluation.report import evaluate, evaluation_path, load_evaluation
 from engine.evaluation.reviewer import (
+    _dates,
     reviewer_report,
     section_html,
     sections_html,
@@ -175,6 +176,37 @@ def test_a_run_without_evaluation_or_readable_files_still_reports(tmp_path):
     review = reviewer_report(run, None)
     assert len(review.sections) == 11
     assert "Not evaluated yet." in sections_html(review)
+
+
+def test_hostile_study_dates_are_left_out_of_the_reports_dates(tmp_path):
+    # "²²²²²²²²" (bytes 0xB2, Latin-1) passed str.isdigit and then broke int(): no report.
+    hostile = ("2019-13-99", "19450607" + "9" * 65536, "\u00b2" * 8, "20191399", "20190613")
+    files = []
+    for n, date in enumerate(hostile):
+        path = tmp_path / f"s{n}.dcm"
+        write_dicom(path, disc_slice(n, disc=True), StudyDate=date)
+        files.append([str(path), 0])
+    splits = {"train": files, "val": [[f"{files[0][0]}#frame=1", 0], 7, None]}
+    said = _dates(splits)
+    assert said.startswith("studies from 2019-06 to 2019-06 (the DICOM study dates of 1 file)")
+
+
+@pytest.mark.parametrize(
+    ("splits", "summary"),
+    [
+        ('{"train": 5, "val": {"a": 1}, "test": "x"}', "{}"),
+        ('{"train": [["a.png", 0]], "classes": 5, "root": 7}', '{"classes": 3}'),
+        ("[1, 2]", "[3]"),
+    ],
+)
+def test_a_splits_or_summary_file_edited_into_other_types_still_reports(tmp_path, splits, summary):
+    run = RunDir(tmp_path / "edited")
+    run.path.mkdir()
+    (run.path / "splits.json").write_text(splits)
+    (run.path / "summary.json").write_text(summary)
+    review = reviewer_report(run, None)
+    assert len(review.sections) == 11
+    assert "not known (the files are no longer where the run found them)" in sections_html(review)
 
 
 def test_typed_study_text_renders_inert_in_html_and_markdown(tmp_path):
