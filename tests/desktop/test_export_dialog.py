@@ -24,21 +24,30 @@ def text_run(tmp_path_factory):
     return train_text_run(tmp_path_factory.mktemp("text-run"))
 
 
+def idle(dialog: ExportDialog) -> bool:
+    """No job of the dialog runs and its own pool's threads have ended (a job's last callback
+    comes just before its thread ends)."""
+    return not dialog.busy and not dialog.pool.busy
+
+
 @pytest.fixture
 def open_dialog(qtbot):
-    dialogs = []
+    dialogs = []  # alive until the test ends (qtbot keeps weak references only)
 
     def make(run: Path) -> ExportDialog:
-        dialog = ExportDialog(run)
-        qtbot.addWidget(dialog)
+        dialog = ExportDialog(run)  # with a worker pool of its own (the app passes its pool)
+        # pytest-qt closes and deletes the widgets it was given before fixture teardown: wait
+        # for the dialog's threads then, or one is destroyed while it runs (Qt aborts).
+        qtbot.addWidget(
+            dialog, before_close_func=lambda d: qtbot.waitUntil(lambda: idle(d), timeout=120000)
+        )
         dialog.show()
         dialogs.append(dialog)
         qtbot.waitUntil(lambda: dialog.facts is not None, timeout=30000)
         return dialog
 
     yield make
-    for dialog in dialogs:
-        qtbot.waitUntil(lambda d=dialog: not d.busy, timeout=120000)
+    dialogs.clear()
 
 
 def dataset_of(run: Path) -> Path:
