@@ -28,16 +28,11 @@ import torch
 from safetensors.torch import load_file
 from synthetic import make_shapes_folder
 from test_evaluation_in_training import assert_same_as_from_scratch
+from test_training import tiny_config
 
 from engine.config import (
-    AdaptConfig,
-    AugmentConfig,
-    AugmentPreset,
-    DataConfig,
     Method,
-    ModelConfig,
     RunConfig,
-    ScheduleConfig,
 )
 from engine.distributed import Control, Dist, read_control, write_control
 from engine.distributed.launch import failed_rank, failure_sentence, torchrun_command
@@ -59,19 +54,7 @@ from engine.runs import RunDir
 from engine.training.loaders import ShardedBatches, batches_of, epoch_permutation
 from engine.training.trainer import resume, train
 
-TINY = "timm:test_efficientnet"  # ~0.1M parameters, random init: needs no weights
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def tiny_config(path: Path, *, method: Method = Method.FULL, epochs: int = 2) -> RunConfig:
-    return RunConfig(
-        seed=3,
-        data=DataConfig(path=str(path), val_fraction=0.25, num_workers=0),
-        model=ModelConfig(backbone=TINY, pretrained=False),
-        adapt=AdaptConfig(method=method),
-        schedule=ScheduleConfig(epochs=epochs, batch_size=8, warmup_fraction=0.0),
-        augment=AugmentConfig(preset=AugmentPreset.LIGHT, cache_views=2),
-    ).validate()
 
 
 def refit(*args: str, **kw) -> subprocess.Popen:

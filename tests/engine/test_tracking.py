@@ -13,41 +13,20 @@ import sys
 
 import pytest
 from synthetic import make_shapes_folder
+from test_training import TINY, tiny_config
 
 from engine.cli import main
-from engine.config import (
-    AdaptConfig,
-    AugmentConfig,
-    AugmentPreset,
-    DataConfig,
-    Method,
-    ModelConfig,
-    RunConfig,
-    ScheduleConfig,
-)
 from engine.events import LogMessage, RunStatus
 from engine.runs import Workspace
 from engine.tracking import TrackError, check_targets, mask_uri, parse_track, tracking_callbacks
 from engine.tracking.base import MAX_PARAM_VALUE, flatten
 from engine.training.trainer import resume, train
 
-TINY = "timm:test_efficientnet"  # ~0.1M parameters, random init: fast and needs no weights
-EPOCHS = 2
+EPOCHS = 2  # test_training.tiny_config's
 CLI_TINY = [
     *("--backbone", TINY, "--no-pretrained", "--workers", "0", "--method", "full"),
     *("--epochs", str(EPOCHS), "--batch-size", "8", "--seed", "3"),
 ]
-
-
-def tiny_config(path, epochs: int = EPOCHS) -> RunConfig:
-    return RunConfig(
-        seed=3,
-        data=DataConfig(path=str(path), val_fraction=0.25, num_workers=0),
-        model=ModelConfig(backbone=TINY, pretrained=False),
-        adapt=AdaptConfig(method=Method.FULL),
-        schedule=ScheduleConfig(epochs=epochs, batch_size=8, warmup_fraction=0.0),
-        augment=AugmentConfig(preset=AugmentPreset.LIGHT, cache_views=2),
-    ).validate()
 
 
 @pytest.fixture
