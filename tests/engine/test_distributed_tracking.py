@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from synthetic import make_shapes_folder
-from test_distributed import TINY, epoch_lines, events_of, refit, tiny_config
+from test_distributed import epoch_lines, events_of, refit
+from test_training import TINY, tiny_config
 
 from engine.runs import RunDir
 
