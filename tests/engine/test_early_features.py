@@ -105,10 +105,13 @@ runpy.run_module('engine', run_name='__main__')
 """
 
 
-def _train(folder: Path, workspace: Path) -> tuple[str, np.ndarray, Path]:
+def _train(
+    folder: Path, workspace: Path, *before: str, script: str = TRAIN
+) -> tuple[str, np.ndarray, Path]:
+    """`refit train FOLDER --method linear-probe` run by ``script`` (given ``before`` first)."""
     done = subprocess.run(
-        [sys.executable, "-c", TRAIN, "--workspace", str(workspace), "train", str(folder),
-         "--method", "linear-probe"],
+        [sys.executable, "-c", script, *before, "--workspace", str(workspace), "train",
+         str(folder), "--method", "linear-probe"],
         capture_output=True, text=True, timeout=600,
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
     )  # fmt: skip
@@ -326,17 +329,9 @@ def test_a_run_only_runs_the_network_on_rows_the_child_made_ahead(tmp_path) -> N
     folder = _folder(tmp_path / "data")
     out = {}
     for mode in ("ahead", "off"):
-        workspace = tmp_path / f"ws-{mode}"
-        done = subprocess.run(
-            [sys.executable, "-c", READY, mode, str(tmp_path / "elsewhere"),
-             "--workspace", str(workspace), "train", str(folder), "--method", "linear-probe"],
-            capture_output=True, text=True, timeout=600,
-            env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-2000:]
-        run = sorted((workspace / "runs").iterdir())[-1]
-        probs = np.load(run / "evaluation" / "val-predictions.npz")["probs"]
-        out[mode] = (done.stdout + done.stderr, probs)
+        elsewhere = str(tmp_path / "elsewhere")
+        log, probs, _ = _train(folder, tmp_path / f"ws-{mode}", mode, elsewhere, script=READY)
+        out[mode] = (log, probs)
     assert "network's input of 48 more images while it waited" in out["ahead"][0]
     assert "while it waited" not in out["off"][0]
     np.testing.assert_array_equal(out["ahead"][1], out["off"][1])
