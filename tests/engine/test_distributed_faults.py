@@ -197,6 +197,14 @@ def faulty_job(
     return proc.returncode, err, RunDir(Path(ended[-1].run_dir)), ended[-1]
 
 
+def rank_one_failed(error: str, run: RunDir) -> str:
+    """The sentence a job of 2 ends with when process 1 failed with ``error`` ("Type: text")."""
+    return (
+        f"Process 1 of 2 failed: {error}; `refit resume {run.run_id}` continues from the last "
+        "checkpoint."
+    )
+
+
 def refit_error(err: str) -> str:
     lines = [x for x in err.splitlines() if x.startswith("refit: error: ")]
     assert len(lines) == 1, err[-3000:]
@@ -232,10 +240,7 @@ def test_a_batch_that_fails_on_one_rank_ends_every_rank_with_its_sentence(shapes
         """,
     )
     assert code != 0
-    sentence = (
-        "Process 1 of 2 failed: ValueError: image 7 of rank 1 cannot be decoded; "
-        f"`refit resume {run.run_id}` continues from the last checkpoint."
-    )
+    sentence = rank_one_failed("ValueError: image 7 of rank 1 cannot be decoded", run)
     assert refit_error(err) == sentence
     # Rank 0 heard it at the step's all-reduce and ended the run with it itself (what a
     # multi-node job started by torchrun directly, without the launcher, records).
@@ -263,10 +268,7 @@ def test_a_validation_share_that_fails_on_one_rank_ends_every_rank(shapes, tmp_p
         """,
     )
     assert code != 0
-    sentence = (
-        "Process 1 of 2 failed: ValueError: validation image 3 cannot be decoded; "
-        f"`refit resume {run.run_id}` continues from the last checkpoint."
-    )
+    sentence = rank_one_failed("ValueError: validation image 3 cannot be decoded", run)
     assert refit_error(err) == sentence and ended.error == sentence
     assert [r["epoch"] for r in epoch_lines(run)] == [0]
     assert_resume_finishes(run)
@@ -290,10 +292,7 @@ def test_a_step_that_raises_on_one_rank_ends_the_job_with_its_sentence(shapes, t
         """,
     )
     assert code != 0
-    sentence = (
-        "Process 1 of 2 failed: RuntimeError: injected forward failure; "
-        f"`refit resume {run.run_id}` continues from the last checkpoint."
-    )
+    sentence = rank_one_failed("RuntimeError: injected forward failure", run)
     # Rank 1 said it and ended; rank 0 lost contact in the step's collective (not Gloo's text).
     assert refit_error(err) == sentence and run.state()["error"] == sentence
     assert ended.error.startswith("Process 0 of 2 lost contact with the other processes")
