@@ -79,21 +79,20 @@ def report_material_job(
     overlays where the run can explain). A cancelled task keeps the pictures made so far."""
 
     def job(task: Task) -> ReportMaterial:
-        from engine import Cancelled, RunDir, reviewer_report
+        from engine import RunDir, reviewer_report
 
-        review = reviewer_report(RunDir(path), evaluation)
+        run = RunDir(path)
+        review = reviewer_report(run, evaluation)
         refs = [f.path for f in review.failures if f.path]
         overlays: dict[str, QImage] = {}
-        if heatmaps and refs:
-            try:
-                made = heatmaps_job(path, refs, size)(task)
-            except Cancelled:
-                made = []
+        if heatmaps and refs:  # a cancelled task keeps the overlays made so far
+            made = heatmaps_job(path, refs, size)(task)
             overlays = {h.ref: h.image for h in made if h.image is not None}
         pictures = dict(overlays)
+        window = _dicom_window(run)
         for ref in refs:
             if ref not in pictures and not task.cancelled:
-                thumbnail = _thumbnail(path, ref, size)
+                thumbnail = _thumbnail(ref, window, size)
                 if thumbnail is not None:
                     pictures[ref] = thumbnail
         return ReportMaterial(review, pictures, len(overlays))
@@ -101,15 +100,19 @@ def report_material_job(
     return job
 
 
-def _thumbnail(run_path: Path, ref: str, size: int) -> QImage | None:
-    """A ``size``-pixel thumbnail of the image ``ref`` in the run's DICOM window, or None when
-    it is gone, moved or unreadable (the report's table still lists it)."""
-    from engine import RunDir, load_image
-
+def _dicom_window(run: Any) -> str | None:
+    """The run's DICOM window; None (each file's own) when its config cannot be read."""
     try:
-        window: str | None = str(RunDir(run_path).config().data.dicom_window.value)
-    except Exception:  # no readable config: each file's own window
-        window = None
+        return str(run.config().data.dicom_window.value)
+    except Exception:
+        return None
+
+
+def _thumbnail(ref: str, window: str | None, size: int) -> QImage | None:
+    """A ``size``-pixel thumbnail of the image ``ref`` in DICOM ``window``, or None when it is
+    gone, moved or unreadable (the report's table still lists it)."""
+    from engine import load_image
+
     try:
         picture = load_image(ref, window=window)
     except Exception:
