@@ -259,13 +259,15 @@ class FeaturePipeline(Pipeline):
         )
         if t.dist.active:  # each rank its interleaved share, all gathered in dataset order
             return self._extract_shard(forward, dataset, progress)
-        _export_for_the_child(forward, dataset)
-        early = _early_rows(forward, dataset, self.model.num_features)
+        items = _item_paths(dataset)
+        view = _one_view(items)  # the prefetching child's views, when every item is one
+        _export_for_the_child(forward, items, view)
+        early = _early_rows(forward, items, view, self.model.num_features)
         rest = [i for i in range(len(dataset)) if i not in early]
         if not rest:
             progress(len(dataset), len(dataset))
             return torch.stack([early[i] for i in range(len(dataset))])
-        ready = _ready_rows(dataset, rest)  # normalised by the child while it waited
+        ready = _ready_rows(items, view, rest)  # normalised by the child while it waited
         if not early and not ready:
             return self._pass(forward, dataset, progress)
         if ready:
@@ -380,12 +382,14 @@ def _import_head_libraries() -> None:
     import sklearn.model_selection  # noqa: F401
 
 
-def _export_for_the_child(forward: FrozenForward, dataset: Any) -> None:
+Items = list[tuple[ImageDataset | None, str]]  # per item of a pass: see _item_paths
+View = tuple[Any, str] | None  # (view, DICOM window) of them all: see _one_view
+
+
+def _export_for_the_child(forward: FrozenForward, items: Items, view: View) -> None:
     """On a backbone's first run, export and check it now (on the pass's first images): the
     prefetching child, which waits for that export, then runs it over its views on one core while
     this process imports the head's libraries on the other."""
-    items = _item_paths(dataset)
-    view = _one_view(items)
     if view is None or not prefetch.waiting_for_export(*view):
         return
     first = []
@@ -399,18 +403,18 @@ def _export_for_the_child(forward: FrozenForward, dataset: Any) -> None:
         _import_head_libraries()
 
 
-def _one_view(items: list[tuple[ImageDataset | None, str]]) -> tuple[Any, str] | None:
+def _one_view(items: Items) -> View:
     """The (view, DICOM window) every view-made item of a pass shares, or None."""
     views = {(d.view, d.dicom_window) for d, _ in items if d is not None}
     return views.pop() if len(views) == 1 else None
 
 
-def _early_rows(forward: FrozenForward, dataset: Any, width: int) -> dict[int, torch.Tensor]:
-    """The features `refit train`'s prefetching child computed for items of ``dataset``
-    (engine/frozen/early.py), by item, when ``forward`` accepts the export it ran; {} otherwise
-    (then the pass computes every item)."""
-    items = _item_paths(dataset)
-    view = _one_view(items)
+def _early_rows(
+    forward: FrozenForward, items: Items, view: View, width: int
+) -> dict[int, torch.Tensor]:
+    """The features `refit train`'s prefetching child computed for ``items`` (engine/frozen/
+    early.py), by item, when ``forward`` accepts the export it ran; {} otherwise (then the pass
+    computes every item)."""
     if view is None:
         return {}
     taken = prefetch.take_features(*view)
@@ -444,13 +448,11 @@ class ReadyRows(torch.utils.data.Dataset):
         return self.rows[i], 0
 
 
-def _ready_rows(dataset: Any, rest: list[int]) -> dict[int, torch.Tensor]:
-    """The normalised rows the prefetching child made ahead for the items ``rest`` of
-    ``dataset`` (engine/data/prefetch.py ``take_normalised``), by item; {} when it made none or
-    when one of them is not, bit for bit, what the item's own transform makes of its view (then
-    the pass makes every item itself)."""
-    items = _item_paths(dataset)
-    view = _one_view(items)
+def _ready_rows(items: Items, view: View, rest: list[int]) -> dict[int, torch.Tensor]:
+    """The normalised rows the prefetching child made ahead for ``items[i]``, i in ``rest``
+    (engine/data/prefetch.py ``take_normalised``), by item; {} when it made none or when one of
+    them is not, bit for bit, what the item's own transform makes of its view (then the pass
+    makes every item itself)."""
     if view is None:
         return {}
     wanted: dict[str, list[int]] = {}
@@ -472,7 +474,7 @@ def _ready_rows(dataset: Any, rest: list[int]) -> dict[int, torch.Tensor]:
     return {i: ready[path] for path, at in wanted.items() if path in ready for i in at}
 
 
-def _item_paths(dataset: Any) -> list[tuple[ImageDataset | None, str]]:
+def _item_paths(dataset: Any) -> Items:
     """Per item of ``dataset`` (ImageDatasets, nested in ConcatDatasets): the ImageDataset that
     makes it and its image's path when the item is the evaluation view of that image, else
     (None, "")."""
@@ -480,7 +482,7 @@ def _item_paths(dataset: Any) -> list[tuple[ImageDataset | None, str]]:
     if parts is not None:
         return [item for part in parts for item in _item_paths(part)]
     if isinstance(dataset, ImageDataset) and not dataset.random and dataset.view is not None:
-        made: list[tuple[ImageDataset | None, str]] = [(dataset, s.path) for s in dataset.samples]
+        made: Items = [(dataset, s.path) for s in dataset.samples]
         return made * dataset.views
     return [(None, "")] * len(dataset)
 
