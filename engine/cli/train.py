@@ -67,7 +67,6 @@ def _run_job(args: argparse.Namespace, *, config_json: str = "", resume: str = "
     """A run under torchrun, its events shown like a 1-process run's (or printed as JSON)."""
     import sys
 
-    from engine.cli.progress import run_with_progress
     from engine.distributed.launch import run_job
 
     ended: list[Any] = []
@@ -85,10 +84,18 @@ def _run_job(args: argparse.Namespace, *, config_json: str = "", resume: str = "
         ended.append(result)
         return result
 
-    code = _json_lines(start) if args.events_jsonl else run_with_progress(start, quiet=args.quiet)
+    code = _shown(args, start)
     if ended and ended[0].error:  # a process that died, or rank 0's own sentence
         print(f"refit: error: {ended[0].error}", file=sys.stderr)
     return code
+
+
+def _shown(args: argparse.Namespace, start: Any) -> int:
+    """``start(on_event, task)`` with its progress on the terminal, or its events as JSON lines
+    (``--events-jsonl``); the exit code."""
+    if args.events_jsonl:
+        return _json_lines(start)
+    return run_with_progress(start, quiet=args.quiet)
 
 
 def _json_lines(start: Any) -> int:
@@ -127,17 +134,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     check_model(config.model.backbone, asked=config.model.allow_remote_code)  # before a run exists
     trackers = _trackers(args)
-    if args.events_jsonl:
-        return _json_lines(
-            lambda cb, task: train(
-                config, workspace=args.workspace, callbacks=trackers, on_event=cb, task=task
-            )
-        )
-    return run_with_progress(
+    return _shown(
+        args,
         lambda cb, task: train(
             config, workspace=args.workspace, callbacks=trackers, on_event=cb, task=task
         ),
-        quiet=args.quiet,
     )
 
 
@@ -208,17 +209,11 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     if _nproc(args) > 1:
         return _run_job(args, resume=str(args.run))
     trackers = _trackers(args)
-    if args.events_jsonl:
-        return _json_lines(
-            lambda cb, task: resume(
-                args.run, workspace=args.workspace, callbacks=trackers, on_event=cb, task=task
-            )
-        )
-    return run_with_progress(
+    return _shown(
+        args,
         lambda cb, task: resume(
             args.run, workspace=args.workspace, callbacks=trackers, on_event=cb, task=task
         ),
-        quiet=args.quiet,
     )
 
 
