@@ -75,11 +75,20 @@ class EarlyFeatures:
         if found is None:
             raise OnnxUnavailable("no checked export of this backbone in the workspace")
         path, data, digest = found
-        self.spec = spec
+        self.spec, self._path, self._data = spec, path, data
         self.export = EarlyExport(path.name, digest)
         self.session = cpu_session(data, threads=spec.threads, path=path)
         self.input = self.session.get_inputs()[0].name
         self.output = self.session.get_outputs()[0].name
+
+    def widen(self, threads: int) -> bool:
+        """Run on ``threads`` threads from the next batch on (the same checked bytes in a new
+        session); False, and the current session stays, when onnxruntime refuses."""
+        try:
+            self.session = cpu_session(self._data, threads=threads, path=self._path)
+        except OnnxUnavailable:
+            return False
+        return True
 
     def __call__(self, images: list[Image.Image]) -> np.ndarray:
         """The float32 features of RGB views (one row each)."""

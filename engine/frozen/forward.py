@@ -143,6 +143,7 @@ class FrozenForward(OnnxChoice):
         self.channels_last = channels_last
         self.key_parts = key_parts
         self.argmax = argmax
+        self._weights: str | None = None  # the module's fingerprint, once needed
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The float32 CPU outputs of ``x`` (on the placement's device)."""
@@ -155,25 +156,23 @@ class FrozenForward(OnnxChoice):
         with torch.inference_mode(), self.placement.autocast():
             return self.module(x).float().cpu()
 
+    def accepts(self, export: EarlyExport) -> bool:
+        """Whether features made with ``export`` would be taken (see :meth:`accept_early`),
+        without saying anything: the run may wait for the child's features first."""
+        return self._difference(export) is not None
+
     def accept_early(self, export: EarlyExport, rows: int) -> bool:
         """Whether features the prefetching child computed with ``export`` (engine/frozen/
         early.py) are this network's: onnxruntime is wanted here, the child ran the very file
         this network's key names, and its signed record was checked against these weights.
         Says so in the log (once: a session opened later for the rest does not repeat it)."""
-        if self.cache_dir is None or (self.decided and self.session is None):  # torch runs
-            return False
-        full = onnx_parts(self.key_parts)
-        path = self.cache_dir / f"{cache_key(full)}.onnx"
-        if export.name != path.name:
-            return False
-        weights = fingerprint(self.module)
-        difference = recorded_difference(signed_record(path), export.digest, weights)
+        difference = self._difference(export)
         if difference is None:
             return False
         if self.session is not None:  # opened (and said) by this run: the child ran its export
             self.log(
-                f"{rows} images went through it in a second process while the run loaded its "
-                "libraries.",
+                f"{rows} images went through it in a second process, which began while the run "
+                "loaded its libraries.",
                 "info",
             )
             return True
@@ -185,6 +184,19 @@ class FrozenForward(OnnxChoice):
             "info",
         )
         return True
+
+    def _difference(self, export: EarlyExport) -> float | None:
+        """The checked difference the signed record of ``export`` holds for these weights, or
+        None when the export is not this network's (or torch runs here)."""
+        if self.cache_dir is None or (self.decided and self.session is None):  # torch runs
+            return None
+        full = onnx_parts(self.key_parts)
+        path = self.cache_dir / f"{cache_key(full)}.onnx"
+        if export.name != path.name:
+            return None
+        if self._weights is None:  # frozen: hashed once however often the child is asked about
+            self._weights = fingerprint(self.module)
+        return recorded_difference(signed_record(path), export.digest, self._weights)
 
     def open_session(self, x: torch.Tensor) -> None:
         """Decide the runtime now, on the batch ``x`` (its first rows check a new export),

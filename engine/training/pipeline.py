@@ -262,6 +262,14 @@ class FeaturePipeline(Pipeline):
         items = _item_paths(dataset)
         view = _one_view(items)  # the prefetching child's views, when every item is one
         _export_for_the_child(forward, items, view)
+        if view is not None:  # the child runs the backbone: it finishes, on this run's threads
+            prefetch.finish_features(
+                *view,
+                threads=torch.get_num_threads(),
+                accept=forward.accepts,
+                progress=lambda done: progress(min(done, len(dataset)), len(dataset)),
+                check=t.task.check,
+            )
         early = _early_rows(forward, items, view, self.model.num_features)
         rest = [i for i in range(len(dataset)) if i not in early]
         if not rest:

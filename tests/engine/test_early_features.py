@@ -176,7 +176,7 @@ from engine.frozen.early import EarlySpec
 from engine.frozen.keys import backbone_parts
 from engine.models.catalog import listed_entry
 
-root, cache = sys.argv[1], Path(sys.argv[2])
+root, cache, mode = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 config = RunConfig()
 pre = listed_entry(config.model.backbone).preprocess
 view = EvalView(pre.resize_size, pre.input_size, pre.interpolation)
@@ -208,6 +208,28 @@ forward = FrozenForward(model.backbone, placement=cpu, runtime="auto", cache_dir
     key_parts=parts)
 forward.open_session(first)
 child = next(iter(prefetch._children.values()))
+if mode == "finish":  # the run hands its threads over and waits
+    while child.export is None and time.monotonic() < deadline + 60:
+        time.sleep(0.01)
+    shown = []
+    prefetch.finish_features(view, threads=2, accept=forward.accepts, progress=shown.append,
+                             check=lambda: None)
+    out["finished"], out["widened"], out["shown"] = child.finished, child.threads, shown
+elif mode == "cancel":
+    class Stop(Exception):
+        pass
+    def stop():
+        raise Stop()
+    while child.export is None and time.monotonic() < deadline + 60:
+        time.sleep(0.01)
+    try:
+        prefetch.finish_features(view, threads=2, accept=forward.accepts, progress=print,
+                                 check=stop)
+    except Stop:
+        out["raised"] = True
+    out["children"] = len(prefetch._children)
+    print(json.dumps(out))
+    sys.exit(0)
 while not child.finished and time.monotonic() < deadline + 60:
     time.sleep(0.05)
 export, rows = prefetch.take_features(view)
@@ -223,18 +245,35 @@ print(json.dumps(out))
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="prefetching forks (Linux only)")
-def test_the_child_runs_the_first_export_as_soon_as_the_run_has_checked_it(tmp_path) -> None:
+@pytest.mark.parametrize("mode", ["wait", "finish"])
+def test_the_child_runs_the_first_export_as_soon_as_the_run_has_checked_it(
+    tmp_path, mode: str
+) -> None:
+    out = _first_export(tmp_path, mode)
+    assert out["waited"] and out["accepted"]
+    assert out["rows"] == out["samples"] == 48
+    assert out["largest"] < 1e-4  # the same pixels through the same export
+    if mode == "finish":  # asked for the run's threads, it finished every image on them
+        assert out["finished"] and out["widened"] == 2
+        assert out["shown"] == sorted(out["shown"]) and out["shown"][-1] == 48
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="prefetching forks (Linux only)")
+def test_a_run_cancelled_while_the_child_finishes_ends_the_child(tmp_path) -> None:
+    out = _first_export(tmp_path, "cancel")
+    assert out["raised"] and out["children"] == 0
+
+
+def _first_export(tmp_path: Path, mode: str) -> dict:
     folder = _folder(tmp_path / "data")
     done = subprocess.run(
-        [sys.executable, "-c", FIRST_EXPORT, str(folder), str(tmp_path / "onnx")],
+        [sys.executable, "-c", FIRST_EXPORT, str(folder), str(tmp_path / "onnx"), mode],
         capture_output=True, text=True, timeout=600,
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["waited"] and out["accepted"]
-    assert out["rows"] == out["samples"] == 48
-    assert out["largest"] < 1e-4  # the same pixels through the same export
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # While it waits for a first export that does not come, the child normalises its views ahead, up
