@@ -72,12 +72,14 @@ class Predictor:
         self.run, self.config, self.runtime = run, config, runtime
         self.channels_last = False
         self.frozen: Any = None  # a FrozenForward once prepare_runtime() chose onnxruntime
+        self._text_decided = False  # texts: whether the first batch chose the runtime yet
         self.runtime_notes: list[str] = []
         modality_of(self.modality).prepare_predictor(self)
 
     def prepare_runtime(self, rows: int) -> None:
         """Choose where images run for a job of about ``rows`` images (see
-        :func:`engine.frozen.predictor_forward`); texts always run in torch."""
+        :func:`engine.frozen.predictor_forward`); texts choose on their first batch
+        (:meth:`text_probs`)."""
         if not modality_of(self.modality).runs_frozen_in_onnxruntime or self.frozen is not None:
             return
         from engine.frozen.predicting import predictor_forward
@@ -96,11 +98,23 @@ class Predictor:
             logits = self.model(x)
         return logits.float().softmax(dim=1).cpu().numpy()
 
-    def _probs(self, x: torch.Tensor | dict[str, torch.Tensor]) -> np.ndarray:
+    @torch.inference_mode()
+    def text_probs(self, batch: Any) -> np.ndarray:
+        """Class probabilities of a padded token batch (input_ids, attention_mask); the first
+        batch decides where texts run (:func:`engine.frozen.predicting.text_predictor_forward`)."""
+        x = {k: batch[k].to(self.device) for k in ("input_ids", "attention_mask")}
+        if not self._text_decided:
+            from engine.frozen.predicting import text_predictor_forward
+
+            self._text_decided = True
+            self.frozen = text_predictor_forward(self, x)
+        logits = self.frozen(x) if self.frozen is not None else self.model(x)
+        return logits.float().softmax(dim=1).cpu().numpy()
+
+    def _probs(self, x: Any) -> np.ndarray:
         if isinstance(x, torch.Tensor):
             return self.image_probs(x)
-        x = {k: x[k].to(self.device) for k in ("input_ids", "attention_mask")}
-        return self.model(x).float().softmax(dim=1).cpu().numpy()
+        return self.text_probs(x)
 
     @torch.inference_mode()
     def predict_texts(

@@ -1,4 +1,4 @@
-"""Where a trained run's images run when it predicts: onnxruntime on the CPU, or torch.
+"""Where a trained run's images and texts run when it predicts: onnxruntime on the CPU, or torch.
 
 - A linear-probe run's backbone is the pretrained one, unchanged: it runs from the same cached
   export its training used (no new export), and the head runs in torch.
@@ -6,6 +6,8 @@
   checkpoint is never run from an old export. The export costs about a second, more than it
   saves on a few images: it is made for jobs of at least ``EXPORT_WORTH_ROWS`` images (an
   evaluation, a folder of predictions) and reused by later ones, Try it included.
+- A text linear probe's frozen encoder runs from the export its training made (the training's
+  feature pass used it), the head in torch; other text runs stay in torch.
 """
 
 from __future__ import annotations
@@ -77,6 +79,53 @@ def predictor_forward(predictor: Any, rows: int) -> Any:
     if rows < EXPORT_WORTH_ROWS and not cached and runtime is Runtime.AUTO:
         return None
     return FrozenForward(model, key_parts=parts, what="the model", argmax=True, **common)
+
+
+def text_predictor_forward(predictor: Any, sample: dict[str, torch.Tensor]) -> Any:
+    """A callable (token batch -> logits) for a text linear probe whose frozen encoder runs in
+    onnxruntime, or None for torch. ``sample``: the job's first batch (the check's texts when
+    the export is new or changed). With ``auto`` the export its training made is used (training
+    exports it on the CPU: engine/training/text_pipeline.py); a text encoder's export takes
+    seconds, so only ``--runtime onnxruntime`` makes one here."""
+    runtime = Runtime(predictor.runtime)
+    cache_dir = run_cache_dir(predictor.run)
+    config, model = predictor.config, predictor.model
+    if (
+        cache_dir is None
+        or not use_onnxruntime(runtime, predictor.device)
+        or Method(config.adapt.method) is not Method.LINEAR_PROBE
+        or not config.model.pretrained
+    ):
+        return None
+    from engine.frozen.text import encoder_key, ort_text_encoder
+    from engine.models.text import text_folder
+
+    try:
+        folder = text_folder(model.entry, need_weights=False)
+    except Exception:  # no folder to key on: torch
+        return None
+    key = encoder_key(
+        folder, weights=config.model.weights, max_length=predictor.max_length, pooling="mean"
+    )
+    if runtime is Runtime.AUTO and not (cache_dir / f"text-encoder-{key}.onnx").is_file():
+        return None
+    notes = predictor.runtime_notes
+
+    def log(text: str) -> None:
+        notes.append(text)
+        if "runs in torch" in text:  # a fall back: on stderr in the CLI, the app's log
+            _log.warning(text)
+
+    encoder = ort_text_encoder(model.backbone, cache_dir, key, sample, log)
+    if encoder is None:
+        return None
+    head = model.head
+
+    @torch.inference_mode()
+    def forward(x: dict[str, torch.Tensor]) -> torch.Tensor:
+        return head(encoder(x)).float()
+
+    return forward
 
 
 def _cpu_placement() -> Any:

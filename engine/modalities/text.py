@@ -155,8 +155,7 @@ class TextModality:
             for idx in sorted_batches([len(ids) for ids in encoded], batch_size):
                 task.check_cancelled()
                 batch = tok.pad({"input_ids": [encoded[j] for j in idx]}, return_tensors="pt")
-                x = {k: batch[k].to(predictor.device) for k in ("input_ids", "attention_mask")}
-                out[idx] = predictor.model(x).float().softmax(dim=1).cpu().numpy()
+                out[idx] = predictor.text_probs(batch)
                 done += len(idx)
                 task.report(done, total)
         return out

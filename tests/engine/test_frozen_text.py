@@ -124,3 +124,38 @@ def test_a_text_probe_computes_its_features_in_onnxruntime_as_torch_would(
     assert ort_feats.keys() == torch_feats.keys() and len(ort_feats) == 2
     for name, feats in ort_feats.items():
         assert (feats - torch_feats[name]).abs().max() <= frozen_text.TOLERANCE
+
+
+@pytest.mark.slow  # a training run
+def test_a_text_probe_predicts_and_evaluates_with_its_trainings_export(tiny_bert, tmp_path):
+    """Prediction and evaluation of a trained text probe run its frozen encoder from the export
+    its training made (no new export), and give torch's classes and probabilities."""
+    from engine.evaluation.predict import Predictor
+    from engine.modalities import modality_of
+    from engine.runs import Workspace
+    from engine.task import Task
+
+    table = make_text_table(tmp_path / "data" / "messages.tsv", per_class=24)
+    workspace = tmp_path / "ws"
+    _probe(table, tiny_bert, workspace)
+    exports = sorted((workspace / "cache" / "onnx").glob("text-encoder-*.onnx"))
+    assert len(exports) == 1
+    stamp = exports[0].stat().st_mtime_ns
+    (folder,) = (workspace / "runs").iterdir()
+    run = Workspace(workspace).open_run(folder.name)
+    texts = [(f"t{i}", t) for i, t in enumerate(["where is my parcel", "refund me now", "hi"])]
+    ort, plain = Predictor(run), Predictor(run, runtime="torch")
+    got, want = ort.predict_texts(texts), plain.predict_texts(texts)
+    assert ort.frozen is not None and plain.frozen is None
+    assert any("onnxruntime" in note for note in ort.runtime_notes)
+    for a, b in zip(got, want, strict=True):
+        assert [c for c, _ in a.top] == [c for c, _ in b.top]
+        assert max(abs(p - q) for (_, p), (_, q) in zip(a.top, b.top, strict=True)) < 1e-4
+    refs = [t for _, t in texts] * 5  # evaluation's path: batches of a split's texts
+    handler = modality_of(ort.modality)
+    fresh = Predictor(run)
+    probs = handler.split_probs(fresh, run, refs, 4, Task())
+    torch_probs = handler.split_probs(plain, run, refs, 4, Task())
+    assert fresh.frozen is not None
+    assert abs(probs - torch_probs).max() < 1e-4
+    assert exports[0].stat().st_mtime_ns == stamp  # the training's export, not a new one
