@@ -9,7 +9,9 @@ its own. Held-out folds are stratified by class and, when samples carry patient 
 too, so a patient's other images never vouch for one of theirs.
 
 Nothing is relabelled and the dataset folder is only read; the features are cached in the
-workspace (``cache/features``), so a second review of the same images costs only the folds.
+workspace (``cache/features``), so a second review of the same images costs only the folds. What
+was reviewed is kept in the workspace for later runs of the folder to record
+(engine/evaluation/review_record.py).
 """
 
 from __future__ import annotations
@@ -260,7 +262,7 @@ def review_labels(
                 self_confidence=float(probs[i, given]),
             )
         )
-    return LabelReview(
+    review = LabelReview(
         issues=tuple(issues),
         flagged=len(order),
         reviewed=len(samples),
@@ -269,6 +271,11 @@ def review_labels(
         backbone=name,
         thresholds={c: float(t[j]) for j, c in enumerate(index.classes)},
     )
+    if workspace is not None:  # later runs of this folder record that it was reviewed
+        from engine.evaluation.review_record import save_review
+
+        save_review(workspace, index, review)
+    return review
 
 
 def _relative(path: str, base: Path) -> str:

@@ -271,6 +271,40 @@ def _preprocessing(config: Any, summary: Mapping[str, Any], splits: Mapping[str,
     return Section(3, "Preprocessing", rows=tuple(rows))
 
 
+def _label_review(record: Any) -> str:
+    """Whether the run's labels were reviewed (engine/evaluation/review_record.py), as the
+    Limitations section says it."""
+    from engine.evaluation.review_record import checked_review
+
+    kept = checked_review(record)
+    if kept is None or "covered" not in kept:
+        return (
+            "No label review of these images is recorded (`refit scan --review`, or Review "
+            "labels on the Data page, before training): label noise in the reference standard "
+            "is not measured here."
+        )
+    covered, images, month = kept["covered"], kept["images"], kept["date"][:7]  # no day
+    flagged = (
+        f"it flagged {kept['flagged']:,} of the {kept['reviewed']:,} images it reviewed as "
+        f"likely label errors ({kept['backbone']} features)"
+    )
+    after = "; the app relabels nothing, and whether a person checked them is not recorded"
+    if images and covered == images:
+        return (
+            f"A label review in {month} saw all {images:,} images with these labels: "
+            f"{flagged}{after}."
+        )
+    if covered:
+        return (
+            f"A label review in {month} saw {covered:,} of the {images:,} images with these "
+            f"labels (the others were added or relabelled since): {flagged}{after}."
+        )
+    return (
+        f"A label review of this folder in {month} saw none of these images with their present "
+        "labels (the folder changed since): treat the labels as not reviewed."
+    )
+
+
 def _leakage(record: Any) -> str:
     """What the scan's leakage checks found before training (counts in the run's summary)."""
     if not isinstance(record, dict):
@@ -551,10 +585,7 @@ def _limitations(
             "The split was made image by image, not by patient: if a patient has several images, "
             "the numbers are optimistic (set data.group_by, or a manifest's group column)."
         )
-    out.append(
-        "Whether a label review (`refit scan --review`) was done is not recorded in the run; "
-        "label noise in the reference standard is not measured here."
-    )
+    out.append(_label_review(summary.get("label_review")))
     if not subgroups:
         out.append("No subgroup analysis was run: differences between patient groups are unknown.")
     dicom = summary.get("dicom")

@@ -64,7 +64,25 @@ def summary(ctx: RunContext, status: RunStatus, error: str) -> dict[str, Any]:
         leakage = getattr(data, "leakage", None) or _earlier_record(ctx, "leakage", LEAKAGE_KEYS)
         if leakage is not None:  # what the scan's leakage checks found (counts only)
             result["leakage"] = {k: int(leakage.get(k, 0)) for k in LEAKAGE_KEYS}
+        review = _label_review(ctx)
+        if review is not None:  # the newest label review of the folder, and what it covered
+            result["label_review"] = review
     return result
+
+
+def _label_review(ctx: RunContext) -> dict[str, Any] | None:
+    """What engine/evaluation/review_record.py finds for the run's images; the workspace is
+    only read (a damaged or foreign record is no review)."""
+    from engine.evaluation.review_record import review_of
+
+    data = ctx.data
+    samples = (*data.train, *data.val, *data.test)
+    if not samples or not all(isinstance(getattr(s, "digest", None), str) for s in samples):
+        return None  # texts: a label review is for images
+    try:
+        return review_of(ctx.workspace.root, data.root, samples, data.classes)
+    except (OSError, ValueError):
+        return None
 
 
 DICOM_KEYS = ("files", "declare_deidentified")
