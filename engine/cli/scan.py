@@ -227,8 +227,14 @@ def _print_review(index: Any, review: dict[str, Any]) -> None:
         f"{review['folds']} {'patient-grouped ' if review['grouped'] else ''}folds on "
         f"{review['backbone']} features; nothing was relabelled"
     )
+    kept = (
+        "Runs of this folder trained from now on record this review (the workspace keeps it)."
+        if review.get("kept")
+        else "The workspace could not keep this review: runs will not record it."
+    )
     if not review["flagged"]:
         print(f"Likely label errors: none among {review['reviewed']} images ({how}).")
+        print(kept)
         return
     shown = len(review["issues"])
     print(
@@ -243,6 +249,7 @@ def _print_review(index: Any, review: dict[str, Any]) -> None:
             f"'{terminal_safe(issue['given'])}', looks like '{terminal_safe(issue['suggested'])}' "
             f"({issue['confidence']:.0%}; its label {issue['self_confidence']:.0%})"
         )
+    print(kept)
 
 
 def _print_groups(index: Any) -> None:

@@ -66,10 +66,12 @@ class LabelReview:
     grouped: bool  # folds kept each patient (group) on one side
     backbone: str
     thresholds: dict[str, float] = field(default_factory=dict)
+    kept: bool = False  # kept in the workspace, for later runs of the folder to record
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (`refit scan --review --json`)."""
         return {
+            "kept": self.kept,
             "issues": [i.to_dict() for i in self.issues],
             "flagged": self.flagged,
             "reviewed": self.reviewed,
@@ -271,11 +273,10 @@ def review_labels(
         backbone=name,
         thresholds={c: float(t[j]) for j, c in enumerate(index.classes)},
     )
-    if workspace is not None:  # later runs of this folder record that it was reviewed
-        from engine.evaluation.review_record import save_review
+    from engine.evaluation.review_record import save_review
 
-        save_review(workspace, index, review)
-    return review
+    kept = save_review(workspace, index, review) is not None  # for later runs of the folder
+    return dataclasses.replace(review, kept=kept)
 
 
 def _relative(path: str, base: Path) -> str:

@@ -153,9 +153,12 @@ def test_refit_scan_review_prints_the_planted_files(tmp_path, capsys):
     for rel in planted:
         line = next(line for line in lines if line.startswith(str(root / rel)))
         assert "labeled 'square', looks like 'circle'" in line
+    assert "Runs of this folder trained from now on record this review" in out
     code = main(["scan", str(root), "--review", "--top", "6", "--workspace", ws, "--json"])
     data = json.loads(capsys.readouterr().out)
     assert set(planted) <= {i["path"] for i in data["label_review"]["issues"]}
+    assert data["label_review"]["kept"] is True
+    assert list((tmp_path / "ws" / "reviews").glob("*.json"))
 
 
 def test_refit_scan_review_of_texts_says_why_in_one_line(tmp_path, capsys):
