@@ -166,7 +166,7 @@ def test_a_run_with_the_export_cached_takes_the_childs_features_and_trains_the_s
 # The child waits for a backbone's first export, runs it once the run has made and checked it,
 # and its features are the run's own (a fresh interpreter: prefetching forks only there).
 FIRST_EXPORT = r"""
-import json, sys, time
+import contextlib, json, os, signal, sys, time
 from pathlib import Path
 import numpy as np
 from engine.config import RunConfig
@@ -177,6 +177,19 @@ from engine.frozen.keys import backbone_parts
 from engine.models.catalog import listed_entry
 
 root, cache, mode = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+
+
+def held() -> list[str]:  # this process's pipes and memory files, beyond stdin/out/err
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if int(fd) > 2 and ("pipe:" in target or "refit-prefetch" in target):
+                out.append(target)
+    return sorted(out)
+
+
+before = held()
 config = RunConfig()
 pre = listed_entry(config.model.backbone).preprocess
 view = EvalView(pre.resize_size, pre.input_size, pre.interpolation)
@@ -215,6 +228,20 @@ if mode == "finish":  # the run hands its threads over and waits
     prefetch.finish_features(view, threads=2, accept=forward.accepts, progress=shown.append,
                              check=lambda: None)
     out["finished"], out["widened"], out["shown"] = child.finished, child.threads, shown
+elif mode in ("kill", "sigstop"):  # the child dies or hangs while the run waits for it
+    prefetch.STALL_S = 1.0
+    while child.export is None and time.monotonic() < deadline + 60:
+        time.sleep(0.01)
+    os.kill(child.pid, signal.SIGKILL if mode == "kill" else signal.SIGSTOP)
+    prefetch.finish_features(view, threads=2, accept=forward.accepts, progress=lambda n: None,
+                             check=lambda: None)
+    taken = prefetch.take_features(view)
+    out["rows"] = 0 if taken is None else len(taken[1])
+    prefetch.discard()
+    out["gone"] = not os.path.exists(f"/proc/{child.pid}")
+    out["held"], out["before"] = held(), before
+    print(json.dumps(out))
+    sys.exit(0)
 elif mode == "cancel":
     class Stop(Exception):
         pass
@@ -263,6 +290,19 @@ def test_the_child_runs_the_first_export_as_soon_as_the_run_has_checked_it(
 def test_a_run_cancelled_while_the_child_finishes_ends_the_child(tmp_path) -> None:
     out = _first_export(tmp_path, "cancel")
     assert out["raised"] and out["children"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="prefetching forks (Linux only)")
+@pytest.mark.parametrize("mode", ["kill", "sigstop"])
+def test_a_child_killed_or_stopped_while_the_run_waits_leaves_nothing_behind(
+    tmp_path, mode: str
+) -> None:
+    out = _first_export(tmp_path, mode)
+    assert out["waited"]
+    assert out["rows"] < 48  # it did not finish: the run computes the rest itself
+    assert out["gone"]  # no stopped child left: ended and reaped
+    assert out["held"] == out["before"]  # its pipes and its memory file are closed
 
 
 def _first_export(tmp_path: Path, mode: str) -> dict:
