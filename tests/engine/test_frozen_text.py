@@ -200,12 +200,16 @@ def test_a_text_probe_predicts_in_torch_when_its_export_was_tampered_with(tiny_b
             record.write_text(json.dumps(forged))
         elif how == "deleted":
             record.unlink(missing_ok=True)
+        elif how == "removed":  # as after a training with --runtime torch
+            path.unlink()
+            record.unlink()
 
     for how, used in [
         ("foreign", False),
         ("truncated", False),
         ("forged", True),
         ("deleted", True),
+        ("removed", False),  # auto makes no export of its own: torch
     ]:
         tamper(how)
         predictor = Predictor(run)
@@ -215,5 +219,8 @@ def test_a_text_probe_predicts_in_torch_when_its_export_was_tampered_with(tiny_b
         for a, b in zip(got, want, strict=True):
             assert [c for c, _ in a] == [c for c, _ in b], how
             assert all(abs(p - q) < 1e-4 for (_, p), (_, q) in zip(a, b, strict=True)), how
-        if not used:
+        if how in ("foreign", "truncated"):
             assert any("runs in torch" in note for note in predictor.runtime_notes), how
+    explicit = Predictor(run, runtime="onnxruntime")  # asked for: it exports again
+    explicit.predict_texts(texts)
+    assert explicit.frozen is not None and path.exists()
