@@ -221,12 +221,12 @@ forward = FrozenForward(model.backbone, placement=cpu, runtime="auto", cache_dir
     key_parts=parts)
 forward.open_session(first)
 child = next(iter(prefetch._children.values()))
-if mode == "finish":  # the run hands its threads over and waits
-    while child.export is None and time.monotonic() < deadline + 60:
-        time.sleep(0.01)
+if mode in ("finish", "at-once"):  # the run hands its threads over and waits
+    while mode == "finish" and child.export is None and time.monotonic() < deadline + 60:
+        time.sleep(0.01)  # at-once: right after its export, as a run whose imports are done
     shown = []
     prefetch.finish_features(view, threads=2, accept=forward.accepts, progress=shown.append,
-                             check=lambda: None)
+                             check=lambda: None, found_s=prefetch.FOUND_S)
     out["finished"], out["widened"], out["shown"] = child.finished, child.threads, shown
 elif mode in ("kill", "sigstop"):  # the child dies or hangs while the run waits for it
     prefetch.STALL_S = 1.0
@@ -274,7 +274,7 @@ print(json.dumps(out))
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="prefetching forks (Linux only)")
-@pytest.mark.parametrize("mode", ["wait", "finish"])
+@pytest.mark.parametrize("mode", ["wait", "finish", "at-once"])
 def test_the_child_runs_the_first_export_as_soon_as_the_run_has_checked_it(
     tmp_path, mode: str
 ) -> None:
@@ -283,7 +283,7 @@ def test_the_child_runs_the_first_export_as_soon_as_the_run_has_checked_it(
     assert out["rows"] == out["samples"] == 48
     assert out["largest"] < 1e-4  # the same pixels through the same export
     assert out["held"] == out["before"]  # the child's pipes and memory file are closed
-    if mode == "finish":  # asked for the run's threads, it finished every image on them
+    if mode != "wait":  # asked for the run's threads, it finished every image on them
         assert out["finished"] and out["widened"] == 2
         assert out["shown"] == sorted(out["shown"]) and out["shown"][-1] == 48
 
