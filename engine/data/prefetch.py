@@ -59,7 +59,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, cast
 
@@ -610,6 +610,7 @@ def finish_features(
     progress: Callable[[int], None],
     check: Callable[[], None],
     found_s: float = 0.0,
+    paths: Collection[str] | None = None,
 ) -> None:
     """Let a child that runs the backbone over ``view``s (DICOM ``window``) with an export the
     run takes (``accept``) finish the rest on ``threads`` threads, the run waiting: the run has
@@ -618,7 +619,8 @@ def finish_features(
     of images as it grows; ``check()`` may raise (a cancelled run: the child is ended). Returns
     when the child is done, died, or made no progress for ``STALL_S`` (the run computes what is
     missing, :func:`take_features`). ``found_s``: the run has just made the export the child
-    waits for; it is given that long to take it up."""
+    waits for; it is given that long to take it up. ``paths``: the images the run needs (the
+    waiting ends when they are all there, and ``progress`` counts them); None: every image."""
     with _lock:
         children = list(_children.values())
     for child in children:
@@ -633,7 +635,7 @@ def finish_features(
             return
         with child.cond:
             child.widen(threads)
-        _wait_for_features(child, progress, check)
+        _wait_for_features(child, progress, check, None if paths is None else set(paths))
         return
 
 
@@ -654,17 +656,25 @@ def _await_export(
 
 
 def _wait_for_features(
-    child: _Child, progress: Callable[[int], None], check: Callable[[], None]
+    child: _Child,
+    progress: Callable[[int], None],
+    check: Callable[[], None],
+    wanted: set[str] | None,
 ) -> None:
-    shown, moved = -1, time.monotonic()
+    shown, moved, had = -1, time.monotonic(), -1
     while True:
         with child.cond:
             child.cond.wait_for(lambda: child.finished, timeout=0.1)
-            done, finished = len(child.features), child.finished
+            finished = child.finished
+            if len(child.features) != had:  # counted again only when more came
+                had = len(child.features)
+                done = had if wanted is None else sum(p in child.features for p in wanted)
         if done != shown:
             shown, moved = done, time.monotonic()
             progress(done)
         if finished or time.monotonic() - moved > STALL_S:
+            return
+        if wanted is not None and done >= len(wanted):  # the rest are images the run never uses
             return
         _watching(child, check)
 

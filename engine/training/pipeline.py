@@ -270,6 +270,7 @@ class FeaturePipeline(Pipeline):
                 progress=lambda done: progress(min(done, len(dataset)), len(dataset)),
                 check=t.task.check,
                 found_s=prefetch.FOUND_S if made else 0.0,
+                paths={path for made_by, path in items if made_by is not None},
             )
         early = _early_rows(forward, items, view, self.model.num_features)
         rest = [i for i in range(len(dataset)) if i not in early]

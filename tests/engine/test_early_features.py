@@ -221,12 +221,13 @@ forward = FrozenForward(model.backbone, placement=cpu, runtime="auto", cache_dir
     key_parts=parts)
 forward.open_session(first)
 child = next(iter(prefetch._children.values()))
-if mode in ("finish", "at-once"):  # the run hands its threads over and waits
+if mode in ("finish", "at-once", "some"):  # the run hands its threads over and waits
     while mode == "finish" and child.export is None and time.monotonic() < deadline + 60:
         time.sleep(0.01)  # at-once: right after its export, as a run whose imports are done
     shown = []
+    wanted = set(paths[:16]) if mode == "some" else None  # the run needs only these
     prefetch.finish_features(view, threads=2, accept=forward.accepts, progress=shown.append,
-                             check=lambda: None, found_s=prefetch.FOUND_S)
+                             check=lambda: None, found_s=prefetch.FOUND_S, paths=wanted)
     out["finished"], out["widened"], out["shown"] = child.finished, child.threads, shown
 elif mode in ("kill", "sigstop"):  # the child dies or hangs while the run waits for it
     prefetch.STALL_S = 1.0
@@ -266,6 +267,7 @@ own = forward(torch.stack([transform(load_image(p, min_size=pre.resize_size)) fo
 mine = np.stack([rows[p] for p in paths])
 out["largest"] = float(np.abs(mine - own.numpy()).max())
 out["samples"] = len(paths)
+out["widened_at_end"] = child.threads
 prefetch.discard()
 out["held"], out["before"] = held(), before
 print(json.dumps(out))
@@ -274,7 +276,7 @@ print(json.dumps(out))
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="prefetching forks (Linux only)")
-@pytest.mark.parametrize("mode", ["wait", "finish", "at-once"])
+@pytest.mark.parametrize("mode", ["wait", "finish", "at-once", "some"])
 def test_the_child_runs_the_first_export_as_soon_as_the_run_has_checked_it(
     tmp_path, mode: str
 ) -> None:
@@ -283,9 +285,12 @@ def test_the_child_runs_the_first_export_as_soon_as_the_run_has_checked_it(
     assert out["rows"] == out["samples"] == 48
     assert out["largest"] < 1e-4  # the same pixels through the same export
     assert out["held"] == out["before"]  # the child's pipes and memory file are closed
-    if mode != "wait":  # asked for the run's threads, it finished every image on them
+    if mode in ("finish", "at-once"):  # asked for the run's threads, it finished them all
         assert out["finished"] and out["widened"] == 2
         assert out["shown"] == sorted(out["shown"]) and out["shown"][-1] == 48
+    if mode == "some":  # the run waited for the images it needs, and counted only those
+        assert out["widened_at_end"] == 2  # (the child may say so after the run stopped waiting)
+        assert out["shown"] == sorted(out["shown"]) and out["shown"][-1] == 16
 
 
 @pytest.mark.slow
