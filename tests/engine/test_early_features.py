@@ -243,19 +243,20 @@ elif mode in ("kill", "sigstop"):  # the child dies or hangs while the run waits
     out["held"], out["before"] = held(), before
     print(json.dumps(out))
     sys.exit(0)
-elif mode == "cancel":
+elif mode in ("cancel", "cancel-at-once"):  # at once: while the child looks for the export
     class Stop(Exception):
         pass
     def stop():
         raise Stop()
-    while child.export is None and time.monotonic() < deadline + 60:
+    while mode == "cancel" and child.export is None and time.monotonic() < deadline + 60:
         time.sleep(0.01)
     try:
         prefetch.finish_features(view, threads=2, accept=forward.accepts, progress=print,
-                                 check=stop)
+                                 check=stop, found_s=prefetch.FOUND_S)
     except Stop:
         out["raised"] = True
     out["children"] = len(prefetch._children)
+    out["held"], out["before"] = held(), before
     print(json.dumps(out))
     sys.exit(0)
 while not child.finished and time.monotonic() < deadline + 60:
@@ -295,9 +296,11 @@ def test_the_child_runs_the_first_export_as_soon_as_the_run_has_checked_it(
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="prefetching forks (Linux only)")
-def test_a_run_cancelled_while_the_child_finishes_ends_the_child(tmp_path) -> None:
-    out = _first_export(tmp_path, "cancel")
+@pytest.mark.parametrize("mode", ["cancel", "cancel-at-once"])
+def test_a_run_cancelled_while_the_child_finishes_ends_the_child(tmp_path, mode: str) -> None:
+    out = _first_export(tmp_path, mode)
     assert out["raised"] and out["children"] == 0
+    assert out["held"] == out["before"]
 
 
 @pytest.mark.slow
