@@ -224,3 +224,13 @@ def test_a_text_probe_predicts_in_torch_when_its_export_was_tampered_with(tiny_b
     explicit = Predictor(run, runtime="onnxruntime")  # asked for: it exports again
     explicit.predict_texts(texts)
     assert explicit.frozen is not None and path.exists()
+    # an evaluation's odd texts: empty, 100 KB (cut at max_length), only padding tokens
+    from engine.modalities import modality_of
+    from engine.task import Task
+
+    odd = ["", "refund " * 15_000, "[PAD] [PAD] [PAD]", "hi"]
+    handler = modality_of(explicit.modality)
+    fresh, plain = Predictor(run), Predictor(run, runtime="torch")
+    probs = handler.split_probs(fresh, run, odd, 2, Task())
+    assert fresh.frozen is not None
+    assert abs(probs - handler.split_probs(plain, run, odd, 2, Task())).max() < 1e-4
