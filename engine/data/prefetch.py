@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import select
 import signal
@@ -58,7 +59,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, cast
 
@@ -85,6 +86,9 @@ WAIT_EXPORT_S = 120.0
 FINISH_S = 0.5
 #: A run waiting for the child's features stops waiting when none came for this many seconds.
 STALL_S = 60.0
+#: A child waiting for the export the run has just made is given this long to take it up (find
+#: it, open it) before the run hands it its threads, instead of computing everything itself.
+FOUND_S = 5.0
 _CHUNK = 16  # images per message: the run can use the first ones before the child is done
 _Key = tuple[str, int, str]  # root, min_per_class, DICOM window
 
@@ -605,6 +609,8 @@ def finish_features(
     accept: Callable[[EarlyExport], bool],
     progress: Callable[[int], None],
     check: Callable[[], None],
+    found_s: float = 0.0,
+    paths: Collection[str] | None = None,
 ) -> None:
     """Let a child that runs the backbone over ``view``s (DICOM ``window``) with an export the
     run takes (``accept``) finish the rest on ``threads`` threads, the run waiting: the run has
@@ -612,10 +618,14 @@ def finish_features(
     (no second session opened, no rows handed over). ``progress(done)`` gets the child's count
     of images as it grows; ``check()`` may raise (a cancelled run: the child is ended). Returns
     when the child is done, died, or made no progress for ``STALL_S`` (the run computes what is
-    missing, :func:`take_features`)."""
+    missing, :func:`take_features`). ``found_s``: the run has just made the export the child
+    waits for; it is given that long to take it up. ``paths``: the images the run needs (the
+    waiting ends when they are all there, and ``progress`` counts them); None: every image."""
     with _lock:
         children = list(_children.values())
     for child in children:
+        if found_s > 0:
+            _watching(child, functools.partial(_await_export, child, view, window, found_s, check))
         with child.cond:
             running = child.view == view and child.key[2] == window and not child.finished
             export = child.export if running else None
@@ -625,29 +635,58 @@ def finish_features(
             return
         with child.cond:
             child.widen(threads)
-        _wait_for_features(child, progress, check)
+        _wait_for_features(child, progress, check, None if paths is None else set(paths))
         return
 
 
-def _wait_for_features(
-    child: _Child, progress: Callable[[int], None], check: Callable[[], None]
+def _await_export(
+    child: _Child, view: EvalView, window: str, seconds: float, check: Callable[[], None]
 ) -> None:
-    shown, moved = -1, time.monotonic()
+    """Wait up to ``seconds`` while ``child`` (of ``view``s, DICOM ``window``) still waits for
+    the export the run has made."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with child.cond:
+            if child.view != view or child.key[2] != window:
+                return
+            if child.export is not None or child.finished or not child.waiting:
+                return
+            child.cond.wait(timeout=0.05)
+        check()
+
+
+def _wait_for_features(
+    child: _Child,
+    progress: Callable[[int], None],
+    check: Callable[[], None],
+    wanted: set[str] | None,
+) -> None:
+    shown, moved, had = -1, time.monotonic(), -1
     while True:
         with child.cond:
             child.cond.wait_for(lambda: child.finished, timeout=0.1)
-            done, finished = len(child.features), child.finished
+            finished = child.finished
+            if len(child.features) != had:  # counted again only when more came
+                had = len(child.features)
+                done = had if wanted is None else sum(p in child.features for p in wanted)
         if done != shown:
             shown, moved = done, time.monotonic()
             progress(done)
         if finished or time.monotonic() - moved > STALL_S:
             return
-        try:
-            check()
-        except BaseException:
-            with child.cond:
-                _forget(child)
-            raise
+        if wanted is not None and done >= len(wanted):  # the rest are images the run never uses
+            return
+        _watching(child, check)
+
+
+def _watching(child: _Child, call: Callable[[], None]) -> None:
+    """``call()``; when it raises (``check()``: a cancelled run), the child is ended first."""
+    try:
+        call()
+    except BaseException:
+        with child.cond:
+            _forget(child)
+        raise
 
 
 def take_features(

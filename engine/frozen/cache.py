@@ -68,7 +68,12 @@ def prepare(
             if parts is not None and signed.get("parts") != parts:  # a record made before parts
                 write_record(path, {**signed, "parts": parts})
             return Prepared(session, exported, recorded, checked_now=False)
-        difference = check(session)
+        try:
+            difference = check(session)
+        except OnnxUnavailable:
+            raise
+        except Exception as exc:  # another network under this name: its inputs are not these
+            raise OnnxUnavailable(f"onnxruntime could not run {path.name} ({exc!r})") from None
         record = {"sha256": digest, "weights": weights, "difference": difference}
         if parts is not None:  # what the prefetching child matches (engine/data/prefetch.py)
             record["parts"] = parts

@@ -261,7 +261,7 @@ class FeaturePipeline(Pipeline):
             return self._extract_shard(forward, dataset, progress)
         items = _item_paths(dataset)
         view = _one_view(items)  # the prefetching child's views, when every item is one
-        _export_for_the_child(forward, items, view)
+        made = _export_for_the_child(forward, items, view)
         if view is not None:  # the child runs the backbone: it finishes, on this run's threads
             prefetch.finish_features(
                 *view,
@@ -269,6 +269,8 @@ class FeaturePipeline(Pipeline):
                 accept=forward.accepts,
                 progress=lambda done: progress(min(done, len(dataset)), len(dataset)),
                 check=t.task.check,
+                found_s=prefetch.FOUND_S if made else 0.0,
+                paths={path for made_by, path in items if made_by is not None},
             )
         early = _early_rows(forward, items, view, self.model.num_features)
         rest = [i for i in range(len(dataset)) if i not in early]
@@ -394,21 +396,23 @@ Items = list[tuple[ImageDataset | None, str]]  # per item of a pass: see _item_p
 View = tuple[Any, str] | None  # (view, DICOM window) of them all: see _one_view
 
 
-def _export_for_the_child(forward: FrozenForward, items: Items, view: View) -> None:
+def _export_for_the_child(forward: FrozenForward, items: Items, view: View) -> bool:
     """On a backbone's first run, export and check it now (on the pass's first images): the
     prefetching child, which waits for that export, then runs it over its views on one core while
-    this process imports the head's libraries on the other."""
+    this process imports the head's libraries on the other. Whether it made one."""
     if view is None or not prefetch.waiting_for_export(*view):
-        return
+        return False
     first = []
     for made_by, path in items[:CHECK_ROWS]:  # looked at, not taken: the child goes on
         image = prefetch.peek_view(path, *view) if made_by is not None else None
         if made_by is None or image is None:
-            return
+            return False
         first.append(cast(Any, made_by.transform).finish(image))  # an evaluation transform
     forward.open_session(torch.stack(first))
-    if forward.session is not None:
-        _import_head_libraries()
+    if forward.session is None:
+        return False
+    _import_head_libraries()
+    return True
 
 
 def _one_view(items: Items) -> View:

@@ -166,7 +166,7 @@ def test_a_run_with_the_export_cached_takes_the_childs_features_and_trains_the_s
 # The child waits for a backbone's first export, runs it once the run has made and checked it,
 # and its features are the run's own (a fresh interpreter: prefetching forks only there).
 FIRST_EXPORT = r"""
-import json, sys, time
+import contextlib, json, os, signal, sys, time
 from pathlib import Path
 import numpy as np
 from engine.config import RunConfig
@@ -177,6 +177,19 @@ from engine.frozen.keys import backbone_parts
 from engine.models.catalog import listed_entry
 
 root, cache, mode = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+
+
+def held() -> list[str]:  # this process's pipes and memory files, beyond stdin/out/err
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if int(fd) > 2 and ("pipe:" in target or "refit-prefetch" in target):
+                out.append(target)
+    return sorted(out)
+
+
+before = held()
 config = RunConfig()
 pre = listed_entry(config.model.backbone).preprocess
 view = EvalView(pre.resize_size, pre.input_size, pre.interpolation)
@@ -208,26 +221,42 @@ forward = FrozenForward(model.backbone, placement=cpu, runtime="auto", cache_dir
     key_parts=parts)
 forward.open_session(first)
 child = next(iter(prefetch._children.values()))
-if mode == "finish":  # the run hands its threads over and waits
+if mode in ("finish", "at-once", "some"):  # the run hands its threads over and waits
+    while mode == "finish" and child.export is None and time.monotonic() < deadline + 60:
+        time.sleep(0.01)  # at-once: right after its export, as a run whose imports are done
+    shown = []
+    wanted = set(paths[:16]) if mode == "some" else None  # the run needs only these
+    prefetch.finish_features(view, threads=2, accept=forward.accepts, progress=shown.append,
+                             check=lambda: None, found_s=prefetch.FOUND_S, paths=wanted)
+    out["finished"], out["widened"], out["shown"] = child.finished, child.threads, shown
+elif mode in ("kill", "sigstop"):  # the child dies or hangs while the run waits for it
+    prefetch.STALL_S = 1.0
     while child.export is None and time.monotonic() < deadline + 60:
         time.sleep(0.01)
-    shown = []
-    prefetch.finish_features(view, threads=2, accept=forward.accepts, progress=shown.append,
+    os.kill(child.pid, signal.SIGKILL if mode == "kill" else signal.SIGSTOP)
+    prefetch.finish_features(view, threads=2, accept=forward.accepts, progress=lambda n: None,
                              check=lambda: None)
-    out["finished"], out["widened"], out["shown"] = child.finished, child.threads, shown
-elif mode == "cancel":
+    taken = prefetch.take_features(view)
+    out["rows"] = 0 if taken is None else len(taken[1])
+    prefetch.discard()
+    out["gone"] = not os.path.exists(f"/proc/{child.pid}")
+    out["held"], out["before"] = held(), before
+    print(json.dumps(out))
+    sys.exit(0)
+elif mode in ("cancel", "cancel-at-once"):  # at once: while the child looks for the export
     class Stop(Exception):
         pass
     def stop():
         raise Stop()
-    while child.export is None and time.monotonic() < deadline + 60:
+    while mode == "cancel" and child.export is None and time.monotonic() < deadline + 60:
         time.sleep(0.01)
     try:
         prefetch.finish_features(view, threads=2, accept=forward.accepts, progress=print,
-                                 check=stop)
+                                 check=stop, found_s=prefetch.FOUND_S)
     except Stop:
         out["raised"] = True
     out["children"] = len(prefetch._children)
+    out["held"], out["before"] = held(), before
     print(json.dumps(out))
     sys.exit(0)
 while not child.finished and time.monotonic() < deadline + 60:
@@ -239,13 +268,16 @@ own = forward(torch.stack([transform(load_image(p, min_size=pre.resize_size)) fo
 mine = np.stack([rows[p] for p in paths])
 out["largest"] = float(np.abs(mine - own.numpy()).max())
 out["samples"] = len(paths)
+out["widened_at_end"] = child.threads
+prefetch.discard()
+out["held"], out["before"] = held(), before
 print(json.dumps(out))
 """
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="prefetching forks (Linux only)")
-@pytest.mark.parametrize("mode", ["wait", "finish"])
+@pytest.mark.parametrize("mode", ["wait", "finish", "at-once", "some"])
 def test_the_child_runs_the_first_export_as_soon_as_the_run_has_checked_it(
     tmp_path, mode: str
 ) -> None:
@@ -253,16 +285,35 @@ def test_the_child_runs_the_first_export_as_soon_as_the_run_has_checked_it(
     assert out["waited"] and out["accepted"]
     assert out["rows"] == out["samples"] == 48
     assert out["largest"] < 1e-4  # the same pixels through the same export
-    if mode == "finish":  # asked for the run's threads, it finished every image on them
+    assert out["held"] == out["before"]  # the child's pipes and memory file are closed
+    if mode in ("finish", "at-once"):  # asked for the run's threads, it finished them all
         assert out["finished"] and out["widened"] == 2
         assert out["shown"] == sorted(out["shown"]) and out["shown"][-1] == 48
+    if mode == "some":  # the run waited for the images it needs, and counted only those
+        assert out["widened_at_end"] == 2  # (the child may say so after the run stopped waiting)
+        assert out["shown"] == sorted(out["shown"]) and out["shown"][-1] == 16
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="prefetching forks (Linux only)")
-def test_a_run_cancelled_while_the_child_finishes_ends_the_child(tmp_path) -> None:
-    out = _first_export(tmp_path, "cancel")
+@pytest.mark.parametrize("mode", ["cancel", "cancel-at-once"])
+def test_a_run_cancelled_while_the_child_finishes_ends_the_child(tmp_path, mode: str) -> None:
+    out = _first_export(tmp_path, mode)
     assert out["raised"] and out["children"] == 0
+    assert out["held"] == out["before"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="prefetching forks (Linux only)")
+@pytest.mark.parametrize("mode", ["kill", "sigstop"])
+def test_a_child_killed_or_stopped_while_the_run_waits_leaves_nothing_behind(
+    tmp_path, mode: str
+) -> None:
+    out = _first_export(tmp_path, mode)
+    assert out["waited"]
+    assert out["rows"] < 48  # it did not finish: the run computes the rest itself
+    assert out["gone"]  # no stopped child left: ended and reaped
+    assert out["held"] == out["before"]  # its pipes and its memory file are closed
 
 
 def _first_export(tmp_path: Path, mode: str) -> dict:

@@ -236,3 +236,27 @@ def test_a_record_not_signed_with_this_users_key_is_checked_again(tmp_path, monk
     monkeypatch.setenv("REFIT_CONFIG_DIR", str(tmp_path / "another-user"))
     frozen(net, tmp_path)[0](images())
     assert checks == [1, 1]  # a workspace copied to another user: checked once more
+
+
+class _Tokens(nn.Module):
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return ids.float().mean(dim=1, keepdim=True)
+
+
+def test_another_network_under_the_exports_name_falls_back_to_torch(tmp_path):
+    """A file under the export's name that onnxruntime loads but cannot feed images to (a text
+    network's integer input) is checked, removed, and torch runs: no onnxruntime error out."""
+    from engine.frozen.onnx import export
+
+    net = tiny_net()
+    fwd, _ = frozen(net, tmp_path)
+    fwd(images())
+    (path,) = tmp_path.glob("*.onnx")
+    export(_Tokens(), (torch.zeros(2, 5, dtype=torch.long),), path, inputs={"ids": {0: "b"}})
+    path.with_name(path.name.replace(".onnx", ".checked.json")).unlink()
+    again, lines = frozen(net, tmp_path)
+    got = again(images())
+    assert again.name == "torch" and not path.exists()
+    assert lines[0][0] == "warning" and "runs in torch" in lines[0][1]
+    with torch.inference_mode():
+        torch.testing.assert_close(got, net(images()))

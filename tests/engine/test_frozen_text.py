@@ -159,3 +159,78 @@ def test_a_text_probe_predicts_and_evaluates_with_its_trainings_export(tiny_bert
     assert fresh.frozen is not None
     assert abs(probs - torch_probs).max() < 1e-4
     assert exports[0].stat().st_mtime_ns == stamp  # the training's export, not a new one
+
+
+class _Pixels(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
+@pytest.mark.slow  # a training run
+def test_a_text_probe_predicts_in_torch_when_its_export_was_tampered_with(tiny_bert, tmp_path):
+    """After training, the workspace's encoder export is replaced by another network, cut short,
+    or its record forged or deleted: prediction gives torch's answers, never a traceback; a file
+    that fails is removed, one that still matches torch is checked again and used."""
+    import json
+
+    from engine.evaluation.predict import Predictor
+    from engine.frozen.onnx import export
+    from engine.runs import Workspace
+
+    table = make_text_table(tmp_path / "data" / "messages.tsv", per_class=24)
+    workspace = tmp_path / "ws"
+    _probe(table, tiny_bert, workspace)
+    (path,) = (workspace / "cache" / "onnx").glob("text-encoder-*.onnx")
+    record = path.with_name(path.name.replace(".onnx", ".checked.json"))
+    good, signed = path.read_bytes(), record.read_text()
+    (folder,) = (workspace / "runs").iterdir()
+    run = Workspace(workspace).open_run(folder.name)
+    texts = [(f"t{i}", t) for i, t in enumerate(["where is my parcel", "refund me now", "hi"])]
+    want = [r.top for r in Predictor(run, runtime="torch").predict_texts(texts)]
+
+    def tamper(how: str) -> None:
+        path.write_bytes(good)
+        record.write_text(signed)
+        if how == "foreign":  # another network (an image one) under the encoder's name
+            export(_Pixels(), (torch.zeros(1, 3, 8, 8),), path, inputs={"x": {0: "b"}})
+        elif how == "truncated":
+            path.write_bytes(good[: len(good) // 2])
+        elif how == "forged":
+            forged = {**json.loads(signed), "difference": 0.0, "sha256": "0" * 64}
+            record.write_text(json.dumps(forged))
+        elif how == "deleted":
+            record.unlink(missing_ok=True)
+        elif how == "removed":  # as after a training with --runtime torch
+            path.unlink()
+            record.unlink()
+
+    for how, used in [
+        ("foreign", False),
+        ("truncated", False),
+        ("forged", True),
+        ("deleted", True),
+        ("removed", False),  # auto makes no export of its own: torch
+    ]:
+        tamper(how)
+        predictor = Predictor(run)
+        got = [r.top for r in predictor.predict_texts(texts)]
+        assert (predictor.frozen is not None) is used, how
+        assert path.exists() is used, how  # a file that failed its check is not kept
+        for a, b in zip(got, want, strict=True):
+            assert [c for c, _ in a] == [c for c, _ in b], how
+            assert all(abs(p - q) < 1e-4 for (_, p), (_, q) in zip(a, b, strict=True)), how
+        if how in ("foreign", "truncated"):
+            assert any("runs in torch" in note for note in predictor.runtime_notes), how
+    explicit = Predictor(run, runtime="onnxruntime")  # asked for: it exports again
+    explicit.predict_texts(texts)
+    assert explicit.frozen is not None and path.exists()
+    # an evaluation's odd texts: empty, 100 KB (cut at max_length), only padding tokens
+    from engine.modalities import modality_of
+    from engine.task import Task
+
+    odd = ["", "refund " * 15_000, "[PAD] [PAD] [PAD]", "hi"]
+    handler = modality_of(explicit.modality)
+    fresh, plain = Predictor(run), Predictor(run, runtime="torch")
+    probs = handler.split_probs(fresh, run, odd, 2, Task())
+    assert fresh.frozen is not None
+    assert abs(probs - handler.split_probs(plain, run, odd, 2, Task())).max() < 1e-4
