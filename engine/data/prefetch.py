@@ -330,7 +330,9 @@ def _child_main(
             conn.send(("view", view))
         made = _decode(index, min_size, view, window, conn, fd)
         if early is not None and view is not None:
-            _run_backbone(early, made, conn, fd, asked)
+            # A test folder's images are never in a run's feature pass: not run through it.
+            held_out = {s.path for s in index.samples if s.split == "test"}
+            _run_backbone(early, made, conn, fd, asked, skip=held_out)
         conn.send(("done", None))
     except BaseException:
         code = 1
@@ -373,12 +375,20 @@ def _decode(
     return made
 
 
-def _run_backbone(spec: EarlySpec, made: dict[str, _Entry], conn, fd: int, asked: int) -> None:
+def _run_backbone(
+    spec: EarlySpec,
+    made: dict[str, _Entry],
+    conn,
+    fd: int,
+    asked: int,
+    skip: frozenset[str] | set[str] = frozenset(),
+) -> None:
     """The backbone's features of the views in ``fd``, ``BATCH`` at a time, sent as they come;
     nothing when there is no checked export to run (the run computes them itself). While it
     waits for a first run's export, the views are normalised ahead. When the run has nothing
-    else to do it asks, on ``asked``, for the rest on its threads (:func:`finish_features`)."""
-    items = [(path, entry) for path, entry in made.items() if entry.mode == "RGB"]
+    else to do it asks, on ``asked``, for the rest on its threads (:func:`finish_features`).
+    ``skip``: images never in a run's feature pass (a test folder's), left out."""
+    items = [(p, e) for p, e in made.items() if e.mode == "RGB" and p not in skip]
     end = max((e.offset + e.length for e in made.values()), default=0)
     ahead = _Ahead(spec, items, fd, conn, end)
     network = wait_for_export(

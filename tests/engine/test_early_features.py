@@ -229,6 +229,16 @@ if mode in ("finish", "at-once", "some"):  # the run hands its threads over and 
     prefetch.finish_features(view, threads=2, accept=forward.accepts, progress=shown.append,
                              check=lambda: None, found_s=prefetch.FOUND_S, paths=wanted)
     out["finished"], out["widened"], out["shown"] = child.finished, child.threads, shown
+elif mode == "test-folder":  # which images the child runs the network on
+    while child.export is None and time.monotonic() < deadline + 60:
+        time.sleep(0.01)
+    prefetch.finish_features(view, threads=2, accept=forward.accepts, progress=lambda n: None,
+                             check=lambda: None)
+    out["folders"] = sorted({os.path.relpath(p, root).split(os.sep)[0] for p in child.features})
+    out["computed"] = len(child.features)
+    prefetch.discard()
+    print(json.dumps(out))
+    sys.exit(0)
 elif mode in ("kill", "sigstop"):  # the child dies or hangs while the run waits for it
     prefetch.STALL_S = 1.0
     while child.export is None and time.monotonic() < deadline + 60:
@@ -316,8 +326,8 @@ def test_a_child_killed_or_stopped_while_the_run_waits_leaves_nothing_behind(
     assert out["held"] == out["before"]  # its pipes and its memory file are closed
 
 
-def _first_export(tmp_path: Path, mode: str) -> dict:
-    folder = _folder(tmp_path / "data")
+def _first_export(tmp_path: Path, mode: str, folder: Path | None = None) -> dict:
+    folder = folder or _folder(tmp_path / "data")
     done = subprocess.run(
         [sys.executable, "-c", FIRST_EXPORT, str(folder), str(tmp_path / "onnx"), mode],
         capture_output=True, text=True, timeout=600,
@@ -425,3 +435,24 @@ def test_a_run_only_runs_the_network_on_rows_the_child_made_ahead(tmp_path) -> N
     assert "network's input of 48 more images while it waited" in out["ahead"][0]
     assert "while it waited" not in out["off"][0]
     np.testing.assert_array_equal(out["ahead"][1], out["off"][1])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="prefetching forks (Linux only)")
+def test_the_child_leaves_a_test_folder_out_of_the_backbone_pass(tmp_path) -> None:
+    """A test folder's images are never in a run's feature pass: the child does not spend the
+    run's threads on them (the run waits for the child's features)."""
+    data = tmp_path / "data"
+    _folder(data / "train")
+    rng = np.random.default_rng(2)
+    for n, cls in enumerate(("dark", "light")):
+        (data / "test" / cls).mkdir(parents=True)
+        for i in range(8):
+            pixels = rng.normal(40 + 120 * n, 30, (120, 160, 3)).clip(0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(data / "test" / cls / f"t{i}.jpg", quality=90)
+    out = _first_export(tmp_path, "test-folder", data)
+    assert out["folders"] == ["train"] and out["computed"] == 48
+    log, _, run = _train(data, tmp_path / "ws")
+    assert "48 images went through it in a second process" in log, log[-3000:]
+    splits = json.loads((run / "splits.json").read_text())
+    assert len(splits["test"]) == 16  # the test folder is the run's test split, untouched
