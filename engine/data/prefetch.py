@@ -402,7 +402,7 @@ def _run_backbone(
     conn.send(("export", network.export))
     listening = True
     for start in range(0, len(items), BATCH):
-        if listening and select.select([asked], [], [], 0)[0]:
+        if listening and _readable(asked):
             listening = False  # asked once (or the run is gone: its end of the pipe closed)
             threads = os.read(asked, 1)
             if threads and threads[0] > spec.threads and network.widen(threads[0]):
@@ -410,6 +410,13 @@ def _run_backbone(
         chunk = items[start : start + BATCH]
         rows = network.run(ahead.batch(chunk))
         conn.send(("features", (tuple(path for path, _ in chunk), rows)))
+
+
+def _readable(fd: int) -> bool:
+    """Whether a read of ``fd`` would not block (poll, not select: any descriptor number)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class _Ahead:
