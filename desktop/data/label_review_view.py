@@ -226,9 +226,11 @@ class LabelReviewDialog(QDialog):
             f"{review.folds} {'patient-grouped ' if review.grouped else ''}folds on "
             f"{review.backbone} features"
         )
+        # What the workspace kept: runs of the folder record it (engine review_record).
+        kept = " Runs of this folder trained from now on record this review." if review.kept else ""
         if not review.issues:
             self.status_label.setText(
-                f"No likely label errors found among {review.reviewed} images ({how})."
+                f"No likely label errors found among {review.reviewed} images ({how}).{kept}"
             )
             return
         shown = len(review.issues)
@@ -237,6 +239,7 @@ class LabelReviewDialog(QDialog):
             f"contradicts ({how})"
             + (f"; the {shown} most likely are shown." if shown < review.flagged else ".")
             + " Check each one; nothing was relabelled."
+            + kept
         )
         for issue in review.issues:
             path = str(self._root / issue.path)

@@ -39,7 +39,7 @@ def open_and_wait(qtbot, page: DataPage, folder: Path) -> None:
     qtbot.waitUntil(lambda: not page.ctx.pool.busy, timeout=20000)
 
 
-def fake_review(issues_of, seen=None):
+def fake_review(issues_of, seen=None, kept=False):
     """A review function that names the given files (relative paths) as flagged."""
 
     def review(index, *, window, workspace, task):
@@ -50,7 +50,7 @@ def fake_review(issues_of, seen=None):
                        self_confidence=0.1)
             for p in issues_of(index)
         )  # fmt: skip
-        return LabelReview(issues, len(issues), len(index.samples), 5, False, "starter")
+        return LabelReview(issues, len(issues), len(index.samples), 5, False, "starter", kept=kept)
 
     return review
 
@@ -99,6 +99,18 @@ def test_no_errors_says_so_with_the_count(qtbot, page, tmp_path):
     qtbot.waitUntil(lambda: not dialog.busy, timeout=20000)
     assert dialog.status_label.text().startswith("No likely label errors found among 6 images")
     assert dialog.gallery.count() == 0 and not dialog.open_button.isEnabled()
+    assert "record this review" not in dialog.status_label.text()
+
+
+def test_a_review_the_workspace_kept_says_runs_will_record_it(qtbot, page, tmp_path):
+    open_and_wait(qtbot, page, make_shapes_folder(tmp_path / "s", per_class=3, seed=0))
+    review = fake_review(lambda index: [], kept=True)
+    page.label_review = LabelReviewDialog(page.ctx, page, review=review)
+    dialog = page.review_labels()
+    qtbot.waitUntil(lambda: not dialog.busy, timeout=20000)
+    assert "Runs of this folder trained from now on record this review." in (
+        dialog.status_label.text()
+    )
 
 
 def test_stop_cancels_the_review(qtbot, page, tmp_path):
