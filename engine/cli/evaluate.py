@@ -16,6 +16,7 @@ from engine.cli.common import (
 from engine.cli.progress import Progress, TrainView
 from engine.cli.reports import comparison_lines, evaluation_lines
 from engine.task import Task
+from engine.terminal_text import terminal_safe
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -94,6 +95,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             return _refuse(exc)
     # A named runtime predicts again (to compare runtimes): nothing is reused then.
     reused = args.runtime is None and saved_predictions(run, split, args.checkpoint) is not None
+    notes: list[str] = []  # where the predictions ran, said when a runtime was named
     try:
         with Progress("Predicting", quiet=args.json, unit="example") as bar:
             ev = evaluate_run(
@@ -106,6 +108,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 task=Task(bar.report),
                 runtime=args.runtime or "auto",
                 reuse=args.runtime is None,
+                notes=notes,
             )
     except TestSplitLocked as exc:
         return _refuse(exc)
@@ -130,8 +133,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 f"\nReused the predictions saved from the {args.checkpoint} checkpoint "
                 f"({predictions_path(run, split)}); nothing was predicted again."
             )
+        if args.runtime:
+            print("\n" + _ran_where(notes))
         print(f"\nSaved {evaluation_path(run, split)}")
     return 0
+
+
+def _ran_where(notes: list[str]) -> str:
+    """Where a named runtime's predictions ran: the predictor's own sentences, else torch."""
+    if not notes:
+        return "Predicted in torch."
+    return " ".join(terminal_safe(n) for n in notes)
 
 
 def subgroup_lines(table: Any) -> list[str]:

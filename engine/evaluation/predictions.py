@@ -156,9 +156,11 @@ def predict_split(
     batch_size: int = 32,
     task: Task | None = None,
     runtime: str = "auto",
+    notes: list[str] | None = None,
 ) -> SplitPredictions:
     """Predict every example of ``split`` ("val" or "test") with the run's checkpoint; images
-    run where ``runtime`` says (engine.frozen.predicting).
+    and text probes run where ``runtime`` says (engine.frozen.predicting), and ``notes`` gets
+    the sentences that say where they ran.
 
     The test split stays locked unless ``allow_test``: TestSplitLocked is raised before any test
     file is opened. An example that cannot be read any more raises PredictionError naming it;
@@ -181,6 +183,8 @@ def predict_split(
     modality = modality_of(data)
     refs = modality.refs(data.root, samples)
     probs = modality.split_probs(predictor, run, refs, batch_size, as_task(task))
+    if notes is not None:
+        notes.extend(predictor.runtime_notes)
     return split_predictions(run, data, split, probs, predictor.checkpoint)
 
 

@@ -353,10 +353,12 @@ def evaluate_run(
     reuse: bool = True,
     runtime: str = "auto",
     groups: Sequence[str] | None = None,
+    notes: list[str] | None = None,
 ) -> Evaluation:
     """Predict ``split``, evaluate and save runs/<id>/evaluation/<split>.json and
     <split>-predictions.npz. With ``reuse``, predictions saved from the same checkpoint file are
-    used instead of predicting again. ``groups``: see :func:`evaluate`."""
+    used instead of predicting again. ``groups``: see :func:`evaluate`. ``notes`` gets the
+    sentences that say where the predictions ran (onnxruntime or torch, and why)."""
     from engine.evaluation.predictions import predict_split
 
     check_split(run, split, allow_test=allow_test)
@@ -370,6 +372,7 @@ def evaluate_run(
             device=device,
             task=task,
             runtime=runtime,
+            notes=notes,
         )
         preds.save(predictions_path(run, split))
     return save_evaluation(run, preds, positive=positive, groups=groups)

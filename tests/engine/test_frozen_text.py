@@ -127,7 +127,7 @@ def test_a_text_probe_computes_its_features_in_onnxruntime_as_torch_would(
 
 
 @pytest.mark.slow  # a training run
-def test_a_text_probe_predicts_and_evaluates_with_its_trainings_export(tiny_bert, tmp_path):
+def test_a_text_probe_predicts_and_evaluates_with_its_trainings_export(tiny_bert, tmp_path, capsys):
     """Prediction and evaluation of a trained text probe run its frozen encoder from the export
     its training made (no new export), and give torch's classes and probabilities."""
     from engine.evaluation.predict import Predictor
@@ -159,6 +159,14 @@ def test_a_text_probe_predicts_and_evaluates_with_its_trainings_export(tiny_bert
     assert fresh.frozen is not None
     assert abs(probs - torch_probs).max() < 1e-4
     assert exports[0].stat().st_mtime_ns == stamp  # the training's export, not a new one
+    # `refit evaluate` with a named runtime says where its predictions ran
+    from engine.cli import main
+
+    capsys.readouterr()
+    for runtime, said in (("onnxruntime", "runs in onnxruntime"), ("torch", "Predicted in torch.")):
+        args = ["--workspace", str(workspace), "evaluate", run.run_id, "--runtime", runtime]
+        assert main(args) == 0
+        assert said in capsys.readouterr().out
 
 
 class _Pixels(torch.nn.Module):
