@@ -100,3 +100,11 @@ def quiet_stdout() -> None:
 
     with contextlib.suppress(OSError, ValueError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def ran_where(notes: list[str]) -> str:
+    """Where predictions ran, for a command given ``--runtime``: the predictor's own sentences
+    (``Predictor.runtime_notes``), else torch."""
+    from engine.terminal_text import terminal_safe
+
+    return " ".join(terminal_safe(n) for n in notes) or "Predicted in torch."

@@ -12,11 +12,11 @@ from engine.cli.common import (
     add_remote_code_flag,
     add_run_argument,
     add_runtime_flag,
+    ran_where,
 )
 from engine.cli.progress import Progress, TrainView
 from engine.cli.reports import comparison_lines, evaluation_lines
 from engine.task import Task
-from engine.terminal_text import terminal_safe
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -134,16 +134,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 f"({predictions_path(run, split)}); nothing was predicted again."
             )
         if args.runtime:
-            print("\n" + _ran_where(notes))
+            print("\n" + ran_where(notes))
         print(f"\nSaved {evaluation_path(run, split)}")
     return 0
-
-
-def _ran_where(notes: list[str]) -> str:
-    """Where a named runtime's predictions ran: the predictor's own sentences, else torch."""
-    if not notes:
-        return "Predicted in torch."
-    return " ".join(terminal_safe(n) for n in notes)
 
 
 def subgroup_lines(table: Any) -> list[str]:

@@ -9,7 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.cli.common import add_remote_code_flag, add_run_argument, add_runtime_flag
+from engine.cli.common import (
+    add_remote_code_flag,
+    add_run_argument,
+    add_runtime_flag,
+    ran_where,
+)
 from engine.config import ConfigError
 from engine.terminal_text import terminal_safe
 
@@ -81,8 +86,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 top = ", ".join(f"{terminal_safe(name)} {prob:.1%}" for name, prob in r.top)
                 print(f"{terminal_safe(r.path)}\t{top}")
     if args.runtime and not args.json:  # a runtime was named: say where it ran
-        notes = list(getattr(predictor, "runtime_notes", None) or ())
         sys.stdout.flush()  # after the predictions, also where both streams meet
-        print(" ".join(terminal_safe(n) for n in notes) or "Predicted in torch.", file=sys.stderr)
+        print(ran_where(getattr(predictor, "runtime_notes", None) or []), file=sys.stderr)
     # A file that cannot be classified (missing, a pipe, not an image) is bad input: exit 2.
     return 2 if any(r.error for r in results) else 0

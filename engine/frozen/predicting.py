@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -22,15 +22,18 @@ from engine.files import file_stamp
 from engine.frozen.forward import FrozenForward, onnx_key, use_onnxruntime
 from engine.frozen.keys import backbone_parts, run_cache_dir
 
+if TYPE_CHECKING:
+    from engine.frozen.text import OrtTextEncoder
+
 _log = logging.getLogger(__name__)
 
 EXPORT_WORTH_ROWS = 100
 
 
 class _ProbeForward:
-    """Frozen backbone (onnxruntime) then the trained head (torch)."""
+    """Frozen backbone or text encoder (onnxruntime) then the trained head (torch)."""
 
-    def __init__(self, backbone: FrozenForward, head: torch.nn.Module) -> None:
+    def __init__(self, backbone: FrozenForward | OrtTextEncoder, head: torch.nn.Module) -> None:
         self.backbone, self.head = backbone, head
 
     @property
@@ -38,7 +41,7 @@ class _ProbeForward:
         return self.backbone.name
 
     @torch.inference_mode()
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: Any) -> torch.Tensor:
         return self.head(self.backbone(x)).float()
 
 
@@ -97,35 +100,21 @@ def text_predictor_forward(predictor: Any, sample: dict[str, torch.Tensor]) -> A
         or not config.model.pretrained
     ):
         return None
-    from engine.frozen.text import encoder_key, ort_text_encoder
-    from engine.models.text import text_folder
+    from engine.frozen.text import encoder_path, ort_text_encoder, probe_encoder_key
 
-    try:
-        folder = text_folder(model.entry, need_weights=False)
-    except Exception:  # no folder to key on: torch
-        return None
-    key = encoder_key(
-        folder, weights=config.model.weights, max_length=predictor.max_length, pooling="mean"
+    key = probe_encoder_key(
+        model.entry, weights=config.model.weights, max_length=predictor.max_length
     )
-    if runtime is Runtime.AUTO and not (cache_dir / f"text-encoder-{key}.onnx").is_file():
+    if key is None:
+        return None
+    if runtime is Runtime.AUTO and not encoder_path(cache_dir, key).is_file():
         return None
     notes = predictor.runtime_notes
-
-    def log(text: str) -> None:
-        notes.append(text)
-        if "runs in torch" in text:  # a fall back: on stderr in the CLI, the app's log
-            _log.warning(text)
-
-    encoder = ort_text_encoder(model.backbone, cache_dir, key, sample, log)
-    if encoder is None:
+    encoder = ort_text_encoder(model.backbone, cache_dir, key, sample, notes.append)
+    if encoder is None:  # a fall back to torch: on stderr in the CLI, the app's log
+        _log.warning(notes[-1])
         return None
-    head = model.head
-
-    @torch.inference_mode()
-    def forward(x: dict[str, torch.Tensor]) -> torch.Tensor:
-        return head(encoder(x)).float()
-
-    return forward
+    return _ProbeForward(encoder, model.head)
 
 
 def _cpu_placement() -> Any:

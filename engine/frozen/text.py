@@ -54,6 +54,8 @@ class OrtTextEncoder(nn.Module):
     """A frozen text backbone in onnxruntime, called like the torch backbone (token batch in,
     float32 features out, on the CPU)."""
 
+    name = "onnxruntime"  # the runtime in use, as FrozenForward.name says it
+
     def __init__(self, session: OnnxSession) -> None:
         super().__init__()
         self.session = session
@@ -82,6 +84,23 @@ def encoder_key(folder: Path | None, *, weights: str | None, max_length: int, po
             "pooling": pooling,
         }
     )
+
+
+def probe_encoder_key(entry: Any, *, weights: str | None, max_length: int) -> str | None:
+    """The key of a text linear probe's encoder export (its model folder, mean pooling), the
+    same for its training and its predictions; None when there is no folder to key on."""
+    from engine.models.text import text_folder
+
+    try:
+        folder = text_folder(entry, need_weights=False)
+    except Exception:  # no folder to key on: torch
+        return None
+    return encoder_key(folder, weights=weights, max_length=max_length, pooling="mean")
+
+
+def encoder_path(cache_dir: Path, key: str) -> Path:
+    """Where the encoder export of ``key`` lives in an ONNX cache folder."""
+    return cache_dir / f"text-encoder-{key}.onnx"
 
 
 def export_text_encoder(backbone: nn.Module, dest: Path, sample: TokenBatch) -> str:
@@ -118,7 +137,7 @@ def ort_text_encoder(
     against torch on ``sample`` (a batch of real texts) when first used (engine.frozen.cache);
     None, after one log line, when the export, the session or the check fails (the caller then
     stays in torch)."""
-    path = cache_dir / f"text-encoder-{key}.onnx"
+    path = encoder_path(cache_dir, key)
     started = time.monotonic()
     try:
         prepared = prepare(

@@ -155,18 +155,10 @@ class TextFeaturePipeline(FeaturePipeline):
         return encoder if encoder is not None else backbone
 
     def _encoder_key(self) -> str | None:
-        from engine.frozen.text import encoder_key
-        from engine.models.text import text_folder
+        from engine.frozen.text import probe_encoder_key
 
-        try:
-            folder = text_folder(self.model.entry, need_weights=False)
-        except Exception:  # no folder to key on: stay in torch
-            return None
-        return encoder_key(
-            folder,
-            weights=self.config.model.weights,
-            max_length=self.ctx.max_length,
-            pooling="mean",
+        return probe_encoder_key(
+            self.model.entry, weights=self.config.model.weights, max_length=self.ctx.max_length
         )
 
     def _text_key(self) -> str:
