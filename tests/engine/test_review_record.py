@@ -65,7 +65,7 @@ def test_a_review_file_edited_by_someone_else_counts_as_no_review(tmp_path, edit
     assert review_of(ws, "/data", _samples(4), CLASSES) is None
 
 
-def test_a_review_path_that_is_a_fifo_or_too_large_is_not_read(tmp_path, monkeypatch):
+def test_a_review_path_that_is_a_fifo_a_device_link_or_too_large_is_not_read(tmp_path, monkeypatch):
     import engine.evaluation.review_record as rr
 
     ws = tmp_path / "ws"
@@ -76,6 +76,17 @@ def test_a_review_path_that_is_a_fifo_or_too_large_is_not_read(tmp_path, monkeyp
     path.unlink()
     os.mkfifo(path)
     assert review_of(ws, "/data", _samples(4), CLASSES) is None  # no hang
+    path.unlink()
+    path.symlink_to("/dev/zero")  # endless bytes behind a link
+    assert review_of(ws, "/data", _samples(4), CLASSES) is None
+    path.unlink()
+    # a new review replaces a planted link, never writes through it
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("keep me")
+    path.symlink_to(target)
+    assert _save(ws, _samples(4)) == path and not path.is_symlink()
+    assert target.read_text() == "keep me"
+    assert review_of(ws, "/data", _samples(4), CLASSES) is not None
 
 
 def test_the_report_says_what_the_review_saw_in_months_and_counts():
