@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from synthetic import make_shapes_folder
+from test_training import tiny_config
 
 from engine.data import scan_folder
 from engine.data.index import Sample
@@ -109,27 +110,14 @@ def test_the_report_says_what_the_review_saw_in_months_and_counts():
 
 @pytest.mark.slow  # a label review and a training run
 def test_a_run_after_a_label_review_records_it_and_the_report_says_so(tmp_path):
-    from engine.config import (
-        AdaptConfig,
-        DataConfig,
-        Method,
-        ModelConfig,
-        RunConfig,
-        ScheduleConfig,
-    )
+    from engine.config import Method
     from engine.evaluation.label_review import review_labels
     from engine.runs import Workspace
     from engine.training.trainer import train
 
     root = make_shapes_folder(tmp_path / "shapes", per_class=12, seed=3)
     ws = tmp_path / "ws"
-    config = RunConfig(
-        seed=0,
-        data=DataConfig(path=str(root), val_fraction=0.25),
-        model=ModelConfig(pretrained=False),
-        adapt=AdaptConfig(method=Method.LINEAR_PROBE),
-        schedule=ScheduleConfig(epochs=1, batch_size=8),
-    ).validate()
+    config = tiny_config(root, method=Method.LINEAR_PROBE, epochs=1)
     before = train(config, workspace=ws)
     assert "label_review" not in Workspace(ws).open_run(Path(before.run_dir).name).summary()
     review = review_labels(scan_folder(str(root)), workspace=ws, pretrained=False)
