@@ -249,13 +249,24 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--per-class", type=int, default=48)
     parser.add_argument("--max-seconds", type=int, default=120)
+    parser.add_argument(
+        "--python-gc",
+        action="store_true",
+        help="leave garbage collection to Python (in any thread) instead of the app's "
+        "GUI-thread collector (desktop/gc_guard.py), to compare the two",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="refit-gui-bench-"))
     os.environ["REFIT_HOME"] = str(tmp / "workspace")
     from PySide6.QtWidgets import QApplication
 
     app = QApplication(sys.argv[:1])
-    platform = f"{app.platformName()}, {os.cpu_count()} CPU cores"
+    if not args.python_gc:  # as desktop/app.py does
+        from desktop.gc_guard import GuiCollector
+
+        GuiCollector(app).start()
+    collection = "Python's own, in any thread" if args.python_gc else "the app's, GUI thread"
+    platform = f"{app.platformName()}, {os.cpu_count()} CPU cores, garbage collection: {collection}"
     launch = measure_launch(tmp)  # first: nothing of this process is warm for it
     redraw = measure_redraw(app)
     late = measure_lateness(app, tmp, args)

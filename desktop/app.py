@@ -52,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     # Wayland's app id and X11's window class: docks match the window to refit-studio.desktop.
     app.setDesktopFileName("refit-studio")
+    from desktop.gc_guard import GuiCollector
+
+    GuiCollector(app).start()  # reference cycles are freed in this thread only (gc_guard.py)
     from PySide6.QtGui import QIcon
 
     from desktop.resources import resource_path

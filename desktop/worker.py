@@ -26,6 +26,10 @@ Job = Callable[[Callable[[Event], None], Task], Any]
 TaskJob = Callable[[Task], Any]
 
 _threads: weakref.WeakSet[QThread] = weakref.WeakSet()
+# Pools with a job still running: a pool nothing else refers to any more (a closed page's) must
+# not be collected before its threads end, or Qt aborts ("QThread: Destroyed while thread is
+# still running"), destroying each running QThread with it.
+_busy_pools: set[WorkerPool] = set()
 QUIT_WAIT_MS = 1500  # closing the app waits at most this long for its jobs, in all
 TRAINING_WAIT_MS = 30000  # ...but for training to reach its next step and save its checkpoint
 
@@ -188,10 +192,14 @@ class _Relay(QObject):
 
 
 class WorkerPool(QObject):
-    """Owns the threads of running workers: starts them, and stops them all on quit."""
+    """Owns the threads of running workers: starts them, and stops them all on quit.
+
+    After :meth:`stop_all` the pool starts nothing more: a page's debounce timer that fires
+    while the app closes (or after a test) does not start a job that outlives the pool."""
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        self._closed = False
         self._running: dict[EngineWorker, QThread] = {}
         self._relays: set[_Relay] = set()
         self._keyed: dict[Hashable, _Relay] = {}
@@ -217,6 +225,10 @@ class WorkerPool(QObject):
         submit with the same ``key`` (or :meth:`drop`) cancels this job's task and drops its
         callbacks: a superseded result never reaches ``on_result``."""
         self.drop(key)
+        if self._closed:  # stopped for good: nothing runs, no callback comes
+            refused = Task()
+            refused.cancel()
+            return refused
         wants_cancelled = on_cancelled is not None
 
         def run(_on_event: Callable[[Event], None], task: Task) -> Any:
@@ -268,6 +280,11 @@ class WorkerPool(QObject):
             del self._keyed[relay.key]
 
     def start(self, worker: EngineWorker) -> EngineWorker:
+        """Run ``worker`` in a new thread; after :meth:`stop_all` its task is cancelled instead
+        and it never runs (nor sends a signal)."""
+        if self._closed:
+            worker.task.cancel()
+            return worker
         thread = QThread(self)
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
@@ -281,6 +298,7 @@ class WorkerPool(QObject):
         # _on_thread_finished, in the GUI thread, once its thread has ended.
         self._running[worker] = thread
         _threads.add(thread)
+        _busy_pools.add(self)
         thread.start()
         return worker
 
@@ -289,6 +307,8 @@ class WorkerPool(QObject):
         for worker, t in list(self._running.items()):
             if t is thread:
                 del self._running[worker]
+        if not self._running:
+            _busy_pools.discard(self)
 
     @property
     def busy(self) -> bool:
@@ -298,7 +318,8 @@ class WorkerPool(QObject):
         """Cancel every job and wait for its thread, ``timeout_ms`` in all: jobs get their cancel
         token at once; one that has not stopped after half the time is interrupted. Training
         (not interruptible) gets up to TRAINING_WAIT_MS to save its checkpoint. True when every
-        thread has ended."""
+        thread has ended. The pool starts no job after this."""
+        self._closed = True
         running = list(self._running.items())
         for worker, thread in running:
             worker.task.cancel()

@@ -20,3 +20,20 @@ def _private_workspace(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     monkeypatch.setenv("REFIT_HOME", str(home))
     monkeypatch.setenv("REFIT_CONFIG_DIR", str(home / "user-config"))
     return home
+
+
+@pytest.fixture(autouse=True)
+def _collect_in_the_gui_thread(request: pytest.FixtureRequest):
+    """Qt tests collect reference cycles in the GUI thread only, as the app does
+    (desktop/gc_guard.py): a worker thread's allocations must not destroy an earlier test's
+    widgets from that thread."""
+    if "qtbot" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("qapp")
+    from desktop.gc_guard import GuiCollector
+
+    collector = GuiCollector()
+    collector.start()
+    yield
+    collector.stop()  # after the test's threads ended (this fixture is torn down last)

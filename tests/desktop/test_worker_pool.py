@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from engine.task import Cancelled
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -127,3 +133,48 @@ def test_a_result_for_a_widget_closed_meanwhile_is_dropped(qtbot, pool):
     pool.submit(lambda task: True, alive.on_result, on_done=lambda: done.append(True))
     qtbot.waitUntil(lambda: len(done) == 2, timeout=10000)
     assert alive.shown == [True]
+
+
+def test_after_stop_all_nothing_starts(qtbot, pool):
+    """A page's debounce timer that fires once the app is closing (or its test has ended) must
+    not start a job that outlives the pool."""
+    from desktop.worker import EngineWorker, running_threads
+
+    pool.stop_all()
+    ran: list[str] = []
+    task = pool.submit(lambda _task: ran.append("job"), ran.append, on_done=lambda: ran.append("d"))
+    worker = pool.start(EngineWorker(lambda _on_event, _task: ran.append("engine job")))
+    qtbot.wait(200)
+    assert task.cancelled and worker.task.cancelled
+    assert ran == [] and not pool.busy and running_threads() == []
+
+
+def test_a_pool_nothing_refers_to_lives_until_its_jobs_end(tmp_path):
+    """Dropping the last reference to a pool (a closed page's) while its job runs used to let the
+    garbage collector destroy the running QThread: Qt aborts the process. In a child process, so
+    that a regression fails this test and not the whole run."""
+    script = tmp_path / "drop_pool.py"
+    script.write_text(
+        "import gc, threading\n"
+        "from PySide6.QtCore import QCoreApplication, QDeadlineTimer\n"
+        "from desktop.worker import WorkerPool, running_threads\n"
+        "app = QCoreApplication([])\n"
+        "release, results = threading.Event(), []\n"
+        "pool = WorkerPool()\n"
+        "pool.submit(lambda task: release.wait(10) and 'finished', results.append)\n"
+        "pool.cycle = pool  # a closed page's context: only the garbage collector frees it\n"
+        "del pool\n"
+        "gc.collect()\n"
+        "release.set()\n"
+        "deadline = QDeadlineTimer(10000)\n"
+        "while (running_threads() or not results) and not deadline.hasExpired():\n"
+        "    app.processEvents()\n"
+        "gc.collect()\n"
+        "print(results, running_threads())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen"}
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "['finished'] []"

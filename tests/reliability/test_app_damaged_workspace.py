@@ -81,10 +81,11 @@ def _rows(page):
 def test_refit_studio_starts_with_the_damaged_workspace(damaged_workspace, tmp_path):
     """The real entry point, in its own process: no traceback, exit code 0."""
     script = (
-        "import sys\n"
+        "import gc, sys\n"
         "from PySide6.QtCore import QTimer\n"
         "from PySide6.QtWidgets import QApplication\n"
         "app = QApplication(sys.argv[:1])\n"
+        "QTimer.singleShot(1000, lambda: print('automatic gc:', gc.isenabled(), flush=True))\n"
         "QTimer.singleShot(1500, app.quit)\n"
         "from desktop.app import main\n"
         f"sys.exit(main(['--workspace', {str(damaged_workspace[0])!r}]))\n"
@@ -101,6 +102,7 @@ def test_refit_studio_starts_with_the_damaged_workspace(damaged_workspace, tmp_p
     )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
+    assert "automatic gc: False" in done.stdout  # cycles are freed in the GUI thread (gc_guard)
 
 
 def test_runs_page_marks_damaged_runs_and_shows_the_others(window, damaged_workspace, qtbot):
