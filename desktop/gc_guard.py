@@ -62,6 +62,8 @@ class GuiCollector(QObject):
 
     def collect(self) -> int:
         """What Python would have collected by now, here; the number of objects freed."""
+        if gc.isenabled():  # a library switched it back on (gc.enable() after its own work)
+            gc.disable()
         young, middle, old = gc.get_count()
         first, second, third = self._thresholds
         if first <= 0:  # collection switched off by the threshold (gc.set_threshold(0))

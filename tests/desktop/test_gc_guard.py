@@ -58,3 +58,14 @@ def test_stop_collects_now_and_gives_collection_back(qtbot):
     assert _Holder.freed_in == [threading.get_ident()]
     assert gc.isenabled() and not collector.active
     gc.disable()  # as the autouse fixture left it for the rest of the test
+
+
+def test_a_library_switching_collection_back_on_is_switched_off_at_the_next_tick(qtbot):
+    collector = GuiCollector(interval_ms=20)
+    collector.start()
+    try:
+        gc.enable()  # as a library that disables and enables it around its own work
+        qtbot.waitUntil(lambda: not gc.isenabled(), timeout=5000)
+    finally:
+        collector.stop()
+    gc.disable()  # as the autouse fixture left it for the rest of the test
