@@ -95,4 +95,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from engine.fast_exit import exit_now
+
+    exit_now(main(sys.argv[1:]))  # as engine/distributed/__main__.py: no teardown after Gloo
