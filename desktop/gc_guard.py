@@ -38,7 +38,7 @@ class GuiCollector(QObject):
         super().__init__(parent)
         self._thresholds = gc.get_threshold()
         self._long_lived = 0  # objects in the oldest generation after the last full collection
-        self._was_enabled = gc.isenabled()
+        self._was_enabled = True  # whether Python collected by itself before start()
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self.collect)
@@ -50,7 +50,7 @@ class GuiCollector(QObject):
     def start(self) -> None:
         self._was_enabled = gc.isenabled()
         gc.disable()
-        self._long_lived = len(gc.get_objects(2))
+        self._long_lived = _oldest()
         self._timer.start()
 
     def stop(self) -> None:
@@ -70,7 +70,7 @@ class GuiCollector(QObject):
             return 0
         if old > third and self._grown():
             freed = gc.collect(2)
-            self._long_lived = len(gc.get_objects(2))
+            self._long_lived = _oldest()
             return freed
         if middle > second:
             return gc.collect(1)
@@ -79,4 +79,9 @@ class GuiCollector(QObject):
         return 0
 
     def _grown(self) -> bool:
-        return len(gc.get_objects(2)) - self._long_lived > GROWTH * self._long_lived
+        return _oldest() - self._long_lived > GROWTH * self._long_lived
+
+
+def _oldest() -> int:
+    """How many objects the oldest generation holds."""
+    return len(gc.get_objects(2))
